@@ -1,0 +1,5 @@
+import sys
+
+from tltui.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of the ``tltui`` CLI, one module each."""

@@ -1,0 +1,61 @@
+"""Helpers shared by subcommands: opening the workspace, loading presets, JSON output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from tltui import presets
+from tltui.workspace import Workspace
+
+
+def workspace(args: argparse.Namespace) -> Workspace:
+    return Workspace(getattr(args, "workspace", None))
+
+
+def add_set(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a preset field (dotted key, TOML value), e.g. --set train.epochs=3",
+    )
+
+
+def find_preset(ref: str, ws: Workspace | None = None) -> Path:
+    """A preset path from what the user typed: a file, or the name of a shipped or workspace preset."""
+    p = Path(ref).expanduser()
+    if p.exists() or p.suffix == ".toml" or "/" in ref:
+        return p
+    candidates = []
+    if ws is not None:
+        candidates.append(ws.presets_dir / f"{ref}.toml")
+    candidates.append(shipped_presets_dir() / f"{ref}.toml")
+    for c in candidates:
+        if c.exists():
+            return c
+    return p
+
+
+def shipped_presets_dir() -> Path:
+    """The presets shipped with tltui (repo ``presets/``, or the installed copy)."""
+    repo = Path(__file__).resolve().parents[2] / "presets"
+    if repo.is_dir():
+        return repo
+    return Path(__file__).resolve().parents[1] / "presets"
+
+
+def load_preset(args: argparse.Namespace, ws: Workspace | None = None) -> tuple[Path, presets.Preset]:
+    path = find_preset(args.preset, ws)
+    overrides = presets.parse_set(getattr(args, "overrides", []) or [])
+    return path, presets.load(path, overrides)
+
+
+def print_json(obj: Any) -> None:
+    json.dump(obj, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")

@@ -1,0 +1,88 @@
+"""Checks a preset must pass before any training starts, and recipe warnings.
+
+Errors: things that would make a run fail (a missing folder, a ``run:`` that
+did not complete, a missing weights file). Warnings: legal but probably not
+what the user wants (one line each, with why it matters).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tltui import catalog
+from tltui.presets import Preset, PresetIssue
+from tltui.workspace import Workspace, WorkspaceError
+
+
+@dataclass(frozen=True)
+class Report:
+    errors: list[PresetIssue] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def check(preset: Preset, file: str, ws: Workspace | None = None) -> Report:
+    errors: list[PresetIssue] = []
+    d, m = preset.data, preset.model
+    if d.kind == "folder":
+        root = Path(d.target)
+        if not root.is_dir():
+            errors.append(PresetIssue(file, None, "data.source", f"folder {root} does not exist"))
+        elif not any(p.is_dir() for p in root.iterdir()):
+            errors.append(
+                PresetIssue(file, None, "data.source", f"folder {root} has no class subfolders")
+            )
+    if m.weights.endswith(".weights.h5") and not Path(m.weights).is_file():
+        errors.append(PresetIssue(file, None, "model.weights", f"weights file {m.weights} does not exist"))
+    if m.weights.startswith("run:"):
+        ref = m.weights[4:]
+        if ws is None:
+            errors.append(PresetIssue(file, None, "model.weights", "run: weights need a workspace"))
+        else:
+            try:
+                rec = ws.get(ref)
+            except WorkspaceError as e:
+                errors.append(PresetIssue(file, None, "model.weights", str(e)))
+            else:
+                if rec.status != "completed" or not ws.run_paths(rec.id).model.exists():
+                    errors.append(
+                        PresetIssue(file, None, "model.weights", f"run {rec.id} is {rec.status}, not completed with a model")
+                    )
+    if catalog.is_hub(m.backbone):
+        handle = m.backbone[len(catalog.HUB_PREFIX) :]
+        if "://" not in handle and not Path(handle).is_dir():
+            errors.append(PresetIssue(file, None, "model.backbone", f"hub SavedModel folder {handle} does not exist"))
+    else:
+        spec = catalog.lookup(m.backbone)
+        if spec is not None and min(d.image_size) < spec.min_size:
+            errors.append(
+                PresetIssue(
+                    file, None, "data.image_size",
+                    f"{m.backbone} needs inputs of at least {spec.min_size}x{spec.min_size}, got {d.image_size}",
+                )
+            )
+    return Report(errors, recipe_warnings(preset))
+
+
+def recipe_warnings(preset: Preset) -> list[str]:
+    """Legal settings that usually hurt transfer learning, one line each with why."""
+    out: list[str] = []
+    f, t, m = preset.freeze, preset.train, preset.model
+    frozen_some = f.depth == "all" or (isinstance(f.depth, int) and f.depth > 0)
+    if m.weights == "none" and frozen_some:
+        out.append(
+            "weights = \"none\" with a frozen backbone: the head trains on random features; "
+            "use weights = \"imagenet\" or freeze.depth = 0"
+        )
+    if f.batchnorm == "trainable" and frozen_some and m.weights != "none":
+        out.append(
+            "freeze.batchnorm = \"trainable\" while the backbone is frozen: BatchNorm statistics drift "
+            "on a small dataset and destroy pretrained features (keras.io recipe: keep BatchNorm frozen)"
+        )
+    unfrozen_pretrained = m.weights != "none" and f.depth != "all"
+    if unfrozen_pretrained and t.optimizer in ("adam", "adamw", "rmsprop") and t.learning_rate > 1e-3:
+        out.append(
+            f"learning_rate = {t.learning_rate:g} with {t.optimizer} on unfrozen pretrained stages: "
+            "large updates wipe out pretrained features (keras.io recipe: about 1e-5 when fine-tuning)"
+        )
+    return out

@@ -1,0 +1,199 @@
+"""Worker events: typed records <-> JSON lines.
+
+Shared by the worker (which writes them) and every reader (runner, CLI, TUI).
+Stdlib only. One event per line; every line is a JSON object with ``"type"``
+and ``"t"`` (Unix time). Decoding never raises on bad input: a torn or foreign
+line yields ``None`` so readers can skip it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+PROTOCOL_VERSION = 1
+
+#: Metric keys as they appear in events and in run history (Keras ``logs`` names).
+METRIC_KEYS = ("loss", "acc", "top5_acc", "val_loss", "val_acc", "val_top5_acc")
+
+
+@dataclass(frozen=True)
+class Event:
+    type: ClassVar[str] = ""
+    t: float
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["type"] = self.type
+        return d
+
+
+@dataclass(frozen=True)
+class Started(Event):
+    """The worker is up; ``initial_epoch`` > 0 when resuming."""
+
+    type: ClassVar[str] = "started"
+    pid: int = 0
+    host: str = ""
+    devices: list[str] = field(default_factory=list)
+    epochs: int = 0
+    initial_epoch: int = 0
+    steps_per_epoch: int | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelInfo(Event):
+    type: ClassVar[str] = "model"
+    total_params: int = 0
+    trainable_params: int = 0
+    non_trainable_params: int = 0
+    num_classes: int = 0
+    feature_cache: bool = False
+
+
+@dataclass(frozen=True)
+class Phase(Event):
+    """A named step before training (``data``, ``build``, ``features``...)."""
+
+    type: ClassVar[str] = "phase"
+    name: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class EpochBegin(Event):
+    type: ClassVar[str] = "epoch_begin"
+    epoch: int = 0  # 1-based
+
+
+@dataclass(frozen=True)
+class Batch(Event):
+    """Progress inside an epoch; emitted at a bounded rate, not every step."""
+
+    type: ClassVar[str] = "batch"
+    epoch: int = 0
+    step: int = 0  # 1-based count of steps done in this epoch
+    steps: int | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EpochEnd(Event):
+    type: ClassVar[str] = "epoch_end"
+    epoch: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)
+    lr: float | None = None
+    epoch_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Checkpoint(Event):
+    type: ClassVar[str] = "checkpoint"
+    epoch: int = 0
+    path: str = ""
+
+
+@dataclass(frozen=True)
+class Log(Event):
+    type: ClassVar[str] = "log"
+    level: str = "info"
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Finished(Event):
+    """Last event of a worker. ``status``: completed | failed | cancelled."""
+
+    type: ClassVar[str] = "finished"
+    status: str = "completed"
+    reason: str = ""
+    epochs_done: int = 0
+    model_path: str | None = None
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.type: cls
+    for cls in (Started, ModelInfo, Phase, EpochBegin, Batch, EpochEnd, Checkpoint, Log, Finished)
+}
+
+
+def encode(event: Event) -> str:
+    """One JSON line (with trailing newline)."""
+    return json.dumps(event.to_dict(), separators=(",", ":"), allow_nan=True) + "\n"
+
+
+def decode(line: str | bytes) -> Event | None:
+    """Parse one line; ``None`` for anything that is not a known, well-formed event."""
+    try:
+        if isinstance(line, bytes):
+            line = line.decode("utf-8")
+        obj = json.loads(line)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    if not isinstance(obj, dict):
+        return None
+    cls = EVENT_TYPES.get(obj.get("type"))  # type: ignore[arg-type]
+    if cls is None:
+        return None
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {k: v for k, v in obj.items() if k in names}
+    if not isinstance(kwargs.get("t"), (int, float)):
+        return None
+    try:
+        return cls(**kwargs)
+    except TypeError:
+        return None
+
+
+class EventTail:
+    """Incrementally reads an ``events.jsonl`` that another process appends to.
+
+    Keeps a byte offset; a trailing partial line (a write in progress or a torn
+    write after a crash) is held back until its newline arrives. ``torn`` counts
+    complete lines that did not decode.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.offset = 0
+        self.torn = 0
+        self._partial = b""
+
+    def read_new(self) -> list[Event]:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        if not data:
+            return []
+        self.offset += len(data)
+        data = self._partial + data
+        lines = data.split(b"\n")
+        self._partial = lines.pop()
+        out: list[Event] = []
+        for raw in lines:
+            if not raw.strip():
+                continue
+            ev = decode(raw)
+            if ev is None:
+                self.torn += 1
+            else:
+                out.append(ev)
+        return out
+
+
+def read_events(path: str | os.PathLike[str]) -> list[Event]:
+    """All well-formed events of a file (a torn last line is ignored)."""
+    return EventTail(path).read_new()
+
+
+def iter_events(path: str | os.PathLike[str]) -> Iterator[Event]:
+    yield from read_events(path)

@@ -1,0 +1,147 @@
+"""What a run's events add up to: history, best epoch, live progress.
+
+Pure folding over :mod:`tltui.protocol` events, shared by the CLI, the queue
+runner and the TUI. ``events.jsonl`` is the durable record; this module is the
+one place that interprets it. A resumed run may repeat an epoch that was cut
+short; the last ``epoch_end`` for an epoch number wins, so the history holds
+each epoch once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tltui import protocol
+from tltui.protocol import (
+    Batch,
+    Checkpoint,
+    EpochBegin,
+    EpochEnd,
+    Event,
+    Finished,
+    ModelInfo,
+    Started,
+)
+
+
+@dataclass
+class RunState:
+    """Mutable accumulator; call :meth:`apply` per event in file order."""
+
+    history: dict[int, dict[str, Any]] = field(default_factory=dict)
+    epochs: int | None = None
+    epoch: int | None = None  # epoch in progress (1-based)
+    step: int = 0
+    steps: int | None = None
+    live: dict[str, float] = field(default_factory=dict)  # metrics of the latest batch
+    batches: list[tuple[float, int, int, dict[str, float]]] = field(default_factory=list)
+    model: dict[str, Any] = field(default_factory=dict)
+    started_at: float | None = None
+    first_started_at: float | None = None
+    last_event_at: float | None = None
+    finished: Finished | None = None
+    checkpoints: list[str] = field(default_factory=list)
+    devices: list[str] = field(default_factory=list)
+    host: str = ""
+    pid: int | None = None
+    events_seen: int = 0
+
+    def apply(self, ev: Event) -> None:
+        self.events_seen += 1
+        self.last_event_at = ev.t
+        if isinstance(ev, Started):
+            self.started_at = ev.t
+            self.first_started_at = self.first_started_at or ev.t
+            self.epochs = ev.epochs
+            self.steps = ev.steps_per_epoch
+            self.devices = list(ev.devices)
+            self.host = ev.host
+            self.pid = ev.pid
+            self.finished = None
+            # a resume drops epochs after the point it restarts from
+            for e in [e for e in self.history if e > ev.initial_epoch]:
+                del self.history[e]
+        elif isinstance(ev, ModelInfo):
+            self.model = {
+                "total_params": ev.total_params,
+                "trainable_params": ev.trainable_params,
+                "non_trainable_params": ev.non_trainable_params,
+                "num_classes": ev.num_classes,
+                "feature_cache": ev.feature_cache,
+            }
+        elif isinstance(ev, EpochBegin):
+            self.epoch = ev.epoch
+            self.step = 0
+            self.live = {}
+        elif isinstance(ev, Batch):
+            self.epoch = ev.epoch
+            self.step = ev.step
+            if ev.steps:
+                self.steps = ev.steps
+            self.live = dict(ev.metrics)
+            self.batches.append((ev.t, ev.epoch, ev.step, dict(ev.metrics)))
+            if len(self.batches) > 5000:
+                del self.batches[: len(self.batches) - 4000]
+        elif isinstance(ev, EpochEnd):
+            entry: dict[str, Any] = {"epoch": ev.epoch, **ev.metrics}
+            entry["lr"] = ev.lr
+            entry["epoch_seconds"] = ev.epoch_seconds
+            entry["t"] = ev.t
+            self.history[ev.epoch] = entry
+            self.step = 0
+        elif isinstance(ev, Checkpoint):
+            self.checkpoints.append(ev.path)
+        elif isinstance(ev, Finished):
+            self.finished = ev
+
+    # ------------------------------------------------------------ derived views
+
+    @property
+    def epochs_done(self) -> int:
+        return max(self.history, default=0)
+
+    def history_list(self) -> list[dict[str, Any]]:
+        return [self.history[e] for e in sorted(self.history)]
+
+    def best(self) -> dict[str, Any] | None:
+        """Best epoch by val_acc (ties: the earlier epoch)."""
+        rows = [h for h in self.history_list() if h.get("val_acc") is not None]
+        if not rows:
+            return None
+        b = max(rows, key=lambda h: (h["val_acc"], -h["epoch"]))
+        top5 = [h["val_top5_acc"] for h in rows if h.get("val_top5_acc") is not None]
+        return {
+            "epoch": b["epoch"],
+            "val_acc": b["val_acc"],
+            "val_top5_acc": b.get("val_top5_acc"),
+            "best_val_top5_acc": max(top5) if top5 else None,
+        }
+
+    def progress(self) -> float:
+        """0..1 over all configured epochs, including the epoch in progress."""
+        if not self.epochs:
+            return 0.0
+        done = float(self.epochs_done)
+        if self.epoch and self.epoch > self.epochs_done and self.steps:
+            done += min(1.0, self.step / self.steps)
+        return min(1.0, done / self.epochs)
+
+    def eta_seconds(self) -> float | None:
+        """Remaining time from the mean of the last epochs' durations."""
+        if not self.epochs or self.finished is not None:
+            return None
+        secs = [h["epoch_seconds"] for h in self.history_list()[-5:] if h.get("epoch_seconds")]
+        if not secs:
+            return None
+        per_epoch = sum(secs) / len(secs)
+        return max(0.0, (self.epochs - self.progress() * self.epochs) * per_epoch)
+
+
+def load(path: str | Path) -> RunState:
+    """Fold a whole ``events.jsonl`` (missing file: an empty state)."""
+    st = RunState()
+    for ev in protocol.read_events(path):
+        st.apply(ev)
+    return st

@@ -1,0 +1,452 @@
+"""The workspace: its folder, the SQLite run registry (runs + queue), run-dir layout.
+
+One source of truth per fact: the registry holds run status and the queue; the
+run directory holds the resolved preset, events, logs, checkpoints and exports.
+Every write that matters is atomic (:func:`atomic_write`). Several tltui
+processes may open one workspace at once: SQLite in WAL mode, writes in
+``BEGIN IMMEDIATE`` transactions with a generous busy timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import sqlite3
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+STATUSES = ("queued", "running", "completed", "failed", "cancelled", "interrupted")
+ACTIVE = ("queued", "running")
+RESUMABLE = ("failed", "cancelled", "interrupted")
+FINAL = ("completed", "failed", "cancelled", "interrupted")
+
+SCHEMA_VERSION = 1
+
+
+class WorkspaceError(Exception):
+    """A user-facing problem with the workspace or a run id (one line)."""
+
+
+def default_home() -> Path:
+    env = os.environ.get("TLTUI_HOME")
+    if env:
+        return Path(env).expanduser()
+    return Path(platformdirs.user_data_dir("tltui", appauthor=False))
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes | str, mode: int = 0o600) -> None:
+    """Write a file so readers see the old or the new content, never a mix."""
+    path = Path(path)
+    blob = data.encode("utf-8") if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    atomic_write(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Where each file of a run lives. Pure path arithmetic; creates nothing."""
+
+    dir: Path
+
+    @property
+    def preset(self) -> Path:
+        return self.dir / "preset.toml"
+
+    @property
+    def events(self) -> Path:
+        return self.dir / "events.jsonl"
+
+    @property
+    def log(self) -> Path:
+        return self.dir / "worker.log"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.dir / "checkpoints"
+
+    @property
+    def backup(self) -> Path:
+        return self.dir / "backup"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.dir / "tensorboard"
+
+    @property
+    def model(self) -> Path:
+        return self.dir / "model.keras"
+
+    @property
+    def classes(self) -> Path:
+        return self.dir / "classes.json"
+
+    @property
+    def freeze_map(self) -> Path:
+        return self.dir / "freeze_map.json"
+
+    @property
+    def data_info(self) -> Path:
+        return self.dir / "data.json"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A row of the registry. Immutable snapshot; read again to see changes."""
+
+    id: str
+    seq: int
+    name: str
+    status: str
+    created: float
+    preset_name: str = ""
+    sweep: str | None = None
+    started: float | None = None
+    finished: float | None = None
+    reason: str | None = None
+    pid: int | None = None
+    pid_start: float | None = None
+    host: str | None = None
+    gpus: list[int] | None = None
+    queue_pos: float | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    executor: str = "local"
+    epochs: int | None = None
+    epoch: int = 0
+    best_val_acc: float | None = None
+    best_val_top5_acc: float | None = None
+    best_epoch: int | None = None
+    cancel_requested: bool = False
+    updated: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+_COLUMNS = [
+    ("id", "TEXT PRIMARY KEY"),
+    ("seq", "INTEGER NOT NULL UNIQUE"),
+    ("name", "TEXT NOT NULL"),
+    ("status", "TEXT NOT NULL"),
+    ("created", "REAL NOT NULL"),
+    ("preset_name", "TEXT NOT NULL DEFAULT ''"),
+    ("sweep", "TEXT"),
+    ("started", "REAL"),
+    ("finished", "REAL"),
+    ("reason", "TEXT"),
+    ("pid", "INTEGER"),
+    ("pid_start", "REAL"),
+    ("host", "TEXT"),
+    ("gpus", "TEXT"),
+    ("queue_pos", "REAL"),
+    ("overrides", "TEXT NOT NULL DEFAULT '{}'"),
+    ("executor", "TEXT NOT NULL DEFAULT 'local'"),
+    ("epochs", "INTEGER"),
+    ("epoch", "INTEGER NOT NULL DEFAULT 0"),
+    ("best_val_acc", "REAL"),
+    ("best_val_top5_acc", "REAL"),
+    ("best_epoch", "INTEGER"),
+    ("cancel_requested", "INTEGER NOT NULL DEFAULT 0"),
+    ("updated", "REAL"),
+]
+_NAMES = [c for c, _ in _COLUMNS]
+_JSON_COLS = {"gpus", "overrides"}
+
+
+def _row_to_record(row: sqlite3.Row) -> RunRecord:
+    d = dict(zip(_NAMES, row, strict=True))
+    for c in _JSON_COLS:
+        if d[c] is not None:
+            try:
+                d[c] = json.loads(d[c])
+            except ValueError:
+                d[c] = None if c == "gpus" else {}
+    if d["overrides"] is None:
+        d["overrides"] = {}
+    d["cancel_requested"] = bool(d["cancel_requested"])
+    return RunRecord(**d)
+
+
+class Workspace:
+    """A workspace folder and its registry. Cheap to open; safe to share between processes."""
+
+    def __init__(self, root: str | os.PathLike[str] | None = None, *, create: bool = True) -> None:
+        self.root = Path(root).expanduser() if root else default_home()
+        if create:
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            for sub in ("runs", "presets", "cache"):
+                (self.root / sub).mkdir(mode=0o700, exist_ok=True)
+        elif not self.root.is_dir():
+            raise WorkspaceError(f"{self.root}: no such workspace")
+        self._conn: sqlite3.Connection | None = None
+
+    # ---------------------------------------------------------------- locations
+
+    @property
+    def db_path(self) -> Path:
+        return self.root / "registry.sqlite"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def presets_dir(self) -> Path:
+        return self.root / "presets"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.root / "cache"
+
+    def run_paths(self, run_id: str) -> RunPaths:
+        return RunPaths(self.runs_dir / run_id)
+
+    # ---------------------------------------------------------------- connection
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            conn = sqlite3.connect(self.db_path, timeout=60.0, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout = 60000")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            self._migrate(conn)
+            with contextlib.suppress(OSError):
+                os.chmod(self.db_path, 0o600)
+            self._conn = conn
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        cols = ", ".join(f"{n} {t}" for n, t in _COLUMNS)
+        with _immediate(conn):
+            conn.execute(f"CREATE TABLE IF NOT EXISTS runs ({cols})")
+            conn.execute("CREATE INDEX IF NOT EXISTS runs_status ON runs(status)")
+            conn.execute("CREATE INDEX IF NOT EXISTS runs_queue ON runs(queue_pos)")
+            conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            conn.execute(
+                "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (``BEGIN IMMEDIATE``): all or nothing, one writer at a time."""
+        with _immediate(self.conn) as c:
+            yield c
+
+    # ---------------------------------------------------------------- runs
+
+    def create_runs(
+        self,
+        specs: Sequence[tuple[str, str, dict[str, Any]]],
+        *,
+        preset_name: str,
+        epochs: Sequence[int | None] | None = None,
+        queued: bool = True,
+        executor: str = "local",
+        write_files: Any = None,
+    ) -> list[RunRecord]:
+        """Record new runs in one transaction.
+
+        ``specs`` holds ``(name, preset_toml, overrides)`` per run. Each run gets
+        its folder with ``preset.toml`` before the transaction commits, so a
+        recorded run always has its preset. ``queued=False`` records them as
+        running-to-be (for ``tltui run`` in the foreground: status ``queued``
+        but outside the queue order).
+        """
+        now = time.time()
+        sweep = secrets.token_hex(4) if len(specs) > 1 else None
+        out: list[RunRecord] = []
+        with self.transaction() as c:
+            seq = c.execute("SELECT COALESCE(MAX(seq), 0) FROM runs").fetchone()[0]
+            pos = c.execute("SELECT COALESCE(MAX(queue_pos), 0) FROM runs").fetchone()[0]
+            for i, (name, toml_text, overrides) in enumerate(specs):
+                seq += 1
+                run_id = format_run_id(seq)
+                paths = self.run_paths(run_id)
+                paths.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+                atomic_write(paths.preset, toml_text)
+                qpos = (pos + i + 1) if queued else None
+                c.execute(
+                    "INSERT INTO runs(id, seq, name, status, created, preset_name, sweep, queue_pos,"
+                    " overrides, executor, epochs, updated) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        run_id, seq, name, "queued", now, preset_name, sweep, qpos,
+                        json.dumps(overrides, sort_keys=True), executor,
+                        epochs[i] if epochs else None, now,
+                    ),
+                )
+                out.append(self._get(c, run_id))
+        return out
+
+    def _get(self, c: sqlite3.Connection, run_id: str) -> RunRecord:
+        row = c.execute(f"SELECT {', '.join(_NAMES)} FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise WorkspaceError(f"{run_id}: no such run (see `tltui runs ls`)")
+        return _row_to_record(row)
+
+    def get(self, run_id: str) -> RunRecord:
+        return self._get(self.conn, self.resolve_id(run_id))
+
+    def resolve_id(self, text: str) -> str:
+        """Accept ``r0012``, ``12`` or ``0012`` for run r0012."""
+        t = text.strip()
+        if t.isdigit():
+            return format_run_id(int(t))
+        if t[:1] == "r" and t[1:].isdigit():
+            return format_run_id(int(t[1:]))
+        raise WorkspaceError(f"{text!r}: not a run id (expected like r0012; see `tltui runs ls`)")
+
+    def list_runs(self, statuses: Sequence[str] | None = None) -> list[RunRecord]:
+        q = f"SELECT {', '.join(_NAMES)} FROM runs"
+        args: tuple[Any, ...] = ()
+        if statuses:
+            q += f" WHERE status IN ({', '.join('?' * len(statuses))})"
+            args = tuple(statuses)
+        q += " ORDER BY seq"
+        return [_row_to_record(r) for r in self.conn.execute(q, args)]
+
+    def queue(self) -> list[RunRecord]:
+        """Queued runs in start order."""
+        rows = self.conn.execute(
+            f"SELECT {', '.join(_NAMES)} FROM runs WHERE status = 'queued' AND queue_pos IS NOT NULL"
+            " ORDER BY queue_pos, seq"
+        )
+        return [_row_to_record(r) for r in rows]
+
+    def update(self, run_id: str, *, expect: Sequence[str] | None = None, **fields: Any) -> RunRecord | None:
+        """Set fields of a run; with ``expect``, only if its status is one of those.
+
+        Returns the new record, or ``None`` when ``expect`` did not match (another
+        process changed the run first).
+        """
+        fields["updated"] = time.time()
+        for c in _JSON_COLS & fields.keys():
+            if fields[c] is not None:
+                fields[c] = json.dumps(fields[c], sort_keys=True)
+        if "cancel_requested" in fields:
+            fields["cancel_requested"] = int(bool(fields["cancel_requested"]))
+        bad = set(fields) - set(_NAMES)
+        if bad:
+            raise ValueError(f"unknown run fields: {sorted(bad)}")
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        with self.transaction() as c:
+            rec = self._get(c, run_id)
+            if expect is not None and rec.status not in expect:
+                return None
+            c.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*fields.values(), run_id))
+            return self._get(c, run_id)
+
+    def delete(self, run_id: str) -> None:
+        import shutil
+
+        with self.transaction() as c:
+            rec = self._get(c, run_id)
+            if rec.status == "running":
+                raise WorkspaceError(f"{run_id}: is running; cancel it first")
+            c.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+        shutil.rmtree(self.run_paths(run_id).dir, ignore_errors=True)
+
+    def move(self, run_id: str, to: int) -> None:
+        """Put a queued run at 1-based position ``to`` of the queue."""
+        with self.transaction() as c:
+            rec = self._get(c, run_id)
+            if rec.status != "queued" or rec.queue_pos is None:
+                raise WorkspaceError(f"{run_id}: is {rec.status}, not queued")
+            ids = [
+                r[0]
+                for r in c.execute(
+                    "SELECT id FROM runs WHERE status = 'queued' AND queue_pos IS NOT NULL ORDER BY queue_pos, seq"
+                )
+            ]
+            ids.remove(run_id)
+            ids.insert(max(0, min(len(ids), to - 1)), run_id)
+            for i, rid in enumerate(ids, 1):
+                c.execute("UPDATE runs SET queue_pos = ? WHERE id = ?", (float(i), rid))
+
+    def requeue(self, run_id: str) -> RunRecord:
+        """Put a run back at the end of the queue (for ``resume``)."""
+        with self.transaction() as c:
+            pos = c.execute("SELECT COALESCE(MAX(queue_pos), 0) FROM runs").fetchone()[0]
+            c.execute(
+                "UPDATE runs SET status = 'queued', queue_pos = ?, reason = NULL, pid = NULL, pid_start = NULL,"
+                " cancel_requested = 0, finished = NULL, updated = ? WHERE id = ?",
+                (pos + 1, time.time(), run_id),
+            )
+            return self._get(c, run_id)
+
+    # ---------------------------------------------------------------- meta
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction() as c:
+            c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+
+def format_run_id(seq: int) -> str:
+    return f"r{seq:04d}"
+
+
+@contextlib.contextmanager
+def _immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    for attempt in range(50):
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            break
+        except sqlite3.OperationalError as e:
+            # busy_timeout covers most contention; this covers the rest (e.g. WAL recovery)
+            if "locked" not in str(e) and "busy" not in str(e) or attempt == 49:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    else:
+        conn.execute("COMMIT")
