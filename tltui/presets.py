@@ -8,6 +8,7 @@ pydantic models that forbid unknown keys. Every problem becomes a
 from __future__ import annotations
 
 import copy
+import difflib
 import itertools
 import re
 import tomllib
@@ -81,6 +82,9 @@ class ModelConfig(_Strict):
                 raise ValueError('expected "hub:HANDLE_OR_PATH" with a handle after "hub:"')
             return v
         if catalog.lookup(v) is None:
+            close = difflib.get_close_matches(v, list(catalog.BACKBONES), n=1)
+            if close:
+                raise ValueError(f"unknown backbone {v!r}; did you mean {close[0]!r}?")
             names = ", ".join(sorted(catalog.BACKBONES))
             raise ValueError(f"unknown backbone {v!r}; known: {names}, or hub:HANDLE")
         return v
