@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from tltui import __version__
-from tltui.presets import PresetError
+from tltui.errors import PresetError
 from tltui.workspace import WorkspaceError
 
 #: Modules under tltui.commands, in the order ``--help`` lists them.

@@ -21,6 +21,7 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tltui import catalog
+from tltui.errors import PresetError, PresetIssue
 
 MAX_PRESET_BYTES = 1_000_000
 MAX_SWEEP_RUNS = 1000
@@ -158,26 +159,6 @@ class Preset(_Strict):
         if not d.get("description"):
             d.pop("description", None)
         return d
-
-
-@dataclass(frozen=True)
-class PresetIssue:
-    """One problem with a preset: where it is and what was expected."""
-
-    file: str
-    line: int | None
-    field: str | None
-    message: str
-
-    def __str__(self) -> str:
-        where = self.file + (f":{self.line}" if self.line else "")
-        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
-
-
-class PresetError(Exception):
-    def __init__(self, issues: Iterable[PresetIssue]) -> None:
-        self.issues = list(issues)
-        super().__init__("\n".join(str(i) for i in self.issues))
 
 
 @dataclass(frozen=True)

@@ -121,7 +121,7 @@ class RunPaths:
         return self.dir / "data.json"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RunRecord:
     """A row of the registry. Immutable snapshot; read again to see changes."""
 
@@ -149,9 +149,12 @@ class RunRecord:
     best_epoch: int | None = None
     cancel_requested: bool = False
     updated: float | None = None
+    resume: bool = False  # start the worker with --resume (continue from its backup)
+    owner_pid: int | None = None  # the process supervising the worker (queue runner or `tltui run`)
+    owner_start: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        return {k: getattr(self, k) for k in _NAMES}
 
 
 _COLUMNS = [
@@ -179,23 +182,34 @@ _COLUMNS = [
     ("best_epoch", "INTEGER"),
     ("cancel_requested", "INTEGER NOT NULL DEFAULT 0"),
     ("updated", "REAL"),
+    ("resume", "INTEGER NOT NULL DEFAULT 0"),
+    ("owner_pid", "INTEGER"),
+    ("owner_start", "REAL"),
 ]
 _NAMES = [c for c, _ in _COLUMNS]
 _JSON_COLS = {"gpus", "overrides"}
 
 
-def _row_to_record(row: sqlite3.Row) -> RunRecord:
-    d = dict(zip(_NAMES, row, strict=True))
-    for c in _JSON_COLS:
-        if d[c] is not None:
-            try:
-                d[c] = json.loads(d[c])
-            except ValueError:
-                d[c] = None if c == "gpus" else {}
-    if d["overrides"] is None:
-        d["overrides"] = {}
-    d["cancel_requested"] = bool(d["cancel_requested"])
-    return RunRecord(**d)
+_GPUS_IDX = _NAMES.index("gpus")
+_OVERRIDES_IDX = _NAMES.index("overrides")
+_CANCEL_IDX = _NAMES.index("cancel_requested")
+
+
+def _loads(text: str | None, fallback: Any) -> Any:
+    if text is None or text == "{}":
+        return fallback() if callable(fallback) else fallback
+    try:
+        return json.loads(text)
+    except ValueError:
+        return fallback() if callable(fallback) else fallback
+
+
+def _row_to_record(row: Sequence[Any]) -> RunRecord:
+    vals = list(row)
+    vals[_GPUS_IDX] = _loads(vals[_GPUS_IDX], None)
+    vals[_OVERRIDES_IDX] = _loads(vals[_OVERRIDES_IDX], dict)
+    vals[_CANCEL_IDX] = bool(vals[_CANCEL_IDX])
+    return RunRecord(*vals)
 
 
 class Workspace:
@@ -263,6 +277,10 @@ class Workspace:
         cols = ", ".join(f"{n} {t}" for n, t in _COLUMNS)
         with _immediate(conn):
             conn.execute(f"CREATE TABLE IF NOT EXISTS runs ({cols})")
+            have = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
+            for name, decl in _COLUMNS:
+                if name not in have:  # a registry from an older tltui: add the new column
+                    conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {decl}")
             conn.execute("CREATE INDEX IF NOT EXISTS runs_status ON runs(status)")
             conn.execute("CREATE INDEX IF NOT EXISTS runs_queue ON runs(queue_pos)")
             conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
@@ -366,8 +384,9 @@ class Workspace:
         for c in _JSON_COLS & fields.keys():
             if fields[c] is not None:
                 fields[c] = json.dumps(fields[c], sort_keys=True)
-        if "cancel_requested" in fields:
-            fields["cancel_requested"] = int(bool(fields["cancel_requested"]))
+        for flag in ("cancel_requested", "resume"):
+            if flag in fields:
+                fields[flag] = int(bool(fields[flag]))
         bad = set(fields) - set(_NAMES)
         if bad:
             raise ValueError(f"unknown run fields: {sorted(bad)}")
@@ -406,15 +425,26 @@ class Workspace:
             for i, rid in enumerate(ids, 1):
                 c.execute("UPDATE runs SET queue_pos = ? WHERE id = ?", (float(i), rid))
 
-    def requeue(self, run_id: str) -> RunRecord:
-        """Put a run back at the end of the queue (for ``resume``)."""
+    def requeue(
+        self, run_id: str, *, expect: Sequence[str] | None = None, resume: bool | None = None
+    ) -> RunRecord | None:
+        """Put a run back at the end of the queue (for ``resume``).
+
+        With ``expect``, only if its status is one of those (else ``None``, nothing
+        changed); ``resume`` sets whether the worker starts with ``--resume``.
+        """
         with self.transaction() as c:
+            if expect is not None and self._get(c, run_id).status not in expect:
+                return None
             pos = c.execute("SELECT COALESCE(MAX(queue_pos), 0) FROM runs").fetchone()[0]
             c.execute(
                 "UPDATE runs SET status = 'queued', queue_pos = ?, reason = NULL, pid = NULL, pid_start = NULL,"
-                " cancel_requested = 0, finished = NULL, updated = ? WHERE id = ?",
+                " cancel_requested = 0, finished = NULL, owner_pid = NULL, owner_start = NULL, updated = ?"
+                " WHERE id = ?",
                 (pos + 1, time.time(), run_id),
             )
+            if resume is not None:
+                c.execute("UPDATE runs SET resume = ? WHERE id = ?", (int(resume), run_id))
             return self._get(c, run_id)
 
     # ---------------------------------------------------------------- meta

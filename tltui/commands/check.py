@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tltui import preflight, presets
 from tltui.commands import common
-from tltui.presets import PresetError
+from tltui.errors import PresetError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,6 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from tltui import preflight, presets
+
     ws = common.workspace(args)
     path, preset = common.load_preset(args, ws)
     report = preflight.check(preset, str(path), ws)

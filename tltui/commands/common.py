@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tltui import presets
 from tltui.workspace import Workspace
 
 
@@ -50,12 +49,15 @@ def shipped_presets_dir() -> Path:
     return Path(__file__).resolve().parents[1] / "presets"
 
 
-def load_preset(args: argparse.Namespace, ws: Workspace | None = None) -> tuple[Path, presets.Preset]:
+def load_preset(args: argparse.Namespace, ws: Workspace | None = None) -> tuple[Path, Any]:
+    from tltui import presets
+
     path = find_preset(args.preset, ws)
     overrides = presets.parse_set(getattr(args, "overrides", []) or [])
     return path, presets.load(path, overrides)
 
 
 def print_json(obj: Any) -> None:
-    json.dump(obj, sys.stdout, indent=2, default=str)
-    sys.stdout.write("\n")
+    # indented JSON goes through the pure-Python encoder: keep big outputs compact unless a human reads them
+    indent = 2 if sys.stdout.isatty() else None
+    sys.stdout.write(json.dumps(obj, indent=indent, default=str) + "\n")
