@@ -169,11 +169,16 @@ def spawn_worker(
 
 
 def record_started(ws: Workspace, run_id: str, pid: int, gpus: Sequence[int] | None = None) -> None:
+    """Mark a run running with worker ``pid``; the calling process becomes its owner
+    (a queue runner adopts a running run only when its owner is gone)."""
+    me = os.getpid()
     ws.update(
         run_id,
         status="running",
         pid=pid,
         pid_start=process_start_time(pid),
+        owner_pid=me,
+        owner_start=process_start_time(me),
         host=socket.gethostname(),
         gpus=list(gpus) if gpus is not None else None,
         started=time.time(),
