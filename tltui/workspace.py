@@ -193,6 +193,7 @@ _JSON_COLS = {"gpus", "overrides"}
 _GPUS_IDX = _NAMES.index("gpus")
 _OVERRIDES_IDX = _NAMES.index("overrides")
 _CANCEL_IDX = _NAMES.index("cancel_requested")
+_RESUME_IDX = _NAMES.index("resume")
 
 
 def _loads(text: str | None, fallback: Any) -> Any:
@@ -209,6 +210,7 @@ def _row_to_record(row: Sequence[Any]) -> RunRecord:
     vals[_GPUS_IDX] = _loads(vals[_GPUS_IDX], None)
     vals[_OVERRIDES_IDX] = _loads(vals[_OVERRIDES_IDX], dict)
     vals[_CANCEL_IDX] = bool(vals[_CANCEL_IDX])
+    vals[_RESUME_IDX] = bool(vals[_RESUME_IDX])
     return RunRecord(*vals)
 
 
