@@ -1,0 +1,175 @@
+"""``tltui predict RUN_ID FOLDER``: classify a folder of images with a completed run.
+
+Runs the predict worker (TensorFlow lives there, not here) through
+:class:`tltui.predict_client.PredictJob` and prints a table, JSON or a CSV file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from tltui.cli import CommandError
+from tltui.commands import common
+from tltui.predict_client import PredictError, PredictJob, PredictReport, Progress
+from tltui.workspace import Workspace, atomic_write
+
+#: Confusion matrices with more labels than this are left out of the text report (use --json).
+MAX_TEXT_CONFUSION = 12
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="classify a folder of images with a completed run",
+        description="Top-k classes for every image under FOLDER (recursive). If FOLDER has one "
+        "subfolder per class name, also reports accuracy, top-5 accuracy and a confusion matrix.",
+    )
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("folder", metavar="FOLDER", type=Path)
+    p.add_argument("--top-k", type=_positive, default=5, metavar="K", help="classes per image (default 5)")
+    p.add_argument(
+        "--low-res",
+        action="store_true",
+        help="shrink each image to the training data's native size first (e.g. 32x32 for CIFAR), then upscale",
+    )
+    p.add_argument("--batch-size", type=_positive, default=32, metavar="B", help="images per batch (default 32)")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print one JSON document")
+    out.add_argument("--csv", type=Path, metavar="OUT", help="write one row per image to this CSV file")
+    p.set_defaults(func=main)
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
+def check_run(ws: Workspace, run_id: str) -> tuple[str, Path]:
+    """The canonical id and folder of a run that can predict; :class:`CommandError` otherwise."""
+    rec = ws.get(run_id)
+    if rec.status != "completed":
+        raise CommandError(f"{rec.id}: is {rec.status}, not completed; only a completed run can predict")
+    paths = ws.run_paths(rec.id)
+    if not paths.model.is_file():
+        raise CommandError(f"{rec.id}: has no model ({paths.model} is missing); train it again")
+    if not paths.classes.is_file():
+        raise CommandError(f"{rec.id}: has no class names ({paths.classes} is missing)")
+    return rec.id, paths.dir
+
+
+def main(args: argparse.Namespace) -> int:
+    ws = common.workspace(args)
+    run_id, run_dir = check_run(ws, args.run_id)
+    folder: Path = args.folder
+    if not folder.exists():
+        raise CommandError(f"{folder}: no such folder")
+    if not folder.is_dir():
+        raise CommandError(f"{folder}: is a file, expected a folder of images")
+    if args.csv is not None and not args.csv.parent.is_dir():
+        raise CommandError(f"{args.csv}: folder {args.csv.parent} does not exist")
+    report = PredictReport(run_id, str(folder.absolute()))
+    job = PredictJob(run_dir, folder, top_k=args.top_k, low_res=args.low_res, batch_size=args.batch_size)
+    try:
+        with job:
+            _collect(job, report, show_progress=sys.stderr.isatty())
+    except PredictError as e:
+        raise CommandError(f"{run_id}: {e}") from None
+    if args.json:
+        common.print_json(report.to_json())
+    elif args.csv is not None:
+        atomic_write(args.csv, report.to_csv(), mode=0o644)
+        print(f"wrote {len(report.rows)} rows to {args.csv}" + _skipped_note(report), file=sys.stderr)
+    else:
+        print(format_report(report))
+    return 0
+
+
+def _collect(job: PredictJob, report: PredictReport, *, show_progress: bool) -> None:
+    if not show_progress:
+        for rec in job:
+            report.add(rec)
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeRemainingColumn
+
+    with Bar(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("loading model", total=None)
+        for rec in job:
+            report.add(rec)
+            if isinstance(rec, Progress):
+                bar.update(task, description="predicting", completed=rec.done, total=rec.total)
+
+
+def _skipped_note(report: PredictReport) -> str:
+    return f" ({len(report.skipped)} files skipped)" if report.skipped else ""
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def format_report(report: PredictReport) -> str:
+    """The human-readable report: one line per image, skipped files, then the summary."""
+    root = report.folder
+    lines: list[str] = []
+    if report.rows:
+        width = min(max(len(r.rel or r.path) for r in report.rows), 60)
+        for r in report.rows:
+            mark = {True: "ok  ", False: "BAD ", None: "    " if report.labelled else ""}[r.correct]
+            rest = ", ".join(f"{lbl} {100 * p:.1f}%" for lbl, p in r.top_k[1:])
+            true = f"  (true: {r.true_label})" if r.correct is False else ""
+            lines.append(
+                f"{mark}{(r.rel or r.path):<{width}}  {r.label} {100 * r.probability:.1f}%"
+                + (f"  | {rest}" if rest else "")
+                + true
+            )
+    if report.skipped:
+        lines.append("")
+        lines.append(f"skipped {len(report.skipped)}:")
+        lines.extend(f"  {s.rel or s.path}: {s.reason}" for s in report.skipped)
+    s = report.summary()
+    lines.append("")
+    lines.append(f"{root}: {s['predicted']} predicted, {s['skipped']} skipped")
+    if report.score is not None and report.score.total:
+        sc = report.score
+        lines.append(
+            f"accuracy {_pct(sc.accuracy)} ({sc.top1}/{sc.total}), top-5 accuracy {_pct(sc.top5_accuracy)}"
+        )
+        lines.extend(_confusion_lines(sc.confusion()))
+        if sc.misclassified:
+            lines.append(f"misclassified {len(sc.misclassified)}:")
+            lines.extend(
+                f"  {_rel(m['path'], root)}: {m['true_label']} -> {m['predicted']} {100 * m['probability']:.1f}%"
+                for m in sc.misclassified
+            )
+    return "\n".join(lines)
+
+
+def _rel(path: str, root: str) -> str:
+    return path[len(root) + 1 :] if path.startswith(root + "/") else path
+
+
+def _confusion_lines(conf: dict[str, Any]) -> list[str]:
+    labels: list[str] = conf["labels"]
+    if len(labels) > MAX_TEXT_CONFUSION:
+        return [f"confusion matrix: {len(labels)} classes, see --json"]
+    w = max(5, *(len(x) for x in labels))
+    out = ["confusion matrix (rows: true, columns: predicted):", " " * (w + 3) + " ".join(f"{x:>{w}}" for x in labels)]
+    for lbl, row in zip(labels, conf["matrix"], strict=True):
+        out.append(f"  {lbl:<{w}} " + " ".join(f"{n:>{w}}" for n in row))
+    return out

@@ -1,0 +1,303 @@
+"""Image folders for inference: discovery, safe decoding to RGB, labels and scores.
+
+Core module: Pillow and the stdlib only (no TensorFlow, no numpy), so the TUI
+can use it too. The worker decodes with :func:`prepare`; everything a user can
+throw at it (empty, truncated or fake files, broken symlinks, unreadable files,
+decompression bombs) becomes :class:`ImageSkip` with a short reason instead of
+an exception that stops the job.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from struct import error as struct_error  # Pillow raises it on some corrupt headers
+from typing import Any
+
+from PIL import (  # the plugins of PIL_FORMATS, registered explicitly (Image.open's lazy init may not)
+    BmpImagePlugin,  # noqa: F401
+    GifImagePlugin,  # noqa: F401
+    Image,
+    ImageFile,
+    ImageOps,
+    JpegImagePlugin,  # noqa: F401
+    PngImagePlugin,  # noqa: F401
+    TiffImagePlugin,  # noqa: F401
+    UnidentifiedImageError,
+    WebPImagePlugin,  # noqa: F401
+)
+
+#: File name endings (lower case) that are treated as images.
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tiff", ".tif"})
+
+#: Decoders Pillow may use. Anything else (PSD, EPS, ...) is refused even if it is
+#: named ``.jpg``: fewer decoders, less attack surface. (Camera JPEGs that carry a
+#: preview picture open through the JPEG decoder as format "MPO".)
+PIL_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP", "TIFF")
+
+#: Larger images are skipped as possible decompression bombs (Pillow's own default,
+#: about 9,500 x 9,500: every phone photo fits; a 300 MB RGB buffer is the worst case).
+DEFAULT_MAX_PIXELS = 89_478_485
+
+
+class ImageSkip(Exception):
+    """An image that cannot be used; ``str(e)`` is the one-line reason."""
+
+
+@dataclass(frozen=True)
+class ImageEntry:
+    """One candidate file of a folder. ``rel`` is its POSIX path relative to the folder."""
+
+    path: Path
+    rel: str
+
+    @property
+    def top_folder(self) -> str | None:
+        """The immediate subfolder of the root that holds it (``None`` at the top level)."""
+        head, sep, _ = self.rel.partition("/")
+        return head if sep else None
+
+
+# ---------------------------------------------------------------------------- discovery
+
+
+def is_image_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def find_images(folder: str | os.PathLike[str]) -> list[ImageEntry]:
+    """Every file with an image extension under ``folder``, sorted by relative path.
+
+    Follows directory and file symlinks but visits each real directory once, so
+    symlink cycles end. Broken symlinks and unreadable files are listed too:
+    :func:`prepare` reports them with their reason. Hidden entries (``.name``)
+    are ignored.
+    """
+    root = Path(folder)
+    found: list[tuple[tuple[str, ...], ImageEntry]] = []
+    seen: set[tuple[int, int]] = set()
+    stack = [(root, ())]
+    while stack:
+        d, parts = stack.pop()
+        try:
+            st = d.stat()
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        try:
+            with os.scandir(d) as it:
+                entries = list(it)
+        except OSError:
+            continue
+        for e in entries:
+            if e.name.startswith("."):
+                continue
+            rel_parts = (*parts, e.name)
+            try:
+                is_dir = e.is_dir(follow_symlinks=True)
+            except OSError:
+                is_dir = False
+            if is_dir:
+                stack.append((Path(e.path), rel_parts))
+            elif is_image_name(e.name):
+                found.append((rel_parts, ImageEntry(Path(e.path), "/".join(rel_parts))))
+    found.sort(key=lambda x: x[0])
+    return [entry for _, entry in found]
+
+
+# ---------------------------------------------------------------------------- decoding
+
+
+def open_rgb(
+    path: str | os.PathLike[str],
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    draft_size: tuple[int, int] | None = None,
+) -> Image.Image:
+    """Decode the first frame of an image as 8-bit RGB, upright (EXIF orientation applied).
+
+    Grayscale, palette, RGBA (alpha dropped, as TensorFlow's ``decode_image(channels=3)``
+    does for training folders), CMYK and 16-bit images are converted. ``draft_size``
+    (width, height) lets JPEG decode at a reduced scale no smaller than that size.
+    Raises :class:`ImageSkip` with the reason for anything unusable.
+    """
+    p = Path(path)
+    if p.is_symlink() and not p.exists():
+        raise ImageSkip("broken symlink")
+    try:
+        size = p.stat().st_size
+    except OSError as e:
+        raise ImageSkip(f"cannot read: {e.strerror or e}") from None
+    if size == 0:
+        raise ImageSkip("empty file")
+    try:
+        f = open(p, "rb")
+    except OSError as e:
+        raise ImageSkip(f"cannot read: {e.strerror or e}") from None
+    with f, warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            im = Image.open(f, formats=PIL_FORMATS)
+            w, h = im.size
+            if w * h > max_pixels:
+                raise ImageSkip(f"too large to decode safely ({w}x{h} pixels, limit {max_pixels:,})")
+            if draft_size is not None and im.format in ("JPEG", "MPO"):
+                im.draft("RGB", draft_size)
+            im.seek(0)
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            return to_rgb(im)
+        except ImageSkip:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise ImageSkip(f"too large to decode safely (limit {max_pixels:,} pixels)") from None
+        except UnidentifiedImageError:
+            raise ImageSkip("not an image (or not png/jpeg/bmp/gif/webp/tiff)") from None
+        except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct_error) as e:
+            msg = str(e) or type(e).__name__
+            if "truncated" in msg or isinstance(e, EOFError):
+                raise ImageSkip(f"truncated or corrupt image ({msg})") from None
+            raise ImageSkip(f"corrupt image ({msg})") from None
+        except MemoryError:
+            raise ImageSkip("out of memory while decoding") from None
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB; 16-bit and float samples are scaled, not clipped."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        im = im.convert("I").point(lambda v: v * (1 / 256))
+    elif im.mode == "I":
+        hi = im.getextrema()[1]
+        if hi > 255:  # 16-bit samples stored in a 32-bit mode (some PNG/TIFF decoders)
+            im = im.point(lambda v: v * (255 / hi if hi > 65535 else 1 / 256))
+    elif im.mode == "F":
+        lo, hi = im.getextrema()
+        if hi <= 1.0:
+            im = im.point(lambda v: v * 255)
+    if im.mode in ("I", "F"):
+        im = im.convert("L")
+    if im.mode != "RGB":
+        im = im.convert("RGB")
+    return im
+
+
+def prepare(
+    path: str | os.PathLike[str],
+    image_size: Sequence[int],
+    *,
+    native_size: Sequence[int] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Image.Image:
+    """An image ready for a run's model: RGB, resized to ``image_size`` ([height, width]).
+
+    With ``native_size`` (the low-res trick) the image is first shrunk to the
+    training data's native resolution and then upscaled, so a photo looks like,
+    say, a CIFAR image. Raises :class:`ImageSkip`.
+    """
+    h, w = int(image_size[0]), int(image_size[1])
+    first = (int(native_size[1]), int(native_size[0])) if native_size else (w, h)
+    im = open_rgb(path, max_pixels=max_pixels, draft_size=(2 * first[0], 2 * first[1]))
+    try:
+        if native_size:
+            im = im.resize(first, Image.Resampling.BILINEAR, reducing_gap=None)
+        if im.size != (w, h):
+            im = im.resize((w, h), Image.Resampling.BILINEAR)
+    except (OSError, ValueError) as e:  # lazily decoded tiles can still fail here
+        raise ImageSkip(f"corrupt image ({e})") from None
+    return im
+
+
+# Pillow's lenient "load truncated images" switch must stay off: a truncated file
+# is reported, not silently padded with grey.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+# ---------------------------------------------------------------------------- labels
+
+
+def folder_labels(folder: str | os.PathLike[str], classes: Sequence[str]) -> list[str] | None:
+    """The class names used as immediate subfolders of ``folder``, or ``None``.
+
+    A folder is *labelled* when it has at least one (non-hidden) subfolder and
+    every subfolder is named after one of the run's classes; each image's true
+    label is then the subfolder that holds it.
+    """
+    try:
+        subs = sorted(
+            e.name for e in os.scandir(folder) if not e.name.startswith(".") and e.is_dir(follow_symlinks=True)
+        )
+    except OSError:
+        return None
+    names = set(classes)
+    if not subs or any(s not in names for s in subs):
+        return None
+    return subs
+
+
+def true_label(entry: ImageEntry, labels: Iterable[str] | None) -> str | None:
+    if not labels:
+        return None
+    top = entry.top_folder
+    return top if top is not None and top in set(labels) else None
+
+
+# ---------------------------------------------------------------------------- scores
+
+
+@dataclass
+class Score:
+    """Accuracy, top-5 accuracy and a confusion matrix, updated one prediction at a time.
+
+    Only predictions with a true label count. ``rank`` is the 1-based position of
+    the true class when all classes are sorted by probability (1 = top-1 hit).
+    """
+
+    classes: Sequence[str]
+    total: int = 0
+    top1: int = 0
+    top5: int = 0
+    pairs: dict[tuple[str, str], int] = field(default_factory=dict)
+    misclassified: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, path: str, true: str, predicted: str, probability: float, rank: int | None) -> None:
+        self.total += 1
+        if predicted == true:
+            self.top1 += 1
+        else:
+            self.misclassified.append(
+                {"path": path, "true_label": true, "predicted": predicted, "probability": probability}
+            )
+        if rank is not None and rank <= 5:
+            self.top5 += 1
+        self.pairs[(true, predicted)] = self.pairs.get((true, predicted), 0) + 1
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.top1 / self.total if self.total else None
+
+    @property
+    def top5_accuracy(self) -> float | None:
+        return self.top5 / self.total if self.total else None
+
+    def confusion(self) -> dict[str, Any]:
+        """Rows are true labels, columns predictions, over the classes that occur (in class order)."""
+        used = {c for pair in self.pairs for c in pair}
+        labels = [c for c in self.classes if c in used]
+        index = {c: i for i, c in enumerate(labels)}
+        matrix = [[0] * len(labels) for _ in labels]
+        for (t, p), n in self.pairs.items():
+            matrix[index[t]][index[p]] += n
+        return {"labels": labels, "matrix": matrix}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "accuracy": self.accuracy,
+            "top5_accuracy": self.top5_accuracy,
+            "confusion": self.confusion(),
+            "misclassified": list(self.misclassified),
+        }

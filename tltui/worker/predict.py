@@ -1,0 +1,214 @@
+"""``python -m tltui.worker predict RUN_DIR FOLDER --out-fd N|--out PATH``: classify a folder.
+
+Loads the run's ``model.keras`` (``safe_mode=True``), streams the folder's
+images in batches (a generator: never the whole folder in memory), and writes
+one JSON line per image, per skipped file and per batch (progress) to the
+output channel (see :mod:`tltui.predict_client`). A fatal problem is one
+``{"type": "error"}`` line and exit code 2. Stdout is never the channel:
+TensorFlow and Keras print there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tomllib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from PIL import Image
+
+from tltui import images
+from tltui.images import ImageEntry, ImageSkip
+from tltui.predict_client import PredictionRow, PredictStarted, Progress, Skipped, encode
+from tltui.workspace import RunPaths
+
+
+class JobError(Exception):
+    """Stops the job; the message is the one line the user sees."""
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m tltui.worker predict")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("folder", type=Path)
+    out = p.add_mutually_exclusive_group(required=True)
+    out.add_argument("--out-fd", type=int, help="write JSON lines to this inherited file descriptor")
+    out.add_argument("--out", type=Path, help="write JSON lines to this file")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--low-res", action="store_true", help="shrink to the training data's native size first")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-pixels", type=int, default=images.DEFAULT_MAX_PIXELS)
+    args = p.parse_args(argv)
+    if args.top_k < 1 or args.batch_size < 1 or args.max_pixels < 1:
+        p.error("--top-k, --batch-size and --max-pixels must be at least 1")
+    return args
+
+
+def main(argv: Sequence[str]) -> int:
+    args = parse_args(argv)
+    out = os.fdopen(args.out_fd, "w", buffering=1) if args.out_fd is not None else open(args.out, "w", buffering=1)
+    try:
+        with out:
+            run(args, out)
+    except JobError as e:
+        _write(out, {"type": "error", "message": str(e)})
+        return 2
+    except BrokenPipeError:  # the client went away: nobody to report to
+        return 0
+    return 0
+
+
+def _write(out: TextIO, rec: Any) -> None:
+    try:
+        out.write(encode(rec))
+    except (BrokenPipeError, ValueError):  # ValueError: already closed
+        pass
+
+
+# ---------------------------------------------------------------------------- run info
+
+
+def read_run(run_dir: Path) -> dict[str, Any]:
+    """Classes, input size and native size of a finished run, from its files."""
+    paths = RunPaths(run_dir)
+    if not paths.model.is_file():
+        raise JobError(f"{paths.model}: no model; only a completed run can predict")
+    try:
+        classes = json.loads(paths.classes.read_text())
+    except (OSError, ValueError) as e:
+        raise JobError(f"{paths.classes}: cannot read the class names ({e})") from None
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        raise JobError(f"{paths.classes}: expected a JSON list of class names")
+    info: dict[str, Any] = {}
+    if paths.data_info.exists():
+        try:
+            info = json.loads(paths.data_info.read_text())
+        except (OSError, ValueError) as e:
+            raise JobError(f"{paths.data_info}: cannot read ({e})") from None
+    image_size = info.get("image_size")
+    if image_size is None:
+        try:
+            preset = tomllib.loads(paths.preset.read_text())
+            image_size = preset.get("data", {}).get("image_size", [224, 224])
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise JobError(f"{paths.preset}: cannot read the image size ({e})") from None
+    if not _is_size(image_size):
+        raise JobError(f"{paths.data_info}: image_size must be [height, width], got {image_size!r}")
+    native = info.get("native_size")
+    return {
+        "classes": classes,
+        "image_size": [int(x) for x in image_size],
+        "native_size": [int(x) for x in native] if _is_size(native) else None,
+    }
+
+
+def _is_size(v: Any) -> bool:
+    return isinstance(v, list) and len(v) == 2 and all(isinstance(x, int) and x > 0 for x in v)
+
+
+def load_model(path: Path) -> Any:
+    import keras
+
+    try:
+        return keras.models.load_model(path, safe_mode=True, compile=False)
+    except Exception as e:  # Keras raises ValueError/TypeError/OSError and more for bad files
+        msg = str(e)
+        if "safe_mode" in msg or "Lambda" in msg:
+            raise JobError(
+                f"{path}: refused to load: it contains code (a Lambda layer) that safe mode does not run; "
+                "only use models built by tltui or rebuilt without Lambda layers"
+            ) from None
+        first = msg.strip().splitlines()[0] if msg.strip() else type(e).__name__
+        raise JobError(f"{path}: cannot load the model ({first})") from None
+
+
+# ---------------------------------------------------------------------------- job
+
+
+def run(args: argparse.Namespace, out: TextIO) -> None:
+    folder: Path = args.folder
+    if not folder.is_dir():
+        raise JobError(f"{folder}: no such folder")
+    info = read_run(args.run_dir)
+    classes: list[str] = info["classes"]
+    if args.low_res and info["native_size"] is None:
+        raise JobError(
+            f"{RunPaths(args.run_dir).data_info}: no native_size for this run's data; --low-res needs it"
+        )
+    # Pillow's own bomb check (in Image.open) uses the same limit as ours
+    Image.MAX_IMAGE_PIXELS = args.max_pixels
+    entries = images.find_images(folder)
+    labels = images.folder_labels(folder, classes)
+    k = min(args.top_k, len(classes))
+    total = len(entries)
+    _write(out, PredictStarted(total, classes, labels, k, info["image_size"], args.low_res))
+    if not entries:
+        _write(out, Progress(0, 0))
+        return
+
+    import numpy as np
+
+    model = load_model(RunPaths(args.run_dir).model)
+    native = info["native_size"] if args.low_res else None
+    done = 0
+    for batch, skipped in _batches(entries, args.batch_size, info["image_size"], native, args.max_pixels):
+        for entry, reason in skipped:
+            _write(out, Skipped(str(entry.path), reason, entry.rel))
+        done += len(skipped)
+        if batch:
+            x = np.stack([a for _, a in batch]).astype("float32")
+            probs = np.asarray(model.predict_on_batch(x), dtype="float64")
+            if probs.ndim != 2 or probs.shape[1] != len(classes):
+                raise JobError(
+                    f"model output has shape {tuple(probs.shape)} but the run has {len(classes)} classes"
+                )
+            for (entry, _), p in zip(batch, probs, strict=True):
+                _write(out, prediction(entry, p, classes, k, labels))
+            done += len(batch)
+        _write(out, Progress(done, total))
+
+
+def prediction(entry: ImageEntry, probs: Any, classes: list[str], k: int, labels: list[str] | None) -> PredictionRow:
+    """Top-k by probability, highest first (ties: lower class index first)."""
+    import numpy as np
+
+    order = np.argsort(-probs, kind="stable")
+    top = [(classes[i], float(probs[i])) for i in order[:k]]
+    true = images.true_label(entry, labels)
+    rank = None
+    if true is not None:
+        rank = int(np.nonzero(order == classes.index(true))[0][0]) + 1
+    return PredictionRow(str(entry.path), top, true, entry.rel, rank)
+
+
+def _batches(
+    entries: Sequence[ImageEntry],
+    batch_size: int,
+    image_size: list[int],
+    native: list[int] | None,
+    max_pixels: int,
+) -> Iterator[tuple[list[tuple[ImageEntry, Any]], list[tuple[ImageEntry, str]]]]:
+    """Decode lazily: yields (up to batch_size decoded images, files skipped meanwhile)."""
+    import numpy as np
+
+    batch: list[tuple[ImageEntry, Any]] = []
+    skipped: list[tuple[ImageEntry, str]] = []
+    for entry in entries:
+        try:
+            im = images.prepare(entry.path, image_size, native_size=native, max_pixels=max_pixels)
+            batch.append((entry, np.asarray(im, dtype=np.uint8)))
+        except ImageSkip as e:
+            skipped.append((entry, str(e)))
+        if len(batch) >= batch_size:
+            yield batch, skipped
+            batch, skipped = [], []
+    if batch or skipped:
+        yield batch, skipped
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
