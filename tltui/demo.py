@@ -1,0 +1,128 @@
+"""The demo: a synthetic, deterministic image-classification dataset drawn with PIL.
+
+Six classes of coloured shapes (circle, square, triangle, star, cross, ring) with
+random colours, positions, sizes, backgrounds and noise; plus a few larger
+"photos" for inference. Nothing is downloaded. No TensorFlow here.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import shutil
+import tempfile
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFilter
+
+SHAPES = ("circle", "square", "triangle", "star", "cross", "ring")
+DEFAULT_PER_CLASS = 300
+DEFAULT_SIZE = 48
+PHOTOS_PER_CLASS = 2
+PHOTO_SIZE = 160
+#: Written last; its presence means the dataset is complete.
+MARKER = ".complete"
+
+
+def _colour(rng: random.Random, avoid: tuple[int, int, int] | None = None) -> tuple[int, int, int]:
+    while True:
+        c = (rng.randrange(256), rng.randrange(256), rng.randrange(256))
+        if avoid is None or sum(abs(a - b) for a, b in zip(c, avoid, strict=True)) > 180:
+            return c
+
+
+def _star(cx: float, cy: float, r: float, rot: float) -> list[tuple[float, float]]:
+    pts = []
+    for i in range(10):
+        rad = r if i % 2 == 0 else r * 0.45
+        a = rot + i * math.pi / 5
+        pts.append((cx + rad * math.sin(a), cy - rad * math.cos(a)))
+    return pts
+
+
+def draw_shape(shape: str, size: int, rng: random.Random) -> Image.Image:
+    """One image of ``shape``: random background, colour, position, size, rotation, noise."""
+    bg = _colour(rng)
+    fg = _colour(rng, avoid=bg)
+    scale = 4  # draw large, then downsample: smooth edges
+    s = size * scale
+    img = Image.new("RGB", (s, s), bg)
+    d = ImageDraw.Draw(img)
+    r = rng.uniform(0.22, 0.42) * s
+    cx = rng.uniform(r, s - r)
+    cy = rng.uniform(r, s - r)
+    rot = rng.uniform(0, 2 * math.pi)
+    if shape == "circle":
+        d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fg)
+    elif shape == "ring":
+        w = max(2, int(r * rng.uniform(0.25, 0.4)))
+        d.ellipse([cx - r, cy - r, cx + r, cy + r], outline=fg, width=w)
+    elif shape == "square":
+        pts = [(cx + r * math.cos(rot + k * math.pi / 2), cy + r * math.sin(rot + k * math.pi / 2)) for k in range(4)]
+        d.polygon(pts, fill=fg)
+    elif shape == "triangle":
+        pts = [(cx + r * math.cos(rot + k * 2 * math.pi / 3), cy + r * math.sin(rot + k * 2 * math.pi / 3)) for k in range(3)]
+        d.polygon(pts, fill=fg)
+    elif shape == "star":
+        d.polygon(_star(cx, cy, r, rot), fill=fg)
+    elif shape == "cross":
+        t = r * rng.uniform(0.25, 0.4)
+        for a in (rot, rot + math.pi / 2):
+            dx, dy = math.cos(a), math.sin(a)
+            px, py = -dy * t, dx * t
+            d.polygon(
+                [(cx - dx * r + px, cy - dy * r + py), (cx + dx * r + px, cy + dy * r + py),
+                 (cx + dx * r - px, cy + dy * r - py), (cx - dx * r - px, cy - dy * r - py)],
+                fill=fg,
+            )
+    else:
+        raise ValueError(f"unknown shape {shape!r}; known: {', '.join(SHAPES)}")
+    img = img.resize((size, size), Image.Resampling.LANCZOS)
+    if rng.random() < 0.3:
+        img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 0.8)))
+    noise = Image.effect_noise((size, size), rng.uniform(5, 25)).convert("RGB")
+    return Image.blend(img, noise, rng.uniform(0.05, 0.15))
+
+
+def generate(
+    root: str | Path,
+    *,
+    per_class: int = DEFAULT_PER_CLASS,
+    size: int = DEFAULT_SIZE,
+    seed: int = 0,
+    shapes: tuple[str, ...] = SHAPES,
+) -> Path:
+    """Write ``root/<shape>/<shape>_NNNN.png``; same arguments, same bytes. Atomic as a whole:
+    built in a temporary sibling folder, then renamed into place."""
+    root = Path(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    try:
+        for k, shape in enumerate(shapes):
+            (tmp / shape).mkdir()
+            rng = random.Random(f"{seed}:{k}")
+            for i in range(per_class):
+                draw_shape(shape, size, rng).save(tmp / shape / f"{shape}_{i:04d}.png", optimize=False)
+        (tmp / MARKER).write_text(f"per_class={per_class} size={size} seed={seed}\n")
+        if root.exists():
+            shutil.rmtree(root)
+        tmp.rename(root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return root
+
+
+def generate_photos(root: str | Path, *, per_class: int = PHOTOS_PER_CLASS, size: int = PHOTO_SIZE, seed: int = 1) -> Path:
+    """A flat folder of larger shape images (``circle_1.png``...) to try inference on."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    for k, shape in enumerate(SHAPES):
+        rng = random.Random(f"photos:{seed}:{k}")
+        for i in range(per_class):
+            draw_shape(shape, size, rng).save(root / f"{shape}_{i + 1}.png")
+    return root
+
+
+def is_complete(root: str | Path) -> bool:
+    return (Path(root) / MARKER).is_file()

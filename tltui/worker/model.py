@@ -1,0 +1,189 @@
+"""Build the classifier a preset describes: resize, preprocess, backbone, head.
+
+Contract other worker modules rely on:
+
+- input ``keras.Input((None, None, 3))``: RGB pixel values 0..255 (float32), any size;
+- ``Resizing(image_size)`` then the backbone's own ``preprocess_input`` as built-in layers
+  (keras.applications models that preprocess internally get nothing extra);
+- the backbone as a nested functional model named ``backbone``;
+- head: GlobalAveragePooling2D, optional Dropout, Dense(num_classes), float32 softmax.
+
+Only built-in layers and ops, so ``model.keras`` loads with plain
+``keras.models.load_model`` in a process that never imported tltui.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+
+from tltui import catalog
+from tltui.catalog import BackboneSpec
+from tltui.presets import Preset
+from tltui.workspace import format_run_id
+
+BACKBONE_NAME = "backbone"
+
+# keras.applications.imagenet_utils constants (channels_last)
+_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+_TORCH_MEAN = (0.485, 0.456, 0.406)
+_TORCH_STD = (0.229, 0.224, 0.225)
+
+
+class ModelError(Exception):
+    """A problem building the model that the user can fix (one line)."""
+
+
+def backbone_spec(preset: Preset) -> BackboneSpec:
+    name = preset.model.backbone
+    if catalog.is_hub(name):
+        raise ModelError(
+            f"model.backbone = {name!r}: TF Hub backbones are not supported by the training worker yet; "
+            "use a keras.applications backbone"
+        )
+    spec = catalog.lookup(name)
+    if spec is None:
+        raise ModelError(f"model.backbone: unknown backbone {name!r}")
+    return spec
+
+
+def tiny_cnn(input_shape: tuple[int, int, int], name: str = BACKBONE_NAME) -> keras.Model:
+    """A two-stage CNN for tests (stages ``block1``, ``block2``); trains in milliseconds."""
+    inp = keras.Input(shape=input_shape)
+    x = inp
+    for i, filters in ((1, 8), (2, 16)):
+        x = keras.layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False, name=f"block{i}_conv")(x)
+        x = keras.layers.BatchNormalization(name=f"block{i}_bn")(x)
+        x = keras.layers.ReLU(name=f"block{i}_relu")(x)
+    return keras.Model(inp, x, name=name)
+
+
+def build_backbone(spec: BackboneSpec, preset: Preset, imagenet: bool) -> keras.Model:
+    h, w = preset.data.image_size
+    shape = (h, w, 3)
+    if spec.family == "tiny":
+        return tiny_cnn(shape)
+    kwargs: dict[str, object] = {
+        "include_top": False,
+        "weights": "imagenet" if imagenet else None,
+        "input_shape": shape,
+        "name": BACKBONE_NAME,
+    }
+    if preset.model.alpha is not None:
+        if spec.family not in ("mobilenet_v2", "mobilenet_v3"):
+            raise ModelError(f"model.alpha: only MobileNet backbones have a width multiplier, not {spec.name}")
+        kwargs["alpha"] = preset.model.alpha
+    constructor = getattr(keras.applications, spec.constructor)
+    try:
+        return constructor(**kwargs)
+    except ValueError as e:
+        raise ModelError(f"model.backbone = {spec.name!r}: {_first_line(e)}") from e
+    except Exception as e:  # URLError, HTTPError, OSError: the download of the weights failed
+        if imagenet:
+            raise ModelError(
+                f"could not get the ImageNet weights of {spec.name} ({_first_line(e)}); on an air-gapped box "
+                "copy ~/.keras/models/ from a machine with internet, or set model.weights = \"none\""
+            ) from e
+        raise
+
+
+def add_preprocessing(x: keras.KerasTensor, spec: BackboneSpec) -> keras.KerasTensor:
+    """The backbone's ``preprocess_input`` (by mode) as built-in, serializable layers/ops."""
+    mode = spec.preprocess
+    if mode == "tf":  # [-1, 1]
+        return keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="preprocess", dtype="float32")(x)
+    if mode == "torch":  # [0, 1] then ImageNet mean/std per channel
+        x = keras.layers.Rescaling(1.0 / 255.0, name="preprocess_scale", dtype="float32")(x)
+        return keras.layers.Normalization(
+            mean=list(_TORCH_MEAN), variance=[s * s for s in _TORCH_STD], name="preprocess", dtype="float32"
+        )(x)
+    if mode == "caffe":  # RGB -> BGR, minus the ImageNet mean, no scaling
+        x = keras.ops.flip(x, axis=-1)
+        return keras.layers.Normalization(
+            mean=list(_CAFFE_MEAN_BGR), variance=[1.0, 1.0, 1.0], name="preprocess", dtype="float32"
+        )(x)
+    if mode == "none":  # the application preprocesses inside itself
+        return x
+    raise ModelError(f"backbone {spec.name}: unknown preprocess mode {mode!r}")
+
+
+def build_classifier(
+    preset: Preset, num_classes: int, *, runs_dir: str | Path | None = None
+) -> tuple[keras.Model, keras.Model]:
+    """The full model and its nested backbone, with the preset's weights loaded.
+
+    ``runs_dir`` (the workspace's ``runs/`` folder) is needed only for ``run:RUN_ID`` weights.
+    """
+    if num_classes < 2:
+        raise ModelError(f"the data has {num_classes} class(es); a classifier needs at least 2")
+    spec = backbone_spec(preset)
+    weights = preset.model.weights
+    backbone = build_backbone(spec, preset, imagenet=weights == "imagenet")
+    h, w = preset.data.image_size
+    inp = keras.Input(shape=(None, None, 3), name="image", dtype="float32")
+    x = keras.layers.Resizing(h, w, name="resize", dtype="float32")(inp)
+    x = add_preprocessing(x, spec)
+    x = backbone(x)
+    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    if preset.model.dropout > 0:
+        x = keras.layers.Dropout(preset.model.dropout, name="dropout")(x)
+    x = keras.layers.Dense(num_classes, name="logits")(x)
+    out = keras.layers.Activation("softmax", dtype="float32", name="predictions")(x)
+    model = keras.Model(inp, out, name=_model_name(spec))
+    if weights.endswith(".weights.h5"):
+        load_weights_file(model, backbone, Path(weights))
+    elif weights.startswith("run:"):
+        load_run_backbone(backbone, weights[4:], runs_dir)
+    return model, backbone
+
+
+def _model_name(spec: BackboneSpec) -> str:
+    return f"{spec.name}_classifier"
+
+
+def load_weights_file(model: keras.Model, backbone: keras.Model, path: Path) -> None:
+    """A ``.weights.h5`` of the backbone alone, else of a whole classifier like this one."""
+    if not path.is_file():
+        raise ModelError(f"model.weights: weights file {path} does not exist")
+    try:
+        backbone.load_weights(str(path))
+        return
+    except Exception as backbone_error:  # noqa: BLE001 - try the other layout before giving up
+        try:
+            model.load_weights(str(path))
+        except Exception:  # noqa: BLE001
+            raise ModelError(
+                f"model.weights: {path} matches neither this backbone nor this model "
+                f"({_first_line(backbone_error)}); was it saved from the same backbone and image size?"
+            ) from backbone_error
+
+
+def load_run_backbone(backbone: keras.Model, run_ref: str, runs_dir: str | Path | None) -> None:
+    """Copy the backbone weights of a completed run's ``model.keras``."""
+    if runs_dir is None:
+        raise ModelError("model.weights: run: weights need the workspace's runs folder")
+    digits = run_ref.strip().removeprefix("r")
+    if not digits.isdigit():
+        raise ModelError(f"model.weights = \"run:{run_ref}\": not a run id (expected like r0012)")
+    run_id = format_run_id(int(digits))
+    path = Path(runs_dir) / run_id / "model.keras"
+    if not path.is_file():
+        raise ModelError(f"model.weights = \"run:{run_ref}\": {path} does not exist (did that run complete?)")
+    source = keras.models.load_model(path, compile=False)
+    try:
+        src_backbone = source.get_layer(BACKBONE_NAME)
+    except ValueError:
+        raise ModelError(f"model.weights = \"run:{run_ref}\": {path} has no layer named {BACKBONE_NAME!r}") from None
+    src, dst = src_backbone.get_weights(), backbone.get_weights()
+    if len(src) != len(dst) or any(a.shape != b.shape for a, b in zip(src, dst, strict=True)):
+        raise ModelError(
+            f"model.weights = \"run:{run_ref}\": that run's backbone differs from {backbone.name} at this "
+            "image size; use the same model.backbone, alpha and data.image_size"
+        )
+    backbone.set_weights(src)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:200] if text else type(e).__name__

@@ -1,0 +1,422 @@
+"""``python -m tltui.worker train RUN_DIR --events-fd N [--resume]``: one training run.
+
+Reads ``RUN_DIR/preset.toml``, trains, and reports through :class:`EventWriter`
+only (``events.jsonl`` + the pipe). Everything else it prints (TensorFlow, Keras
+progress, tracebacks) goes to stdout/stderr, which the parent sends to
+``worker.log``. The last event is always ``finished``: ``completed``, ``failed``
+(with a one-line reason) or ``cancelled`` (SIGTERM/SIGINT); exit code 1 on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import shutil
+import signal
+import socket
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tltui import __version__, presets
+from tltui.errors import PresetError
+from tltui.protocol import Finished, Log, ModelInfo, Phase, Started
+from tltui.workspace import RunPaths, write_json
+from tltui.worker.events import EventWriter, ignore_sigpipe
+
+log = logging.getLogger("tltui.worker.train")
+
+
+class TrainError(Exception):
+    """A failure with a one-line reason the user can act on."""
+
+
+@dataclass
+class StopFlag:
+    """Set by SIGTERM/SIGINT; training checks it at every batch end and between phases."""
+
+    signal_name: str | None = None
+
+    def __call__(self) -> bool:
+        return self.signal_name is not None
+
+    def install(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.signal_name = signal.Signals(signum).name
+
+
+@dataclass
+class Outcome:
+    status: str
+    reason: str = ""
+    epochs_done: int = 0
+    model_path: str | None = None
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m tltui.worker train")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--events-fd", type=int, default=None, help="write events to this inherited fd too")
+    p.add_argument("--resume", action="store_true", help="continue from the last completed epoch")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    ignore_sigpipe()
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    paths = RunPaths(args.run_dir.resolve())
+    if not paths.preset.is_file():
+        print(f"error: {paths.preset} does not exist", file=sys.stderr)
+        return 2
+    stop = StopFlag()
+    stop.install()
+    with EventWriter(paths.dir, args.events_fd) as writer:
+        trainer = Trainer(paths, writer, stop, resume=args.resume)
+        outcome = trainer.run()
+        writer.emit(
+            Finished(
+                t=time.time(),
+                status=outcome.status,
+                reason=outcome.reason,
+                epochs_done=outcome.epochs_done,
+                model_path=outcome.model_path,
+            ),
+            sync=True,
+        )
+    return 1 if outcome.status == "failed" else 0
+
+
+class Trainer:
+    """One run from preset to ``model.keras``; :meth:`run` never raises."""
+
+    def __init__(self, paths: RunPaths, writer: EventWriter, stop: StopFlag, *, resume: bool) -> None:
+        self.paths = paths
+        self.writer = writer
+        self.stop = stop
+        self.resume = resume
+        self.preset: presets.Preset | None = None
+        self.initial_epoch = 0
+        self.stream: Any = None  # callbacks.EventStream once training starts
+
+    # ------------------------------------------------------------------ events
+
+    def emit_log(self, level: str, message: str) -> None:
+        getattr(log, "warning" if level == "warning" else "info")(message)
+        self.writer.emit(Log(t=time.time(), level=level, message=message))
+
+    def phase(self, name: str, message: str) -> None:
+        log.info("phase %s: %s", name, message)
+        self.writer.emit(Phase(t=time.time(), name=name, message=message))
+        self.check_stop()
+
+    def check_stop(self) -> None:
+        if self.stop():
+            from tltui.worker.callbacks import StopRequested
+
+            raise StopRequested()
+
+    @property
+    def epochs_done(self) -> int:
+        return max(self.initial_epoch, self.stream.epochs_done if self.stream else 0)
+
+    # ------------------------------------------------------------------ run
+
+    def run(self) -> Outcome:
+        try:
+            return self._run()
+        except BaseException as e:  # noqa: BLE001 - every failure becomes a `finished` event
+            return self._outcome_of(e)
+
+    def _outcome_of(self, e: BaseException) -> Outcome:
+        from tltui.worker.callbacks import NaNLoss, StopRequested
+
+        if isinstance(e, StopRequested | KeyboardInterrupt):
+            how = self.stop.signal_name or "SIGINT"
+            done = self.epochs_done
+            return Outcome("cancelled", f"stopped by {how} after epoch {done}; checkpoints kept", done)
+        traceback.print_exc()
+        if isinstance(e, NaNLoss | TrainError):
+            reason = str(e)
+        elif isinstance(e, PresetError):
+            reason = str(e.issues[0]) if e.issues else str(e)
+        elif _is_user_error(e):
+            reason = str(e)
+        elif _is_oom(e):
+            bs = self.preset.data.batch_size if self.preset else 0
+            reason = (
+                f"out of memory at batch size {bs}: try {max(1, bs // 2)} (data.batch_size) "
+                "or a smaller data.image_size"
+            )
+        else:
+            first = (str(e).strip().splitlines() or [""])[0][:200]
+            reason = f"{type(e).__name__}: {first} (traceback in worker.log)"
+        return Outcome("failed", reason, self.epochs_done)
+
+    def _run(self) -> Outcome:
+        self.preset = presets.load(self.paths.preset)
+        preset = self.preset
+        self.initial_epoch = self._prepare_backup()
+        devices, strategy = setup_devices(preset)
+        self.writer.emit(
+            Started(
+                t=time.time(),
+                pid=os.getpid(),
+                host=socket.gethostname(),
+                devices=devices,
+                epochs=preset.train.epochs,
+                initial_epoch=self.initial_epoch,
+                steps_per_epoch=preset.train.steps_per_epoch,
+                versions=_versions(),
+            ),
+            sync=True,
+        )
+        if self.resume:
+            self.emit_log("info", f"resuming after epoch {self.initial_epoch}")
+        self.check_stop()
+
+        import keras
+
+        from tltui.worker import data as data_mod
+
+        keras.utils.set_random_seed(preset.train.seed)
+        self.phase("data", f"loading {preset.data.source}")
+        dataset = data_mod.load(preset, log=self.emit_log)
+        data_mod.write_info(dataset, self.paths, preset.data.image_size)
+        self.emit_log(
+            "info",
+            f"{dataset.num_classes} classes, {dataset.train_examples or '?'} training / "
+            f"{dataset.val_examples if dataset.val is not None else 0} validation images "
+            f"at {dataset.native_size[0]}x{dataset.native_size[1]}",
+        )
+
+        self.phase("build", f"building {preset.model.backbone} (weights: {preset.model.weights})")
+        set_precision(preset)
+        with strategy.scope():
+            model = self._build(dataset.num_classes, dataset.steps_per_epoch)
+        self.check_stop()
+        return self._fit(model, dataset)
+
+    def _prepare_backup(self) -> int:
+        """The epoch a resume continues after (0 for a fresh start, which clears old backups)."""
+        backup = self.paths.backup
+        if not self.resume:
+            shutil.rmtree(backup, ignore_errors=True)
+            return 0
+        meta = backup / "training_metadata.json"
+        try:
+            return int(json.loads(meta.read_text())["epoch"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0
+
+    def _build(self, num_classes: int, steps_per_epoch: int | None) -> Any:
+        from tltui.worker import model as model_mod
+        from tltui.worker.freeze import apply_freeze
+
+        preset = self.preset
+        assert preset is not None
+        model, backbone = model_mod.build_classifier(preset, num_classes, runs_dir=self.paths.dir.parent)
+        spec = model_mod.backbone_spec(preset)
+        freeze_map = apply_freeze(
+            model,
+            backbone,
+            spec.family,
+            preset.freeze.depth,
+            preset.freeze.batchnorm,
+            name=preset.model.backbone,
+            image_size=list(preset.data.image_size),
+        )
+        write_json(self.paths.freeze_map, freeze_map)
+        compile_model(model, preset, num_classes, steps_per_epoch, self.emit_log)
+        trainable = sum(_count(w.shape) for w in model.trainable_weights)
+        non_trainable = sum(_count(w.shape) for w in model.non_trainable_weights)
+        self.writer.emit(
+            ModelInfo(
+                t=time.time(),
+                total_params=trainable + non_trainable,
+                trainable_params=trainable,
+                non_trainable_params=non_trainable,
+                num_classes=num_classes,
+                feature_cache=False,
+            )
+        )
+        return model
+
+    def _fit(self, model: Any, dataset: Any) -> Outcome:
+        import keras
+
+        from tltui.worker.callbacks import EventStream, PeriodicCheckpoint, save_atomic
+
+        preset = self.preset
+        assert preset is not None
+        t = preset.train
+        train_ds, val_ds = dataset.train, dataset.val
+        if t.label_smoothing > 0:
+            train_ds, val_ds = one_hot(train_ds, dataset.num_classes), one_hot(val_ds, dataset.num_classes)
+        self.stream = EventStream(self.writer, dataset.steps_per_epoch, self.stop)
+        callbacks: list[keras.callbacks.Callback] = [
+            self.stream,
+            PeriodicCheckpoint(self.paths.checkpoints, t.checkpoint_every, self.writer),
+        ]
+        early = None
+        if t.early_stopping_patience > 0 and val_ds is not None:
+            early = keras.callbacks.EarlyStopping(
+                monitor="val_acc", mode="max", patience=t.early_stopping_patience, restore_best_weights=True
+            )
+            callbacks.append(early)
+        callbacks += [
+            keras.callbacks.TensorBoard(log_dir=str(self.paths.tensorboard), write_graph=False),
+            keras.callbacks.BackupAndRestore(str(self.paths.backup), save_freq="epoch", delete_checkpoint=False),
+        ]
+        self.phase("train", f"training for {t.epochs} epochs")
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=t.epochs,
+            steps_per_epoch=t.steps_per_epoch,
+            callbacks=callbacks,
+            verbose=2,
+        )
+        self.phase("save", f"saving {self.paths.model}")
+        save_atomic(model, self.paths.model)
+        reason = ""
+        if early is not None and early.stopped_epoch > 0:
+            reason = (
+                f"stopped early after epoch {self.epochs_done}: val_acc did not improve for "
+                f"{t.early_stopping_patience} epochs (weights of the best epoch kept)"
+            )
+        return Outcome("completed", reason, self.epochs_done, str(self.paths.model))
+
+
+# --------------------------------------------------------------------------- setup helpers
+
+
+def setup_devices(preset: presets.Preset) -> tuple[list[str], Any]:
+    """Visible devices as names, and the distribution strategy for ``train.gpus``."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
+    named = [g for g in visible.split(",") if g.strip()] if visible and visible != "-1" else []
+    if named and len(gpus) < len(named):
+        raise TrainError(
+            f"CUDA_VISIBLE_DEVICES={visible} but TensorFlow sees {len(gpus)} GPU(s): check the driver "
+            "(nvidia-smi) and install the CUDA build (pip install 'tltui[gpu]')"
+        )
+    want = preset.train.gpus
+    if want is not None and want > len(gpus):
+        raise TrainError(f"train.gpus = {want} but TensorFlow sees {len(gpus)} GPU(s)")
+    if want == 0 and gpus:
+        tf.config.set_visible_devices([], "GPU")
+        gpus = []
+    use = gpus[: want or 1] if gpus else []
+    names = [g.name.replace("/physical_device:", "") for g in use] or ["CPU"]
+    if len(use) > 1:
+        strategy = tf.distribute.MirroredStrategy(devices=[f"/gpu:{i}" for i in range(len(use))])
+    else:
+        strategy = tf.distribute.get_strategy()
+    return names, strategy
+
+
+def set_precision(preset: presets.Preset) -> None:
+    import keras
+
+    mp = preset.train.mixed_precision
+    if mp:
+        keras.mixed_precision.set_global_policy("mixed_float16" if mp is True else mp)
+
+
+def make_optimizer(preset: presets.Preset, steps_per_epoch: int | None, log_fn: Any) -> Any:
+    import keras
+
+    t = preset.train
+    lr: Any = t.learning_rate
+    if t.lr_schedule == "cosine":
+        if steps_per_epoch:
+            lr = keras.optimizers.schedules.CosineDecay(t.learning_rate, decay_steps=t.epochs * steps_per_epoch)
+        else:
+            log_fn("warning", "train.lr_schedule = \"cosine\" needs a known epoch length; using a constant rate")
+    wd = t.weight_decay or None
+    if t.optimizer == "sgd":
+        return keras.optimizers.SGD(lr, momentum=t.momentum, nesterov=t.nesterov, weight_decay=wd)
+    if t.optimizer == "adam":
+        return keras.optimizers.Adam(lr, weight_decay=wd)
+    if t.optimizer == "adamw":
+        return keras.optimizers.AdamW(lr, weight_decay=t.weight_decay)
+    return keras.optimizers.RMSprop(lr, momentum=t.momentum, weight_decay=wd)
+
+
+def compile_model(model: Any, preset: presets.Preset, num_classes: int, steps_per_epoch: int | None, log_fn: Any) -> None:
+    """Loss and metrics whose log keys are exactly loss, acc, top5_acc (and val_ twins)."""
+    import keras
+
+    k = min(5, num_classes)
+    t = preset.train
+    if t.label_smoothing > 0:
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing)
+        metrics = [
+            keras.metrics.CategoricalAccuracy(name="acc"),
+            keras.metrics.TopKCategoricalAccuracy(k=k, name="top5_acc"),
+        ]
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy()
+        metrics = [
+            keras.metrics.SparseCategoricalAccuracy(name="acc"),
+            keras.metrics.SparseTopKCategoricalAccuracy(k=k, name="top5_acc"),
+        ]
+    model.compile(
+        optimizer=make_optimizer(preset, steps_per_epoch, log_fn),
+        loss=loss,
+        metrics=metrics,
+        jit_compile=t.jit_compile,
+    )
+
+
+def one_hot(ds: Any, num_classes: int) -> Any:
+    if ds is None:
+        return None
+    import tensorflow as tf
+
+    return ds.map(lambda x, y: (x, tf.one_hot(y, num_classes)))
+
+
+def _count(shape: Any) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
+def _is_user_error(e: BaseException) -> bool:
+    from tltui.freeze_policy import FreezeError
+    from tltui.worker.data import DataError
+    from tltui.worker.model import ModelError
+
+    return isinstance(e, DataError | ModelError | FreezeError)
+
+
+def _is_oom(e: BaseException) -> bool:
+    if "tensorflow" not in sys.modules:
+        return isinstance(e, MemoryError)
+    import tensorflow as tf
+
+    return isinstance(e, tf.errors.ResourceExhaustedError | MemoryError)
+
+
+def _versions() -> dict[str, str]:
+    out = {"tltui": __version__, "python": platform.python_version()}
+    for mod in ("tensorflow", "keras"):
+        try:
+            out[mod] = __import__(mod).__version__
+        except Exception:  # noqa: BLE001
+            pass
+    return out
