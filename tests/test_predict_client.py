@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sys
 import threading
 from pathlib import Path
 
@@ -25,52 +24,11 @@ from tltui.predict_client import (
 
 import predict_corpus as pc
 
-#: Stands in for ``python -m tltui.worker``. Real discovery and labels, fake model:
-#: every image gets the same top-3; FAKE_MODE picks a failure to act out.
-FAKE_WORKER = r'''
-import os, sys, time
-from tltui import images
-from tltui.predict_client import PredictStarted, PredictionRow, Progress, Skipped, encode
-
-argv = sys.argv[1:]
-assert argv[0] == "predict", argv
-run_dir, folder = argv[1], argv[2]
-fd = int(argv[argv.index("--out-fd") + 1])
-k = int(argv[argv.index("--top-k") + 1])
-out = os.fdopen(fd, "w", buffering=1)
-mode = os.environ.get("FAKE_MODE", "ok")
-print("some TensorFlow noise on stdout", flush=True)
-if mode == "error":
-    out.write(encode({"type": "error", "message": "model.keras: refused to load"}))
-    sys.exit(2)
-if mode == "crash":
-    print("Traceback: boom at the end", file=sys.stderr, flush=True)
-    sys.exit(3)
-classes = ["red", "green", "blue", "d", "e", "f"]
-entries = images.find_images(folder)
-labels = images.folder_labels(folder, classes)
-out.write(encode(PredictStarted(len(entries), classes, labels, k, [16, 16], "--low-res" in argv)))
-top = [("red", 0.7), ("d", 0.2), ("blue", 0.1)][:k]
-for i, e in enumerate(entries, 1):
-    if mode == "hang" and i == 2:
-        time.sleep(60)
-    try:
-        images.open_rgb(e.path)
-    except images.ImageSkip as exc:
-        out.write(encode(Skipped(str(e.path), str(exc), e.rel)))
-    else:
-        true = images.true_label(e, labels)
-        rank = None if true is None else ([c for c, _ in top].index(true) + 1 if true in dict(top) else 6)
-        out.write(encode(PredictionRow(str(e.path), top, true, e.rel, rank)))
-    out.write(encode(Progress(i, len(entries))))
-'''
 
 
 @pytest.fixture
 def fake_cmd(tmp_path: Path) -> list[str]:
-    script = tmp_path / "fake_predict_worker.py"
-    script.write_text(FAKE_WORKER)
-    return [sys.executable, str(script)]
+    return pc.fake_worker_cmd(tmp_path)
 
 
 @pytest.fixture
