@@ -1,0 +1,25 @@
+"""``tltui tui`` (and bare ``tltui``): open the Textual app on the workspace.
+
+Textual is imported only inside :func:`main`, so other subcommands start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from tltui.commands import common
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tui", help="open the app (the default without a command)")
+    p.add_argument("--preset", metavar="PRESET", help="start on the queue dialog with this preset selected")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from tltui.tui.app import run_app
+
+    ws = common.workspace(args)
+    preset = getattr(args, "preset", None)
+    run_app(ws, open_preset=common.find_preset(preset, ws) if preset else None)
+    return 0

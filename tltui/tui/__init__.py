@@ -1,0 +1,1 @@
+"""The Textual app. Imports core modules, never the worker and never TensorFlow."""

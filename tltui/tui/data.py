@@ -1,0 +1,378 @@
+"""The TUI's data layer: registry rows, folded events and live tails. No Textual here.
+
+The app owns one :class:`RunStore` and drives it from timers: :meth:`RunStore.refresh`
+re-reads the registry (~1 Hz, for status changes), :meth:`RunStore.poll` reads what
+running runs appended to their ``events.jsonl`` (~10 Hz; a ``stat`` per run when
+nothing changed). Both return the ids whose view changed, so the UI redraws those
+at its own bounded rate. Widgets receive immutable snapshots (:class:`RunRow`,
+:class:`RunSnapshot`), never the store.
+
+Loading is lazy: the table needs only registry rows; a run's events are folded
+when it is running, opened, or summarised in the background
+(:func:`load_summary`, safe to call from a thread). Time comes from an injected
+``clock`` so tests and snapshots are stable.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import time
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tltui.protocol import EventTail
+from tltui.runstate import RunState
+from tltui.workspace import FINAL, RunRecord, Workspace, atomic_write
+
+Clock = Callable[[], float]
+
+#: Distinguishable RGB colours for runs; a run keeps its colour across sessions.
+PALETTE: tuple[tuple[int, int, int], ...] = (
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (23, 190, 207),
+    (227, 119, 194),
+    (188, 189, 34),
+    (140, 86, 75),
+    (127, 127, 127),
+)
+
+LOG_TAIL_BYTES = 64 * 1024
+
+
+def run_color(run_id: str) -> tuple[int, int, int]:
+    """A stable colour for a run (crc32 of its id; Python's ``hash`` is salted per process)."""
+    return PALETTE[zlib.crc32(run_id.encode()) % len(PALETTE)]
+
+
+def hex_color(rgb: tuple[int, int, int]) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*rgb)
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """What the runs table shows for one run."""
+
+    id: str
+    name: str
+    status: str
+    preset_name: str
+    epoch: int
+    epochs: int | None
+    progress: float
+    val_acc: float | None
+    val_top5_acc: float | None
+    best_val_acc: float | None
+    best_val_top5_acc: float | None
+    elapsed: float | None
+    eta: float | None
+    gpus: str
+    reason: str | None
+    created: float
+    loaded: bool
+
+
+@dataclass(frozen=True)
+class RunSnapshot:
+    """Everything the Run and Compare screens draw for one run, frozen at one moment."""
+
+    row: RunRow
+    history: tuple[dict[str, Any], ...]
+    batches: tuple[tuple[float, int, int, dict[str, float]], ...]
+    epoch_in_progress: int | None
+    steps: int | None
+    started_at: float | None
+    model: dict[str, Any]
+    best: dict[str, Any] | None
+    devices: tuple[str, ...]
+    overrides: dict[str, Any]
+    sweep: str | None
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One line of the Compare results table (the notebook's summary)."""
+
+    id: str
+    name: str
+    epochs: int
+    acc: float | None
+    top5_acc: float | None
+    val_acc: float | None
+    val_top5_acc: float | None
+    best_epoch: int | None
+    seconds: float | None
+    trainable_params: int | None
+
+    CSV_FIELDS = (
+        "id", "name", "epochs", "acc", "top5_acc", "val_acc", "val_top5_acc",
+        "best_epoch", "seconds", "trainable_params",
+    )
+
+
+def load_summary(events_path: str | os.PathLike[str]) -> tuple[RunState, EventTail]:
+    """Fold a finished run's events (per-batch points dropped: only epochs matter then).
+
+    Pure and thread-safe: hand the result to :meth:`RunStore.install`.
+    """
+    tail = EventTail(events_path)
+    st = RunState()
+    for ev in tail.read_new():
+        st.apply(ev)
+    st.batches.clear()
+    return st, tail
+
+
+@dataclass
+class RunStore:
+    """The app's view of the workspace. Single-threaded: call it from the UI thread."""
+
+    ws: Workspace
+    clock: Clock = time.time
+    _records: dict[str, RunRecord] = field(default_factory=dict)
+    _states: dict[str, RunState] = field(default_factory=dict)
+    _tails: dict[str, EventTail] = field(default_factory=dict)
+    _watched: set[str] = field(default_factory=set)
+
+    # ------------------------------------------------------------ registry
+
+    def refresh(self) -> set[str]:
+        """Re-read the registry; the ids that were added, removed or changed."""
+        fresh = {r.id: r for r in self.ws.list_runs()}
+        changed = {rid for rid in fresh.keys() ^ self._records.keys()}
+        changed |= {rid for rid, r in fresh.items() if rid in self._records and self._records[rid] != r}
+        for rid in self._records.keys() - fresh.keys():
+            self._states.pop(rid, None)
+            self._tails.pop(rid, None)
+            self._watched.discard(rid)
+        self._records = fresh
+        return changed
+
+    @property
+    def ids(self) -> list[str]:
+        return list(self._records)
+
+    def record(self, run_id: str) -> RunRecord | None:
+        return self._records.get(run_id)
+
+    # ------------------------------------------------------------ events
+
+    def watch(self, run_id: str) -> None:
+        """Keep tailing a run while a screen shows it (whatever its status)."""
+        self._watched.add(run_id)
+        self.load(run_id)
+
+    def unwatch(self, run_id: str) -> None:
+        self._watched.discard(run_id)
+
+    def load(self, run_id: str) -> RunState:
+        """The run's folded events, reading the file the first time."""
+        st = self._states.get(run_id)
+        if st is None:
+            tail = EventTail(self.ws.run_paths(run_id).events)
+            st = RunState()
+            for ev in tail.read_new():
+                st.apply(ev)
+            self._states[run_id], self._tails[run_id] = st, tail
+        return st
+
+    def install(self, run_id: str, state: RunState, tail: EventTail) -> bool:
+        """Adopt a state folded elsewhere (a background thread); ``False`` if already loaded."""
+        if run_id in self._states or run_id not in self._records:
+            return False
+        self._states[run_id], self._tails[run_id] = state, tail
+        return True
+
+    def unloaded_final(self) -> list[str]:
+        """Finished runs whose events were not folded yet (for background summaries)."""
+        return [rid for rid, r in self._records.items() if r.status in FINAL and rid not in self._states]
+
+    def poll(self) -> set[str]:
+        """Read new events of running and watched runs; the ids that got any."""
+        changed: set[str] = set()
+        for rid, rec in self._records.items():
+            if rec.status != "running" and rid not in self._watched:
+                continue
+            if rid not in self._states:
+                self.load(rid)
+                changed.add(rid)
+                continue
+            tail = self._tails[rid]
+            try:
+                size = os.stat(tail.path).st_size
+            except OSError:
+                continue
+            if size <= tail.offset:
+                continue
+            events = tail.read_new()
+            st = self._states[rid]
+            for ev in events:
+                st.apply(ev)
+            if events:
+                changed.add(rid)
+        return changed
+
+    # ------------------------------------------------------------ views
+
+    def row(self, run_id: str) -> RunRow:
+        rec = self._records[run_id]
+        st = self._states.get(run_id)
+        now = self.clock()
+        started = rec.started
+        if rec.status == "running":
+            elapsed = now - started if started else None
+        elif started and rec.finished:
+            elapsed = rec.finished - started
+        else:
+            elapsed = None
+        epoch, epochs, progress = rec.epoch, rec.epochs, 0.0
+        val_acc = val_top5 = eta = None
+        best_acc, best_top5 = rec.best_val_acc, rec.best_val_top5_acc
+        if st is not None:
+            epochs = st.epochs or epochs
+            epoch = st.epoch if (rec.status == "running" and st.epoch) else st.epochs_done
+            progress = st.progress()
+            hist = st.history_list()
+            if hist:
+                val_acc, val_top5 = hist[-1].get("val_acc"), hist[-1].get("val_top5_acc")
+            best = st.best()
+            if best is not None:
+                best_acc = best["val_acc"]
+                best_top5 = best.get("best_val_top5_acc")
+            if rec.status == "running":
+                eta = st.eta_seconds()
+        elif epochs:
+            progress = min(1.0, epoch / epochs)
+        if rec.status == "completed":
+            progress = 1.0
+        if rec.gpus:
+            gpus = ",".join(str(g) for g in rec.gpus)
+        elif rec.status == "running":
+            gpus = "cpu"
+        else:
+            gpus = "-"
+        return RunRow(
+            id=rec.id, name=rec.name, status=rec.status, preset_name=rec.preset_name,
+            epoch=epoch or 0, epochs=epochs, progress=progress, val_acc=val_acc,
+            val_top5_acc=val_top5, best_val_acc=best_acc, best_val_top5_acc=best_top5,
+            elapsed=elapsed, eta=eta, gpus=gpus, reason=rec.reason, created=rec.created,
+            loaded=st is not None,
+        )
+
+    def rows(self) -> list[RunRow]:
+        return [self.row(rid) for rid in self._records]
+
+    def snapshot(self, run_id: str) -> RunSnapshot:
+        st = self.load(run_id)
+        rec = self._records[run_id]
+        in_progress = st.epoch if st.epoch and st.epoch > st.epochs_done and st.finished is None else None
+        return RunSnapshot(
+            row=self.row(run_id),
+            history=tuple(dict(h) for h in st.history_list()),
+            batches=tuple(st.batches),
+            epoch_in_progress=in_progress,
+            steps=st.steps,
+            started_at=st.first_started_at,
+            model=dict(st.model),
+            best=st.best(),
+            devices=tuple(st.devices),
+            overrides=dict(rec.overrides),
+            sweep=rec.sweep,
+        )
+
+    # ------------------------------------------------------------ files
+
+    def preset_text(self, run_id: str) -> str:
+        try:
+            return self.ws.run_paths(run_id).preset.read_text(encoding="utf-8", errors="replace")
+        except OSError as e:
+            return f"# cannot read the preset: {e.strerror}"
+
+    def log_tail(self, run_id: str, lines: int = 200) -> str:
+        """The last ``lines`` lines of the run's worker log ('' when there is none)."""
+        path = self.ws.run_paths(run_id).log
+        try:
+            with open(path, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                size = f.tell()
+                f.seek(max(0, size - LOG_TAIL_BYTES))
+                blob = f.read()
+        except OSError:
+            return ""
+        text = blob.decode("utf-8", errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    def freeze_map(self, run_id: str) -> dict[str, Any] | None:
+        import json
+
+        try:
+            data = json.loads(self.ws.run_paths(run_id).freeze_map.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+
+# ---------------------------------------------------------------- compare
+
+
+def results(snaps: Iterable[RunSnapshot]) -> list[ResultRow]:
+    """The notebook's table: metrics at the best epoch (what ``restore_best_weights`` keeps)."""
+    out = []
+    for s in snaps:
+        hist = s.history
+        best_epoch = s.best["epoch"] if s.best else None
+        at = next((h for h in hist if h["epoch"] == best_epoch), hist[-1] if hist else {})
+        secs = sum(h.get("epoch_seconds") or 0.0 for h in hist) if hist else None
+        out.append(
+            ResultRow(
+                id=s.row.id, name=s.row.name, epochs=len(hist),
+                acc=at.get("acc"), top5_acc=at.get("top5_acc"),
+                val_acc=at.get("val_acc"), val_top5_acc=at.get("val_top5_acc"),
+                best_epoch=best_epoch, seconds=secs,
+                trainable_params=s.model.get("trainable_params"),
+            )
+        )
+    return out
+
+
+def sweep_bars(snaps: Sequence[RunSnapshot]) -> tuple[str, list[tuple[str, float]]]:
+    """Best val_acc per swept value: ``(label of the swept keys, [(value, best)])``.
+
+    Empty when the runs share no swept key (they are not a sweep).
+    """
+    keys = sorted({k for s in snaps for k in s.overrides})
+    varying = [k for k in keys if len({repr(s.overrides.get(k)) for s in snaps}) > 1]
+    if not varying:
+        return "", []
+    bars = []
+    for s in snaps:
+        label = ",".join(str(s.overrides.get(k)) for k in varying)
+        bars.append((label, s.best["val_acc"] if s.best else 0.0))
+    return ", ".join(varying), bars
+
+
+def results_csv(rows: Sequence[ResultRow]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(ResultRow.CSV_FIELDS)
+    for r in rows:
+        w.writerow(["" if getattr(r, f) is None else getattr(r, f) for f in ResultRow.CSV_FIELDS])
+    return buf.getvalue()
+
+
+def export_results(ws: Workspace, rows: Sequence[ResultRow], now: float) -> Path:
+    """Write the table atomically to ``WORKSPACE/exports/compare-YYYYmmdd-HHMMSS.csv``."""
+    out_dir = ws.root / "exports"
+    out_dir.mkdir(mode=0o700, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    path = out_dir / f"compare-{stamp}.csv"
+    atomic_write(path, results_csv(rows))
+    return path

@@ -1,0 +1,72 @@
+"""Small text formatters shared by screens and widgets (no Textual, no Rich)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+STATUS_STYLES = {
+    "queued": "cyan",
+    "running": "bold yellow",
+    "completed": "green",
+    "failed": "bold red",
+    "cancelled": "magenta",
+    "interrupted": "red",
+}
+
+
+def pct(x: float | None) -> str:
+    """``0.7812`` -> ``78.1%``; missing or NaN -> ``-``."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return f"{100 * x:.1f}%"
+
+
+def num(x: float | None, digits: int = 4) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return f"{x:.{digits}g}"
+
+
+def duration(seconds: float | None) -> str:
+    """``3725`` -> ``1h02m``; ``75`` -> ``1m15s``; ``None`` -> ``-``."""
+    if seconds is None or seconds < 0 or math.isnan(seconds):
+        return "-"
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    m, s = divmod(s, 60)
+    if m < 60:
+        return f"{m}m{s:02d}s"
+    h, m = divmod(m, 60)
+    if h < 48:
+        return f"{h}h{m:02d}m"
+    d, h = divmod(h, 24)
+    return f"{d}d{h:02d}h"
+
+
+def bar(fraction: float, width: int) -> str:
+    """A text progress bar of ``width`` cells with eighth-block resolution."""
+    fraction = min(1.0, max(0.0, fraction))
+    eighths = int(round(fraction * width * 8))
+    full, part = divmod(eighths, 8)
+    partial = " ▏▎▍▌▋▊▉"[part] if part else ""
+    return ("█" * full + partial).ljust(width, "·")[:width]
+
+
+def params(n: int | None) -> str:
+    if n is None:
+        return "-"
+    if n >= 1_000_000:
+        return f"{n / 1e6:.2f}M"
+    if n >= 10_000:
+        return f"{n / 1e3:.1f}k"
+    return str(n)
+
+
+def home_relative(path: Path) -> str:
+    """``/home/ann/.local/share/tltui`` -> ``~/.local/share/tltui``."""
+    try:
+        return "~/" + str(path.resolve().relative_to(Path.home().resolve()))
+    except (ValueError, RuntimeError, OSError):
+        return str(path)

@@ -1,0 +1,144 @@
+"""Compare runs: overlaid curves (a stable colour per run), a results table, sweep bars, CSV."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from tltui.tui import curves, data
+from tltui.tui import formatting as fmt
+from tltui.tui.widgets.metric_chart import Bars, MetricChart, Series, ema
+
+METRICS = (
+    ("val_acc", "Validation accuracy"),
+    ("val_top5_acc", "Validation top-5 accuracy"),
+    ("val_loss", "Validation loss"),
+    ("acc", "Training accuracy"),
+    ("top5_acc", "Training top-5 accuracy"),
+    ("loss", "Training loss"),
+)
+
+RESULT_COLUMNS = (
+    ("run", "Run"), ("epochs", "Epochs"), ("acc", "Acc"), ("top5", "Top-5"), ("val_acc", "Val acc"),
+    ("val_top5", "Val top-5"), ("best", "Best ep"), ("time", "Time"), ("params", "Trainable"),
+)
+
+
+def _label(snap: data.RunSnapshot) -> str:
+    name = snap.row.name if len(snap.row.name) <= 24 else snap.row.name[:23] + "…"
+    return f"{snap.row.id} {name}"
+
+
+class CompareScreen(Screen[None]):
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back", id="compare.back"),
+        Binding("m", "metric", "Metric", id="compare.metric"),
+        Binding("t", "xaxis", "X axis", id="compare.xaxis"),
+        Binding("s", "smooth", "Smooth", id="compare.smooth"),
+        Binding("e", "export", "Export CSV", id="compare.export"),
+    ]
+
+    def __init__(self, run_ids: list[str]) -> None:
+        super().__init__()
+        self.run_ids = list(run_ids)
+        self.metric = 0
+        self.xmode = "epoch"
+        self.smooth = False
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="compare-title", classes="title")
+        with Horizontal(id="compare-charts"):
+            yield MetricChart(id="compare-curves")
+            yield MetricChart("Best val acc", id="compare-bars")
+        yield DataTable(id="results", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#results", DataTable)
+        for key, label in RESULT_COLUMNS:
+            table.add_column(label, key=key)
+        for rid in self.run_ids:
+            self.app.store.watch(rid)
+        self.redraw()
+
+    def on_unmount(self) -> None:
+        for rid in self.run_ids:
+            self.app.store.unwatch(rid)
+
+    def target_ids(self) -> list[str]:
+        return list(self.run_ids)
+
+    def runs_changed(self, ids: set[str], structural: bool) -> None:
+        gone = [rid for rid in self.run_ids if self.app.store.record(rid) is None]
+        if gone:
+            self.run_ids = [rid for rid in self.run_ids if rid not in gone]
+        if gone or ids & set(self.run_ids):
+            self.redraw()
+
+    def snapshots(self) -> list[data.RunSnapshot]:
+        return [self.app.store.snapshot(rid) for rid in self.run_ids]
+
+    def redraw(self) -> None:
+        snaps = self.snapshots()
+        key, title = METRICS[self.metric]
+        series = []
+        for s in snaps:
+            pts = curves.points(s, key, self.xmode, live=False)
+            ys = ema(pts.ys) if self.smooth else pts.ys
+            series.append(Series(_label(s), pts.xs, ys, data.run_color(s.row.id)))
+        self.query_one("#compare-curves", MetricChart).show(
+            series, title=title, xlabel=curves.XLABELS[self.xmode])
+        swept, bars = data.sweep_bars(snaps)
+        bar_chart = self.query_one("#compare-bars", MetricChart)
+        bar_chart.display = bool(bars)
+        if bars:
+            bar_chart.show(
+                title=f"Best val acc by {swept}",
+                bars=Bars(tuple(b[0] for b in bars), tuple(b[1] for b in bars), (44, 160, 44)),
+            )
+        self._fill_table(snaps)
+        self.query_one("#compare-title", Static).update(
+            f"[b]Compare[/b] {len(snaps)} runs  ·  [dim]m metric · t x axis · s smooth · e export CSV[/]"
+        )
+
+    def _fill_table(self, snaps: list[data.RunSnapshot]) -> None:
+        table = self.query_one("#results", DataTable)
+        keep = table.cursor_row
+        table.clear()
+        for r in data.results(snaps):
+            swatch = Text("■ ", style=data.hex_color(data.run_color(r.id)))
+            table.add_row(
+                swatch + Text(f"{r.id} {r.name}"), str(r.epochs), fmt.pct(r.acc), fmt.pct(r.top5_acc),
+                Text(fmt.pct(r.val_acc), style="bold"), fmt.pct(r.val_top5_acc),
+                str(r.best_epoch or "-"), fmt.duration(r.seconds), fmt.params(r.trainable_params),
+                key=r.id,
+            )
+        if table.row_count:
+            table.move_cursor(row=min(keep, table.row_count - 1), animate=False)
+
+    # ------------------------------------------------------------ actions
+
+    def action_metric(self) -> None:
+        self.metric = (self.metric + 1) % len(METRICS)
+        self.redraw()
+
+    def action_xaxis(self) -> None:
+        self.xmode = "time" if self.xmode == "epoch" else "epoch"
+        self.redraw()
+
+    def action_smooth(self) -> None:
+        self.smooth = not self.smooth
+        self.redraw()
+
+    def action_export(self) -> None:
+        rows = data.results(self.snapshots())
+        try:
+            path = data.export_results(self.app.store.ws, rows, self.app.store.clock())
+        except OSError as e:
+            self.notify(f"cannot write the CSV: {e}", severity="error")
+            return
+        self.notify(f"wrote {path}")

@@ -1,0 +1,243 @@
+"""One run, live: header, charts of the notebook's six metrics, freeze map, preset and log."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.syntax import Syntax
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Log, Static, TabbedContent, TabPane
+
+from tltui import presets
+from tltui.tui import curves
+from tltui.tui import formatting as fmt
+from tltui.tui.data import RunSnapshot
+from tltui.tui.widgets.metric_chart import MetricChart, Series, ema
+
+TRAIN_COLOR = (31, 119, 180)
+VAL_COLOR = (255, 127, 14)
+FAILED = ("failed", "interrupted")
+FAILURE_LOG_LINES = 8
+
+
+def preset_summary(text: str) -> str:
+    """One line: backbone, data, freeze policy, optimizer, batch, image size."""
+    try:
+        p = presets.loads(text)
+    except presets.PresetError:
+        return "preset: (does not validate; see the Preset tab)"
+    depth = p.freeze.depth
+    return (
+        f"{p.model.backbone} ({p.model.weights}) · {p.data.source} · freeze {depth} (BN {p.freeze.batchnorm})"
+        f" · {p.train.optimizer} lr {p.train.learning_rate:g} · batch {p.data.batch_size}"
+        f" · {p.data.image_size[0]}x{p.data.image_size[1]}"
+    )
+
+
+def freeze_map_view(data: dict[str, Any] | None) -> RenderableType:
+    """The recorded freeze map as a stage table (the full explorer is the Freeze map screen)."""
+    if not data:
+        return Text("No freeze map recorded for this run yet (the worker writes it once the model is built).\n"
+                    "Press f for the freeze map explorer.", style="dim")
+    head = Text.assemble(
+        ("backbone ", "dim"), (str(data.get("backbone", "?")), "bold"),
+        ("  depth ", "dim"), str(data.get("depth", "?")),
+        ("  batchnorm ", "dim"), str(data.get("batchnorm", "?")),
+    )
+    table = Table(box=None, expand=False, pad_edge=False)
+    stages = [s for s in data.get("stages", []) if isinstance(s, dict)]
+    cols = [k for k in (stages[0] if stages else {}) if not isinstance(stages[0][k], (dict, list))]
+    for c in cols:
+        table.add_column(c, justify="right" if isinstance(stages[0][c], (int, float)) else "left")
+    for s in stages:
+        style = "green" if s.get("trainable") or s.get("frozen") == 0 else ""
+        table.add_row(*(str(s.get(c, "")) for c in cols), style=style)
+    totals = data.get("totals")
+    tail = Text(
+        "totals: " + ", ".join(f"{k} {v}" for k, v in totals.items()) if isinstance(totals, dict) else "",
+        style="bold",
+    )
+    return Group(head, table, tail, Text("Press f for the freeze map explorer.", style="dim"))
+
+
+class RunScreen(Screen[None]):
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back", id="run.back"),
+        Binding("v", "panels", "3/6 panels", id="run.panels"),
+        Binding("t", "xaxis", "X axis", id="run.xaxis"),
+        Binding("s", "smooth", "Smooth", id="run.smooth"),
+        Binding("l", "logy", "Log-y loss", id="run.logy"),
+        Binding("x", "app.cancel", "Cancel", id="run.cancel"),
+        Binding("r", "app.resume", "Resume", id="run.resume"),
+        Binding("f", "app.freeze_map", "Freeze map", id="run.freeze_map"),
+        Binding("i", "app.inference", "Inference", show=False, id="run.inference"),
+    ]
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.six = False
+        self.xmode = "epoch"
+        self.smooth = False
+        self.logy = False
+        self._log_size = -1
+        self._preset_text = ""
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="run-header")
+        yield Static(id="run-failure")
+        with TabbedContent(id="run-tabs"):
+            with TabPane("Charts", id="tab-charts"):
+                with Grid(id="charts"):
+                    for key in ("loss", "acc", "top5_acc", "val_loss", "val_acc", "val_top5_acc"):
+                        yield MetricChart(id=f"chart-{key}")
+            with TabPane("Freeze map", id="tab-freeze"):
+                with VerticalScroll():
+                    yield Static(id="freeze-view")
+            with TabPane("Preset", id="tab-preset"):
+                with VerticalScroll():
+                    yield Static(id="preset-view")
+            with TabPane("Log", id="tab-log"):
+                yield Log(id="log-view", highlight=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        store = self.app.store
+        store.watch(self.run_id)
+        self._preset_text = store.preset_text(self.run_id)
+        self.query_one("#preset-view", Static).update(
+            Syntax(self._preset_text, "toml", theme="ansi_dark", line_numbers=True, word_wrap=False)
+        )
+        self.query_one("#freeze-view", Static).update(freeze_map_view(store.freeze_map(self.run_id)))
+        self._apply_layout()
+        self.redraw()
+
+    def on_unmount(self) -> None:
+        self.app.store.unwatch(self.run_id)
+
+    def target_ids(self) -> list[str]:
+        return [self.run_id]
+
+    def runs_changed(self, ids: set[str], structural: bool) -> None:
+        if self.run_id in ids:
+            if self.app.store.record(self.run_id) is None:
+                self.app.notify(f"{self.run_id} was deleted", severity="warning")
+                self.dismiss()
+                return
+            self.redraw()
+
+    # ------------------------------------------------------------ drawing
+
+    def redraw(self) -> None:
+        snap = self.app.store.snapshot(self.run_id)
+        self._draw_header(snap)
+        self._draw_charts(snap)
+        if self.query_one(TabbedContent).active == "tab-log":
+            self._draw_log()
+
+    def _draw_header(self, snap: RunSnapshot) -> None:
+        r = snap.row
+        style = fmt.STATUS_STYLES.get(r.status, "")
+        ep = f"epoch {r.epoch}/{r.epochs}" if r.epochs else f"epoch {r.epoch}"
+        line1 = Text.assemble(
+            (r.id, "bold"), "  ", (r.name, "bold"), "  ", (f"● {r.status}", style), f"  {ep}",
+            ("  gpu ", "dim"), r.gpus, ("  elapsed ", "dim"), fmt.duration(r.elapsed),
+            ("  eta ", "dim"), fmt.duration(r.eta),
+        )
+        if snap.best:
+            line1.append_text(Text.assemble(
+                ("  best ", "dim"), (fmt.pct(snap.best["val_acc"]), "bold green"),
+                f"  top-5 {fmt.pct(snap.best.get('val_top5_acc'))} @ {snap.best['epoch']}",
+            ))
+        line2 = Text(preset_summary(self._preset_text), style="dim")
+        if snap.model:
+            line2.append(
+                f" · {fmt.params(snap.model.get('total_params'))} params"
+                f" ({fmt.params(snap.model.get('trainable_params'))} trainable)"
+                + (" · feature cache" if snap.model.get("feature_cache") else "")
+            )
+        self.query_one("#run-header", Static).update(Group(line1, line2))
+        failure = self.query_one("#run-failure", Static)
+        if r.status in FAILED:
+            tail = self.app.store.log_tail(self.run_id, FAILURE_LOG_LINES)
+            failure.update(Group(Text(f"{r.status}: {r.reason or 'no reason recorded'}", style="bold red"),
+                                 Text(tail, style="dim")))
+            failure.display = True
+        else:
+            failure.display = False
+
+    def _draw_charts(self, snap: RunSnapshot) -> None:
+        xlabel = curves.XLABELS[self.xmode]
+        for metric, title in curves.PANELS:
+            val = f"val_{metric}"
+            logy = self.logy and metric == "loss"
+            train_pts = curves.points(snap, metric, self.xmode)
+            val_pts = curves.points(snap, val, self.xmode)
+            train = self._series("train", train_pts, TRAIN_COLOR)
+            valid = self._series("val", val_pts, VAL_COLOR)
+            if self.six:
+                self.query_one(f"#chart-{metric}", MetricChart).show(
+                    [train], title=f"{title} (train)", xlabel=xlabel, logy=logy)
+                self.query_one(f"#chart-{val}", MetricChart).show(
+                    [valid], title=f"{title} (val)", xlabel=xlabel, logy=logy)
+            else:
+                self.query_one(f"#chart-{metric}", MetricChart).show(
+                    [train, valid], title=title, xlabel=xlabel, logy=logy)
+
+    def _series(self, label: str, pts: curves.Points, color: tuple[int, int, int]) -> Series:
+        ys = ema(pts.ys) if self.smooth else pts.ys
+        return Series(label, pts.xs, ys, color)
+
+    def _draw_log(self) -> None:
+        path = self.app.store.ws.run_paths(self.run_id).log
+        try:
+            size = os.stat(path).st_size
+        except OSError:
+            size = 0
+        if size == self._log_size:
+            return
+        self._log_size = size
+        log = self.query_one("#log-view", Log)
+        log.clear()
+        text = self.app.store.log_tail(self.run_id)
+        log.write_lines(text.splitlines() if text else ["(no log yet)"])
+
+    def _apply_layout(self) -> None:
+        grid = self.query_one("#charts", Grid)
+        grid.set_class(self.six, "six")
+        for key in ("val_loss", "val_acc", "val_top5_acc"):
+            self.query_one(f"#chart-{key}", MetricChart).display = self.six
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane.id == "tab-log":
+            self._draw_log()
+
+    # ------------------------------------------------------------ actions
+
+    def action_panels(self) -> None:
+        self.six = not self.six
+        self._apply_layout()
+        self.redraw()
+        self.notify("six panels" if self.six else "three panels (train + val)", timeout=2)
+
+    def action_xaxis(self) -> None:
+        self.xmode = curves.XMODES[(curves.XMODES.index(self.xmode) + 1) % len(curves.XMODES)]
+        self.redraw()
+        self.notify(f"x axis: {self.xmode}", timeout=2)
+
+    def action_smooth(self) -> None:
+        self.smooth = not self.smooth
+        self.redraw()
+        self.notify(f"smoothing {'on' if self.smooth else 'off'}", timeout=2)
+
+    def action_logy(self) -> None:
+        self.logy = not self.logy
+        self.redraw()
+        self.notify(f"log-y loss {'on' if self.logy else 'off'}", timeout=2)

@@ -1,0 +1,174 @@
+"""The home screen: every run of the workspace in a filterable, sortable table."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Static
+
+from tltui.tui import formatting as fmt
+from tltui.tui.data import RunRow
+from tltui.tui.widgets.run_table import COLUMN_KEYS, RunTable, matches, sort_rows
+
+SORTABLE = COLUMN_KEYS[1:]
+
+
+class RunsScreen(Screen[None]):
+    """Runs (home). Reads rows from ``app.store``; the app tells it what changed."""
+
+    BINDINGS = [
+        Binding("enter", "open", "Open", id="runs.open"),
+        Binding("space", "toggle_select", "Select", id="runs.select"),
+        Binding("a", "app.queue_preset", "Queue", id="runs.queue"),
+        Binding("x", "app.cancel", "Cancel", id="runs.cancel"),
+        Binding("r", "app.resume", "Resume", id="runs.resume"),
+        Binding("d", "app.delete", "Delete", id="runs.delete"),
+        Binding("c", "app.compare", "Compare", id="runs.compare"),
+        Binding("slash", "filter", "Filter", id="runs.filter"),
+        Binding("s", "sort", "Sort", id="runs.sort"),
+        Binding("S", "sort_reverse", "Reverse sort", show=False, id="runs.sort_reverse"),
+        Binding("escape", "clear", "Clear", show=False, id="runs.clear"),
+        Binding("p", "app.presets", "Presets", id="runs.presets"),
+        Binding("f", "app.freeze_map", "Freeze map", id="runs.freeze_map"),
+        Binding("i", "app.inference", "Inference", show=False, id="runs.inference"),
+        Binding("g", "app.toggle_gpu", "GPU", id="runs.gpu"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.selected: set[str] = set()
+        self.query_text = ""
+        self.sort_key = "id"
+        self.sort_reverse = False
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="runs-title", classes="title")
+        yield Input(placeholder="filter: words in id, name, status, preset (esc clears)", id="filter")
+        yield RunTable(id="runs")
+        with Horizontal(id="runs-status"):
+            yield Static(id="runs-summary")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#filter", Input).display = False
+        self.rebuild()
+        self.query_one(RunTable).focus()
+
+    # ------------------------------------------------------------ data from the app
+
+    @property
+    def table(self) -> RunTable:
+        return self.query_one(RunTable)
+
+    def visible_rows(self) -> list[RunRow]:
+        rows = [r for r in self.app.store.rows() if matches(r, self.query_text)]
+        return sort_rows(rows, self.sort_key, self.sort_reverse)
+
+    def rebuild(self) -> None:
+        """Re-list every row (after a filter, sort or a run added or removed)."""
+        self.selected &= set(self.app.store.ids)
+        rows = self.visible_rows()
+        self.table.show_rows(rows, self.selected)
+        self._update_summary(rows)
+
+    def runs_changed(self, ids: set[str], structural: bool) -> None:
+        """Called by the app at its redraw rate with the runs whose view changed."""
+        if structural or self.sort_key not in ("id", "name"):
+            self.rebuild()
+            return
+        shown = set(self.table.run_ids)
+        for rid in ids & shown:
+            self.table.update_run(self.app.store.row(rid), rid in self.selected)
+        self._update_summary(None)
+
+    def _update_summary(self, rows: list[RunRow] | None) -> None:
+        store = self.app.store
+        counts: dict[str, int] = {}
+        for rid in store.ids:
+            rec = store.record(rid)
+            if rec is not None:
+                counts[rec.status] = counts.get(rec.status, 0) + 1
+        parts = [f"{n} {s}" for s, n in sorted(counts.items())] or ["no runs yet: press a to queue a preset"]
+        shown = len(rows) if rows is not None else len(self.table.run_ids)
+        extra = []
+        if self.query_text:
+            extra.append(f"filter {self.query_text!r}: {shown} shown")
+        if self.selected:
+            extra.append(f"{len(self.selected)} selected")
+        arrow = "↓" if self.sort_reverse else "↑"
+        extra.append(f"sort {self.sort_key}{arrow}")
+        self.query_one("#runs-title", Static).update(f"[b]tltui[/b]  {fmt.home_relative(self.app.ws.root)}")
+        self.query_one("#runs-summary", Static).update("  ·  ".join(parts + extra))
+
+    # ------------------------------------------------------------ targets for app actions
+
+    def target_ids(self) -> list[str]:
+        """The selected runs, else the run under the cursor."""
+        if self.selected:
+            return [rid for rid in self.app.store.ids if rid in self.selected]
+        rid = self.table.cursor_run_id
+        return [rid] if rid else []
+
+    # ------------------------------------------------------------ actions
+
+    def action_open(self) -> None:
+        rid = self.table.cursor_run_id
+        if rid:
+            self.app.open_run(rid)
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        if event.row_key.value:
+            self.app.open_run(event.row_key.value)
+
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        key = event.column_key.value
+        if key in SORTABLE:
+            self.sort_reverse = not self.sort_reverse if key == self.sort_key else False
+            self.sort_key = key
+            self.rebuild()
+
+    def action_toggle_select(self) -> None:
+        rid = self.table.cursor_run_id
+        if rid is None:
+            return
+        self.selected ^= {rid}
+        self.table.update_run(self.app.store.row(rid), rid in self.selected)
+        self._update_summary(None)
+        self.table.action_cursor_down()
+
+    def action_sort(self) -> None:
+        i = SORTABLE.index(self.sort_key) if self.sort_key in SORTABLE else -1
+        self.sort_key = SORTABLE[(i + 1) % len(SORTABLE)]
+        self.rebuild()
+
+    def action_sort_reverse(self) -> None:
+        self.sort_reverse = not self.sort_reverse
+        self.rebuild()
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.query_text = event.value.strip()
+        self.rebuild()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.table.focus()
+
+    def action_clear(self) -> None:
+        """Esc: clear the filter, else the selection."""
+        box = self.query_one("#filter", Input)
+        if box.display:
+            box.value = ""
+            box.display = False
+            self.query_text = ""
+            self.table.focus()
+            self.rebuild()
+        elif self.selected:
+            self.selected.clear()
+            self.rebuild()

@@ -1,0 +1,1 @@
+"""Widgets that render data handed to them (run table, metric charts, ...)."""

@@ -1,0 +1,118 @@
+"""A plotext chart that draws the series handed to it, and nothing else.
+
+Callers hand over immutable :class:`Series` with :meth:`MetricChart.show`; the plot
+is built only when Textual repaints the widget, so many updates between two frames
+cost one build. Screens call ``show`` from their redraw timer (a bounded rate),
+never per event.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from textual.app import RenderResult
+from textual_plotext import PlotextPlot
+
+RGB = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class Series:
+    label: str
+    xs: tuple[float, ...]
+    ys: tuple[float, ...]
+    color: RGB | str | None = None
+    marker: str = "braille"
+
+
+@dataclass(frozen=True)
+class Bars:
+    labels: tuple[str, ...]
+    values: tuple[float, ...]
+    color: RGB | str | None = None
+
+
+def ema(values: Sequence[float], weight: float = 0.6) -> tuple[float, ...]:
+    """TensorBoard-style exponential smoothing (debiased, so the start is not pulled to 0)."""
+    out, last, n = [], 0.0, 0
+    for v in values:
+        n += 1
+        last = last * weight + (1 - weight) * v
+        out.append(last / (1 - weight**n))
+    return tuple(out)
+
+
+class MetricChart(PlotextPlot):
+    """One panel: line series (or bars) with a title, optional log-y and a legend."""
+
+    DEFAULT_CSS = """
+    MetricChart {
+        height: 1fr;
+        min-height: 6;
+    }
+    """
+
+    def __init__(self, title: str = "", *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.chart_title = title
+        self._series: tuple[Series, ...] = ()
+        self._bars: Bars | None = None
+        self._xlabel = ""
+        self._logy = False
+        self._ylim: tuple[float, float] | None = None
+        self.builds = 0  # how many times the plot was built (tests check the redraw rate)
+
+    def show(
+        self,
+        series: Sequence[Series] = (),
+        *,
+        title: str | None = None,
+        xlabel: str = "",
+        logy: bool = False,
+        ylim: tuple[float, float] | None = None,
+        bars: Bars | None = None,
+    ) -> None:
+        """Replace what the chart draws; the plot is rebuilt at the next repaint."""
+        self._series = tuple(series)
+        self._bars = bars
+        if title is not None:
+            self.chart_title = title
+        self._xlabel = xlabel
+        self._logy = logy
+        self._ylim = ylim
+        self.refresh()
+
+    @property
+    def series(self) -> tuple[Series, ...]:
+        return self._series
+
+    def render(self) -> RenderResult:
+        self.builds += 1
+        plt = self.plt
+        plt.clear_figure()
+        has_data = False
+        if self._bars is not None and self._bars.labels:
+            plt.bar(list(self._bars.labels), list(self._bars.values), color=self._bars.color, width=0.6)
+            has_data = True
+        for s in self._series:
+            pts = [(x, y) for x, y in zip(s.xs, s.ys) if _finite(y) and (not self._logy or y > 0)]
+            if not pts:
+                continue
+            xs, ys = zip(*pts)
+            kind = plt.scatter if len(pts) == 1 else plt.plot
+            kind(list(xs), list(ys), label=s.label or None, color=s.color, marker=s.marker)
+            has_data = True
+        plt.title(self.chart_title if has_data else f"{self.chart_title} (no data yet)")
+        if self._xlabel:
+            plt.xlabel(self._xlabel)
+        if has_data and self._logy:
+            plt.yscale("log")
+        if self._ylim is not None:
+            plt.ylim(*self._ylim)
+        return super().render()
+
+
+def _finite(y: float | None) -> bool:
+    return isinstance(y, (int, float)) and math.isfinite(y)
