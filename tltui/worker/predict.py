@@ -11,6 +11,7 @@ TensorFlow and Keras print there.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -52,13 +53,15 @@ def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
     out = os.fdopen(args.out_fd, "w", buffering=1) if args.out_fd is not None else open(args.out, "w", buffering=1)
     try:
-        with out:
-            run(args, out)
+        run(args, out)
     except JobError as e:
         _write(out, {"type": "error", "message": str(e)})
         return 2
     except BrokenPipeError:  # the client went away: nobody to report to
         return 0
+    finally:
+        with contextlib.suppress(OSError):
+            out.close()
     return 0
 
 
