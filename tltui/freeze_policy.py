@@ -130,14 +130,17 @@ def build_map(
     ``description`` is what ``python -m tltui.worker describe`` writes: ``backbone``,
     ``family``, ``stages`` (input-to-output) and ``layers`` (with their stage).
     ``head_layers``/``input_layers`` are the classifier's layers after/before the
-    backbone (their ``stage`` is forced to ``head``/``input``).
+    backbone (their ``stage`` is forced to ``head``/``input``); ``input_layers``
+    defaults to the description's own.
     """
     backbone = [LayerInfo.from_dict(d) for d in description["layers"]]
     order = list(description.get("stages") or _stage_order(backbone, None))
     family = description.get("family", "")
     validate_depth(depth, len(order), f"{description.get('backbone', 'the backbone')} ({family})")
+    if input_layers is None:
+        input_layers = [LayerInfo.from_dict(d) for d in description.get("input_layers") or ()]
     layers = (
-        [replace(l, stage=INPUT_STAGE) for l in input_layers or ()]
+        [replace(l, stage=INPUT_STAGE) for l in input_layers]
         + backbone
         + [replace(l, stage=HEAD_STAGE) for l in head_layers or ()]
     )

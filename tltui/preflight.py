@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tltui import catalog
+from tltui import catalog, presets, stages
 from tltui.presets import Preset, PresetIssue
 from tltui.workspace import Workspace, WorkspaceError
 
@@ -61,7 +61,34 @@ def check(preset: Preset, file: str, ws: Workspace | None = None) -> Report:
                     f"{m.backbone} needs inputs of at least {spec.min_size}x{spec.min_size}, got {d.image_size}",
                 )
             )
+    errors.extend(freeze_depth_errors(preset, file))
     return Report(errors, recipe_warnings(preset))
+
+
+def backbone_stages(backbone: str) -> int | None:
+    """How many stages ``freeze.depth`` ranges over for a backbone (``None``: unknown backbone)."""
+    if catalog.is_hub(backbone):
+        return stages.num_stages("hub")
+    spec = catalog.lookup(backbone)
+    return stages.num_stages(spec.family) if spec is not None else None
+
+
+def freeze_depth_errors(preset: Preset, file: str) -> list[PresetIssue]:
+    """``freeze.depth`` beyond the backbone's stages, for the preset and every run of its sweep."""
+    out: list[PresetIssue] = []
+    runs = [r.preset for r in presets.expand(preset)] if preset.sweep else [preset]
+    seen: set[tuple[str, int]] = set()
+    for p in runs:
+        depth, backbone = p.freeze.depth, p.model.backbone
+        n = backbone_stages(backbone)
+        if n is None or depth == "all" or not isinstance(depth, int) or depth <= n or (backbone, depth) in seen:
+            continue
+        seen.add((backbone, depth))
+        field = "sweep.freeze.depth" if "freeze.depth" in preset.sweep else "freeze.depth"
+        out.append(
+            PresetIssue(file, None, field, f'{backbone} has {n} stages, got depth {depth}; use 0..{n} or "all"')
+        )
+    return out
 
 
 def recipe_warnings(preset: Preset) -> list[str]:
@@ -79,7 +106,9 @@ def recipe_warnings(preset: Preset) -> list[str]:
             "freeze.batchnorm = \"trainable\" while the backbone is frozen: BatchNorm statistics drift "
             "on a small dataset and destroy pretrained features (keras.io recipe: keep BatchNorm frozen)"
         )
-    unfrozen_pretrained = m.weights != "none" and f.depth != "all"
+    n = backbone_stages(m.backbone)
+    all_frozen = f.depth == "all" or (n is not None and isinstance(f.depth, int) and f.depth >= n)
+    unfrozen_pretrained = m.weights != "none" and not all_frozen
     if unfrozen_pretrained and t.optimizer in ("adam", "adamw", "rmsprop") and t.learning_rate > 1e-3:
         out.append(
             f"learning_rate = {t.learning_rate:g} with {t.optimizer} on unfrozen pretrained stages: "

@@ -1,0 +1,270 @@
+"""``tltui freeze-map BACKBONE|PRESET|RUN_ID``: what is frozen and what trains, stage by stage.
+
+For a backbone or a preset, the map comes from the pure policy
+(:func:`tltui.freeze_policy.build_map`) over the backbone's cached description:
+no TensorFlow in this process once the description is cached. For a run, it is
+the map the worker recorded when it built the model (what actually trained).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from tltui import catalog, descriptions, freeze_policy
+from tltui.cli import CommandError
+from tltui.commands import common
+from tltui.workspace import Workspace
+
+BAR_WIDTH = 20
+FROZEN_CELL = "█"
+TRAINABLE_CELL = "░"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "freeze-map",
+        help="show which layers a freeze setting freezes, stage by stage",
+        description="Stage by stage (and with --layers, layer by layer): what is frozen and what trains. "
+        "REF is a backbone name (e.g. resnet50), a preset (file or name) or a run id (e.g. r0003: the map "
+        "that run trained with).",
+    )
+    p.add_argument("ref", metavar="BACKBONE|PRESET|RUN_ID")
+    p.add_argument("--depth", type=_depth, default=None, metavar="D",
+                   help='stages frozen from the input: 0..N or "all" (default: the preset\'s, else 0)')
+    p.add_argument("--batchnorm", choices=freeze_policy.BATCHNORM_POLICIES, default=None,
+                   help="BatchNorm policy (default: the preset's, else frozen)")
+    p.add_argument("--image-size", nargs=2, type=_side, metavar=("H", "W"),
+                   help="input size (default: the preset's, else the backbone's ImageNet size)")
+    p.add_argument("--classes", type=_positive, default=None, metavar="N",
+                   help="number of classes, for the head's parameters (default: a folder preset's class count)")
+    p.add_argument("--layers", action="store_true", help="list every layer under its stage")
+    p.add_argument("--json", action="store_true", help="print the map as one JSON document")
+    common.add_set(p)
+    p.set_defaults(func=main)
+
+
+def _depth(text: str) -> int | str:
+    if text == "all":
+        return "all"
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected a number of stages or "all", got {text!r}') from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {n}")
+    return n
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
+def _side(text: str) -> int:
+    n = _positive(text)
+    if not 8 <= n <= 4096:
+        raise argparse.ArgumentTypeError(f"expected 8..4096, got {n}")
+    return n
+
+
+# ---------------------------------------------------------------------------- building the map
+
+
+def main(args: argparse.Namespace) -> int:
+    ws = common.workspace(args)
+    notes: list[str] = []
+    if re.fullmatch(r"r\d+", args.ref):
+        doc = run_map(ws, args)
+    elif catalog.lookup(args.ref) is not None or catalog.is_hub(args.ref):
+        doc = backbone_map(ws, args, notes)
+    else:
+        doc = preset_map(ws, args, notes)
+    if args.json:
+        common.print_json(doc)
+        return 0
+    for n in notes:
+        print(f"warning: {n}", file=sys.stderr)
+    sys.stdout.write("\n".join(render(doc, layers=args.layers)) + "\n")
+    return 0
+
+
+def run_map(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
+    """The map the worker recorded for a run."""
+    if args.depth is not None or args.batchnorm is not None or args.image_size or args.overrides:
+        raise CommandError(
+            f"{args.ref}: a run's map is what it trained with; --depth/--batchnorm/--image-size/--set "
+            "apply to a backbone or preset"
+        )
+    rec = ws.get(args.ref)
+    path = ws.run_paths(rec.id).freeze_map
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CommandError(
+            f"{rec.id} ({rec.status}) has no freeze map yet: the worker records {path.name} when it builds "
+            "the model"
+        ) from None
+    except (OSError, ValueError) as e:
+        raise CommandError(f"{path}: unreadable freeze map ({e})") from None
+    doc.setdefault("run", rec.id)
+    return doc
+
+
+def _description(ws: Workspace, name: str, image_size: tuple[int, int], alpha: float | None, quiet: bool) -> dict[str, Any]:
+    def tell(msg: str) -> None:
+        if not quiet:
+            print(msg + " ...", file=sys.stderr, flush=True)
+
+    try:
+        return descriptions.get(ws.cache_dir, name, image_size, alpha, on_describe=tell)
+    except descriptions.DescriptionError as e:
+        raise CommandError(str(e)) from None
+
+
+def _build(
+    description: dict[str, Any], depth: int | str, batchnorm: str, classes: int | None, dropout: float
+) -> dict[str, Any]:
+    last = description["layers"][-1].get("output_shape") or [None]
+    features = last[-1] if isinstance(last[-1], int) else None
+    head = freeze_policy.standard_head(features, classes, dropout)
+    try:
+        doc = freeze_policy.build_map(description, depth, batchnorm, head_layers=head)
+    except freeze_policy.FreezeError as e:
+        raise CommandError(str(e)) from None
+    doc["num_classes"] = classes
+    return doc
+
+
+def backbone_map(ws: Workspace, args: argparse.Namespace, notes: list[str]) -> dict[str, Any]:
+    if args.overrides:
+        raise CommandError("--set applies to a preset, not to a backbone name")
+    spec = catalog.lookup(args.ref)
+    if spec is None:  # a hub: handle
+        raise CommandError(
+            f"{args.ref}: a TF Hub backbone is one opaque stage; its map exists once a run has built it "
+            "(tltui freeze-map RUN_ID)"
+        )
+    size = tuple(args.image_size) if args.image_size else (spec.default_size, spec.default_size)
+    if min(size) < spec.min_size:
+        raise CommandError(f"--image-size: {spec.name} needs at least {spec.min_size}x{spec.min_size}")
+    description = _description(ws, spec.name, size, None, args.json)  # type: ignore[arg-type]
+    depth = 0 if args.depth is None else args.depth
+    return _build(description, depth, args.batchnorm or "frozen", args.classes, 0.0)
+
+
+def preset_map(ws: Workspace, args: argparse.Namespace, notes: list[str]) -> dict[str, Any]:
+    from tltui import preflight, presets
+
+    path = common.find_preset(args.ref, ws)
+    if not path.exists():
+        raise CommandError(
+            f"{args.ref}: not a backbone, a preset or a run id (backbones: {', '.join(sorted(catalog.BACKBONES))})"
+        )
+    preset = presets.load(path, presets.parse_set(args.overrides))
+    m, f = preset.model, preset.freeze
+    if catalog.is_hub(m.backbone):
+        raise CommandError(
+            f"{path}: model.backbone is a TF Hub module, one opaque stage; its map exists once a run has built "
+            "it (tltui freeze-map RUN_ID)"
+        )
+    if preset.sweep:
+        notes.append(f"{path}: the preset sweeps {', '.join(preset.sweep)}; showing its base values")
+    size = tuple(args.image_size) if args.image_size else tuple(preset.data.image_size)
+    description = _description(ws, m.backbone, size, m.alpha, args.json)  # type: ignore[arg-type]
+    classes = args.classes if args.classes is not None else _folder_classes(preset)
+    depth = f.depth if args.depth is None else args.depth
+    batchnorm = args.batchnorm or f.batchnorm
+    doc = _build(description, depth, batchnorm, classes, m.dropout)
+    doc["preset"] = preset.name
+    effective = preset.model_copy(update={"freeze": presets.FreezeConfig(depth=depth, batchnorm=batchnorm)})
+    doc["warnings"] = preflight.recipe_warnings(effective)
+    notes.extend(doc["warnings"])
+    return doc
+
+
+def _folder_classes(preset: Any) -> int | None:
+    if preset.data.kind != "folder":
+        return None
+    try:
+        return sum(1 for p in Path(preset.data.target).iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError:
+        return None
+
+
+# ---------------------------------------------------------------------------- rendering
+
+
+def fmt_params(n: int) -> str:
+    if n < 10_000:
+        return str(n)
+    if n < 1_000_000:
+        return f"{n / 1000:.1f}k"
+    return f"{n / 1_000_000:.2f}M"
+
+
+def bar(frozen: int, total: int, width: int = BAR_WIDTH) -> str:
+    """Frozen vs trainable parameters as ``width`` cells (blank when there are none)."""
+    if total <= 0:
+        return ""
+    cells = round(width * frozen / total)
+    return FROZEN_CELL * cells + TRAINABLE_CELL * (width - cells)
+
+
+def layer_state(row: dict[str, Any]) -> str:
+    if row.get("bn_inference"):
+        return "frozen (BatchNorm inference mode)"
+    if row["trainable"]:
+        return "trainable (BatchNorm training mode)" if row["type"] in ("BatchNormalization", "SyncBatchNormalization") else "trainable"
+    return "frozen"
+
+
+def render(doc: dict[str, Any], *, layers: bool = False) -> list[str]:
+    """The human-readable map: a header, one line per stage (and its layers), totals."""
+    size = doc.get("image_size")
+    size_s = f"  {size[0]}x{size[1]}" if size else ""
+    src = f"run {doc['run']}: " if doc.get("run") else (f"preset {doc['preset']}: " if doc.get("preset") else "")
+    n = doc.get("num_stages")
+    depth_s = f"{doc['depth']}" + (f" of {n}" if n is not None else "")
+    out = [
+        f"{src}{doc.get('backbone')} ({doc.get('family')}){size_s}  "
+        f"freeze.depth = {depth_s}  freeze.batchnorm = {doc.get('batchnorm')}"
+    ]
+    width = max([len("stage")] + [len(s["name"]) for s in doc["stages"]]) + 2
+    head = f"  {'stage':<{width}}{'layers':>6} {'frozen':>6} {'train':>6} {'bn-inf':>6} {'params':>9} {'trainable':>10}  frozen/trainable"
+    out.append(head)
+    rows_by_stage: dict[str, list[dict[str, Any]]] = {}
+    for r in doc["layers"]:
+        rows_by_stage.setdefault(r["stage"], []).append(r)
+    for s in [*doc["stages"], {**doc["totals"], "name": "total"}]:
+        if s["name"] == "total":
+            out.append("  " + "-" * (len(head) - 2))
+        out.append(
+            f"  {s['name']:<{width}}{s['layers']:>6} {s['frozen']:>6} {s['trainable']:>6} "
+            f"{s.get('bn_inference', 0):>6} {fmt_params(s['params']):>9} {fmt_params(s['trainable_params']):>10}  "
+            f"{bar(s['frozen_params'], s['params'])}"
+        )
+        if layers and s["name"] != "total":
+            for r in rows_by_stage.get(s["name"], []):
+                shape = "x".join("?" if d is None else str(d) for d in (r.get("output_shape") or [])[1:])
+                out.append(
+                    f"      {r['name']:<34} {r['type']:<24} {shape:<14} {fmt_params(r['params']):>9}  {layer_state(r)}"
+                )
+    t = doc["totals"]
+    out.append(
+        f"  {fmt_params(t['trainable_params'])} of {fmt_params(t['params'])} parameters train "
+        f"({t['trainable']} of {t['layers']} layers trainable, {t.get('bn_inference', 0)} BatchNorm in inference mode)"
+    )
+    if doc.get("num_classes", 0) is None:
+        out.append("  head: number of classes unknown, its Dense layer shows 0 parameters (use --classes N)")
+    out.append(f"  {FROZEN_CELL} frozen  {TRAINABLE_CELL} trainable (share of parameters)")
+    return out
