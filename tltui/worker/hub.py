@@ -409,17 +409,22 @@ def build_hub_classifier(
     Input: ``(None, None, 3)`` pixels 0..255; ``Resizing(image_size)``, ``Rescaling(1/255)``
     (TF Hub image modules take [0, 1]), the backbone (a functional model around the
     :class:`HubModule`), then optional Dropout, Dense(num_classes), float32 softmax.
-    Raises :class:`HubError` for any user-fixable problem.
+    Raises :class:`tltui.worker.model.ModelError` (one line) for any user-fixable problem.
     """
     from tltui.worker import model as model_mod
 
     if num_classes < 2:
-        raise HubError(f"the data has {num_classes} class(es); a classifier needs at least 2")
+        raise model_mod.ModelError(f"the data has {num_classes} class(es); a classifier needs at least 2")
     if preset.model.weights == "none":
-        raise HubError('model.weights = "none": a hub backbone brings its own weights; remove model.weights')
-    handle = hubcache.parse(preset.model.backbone)
-    path = resolve(handle, cache_for(runs_dir))
-    layer = load_hub_layer(path, preset)
+        raise model_mod.ModelError(
+            'model.weights = "none": a hub backbone brings its own weights; remove model.weights'
+        )
+    try:
+        handle = hubcache.parse(preset.model.backbone)
+        path = resolve(handle, cache_for(runs_dir))
+        layer = load_hub_layer(path, preset)
+    except HubError as e:
+        raise model_mod.ModelError(str(e)) from None
     h, w = preset.data.image_size
     bb_in = keras.Input(shape=(h, w, 3), name="hub_input", dtype="float32")
     backbone = keras.Model(bb_in, layer(bb_in), name=BACKBONE_NAME)
@@ -447,12 +452,47 @@ def find_hub_layer(model: keras.Model) -> HubModule | None:
     return None
 
 
+def hub_details(backbone: keras.Model) -> dict[str, Any]:
+    """The hub module's entry of a freeze map: handle, folder, variables, state, BatchNorm mode."""
+    layer = find_hub_layer(backbone)
+    if layer is None:
+        raise ValueError(f"{backbone.name} holds no HubModule")
+    trainable = layer.trainable
+    if not layer.training_argument:
+        inside = "fixed (the module has no training argument)"
+    elif trainable and layer.batchnorm == "trainable":
+        inside = "follows training (statistics update)"
+    else:
+        inside = "inference mode"
+    return {
+        "layer": layer.name,
+        "handle": layer.handle,
+        "saved_model_dir": str(layer.saved_model_dir),
+        "endpoint": layer.endpoint,
+        "variables": len(layer.module_variables),
+        "trainable_variables": len(layer._trainable_variables),
+        "state": "trainable" if trainable else "frozen",
+        "batchnorm_inside": inside,
+    }
+
+
+def add_hub_details(doc: dict[str, Any], backbone: keras.Model) -> dict[str, Any]:
+    """Add :func:`hub_details` to a freeze-map document (``doc["hub"]`` and the module row's
+    ``variables``); returns ``doc``. Call after the freeze policy was applied."""
+    details = hub_details(backbone)
+    doc["hub"] = details
+    for row in doc["layers"]:
+        if row["name"] == details["layer"]:
+            row["variables"] = details["variables"]
+    return doc
+
+
 def hub_freeze_map(model: keras.Model, backbone: keras.Model, preset: Preset) -> dict[str, Any]:
     """Apply the freeze policy to a hub classifier and return its freeze-map document.
 
     Same shape as :func:`tltui.worker.freeze.apply_freeze` (family ``hub``, one opaque
-    stage ``hub_module``), plus a ``hub`` entry: handle, folder, variable counts and what
-    BatchNorm inside the module does.
+    stage ``hub_module``: depth 0 trains it, any other depth freezes it), plus
+    :func:`add_hub_details`.
     """
     from tltui.worker.freeze import apply_freeze
 
@@ -465,28 +505,7 @@ def hub_freeze_map(model: keras.Model, backbone: keras.Model, preset: Preset) ->
         name=preset.model.backbone,
         image_size=list(preset.data.image_size),
     )
-    layer = find_hub_layer(backbone)
-    assert layer is not None
-    trainable = layer.trainable
-    if not layer.training_argument:
-        inside = "fixed (the module has no training argument)"
-    elif trainable and layer.batchnorm == "trainable":
-        inside = "follows training (statistics update)"
-    else:
-        inside = "inference mode"
-    doc["hub"] = {
-        "handle": layer.handle,
-        "saved_model_dir": str(layer.saved_model_dir),
-        "endpoint": layer.endpoint,
-        "variables": len(layer.module_variables),
-        "trainable_variables": len(layer._trainable_variables),
-        "state": "trainable" if trainable else "frozen",
-        "batchnorm_inside": inside,
-    }
-    for row in doc["layers"]:
-        if row["name"] == layer.name:
-            row["variables"] = len(layer.module_variables)
-    return doc
+    return add_hub_details(doc, backbone)
 
 
 # --------------------------------------------------------------------------- hub-fetch job

@@ -38,10 +38,9 @@ class ModelError(Exception):
 def backbone_spec(preset: Preset) -> BackboneSpec:
     name = preset.model.backbone
     if catalog.is_hub(name):
-        raise ModelError(
-            f"model.backbone = {name!r}: TF Hub backbones are not supported by the training worker yet; "
-            "use a keras.applications backbone"
-        )
+        from tltui.worker.hub import hub_spec
+
+        return hub_spec(preset)
     spec = catalog.lookup(name)
     if spec is None:
         raise ModelError(f"model.backbone: unknown backbone {name!r}")
@@ -115,6 +114,10 @@ def build_classifier(
 
     ``runs_dir`` (the workspace's ``runs/`` folder) is needed only for ``run:RUN_ID`` weights.
     """
+    if catalog.is_hub(preset.model.backbone):
+        from tltui.worker.hub import build_hub_classifier
+
+        return build_hub_classifier(preset, num_classes, runs_dir=runs_dir)
     if num_classes < 2:
         raise ModelError(f"the data has {num_classes} class(es); a classifier needs at least 2")
     spec = backbone_spec(preset)

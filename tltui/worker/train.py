@@ -235,6 +235,10 @@ class Trainer:
             name=preset.model.backbone,
             image_size=list(preset.data.image_size),
         )
+        if spec.family == "hub":
+            from tltui.worker.hub import add_hub_details
+
+            add_hub_details(freeze_map, backbone)
         write_json(self.paths.freeze_map, freeze_map)
         compile_model(model, preset, num_classes, steps_per_epoch, self.emit_log)
         trainable = sum(_count(w.shape) for w in model.trainable_weights)
