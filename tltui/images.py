@@ -197,7 +197,9 @@ def prepare(
 
     With ``native_size`` (the low-res trick) the image is first shrunk to the
     training data's native resolution and then upscaled, so a photo looks like,
-    say, a CIFAR image. Raises :class:`ImageSkip`.
+    say, a CIFAR image: what the model sees, for display. (The worker feeds the
+    native-size image and lets the model's Resizing layer upscale it, as in
+    training.) Raises :class:`ImageSkip`.
     """
     h, w = int(image_size[0]), int(image_size[1])
     first = (int(native_size[1]), int(native_size[0])) if native_size else (w, h)

@@ -92,15 +92,16 @@ def read_run(run_dir: Path) -> dict[str, Any]:
             info = json.loads(paths.data_info.read_text())
         except (OSError, ValueError) as e:
             raise JobError(f"{paths.data_info}: cannot read ({e})") from None
-    image_size = info.get("image_size")
+    image_size, source = info.get("image_size"), paths.data_info
     if image_size is None:
+        source = paths.preset
         try:
             preset = tomllib.loads(paths.preset.read_text())
             image_size = preset.get("data", {}).get("image_size", [224, 224])
         except (OSError, tomllib.TOMLDecodeError) as e:
             raise JobError(f"{paths.preset}: cannot read the image size ({e})") from None
     if not _is_size(image_size):
-        raise JobError(f"{paths.data_info}: image_size must be [height, width], got {image_size!r}")
+        raise JobError(f"{source}: image_size must be [height, width], got {image_size!r}")
     native = info.get("native_size")
     return {
         "classes": classes,
@@ -156,9 +157,9 @@ def run(args: argparse.Namespace, out: TextIO) -> None:
     import numpy as np
 
     model = load_model(RunPaths(args.run_dir).model)
-    native = info["native_size"] if args.low_res else None
+    size = input_size(info, args.low_res)
     done = 0
-    for batch, skipped in _batches(entries, args.batch_size, info["image_size"], native, args.max_pixels):
+    for batch, skipped in _batches(entries, args.batch_size, size, args.max_pixels):
         for entry, reason in skipped:
             _write(out, Skipped(str(entry.path), reason, entry.rel))
         done += len(skipped)
@@ -173,6 +174,12 @@ def run(args: argparse.Namespace, out: TextIO) -> None:
                 _write(out, prediction(entry, p, classes, k, labels))
             done += len(batch)
         _write(out, Progress(done, total))
+
+
+def input_size(info: dict[str, Any], low_res: bool) -> list[int]:
+    """The size images are decoded to. For --low-res that is the native size: the model's
+    own Resizing layer upscales it, exactly as it upscaled the native-size training images."""
+    return info["native_size"] if low_res else info["image_size"]
 
 
 def prediction(entry: ImageEntry, probs: Any, classes: list[str], k: int, labels: list[str] | None) -> PredictionRow:
@@ -191,8 +198,7 @@ def prediction(entry: ImageEntry, probs: Any, classes: list[str], k: int, labels
 def _batches(
     entries: Sequence[ImageEntry],
     batch_size: int,
-    image_size: list[int],
-    native: list[int] | None,
+    size: list[int],
     max_pixels: int,
 ) -> Iterator[tuple[list[tuple[ImageEntry, Any]], list[tuple[ImageEntry, str]]]]:
     """Decode lazily: yields (up to batch_size decoded images, files skipped meanwhile)."""
@@ -202,7 +208,7 @@ def _batches(
     skipped: list[tuple[ImageEntry, str]] = []
     for entry in entries:
         try:
-            im = images.prepare(entry.path, image_size, native_size=native, max_pixels=max_pixels)
+            im = images.prepare(entry.path, size, max_pixels=max_pixels)
             batch.append((entry, np.asarray(im, dtype=np.uint8)))
         except ImageSkip as e:
             skipped.append((entry, str(e)))
