@@ -163,3 +163,20 @@ def test_predict_is_listed_in_help(capsys: pytest.CaptureFixture[str]) -> None:
         cli.main(["predict", "--help"])
     assert "--low-res" in capsys.readouterr().out
     assert os.environ.get(WORKER_CMD_ENV) is None
+
+
+def test_progress_bar_path_collects_every_record(capsys: pytest.CaptureFixture[str]) -> None:
+    from tltui.commands import predict as cmd
+    from tltui.predict_client import PredictionRow, PredictReport, PredictStarted, Progress, Skipped
+
+    recs = [
+        PredictStarted(2, pc.CLASSES, None, 1, [16, 16]),
+        PredictionRow("/p/a.png", [("red", 0.9)], None, "a.png"),
+        Progress(1, 2),
+        Skipped("/p/b.png", "empty file", "b.png"),
+        Progress(2, 2),
+    ]
+    report = PredictReport("r0001", "/p")
+    cmd._collect(iter(recs), report, show_progress=True)
+    assert (len(report.rows), len(report.skipped), report.progress) == (1, 1, Progress(2, 2))
+    assert capsys.readouterr().out == ""

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from tltui.cli import CommandError
 from tltui.commands import common
-from tltui.predict_client import PredictError, PredictJob, PredictReport, Progress
+from tltui.predict_client import PredictError, PredictJob, PredictReport, Progress, Record
 from tltui.workspace import Workspace, atomic_write
 
 #: Confusion matrices with more labels than this are left out of the text report (use --json).
@@ -92,7 +93,7 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _collect(job: PredictJob, report: PredictReport, *, show_progress: bool) -> None:
+def _collect(job: Iterable[Record], report: PredictReport, *, show_progress: bool) -> None:
     if not show_progress:
         for rec in job:
             report.add(rec)
