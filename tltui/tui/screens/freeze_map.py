@@ -1,0 +1,358 @@
+"""The freeze-map screen: see what trains, change depth and BatchNorm policy, write it back.
+
+Three ways in:
+
+- ``FreezeMapScreen(run_id="r0003")``: the map the run recorded when its model
+  was built (what actually trained); read-only.
+- ``FreezeMapScreen(preset_path=...)`` (from the preset editor): the preset's
+  backbone at its depth and policy. ``+``/``-``/``b`` recompute the map at once
+  (pure policy over the cached backbone description, no TensorFlow) and write
+  ``freeze.depth``/``freeze.batchnorm`` back into the preset file (comments kept,
+  atomic). The screen dismisses with ``(depth, batchnorm)`` when they changed.
+- ``FreezeMapScreen()``: pick any backbone and explore.
+
+A backbone that was never described is described once by a worker subprocess
+(``python -m tltui.worker describe``) in a thread; the screen says so meanwhile.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Select, Static
+
+from tltui import catalog
+from tltui.tui.screens._support import one_line, workspace_for
+from tltui.tui.widgets.layer_map import LayerMap
+from tltui.workspace import Workspace, WorkspaceError
+
+#: ``describe(cache_dir, backbone, (h, w), alpha, on_describe) -> description``
+Describer = Callable[[Path, str, tuple[int, int], float | None, Callable[[str], None]], dict[str, Any]]
+
+Depth = int | str
+
+
+def default_describer(
+    cache_dir: Path, name: str, size: tuple[int, int], alpha: float | None, on_describe: Callable[[str], None]
+) -> dict[str, Any]:
+    from tltui import descriptions
+
+    return descriptions.get(cache_dir, name, size, alpha, on_describe=on_describe)
+
+
+def read_run_map(ws: Workspace, run_id: str) -> dict[str, Any] | None:
+    """The freeze map a run recorded, or ``None`` if it has none (yet). Raises ``ValueError`` if unreadable."""
+    path = ws.run_paths(run_id).freeze_map
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        raise ValueError(f"{path}: not valid JSON; the run's freeze map is damaged") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("layers"), list):
+        raise ValueError(f"{path}: not a freeze map (no layers)")
+    return doc
+
+
+def depth_steps(num_stages: int) -> list[Depth]:
+    """Every depth in order: 0..N, then "all"."""
+    return [*range(num_stages + 1), "all"]
+
+
+def step_depth(depth: Depth, num_stages: int, delta: int) -> Depth:
+    steps = depth_steps(num_stages)
+    i = steps.index(depth) if depth in steps else (len(steps) - 1 if delta < 0 else 0)
+    return steps[max(0, min(len(steps) - 1, i + delta))]
+
+
+def head_for(description: dict[str, Any], dropout: float = 0.0) -> list[Any]:
+    """The standard classifier head after this backbone (class count unknown: Dense shows 0 params)."""
+    from tltui.freeze_policy import standard_head
+
+    features = None
+    layers = description.get("layers") or []
+    if layers:
+        shape = layers[-1].get("output_shape")
+        if isinstance(shape, list) and shape and isinstance(shape[-1], int):
+            features = shape[-1]
+    return standard_head(features, None, dropout)
+
+
+class FreezeMapScreen(Screen[tuple[Depth, str] | None]):
+    """The freeze map of a run (read-only), a preset (editable) or any backbone."""
+
+    DEFAULT_CSS = """
+    FreezeMapScreen { layout: vertical; }
+    FreezeMapScreen > #fm-title { height: 1; padding: 0 1; background: $boost; }
+    FreezeMapScreen > #fm-backbone { height: 1; margin: 0 1; display: none; }
+    FreezeMapScreen.-explore > #fm-backbone { display: block; }
+    FreezeMapScreen > #fm-status { height: auto; max-height: 4; padding: 0 1; color: $text-muted; }
+    FreezeMapScreen > #fm-status.-error { color: $error; }
+    FreezeMapScreen > LayerMap { padding: 0 1; }
+    """
+
+    BINDINGS = [
+        Binding("plus,equals_sign", "depth(1)", "Deeper", id="freeze_map.deeper"),
+        Binding("minus,underscore", "depth(-1)", "Shallower", id="freeze_map.shallower"),
+        Binding("b", "toggle_batchnorm", "BatchNorm", id="freeze_map.batchnorm"),
+        Binding("e", "expand_all", "Expand all", id="freeze_map.expand"),
+        Binding("c", "collapse_all", "Collapse", id="freeze_map.collapse"),
+        Binding("escape", "close", "Back", id="freeze_map.back"),
+    ]
+
+    def __init__(
+        self,
+        run_id: str | None = None,
+        preset_path: str | None = None,
+        *,
+        preset_text: str | None = None,
+        write_back: bool = True,
+        workspace: Workspace | None = None,
+        describer: Describer | None = None,
+    ) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.preset_path = Path(preset_path) if preset_path else None
+        self._preset_text = preset_text
+        self.write_back = write_back and self.preset_path is not None and run_id is None
+        self._ws = workspace
+        self._describer = describer or default_describer
+        self._description: dict[str, Any] | None = None
+        self._preset: Any = None  # tltui.presets.Preset in preset mode
+        self.depth: Depth = 0
+        self.batchnorm = "frozen"
+        self._initial: tuple[Depth, str] | None = None
+        self.map: dict[str, Any] | None = None
+        self._head: list[Any] = []
+        self._backbone: str | None = None
+
+    # ------------------------------------------------------------ layout
+
+    @property
+    def mode(self) -> str:
+        if self.run_id is not None:
+            return "run"
+        return "preset" if self.preset_path is not None or self._preset_text is not None else "explore"
+
+    @property
+    def editable(self) -> bool:
+        return self.mode != "run"
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="fm-title")
+        yield Select([(n, n) for n in catalog.BACKBONES], value="resnet50", allow_blank=False,
+                     compact=True, id="fm-backbone")
+        yield Static("", id="fm-status")
+        yield LayerMap(id="fm-map")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.workspace = workspace_for(self.app, self._ws)
+        self.set_class(self.mode == "explore", "-explore")
+        if self.mode == "run":
+            self._load_run()
+        elif self.mode == "preset":
+            self._load_preset()
+        else:
+            self._start_backbone(str(self.query_one("#fm-backbone", Select).value))
+
+    def _title(self, text: str) -> None:
+        self.query_one("#fm-title", Static).update(Text.from_markup(text))
+
+    def set_status(self, text: str, *, error: bool = False) -> None:
+        status = self.query_one("#fm-status", Static)
+        status.update(Text(text))
+        status.set_class(error, "-error")
+
+    # ------------------------------------------------------------ run mode
+
+    def _load_run(self) -> None:
+        assert self.run_id is not None
+        try:
+            run_id = self.workspace.get(self.run_id).id
+            self.run_id = run_id
+            doc = read_run_map(self.workspace, run_id)
+        except (WorkspaceError, ValueError, OSError) as e:
+            self.set_status(one_line(e), error=True)
+            return
+        self._title(f"[b]Freeze map[/b] of {run_id} · what it trained with · read-only")
+        if doc is None:
+            self.set_status(
+                f"{run_id} has no freeze map yet: the worker records it when it builds the model", error=True
+            )
+            return
+        self.depth, self.batchnorm = doc.get("depth", "?"), str(doc.get("batchnorm", "?"))
+        self.map = doc
+        self.query_one(LayerMap).show(doc)
+        self.set_status("  ".join(self._run_warnings(run_id)) or "recorded by the worker when the model was built")
+
+    def _run_warnings(self, run_id: str) -> list[str]:
+        from tltui import preflight, presets
+
+        try:
+            preset = presets.load(self.workspace.run_paths(run_id).preset)
+        except Exception:  # an old or damaged preset only costs the warnings
+            return []
+        return [f"⚠ {w}" for w in preflight.recipe_warnings(preset)]
+
+    # ------------------------------------------------------------ preset mode
+
+    def _load_preset(self) -> None:
+        from tltui import presets
+
+        label = self.preset_path.name if self.preset_path else "(unsaved preset)"
+        self._title(f"[b]Freeze map[/b] · {label}")
+        try:
+            text = self._preset_text
+            if text is None:
+                assert self.preset_path is not None
+                text = self.preset_path.read_text(encoding="utf-8")
+            preset = presets.loads(text, file=label)
+        except (OSError, presets.PresetError) as e:
+            self.set_status(one_line(e), error=True)
+            return
+        self._preset = preset
+        self.depth, self.batchnorm = preset.freeze.depth, preset.freeze.batchnorm
+        self._initial = (self.depth, self.batchnorm)
+        size = (preset.data.image_size[0], preset.data.image_size[1])
+        ro = "" if self.write_back else " · changes go back to the editor only"
+        self._title(f"[b]Freeze map[/b] · {label} · {preset.model.backbone} {size[0]}x{size[1]}{ro}")
+        self._describe(preset.model.backbone, size, preset.model.alpha, preset.model.dropout)
+
+    # ------------------------------------------------------------ explore mode
+
+    def _start_backbone(self, name: str) -> None:
+        if name == self._backbone:
+            return
+        self._backbone = name
+        spec = catalog.lookup(name)
+        size = (spec.default_size, spec.default_size) if spec else (224, 224)
+        self._title(f"[b]Freeze map[/b] · {name} {size[0]}x{size[1]} · pick a backbone above")
+        self._describe(name, size, None, 0.0)
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "fm-backbone" and self.mode == "explore" and event.value is not Select.NULL:
+            self._start_backbone(str(event.value))
+
+    # ------------------------------------------------------------ describing (thread)
+
+    def _describe(self, name: str, size: tuple[int, int], alpha: float | None, dropout: float) -> None:
+        self.set_status(f"describing backbone {name}…")
+        self._describe_worker(name, size, alpha, dropout)
+
+    @work(thread=True, exclusive=True, group="freeze-map-describe", exit_on_error=False)
+    def _describe_worker(self, name: str, size: tuple[int, int], alpha: float | None, dropout: float) -> None:
+        def said(message: str) -> None:
+            self.app.call_from_thread(self.set_status, message + "…")
+
+        try:
+            description = self._describer(self.workspace.cache_dir, name, size, alpha, said)
+            head = head_for(description, dropout)
+        except Exception as e:  # DescriptionError, a worker crash: one line on screen
+            self.app.call_from_thread(self.set_status, one_line(e), error=True)
+            return
+        self.app.call_from_thread(self._described, description, head)
+
+    def _described(self, description: dict[str, Any], head: list[Any]) -> None:
+        self._description = description
+        self._head = head
+        self._redraw()
+
+    def _redraw(self) -> bool:
+        """Recompute the map for the current depth/policy; ``False`` (and an error line) if it does not fit."""
+        from tltui.freeze_policy import FreezeError, build_map
+
+        if self._description is None:
+            return False
+        try:
+            doc = build_map(self._description, self.depth, self.batchnorm, head_layers=self._head)
+        except FreezeError as e:
+            self.set_status(one_line(e), error=True)
+            return False
+        self.map = doc
+        self.query_one(LayerMap).show(doc)
+        self.set_status(self._notes())
+        return True
+
+    def _notes(self) -> str:
+        notes: list[str] = []
+        if self._preset is not None:
+            from tltui import preflight
+            from tltui.presets import FreezeConfig
+
+            current = self._preset.model_copy(
+                update={"freeze": FreezeConfig(depth=self.depth, batchnorm=self.batchnorm)}  # type: ignore[arg-type]
+            )
+            notes += [f"⚠ {w}" for w in preflight.recipe_warnings(current)]
+            swept = [k for k in self._preset.sweep if k.startswith("freeze.")]
+            if swept:
+                notes.append(f"the sweep sets {', '.join(swept)} per run; this is the base value")
+        if not notes:
+            notes.append("+/- depth · b BatchNorm policy" + (" · saved to the preset as you go" if self.write_back else ""))
+        return "  ".join(notes)
+
+    # ------------------------------------------------------------ actions
+
+    def _num_stages(self) -> int:
+        if self.map is not None and isinstance(self.map.get("num_stages"), int):
+            return int(self.map["num_stages"])
+        return len((self._description or {}).get("stages") or [])
+
+    def action_depth(self, delta: int) -> None:
+        if not self._can_edit():
+            return
+        new = step_depth(self.depth, self._num_stages(), delta)
+        if new == self.depth:
+            self.app.bell()
+            return
+        old, self.depth = self.depth, new
+        if not self._redraw():
+            self.depth = old
+            return
+        self._write_back("freeze.depth", new)
+
+    def action_toggle_batchnorm(self) -> None:
+        if not self._can_edit():
+            return
+        self.batchnorm = "trainable" if self.batchnorm == "frozen" else "frozen"
+        if self._redraw():
+            self._write_back("freeze.batchnorm", self.batchnorm)
+
+    def _can_edit(self) -> bool:
+        if self.mode == "run":
+            self.notify(f"read-only: this is the map {self.run_id} trained with", severity="warning")
+            return False
+        if self._description is None:
+            self.notify("the backbone is not described yet", severity="warning")
+            return False
+        return True
+
+    def _write_back(self, key: str, value: Any) -> None:
+        if not self.write_back or self.preset_path is None:
+            return
+        from tltui.tui.toml_edit import TomlEditError, update_file
+
+        try:
+            update_file(self.preset_path, {key: value})
+        except (OSError, TomlEditError) as e:
+            self.notify(f"{self.preset_path}: not saved: {one_line(e)}", severity="error")
+
+    def action_expand_all(self) -> None:
+        self.query_one(LayerMap).expand_all()
+
+    def action_collapse_all(self) -> None:
+        self.query_one(LayerMap).collapse_all()
+
+    def action_close(self) -> None:
+        changed = self.mode == "preset" and self._initial != (self.depth, self.batchnorm)
+        self.dismiss((self.depth, self.batchnorm) if changed else None)

@@ -1,0 +1,106 @@
+"""Change a few keys of a TOML document and keep everything else as the user wrote it.
+
+Used by the preset editor's form and by the freeze map's write-back: comments,
+key order and formatting survive (``tomlkit``). Pure text in, text out; no Textual.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import tomlkit
+from tomlkit.exceptions import TOMLKitError
+from tomlkit.items import Table
+
+from tltui.workspace import atomic_write
+
+
+class _Delete:
+    def __repr__(self) -> str:
+        return "DELETE"
+
+
+#: Pass as a value to remove the key (the preset then uses the default).
+DELETE: Any = _Delete()
+
+
+class TomlEditError(ValueError):
+    """The text is not TOML (or a key's parent is not a table); one line."""
+
+
+def set_keys(text: str, changes: Mapping[str, Any]) -> str:
+    """``text`` with each dotted key of ``changes`` set (or removed with :data:`DELETE`).
+
+    ``"sweep"`` takes a whole dict (``{"freeze.depth": [0, 1]}``); an empty dict
+    removes the ``[sweep]`` table. A ``[sweep]`` table stays the last table.
+    """
+    try:
+        doc = tomlkit.parse(text)
+    except TOMLKitError as e:
+        raise TomlEditError(f"not valid TOML: {e}") from None
+    for key, value in changes.items():
+        if key == "sweep":
+            _set_sweep(doc, value)
+        else:
+            _set_dotted(doc, key.split("."), value)
+    return tomlkit.dumps(doc)
+
+
+def _set_dotted(doc: tomlkit.TOMLDocument, parts: list[str], value: Any) -> None:
+    head, *rest = parts
+    container: Any = doc
+    if rest:
+        if head not in doc:
+            if value is DELETE:
+                return
+            _add_table(doc, head)
+        container = doc[head]
+        for p in rest[:-1]:
+            if p not in container:
+                if value is DELETE:
+                    return
+                container[p] = tomlkit.table()
+            container = container[p]
+        if not hasattr(container, "__setitem__") or isinstance(container, (str, int, float, list)):
+            raise TomlEditError(f"{'.'.join(parts[:-1])} is not a table")
+    leaf = parts[-1]
+    if value is DELETE:
+        if leaf in container:
+            del container[leaf]
+        return
+    container[leaf] = value
+
+
+def _add_table(doc: tomlkit.TOMLDocument, name: str) -> None:
+    """A new ``[name]`` table, placed before ``[sweep]`` so the sweep stays last."""
+    sweep = doc.pop("sweep") if "sweep" in doc else None
+    doc[name] = tomlkit.table()
+    if sweep is not None:
+        doc["sweep"] = sweep
+
+
+def _set_sweep(doc: tomlkit.TOMLDocument, value: Mapping[str, list[Any]]) -> None:
+    if not value:
+        if "sweep" in doc:
+            del doc["sweep"]
+        return
+    table = doc.get("sweep")
+    if not isinstance(table, Table):
+        if table is not None:
+            del doc["sweep"]
+        table = tomlkit.table()
+        doc["sweep"] = table
+    for k in [k for k in table if k not in value]:
+        del table[k]
+    for k, v in value.items():
+        table[k] = v
+
+
+def update_file(path: str | Path, changes: Mapping[str, Any]) -> str:
+    """Apply :func:`set_keys` to a file atomically; returns the new text."""
+    path = Path(path)
+    text = set_keys(path.read_text(encoding="utf-8"), changes)
+    atomic_write(path, text, mode=path.stat().st_mode & 0o777)
+    return text

@@ -1,0 +1,249 @@
+"""A form for the preset fields people change most, one compact row each.
+
+The form holds no preset of its own: :meth:`PresetForm.load` shows the values of
+a parsed TOML dict, and every edit posts :class:`PresetForm.FieldChanged` with
+the dotted key and the TOML value to write (or :data:`~tltui.tui.toml_edit.DELETE`
+for an emptied field, which means "use the default"). The screen writes the
+TOML and validates; the form only marks the rows the validator complains about.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import tomlkit
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.widgets import Input, Label, Select
+
+from tltui import catalog
+from tltui.presets import parse_value
+from tltui.tui.toml_edit import DELETE
+
+
+@dataclass(frozen=True)
+class FormField:
+    key: str  # dotted preset key ("sweep" for the whole sweep table)
+    label: str
+    kind: str  # text | value | size | select | sweep
+    placeholder: str = ""
+    options: tuple[str, ...] = ()
+
+    @property
+    def id(self) -> str:
+        return "field-" + self.key.replace(".", "-").replace("_", "-")
+
+
+FIELDS: tuple[FormField, ...] = (
+    FormField("data.source", "source", "text", "tfds:NAME or folder:PATH"),
+    FormField("data.image_size", "image size", "size", "224x224 (default)"),
+    FormField("data.batch_size", "batch size", "value", "32 (default)"),
+    FormField("model.backbone", "backbone", "select", options=tuple(catalog.BACKBONES)),
+    FormField("model.weights", "weights", "text", "imagenet (default), none, run:ID, PATH.weights.h5"),
+    FormField("freeze.depth", "freeze depth", "value", '0 (default) .. N, or all'),
+    FormField("freeze.batchnorm", "BatchNorm", "select", options=("frozen", "trainable")),
+    FormField("train.epochs", "epochs", "value", "10 (default)"),
+    FormField("train.optimizer", "optimizer", "select", options=("sgd", "adam", "adamw", "rmsprop")),
+    FormField("train.learning_rate", "learning rate", "value", "0.001 (default)"),
+    FormField("sweep", "sweep", "sweep", "freeze.depth=[0,1,2]; train.learning_rate=[1e-3,1e-4]"),
+)
+BY_KEY = {f.key: f for f in FIELDS}
+BY_ID = {f.id: f for f in FIELDS}
+
+
+def _get(d: Mapping[str, Any], key: str) -> Any:
+    cur: Any = d
+    for p in key.split("."):
+        if not isinstance(cur, Mapping) or p not in cur:
+            return None
+        cur = cur[p]
+    return cur
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, (int, float)):
+        return repr(v)
+    return tomlkit.item(v).as_string()
+
+
+def show_value(f: FormField, v: Any) -> str:
+    """The text a field shows for the TOML value ``v`` (``None``: missing)."""
+    if v is None:
+        return ""
+    if f.kind == "size" and isinstance(v, list) and len(v) == 2 and all(isinstance(x, int) for x in v):
+        return f"{v[0]}x{v[1]}"
+    if f.kind == "sweep" and isinstance(v, Mapping):
+        return "; ".join(f"{k}={tomlkit.item(vals).as_string()}" for k, vals in v.items())
+    if f.kind == "value" and isinstance(v, str) and v != "all":
+        return tomlkit.item(v).as_string()  # quoted, so it reads back as the same string
+    return _toml_value(v)
+
+
+def parse_field(f: FormField, text: str) -> Any:
+    """The TOML value for what the user typed; :data:`DELETE` when empty.
+
+    Raises ``ValueError`` (one line) for a sweep that does not parse.
+    """
+    raw = text.strip()
+    if not raw:
+        return DELETE
+    if f.kind == "text":
+        return raw
+    if f.kind == "size":
+        m = re.fullmatch(r"(\d+)\s*[x×, ]\s*(\d+)", raw) or re.fullmatch(r"(\d+)()", raw)
+        if m:
+            h = int(m.group(1))
+            return [h, int(m.group(2)) if m.group(2) else h]
+        return parse_value(raw)
+    if f.kind == "sweep":
+        return parse_sweep(raw)
+    return parse_value(raw)
+
+
+def parse_sweep(raw: str) -> dict[str, list[Any]]:
+    """``"freeze.depth=[0,1]; train.epochs=[3,5]"`` -> ``{"freeze.depth": [0, 1], ...}``."""
+    out: dict[str, list[Any]] = {}
+    for part in _split_top(raw):
+        key, sep, value = part.partition("=")
+        key = key.strip().strip('"')
+        if not sep or not key:
+            raise ValueError(f"sweep: expected KEY=[values], got {part.strip()!r}")
+        try:
+            parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            raise ValueError(f"sweep: {key}: expected a list like [0, 1, 2], got {value.strip()!r}") from None
+        out[key] = parsed if isinstance(parsed, list) else [parsed]
+    return out
+
+
+def _split_top(raw: str) -> Iterable[str]:
+    """Split on ``;`` outside brackets and quotes."""
+    depth, quote, start = 0, "", 0
+    for i, ch in enumerate(raw):
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "\"'":
+            quote = ch
+        elif ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+        elif ch == ";" and depth == 0:
+            if raw[start:i].strip():
+                yield raw[start:i]
+            start = i + 1
+    if raw[start:].strip():
+        yield raw[start:]
+
+
+class PresetForm(VerticalScroll):
+    """Rows of label + input/select for :data:`FIELDS`."""
+
+    DEFAULT_CSS = """
+    PresetForm { height: 1fr; padding: 0 1; }
+    PresetForm > .form-row { height: 1; }
+    PresetForm > .form-row > Label { width: 15; color: $text-muted; }
+    PresetForm > .form-row > Input, PresetForm > .form-row > Select { width: 1fr; }
+    PresetForm > .form-row.-invalid > Label { color: $error; text-style: bold; }
+    PresetForm > .form-row.-invalid > Input { background: $error 20%; }
+    PresetForm:disabled { opacity: 60%; }
+    """
+
+    class FieldChanged(Message):
+        """The user changed ``key``; ``value`` is the TOML value or ``DELETE``."""
+
+        def __init__(self, key: str, value: Any) -> None:
+            self.key = key
+            self.value = value
+            super().__init__()
+
+    class FieldInvalid(Message):
+        """What the user typed in ``key`` cannot become TOML (``message``: one line)."""
+
+        def __init__(self, key: str, message: str) -> None:
+            self.key = key
+            self.message = message
+            super().__init__()
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self._options: dict[str, list[str]] = {}
+
+    def compose(self) -> ComposeResult:
+        for f in FIELDS:
+            with Horizontal(classes="form-row", id=f"row-{f.id}"):
+                yield Label(f.label)
+                if f.kind == "select":
+                    yield Select([(o, o) for o in f.options], id=f.id, compact=True, prompt="(default)")
+                else:
+                    yield Input(placeholder=f.placeholder, id=f.id, compact=True)
+
+    def load(self, raw: Mapping[str, Any]) -> None:
+        """Show the values of a parsed preset dict; posts no change messages."""
+        with self.prevent(Input.Changed, Select.Changed):
+            for f in FIELDS:
+                v = _get(raw, f.key)
+                if f.kind == "select":
+                    sel = self.query_one(f"#{f.id}", Select)
+                    options = list(f.options)
+                    if isinstance(v, str) and v not in options:
+                        options.append(v)  # e.g. a hub: backbone or a test backbone
+                    if options != self._options.get(f.key, list(f.options)):
+                        sel.set_options([(o, o) for o in options])
+                        self._options[f.key] = options
+                    sel.value = v if isinstance(v, str) else Select.NULL
+                else:
+                    inp = self.query_one(f"#{f.id}", Input)
+                    text = show_value(f, v)
+                    if inp.value != text:
+                        inp.value = text
+
+    def value_of(self, key: str) -> str:
+        """What the field for ``key`` shows now (for tests and the status line)."""
+        f = BY_KEY[key]
+        w = self.query_one(f"#{f.id}")
+        if isinstance(w, Select):
+            return "" if w.value is Select.NULL else str(w.value)
+        assert isinstance(w, Input)
+        return w.value
+
+    def mark_invalid(self, keys: Iterable[str]) -> None:
+        """Highlight the rows of these dotted keys (others are cleared)."""
+        bad = set()
+        for k in keys:
+            if k.startswith("sweep"):
+                bad.add("sweep")
+            elif k in BY_KEY:
+                bad.add(k)
+        for f in FIELDS:
+            self.query_one(f"#row-{f.id}").set_class(f.key in bad, "-invalid")
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        f = BY_ID.get(event.input.id or "")
+        if f is None:
+            return
+        event.stop()
+        try:
+            value = parse_field(f, event.value)
+        except ValueError as e:
+            self.post_message(self.FieldInvalid(f.key, str(e)))
+            return
+        self.post_message(self.FieldChanged(f.key, value))
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        f = BY_ID.get(event.select.id or "")
+        if f is None:
+            return
+        event.stop()
+        value = DELETE if event.value is Select.NULL else event.value
+        self.post_message(self.FieldChanged(f.key, value))
