@@ -215,3 +215,15 @@ def test_core_modules_do_not_import_tensorflow() -> None:
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_fifo_named_like_an_image_is_skipped_not_waited_on(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.png")
+    assert [e.rel for e in images.find_images(tmp_path)] == ["pipe.png"]
+    with pytest.raises(ImageSkip, match="not a regular file"):
+        images.open_rgb(tmp_path / "pipe.png")
+
+
+def test_bomb_reason_names_the_claimed_size(corpus: Path) -> None:
+    with pytest.raises(ImageSkip, match=r"too large to decode safely \(2,500,000,000 pixels, limit 89,478,485\)"):
+        images.open_rgb(corpus / "blue/z_bomb.png")

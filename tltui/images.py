@@ -10,6 +10,8 @@ an exception that stops the job.
 from __future__ import annotations
 
 import os
+import re
+import stat
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +23,6 @@ from PIL import (  # the plugins of PIL_FORMATS, registered explicitly (Image.op
     BmpImagePlugin,  # noqa: F401
     GifImagePlugin,  # noqa: F401
     Image,
-    ImageFile,
     ImageOps,
     JpegImagePlugin,  # noqa: F401
     PngImagePlugin,  # noqa: F401
@@ -130,10 +131,12 @@ def open_rgb(
     if p.is_symlink() and not p.exists():
         raise ImageSkip("broken symlink")
     try:
-        size = p.stat().st_size
+        st = p.stat()
     except OSError as e:
         raise ImageSkip(f"cannot read: {e.strerror or e}") from None
-    if size == 0:
+    if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block or never end
+        raise ImageSkip("not a regular file")
+    if st.st_size == 0:
         raise ImageSkip("empty file")
     try:
         f = open(p, "rb")
@@ -154,8 +157,10 @@ def open_rgb(
             return to_rgb(im)
         except ImageSkip:
             raise
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise ImageSkip(f"too large to decode safely (limit {max_pixels:,} pixels)") from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            m = re.search(r"\((\d+) pixels\)", str(e))
+            claimed = f"{int(m.group(1)):,} pixels, " if m else ""
+            raise ImageSkip(f"too large to decode safely ({claimed}limit {max_pixels:,})") from None
         except UnidentifiedImageError:
             raise ImageSkip("not an image (or not png/jpeg/bmp/gif/webp/tiff)") from None
         except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct_error) as e:
@@ -212,11 +217,6 @@ def prepare(
     except (OSError, ValueError) as e:  # lazily decoded tiles can still fail here
         raise ImageSkip(f"corrupt image ({e})") from None
     return im
-
-
-# Pillow's lenient "load truncated images" switch must stay off: a truncated file
-# is reported, not silently padded with grey.
-ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
 # ---------------------------------------------------------------------------- labels
