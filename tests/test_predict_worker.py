@@ -129,3 +129,18 @@ def test_low_res_without_native_size_is_refused(tmp_path: Path) -> None:
     rc = predict.main([str(_run_dir(tmp_path, None)), str(tmp_path / "f"), "--out", str(out), "--low-res"])
     assert rc == 2
     assert "no native_size" in json.loads(out.read_text())["message"]
+
+
+def test_worker_stops_when_the_client_is_gone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    (tmp_path / "f").mkdir()
+    pc.solid(pc.RED).save(tmp_path / "f/a.png")
+
+    def never(path: Path) -> None:
+        raise AssertionError("loaded the model for a client that is gone")
+
+    monkeypatch.setattr(predict, "load_model", never)
+    r, w = os.pipe()
+    os.close(r)
+    assert predict.main([str(_run_dir(tmp_path, None)), str(tmp_path / "f"), "--out-fd", str(w)]) == 0

@@ -55,7 +55,8 @@ def main(argv: Sequence[str]) -> int:
     try:
         run(args, out)
     except JobError as e:
-        _write(out, {"type": "error", "message": str(e)})
+        with contextlib.suppress(OSError, ValueError):  # the client may be gone too
+            _write(out, {"type": "error", "message": str(e)})
         return 2
     except BrokenPipeError:  # the client went away: nobody to report to
         return 0
@@ -66,10 +67,8 @@ def main(argv: Sequence[str]) -> int:
 
 
 def _write(out: TextIO, rec: Any) -> None:
-    try:
-        out.write(encode(rec))
-    except (BrokenPipeError, ValueError):  # ValueError: already closed
-        pass
+    """One record. BrokenPipeError (the client is gone) ends the job in :func:`main`."""
+    out.write(encode(rec))
 
 
 # ---------------------------------------------------------------------------- run info
