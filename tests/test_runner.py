@@ -378,3 +378,31 @@ def test_cancel_racing_starts_never_loses_or_repeats_a_run(
         assert rec.status in ("completed", "cancelled")
         assert (rec.status == "completed") == bool(starts and epochs_done(ws, rid) == 1)
     assert all(ws.get(r.id).status == "completed" for r in recs[1::2])
+
+
+def test_cancel_while_no_runner_watches_the_worker(
+    qws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws = qws
+    monkeypatch.setenv("TLTUI_FAKE_EPOCH_SECONDS", "0.3")
+    rid = add(ws, write_preset(tmp_path, epochs=50))[0].id
+    wait_for(lambda: epochs_done(ws, rid) >= 1, "epoch 1")
+    os.kill(queue_ops.runner_status(ws)["pid"], signal.SIGKILL)
+    wait_for(lambda: queue_ops.runner_status(ws) is None, "the runner to die")
+    queue_ops.cancel(ws, rid)  # starts a runner, which adopts the worker and stops it
+    wait_for(lambda: finished(ws, rid), "the cancel to land")
+    assert ws.get(rid).status == "cancelled"
+
+
+def test_cancel_of_a_foreground_run_signals_its_worker(qws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`tltui run` supervises its own worker: cancel signals the worker directly, no runner involved."""
+    ws = qws
+    (rec,) = ws.create_runs([("fg", "[train]\nepochs = 50\n", {})], preset_name="fg", queued=False)
+    wp = supervisor.spawn_worker(ws, rec.id, gpus=[], env={"TLTUI_FAKE_EPOCH_SECONDS": "0.3"})
+    supervisor.record_started(ws, rec.id, wp.pid, [])
+    wait_for(lambda: epochs_done(ws, rec.id) >= 1, "epoch 1")
+    queue_ops.cancel(ws, rec.id)
+    assert wp.proc.wait(timeout=TIMEOUT) == 0
+    wp.close()
+    assert supervisor.record_exit(ws, rec.id, 0) == "cancelled"
+    assert queue_ops.runner_status(ws) is None

@@ -58,7 +58,12 @@ class Job(ABC):
 
 
 class Executor(ABC):
+    """Launches and re-attaches workers for one workspace."""
+
     name: str
+
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
 
     @abstractmethod
     def submit(self, run_id: str, *, gpus: Sequence[int], resume: bool) -> Job:
@@ -71,9 +76,6 @@ class Executor(ABC):
     def logs(self, run_id: str, lines: int = supervisor.LOG_TAIL_LINES) -> str:
         """The tail of a run's worker log, one line."""
         return supervisor.log_tail(self.ws.run_paths(run_id).log, lines)
-
-    def __init__(self, ws: Workspace) -> None:
-        self.ws = ws
 
 
 def _signal_group(pid: int, sig: int) -> None:

@@ -32,6 +32,7 @@ __all__ = [
 ]
 
 RUNNER_START_TIMEOUT = 15.0
+_PKG_PARENT = Path(__file__).resolve().parents[1]
 _spawned: list[subprocess.Popen[bytes]] = []  # runners this process started, reaped lazily
 
 
@@ -180,16 +181,21 @@ def ensure_runner(ws: Workspace) -> int:
     status = runner_status(ws)
     if status:
         return int(status["pid"])
+    _rotate(log_path(ws))
+    env = dict(os.environ)
+    # the runner imports this very tltui, whatever its cwd (-P: no cwd on sys.path)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_PKG_PARENT), env.get("PYTHONPATH")) if p)
     log = open(log_path(ws), "ab")  # noqa: SIM115 - handed to the child
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tltui.runner", "--workspace", str(ws.root)],
+            [sys.executable, "-P", "-m", "tltui.runner", "--workspace", str(ws.root)],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # survives the terminal, the SSH session and this process
             close_fds=True,
             cwd=ws.root,
+            env=env,
         )
     finally:
         log.close()
@@ -203,6 +209,13 @@ def ensure_runner(ws: Workspace) -> int:
             break
         time.sleep(0.05)
     raise WorkspaceError(f"the queue runner did not start; see {log_path(ws)}")
+
+
+def _rotate(path: Path, limit: int = 1 << 20) -> None:
+    """Keep the runner log bounded: past ``limit`` bytes it becomes ``runner.log.1``."""
+    with contextlib.suppress(OSError):
+        if path.stat().st_size > limit:
+            os.replace(path, path.with_name(path.name + ".1"))
 
 
 def wake_runner(ws: Workspace) -> bool:

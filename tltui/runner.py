@@ -18,7 +18,8 @@ a child exit or a client's ``SIGUSR1`` wakes it) it:
 4. starts queued runs in queue order while slots are free and the queue is
    not paused.
 
-It exits after :attr:`Settings.idle_timeout` seconds with nothing to do, and on
+It exits after :attr:`Settings.idle_timeout` seconds with no worker to watch
+and nothing startable (an empty or paused queue), and on
 SIGTERM (leaving workers running for the next runner to adopt). SIGHUP is
 ignored. Every registry change is a compare-and-set on the run's status, so a
 client's cancel racing a start, or this process dying mid-way, never loses or
@@ -200,6 +201,7 @@ class Runner:
         self._gpu_sampled_at = float("-inf")
         self._last_scan = float("-inf")
         self._woken = True
+        self._startable = False  # queued runs and not paused, as of the last registry scan
 
     # ------------------------------------------------------------ process plumbing
 
@@ -228,7 +230,7 @@ class Runner:
             self.step()
             if self.stopping:
                 break
-            if self.jobs or (self.ws.queue() and not is_paused(self.ws)):
+            if self.jobs or self._startable:
                 idle_since = None
             elif idle_since is None:
                 idle_since = self.clock()
@@ -280,7 +282,8 @@ class Runner:
             self._last_scan = now
             self.adopt_orphans()
             self.handle_cancels()
-            if not self.stopping and not is_paused(self.ws):
+            self._startable = not is_paused(self.ws) and bool(self.ws.queue())
+            if self._startable and not self.stopping:
                 self.schedule()
 
     # ------------------------------------------------------------ workers ending
@@ -323,9 +326,7 @@ class Runner:
                 status = supervisor.record_exit(self.ws, rec.id, None, interrupted=True)
                 log.info("%s: worker gone while unsupervised: %s", rec.id, status)
                 continue
-            t = _Tracked(job, ex, runstate.RunState())
-            if rec.cancel_requested:
-                t.term_sent = self.clock()
+            t = _Tracked(job, ex, runstate.RunState())  # a pending cancel is sent by handle_cancels
             self.jobs[rec.id] = t
             self._pump(rec.id, t)
             log.info("%s: adopted worker %s", rec.id, job.pid)
