@@ -144,3 +144,39 @@ def test_worker_stops_when_the_client_is_gone(tmp_path: Path, monkeypatch: pytes
     r, w = os.pipe()
     os.close(r)
     assert predict.main([str(_run_dir(tmp_path, None)), str(tmp_path / "f"), "--out-fd", str(w)]) == 0
+
+
+def test_prefetch_keeps_order_and_reraises() -> None:
+    assert list(predict.prefetch(iter(range(50)), depth=3)) == list(range(50))
+
+    def boom():  # type: ignore[no-untyped-def]
+        yield 1
+        raise OSError("disk gone")
+
+    got = []
+    with pytest.raises(OSError, match="disk gone"):
+        for x in predict.prefetch(boom()):
+            got.append(x)
+    assert got == [1]
+
+
+def test_prefetch_stops_its_thread_when_abandoned() -> None:
+    import threading
+
+    produced = []
+
+    def endless():  # type: ignore[no-untyped-def]
+        i = 0
+        while True:
+            produced.append(i)
+            yield i
+            i += 1
+
+    gen = predict.prefetch(endless(), depth=1)
+    assert next(gen) == 0
+    gen.close()
+    for t in threading.enumerate():
+        if t.name == "predict-decode":
+            t.join(5)
+            assert not t.is_alive()
+    assert len(produced) < 10

@@ -14,11 +14,13 @@ import argparse
 import contextlib
 import json
 import os
+import queue
 import sys
+import threading
 import tomllib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from PIL import Image
 
@@ -26,6 +28,8 @@ from tltui import images
 from tltui.images import ImageEntry, ImageSkip
 from tltui.predict_client import PredictionRow, PredictStarted, Progress, Skipped, encode
 from tltui.workspace import RunPaths
+
+T = TypeVar("T")
 
 
 class JobError(Exception):
@@ -158,7 +162,7 @@ def run(args: argparse.Namespace, out: TextIO) -> None:
     model = load_model(RunPaths(args.run_dir).model)
     size = input_size(info, args.low_res)
     done = 0
-    for batch, skipped in _batches(entries, args.batch_size, size, args.max_pixels):
+    for batch, skipped in prefetch(_batches(entries, args.batch_size, size, args.max_pixels)):
         for entry, reason in skipped:
             _write(out, Skipped(str(entry.path), reason, entry.rel))
         done += len(skipped)
@@ -216,6 +220,42 @@ def _batches(
             batch, skipped = [], []
     if batch or skipped:
         yield batch, skipped
+
+
+def prefetch(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """Run a generator in a thread, ``depth`` items ahead: the next batch decodes (Pillow
+    releases the GIL) while the model predicts this one. Same items, same order; an
+    exception in the generator is raised here."""
+    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put(("item", item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(("end", None))
+        except BaseException as e:  # handed to the consumer, which re-raises it
+            q.put(("error", e))
+
+    t = threading.Thread(target=produce, name="predict-decode", daemon=True)
+    t.start()
+    try:
+        while True:
+            kind, value = q.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
 
 
 if __name__ == "__main__":
