@@ -198,3 +198,19 @@ def test_three_processes_add_cancel_and_list_at_once(ws: Workspace, tmp_path: Pa
     assert len({r.queue_pos for r in queued}) == len(queued)
     assert all(ws.run_paths(r.id).preset.is_file() for r in runs)
     assert runstate.load(ws.run_paths(runs[0].id).events).epochs_done == 0
+
+
+def test_needs_runner(ws: Workspace, tmp_path: Path) -> None:
+    import os
+
+    from tltui import supervisor
+
+    assert not queue_ops.needs_runner(ws)
+    (rec,) = queue_ops.add(ws, write_preset(tmp_path), {}, start_runner=False)
+    assert queue_ops.needs_runner(ws)
+    queue_ops.pause(ws)
+    assert not queue_ops.needs_runner(ws)
+    supervisor.record_started(ws, rec.id, os.getpid(), [])  # this process supervises it
+    assert not queue_ops.needs_runner(ws)
+    ws.update(rec.id, owner_pid=None)  # its supervisor is gone
+    assert queue_ops.needs_runner(ws)

@@ -28,7 +28,7 @@ from tltui.workspace import RESUMABLE, RunRecord, Workspace, WorkspaceError
 
 __all__ = [
     "add", "cancel", "resume", "move", "pause", "unpause", "is_paused",
-    "runner_status", "ensure_runner", "stop_runner", "wake_runner",
+    "runner_status", "needs_runner", "ensure_runner", "stop_runner", "wake_runner",
 ]
 
 RUNNER_START_TIMEOUT = 15.0
@@ -174,6 +174,15 @@ def runner_status(ws: Workspace) -> dict[str, Any] | None:
         return None
     info["log"] = str(log_path(ws))
     return info
+
+
+def needs_runner(ws: Workspace) -> bool:
+    """Whether work is waiting for a runner: startable queued runs, or running runs
+    whose supervisor died (their worker needs adopting or their end recording).
+    Clients (the TUI at start) call :func:`ensure_runner` when this is true."""
+    if ws.queue() and not is_paused(ws):
+        return True
+    return any(not supervisor.is_alive(r.owner_pid, r.owner_start) for r in ws.list_runs(["running"]))
 
 
 def ensure_runner(ws: Workspace) -> int:
