@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from tltui import executor as executor_mod
-from tltui import preflight, presets, runstate, supervisor
-from tltui.presets import PresetError
+from tltui import runstate, supervisor
+from tltui.errors import PresetError
 from tltui.runner import PAUSED_KEY, info_path, is_paused, log_path
 from tltui.workspace import RESUMABLE, RunRecord, Workspace, WorkspaceError
 
@@ -54,6 +54,8 @@ def add(
     is recorded. ``warn`` receives the recipe warnings. Returns the new runs in
     queue order; with ``start_runner`` the queue runner is started if needed.
     """
+    from tltui import preflight, presets  # pydantic: only when adding
+
     if executor not in executor_mod.EXECUTORS:
         raise WorkspaceError(f"unknown executor {executor!r} (known: {', '.join(executor_mod.EXECUTORS)})")
     path = Path(preset_path)
