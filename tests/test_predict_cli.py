@@ -130,6 +130,8 @@ def test_csv_into_a_missing_folder_is_refused(
     run_id = pc.make_run(ws, model_file)
     assert _run(ws, run_id, str(corpus), "--csv", str(tmp_path / "no/out.csv")) == 2
     assert "does not exist" in _one_error_line(capsys)
+    assert _run(ws, run_id, str(corpus), "--csv", str(tmp_path)) == 2
+    assert "is a folder; give a file name for --csv" in _one_error_line(capsys)
 
 
 def test_table_output(ws, corpus: Path, model_file: Path, fake_env: None, capsys: pytest.CaptureFixture[str]) -> None:

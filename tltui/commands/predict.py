@@ -74,6 +74,8 @@ def main(args: argparse.Namespace) -> int:
         raise CommandError(f"{folder}: no such folder")
     if not folder.is_dir():
         raise CommandError(f"{folder}: is a file, expected a folder of images")
+    if args.csv is not None and args.csv.is_dir():
+        raise CommandError(f"{args.csv}: is a folder; give a file name for --csv")
     if args.csv is not None and not args.csv.parent.is_dir():
         raise CommandError(f"{args.csv}: folder {args.csv.parent} does not exist")
     report = PredictReport(run_id, str(folder.absolute()))
