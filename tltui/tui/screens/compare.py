@@ -44,6 +44,7 @@ class CompareScreen(Screen[None]):
 
     def __init__(self, run_ids: list[str]) -> None:
         super().__init__()
+        self.ready = False  # runs_changed may arrive between push and mount
         self.run_ids = list(run_ids)
         self.metric = 0
         self.xmode = "epoch"
@@ -64,6 +65,7 @@ class CompareScreen(Screen[None]):
         for rid in self.run_ids:
             self.app.store.watch(rid)
         self.redraw()
+        self.ready = True
 
     def on_unmount(self) -> None:
         for rid in self.run_ids:
@@ -73,6 +75,8 @@ class CompareScreen(Screen[None]):
         return list(self.run_ids)
 
     def runs_changed(self, ids: set[str], structural: bool) -> None:
+        if not self.ready:
+            return
         gone = [rid for rid in self.run_ids if self.app.store.record(rid) is None]
         if gone:
             self.run_ids = [rid for rid in self.run_ids if rid not in gone]

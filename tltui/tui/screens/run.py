@@ -67,6 +67,15 @@ def freeze_map_view(data: dict[str, Any] | None) -> RenderableType:
     return Group(head, table, tail, Text("Press f for the freeze map explorer.", style="dim"))
 
 
+def _layer_map_widget() -> Any:
+    """The freeze map explorer's tree widget, if this installation has it."""
+    try:
+        from tltui.tui.widgets.layer_map import LayerMap
+    except ImportError:
+        return None
+    return LayerMap(id="layer-map")
+
+
 class RunScreen(Screen[None]):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", id="run.back"),
@@ -82,6 +91,7 @@ class RunScreen(Screen[None]):
 
     def __init__(self, run_id: str) -> None:
         super().__init__()
+        self.ready = False  # runs_changed may arrive between push and mount
         self.run_id = run_id
         self.six = False
         self.xmode = "epoch"
@@ -89,6 +99,7 @@ class RunScreen(Screen[None]):
         self.logy = False
         self._log_size = -1
         self._preset_text = ""
+        self._preset_summary = ""
 
     def compose(self) -> ComposeResult:
         yield Static(id="run-header")
@@ -99,7 +110,7 @@ class RunScreen(Screen[None]):
                     for key in ("loss", "acc", "top5_acc", "val_loss", "val_acc", "val_top5_acc"):
                         yield MetricChart(id=f"chart-{key}")
             with TabPane("Freeze map", id="tab-freeze"):
-                with VerticalScroll():
+                with VerticalScroll(id="freeze-fallback"):
                     yield Static(id="freeze-view")
             with TabPane("Preset", id="tab-preset"):
                 with VerticalScroll():
@@ -112,21 +123,36 @@ class RunScreen(Screen[None]):
         store = self.app.store
         store.watch(self.run_id)
         self._preset_text = store.preset_text(self.run_id)
+        self._preset_summary = preset_summary(self._preset_text)
         self.query_one("#preset-view", Static).update(
             Syntax(self._preset_text, "toml", theme="ansi_dark", line_numbers=True, word_wrap=False)
         )
-        self.query_one("#freeze-view", Static).update(freeze_map_view(store.freeze_map(self.run_id)))
+        self._show_freeze_map(store.freeze_map(self.run_id))
         self._apply_layout()
         self.redraw()
+        self.ready = True
 
     def on_unmount(self) -> None:
         self.app.store.unwatch(self.run_id)
+
+    def _show_freeze_map(self, data: dict[str, Any] | None) -> None:
+        """The full layer map when that widget is installed and the map reads; else a stage table."""
+        layer_map = _layer_map_widget() if data else None
+        if layer_map is not None:
+            self.query_one("#tab-freeze", TabPane).mount(layer_map, before=0)
+            try:
+                layer_map.show(data)
+                self.query_one("#freeze-fallback").display = False
+                return
+            except (KeyError, TypeError, ValueError, AttributeError):
+                layer_map.remove()  # a map this widget cannot read: the stage table below still can
+        self.query_one("#freeze-view", Static).update(freeze_map_view(data))
 
     def target_ids(self) -> list[str]:
         return [self.run_id]
 
     def runs_changed(self, ids: set[str], structural: bool) -> None:
-        if self.run_id in ids:
+        if self.ready and self.run_id in ids:
             if self.app.store.record(self.run_id) is None:
                 self.app.notify(f"{self.run_id} was deleted", severity="warning")
                 self.dismiss()
@@ -156,7 +182,7 @@ class RunScreen(Screen[None]):
                 ("  best ", "dim"), (fmt.pct(snap.best["val_acc"]), "bold green"),
                 f"  top-5 {fmt.pct(snap.best.get('val_top5_acc'))} @ {snap.best['epoch']}",
             ))
-        line2 = Text(preset_summary(self._preset_text), style="dim")
+        line2 = Text(self._preset_summary, style="dim")
         if snap.model:
             line2.append(
                 f" · {fmt.params(snap.model.get('total_params'))} params"

@@ -38,6 +38,7 @@ class RunsScreen(Screen[None]):
 
     def __init__(self) -> None:
         super().__init__()
+        self.ready = False  # runs_changed may arrive between push and mount
         self.selected: set[str] = set()
         self.query_text = ""
         self.sort_key = "id"
@@ -55,6 +56,7 @@ class RunsScreen(Screen[None]):
         self.query_one("#filter", Input).display = False
         self.rebuild()
         self.query_one(RunTable).focus()
+        self.ready = True
 
     # ------------------------------------------------------------ data from the app
 
@@ -75,6 +77,8 @@ class RunsScreen(Screen[None]):
 
     def runs_changed(self, ids: set[str], structural: bool) -> None:
         """Called by the app at its redraw rate with the runs whose view changed."""
+        if not self.ready:
+            return
         if structural or self.sort_key not in ("id", "name"):
             self.rebuild()
             return

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from textual.app import RenderResult
 from textual_plotext import PlotextPlot
@@ -62,7 +63,10 @@ class MetricChart(PlotextPlot):
         self._xlabel = ""
         self._logy = False
         self._ylim: tuple[float, float] | None = None
-        self.builds = 0  # how many times the plot was built (tests check the redraw rate)
+        # how often data arrived and the plot was built (tests check the redraw rate)
+        self.shows = 0
+        self.builds = 0
+        self._cache: tuple[tuple[Any, ...], RenderResult] | None = None
 
     def show(
         self,
@@ -75,6 +79,7 @@ class MetricChart(PlotextPlot):
         bars: Bars | None = None,
     ) -> None:
         """Replace what the chart draws; the plot is rebuilt at the next repaint."""
+        self.shows += 1
         self._series = tuple(series)
         self._bars = bars
         if title is not None:
@@ -89,6 +94,11 @@ class MetricChart(PlotextPlot):
         return self._series
 
     def render(self) -> RenderResult:
+        # Textual repaints for many reasons (layout, focus, a sibling's update); the plot
+        # itself only changes with its data, size or theme.
+        key = (self.shows, self.size, self.app.theme, self.theme)
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
         self.builds += 1
         plt = self.plt
         plt.clear_figure()
@@ -111,7 +121,9 @@ class MetricChart(PlotextPlot):
             plt.yscale("log")
         if self._ylim is not None:
             plt.ylim(*self._ylim)
-        return super().render()
+        result = super().render()
+        self._cache = (key, result)
+        return result
 
 
 def _finite(y: float | None) -> bool:

@@ -1,0 +1,509 @@
+"""Pilot tests: every key and action of the Runs, Run and Compare screens."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import functools
+import sys
+import types
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import Static
+
+import tltui
+from tests.tui import fake_ws
+from tltui import protocol
+from tltui.protocol import Batch
+from tltui.tui.screens.compare import CompareScreen
+from tltui.tui.screens.dialogs import ConfirmDialog, PresetPicker
+from tltui.tui.screens.help import HelpScreen
+from tltui.tui.screens.run import RunScreen
+from tltui.tui.screens.runs import RunsScreen
+from tltui.tui.widgets.metric_chart import MetricChart
+from tltui.tui.widgets.run_table import RunTable
+
+SIZE = (120, 40)
+
+
+def sync(test):
+    """Run an async Pilot test in its own event loop (no asyncio pytest plugin needed)."""
+
+    @functools.wraps(test)
+    def wrapper(*args, **kwargs):
+        asyncio.run(test(*args, **kwargs))
+
+    return wrapper
+
+
+async def settle(pilot) -> None:
+    """Let background summaries finish and the next redraw tick happen."""
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+    pilot.app.redraw_now()
+    await pilot.pause()
+
+
+async def goto(pilot, run_id: str) -> None:
+    table = pilot.app.screen.query_one(RunTable)
+    table.move_cursor(row=table.get_row_index(run_id), animate=False)
+    await pilot.pause()
+
+
+def plain(static: Static) -> str:
+    """What a Static shows, as plain text."""
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(static.content)
+    return console.export_text()
+
+
+def shown_ids(app) -> list[str]:
+    return app.screen.query_one(RunTable).run_ids
+
+
+@pytest.fixture
+def fake_ops(monkeypatch):
+    """Replace ``tltui.queue_ops`` with a recorder (the real one spawns a runner)."""
+    calls: list[tuple] = []
+    mod = types.ModuleType("tltui.queue_ops")
+
+    def add(ws, path, overrides, warn=None):
+        calls.append(("add", Path(path), overrides))
+        if warn:
+            warn("BatchNorm trainable on a small dataset")
+        return ws.create_runs([("queued-from-tui", Path(path).read_text(), {})], preset_name="queued-from-tui")
+
+    def cancel(ws, rid):
+        calls.append(("cancel", rid))
+
+    def resume(ws, rid):
+        calls.append(("resume", rid))
+
+    def boom(ws, rid):
+        raise tltui.workspace.WorkspaceError(f"{rid}: changed meanwhile; try again")
+
+    mod.add, mod.cancel, mod.resume, mod.ensure_runner = add, cancel, resume, lambda ws: 1
+    mod.boom = boom
+    monkeypatch.setitem(sys.modules, "tltui.queue_ops", mod)
+    monkeypatch.setattr(tltui, "queue_ops", mod, raising=False)
+    return calls, mod
+
+
+@sync
+async def test_home_lists_every_run_with_status_and_progress(make_app, scripted):
+    _ws, ids = scripted
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert isinstance(app.screen, RunsScreen)
+        assert shown_ids(app) == [f"r{i:04d}" for i in range(1, 9)]
+        table = app.screen.query_one(RunTable)
+        row = table.get_row(ids["running"])
+        assert "running" in str(row[3]) and "3/10" in str(row[4])
+        summary = plain(app.screen.query_one("#runs-summary", Static))
+        assert "5 completed" in summary and "1 running" in summary
+
+
+@sync
+async def test_filter_and_clear(make_app):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("slash", *"sweep")
+        await pilot.pause()
+        assert len(shown_ids(app)) == 4
+        await pilot.press("enter")  # back to the table, filter kept
+        assert len(shown_ids(app)) == 4 and app.focused is app.screen.query_one(RunTable)
+        await pilot.press("escape")
+        assert len(shown_ids(app)) == 8
+
+
+@sync
+async def test_sort_by_column_key_and_reverse(make_app, scripted):
+    _ws, ids = scripted
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("s")  # id -> name
+        assert app.screen.sort_key == "name"
+        assert shown_ids(app)[0] == ids["failed"]  # "broken-run"
+        await pilot.press("S")
+        assert shown_ids(app)[0] == ids["queued"]  # "waiting"
+        app.screen.sort_key, app.screen.sort_reverse = "best", True
+        app.screen.rebuild()
+        assert shown_ids(app)[0] == ids["completed"]  # 75% is the best val_acc
+
+
+@sync
+async def test_select_with_space_then_compare(make_app, scripted):
+    _ws, ids = scripted
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await goto(pilot, ids["sweep0"])
+        await pilot.press("space", "space")  # selects sweep0 and the next run
+        assert app.screen.selected == {ids["sweep0"], "r0003"}
+        await pilot.press("c")
+        await pilot.pause()
+        assert isinstance(app.screen, CompareScreen) and app.screen.run_ids == [ids["sweep0"], "r0003"]
+        await pilot.press("escape")
+        await pilot.press("escape")  # clears the selection
+        assert app.screen.selected == set()
+
+
+@sync
+async def test_enter_opens_the_run_and_escape_returns(make_app, scripted):
+    _ws, ids = scripted
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await goto(pilot, ids["running"])
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, RunScreen) and app.screen.run_id == ids["running"]
+        await pilot.press("escape")
+        assert isinstance(app.screen, RunsScreen)
+
+
+@sync
+async def test_cancel_only_active_runs(make_app, scripted, fake_ops):
+    _ws, ids = scripted
+    calls, _mod = fake_ops
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await goto(pilot, ids["completed"])
+        await pilot.press("x")
+        await settle(pilot)
+        assert calls == []
+        assert any("nothing to cancel" in n.message for n in app._notifications)
+        await goto(pilot, ids["running"])
+        await pilot.press("x")
+        await settle(pilot)
+        assert calls == [("cancel", ids["running"])]
+        assert any(f"cancel requested: {ids['running']}" in n.message for n in app._notifications)
+
+
+@sync
+async def test_resume_failed_run(make_app, scripted, fake_ops):
+    _ws, ids = scripted
+    calls, _mod = fake_ops
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await goto(pilot, ids["failed"])
+        await pilot.press("r")
+        await settle(pilot)
+        assert calls == [("resume", ids["failed"])]
+
+
+@sync
+async def test_a_failing_operation_is_one_notification(make_app, scripted, fake_ops):
+    _ws, ids = scripted
+    _calls, mod = fake_ops
+    mod.resume = mod.boom
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await goto(pilot, ids["failed"])
+        await pilot.press("r")
+        await settle(pilot)
+        errors = [n for n in app._notifications if n.severity == "error"]
+        assert [n.message for n in errors] == [f"{ids['failed']}: changed meanwhile; try again"]
+        assert isinstance(app.screen, RunsScreen)
+
+
+@sync
+async def test_delete_asks_first_and_refuses_running_runs(make_app, scripted):
+    ws, ids = scripted
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await goto(pilot, ids["running"])
+        await pilot.press("d")
+        await pilot.pause()
+        assert isinstance(app.screen, RunsScreen)
+        assert any("cancel first" in n.message for n in app._notifications)
+
+        await goto(pilot, ids["completed"])
+        await pilot.press("d")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmDialog)
+        await pilot.press("n")
+        assert ws.get(ids["completed"]).status == "completed"
+
+        await pilot.press("d")
+        await pilot.pause()
+        await pilot.press("y")
+        await settle(pilot)
+        assert ids["completed"] not in shown_ids(app)
+        assert not ws.run_paths(ids["completed"]).dir.exists()
+
+
+@sync
+async def test_queue_a_preset_from_the_picker(make_app, scripted, fake_ops):
+    ws, _ids = scripted
+    calls, _mod = fake_ops
+    (ws.presets_dir / "mine.toml").write_text(fake_ws.PRESET.format(name="mine", depth=1, epochs=3))
+    (ws.presets_dir / "broken.toml").write_text("name = 'x'\n[data]\nsource = 3\n")
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("a")
+        await pilot.pause()
+        picker = app.screen
+        assert isinstance(picker, PresetPicker)
+        broken = next(c for c in picker.choices if c.path.name == "broken.toml")
+        assert broken.error and "broken.toml" in broken.error
+        mine = next(i for i, c in enumerate(picker.choices) if c.path.name == "mine.toml")
+        picker.query_one("#preset-list").highlighted = mine
+        await pilot.press("enter")
+        await settle(pilot)
+        assert calls == [("add", ws.presets_dir / "mine.toml", {})]
+        assert "r0009" in shown_ids(app)
+        assert any("queued 1 run: r0009" in n.message and "warning: BatchNorm" in n.message
+                   for n in app._notifications)
+
+
+@sync
+async def test_open_preset_starts_on_the_picker_with_it_highlighted(make_app, tmp_path):
+    demo = tmp_path / "demo" / "demo.toml"
+    demo.parent.mkdir()
+    demo.write_text(fake_ws.PRESET.format(name="demo", depth=0, epochs=2))
+    app = make_app(open_preset=demo)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        picker = app.screen
+        assert isinstance(picker, PresetPicker)
+        highlighted = picker.query_one("#preset-list").highlighted
+        assert picker.choices[highlighted].path == demo
+        await pilot.press("escape")
+        assert isinstance(app.screen, RunsScreen)
+
+
+@sync
+async def test_help_lists_the_keys(make_app):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        text = plain(app.screen.query_one("#help-text", Static))
+        for words in ("Compare", "Export CSV", "Log-y loss", "runs.cancel"):
+            assert words in text
+        await pilot.press("escape")
+        assert isinstance(app.screen, RunsScreen)
+
+
+@sync
+async def test_command_palette_runs_actions(make_app):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+        assert {"Queue a preset", "Compare runs", "Cancel runs", "Resume runs", "Delete runs", "Open run",
+                "Presets", "Freeze map", "Inference", "GPU pane", "Keys"} <= titles
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"Compare runs")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, CompareScreen)
+
+
+class _Probe(Screen):
+    def __init__(self, **kwargs):
+        super().__init__()
+        self.kwargs = kwargs
+
+
+class _ProbePane(Widget):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("key", "module", "cls", "expect"),
+    [
+        ("p", "tltui.tui.screens.presets", "PresetsScreen", {}),
+        ("f", "tltui.tui.screens.freeze_map", "FreezeMapScreen", {"run_id": "r0001"}),
+        ("i", "tltui.tui.screens.inference", "InferenceScreen", {"run_id": "r0001"}),
+    ],
+)
+@sync
+async def test_other_screens_open_lazily_or_explain(make_app, monkeypatch, key, module, cls, expect):
+    monkeypatch.setitem(sys.modules, module, None)  # import fails
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press(key)
+        await pilot.pause()
+        assert isinstance(app.screen, RunsScreen)
+        assert any(f"{cls} is not available" in n.message for n in app._notifications)
+    mod = types.ModuleType(module)
+    setattr(mod, cls, _Probe)
+    monkeypatch.setitem(sys.modules, module, mod)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press(key)
+        await pilot.pause()
+        assert isinstance(app.screen, _Probe) and app.screen.kwargs == expect
+
+
+@sync
+async def test_g_toggles_the_gpu_pane(make_app, monkeypatch):
+    mod = types.ModuleType("tltui.tui.widgets.gpu_pane")
+    mod.GpuPane = _ProbePane
+    monkeypatch.setitem(sys.modules, "tltui.tui.widgets.gpu_pane", mod)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("g")
+        await pilot.pause()
+        assert len(app.screen.query(_ProbePane)) == 1
+        await pilot.press("g")
+        await pilot.pause()
+        assert len(app.screen.query(_ProbePane)) == 0
+
+
+@sync
+async def test_keymap_file_remaps_bindings_by_id(make_app, scripted):
+    ws, _ids = scripted
+    (ws.root / "keymap.toml").write_text('"runs.compare" = "k"\n')
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("k")
+        await pilot.pause()
+        assert isinstance(app.screen, CompareScreen)
+
+
+@sync
+async def test_run_screen_toggles(make_app, scripted):
+    _ws, ids = scripted
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        app.open_run(ids["running"])
+        await pilot.pause()
+        screen = app.screen
+        loss = screen.query_one("#chart-loss", MetricChart)
+        assert [s.label for s in loss.series] == ["train", "val"]
+        assert not screen.query_one("#chart-val_loss", MetricChart).display
+
+        await pilot.press("v")
+        assert screen.six and screen.query_one("#chart-val_loss", MetricChart).display
+        assert [s.label for s in loss.series] == ["train"]
+
+        raw = loss.series[0].ys
+        await pilot.press("s")
+        assert screen.smooth and loss.series[0].ys != raw and len(loss.series[0].ys) == len(raw)
+
+        await pilot.press("t")
+        assert screen.xmode == "step" and loss.series[0].xs[0] == 50.0
+        await pilot.press("t", "t")
+        assert screen.xmode == "epoch"
+
+        await pilot.press("l")
+        assert screen.logy and loss._logy and not screen.query_one("#chart-acc", MetricChart)._logy
+
+
+@sync
+async def test_run_screen_tabs_show_preset_and_log(make_app, scripted):
+    _ws, ids = scripted
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        app.open_run(ids["failed"])
+        await pilot.pause()
+        screen = app.screen
+        failure = plain(screen.query_one("#run-failure", Static))
+        assert "failed: ResourceExhaustedError: OOM" in failure and "shape [32,2048,7,7]" in failure
+        screen.query_one("#run-tabs").active = "tab-log"
+        await pilot.pause()
+        log = screen.query_one("#log-view")
+        assert any("Traceback" in line for line in log.lines)
+        screen.query_one("#run-tabs").active = "tab-preset"
+        await pilot.pause()
+        assert screen.query_one("#preset-view", Static).display
+
+
+@sync
+async def test_live_events_reach_the_charts_at_a_bounded_rate(make_app, scripted):
+    ws, ids = scripted
+    rid = ids["running"]
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        app.open_run(rid)
+        await pilot.pause()
+        chart = app.screen.query_one("#chart-loss", MetricChart)
+        points_before = len(chart.series[0].xs)
+        shows_before, builds_before = chart.shows, chart.builds
+        with open(ws.run_paths(rid).events, "a") as f:
+            for i in range(1000):
+                f.write(protocol.encode(Batch(t=fake_ws.NOW, epoch=3, step=26 + i % 24, steps=50,
+                                              metrics={"loss": 1.5})))
+        app._poll()
+        app.redraw_now()
+        await pilot.pause()
+        assert len(chart.series[0].xs) == points_before + 1000
+        # one redraw tick hands the data over once and the plot is rebuilt a few times at
+        # most (repaints), not once per event
+        assert chart.shows - shows_before == 1
+        assert chart.builds - builds_before <= 4
+
+
+@sync
+async def test_new_and_removed_runs_appear_after_a_registry_tick(make_app, scripted):
+    ws, ids = scripted
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        ws.create_runs([("late", fake_ws.PRESET.format(name="late", depth=0, epochs=1), {})], preset_name="late")
+        ws.delete(ids["queued"])
+        app.refresh_now()
+        await pilot.pause()
+        assert "r0009" in shown_ids(app) and ids["queued"] not in shown_ids(app)
+
+
+@sync
+async def test_compare_shows_curves_bars_table_and_exports(make_app, scripted):
+    ws, ids = scripted
+    sweep = [f"r{i:04d}" for i in range(2, 6)]
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        app.push_screen(CompareScreen(sweep))
+        await pilot.pause()
+        screen = app.screen
+        curves_chart = screen.query_one("#compare-curves", MetricChart)
+        assert [s.label.split()[0] for s in curves_chart.series] == sweep
+        assert len({s.color for s in curves_chart.series}) >= 2
+        assert screen.query_one("#compare-bars", MetricChart).display
+        assert screen.query_one("#results").row_count == 4
+        await pilot.press("m")
+        assert curves_chart.chart_title == "Validation top-5 accuracy"
+        await pilot.press("e")
+        await pilot.pause()
+        exports = list((ws.root / "exports").glob("compare-*.csv"))
+        assert len(exports) == 1 and exports[0].read_text().count("\n") == 5
+        assert any(str(exports[0]) in n.message for n in app._notifications)
+
+
+@sync
+async def test_compare_of_unrelated_runs_has_no_bars(make_app, scripted):
+    _ws, ids = scripted
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        app.push_screen(CompareScreen([ids["completed"], ids["failed"]]))
+        await pilot.pause()
+        assert not app.screen.query_one("#compare-bars", MetricChart).display
+
+
+@sync
+async def test_first_frame_loads_no_finished_events(make_app, scripted):
+    """Lazy: the table needs registry rows only; finished runs load in the background."""
+    app = make_app(background=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert len(shown_ids(app)) == 8
+        loaded = {rid for rid in app.store.ids if app.store.row(rid).loaded}
+        assert loaded <= {scripted[1]["running"]}
+
+
+@sync
+async def test_closing_the_app_never_touches_runs(make_app, scripted):
+    ws, _ids = scripted
+    before = [(r.id, r.status, r.pid) for r in ws.list_runs()]
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("q")
+    assert [(r.id, r.status, r.pid) for r in ws.list_runs()] == before

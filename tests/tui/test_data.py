@@ -1,0 +1,145 @@
+"""The TUI's data layer (no Textual): rows, lazy loading, tails, compare tables, curves."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from tests.tui import fake_ws
+from tltui import protocol
+from tltui.protocol import Batch, EpochEnd
+from tltui.tui import curves, data
+from tltui.tui import formatting as fmt
+
+
+def store_for(scripted) -> tuple[data.RunStore, dict[str, str]]:
+    ws, ids = scripted
+    store = data.RunStore(ws, clock=lambda: fake_ws.NOW)
+    store.refresh()
+    return store, ids
+
+
+def test_rows_come_from_the_registry_without_reading_events(scripted):
+    store, ids = store_for(scripted)
+    rows = {r.id: r for r in store.rows()}
+    assert len(rows) == 8
+    done = rows[ids["completed"]]
+    assert done.status == "completed" and not done.loaded
+    assert done.best_val_acc is not None and done.progress == 1.0
+    assert done.elapsed == 611
+    assert rows[ids["queued"]].elapsed is None and rows[ids["queued"]].gpus == "-"
+
+
+def test_running_runs_are_tailed_and_get_live_progress(scripted):
+    store, ids = store_for(scripted)
+    rid = ids["running"]
+    assert rid in store.poll()
+    row = store.row(rid)
+    assert row.loaded and row.status == "running"
+    assert row.epoch == 3 and row.epochs == 10
+    assert abs(row.progress - 0.25) < 1e-9  # 2 epochs + half of the third
+    assert row.elapsed == 200 and row.eta is not None and row.gpus == "1"
+    assert store.poll() == set()  # nothing new: a stat, no read
+
+    path = scripted[0].run_paths(rid).events
+    with open(path, "a") as f:
+        for step in range(30, 51, 5):
+            f.write(protocol.encode(Batch(t=fake_ws.NOW, epoch=3, step=step, steps=50, metrics={"loss": 1.0})))
+        f.write(protocol.encode(EpochEnd(t=fake_ws.NOW, epoch=3, metrics=fake_ws.metrics(3, 0.7),
+                                         epoch_seconds=60.0)))
+    assert store.poll() == {rid}
+    assert store.row(rid).epoch == 3 and store.snapshot(rid).history[-1]["epoch"] == 3
+
+
+def test_a_burst_of_events_is_consumed_in_one_poll(scripted):
+    """8 runs x 100 batch events/s: one tick reads everything (no backlog builds up)."""
+    store, ids = store_for(scripted)
+    rid = ids["running"]
+    store.poll()
+    path = scripted[0].run_paths(rid).events
+    with open(path, "a") as f:
+        for i in range(2000):
+            f.write(protocol.encode(Batch(t=fake_ws.NOW, epoch=3, step=26 + i % 24, steps=50,
+                                          metrics={"loss": 1.0})))
+    before = store.load(rid).events_seen
+    store.poll()
+    assert store.load(rid).events_seen == before + 2000
+    assert store.poll() == set()
+
+
+def test_summaries_load_off_thread_and_install_once(scripted):
+    store, ids = store_for(scripted)
+    pending = store.unloaded_final()
+    assert ids["completed"] in pending and ids["running"] not in pending and ids["queued"] not in pending
+    state, tail = data.load_summary(scripted[0].run_paths(ids["completed"]).events)
+    assert state.batches == [] and state.epochs_done == 10
+    assert store.install(ids["completed"], state, tail)
+    assert not store.install(ids["completed"], state, tail)
+    row = store.row(ids["completed"])
+    assert row.loaded and row.val_acc == state.history[10]["val_acc"]
+
+
+def test_deleted_runs_drop_out_of_the_store(scripted):
+    store, ids = store_for(scripted)
+    store.watch(ids["completed"])
+    scripted[0].delete(ids["completed"])
+    assert ids["completed"] in store.refresh()
+    assert store.record(ids["completed"]) is None and ids["completed"] not in store.ids
+
+
+def test_results_use_the_best_epoch_and_export_as_csv(scripted):
+    store, ids = store_for(scripted)
+    sweep = [rid for rid in store.ids if store.record(rid).sweep]
+    snaps = [store.snapshot(rid) for rid in sweep]
+    rows = data.results(snaps)
+    assert [r.epochs for r in rows] == [8, 8, 8, 8]
+    assert all(r.best_epoch == 8 and r.seconds == 480.0 and r.trainable_params == 204_900 for r in rows)
+    swept, bars = data.sweep_bars(snaps)
+    assert swept == "freeze.depth" and [b[0] for b in bars] == ["0", "1", "2", "3"]
+    assert bars[0][1] > bars[3][1]
+    path = data.export_results(scripted[0], rows, fake_ws.NOW)
+    assert path.parent == scripted[0].root / "exports"
+    parsed = list(csv.DictReader(io.StringIO(path.read_text())))
+    assert [p["id"] for p in parsed] == sweep and float(parsed[0]["val_acc"]) == rows[0].val_acc
+
+
+def test_runs_that_are_not_a_sweep_get_no_bars(scripted):
+    store, ids = store_for(scripted)
+    snaps = [store.snapshot(ids["completed"]), store.snapshot(ids["failed"])]
+    assert data.sweep_bars(snaps) == ("", [])
+
+
+def test_run_colours_are_stable_and_from_the_palette():
+    assert data.run_color("r0001") == data.run_color("r0001")
+    assert data.run_color("r0001") in data.PALETTE
+    assert len({data.run_color(f"r{i:04d}") for i in range(1, 40)}) > 5
+    assert data.hex_color((255, 0, 16)) == "#ff0010"
+
+
+def test_curves_on_each_x_axis(scripted):
+    store, ids = store_for(scripted)
+    snap = store.snapshot(ids["running"])
+    by_epoch = curves.points(snap, "loss", "epoch")
+    # two finished epochs, then the in-progress epoch's batches at fractional x
+    assert by_epoch.xs[:2] == (1.0, 2.0) and 2.0 < by_epoch.xs[-1] < 3.0
+    assert len(curves.points(snap, "val_loss", "epoch").xs) == 2
+    by_step = curves.points(snap, "loss", "step")
+    assert by_step.xs[:2] == (50.0, 100.0) and by_step.xs[-1] == 125.0
+    by_time = curves.points(snap, "loss", "time")
+    assert by_time.xs == tuple(sorted(by_time.xs)) and by_time.xs[0] > 0
+    assert curves.points(snap, "loss", "epoch", live=False).xs == (1.0, 2.0)
+
+
+def test_log_tail_and_preset_text(scripted):
+    store, ids = store_for(scripted)
+    tail = store.log_tail(ids["failed"], 2)
+    assert tail.splitlines()[-1].startswith("ResourceExhaustedError") and len(tail.splitlines()) == 2
+    assert store.log_tail(ids["queued"]) == ""
+    assert 'name = "broken-run"' in store.preset_text(ids["failed"])
+
+
+def test_formatters():
+    assert fmt.pct(0.7812) == "78.1%" and fmt.pct(None) == "-" and fmt.pct(float("nan")) == "-"
+    assert fmt.duration(75) == "1m15s" and fmt.duration(3725) == "1h02m" and fmt.duration(None) == "-"
+    assert fmt.bar(0.5, 4) == "██··" and fmt.bar(1.5, 3) == "███"
+    assert fmt.params(23_792_612) == "23.79M" and fmt.params(204_900) == "204.9k"
