@@ -74,8 +74,15 @@ def build_backbone(spec: BackboneSpec, preset: Preset, imagenet: bool) -> keras.
             raise ModelError(f"model.alpha: only MobileNet backbones have a width multiplier, not {spec.name}")
         kwargs["alpha"] = preset.model.alpha
     constructor = getattr(keras.applications, spec.constructor)
+    # EfficientNetV2 looks its block layout up by `name`: build it under its own name, rename after.
+    renamed = spec.family == "efficientnet_v2"
+    if renamed:
+        kwargs.pop("name")
     try:
-        return constructor(**kwargs)
+        backbone = constructor(**kwargs)
+        if renamed:
+            backbone.name = BACKBONE_NAME
+        return backbone
     except ValueError as e:
         raise ModelError(f"model.backbone = {spec.name!r}: {_first_line(e)}") from e
     except Exception as e:  # URLError, HTTPError, OSError: the download of the weights failed
