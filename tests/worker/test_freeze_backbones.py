@@ -1,0 +1,135 @@
+"""DESIGN.md invariant 6: for every supported backbone, depth and BatchNorm policy, the
+real Keras model's ``trainable`` flags equal the pure policy's map over its description.
+
+Each backbone is built once (random weights, smallest legal input) and every
+depth/policy is applied to that one model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tltui import catalog, freeze_policy
+from tltui.freeze_policy import FreezeError
+
+pytestmark = pytest.mark.e2e
+
+keras = pytest.importorskip("keras")
+
+from tltui.worker import describe  # noqa: E402
+from tltui.worker.freeze import apply_freeze, layer_info  # noqa: E402
+
+ALL = [*catalog.BACKBONES, *catalog.TEST_BACKBONES]
+# ResNet50 serves two tests: same xdist worker, built once.
+RESNET50 = pytest.mark.xdist_group("freeze_resnet50")
+PARAMS = [pytest.param(n, marks=RESNET50) if n == "resnet50" else n for n in ALL]
+_built: dict[str, Any] = {}
+
+
+def build(name: str) -> tuple[Any, Any, Any]:
+    """The classifier around ``name`` at its smallest legal size (ResNet50 kept for reuse)."""
+    if name in _built:
+        return _built[name]
+    out = describe.build(name, small_size(name))
+    if name == "resnet50":
+        _built[name] = out
+    return out
+
+
+def small_size(name: str) -> tuple[int, int]:
+    spec = catalog.lookup(name)
+    assert spec is not None
+    side = max(spec.min_size, 32)
+    return side, side
+
+
+def real_flags(model: Any, backbone: Any) -> list[tuple[str, bool]]:
+    out: list[tuple[str, bool]] = []
+    for layer in model.layers:
+        if layer is backbone:
+            out += [(l.name, bool(l.trainable)) for l in backbone.layers]
+        else:
+            out.append((layer.name, bool(layer.trainable)))
+    return out
+
+
+def keras_trainable_params(model: Any) -> int:
+    return sum(math.prod(v.shape) for v in model.trainable_weights)
+
+
+def _strip(doc: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in doc.items() if k not in ("backbone", "image_size", "num_classes")}
+
+
+@pytest.mark.parametrize("name", PARAMS)
+def test_real_trainable_flags_equal_the_pure_map(name: str) -> None:
+    size = small_size(name)
+    model, backbone, spec = build(name)
+    description = json.loads(json.dumps(describe.description_of(model, backbone, spec.family, name, size)))
+    n = len(description["stages"])
+    assert n == freeze_policy.num_stages(spec.family)
+    outer = list(model.layers)
+    head = [layer_info(l) for l in outer[outer.index(backbone) + 1 :]]
+    for batchnorm in freeze_policy.BATCHNORM_POLICIES:
+        for depth in [*range(n + 1), "all"]:
+            recorded = apply_freeze(model, backbone, spec.family, depth, batchnorm)
+            pure = freeze_policy.build_map(description, depth, batchnorm, head_layers=head)
+            where = f"{name} depth={depth} batchnorm={batchnorm}"
+            real = real_flags(model, backbone)
+            assert [(r["name"], r["trainable"]) for r in recorded["layers"]] == real, where
+            assert _strip(pure) == _strip(recorded), where
+            assert recorded["totals"]["trainable_params"] == keras_trainable_params(model), where
+            assert all(s["layers"] > 0 for s in recorded["stages"]), where
+    with pytest.raises(FreezeError, match=f"has {n} stages"):
+        apply_freeze(model, backbone, spec.family, n + 1, "frozen")
+
+
+@RESNET50
+def test_resnet50_notebook_policy_freezes_0_11_24_43_53_convolutions() -> None:
+    model, backbone, _ = build("resnet50")
+    counts = []
+    for depth in range(5):
+        apply_freeze(model, backbone, "resnet", depth, "trainable")
+        counts.append(sum(1 for l in backbone.layers if isinstance(l, keras.layers.Conv2D) and not l.trainable))
+    assert counts == [0, 11, 24, 43, 53]
+
+
+def test_frozen_batchnorm_runs_in_inference_mode() -> None:
+    """What the map calls "BatchNorm inference mode" is what Keras does with training=True."""
+    import numpy as np
+
+    model, backbone, _ = describe.build("tiny_cnn", (16, 16))
+    x = np.random.default_rng(0).uniform(0, 255, (4, 16, 16, 3)).astype("float32")
+    for batchnorm, moves in (("frozen", False), ("trainable", True)):
+        doc = apply_freeze(model, backbone, "tiny", "all", batchnorm)
+        row = next(r for r in doc["layers"] if r["name"] == "block1_bn")
+        assert row["bn_inference"] is not moves
+        bn = backbone.get_layer("block1_bn")
+        before = keras.ops.convert_to_numpy(bn.moving_mean)
+        model(x, training=True)
+        assert (not np.allclose(before, keras.ops.convert_to_numpy(bn.moving_mean))) is moves
+
+
+def test_freeze_map_cli_describes_once_through_the_worker(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    cmd = [sys.executable, "-m", "tltui", "--workspace", str(ws), "freeze-map", "tiny_cnn", "--depth", "1", "--json"]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    assert first.returncode == 0, first.stderr
+    cached = ws / "cache" / "backbones" / "tiny_cnn-32x32.json"
+    assert cached.is_file()
+    mtime = cached.stat().st_mtime_ns
+    doc = json.loads(first.stdout)
+    assert [(r["name"], r["trainable"]) for r in doc["layers"] if r["stage"] == "block1"][1:] == [
+        ("block1_conv", False), ("block1_bn", False), ("block1_relu", False)
+    ]
+    assert all(r["trainable"] for r in doc["layers"] if r["stage"] == "block2" and r["type"] != "BatchNormalization")
+    second = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    assert second.returncode == 0 and json.loads(second.stdout) == doc
+    assert cached.stat().st_mtime_ns == mtime  # read from the cache, not described again
