@@ -120,6 +120,8 @@ def _is_size(v: Any) -> bool:
 def load_model(path: Path) -> Any:
     import keras
 
+    import tltui.worker.hub  # noqa: F401  registers tltui's own layer (HubModule) for safe-mode loading
+
     try:
         return keras.models.load_model(path, safe_mode=True, compile=False)
     except Exception as e:  # Keras raises ValueError/TypeError/OSError and more for bad files
