@@ -3,7 +3,7 @@
 The form holds no preset of its own: :meth:`PresetForm.load` shows the values of
 a parsed TOML dict, and every edit posts :class:`PresetForm.FieldChanged` with
 the dotted key and the TOML value to write (or :data:`~tltui.tui.toml_edit.DELETE`
-for an emptied field, which means "use the default"). The screen writes the
+for a field left empty, which means "use the default"). The screen writes the
 TOML and validates; the form only marks the rows the validator complains about.
 """
 
@@ -188,10 +188,17 @@ class PresetForm(VerticalScroll):
                 else:
                     yield Input(placeholder=f.placeholder, id=f.id, compact=True)
 
-    def load(self, raw: Mapping[str, Any]) -> None:
-        """Show the values of a parsed preset dict; posts no change messages."""
+    def load(self, raw: Mapping[str, Any], *, keep_focused: bool = True) -> None:
+        """Show the values of a parsed preset dict; posts no change messages.
+
+        The focused field keeps what the user is typing (its text may not be a
+        TOML value yet, e.g. ``1e-``).
+        """
+        focused = self.screen.focused if keep_focused and self.is_attached else None
         with self.prevent(Input.Changed, Select.Changed):
             for f in FIELDS:
+                if focused is not None and focused.id == f.id:
+                    continue
                 v = _get(raw, f.key)
                 if f.kind == "select":
                     sel = self.query_one(f"#{f.id}", Select)
@@ -238,7 +245,24 @@ class PresetForm(VerticalScroll):
         except ValueError as e:
             self.post_message(self.FieldInvalid(f.key, str(e)))
             return
+        if value is DELETE:
+            # Emptied while typing over it: removing the key now would lose its
+            # comment and place. It goes when the field is left (or Enter) empty.
+            return
         self.post_message(self.FieldChanged(f.key, value))
+
+    def _commit_empty(self, inp: Input) -> None:
+        f = BY_ID.get(inp.id or "")
+        if f is not None and not inp.value.strip():
+            self.post_message(self.FieldChanged(f.key, DELETE))
+
+    def on_input_blurred(self, event: Input.Blurred) -> None:
+        event.stop()
+        self._commit_empty(event.input)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self._commit_empty(event.input)
 
     def on_select_changed(self, event: Select.Changed) -> None:
         f = BY_ID.get(event.select.id or "")
