@@ -320,7 +320,7 @@ def test_only_one_runner_per_workspace(qws: Workspace) -> None:
     ws = qws
     pid = queue_ops.ensure_runner(ws)
     second = subprocess.run(
-        [sys.executable, "-m", "tltui.runner", "--workspace", str(ws.root)],
+        [sys.executable, "-m", "tltui.runner", "--workspace", str(ws.root), "--lock-wait", "0.2"],
         capture_output=True, text=True, timeout=TIMEOUT,
     )
     assert second.returncode == 0 and "another queue runner" in second.stdout
@@ -406,3 +406,18 @@ def test_cancel_of_a_foreground_run_signals_its_worker(qws: Workspace, monkeypat
     wp.close()
     assert supervisor.record_exit(ws, rec.id, 0) == "cancelled"
     assert queue_ops.runner_status(ws) is None
+
+
+def test_adding_while_the_runner_retires_still_runs(qws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A runner with a tiny idle timeout retires and comes back again and again while
+    clients add runs: every run still completes."""
+    ws = qws
+    monkeypatch.setenv("TLTUI_RUNNER_IDLE_TIMEOUT", "0.05")
+    monkeypatch.setenv("TLTUI_FAKE_EPOCH_SECONDS", "0")
+    preset = write_preset(tmp_path, epochs=1)
+    ids = []
+    for _ in range(6):
+        ids += [r.id for r in add(ws, preset)]
+        time.sleep(0.15)
+    wait_for(lambda: finished(ws, *ids), "every run to finish")
+    assert {ws.get(r).status for r in ids} == {"completed"}

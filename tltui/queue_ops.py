@@ -188,9 +188,12 @@ def needs_runner(ws: Workspace) -> bool:
 
 
 def ensure_runner(ws: Workspace) -> int:
-    """The pid of the workspace's queue runner, starting one (detached) if none runs."""
+    """The pid of the workspace's queue runner, starting one (detached) if none runs.
+    A running runner is woken to look at the registry now."""
     status = runner_status(ws)
     if status:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(int(status["pid"]), signal.SIGUSR1)
         return int(status["pid"])
     _rotate(log_path(ws))
     env = dict(os.environ)

@@ -227,7 +227,11 @@ class Runner:
         idle_since: float | None = None
         while not self.stopping:
             self.wait(self.settings.tick)
-            self.step()
+            try:
+                self.step()
+            except Exception:  # e.g. a full disk under the registry: say so, keep supervising
+                log.exception("runner step failed; retrying in a second")
+                time.sleep(1.0)
             if self.stopping:
                 break
             if self.jobs or self._startable:
@@ -235,13 +239,38 @@ class Runner:
             elif idle_since is None:
                 idle_since = self.clock()
             elif self.clock() - idle_since >= self.settings.idle_timeout:
-                log.info("idle for %.0f s: exiting", self.settings.idle_timeout)
-                break
+                if self._retire():
+                    log.info("idle for %.0f s: exiting", self.settings.idle_timeout)
+                    break
+                idle_since = None
         if self.jobs:
             log.info("leaving %d worker(s) running for the next runner: %s", len(self.jobs), ", ".join(self.jobs))
         for t in self.jobs.values():
             t.job.close()
         return 0
+
+    def publish(self) -> None:
+        """Tell clients this runner is up (``runner.json``, written atomically)."""
+        write_json(
+            info_path(self.ws),
+            {"pid": self.me, "pid_start": self.me_start, "started": time.time(), "host": self.host,
+             "workspace": str(self.ws.root)},
+        )
+
+    def unpublish(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(info_path(self.ws).read_text()).get("pid") == self.me:
+                info_path(self.ws).unlink()
+
+    def _retire(self) -> bool:
+        """Leave on idle without stranding work: a client that saw ``runner.json`` before
+        it went has already committed its runs, so one last look finds them."""
+        self.unpublish()
+        self._startable = not is_paused(self.ws) and bool(self.ws.queue())
+        if self._startable or self.jobs:
+            self.publish()
+            return False
+        return True
 
     def wait(self, timeout: float) -> None:
         """Sleep until a pipe has data, a signal arrives, or ``timeout``; then read every pipe."""
@@ -298,13 +327,13 @@ class Runner:
                     t.kill_sent = True
                 continue
             self._pump(rid, t)
+            status = supervisor.record_exit(self.ws, rid, st.returncode, cancelled=t.term_sent is not None)
             fd = t.job.fileno()
             if fd is not None:
                 with contextlib.suppress(KeyError, ValueError):
                     self.sel.unregister(fd)
             t.job.close()
             del self.jobs[rid]
-            status = supervisor.record_exit(self.ws, rid, st.returncode, cancelled=t.term_sent is not None)
             log.info("%s: worker %s ended (code %s): %s", rid, t.job.pid, st.returncode, status)
             self._woken = True  # a slot is free
 
@@ -441,6 +470,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--workspace", required=True, metavar="DIR")
     ap.add_argument("--idle-timeout", type=float, help="seconds idle before exiting (default 60)")
     ap.add_argument("--cancel-grace", type=float, help="seconds from SIGTERM to SIGKILL on cancel (default 30)")
+    ap.add_argument("--lock-wait", type=float, default=3.0, help="seconds to wait for another runner to leave")
     args = ap.parse_args(argv)
     os.umask(0o077)
     logging.basicConfig(
@@ -448,11 +478,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     ws = Workspace(args.workspace)
     fd = os.open(lock_path(ws), os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        log.info("another queue runner holds %s: exiting", lock_path(ws))
-        return 0
+    # wait a little: a runner that is retiring right now still holds the lock
+    deadline = time.monotonic() + args.lock_wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                log.info("another queue runner holds %s: exiting", lock_path(ws))
+                return 0
+            time.sleep(0.05)
     settings = load_settings(ws)
     if args.idle_timeout is not None:
         settings = replace(settings, idle_timeout=args.idle_timeout)
@@ -460,18 +496,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = replace(settings, cancel_grace=args.cancel_grace)
     runner = Runner(ws, settings)
     runner.install_signals()
-    me = os.getpid()
-    write_json(
-        info_path(ws),
-        {"pid": me, "pid_start": runner.me_start, "started": time.time(), "host": runner.host,
-         "workspace": str(ws.root)},
-    )
+    runner.publish()
     try:
         return runner.run()
     finally:
-        with contextlib.suppress(OSError, ValueError):
-            if json.loads(info_path(ws).read_text()).get("pid") == me:
-                info_path(ws).unlink()
+        runner.unpublish()
         ws.close()
 
 
