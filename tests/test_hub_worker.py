@@ -7,9 +7,6 @@ is replaced where a URL handle is exercised).
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import textwrap
 import urllib.error
 from pathlib import Path
 
@@ -128,32 +125,27 @@ def test_spec_and_errors_before_training(saved: dict[str, Path], tmp_path: Path)
         build_classifier(make_preset(str(saved["callable"]), weights="none"), 2)
 
 
-def test_keras_file_embeds_the_module_and_loads_in_safe_mode(saved: dict[str, Path], tmp_path: Path) -> None:
+def test_keras_file_embeds_the_module(saved: dict[str, Path], tmp_path: Path) -> None:
     import shutil
+
+    import keras
 
     own = tmp_path / "own_copy"
     shutil.copytree(saved["bn"], own)
     model, _doc, _ = train(make_preset(str(own), depth=0, batchnorm="trainable"))
-    x, _ = data(6)
-    np.save(tmp_path / "x.npy", x)
-    np.save(tmp_path / "expected.npy", model.predict(x, verbose=0))
     model.save(tmp_path / "model.keras")
-    shutil.rmtree(own)  # the run's model must not need the original folder
-    code = textwrap.dedent(
-        f"""
-        import numpy as np, keras
-        import tltui.worker.hub  # registers HubModule
-        m = keras.models.load_model({str(tmp_path / "model.keras")!r}, safe_mode=True, compile=False)
-        got = m.predict(np.load({str(tmp_path / "x.npy")!r}), verbose=0)
-        np.testing.assert_allclose(got, np.load({str(tmp_path / "expected.npy")!r}), rtol=1e-5, atol=1e-6)
-        m.save({str(tmp_path / "again.keras")!r})
-        print("ok")
-        """
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip().endswith("ok")
-    assert (tmp_path / "again.keras").stat().st_size > 0
+    shutil.rmtree(own)  # the saved run must not need the module's folder
+    import zipfile
+
+    names = zipfile.ZipFile(tmp_path / "model.keras").namelist()
+    assert any(n.endswith("saved_model/saved_model.pb") for n in names), names
+    loaded = keras.models.load_model(tmp_path / "model.keras", safe_mode=True, compile=False)
+    x, _ = data(4)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    assert hub.find_hub_layer(loaded).get_config()["batchnorm"] == "trainable"
+    loaded.save(tmp_path / "again.keras")  # a reloaded model saves again (checkpoints after resume)
+    again = keras.models.load_model(tmp_path / "again.keras", safe_mode=True, compile=False)
+    np.testing.assert_allclose(again.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
 
 
 def test_weights_file_round_trip_restores_fine_tuned_module(saved: dict[str, Path], tmp_path: Path) -> None:
