@@ -33,6 +33,8 @@ __all__ = [
     "LayerInfo",
     "StageError",
     "build_map",
+    "describe_stages",
+    "map_document",
     "num_stages",
     "plan",
     "standard_head",

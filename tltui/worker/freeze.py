@@ -87,6 +87,7 @@ def apply_freeze(
     before = [replace(layer_info(l), stage=INPUT_STAGE) for l in outer[:idx]]
     after = [replace(layer_info(l), stage=HEAD_STAGE) for l in outer[idx + 1 :]]
     layers = before + bb_layers + after
+    freeze_policy.validate_depth(depth, len(order), f"{name or backbone.name} ({family})")
     flags = freeze_policy.plan(layers, depth, batchnorm, order)
 
     # A layer's `trainable` setter recurses into sublayers; a frozen container hides
