@@ -184,7 +184,10 @@ def preset_map(ws: Workspace, args: argparse.Namespace, notes: list[str]) -> dic
     classes = args.classes if args.classes is not None else _folder_classes(preset)
     depth = f.depth if args.depth is None else args.depth
     batchnorm = args.batchnorm or f.batchnorm
-    doc = _build(description, depth, batchnorm, classes, m.dropout)
+    try:
+        doc = _build(description, depth, batchnorm, classes, m.dropout)
+    except CommandError as e:
+        raise CommandError(f"{path}: {e}") from None
     doc["preset"] = preset.name
     effective = preset.model_copy(update={"freeze": presets.FreezeConfig(depth=depth, batchnorm=batchnorm)})
     doc["warnings"] = preflight.recipe_warnings(effective)
