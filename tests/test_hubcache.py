@@ -335,3 +335,45 @@ def test_core_module_does_not_import_tensorflow() -> None:
     code = "import sys, tltui.hubcache, tltui.commands.hub; print(any(m.split('.')[0] in ('tensorflow', 'keras') for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+# --------------------------------------------------------------------------- before queueing
+
+
+def test_preflight_warns_about_downloads_still_to_come(ws, tmp_path: Path) -> None:
+    from tltui import preflight, presets
+
+    def preset(backbone: str) -> presets.Preset:
+        return presets.from_dict(
+            {"name": "p", "data": {"source": "tfds:cifar100"}, "model": {"backbone": f"hub:{backbone}"}}
+        )
+
+    report = preflight.check(preset(INCEPTION), "p.toml", ws)
+    assert report.errors == []
+    assert any(w.startswith(f"hub:{INCEPTION} is not in the hub cache yet") and f"`tltui hub fetch {INCEPTION}`" in w
+               for w in report.warnings)
+
+    tgz = tarball(fake_saved_model(tmp_path / "src"), tmp_path / "m.tar.gz")
+    hubcache.fetch_archive(hubcache.parse(tgz.as_uri()), hubcache.cache_root(ws.root))
+    assert not any("hub" in w for w in preflight.check(preset(tgz.as_uri()), "p.toml", ws).warnings)
+
+    broken = hubcache.module_folder(hubcache.cache_root(ws.root), hubcache.parse(INCEPTION))
+    (broken / "variables").mkdir(parents=True)
+    assert any("the cached copy is incomplete" in w for w in preflight.check(preset(INCEPTION), "p.toml", ws).warnings)
+
+    (tmp_path / "not_a_model").mkdir()
+    errors = preflight.check(preset(str(tmp_path / "not_a_model")), "p.toml", ws).errors
+    assert [(e.field, "no saved_model.pb" in e.message) for e in errors] == [("model.backbone", True)]
+    errors = preflight.check(preset("gs://bucket/m.tar.gz"), "p.toml", ws).errors
+    assert [e.field for e in errors] == ["model.backbone"]
+
+
+def test_shipped_hub_preset_is_the_notebooks_experiment() -> None:
+    from tltui import presets
+
+    p = presets.load(Path(__file__).resolve().parents[1] / "presets" / "cifar100-inception-hub.toml")
+    assert p.model.backbone == "hub:https://tfhub.dev/google/imagenet/inception_v3/feature_vector/5"
+    assert (p.data.source, p.data.image_size, p.model.hub_output_dim, p.freeze.depth) == (
+        "tfds:cifar100", [299, 299], 2048, "all"
+    )
+    assert hubcache.parse(p.model.backbone).kind == "tfhub"

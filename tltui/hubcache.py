@@ -417,3 +417,31 @@ def format_time(ts: float | None) -> str:
     if ts is None:
         return "-"
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+
+
+# --------------------------------------------------------------------------- before queueing
+
+
+def preflight(backbone: str, cache: Path) -> tuple[list[str], list[str]]:
+    """(errors, warnings) for a ``hub:`` backbone before a run is queued; no network.
+
+    Errors: a handle that cannot work (bad URL, local folder that is not a SavedModel).
+    Warnings: a download that has not happened yet (the run would block on it) or a
+    broken cached copy (the run re-downloads it).
+    """
+    try:
+        handle = parse(backbone)
+        if handle.kind == "local":
+            local_saved_model(handle)
+            return [], []
+    except HubError as e:
+        return [str(e)], []
+    status = inspect(module_folder(cache, handle))
+    fetch = f"`tltui hub fetch {handle.raw}`"
+    if status.state == "missing":
+        return [], [f"{handle.label} is not in the hub cache yet: the run downloads it first; {fetch} now "
+                    "so queued runs never wait on the network"]
+    if status.state != "ready":
+        return [], [f"{handle.label}: the cached copy is {status.state.replace('_', ' ')} ({status.detail}); "
+                    f"the run re-downloads it, or run {fetch} now"]
+    return [], []

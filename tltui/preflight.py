@@ -62,7 +62,15 @@ def check(preset: Preset, file: str, ws: Workspace | None = None) -> Report:
                 )
             )
     errors.extend(freeze_depth_errors(preset, file))
-    return Report(errors, recipe_warnings(preset))
+    warnings = recipe_warnings(preset)
+    if catalog.is_hub(m.backbone) and ws is not None:
+        from tltui import hubcache
+
+        hub_errors, hub_warnings = hubcache.preflight(m.backbone, hubcache.cache_root(ws.root))
+        if not any(i.field == "model.backbone" for i in errors):  # one line per field
+            errors.extend(PresetIssue(file, None, "model.backbone", e) for e in hub_errors)
+        warnings.extend(hub_warnings)
+    return Report(errors, warnings)
 
 
 def backbone_stages(backbone: str) -> int | None:
