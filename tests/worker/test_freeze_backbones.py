@@ -133,3 +133,15 @@ def test_freeze_map_cli_describes_once_through_the_worker(tmp_path: Path) -> Non
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
     assert second.returncode == 0 and json.loads(second.stdout) == doc
     assert cached.stat().st_mtime_ns == mtime  # read from the cache, not described again
+
+
+def test_describe_job_reports_an_unknown_backbone_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "d.json"
+    assert describe.main(["resnet5", "--image-size", "32", "32", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown backbone 'resnet5'") and err.count("\n") == 1
+    assert describe.main(["inception_v3", "--image-size", "32", "32", "--out", str(out)]) == 2
+    assert "at least 75x75" in capsys.readouterr().err
+    assert not out.exists()
