@@ -3,7 +3,7 @@
 A tiny SavedModel with BatchNorm-like state (``tests/hub_models.py``), a generated
 two-class image folder, 2 epochs. Frozen runs keep the module's variables, fine-tuned
 runs change them; a resumed run continues from its backup; the run's ``model.keras``
-loads in safe mode without the hub cache.
+loads in safe mode without the hub cache, and ``tltui predict`` classifies with it.
 """
 
 from __future__ import annotations
@@ -98,7 +98,9 @@ def original_values(saved: Path) -> dict[str, np.ndarray]:
     return {v.name.split(":")[0]: v.numpy() for v in loaded.variables}
 
 
-def test_frozen_run_from_a_file_url_tarball(ws: Workspace, assets: dict[str, Path]) -> None:
+def test_frozen_run_from_a_file_url_tarball(
+    ws: Workspace, assets: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     url = assets["tgz"].as_uri()
     run_dir = make_run(ws, "hub-frozen", f"hub:{url}", assets["images"], "all", "frozen")
     events = run_worker(run_dir)
@@ -127,6 +129,19 @@ def test_frozen_run_from_a_file_url_tarball(ws: Workspace, assets: dict[str, Pat
     expected = load(run_dir / "model.keras").predict(x, verbose=0)
     shutil.rmtree(folder)
     np.testing.assert_allclose(load(run_dir / "model.keras").predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
+
+    # ... and through `tltui predict` (the predict worker, another process)
+    from tltui import cli
+
+    ws.update(run_dir.name, status="completed")
+    capsys.readouterr()
+    assert cli.main(["--workspace", str(ws.root), "predict", run_dir.name, str(assets["images"]), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert len(doc["predictions"]) == 12 and doc["skipped"] == []
+    for p in doc["predictions"]:
+        assert {t["label"] for t in p["top_k"]} == {"red", "blue"}
+        assert p["top_k"][0]["probability"] >= p["top_k"][1]["probability"]
+    assert doc["summary"]["accuracy"] is not None
 
 
 def test_fine_tuned_run_changes_the_module_and_resumes(ws: Workspace, assets: dict[str, Path]) -> None:
