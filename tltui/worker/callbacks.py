@@ -106,11 +106,13 @@ class EventStream(keras.callbacks.Callback):
 class PeriodicCheckpoint(keras.callbacks.Callback):
     """Every ``every`` epochs, ``checkpoints/epoch-NNNN.keras``, written atomically."""
 
-    def __init__(self, directory: Path, every: int, writer: EventWriter) -> None:
+    def __init__(self, directory: Path, every: int, writer: EventWriter, export_model: keras.Model | None = None) -> None:
         super().__init__()
         self.directory = Path(directory)
         self.every = every
         self.writer = writer
+        # The model to save when fit trains another one that shares its layers (the feature cache's head).
+        self.export_model = export_model
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         done = epoch + 1
@@ -118,7 +120,7 @@ class PeriodicCheckpoint(keras.callbacks.Callback):
             return
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"epoch-{done:04d}.keras"
-        save_atomic(self.model, path)
+        save_atomic(self.export_model or self.model, path)
         self.writer.emit(Checkpoint(t=time.time(), epoch=done, path=str(path)))
 
 

@@ -107,6 +107,9 @@ class Trainer:
         self.preset: presets.Preset | None = None
         self.initial_epoch = 0
         self.stream: Any = None  # callbacks.EventStream once training starts
+        self.dataset: Any = None  # data.Dataset once loaded
+        self.strategy: Any = None
+        self.cache_plan: Any = None  # feature_cache.Plan, decided in _build
 
     # ------------------------------------------------------------------ events
 
@@ -167,6 +170,7 @@ class Trainer:
         preset = self.preset
         self.initial_epoch = self._prepare_backup()
         devices, strategy = setup_devices(preset)
+        self.strategy = strategy
         self.writer.emit(
             Started(
                 t=time.time(),
@@ -201,6 +205,7 @@ class Trainer:
 
         self.phase("build", f"building {preset.model.backbone} (weights: {preset.model.weights})")
         set_precision(preset)
+        self.dataset = dataset
         with strategy.scope():
             model = self._build(dataset.num_classes, dataset.steps_per_epoch)
         self.check_stop()
@@ -239,6 +244,13 @@ class Trainer:
             from tltui.worker.hub import add_hub_details
 
             add_hub_details(freeze_map, backbone)
+        from tltui.worker import feature_cache
+
+        ds = self.dataset
+        self.cache_plan = feature_cache.plan(
+            preset, model, backbone, spec.family, ds.train_examples if ds else None, ds.val_examples if ds else None
+        )
+        freeze_map["feature_cache"] = self.cache_plan.use
         write_json(self.paths.freeze_map, freeze_map)
         compile_model(model, preset, num_classes, steps_per_epoch, self.emit_log)
         trainable = sum(_count(w.shape) for w in model.trainable_weights)
@@ -250,9 +262,11 @@ class Trainer:
                 trainable_params=trainable,
                 non_trainable_params=non_trainable,
                 num_classes=num_classes,
-                feature_cache=False,
+                feature_cache=self.cache_plan.use,
             )
         )
+        if self.cache_plan.use or not backbone.trainable_weights:
+            self.emit_log("info", self.cache_plan.reason)
         return model
 
     def _fit(self, model: Any, dataset: Any) -> Outcome:
@@ -264,12 +278,15 @@ class Trainer:
         assert preset is not None
         t = preset.train
         train_ds, val_ds = dataset.train, dataset.val
+        fit_model = model
+        if self.cache_plan is not None and self.cache_plan.use:
+            fit_model, train_ds, val_ds = self._cached_features(model, dataset)
         if t.label_smoothing > 0:
             train_ds, val_ds = one_hot(train_ds, dataset.num_classes), one_hot(val_ds, dataset.num_classes)
         self.stream = EventStream(self.writer, dataset.steps_per_epoch, self.stop)
         callbacks: list[keras.callbacks.Callback] = [
             self.stream,
-            PeriodicCheckpoint(self.paths.checkpoints, t.checkpoint_every, self.writer),
+            PeriodicCheckpoint(self.paths.checkpoints, t.checkpoint_every, self.writer, export_model=model),
         ]
         early = None
         if t.early_stopping_patience > 0 and val_ds is not None:
@@ -282,7 +299,7 @@ class Trainer:
             keras.callbacks.BackupAndRestore(str(self.paths.backup), save_freq="epoch", delete_checkpoint=False),
         ]
         self.phase("train", f"training for {t.epochs} epochs")
-        model.fit(
+        fit_model.fit(
             train_ds,
             validation_data=val_ds,
             epochs=t.epochs,
@@ -299,6 +316,27 @@ class Trainer:
                 f"{t.early_stopping_patience} epochs (weights of the best epoch kept)"
             )
         return Outcome("completed", reason, self.epochs_done, str(self.paths.model))
+
+    def _cached_features(self, model: Any, dataset: Any) -> tuple[Any, Any, Any]:
+        """The head model (sharing the classifier's head layers) and the cached feature datasets."""
+        from tltui.worker import feature_cache
+
+        preset = self.preset
+        assert preset is not None
+        self.phase("features", "computing the frozen backbone's features once (feature cache)")
+        with (self.strategy or _default_strategy()).scope():
+            cached = feature_cache.build(
+                model,
+                dataset,
+                preset,
+                lambda head: compile_model(head, preset, dataset.num_classes, dataset.steps_per_epoch, self.emit_log),
+            )
+        self.emit_log(
+            "info",
+            f"feature cache: {cached.train_examples} training / {cached.val_examples} validation feature vectors "
+            f"({cached.feature_dim} each) computed in {cached.seconds:.1f} s; training the head only",
+        )
+        return cached.head, cached.train, cached.val
 
 
 # --------------------------------------------------------------------------- setup helpers
@@ -329,6 +367,12 @@ def setup_devices(preset: presets.Preset) -> tuple[list[str], Any]:
     else:
         strategy = tf.distribute.get_strategy()
     return names, strategy
+
+
+def _default_strategy() -> Any:
+    import tensorflow as tf
+
+    return tf.distribute.get_strategy()
 
 
 def set_precision(preset: presets.Preset) -> None:

@@ -1,0 +1,144 @@
+"""Target 1: steady-state epoch time of ``tltui run`` vs a bare ``model.fit`` script.
+
+Side A is the real thing: ``tltui run PRESET --plain`` (the CLI, the supervisor, the
+worker subprocess with all its callbacks: event streaming to events.jsonl and the
+pipe, periodic atomic checkpoints, TensorBoard, BackupAndRestore). Side B is a bare
+script (``python -m bench.harness --bare ...``, a separate process as well) that
+loads the same data with the worker's own ``data.load``, builds the same model with
+the worker's own builder/freeze/compile and calls ``model.fit(verbose=0)`` with no
+callbacks but a clock.
+
+An epoch's time is the gap between consecutive epoch starts (so it includes every
+end-of-epoch callback); the first epoch (graph tracing) and the last (no next start)
+are left out. Processes alternate A B B A ... and the ratio is of the medians.
+
+``python -m bench.harness [--tiny] [--rounds N] [--epochs N]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench import PYTHON, REPO, Result, emit, median, run_env
+
+DEMO = REPO / "presets" / "demo.toml"
+
+
+def overrides(tiny: bool, epochs: int) -> list[str]:
+    sets = [f"train.epochs={epochs}"]
+    if tiny:
+        sets += ['model.backbone="tiny_cnn"', "data.train_limit=64", "data.val_limit=32", "data.image_size=[32, 32]",
+                 "train.checkpoint_every=1"]
+    return sets
+
+
+def gaps(starts: Sequence[float]) -> list[float]:
+    """Epoch times from epoch start times, without the first (tracing) epoch."""
+    return [b - a for a, b in zip(starts[1:], starts[2:], strict=False)]
+
+
+def run_tltui(home: Path, sets: list[str], env: dict[str, str]) -> list[float]:
+    import subprocess
+
+    cmd = [PYTHON, "-m", "tltui", "--workspace", str(home), "run", str(DEMO), "--plain"]
+    for s in sets:
+        cmd += ["--set", s]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"tltui run failed ({proc.returncode}): {proc.stderr[-2000:]}{proc.stdout[-2000:]}")
+    runs = sorted((home / "runs").iterdir(), key=lambda p: p.name)
+    starts = []
+    for line in (runs[-1] / "events.jsonl").read_text().splitlines():
+        ev = json.loads(line)
+        if ev.get("type") == "epoch_begin":
+            starts.append(float(ev["t"]))
+    return gaps(starts)
+
+
+def run_bare(sets: list[str], env: dict[str, str], out: Path) -> list[float]:
+    import subprocess
+
+    cmd = [PYTHON, "-m", "bench.harness", "--bare", str(out)]
+    for s in sets:
+        cmd += ["--set", s]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=REPO)
+    if proc.returncode != 0:
+        raise RuntimeError(f"bare fit failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return gaps(json.loads(out.read_text()))
+
+
+def bare_main(out: Path, sets: list[str]) -> int:
+    """The bare script: same data, model and batch size; plain ``model.fit``."""
+    import keras
+
+    from tltui import presets
+    from tltui.worker import data as data_mod
+    from tltui.worker import model as model_mod
+    from tltui.worker.freeze import apply_freeze
+    from tltui.worker.train import compile_model
+
+    preset = presets.load(DEMO, presets.parse_set(sets))
+    keras.utils.set_random_seed(preset.train.seed)
+    ds = data_mod.load(preset)
+    model, backbone = model_mod.build_classifier(preset, ds.num_classes)
+    spec = model_mod.backbone_spec(preset)
+    apply_freeze(model, backbone, spec.family, preset.freeze.depth, preset.freeze.batchnorm)
+    compile_model(model, preset, ds.num_classes, ds.steps_per_epoch, lambda *a: None)
+    starts: list[float] = []
+
+    class Clock(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            starts.append(time.time())
+
+    model.fit(ds.train, validation_data=ds.val, epochs=preset.train.epochs, callbacks=[Clock()], verbose=0)
+    out.write_text(json.dumps(starts))
+    return 0
+
+
+def run(tiny: bool = False, rounds: int | None = None, epochs: int | None = None) -> list[Result]:
+    rounds = rounds or (1 if tiny else 2)
+    epochs = epochs or (3 if tiny else 7)
+    sets = overrides(tiny, epochs)
+    a: list[float] = []
+    b: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="tltui-bench-harness-") as tmp:
+        env = run_env(Path(tmp) / "home")
+        if tiny:
+            env["TLTUI_TEST_BACKBONES"] = "1"
+        for r in range(rounds):
+            order = ("tltui", "bare") if r % 2 == 0 else ("bare", "tltui")
+            for side in order:
+                if side == "tltui":
+                    a += run_tltui(Path(tmp) / f"ws{r}", sets, env)
+                else:
+                    b += run_bare(sets, env, Path(tmp) / f"bare{r}.json")
+    note = f"{len(a)} vs {len(b)} steady epochs, {rounds} alternating rounds, demo preset"
+    if tiny:
+        note = "tiny mode: not a measurement"
+    return [Result("harness", "steady-state epoch", "tltui run", median(a), "bare model.fit", median(b), "s",
+                   "<= 1.03", note=note)]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.harness")
+    p.add_argument("--tiny", action="store_true")
+    p.add_argument("--rounds", type=int)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--bare", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--set", action="append", default=[], help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.bare:
+        return bare_main(args.bare, args.set)
+    emit(run(args.tiny, args.rounds, args.epochs))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

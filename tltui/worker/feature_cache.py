@@ -1,0 +1,210 @@
+"""Frozen-backbone feature cache: run the backbone once, train the head on its features.
+
+When nothing before the head can change during training -- every backbone weight
+frozen, every BatchNormalization in inference mode, no stochastic layer (Dropout,
+noise, stochastic depth) inside the backbone, no random augmentation in the input
+pipeline -- each image maps to the same pooled feature vector at every epoch. Then
+(``train.feature_cache = "auto"``, the default) the worker computes the features of
+the training and validation sets once, in inference mode, and fits only the head
+(the layers after ``avg_pool``: optional Dropout, Dense, softmax) on them. The head
+model *shares* its layers with the full classifier, so the full model -- what the
+checkpoints and ``model.keras`` hold -- has the trained head weights at every moment.
+
+Features are taken after ``GlobalAveragePooling2D`` (weightless and deterministic),
+so the cache is ``examples x channels`` float32 (ResNet50: 8 KiB per image), kept in
+memory up to :data:`CACHE_LIMIT_BYTES`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+#: In-memory feature cache at most this big (train + validation), else train normally.
+CACHE_LIMIT_BYTES = 2 * 1024**3
+#: The layer whose output is cached (see ``tltui.worker.model.build_classifier``).
+POOL_LAYER = "avg_pool"
+#: Layer types that are random in training mode even when frozen.
+STOCHASTIC_TYPES = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
+                    "GaussianDropout", "AlphaDropout", "StochasticDepth")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Whether the cache is used, and why (one line for the run's log)."""
+
+    use: bool
+    reason: str
+
+
+@dataclass
+class Cached:
+    """What ``fit`` gets instead of the full model and the image pipelines."""
+
+    head: Any  # keras.Model: pooled features -> class probabilities, sharing the classifier's head layers
+    train: Any  # tf.data.Dataset of (features, labels), batched
+    val: Any | None
+    feature_dim: int
+    train_examples: int
+    val_examples: int
+    seconds: float  # time spent computing the features
+
+
+def _walk(layer: Any) -> list[Any]:
+    """``layer`` and every sublayer (nested models included)."""
+    out = [layer]
+    for sub in getattr(layer, "layers", None) or []:
+        out.extend(_walk(sub))
+    return out
+
+
+def _stochastic(layer: Any) -> bool:
+    name = type(layer).__name__
+    if name not in STOCHASTIC_TYPES:
+        return False
+    rate = getattr(layer, "rate", None)
+    if rate is None:
+        rate = getattr(layer, "stddev", None)
+    return rate is None or float(rate) > 0
+
+
+def plan(
+    preset: Any,
+    model: Any,
+    backbone: Any,
+    family: str,
+    train_examples: int | None,
+    val_examples: int | None,
+    *,
+    steps_per_epoch_set: bool = False,
+) -> Plan:
+    """Decide after the freeze is applied (``layer.trainable`` set) and before training."""
+    if preset.train.feature_cache == "off":
+        return Plan(False, 'feature cache off (train.feature_cache = "off")')
+    if family == "hub":
+        return Plan(False, "feature cache not used: hub backbones are not cached")
+    layers = _walk(backbone)
+    bn = [l for l in layers[1:] if "BatchNormalization" in type(l).__name__ and l.trainable]
+    others = [l for l in layers[1:] if l.trainable_weights and "BatchNormalization" not in type(l).__name__]
+    if others or (backbone.trainable_weights and not bn):
+        return Plan(False, "feature cache not used: part of the backbone trains (freeze.depth below \"all\")")
+    if bn:
+        return Plan(False, f"feature cache not used: {len(bn)} BatchNormalization layer(s) of the backbone update "
+                           "their statistics (freeze.batchnorm = \"trainable\")")
+    noisy = [l.name for l in layers if _stochastic(l)]
+    if noisy:
+        return Plan(False, f"feature cache not used: the backbone has random layers in training ({noisy[0]}...)")
+    if preset.data.augment:
+        return Plan(False, "feature cache not used: data.augment = true changes the backbone's input every epoch")
+    try:
+        pool = model.get_layer(POOL_LAYER)
+    except ValueError:
+        return Plan(False, f"feature cache not used: the model has no {POOL_LAYER!r} layer")
+    if train_examples is None:
+        return Plan(False, "feature cache not used: the number of training images is unknown")
+    dim = int(pool.output.shape[-1])
+    size = (train_examples + (val_examples or 0)) * dim * 4
+    if size > CACHE_LIMIT_BYTES:
+        return Plan(False, f"feature cache not used: {size / 1024**3:.1f} GiB of features is more than "
+                           f"{CACHE_LIMIT_BYTES / 1024**3:.0f} GiB")
+    return Plan(
+        True,
+        f"feature cache on: the backbone is frozen (BatchNorm in inference mode, no augmentation), so its "
+        f"features ({dim} per image, {size / 1024**2:.1f} MiB) are computed once and only the head trains",
+    )
+
+
+def head_model(model: Any) -> Any:
+    """A model from pooled features to the output, made of the classifier's own head layers."""
+    import keras
+
+    layers = list(model.layers)
+    idx = next(i for i, l in enumerate(layers) if l.name == POOL_LAYER)
+    dim = int(layers[idx].output.shape[-1])
+    inp = keras.Input(shape=(dim,), name="features", dtype="float32")
+    x = inp
+    for layer in layers[idx + 1 :]:
+        x = layer(x)
+    return keras.Model(inp, x, name=f"{model.name}_head")
+
+
+def extract(model: Any, images: Any, limit: int | None = None) -> tuple[Any, Any]:
+    """Pooled features (float32) and labels of a batched ``(images, labels)`` dataset, in inference mode."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    features = keras.Model(model.inputs, model.get_layer(POOL_LAYER).output, name="feature_extractor")
+
+    @tf.function(reduce_retracing=True)
+    def step(x: Any) -> Any:
+        return tf.cast(features(x, training=False), tf.float32)
+
+    ds = images
+    if limit is not None:
+        ds = ds.unbatch().take(limit).batch(_batch_size(images))
+    feats: list[Any] = []
+    labels: list[Any] = []
+    for x, y in ds:
+        feats.append(step(x).numpy())
+        labels.append(y.numpy())
+    if not feats:
+        return np.zeros((0, int(model.get_layer(POOL_LAYER).output.shape[-1])), "float32"), np.zeros((0,), "int32")
+    return np.concatenate(feats), np.concatenate(labels)
+
+
+def _batch_size(ds: Any) -> int:
+    shape = ds.element_spec[0].shape
+    return int(shape[0]) if shape[0] is not None else 32
+
+
+def build(
+    model: Any,
+    dataset: Any,
+    preset: Any,
+    compile_fn: Callable[[Any], None],
+) -> Cached:
+    """Compute the features once and return the head model (compiled by ``compile_fn``) and feature datasets.
+
+    ``dataset`` is a :class:`tltui.worker.data.Dataset` built with no augmentation; with
+    ``train.steps_per_epoch`` its training pipeline repeats, so exactly
+    ``train_examples`` images are read (one shuffled pass over the set).
+    """
+    import time
+
+    import tensorflow as tf
+
+    d, t = preset.data, preset.train
+    t0 = time.perf_counter()
+    x_train, y_train = extract(model, dataset.train, limit=dataset.train_examples)
+    x_val = y_val = None
+    if dataset.val is not None:
+        x_val, y_val = extract(model, dataset.val, limit=dataset.val_examples)
+    seconds = time.perf_counter() - t0
+    n = len(x_train)
+    train = tf.data.Dataset.from_tensor_slices((x_train, y_train))
+    if d.shuffle_buffer:
+        train = train.shuffle(max(1, min(d.shuffle_buffer, n)), seed=t.seed, reshuffle_each_iteration=True)
+    if t.steps_per_epoch:
+        train = train.repeat()
+    train = train.batch(d.batch_size).prefetch(tf.data.AUTOTUNE)
+    val = None
+    if x_val is not None:
+        val = tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(d.batch_size).prefetch(tf.data.AUTOTUNE)
+    head = head_model(model)
+    compile_fn(head)
+    return Cached(
+        head=head,
+        train=train,
+        val=val,
+        feature_dim=int(x_train.shape[-1]),
+        train_examples=n,
+        val_examples=0 if x_val is None else len(x_val),
+        seconds=seconds,
+    )
+
+
+def steps(n: int, batch_size: int) -> int:
+    return max(1, math.ceil(n / batch_size))
