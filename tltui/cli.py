@@ -18,7 +18,7 @@ from tltui.errors import PresetError
 from tltui.workspace import WorkspaceError
 
 #: Modules under tltui.commands, in the order ``--help`` lists them.
-COMMANDS = ("tui", "check", "run", "queue", "runs", "control", "freeze_map", "predict", "hub")
+COMMANDS = ("tui", "check", "run", "queue", "runs", "control", "freeze_map", "predict", "hub", "demo")
 
 EXIT_USAGE = 2
 

@@ -24,11 +24,11 @@ PHOTO_SIZE = 160
 MARKER = ".complete"
 
 
-def _colour(rng: random.Random, avoid: tuple[int, int, int] | None = None) -> tuple[int, int, int]:
-    while True:
-        c = (rng.randrange(256), rng.randrange(256), rng.randrange(256))
-        if avoid is None or sum(abs(a - b) for a, b in zip(c, avoid, strict=True)) > 180:
-            return c
+def _colours(rng: random.Random) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """A background and a shape colour, one dark and one light: any hue, always a visible edge."""
+    dark = tuple(rng.randrange(0, 110) for _ in range(3))
+    light = tuple(rng.randrange(150, 256) for _ in range(3))
+    return (dark, light) if rng.random() < 0.5 else (light, dark)  # type: ignore[return-value]
 
 
 def _star(cx: float, cy: float, r: float, rot: float) -> list[tuple[float, float]]:
@@ -42,8 +42,7 @@ def _star(cx: float, cy: float, r: float, rot: float) -> list[tuple[float, float
 
 def draw_shape(shape: str, size: int, rng: random.Random) -> Image.Image:
     """One image of ``shape``: random background, colour, position, size, rotation, noise."""
-    bg = _colour(rng)
-    fg = _colour(rng, avoid=bg)
+    bg, fg = _colours(rng)
     scale = 4  # draw large, then downsample: smooth edges
     s = size * scale
     img = Image.new("RGB", (s, s), bg)
@@ -80,7 +79,7 @@ def draw_shape(shape: str, size: int, rng: random.Random) -> Image.Image:
     img = img.resize((size, size), Image.Resampling.LANCZOS)
     if rng.random() < 0.3:
         img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 0.8)))
-    noise = Image.effect_noise((size, size), rng.uniform(5, 25)).convert("RGB")
+    noise = Image.frombytes("L", (size, size), rng.randbytes(size * size)).convert("RGB")
     return Image.blend(img, noise, rng.uniform(0.05, 0.15))
 
 

@@ -74,6 +74,9 @@ class ModelConfig(_Strict):
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     alpha: float | None = Field(None, gt=0.0, le=2.0, description="width multiplier (MobileNet)")
     hub_output_dim: int | None = Field(None, ge=1, description="feature size of a hub: backbone")
+    bn_momentum: float | None = Field(
+        None, gt=0.0, lt=1.0, description="BatchNorm moving-average momentum of the backbone (None: its own)"
+    )
 
     @field_validator("backbone")
     @classmethod

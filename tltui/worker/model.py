@@ -62,7 +62,9 @@ def build_backbone(spec: BackboneSpec, preset: Preset, imagenet: bool) -> keras.
     h, w = preset.data.image_size
     shape = (h, w, 3)
     if spec.family == "tiny":
-        return tiny_cnn(shape)
+        backbone = tiny_cnn(shape)
+        set_bn_momentum(backbone, preset.model.bn_momentum)
+        return backbone
     kwargs: dict[str, object] = {
         "include_top": False,
         "weights": "imagenet" if imagenet else None,
@@ -80,6 +82,7 @@ def build_backbone(spec: BackboneSpec, preset: Preset, imagenet: bool) -> keras.
         kwargs.pop("name")
     try:
         backbone = constructor(**kwargs)
+        set_bn_momentum(backbone, preset.model.bn_momentum)
         if renamed:
             backbone.name = BACKBONE_NAME
         return backbone
@@ -92,6 +95,16 @@ def build_backbone(spec: BackboneSpec, preset: Preset, imagenet: bool) -> keras.
                 "copy ~/.keras/models/ from a machine with internet, or set model.weights = \"none\""
             ) from e
         raise
+
+
+def set_bn_momentum(backbone: keras.Model, momentum: float | None) -> None:
+    """Short runs from scratch: keras.applications' BatchNorm momentum (0.99 or 0.999) makes the
+    moving statistics lag far behind the weights, so validation stays at chance for many epochs."""
+    if momentum is None:
+        return
+    for layer in backbone.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = momentum
 
 
 def add_preprocessing(x: keras.KerasTensor, spec: BackboneSpec) -> keras.KerasTensor:

@@ -1,0 +1,161 @@
+"""``tltui run`` end to end: the real worker on a tiny generated image folder.
+
+One trained run (module fixture) serves most assertions; Ctrl-C gets its own run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tltui import demo, protocol
+from tltui.cli import main
+from tltui.protocol import METRIC_KEYS
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("train_e2e")]
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY = """
+name = "tiny"
+[data]
+source = "folder:shapes"
+image_size = [16, 16]
+batch_size = 8
+validation_fraction = 0.25
+[model]
+backbone = "tiny_cnn"
+weights = "none"
+[train]
+epochs = 3
+checkpoint_every = 2
+learning_rate = 0.01
+"""
+
+
+def make_tiny(base: Path) -> Path:
+    folder = demo.generate(base / "shapes", per_class=12, size=16, shapes=("circle", "square", "cross"))
+    (folder / "square" / "zz_corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
+    preset = base / "tiny.toml"
+    preset.write_text(TINY)
+    return preset
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    base = tmp_path_factory.mktemp("run")
+    preset = make_tiny(base)
+    ws = base / "ws"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = main(["--workspace", str(ws), "run", str(preset), "--plain"])
+    show = io.StringIO()
+    with contextlib.redirect_stdout(show):
+        assert main(["--workspace", str(ws), "runs", "show", "r0001", "--json"]) == 0
+    return {"rc": rc, "out": out.getvalue(), "ws": ws, "show": json.loads(show.getvalue())}
+
+
+def test_run_completes_and_prints_one_line_per_epoch(trained: dict) -> None:
+    assert trained["rc"] == 0, trained["out"]
+    lines = [ln for ln in trained["out"].splitlines() if " epoch " in ln]
+    assert [ln.split()[2] for ln in lines] == ["1/3", "2/3", "3/3"]
+    assert "r0001 completed" in trained["out"]
+
+
+def test_runs_show_has_the_full_history(trained: dict) -> None:
+    d = trained["show"]
+    assert d["status"] == "completed" and d["reason"] is None
+    assert [h["epoch"] for h in d["history"]] == [1, 2, 3]
+    for h in d["history"]:
+        assert set(METRIC_KEYS) <= set(h), h
+        assert h["lr"] == pytest.approx(0.01)
+        assert h["epoch_seconds"] > 0
+    assert d["best"]["epoch"] in (1, 2, 3)
+    assert d["params"]["trainable_params"] > 0 and d["params"]["num_classes"] == 3
+    assert d["model_path"] and Path(d["model_path"]).is_file()
+    assert d["checkpoints"] == [str(Path(d["dir"]) / "checkpoints" / "epoch-0002.keras")]
+    assert Path(d["tensorboard_dir"]).is_dir()
+
+
+def test_events_file_is_the_durable_record(trained: dict) -> None:
+    run_dir = trained["ws"] / "runs" / "r0001"
+    events = protocol.read_events(run_dir / "events.jsonl")
+    types = [e.type for e in events]
+    assert types[0] == "started" and types[-1] == "finished"
+    ends = [e for e in events if e.type == "epoch_end"]
+    assert [e.epoch for e in ends] == [1, 2, 3]
+    assert all(set(e.metrics) == set(METRIC_KEYS) for e in ends)
+    batches = [e for e in events if e.type == "batch"]
+    assert batches and all(b.steps == b.step for b in batches if b.step == b.steps)
+    assert {b.epoch for b in batches if b.step == b.steps} == {1, 2, 3}  # last step of every epoch
+    fin = events[-1]
+    assert fin.status == "completed" and fin.epochs_done == 3 and fin.model_path == str(run_dir / "model.keras")
+
+
+def test_corrupt_image_is_skipped_with_a_warning_naming_it(trained: dict) -> None:
+    run_dir = trained["ws"] / "runs" / "r0001"
+    warnings = [e for e in protocol.read_events(run_dir / "events.jsonl") if e.type == "log" and e.level == "warning"]
+    assert any("zz_corrupt.png" in w.message for w in warnings)
+    assert "zz_corrupt.png" in trained["out"]
+    info = json.loads((run_dir / "data.json").read_text())
+    assert info["native_size"] == [16, 16] and info["num_classes"] == 3
+    assert info["train_examples"] + info["val_examples"] == 36
+    assert json.loads((run_dir / "classes.json").read_text()) == ["circle", "cross", "square"]
+    assert json.loads((run_dir / "freeze_map.json").read_text())
+
+
+def test_model_loads_with_plain_keras_in_a_fresh_process(trained: dict) -> None:
+    path = trained["ws"] / "runs" / "r0001" / "model.keras"
+    code = (
+        "import sys, numpy as np, keras\n"
+        "m = keras.models.load_model(sys.argv[1])\n"
+        "p = m.predict(np.random.RandomState(0).uniform(0, 255, (2, 40, 24, 3)).astype('float32'), verbose=0)\n"
+        "assert 'tltui' not in sys.modules\n"
+        "print(p.shape, float(p.sum()))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=240)
+    assert res.returncode == 0, res.stderr[-2000:]
+    shape, total = res.stdout.strip().rsplit(" ", 1)
+    assert shape == "(2, 3)" and float(total) == pytest.approx(2.0, abs=1e-4)
+
+
+def test_ctrl_c_cancels_the_run_and_exits_130(tmp_path: Path) -> None:
+    preset = make_tiny(tmp_path)
+    ws = tmp_path / "ws"
+    cmd = [
+        sys.executable, "-m", "tltui", "--workspace", str(ws), "run", str(preset), "--plain",
+        "--set", "train.epochs=500", "--set", "train.steps_per_epoch=20",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    events = ws / "runs" / "r0001" / "events.jsonl"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and proc.poll() is None:
+        if any(e.type == "epoch_end" for e in protocol.read_events(events)):
+            break
+        time.sleep(0.1)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (out, err)
+    assert "Traceback" not in err
+    show = subprocess.run(
+        [sys.executable, "-m", "tltui", "--workspace", str(ws), "runs", "show", "r0001", "--json"],
+        capture_output=True, text=True, check=True,
+    )
+    d = json.loads(show.stdout)
+    assert d["status"] == "cancelled"
+    assert "SIGTERM" in d["reason"]
+    assert 1 <= len(d["history"]) < 500
+    assert (ws / "runs" / "r0001" / "backup" / "training_metadata.json").is_file()  # resume can continue
+    fin = protocol.read_events(events)[-1]
+    assert fin.type == "finished" and fin.status == "cancelled"
+    assert not os.path.exists(ws / "runs" / "r0001" / "model.keras")

@@ -1,0 +1,87 @@
+"""The folder scan, split and image check: no TensorFlow, no training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tltui import demo
+from tltui.worker import data
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    return demo.generate(tmp_path / "shapes", per_class=10, size=16, shapes=("circle", "ring", "square"))
+
+
+def test_scan_folder_lists_classes_sorted_and_their_images(folder: Path) -> None:
+    (folder / "circle" / "notes.txt").write_text("not an image")
+    scan = data.scan_folder(folder)
+    assert scan.classes == ["circle", "ring", "square"]
+    assert len(scan.files) == 30
+    assert {lab for _, lab in scan.files} == {0, 1, 2}
+    assert all(p.endswith(".png") for p, _ in scan.files)
+
+
+def test_scan_folder_errors_name_the_folder(tmp_path: Path, folder: Path) -> None:
+    with pytest.raises(data.DataError, match="does not exist"):
+        data.scan_folder(tmp_path / "nope")
+    (folder / "empty").mkdir()
+    with pytest.raises(data.DataError, match="empty.*hold no images"):
+        data.scan_folder(folder)
+    lonely = tmp_path / "one"
+    (lonely / "only").mkdir(parents=True)
+    with pytest.raises(data.DataError, match="at least 2 class subfolders"):
+        data.scan_folder(lonely)
+
+
+def test_split_is_deterministic_stratified_and_disjoint(folder: Path) -> None:
+    files = data.scan_folder(folder).files
+    train, val = data.split_files(files, 0.2, seed=7)
+    again = data.split_files(list(reversed(files)), 0.2, seed=7)
+    assert (train, val) == (sorted(train), sorted(val)) or (train, val) == again
+    assert again == (train, val)
+    assert not set(train) & set(val)
+    assert sorted(train + val) == sorted(files)
+    assert [sum(1 for _, lab in val if lab == c) for c in range(3)] == [2, 2, 2]
+    other = data.split_files(files, 0.2, seed=8)
+    assert other[1] != val
+
+
+def test_split_keeps_one_training_image_per_class(tmp_path: Path) -> None:
+    files = [("a1", 0), ("a2", 0), ("b1", 1)]
+    train, val = data.split_files(files, 0.9, seed=0)
+    assert ("b1", 1) in train and ("a1", 0) in train or ("a2", 0) in train
+    assert len(val) == 1
+
+
+def test_limit_is_deterministic(folder: Path) -> None:
+    files = data.scan_folder(folder).files
+    assert data.limit(files, 5, seed=1) == data.limit(files, 5, seed=1)
+    assert len(data.limit(files, 5, seed=1)) == 5
+    assert data.limit(files, None, seed=1) == files
+
+
+def test_check_images_reports_corrupt_files_by_name(folder: Path) -> None:
+    bad = folder / "ring" / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\nthis is not a png")
+    good_png = (folder / "ring" / "ring_0000.png").read_bytes()
+    truncated = folder / "square" / "truncated.png"
+    truncated.write_bytes(good_png[: len(good_png) // 2])
+    checked = data.check_images(data.scan_folder(folder).files)
+    assert sorted(p for p, _ in checked.bad) == sorted([str(bad), str(truncated)])
+    assert len(checked.good) == 30
+    assert checked.sizes and all(s == (16, 16) for s in checked.sizes)
+
+
+def test_native_size_is_the_typical_size_capped_at_image_size() -> None:
+    assert data.native_size([(32, 32), (30, 40), (32, 48)], [224, 224]) == (32, 40)
+    assert data.native_size([(500, 400)], [224, 224]) == (224, 224)
+    assert data.native_size([], [64, 48]) == (64, 48)
+
+
+def test_missing_tfds_message_says_how_to_prepare_offline() -> None:
+    msg = data._not_prepared("cifar100", "/data/tfds")
+    assert "\n" not in msg
+    assert "tfds build cifar100" in msg and "/data/tfds" in msg and "data.data_dir" in msg

@@ -1,0 +1,82 @@
+"""``tltui demo-data [DIR]`` and ``tltui demo``: the synthetic shapes dataset and its preset."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from tltui import demo, preflight, presets
+from tltui.commands import common
+from tltui.errors import PresetError
+from tltui.workspace import Workspace
+
+DEMO_PRESET = "demo.toml"
+DATA_DIR = Path("demo-data") / "shapes"
+PHOTOS_DIR = Path("demo-data") / "photos"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo-data", help="generate the synthetic shapes dataset (no download)")
+    p.add_argument("dir", nargs="?", type=Path, help=f"where to write it (default: the shipped presets' {DATA_DIR})")
+    p.add_argument("--per-class", type=int, default=demo.DEFAULT_PER_CLASS, help="images per class")
+    p.add_argument("--size", type=int, default=demo.DEFAULT_SIZE, help="image side in pixels")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="regenerate even if it exists")
+    p.set_defaults(func=cmd_demo_data)
+
+    p = sub.add_parser("demo", help="generate the demo data if needed, then train the demo preset")
+    common.add_set(p)
+    p.add_argument("--plain", action="store_true", help="one line per epoch, no live progress bars")
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_demo_data(args: argparse.Namespace) -> int:
+    root = args.dir or common.shipped_presets_dir() / DATA_DIR
+    if args.per_class < 1 or args.size < 8:
+        print("error: --per-class must be >= 1 and --size >= 8", file=sys.stderr)
+        return 2
+    if demo.is_complete(root) and not args.force:
+        print(f"{root}: already there (--force to regenerate)")
+        return 0
+    demo.generate(root, per_class=args.per_class, size=args.size, seed=args.seed)
+    photos = demo.generate_photos(root.parent / PHOTOS_DIR.name)
+    print(f"{root}: {len(demo.SHAPES)} classes x {args.per_class} images of {args.size}x{args.size}")
+    print(f"{photos}: images to try `tltui predict` on")
+    return 0
+
+
+def ensure_demo(ws: Workspace) -> Path:
+    """The demo preset, with its data generated if missing; returns the preset's path.
+
+    Data goes next to the shipped preset; when that folder is read-only (an installed
+    package), the preset is copied into the workspace's presets and the data goes there.
+    """
+    shipped = common.shipped_presets_dir() / DEMO_PRESET
+    for base in (shipped.parent, ws.presets_dir):
+        data = base / DATA_DIR
+        try:
+            if not demo.is_complete(data):
+                print(f"generating the demo dataset in {data} ...", file=sys.stderr)
+                demo.generate(data)
+                demo.generate_photos(base / PHOTOS_DIR)
+        except PermissionError:
+            continue
+        preset = base / DEMO_PRESET
+        if preset != shipped:
+            shutil.copyfile(shipped, preset)
+        return preset
+    raise PermissionError(f"cannot write the demo data under {shipped.parent} or {ws.presets_dir}")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from tltui.commands.run import run_preset
+
+    ws = common.workspace(args)
+    path = ensure_demo(ws)
+    preset = presets.load(path, presets.parse_set(args.overrides))
+    report = preflight.check(preset, str(path), ws)
+    if report.errors:
+        raise PresetError(report.errors)
+    return run_preset(ws, preset, plain=args.plain or not sys.stdout.isatty())
