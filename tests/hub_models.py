@@ -53,7 +53,7 @@ def _save_reusable(path: Path, module: tf.Module, fn, size: int | None) -> Path:
     root.module = module
     root.variables = list(module.variables)
     root.trainable_variables = list(module.trainable_variables)
-    root.regularization_losses = []
+    root.regularization_losses = [tf.function(lambda: 0.01 * tf.reduce_sum(module.kernel**2), input_signature=[])]
     root.__call__ = tf.function(fn)
     for training in (True, False):
         root.__call__.get_concrete_function(_spec(size), training=training)

@@ -254,3 +254,18 @@ def test_hub_fetch_job_offline(tmp_path: Path, capsys: pytest.CaptureFixture[str
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: hub:https://models.example.org/m.tar.gz: cannot download (Temporary failure")
     assert "\n" not in err
+
+
+def test_regularization_losses_count_only_while_fine_tuning(saved: dict[str, Path]) -> None:
+    x, _ = data(2)
+    for depth, expected in (("all", 0), (0, 1)):
+        preset = make_preset(str(saved["callable"]), depth=depth)
+        model, backbone = build_classifier(preset, 2)
+        hub.hub_freeze_map(model, backbone, preset)
+        model(x, training=True)
+        kernel = hub.find_hub_layer(model).weights[0 if "kernel" in hub.find_hub_layer(model).weights[0].name else 1]
+        assert len(model.losses) == expected, depth
+        if expected:
+            np.testing.assert_allclose(float(model.losses[0]), 0.01 * float(np.sum(kernel.numpy() ** 2)), rtol=1e-5)
+        model(x, training=False)
+        assert len(model.losses) == 0

@@ -229,6 +229,7 @@ class HubModule(keras.layers.Layer):
         self._loaded: Any = None
         self._fn: Any = None
         self._pending: list[Any] | None = None
+        self._regularizers: list[Any] = []
         if saved_model_dir is not None:
             self._attach(Path(saved_model_dir))
         self.built = True
@@ -245,6 +246,7 @@ class HubModule(keras.layers.Layer):
             self._fn = self._loaded.signatures[self.endpoint]
         info = ModuleInfo(self.endpoint, self.input_key, self.output_key, self.training_argument, (None, None))
         trainable, frozen = module_variables(self._loaded, info)
+        self._regularizers = [r for r in getattr(self._loaded, "regularization_losses", None) or [] if callable(r)]
         locked = self._tracker.locked
         self._tracker.unlock()
         try:
@@ -290,6 +292,9 @@ class HubModule(keras.layers.Layer):
             out = self._fn(**{self.input_key: x})
         if isinstance(out, dict):
             out = out[self.output_key]
+        if self.trainable and training and self._regularizers:
+            # TF Hub modules list their weight decay as callables; they count only while fine-tuning
+            self.add_loss(tf.add_n([tf.cast(r(), tf.float32) for r in self._regularizers]))
         return out
 
     def compute_output_shape(self, input_shape: Any) -> tuple[int | None, int]:
