@@ -213,15 +213,14 @@ class Trainer:
 
     def _prepare_backup(self) -> int:
         """The epoch a resume continues after (0 for a fresh start, which clears old backups)."""
-        backup = self.paths.backup
         if not self.resume:
-            shutil.rmtree(backup, ignore_errors=True)
+            shutil.rmtree(self.paths.backup, ignore_errors=True)
             return 0
-        meta = backup / "training_metadata.json"
-        try:
-            return int(json.loads(meta.read_text())["epoch"])
-        except (OSError, ValueError, KeyError, TypeError):
+        epoch = repair_backup(self.paths.backup)
+        if epoch is None:
+            self.emit_log("warning", f"no usable backup in {self.paths.backup}: starting from epoch 1")
             return 0
+        return epoch
 
     def _build(self, num_classes: int, steps_per_epoch: int | None) -> Any:
         from tltui.worker import model as model_mod
@@ -296,7 +295,9 @@ class Trainer:
             callbacks.append(early)
         callbacks += [
             keras.callbacks.TensorBoard(log_dir=str(self.paths.tensorboard), write_graph=False),
-            keras.callbacks.BackupAndRestore(str(self.paths.backup), save_freq="epoch", delete_checkpoint=False),
+            keras.callbacks.BackupAndRestore(
+                str(self.paths.backup), save_freq="epoch", double_checkpoint=True, delete_checkpoint=False
+            ),
         ]
         self.phase("train", f"training for {t.epochs} epochs")
         fit_model.fit(
@@ -340,6 +341,49 @@ class Trainer:
 
 
 # --------------------------------------------------------------------------- setup helpers
+
+
+#: BackupAndRestore's files (keras.callbacks.BackupAndRestore), and its ``double_checkpoint`` copies.
+BACKUP_WEIGHTS = "latest.weights.h5"
+BACKUP_META = "training_metadata.json"
+
+
+def repair_backup(backup: Path) -> int | None:
+    """Make ``backup`` loadable and return the epoch it holds, or ``None`` (and clear it).
+
+    Keras writes the backup in place, so a kill -9 mid-write leaves a truncated
+    weights file or metadata; then the previous copy (``double_checkpoint``) is used.
+    """
+    pairs = [(backup / BACKUP_WEIGHTS, backup / BACKUP_META)]
+    pairs.append((backup / f"{BACKUP_WEIGHTS}.bkp", backup / f"{BACKUP_META}.bkp"))
+    for i, (weights, meta) in enumerate(pairs):
+        epoch = _meta_epoch(meta)
+        if epoch is None or not _h5_readable(weights):
+            continue
+        if i > 0:
+            shutil.copyfile(weights, pairs[0][0])
+            shutil.copyfile(meta, pairs[0][1])
+        return epoch
+    shutil.rmtree(backup, ignore_errors=True)
+    return None
+
+
+def _meta_epoch(path: Path) -> int | None:
+    try:
+        epoch = json.loads(path.read_text())["epoch"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return epoch if isinstance(epoch, int) and epoch >= 0 else None
+
+
+def _h5_readable(path: Path) -> bool:
+    import h5py
+
+    try:
+        with h5py.File(path, "r"):
+            return True
+    except Exception:  # noqa: BLE001 - truncated, missing or not HDF5: not usable
+        return False
 
 
 def setup_devices(preset: presets.Preset) -> tuple[list[str], Any]:
