@@ -85,6 +85,12 @@ def save_signature(path: Path, *, dim: int = 8, size: int | None = 16) -> Path:
     return path
 
 
+def save_feature_map(path: Path) -> Path:
+    """A module that returns a feature map ``(batch, H, W, C)``, not a feature vector."""
+    m = _Callable(4)
+    return _save_reusable(path, m, lambda images, training=False: tf.tanh(images * m.bias[0]), None)
+
+
 def make_tarball(saved_model: Path, out: Path) -> Path:
     """A ``.tar.gz`` of a SavedModel's contents, laid out as tfhub.dev serves them."""
     with tarfile.open(out, "w:gz") as tar:

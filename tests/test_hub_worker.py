@@ -30,6 +30,7 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "callable": hm.save_callable(root / "callable"),
         "bn": hm.save_batchnorm(root / "bn"),
         "sig16": hm.save_signature(root / "sig16", size=16),
+        "feature_map": hm.save_feature_map(root / "feature_map"),
     }
 
 
@@ -119,6 +120,8 @@ def test_spec_and_errors_before_training(saved: dict[str, Path], tmp_path: Path)
     assert "data.image_size = [32, 32]" in str(e.value) and "set data.image_size = [16, 16]" in str(e.value)
     with pytest.raises(ModelError, match=r"model.hub_output_dim = 2048 but hub:.* outputs 8 features; set it to 8"):
         build_classifier(make_preset(str(saved["callable"]), hub_output_dim=2048), 2)
+    with pytest.raises(ModelError, match=r"outputs shape \(1, 16, 16, 3\), not a feature vector"):
+        build_classifier(make_preset(str(saved["feature_map"])), 2)
     with pytest.raises(ModelError, match="no such folder"):
         build_classifier(make_preset(str(tmp_path / "missing")), 2)
     with pytest.raises(ModelError, match="brings its own weights"):

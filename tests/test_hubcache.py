@@ -377,3 +377,13 @@ def test_shipped_hub_preset_is_the_notebooks_experiment() -> None:
         "tfds:cifar100", [299, 299], 2048, "all"
     )
     assert hubcache.parse(p.model.backbone).kind == "tfhub"
+
+
+def test_a_relative_hub_folder_is_relative_to_the_preset_file(tmp_path: Path) -> None:
+    from tltui import presets
+
+    (tmp_path / "presets").mkdir()
+    f = tmp_path / "presets" / "mine.toml"
+    f.write_text('name = "mine"\n[data]\nsource = "tfds:cifar10"\n[model]\nbackbone = "hub:../models/inception"\n')
+    handle = hubcache.parse(presets.load(f).model.backbone)
+    assert handle.kind == "local" and handle.path == (tmp_path / "models" / "inception").resolve()
