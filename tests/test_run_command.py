@@ -1,6 +1,8 @@
 """``tltui run`` end to end: the real worker on a tiny generated image folder.
 
-One trained run (module fixture) serves most assertions; Ctrl-C gets its own run.
+One trained run (module fixture) serves most e2e assertions; Ctrl-C gets its own run.
+The parent side (sweeps, crashes, the grace kill, the live display) runs against the
+scripted fake worker (no TensorFlow).
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from tltui import demo, protocol
 from tltui.cli import main
 from tltui.protocol import METRIC_KEYS
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("train_e2e")]
+def e2e(fn):
+    """Runs the real TensorFlow worker: slow, one group so the trained run is shared."""
+    return pytest.mark.e2e(pytest.mark.xdist_group("train_e2e")(fn))
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,6 +68,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"rc": rc, "out": out.getvalue(), "ws": ws, "show": json.loads(show.getvalue())}
 
 
+@e2e
 def test_run_completes_and_prints_one_line_per_epoch(trained: dict) -> None:
     assert trained["rc"] == 0, trained["out"]
     lines = [ln for ln in trained["out"].splitlines() if " epoch " in ln]
@@ -71,6 +76,7 @@ def test_run_completes_and_prints_one_line_per_epoch(trained: dict) -> None:
     assert "r0001 completed" in trained["out"]
 
 
+@e2e
 def test_runs_show_has_the_full_history(trained: dict) -> None:
     d = trained["show"]
     assert d["status"] == "completed" and d["reason"] is None
@@ -86,6 +92,7 @@ def test_runs_show_has_the_full_history(trained: dict) -> None:
     assert Path(d["tensorboard_dir"]).is_dir()
 
 
+@e2e
 def test_events_file_is_the_durable_record(trained: dict) -> None:
     run_dir = trained["ws"] / "runs" / "r0001"
     events = protocol.read_events(run_dir / "events.jsonl")
@@ -101,6 +108,7 @@ def test_events_file_is_the_durable_record(trained: dict) -> None:
     assert fin.status == "completed" and fin.epochs_done == 3 and fin.model_path == str(run_dir / "model.keras")
 
 
+@e2e
 def test_corrupt_image_is_skipped_with_a_warning_naming_it(trained: dict) -> None:
     run_dir = trained["ws"] / "runs" / "r0001"
     warnings = [e for e in protocol.read_events(run_dir / "events.jsonl") if e.type == "log" and e.level == "warning"]
@@ -113,6 +121,7 @@ def test_corrupt_image_is_skipped_with_a_warning_naming_it(trained: dict) -> Non
     assert json.loads((run_dir / "freeze_map.json").read_text())
 
 
+@e2e
 def test_model_loads_with_plain_keras_in_a_fresh_process(trained: dict) -> None:
     path = trained["ws"] / "runs" / "r0001" / "model.keras"
     code = (
@@ -128,6 +137,7 @@ def test_model_loads_with_plain_keras_in_a_fresh_process(trained: dict) -> None:
     assert shape == "(2, 3)" and float(total) == pytest.approx(2.0, abs=1e-4)
 
 
+@e2e
 def test_ctrl_c_cancels_the_run_and_exits_130(tmp_path: Path) -> None:
     preset = make_tiny(tmp_path)
     ws = tmp_path / "ws"
@@ -159,3 +169,73 @@ def test_ctrl_c_cancels_the_run_and_exits_130(tmp_path: Path) -> None:
     fin = protocol.read_events(events)[-1]
     assert fin.type == "finished" and fin.status == "cancelled"
     assert not os.path.exists(ws / "runs" / "r0001" / "model.keras")
+
+
+# --------------------------------------------------------------------------- fast: the scripted fake worker
+
+
+def _fake_preset(tmp_path: Path, sweep: str = "") -> Path:
+    for c in ("a", "b"):
+        (tmp_path / "imgs" / c).mkdir(parents=True, exist_ok=True)
+    p = tmp_path / "fake.toml"
+    p.write_text(
+        'name = "fake"\n[data]\nsource = "folder:imgs"\n[model]\nbackbone = "tiny_cnn"\nweights = "none"\n'
+        "[train]\nepochs = 3\n" + sweep
+    )
+    return p
+
+
+@pytest.mark.usefixtures("fake_worker_env")
+class TestWithFakeWorker:
+    def test_a_sweep_runs_one_after_another(self, tmp_path: Path, capsys) -> None:
+        preset = _fake_preset(tmp_path, '[sweep]\n"freeze.depth" = [0, 1, 2]\n')
+        ws = tmp_path / "ws"
+        assert main(["--workspace", str(ws), "run", str(preset), "--plain"]) == 0
+        out = capsys.readouterr().out
+        assert out.count(" epoch 3/3 ") == 3 and "== summary" in out
+        assert main(["--workspace", str(ws), "runs", "ls", "--json"]) == 0
+        runs = json.loads(capsys.readouterr().out)["runs"]
+        assert [r["status"] for r in runs] == ["completed"] * 3
+        assert [r["epoch"] for r in runs] == [3, 3, 3]
+
+    def test_a_crashed_worker_fails_its_run_and_the_exit_code(self, tmp_path: Path, monkeypatch, capsys) -> None:
+        monkeypatch.setenv("TLTUI_FAKE_CRASH_AT", "2")
+        ws = tmp_path / "ws"
+        assert main(["--workspace", str(ws), "run", str(_fake_preset(tmp_path)), "--plain"]) == 1
+        from tltui.workspace import Workspace
+
+        rec = Workspace(ws).get("r0001")
+        assert rec.status == "failed" and "exited with code 3" in rec.reason and rec.epoch == 1
+
+    def test_a_worker_that_ignores_sigterm_is_killed_after_the_grace(self, tmp_path: Path, monkeypatch) -> None:
+        from tltui import presets as presets_mod
+        from tltui.commands.run import Display, StopSignals, train_one
+        from tltui.workspace import Workspace
+
+        monkeypatch.setenv("TLTUI_FAKE_IGNORE_TERM", "1")
+        monkeypatch.setenv("TLTUI_FAKE_EPOCH_SECONDS", "5")
+        w = Workspace(tmp_path / "ws")
+        p = presets_mod.load(_fake_preset(tmp_path))
+        (rec,) = w.create_runs([("fake", presets_mod.dumps(p), {})], preset_name="fake", queued=False)
+        stop = StopSignals()
+        stop.count = 1  # as if Ctrl-C came right away
+        out = io.StringIO()
+        start = time.monotonic()
+        assert train_one(w, rec, Display(out=out), stop, grace=0.5) == "cancelled"
+        assert time.monotonic() - start < 20
+        assert "stopping the worker" in out.getvalue()
+        assert w.get(rec.id).status == "cancelled"
+
+    def test_live_display_renders_progress(self, tmp_path: Path) -> None:
+        from rich.console import Console
+
+        from tltui import presets as presets_mod
+        from tltui.commands.run import LiveDisplay, run_preset
+        from tltui.workspace import Workspace
+
+        buf = io.StringIO()
+        display = LiveDisplay(Console(file=buf, force_terminal=True, width=120))
+        w = Workspace(tmp_path / "ws")
+        assert run_preset(w, presets_mod.load(_fake_preset(tmp_path)), plain=False, display=display) == 0
+        text = buf.getvalue()
+        assert "r0001 epochs" in text and "epoch 3/3" in text and "r0001 completed" in text

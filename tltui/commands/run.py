@@ -50,7 +50,9 @@ def main(args: argparse.Namespace) -> int:
     return run_preset(ws, preset, plain=args.plain or not sys.stdout.isatty())
 
 
-def run_preset(ws: Workspace, preset: presets.Preset, *, plain: bool = True) -> int:
+def run_preset(
+    ws: Workspace, preset: presets.Preset, *, plain: bool = True, display: Display | None = None
+) -> int:
     """Record the preset's runs and train them in order; the exit code of ``tltui run``."""
     specs = presets.expand(preset)
     recs = ws.create_runs(
@@ -59,7 +61,7 @@ def run_preset(ws: Workspace, preset: presets.Preset, *, plain: bool = True) -> 
         epochs=[s.preset.train.epochs for s in specs],
         queued=False,
     )
-    display = Display() if plain else LiveDisplay()
+    display = display or (Display() if plain else LiveDisplay())
     statuses: list[str] = []
     with StopSignals() as stop:
         for i, rec in enumerate(recs):
@@ -231,11 +233,11 @@ class Display:
 class LiveDisplay(Display):
     """Rich progress bars (epochs, batches, live metrics, ETA) above which epoch lines scroll."""
 
-    def __init__(self) -> None:
+    def __init__(self, console: Any = None) -> None:
         from rich.console import Console
 
         super().__init__()
-        self.console = Console()
+        self.console = console or Console()
         self.progress: Any = None
         self._epochs: Any = None
         self._batches: Any = None
