@@ -31,8 +31,20 @@ from bench import PYTHON, REPO, Result, emit, median, run_env
 DEMO = REPO / "presets" / "demo.toml"
 
 
-def overrides(tiny: bool, epochs: int) -> list[str]:
+def demo_data(root: Path) -> Path:
+    """A private copy of the demo's shapes dataset (others may regenerate the shipped one)."""
+    from tltui import demo
+
+    shapes = root / "shapes"
+    if not demo.is_complete(shapes):
+        demo.generate(shapes, per_class=demo.DEFAULT_PER_CLASS, size=demo.DEFAULT_SIZE, seed=0)
+    return shapes
+
+
+def overrides(tiny: bool, epochs: int, data: Path | None = None) -> list[str]:
     sets = [f"train.epochs={epochs}"]
+    if data is not None:
+        sets.append(f'data.source="folder:{data}"')
     if tiny:
         sets += ['model.backbone="tiny_cnn"', "data.train_limit=64", "data.val_limit=32", "data.image_size=[32, 32]",
                  "train.checkpoint_every=1"]
@@ -105,10 +117,10 @@ def bare_main(out: Path, sets: list[str]) -> int:
 def run(tiny: bool = False, rounds: int | None = None, epochs: int | None = None) -> list[Result]:
     rounds = rounds or (1 if tiny else 2)
     epochs = epochs or (3 if tiny else 7)
-    sets = overrides(tiny, epochs)
     a: list[float] = []
     b: list[float] = []
     with tempfile.TemporaryDirectory(prefix="tltui-bench-harness-") as tmp:
+        sets = overrides(tiny, epochs, demo_data(Path(tmp)))
         env = run_env(Path(tmp) / "home")
         if tiny:
             env["TLTUI_TEST_BACKBONES"] = "1"
