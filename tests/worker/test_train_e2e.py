@@ -135,3 +135,16 @@ def test_tfds_mock_data_trains(tmp_path: Path, restore_signals) -> None:
     assert info["native_size"] == [28, 28] and info["num_classes"] == 10
     assert len(json.loads(paths.classes.read_text())) == 10
     assert paths.model.is_file()
+
+
+def test_gpus_named_but_not_visible_fail_fast(monkeypatch: pytest.MonkeyPatch, shapes: Path) -> None:
+    from tltui.worker.train import TrainError, setup_devices
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    with pytest.raises(TrainError, match=r"CUDA_VISIBLE_DEVICES=0,1 but TensorFlow sees 0 GPU\(s\)"):
+        setup_devices(tiny_preset(f"folder:{shapes}"))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
+    with pytest.raises(TrainError, match="train.gpus = 2"):
+        setup_devices(tiny_preset(f"folder:{shapes}", **{"train.gpus": 2}))
+    names, _ = setup_devices(tiny_preset(f"folder:{shapes}"))
+    assert names == ["CPU"]

@@ -61,6 +61,8 @@ def tiny_cnn(input_shape: tuple[int, int, int], name: str = BACKBONE_NAME) -> ke
 def build_backbone(spec: BackboneSpec, preset: Preset, imagenet: bool) -> keras.Model:
     h, w = preset.data.image_size
     shape = (h, w, 3)
+    if preset.model.alpha is not None and spec.family not in ("mobilenet_v2", "mobilenet_v3"):
+        raise ModelError(f"model.alpha: only MobileNet backbones have a width multiplier, not {spec.name}")
     if spec.family == "tiny":
         backbone = tiny_cnn(shape)
         set_bn_momentum(backbone, preset.model.bn_momentum)
@@ -72,8 +74,6 @@ def build_backbone(spec: BackboneSpec, preset: Preset, imagenet: bool) -> keras.
         "name": BACKBONE_NAME,
     }
     if preset.model.alpha is not None:
-        if spec.family not in ("mobilenet_v2", "mobilenet_v3"):
-            raise ModelError(f"model.alpha: only MobileNet backbones have a width multiplier, not {spec.name}")
         kwargs["alpha"] = preset.model.alpha
     constructor = getattr(keras.applications, spec.constructor)
     # EfficientNetV2 looks its block layout up by `name`: build it under its own name, rename after.
