@@ -421,3 +421,27 @@ def test_adding_while_the_runner_retires_still_runs(qws: Workspace, tmp_path: Pa
         time.sleep(0.15)
     wait_for(lambda: finished(ws, *ids), "every run to finish")
     assert {ws.get(r).status for r in ids} == {"completed"}
+
+
+def test_worker_reported_failure_keeps_its_reason(qws: Workspace, tmp_path: Path) -> None:
+    ws = qws
+    queue_ops.pause(ws)
+    rid = add(ws, write_preset(tmp_path, epochs=4))[0].id
+    script(ws, rid, nan_at=2)
+    queue_ops.unpause(ws)
+    wait_for(lambda: finished(ws, rid), "the NaN failure")
+    rec = ws.get(rid)
+    assert rec.status == "failed" and rec.reason == "loss became NaN in epoch 2: lower train.learning_rate"
+    assert rec.epoch == 1
+
+
+def test_a_worker_that_cannot_start_fails_its_run_and_the_queue_goes_on(
+    qws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws = qws
+    monkeypatch.setenv("TLTUI_WORKER_CMD", json.dumps([str(tmp_path / "no-such-python")]))
+    ids = [r.id for r in add(ws, write_preset(tmp_path, epochs=1, extra=SWEEP2))]
+    wait_for(lambda: finished(ws, *ids), "both runs to fail")
+    for rid in ids:
+        rec = ws.get(rid)
+        assert rec.status == "failed" and "could not start the worker" in rec.reason and "no-such-python" in rec.reason

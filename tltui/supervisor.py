@@ -160,6 +160,9 @@ def spawn_worker(
                 start_new_session=True,
                 close_fds=True,
             )
+        except BaseException:
+            os.close(r)  # a long-lived runner must not leak a pipe per failed start
+            raise
         finally:
             os.close(w)
     return WorkerProc(run_id, proc, r)
