@@ -1,0 +1,344 @@
+"""The inference screen with a scripted prediction source: filling in, filters, preview, export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from tests.tui.screen_host import HostApp, asynctest, screen_text
+from tltui.predict_client import PredictError, PredictionRow, PredictStarted, Progress, Skipped
+from tltui.tui.screens.inference import InferenceScreen, topk_bars
+from tltui.tui.widgets.thumbnail import Thumbnail, half_blocks, load_preview
+from tltui.workspace import Workspace
+
+CLASSES = ["cat", "dog", "frog", "ship", "truck", "plane"]
+COLOURS = {"cat": (200, 120, 40), "dog": (60, 160, 220), "frog": (40, 200, 80)}
+
+
+def make_folder(root: Path) -> Path:
+    """photos/<class>/<n>.png with flat, distinct colours and a gradient; one broken file."""
+    folder = root / "photos"
+    for label, (r, g, b) in COLOURS.items():
+        (folder / label).mkdir(parents=True)
+        for n in range(2):
+            im = Image.new("RGB", (48, 32))
+            px = im.load()
+            for x in range(48):
+                for y in range(32):
+                    px[x, y] = (r * x // 48, g, (b + 4 * y) % 256)
+            im.save(folder / label / f"{n}.png")
+    (folder / "cat" / "broken.jpg").write_bytes(b"not a jpeg")
+    return folder
+
+
+def completed_run(ws: Workspace) -> str:
+    (rec,) = ws.create_runs([("cifar-ft", 'name = "cifar-ft"\n', {})], preset_name="cifar-ft")
+    ws.run_paths(rec.id).model.write_bytes(b"fake model")
+    ws.update(rec.id, status="completed")
+    return rec.id
+
+
+def records(folder: Path) -> list[Any]:
+    """What the predict worker would say for :func:`make_folder` (one dog is called a cat)."""
+    out: list[Any] = [PredictStarted(7, CLASSES, CLASSES, 5, [32, 32])]
+    done = 0
+    for label in COLOURS:
+        for n in range(2):
+            guess = "cat" if (label, n) == ("dog", 1) else label
+            others = [c for c in CLASSES if c != guess][:4]
+            top = [(guess, 0.7), *[(c, round(0.3 / (i + 2), 4)) for i, c in enumerate(others)]]
+            rank = 1 if guess == label else 2
+            path = folder / label / f"{n}.png"
+            out.append(PredictionRow(str(path), top, label, f"{label}/{n}.png", rank))
+            done += 1
+        if label == "cat":
+            out.append(Skipped(str(folder / "cat" / "broken.jpg"), "cannot identify image file", "cat/broken.jpg"))
+            done += 1
+        out.append(Progress(done, 7))
+    return out
+
+
+class Scripted:
+    """A prediction source: yields the records, optionally waiting at a gate after the first batch."""
+
+    def __init__(self, recs: list[Any], gate: threading.Event | None = None, error: str | None = None) -> None:
+        self.recs = recs
+        self.gate = gate
+        self.error = error
+        self.calls: list[tuple[Path, Path]] = []
+        self.cancelled = False
+
+    def __call__(self, run_dir: Path, folder: Path) -> Iterator[Any]:
+        self.calls.append((run_dir, folder))
+        return self._iter()
+
+    def _iter(self) -> Iterator[Any]:
+        first_progress = True
+        for rec in self.recs:
+            yield rec
+            if isinstance(rec, Progress) and first_progress and self.gate is not None:
+                first_progress = False
+                self.gate.wait(10)
+        if self.error:
+            raise PredictError(self.error)
+
+
+@pytest.fixture
+def setup(ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Workspace, str, Path]:
+    monkeypatch.chdir(tmp_path)
+    return ws, completed_run(ws), make_folder(tmp_path)
+
+
+def make_app(ws: Workspace, source: Any, run_id: str | None = None, folder: str = "photos") -> HostApp:
+    return HostApp(lambda: InferenceScreen(run_id, workspace=ws, source=source, folder=folder), ws)
+
+
+async def settle(pilot: Any) -> None:
+    """Wait for the prediction thread, then for the thumbnail decoder it started."""
+    for _ in range(2):
+        await pilot.app.workers.wait_for_complete(
+            [w for w in pilot.app.workers if w.group in ("inference", "thumbnail")]
+        )
+        await pilot.pause()
+
+
+async def classify(pilot: Any) -> None:
+    await pilot.press("ctrl+r")
+    await settle(pilot)
+
+
+def screen_of(app: HostApp) -> InferenceScreen:
+    assert isinstance(app.screen, InferenceScreen)
+    return app.screen
+
+
+# ---------------------------------------------------------------------------- pure parts
+
+
+def test_half_blocks_draw_two_pixels_per_cell(tmp_path: Path) -> None:
+    im = Image.new("RGB", (2, 2))
+    im.putpixel((0, 0), (255, 0, 0))
+    im.putpixel((0, 1), (0, 0, 255))
+    text = half_blocks(im, 2, 1)
+    assert text.plain == "▀▀"
+    first = text.spans[0].style
+    assert str(first.color.triplet.hex) == "#ff0000" and str(first.bgcolor.triplet.hex) == "#0000ff"
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "P", "CMYK", "I;16"])
+def test_preview_converts_odd_modes(tmp_path: Path, mode: str) -> None:
+    path = tmp_path / ("x.tiff" if mode in ("CMYK", "I;16") else "x.png")
+    Image.new("RGB", (300, 200), (10, 200, 30)).convert(mode).save(path)
+    im = load_preview(path)
+    assert im.mode == "RGB" and max(im.size) <= 200
+
+
+def test_preview_of_a_broken_file_raises_a_short_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"nope")
+    with pytest.raises(OSError):
+        load_preview(bad)
+
+
+def test_topk_bars_sorted_as_given_with_the_true_label_marked() -> None:
+    row = PredictionRow("/x.png", [("dog", 0.6), ("cat", 0.3), ("frog", 0.1)], "cat", "x.png", 2)
+    text = topk_bars(row, 40).plain.splitlines()
+    assert text[0].startswith("true: cat ✗")
+    assert [ln.split()[0] for ln in text[1:]] == ["dog", "cat", "frog"]
+    assert text[1].endswith("60.0%")
+
+
+# ---------------------------------------------------------------------------- the screen
+
+
+@asynctest
+async def test_results_fill_in_batch_by_batch(setup: Any) -> None:
+    ws, rid, folder = setup
+    gate = threading.Event()
+    source = Scripted(records(folder), gate=gate)
+    app = make_app(ws, source, rid)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        await pilot.press("ctrl+r")
+        for _ in range(50):  # wait for the first batch (the source then waits at the gate)
+            await pilot.pause(0.02)
+            if screen_of(app).items:
+                break
+        screen = screen_of(app)
+        assert len(screen.items) == 3  # cat/0, cat/1, broken.jpg
+        assert screen.running and "classifying… 3/7 images" in screen_text(app)
+        gate.set()
+        await settle(pilot)
+        assert len(screen.items) == 7 and not screen.running
+        text = screen_text(app)
+        assert "done · 7/7 images · 1 skipped · top-1 83.3% · top-5 100.0%" in text
+        assert source.calls == [(ws.run_paths(rid).dir, Path("photos"))]
+
+
+@asynctest
+async def test_selecting_a_row_previews_image_and_topk(setup: Any) -> None:
+    ws, rid, folder = setup
+    app = make_app(ws, Scripted(records(folder)), rid)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        await classify(pilot)
+        screen = screen_of(app)
+        thumb = screen.query_one(Thumbnail)
+        assert thumb.path == str(folder / "cat" / "0.png")
+        assert "▀" in screen_text(app)
+        await pilot.press("down", "down")  # the skipped file
+        await settle(pilot)
+        assert isinstance(screen.selected, Skipped)
+        text = screen_text(app)
+        assert "skipped: cannot identify image file" in text
+        assert "no preview" in text
+
+
+@asynctest
+async def test_filters_show_misclassified_and_skipped(setup: Any) -> None:
+    ws, rid, folder = setup
+    app = make_app(ws, Scripted(records(folder)), rid)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        await classify(pilot)
+        screen = screen_of(app)
+        table = screen.query_one("#inf-table")
+        assert table.row_count == 7
+        await pilot.press("m")
+        await pilot.pause()
+        assert table.row_count == 1
+        assert screen.selected is not None and screen.selected.rel == "dog/1.png"
+        assert "showing misclassified (1)" in screen_text(app)
+        await pilot.press("s")
+        assert table.row_count == 1 and isinstance(screen.selected, Skipped)
+        await pilot.press("s")
+        assert table.row_count == 7 and screen.filter == "all"
+
+
+@asynctest
+async def test_export_writes_csv_next_to_the_run(setup: Any) -> None:
+    ws, rid, folder = setup
+    app = make_app(ws, Scripted(records(folder)), rid)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        screen_of(app).query_one("#inf-table").focus()
+        await pilot.press("e")  # nothing yet
+        await pilot.pause()
+        await classify(pilot)
+        await pilot.press("e")
+        await pilot.pause()
+    out = ws.run_paths(rid).dir / "predictions-photos.csv"
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert len(rows) == 6
+    assert rows[3]["path"].endswith("dog/1.png") and rows[3]["correct"] == "false"
+    assert rows[0]["top_k_labels"].split(";")[0] == "cat"
+    messages = [n.message for n in app._notifications]
+    assert "nothing to export yet" in messages[0]
+
+
+@asynctest
+async def test_bad_inputs_are_one_line(setup: Any) -> None:
+    ws, rid, folder = setup
+    source = Scripted(records(folder))
+    app = make_app(ws, source, rid, folder="nowhere")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        await pilot.press("enter")  # the folder input has focus
+        await pilot.pause()
+        assert "nowhere: no such folder" in screen_text(app)
+        screen_of(app).query_one("#inf-folder").value = ""
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert "type a folder of images" in screen_text(app)
+        assert source.calls == []
+
+
+@asynctest
+async def test_worker_failure_shows_its_line(setup: Any) -> None:
+    ws, rid, folder = setup
+    app = make_app(ws, Scripted(records(folder)[:2], error="predict worker exited with code 1: OOM"), rid)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        await classify(pilot)
+        assert "predict worker exited with code 1: OOM" in screen_text(app)
+        assert len(screen_of(app).items) == 1  # what arrived before the failure stays
+
+
+@asynctest
+async def test_only_completed_runs_are_offered(setup: Any) -> None:
+    ws, rid, folder = setup
+    (queued,) = ws.create_runs([("other", 'name = "other"\n', {})], preset_name="other")
+    app = make_app(ws, Scripted(records(folder)), queued.id)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        screen = screen_of(app)
+        assert f"{queued.id} is not completed" in screen_text(app)
+        select = screen.query_one("#inf-run")
+        assert [v for _, v in select._options if v is not select.NULL] == [rid]
+
+
+@asynctest
+async def test_stop_and_close_cancel_the_job(setup: Any) -> None:
+    ws, rid, folder = setup
+    gate = threading.Event()
+    source = Scripted(records(folder), gate=gate)
+    app = make_app(ws, source, rid)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        await pilot.press("ctrl+r")
+        for _ in range(50):
+            await pilot.pause(0.02)
+            if screen_of(app).items:
+                break
+        await pilot.press("x")
+        assert not screen_of(app).running
+        gate.set()
+        await settle(pilot)
+        assert len(screen_of(app).items) == 3  # nothing after the stop
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.results == [None]
+
+
+@asynctest
+async def test_browse_fills_the_folder(setup: Any) -> None:
+    ws, rid, folder = setup
+    app = make_app(ws, Scripted(records(folder)), rid, folder="")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+        screen = screen_of(app)
+        tree = screen.query_one("#inf-browser")
+        assert screen.has_class("-browsing") and tree.has_focus
+        tree.post_message(tree.DirectorySelected(tree.root, folder))
+        await pilot.pause()
+        assert screen.query_one("#inf-folder").value == str(folder)
+        await pilot.press("ctrl+o")
+        assert not screen.has_class("-browsing")
+
+
+# ---------------------------------------------------------------------------- snapshots
+
+
+def test_snapshot_80x24(snap_compare: Any, setup: Any) -> None:
+    ws, rid, folder = setup
+    assert snap_compare(make_app(ws, Scripted(records(folder)), rid), terminal_size=(80, 24), run_before=classify)
+
+
+def test_snapshot_misclassified_160x48(snap_compare: Any, setup: Any) -> None:
+    ws, rid, folder = setup
+
+    async def run(pilot: Any) -> None:
+        await classify(pilot)
+        await pilot.press("m")
+        await settle(pilot)
+
+    assert snap_compare(make_app(ws, Scripted(records(folder)), rid), terminal_size=(160, 48), run_before=run)

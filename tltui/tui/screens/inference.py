@@ -1,0 +1,430 @@
+"""The inference screen: classify a folder of images with a completed run.
+
+Pick a run and a folder (typed, or browsed with a directory tree); the predict
+worker runs in its own process (:class:`tltui.predict_client.PredictJob`) and a
+thread here hands its records to the UI a batch at a time, so results fill in
+as batches finish. The selected image is drawn in the terminal with its top-5
+as bars. Filters show only misclassified (labelled folders) or skipped files;
+``e`` exports the predictions as CSV next to the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, DirectoryTree, Footer, Input, Select, Static
+from textual.worker import get_current_worker
+
+from tltui.predict_client import PredictError, PredictionRow, PredictReport, PredictStarted, Progress, Skipped
+from tltui.tui.screens._support import one_line, workspace_for
+from tltui.tui.widgets.thumbnail import Thumbnail
+from tltui.workspace import Workspace, atomic_write
+
+#: ``source(run_dir, folder) -> records``; the default runs the predict worker.
+Source = Callable[[Path, Path], Iterable[Any]]
+
+#: Records handed to the UI at once at most (a Progress record also flushes).
+FLUSH_EVERY = 64
+FILTERS = ("all", "misclassified", "skipped")
+
+
+def default_source(run_dir: Path, folder: Path) -> Iterable[Any]:
+    from tltui.predict_client import PredictJob
+
+    return PredictJob(run_dir, folder, top_k=5)
+
+
+def topk_bars(row: PredictionRow | Skipped | None, width: int) -> Text:
+    """The top-k of one prediction as labelled bars (or why a file was skipped)."""
+    if row is None:
+        return Text("select an image", style="dim")
+    if isinstance(row, Skipped):
+        return Text(f"skipped: {row.reason}", style="yellow")
+    t = Text(no_wrap=True, overflow="ellipsis")
+    if row.true_label is not None:
+        ok = row.correct
+        t.append(f"true: {row.true_label} ", style="bold")
+        t.append("✓\n" if ok else "✗\n", style="green" if ok else "red")
+    label_w = max(6, min(16, max(len(lbl) for lbl, _ in row.top_k)))
+    bar_w = max(4, width - label_w - 8)
+    for i, (label, prob) in enumerate(row.top_k[:5]):
+        cells = prob * bar_w
+        full = int(cells)
+        part = " ▏▎▍▌▋▊▉"[int((cells - full) * 8)] if full < bar_w else ""
+        hit = row.true_label is not None and label == row.true_label
+        style = "green" if hit else ("bold" if i == 0 else "")
+        t.append(f"{label[:label_w]:<{label_w}} ", style=style)
+        t.append(("█" * full + part.strip()).ljust(bar_w), style="cyan" if i == 0 else "blue")
+        t.append(f" {100 * prob:5.1f}%")
+        if i < min(5, len(row.top_k)) - 1:
+            t.append("\n")
+    return t
+
+
+class InferenceScreen(Screen[None]):
+    """Classify a folder with a completed run and browse the results."""
+
+    DEFAULT_CSS = """
+    InferenceScreen { layout: vertical; }
+    InferenceScreen #inf-controls { height: 1; margin: 0 1; }
+    InferenceScreen #inf-run { width: 32; margin-right: 1; }
+    InferenceScreen #inf-folder { width: 1fr; }
+    InferenceScreen #inf-status { height: 1; padding: 0 1; background: $boost; }
+    InferenceScreen #inf-status.-error { color: $error; }
+    InferenceScreen #inf-body { height: 1fr; }
+    InferenceScreen #inf-browser { width: 32; display: none; border-right: vkey $primary 40%; }
+    InferenceScreen.-browsing #inf-browser { display: block; }
+    InferenceScreen #inf-table { width: 3fr; }
+    InferenceScreen #inf-preview { width: 2fr; min-width: 30; padding: 0 1; border-left: vkey $primary 40%; }
+    InferenceScreen #inf-thumb { height: 1fr; }
+    InferenceScreen #inf-topk { height: auto; max-height: 7; }
+    """
+
+    BINDINGS = [
+        Binding("ctrl+r", "start", "Classify", id="inference.start"),
+        Binding("ctrl+o", "browse", "Browse", id="inference.browse"),
+        Binding("m", "filter('misclassified')", "Misclassified", id="inference.misclassified"),
+        Binding("s", "filter('skipped')", "Skipped", id="inference.skipped"),
+        Binding("e", "export", "Export CSV", id="inference.export"),
+        Binding("x", "stop", "Stop", id="inference.stop"),
+        Binding("escape", "close", "Back", id="inference.back"),
+    ]
+
+    def __init__(
+        self,
+        run_id: str | None = None,
+        *,
+        workspace: Workspace | None = None,
+        source: Source | None = None,
+        folder: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self._ws = workspace
+        self._source = source or default_source
+        self._initial_folder = folder or ""
+        self.items: list[PredictionRow | Skipped] = []
+        self.report: PredictReport | None = None
+        self.started: PredictStarted | None = None
+        self.progress: Progress | None = None
+        self.filter = "all"
+        self.running = False
+        self._job: Any = None
+        self._error: str | None = None
+        self._folder: Path | None = None
+
+    # ------------------------------------------------------------ layout
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="inf-controls"):
+            yield Select([], prompt="completed run", compact=True, id="inf-run")
+            yield Input(self._initial_folder, placeholder="folder of images (Enter classifies)", compact=True,
+                        id="inf-folder")
+        yield Static("", id="inf-status")
+        with Horizontal(id="inf-body"):
+            table: DataTable[Any] = DataTable(id="inf-table", cursor_type="row", zebra_stripes=True)
+            yield table
+            with Vertical(id="inf-preview"):
+                yield Thumbnail(id="inf-thumb")
+                yield Static("", id="inf-topk")
+        yield Footer()
+
+    def _browse_root(self) -> Path:
+        """Where browsing starts: the parent of the typed folder, else the working directory."""
+        raw = self.query_one("#inf-folder", Input).value.strip()
+        p = Path(raw).expanduser().absolute() if raw else Path.cwd()
+        if p.is_dir():
+            return p.parent if p.parent != p else p
+        return p.parent if p.parent.is_dir() else Path.cwd()
+
+    def on_mount(self) -> None:
+        self.workspace = workspace_for(self.app, self._ws)
+        table = self.query_one("#inf-table", DataTable)
+        wide = self.app.size.width >= 120
+        table.add_column("file", key="file", width=36 if wide else 18)
+        table.add_column("top-1", key="label", width=24 if wide else 12)
+        table.add_column("prob", key="prob", width=6)
+        table.add_column("", key="ok", width=4)
+        self._load_runs()
+        self._show_status()
+        self.query_one("#inf-folder", Input).focus()
+
+    def _load_runs(self) -> None:
+        runs = [r for r in self.workspace.list_runs(["completed"])]
+        select = self.query_one("#inf-run", Select)
+        select.set_options([(f"{r.id} {r.name}"[:40], r.id) for r in reversed(runs)])
+        if self.run_id is not None:
+            try:
+                rid = self.workspace.get(self.run_id).id
+            except Exception as e:  # an unknown id: say so, let the user pick
+                self._set_error(one_line(e))
+                return
+            if rid in {r.id for r in runs}:
+                select.value = rid
+            else:
+                self._set_error(f"{rid} is not completed: pick a completed run")
+        elif runs:
+            select.value = runs[-1].id
+        else:
+            self._set_error("no completed runs yet: train one first")
+
+    # ------------------------------------------------------------ status
+
+    def _set_error(self, message: str | None) -> None:
+        self._error = message
+        self._show_status()
+
+    def _show_status(self) -> None:
+        status = self.query_one("#inf-status", Static)
+        status.set_class(self._error is not None, "-error")
+        if self._error is not None:
+            status.update(Text(f"✗ {self._error}"))
+            return
+        if self.report is None:
+            status.update(Text("pick a run and a folder, then Enter (ctrl+o browses)", style="dim"))
+            return
+        rows = self.report.rows
+        skipped = len(self.report.skipped)
+        done = len(rows) + skipped
+        total = self.started.total if self.started else (self.progress.total if self.progress else None)
+        t = Text(no_wrap=True, overflow="ellipsis")
+        if self.filter != "all":
+            t.append(f"showing {self.filter} ({sum(1 for it in self.items if self._keep(it))}) · ", style="bold cyan")
+        t.append("classifying… " if self.running else "done · ", style="bold" if self.running else "")
+        t.append(f"{done}/{total} images" if total is not None else f"{done} images")
+        if skipped:
+            t.append(f" · {skipped} skipped", style="yellow")
+        labelled = [r for r in rows if r.true_label is not None]
+        if labelled:
+            top1 = sum(1 for r in labelled if r.correct)
+            top5 = sum(1 for r in labelled if r.true_label in [lbl for lbl, _ in r.top_k[:5]])
+            t.append(f" · top-1 {100 * top1 / len(labelled):.1f}% · top-5 {100 * top5 / len(labelled):.1f}%")
+            t.append(f" ({len(labelled)} labelled)", style="dim")
+        status.update(t)
+
+    # ------------------------------------------------------------ running
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "inf-folder":
+            event.stop()
+            self.action_start()
+
+    def action_start(self) -> None:
+        select = self.query_one("#inf-run", Select)
+        if select.value is Select.NULL:
+            self._set_error("pick a completed run first")
+            return
+        run_id = str(select.value)
+        raw = self.query_one("#inf-folder", Input).value.strip()
+        if not raw:
+            self._set_error("type a folder of images (or ctrl+o to browse)")
+            return
+        folder = Path(raw).expanduser()
+        if not folder.is_dir():
+            self._set_error(f"{folder}: no such folder")
+            return
+        paths = self.workspace.run_paths(run_id)
+        if not paths.model.exists():
+            self._set_error(f"{run_id} has no exported model ({paths.model.name}); it cannot classify")
+            return
+        self.action_stop()
+        self.items, self.started, self.progress = [], None, None
+        self.report = PredictReport(run_id, str(folder))
+        self._folder = folder
+        self.query_one("#inf-table", DataTable).clear()
+        self.query_one(Thumbnail).path = None
+        self.query_one("#inf-topk", Static).update("")
+        self.running = True
+        self._error = None
+        self._show_status()
+        self.query_one("#inf-table", DataTable).focus()
+        self._run(paths.dir, folder)
+
+    @work(thread=True, exclusive=True, group="inference", exit_on_error=False)
+    def _run(self, run_dir: Path, folder: Path) -> None:
+        worker = get_current_worker()
+        error: str | None = None
+        batch: list[Any] = []
+        try:
+            job = self._source(run_dir, folder)
+            self._job = job
+            for rec in job:
+                if worker.is_cancelled:
+                    break
+                batch.append(rec)
+                if isinstance(rec, Progress) or len(batch) >= FLUSH_EVERY:
+                    pending, batch = batch, []
+                    # blocks until the UI took the batch: a slow UI slows the reader, never floods
+                    self.app.call_from_thread(self._take, pending)
+        except PredictError as e:
+            error = str(e)
+        except Exception as e:  # a broken source must end in a status line, not a crash
+            error = one_line(e)
+        finally:
+            job = self._job
+            self._job = None
+            close = getattr(job, "close", None)
+            if callable(close):
+                close()
+        if not worker.is_cancelled:
+            self.app.call_from_thread(self._finish, batch, error)
+
+    def _take(self, records: list[Any]) -> None:
+        if not self.is_attached or self.report is None:  # closed meanwhile
+            return
+        table = self.query_one("#inf-table", DataTable)
+        for rec in records:
+            self.report.add(rec)
+            if isinstance(rec, PredictStarted):
+                self.started = rec
+            elif isinstance(rec, Progress):
+                self.progress = rec
+            elif isinstance(rec, (PredictionRow, Skipped)):
+                self.items.append(rec)
+                if self._keep(rec):
+                    self._add_row(table, len(self.items) - 1, rec)
+        self._show_status()
+
+    def _finish(self, records: list[Any], error: str | None) -> None:
+        if not self.is_attached:
+            return
+        self._take(records)
+        self.running = False
+        if error is not None:
+            self._set_error(error)
+        else:
+            self._show_status()
+
+    def action_stop(self) -> None:
+        job = self._job
+        cancel = getattr(job, "cancel", None)
+        if callable(cancel):
+            cancel()
+        self.workers.cancel_group(self, "inference")
+        if self.running:
+            self.running = False
+            self._show_status()
+
+    # ------------------------------------------------------------ table
+
+    def _keep(self, item: PredictionRow | Skipped) -> bool:
+        if self.filter == "skipped":
+            return isinstance(item, Skipped)
+        if self.filter == "misclassified":
+            return isinstance(item, PredictionRow) and item.correct is False
+        return True
+
+    def _display_name(self, item: PredictionRow | Skipped) -> str:
+        if item.rel:
+            return item.rel
+        if self._folder is not None:
+            try:
+                return str(Path(item.path).relative_to(self._folder))
+            except ValueError:
+                pass
+        return Path(item.path).name
+
+    def _add_row(self, table: DataTable[Any], index: int, item: PredictionRow | Skipped) -> None:
+        name = Text(self._display_name(item), no_wrap=True, overflow="ellipsis")
+        if isinstance(item, Skipped):
+            table.add_row(name, Text("skipped", style="yellow"), "", Text("⊘", style="yellow"), key=str(index))
+            return
+        ok = item.correct
+        mark = Text("") if ok is None else Text("✓", style="green") if ok else Text("✗", style="bold red")
+        prob = Text(f"{100 * item.probability:.1f}%", justify="right")
+        table.add_row(name, item.label, prob, mark, key=str(index))
+
+    def _rebuild(self) -> None:
+        table = self.query_one("#inf-table", DataTable)
+        table.clear()
+        for i, item in enumerate(self.items):
+            if self._keep(item):
+                self._add_row(table, i, item)
+        if table.row_count == 0:
+            self._preview(None)
+
+    def action_filter(self, which: str) -> None:
+        self.filter = "all" if self.filter == which else which
+        if self.filter == "misclassified" and self.items and not any(
+            isinstance(i, PredictionRow) and i.true_label is not None for i in self.items
+        ):
+            self.notify("no labels: the folder has no subfolder per class of the run", severity="warning")
+        self._rebuild()
+        self._show_status()
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        key = event.row_key.value
+        self._preview(self.items[int(key)] if key is not None else None)
+
+    def _preview(self, item: PredictionRow | Skipped | None) -> None:
+        self.query_one(Thumbnail).path = item.path if item is not None else None
+        width = self.query_one("#inf-preview").content_size.width or 30
+        self.query_one("#inf-topk", Static).update(topk_bars(item, width))
+
+    @property
+    def selected(self) -> PredictionRow | Skipped | None:
+        table = self.query_one("#inf-table", DataTable)
+        if table.row_count == 0:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return self.items[int(key)] if key is not None else None
+
+    # ------------------------------------------------------------ browse, export, close
+
+    def action_browse(self) -> None:
+        """Show (mounting it the first time) or hide the directory tree."""
+        browsing = not self.has_class("-browsing")
+        self.set_class(browsing, "-browsing")
+        if not browsing:
+            return
+        trees = self.query("#inf-browser")
+        if trees:
+            trees.first().focus()
+            return
+        tree = DirectoryTree(self._browse_root(), id="inf-browser")
+        self.query_one("#inf-body").mount(tree, before=0)
+        self.call_after_refresh(tree.focus)
+
+    def on_directory_tree_directory_selected(self, event: DirectoryTree.DirectorySelected) -> None:
+        event.stop()
+        self.query_one("#inf-folder", Input).value = str(event.path)
+
+    def on_directory_tree_file_selected(self, event: DirectoryTree.FileSelected) -> None:
+        event.stop()
+        self.query_one("#inf-folder", Input).value = str(event.path.parent)
+
+    def export_path(self) -> Path | None:
+        if self.report is None:
+            return None
+        folder = Path(self.report.folder).name or "folder"
+        return self.workspace.run_paths(self.report.run_id).dir / f"predictions-{folder}.csv"
+
+    def action_export(self) -> None:
+        path = self.export_path()
+        if self.report is None or path is None or not self.report.rows:
+            self.notify("nothing to export yet", severity="warning")
+            return
+        try:
+            atomic_write(path, self.report.to_csv(), mode=0o644)
+        except OSError as e:
+            self.notify(f"{path}: not written: {one_line(e)}", severity="error")
+            return
+        partial = " (partial: still classifying)" if self.running else ""
+        self.notify(f"wrote {len(self.report.rows)} predictions to {path}{partial}")
+
+    def action_close(self) -> None:
+        self.action_stop()
+        self.dismiss(None)
+
+    def on_unmount(self) -> None:
+        cancel = getattr(self._job, "cancel", None)
+        if callable(cancel):  # the predict worker must not outlive the screen
+            cancel()
