@@ -170,6 +170,7 @@ class GpuPane(Widget):
         self._history: dict[str, _History] = {}
         self._last: PaneSample | None = None
         self._in_flight = False
+        self._own_ws: Any = None
         self.border_title = "GPUs"
 
     @property
@@ -183,9 +184,19 @@ class GpuPane(Widget):
         if self._interval:
             self.set_interval(self._interval, self.sample_now)
 
+    def on_unmount(self) -> None:
+        if self._own_ws is not None:
+            self._own_ws.close()
+
     def _default_running_gpus(self) -> Callable[[], dict[str, list[int] | None]] | None:
-        ws = getattr(self.app, "workspace", None) or getattr(self.app, "ws", None)
-        return workspace_running_gpus(ws) if ws is not None else None
+        from tltui.workspace import Workspace
+
+        ws = getattr(self.app, "ws", None)
+        if not isinstance(ws, Workspace):
+            return None
+        # the sampler thread reads the registry on its own connection
+        self._own_ws = Workspace(ws.root, create=False)
+        return workspace_running_gpus(self._own_ws)
 
     def sample_now(self) -> None:
         """Take one sample in a thread; skipped while the previous one is still running."""
@@ -235,41 +246,46 @@ class GpuPane(Widget):
             lines.append(Text("no readings", style="dim"))
         return Text("\n").join(lines)
 
-    def _spark_width(self, width: int, fixed: int) -> int:
-        return max(0, min(HISTORY, (width - fixed) // 2))
+    @staticmethod
+    def _line(parts: list[tuple[str, str] | tuple[Sequence[float], str]], width: int) -> Text:
+        """Join text parts and sparklines (given as value lists); sparklines share the room left."""
+        fixed = sum(len(p) for p, _ in parts if isinstance(p, str))
+        sparks = sum(1 for p, _ in parts if not isinstance(p, str))
+        sw = max(4, min(HISTORY // 2, (width - fixed) // max(1, sparks)))
+        t = Text(no_wrap=True, overflow="ellipsis")
+        for p, style in parts:
+            t.append(p if isinstance(p, str) else sparkline(p, sw), style=style)
+        return t
 
     def _gpu_line(self, g: DeviceReading, width: int) -> Text:
         h = self._history.get(f"gpu{g.index}", _History())
         util = "  n/a" if g.util is None else f"{g.util:4.0f}%"
-        mem = f"{_gib(g.mem_used)}/{_gib(g.mem_total)}G"
         user = ",".join(g.runs) if g.runs else "idle"
-        name = g.name[:14]
-        fixed = len(f"GPU{g.index} ") + 15 + len(util) + 2 + len(mem) + 2 + len(user) + 4
-        sw = self._spark_width(width, fixed)
-        t = Text(no_wrap=True, overflow="ellipsis")
-        t.append(f"GPU{g.index} ", style="bold")
-        t.append(f"{name:<14} ", style="dim")
-        t.append(sparkline(h.util, sw), style=_level_style((g.util or 0) / 100))
-        t.append(f"{util} ")
-        t.append(sparkline(h.mem, sw), style=_level_style(g.mem_fraction))
-        t.append(f" {mem}  ")
-        t.append(user, style="bold cyan" if g.runs else "dim")
-        return t
+        return self._line(
+            [
+                (f"GPU{g.index} ", "bold"),
+                (f"{g.name.removeprefix('NVIDIA ')[:16]:<16} ", "dim"),
+                (list(h.util), _level_style((g.util or 0) / 100)),
+                (f"{util}  mem ", ""),
+                (list(h.mem), _level_style(g.mem_fraction)),
+                (f" {_gib(g.mem_used)}/{_gib(g.mem_total)}G".ljust(13) + "  ", ""),
+                (user.ljust(12), "bold cyan" if g.runs else "dim"),
+            ],
+            width,
+        )
 
     def _host_line(self, host: HostReading, width: int, *, has_gpus: bool) -> Text:
         h = self._history.get("host", _History())
-        cpu = f"{host.cpu_percent:4.0f}%"
-        ram = f"{_gib(host.ram_used)}/{_gib(host.ram_total)}G"
         user = ",".join(host.runs) if host.runs else ("" if has_gpus else "idle")
-        fixed = 4 + len(cpu) + 6 + len(ram) + 2 + len(user) + 2
-        sw = self._spark_width(width, fixed)
-        t = Text(no_wrap=True, overflow="ellipsis")
-        t.append("CPU ", style="bold")
-        t.append(sparkline(h.util, sw), style=_level_style(host.cpu_percent / 100))
-        t.append(f"{cpu} ")
-        t.append("RAM ", style="bold")
-        t.append(sparkline(h.mem, sw), style=_level_style(host.ram_fraction))
-        t.append(f" {ram}  ")
-        if user:
-            t.append(user, style="bold cyan" if host.runs else "dim")
-        return t
+        return self._line(
+            [
+                ("CPU  ", "bold"),
+                (f"{'':<16} ", ""),
+                (list(h.util), _level_style(host.cpu_percent / 100)),
+                (f"{host.cpu_percent:4.0f}%  RAM ", ""),
+                (list(h.mem), _level_style(host.ram_fraction)),
+                (f" {_gib(host.ram_used)}/{_gib(host.ram_total)}G".ljust(13) + "  ", ""),
+                (user.ljust(12), "bold cyan" if host.runs else "dim"),
+            ],
+            width,
+        )
