@@ -178,3 +178,16 @@ def timed_run(cmd: Sequence[str], env: dict[str, str] | None = None, **kw: objec
     t0 = time.perf_counter()
     proc = subprocess.run(list(cmd), env=env, capture_output=True, text=True, **kw)  # type: ignore[call-overload]
     return time.perf_counter() - t0, proc
+
+
+DEMO = REPO / "presets" / "demo.toml"
+
+
+def preset_file(tiny: bool, tmp: Path) -> Path:
+    """The demo preset, or for tiny modes a copy without the MobileNet-only ``alpha`` (the test backbone has none)."""
+    if not tiny:
+        return DEMO
+    out = Path(tmp) / "tiny.toml"
+    text = DEMO.read_text().replace("alpha = 0.35", "")
+    out.write_text(text)
+    return out

@@ -21,12 +21,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import PYTHON, Figure, Result, emit, median, run_env
-from bench.harness import DEMO, demo_data, gaps
+from bench import DEMO, PYTHON, Figure, Result, emit, median, preset_file, run_env
+from bench.harness import demo_data, gaps
 
 
-def run_once(home: Path, sets: list[str], env: dict[str, str]) -> list[dict[str, Any]]:
-    cmd = [PYTHON, "-m", "tltui", "--workspace", str(home), "run", str(DEMO), "--plain"]
+def run_once(home: Path, sets: list[str], env: dict[str, str], preset: Path = DEMO) -> list[dict[str, Any]]:
+    cmd = [PYTHON, "-m", "tltui", "--workspace", str(home), "run", str(preset), "--plain"]
     for s in sets:
         cmd += ["--set", s]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -62,13 +62,15 @@ def run(tiny: bool = False, rounds: int | None = None, epochs: int | None = None
         if tiny:
             base += ['model.backbone="tiny_cnn"', "data.train_limit=64", "data.val_limit=32", "data.image_size=[32, 32]"]
         env = run_env(Path(tmp) / "home")
+        preset = preset_file(tiny, Path(tmp))
         if tiny:
             env["TLTUI_TEST_BACKBONES"] = "1"
         res: dict[str, list[dict[str, Any]]] = {"auto": [], "off": []}
         for r in range(rounds):
             order = ("off", "auto") if r % 2 == 0 else ("auto", "off")
             for mode in order:
-                res[mode].append(run_once(Path(tmp) / f"ws-{mode}-{r}", base + [f'train.feature_cache="{mode}"'], env))
+                res[mode].append(run_once(Path(tmp) / f"ws-{mode}-{r}", base + [f'train.feature_cache="{mode}"'], env,
+                                          preset))
     on = [summarize(e) for e in res["auto"]]
     off = [summarize(e) for e in res["off"]]
     if not all(s["cache"] for s in on) or any(s["cache"] for s in off):

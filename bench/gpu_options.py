@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import PYTHON, REPO, Figure, Result, emit, median, run_env, tiny_flag
+from bench import PYTHON, REPO, Figure, Result, emit, median, preset_file, run_env, tiny_flag
 
 OPTIONS: dict[str, dict[str, Any]] = {
     "float32": {},
@@ -58,7 +58,9 @@ def one(option: str, tiny: bool) -> dict[str, Any]:
     sets = list(spec_opt.get("sets", []))
     if tiny:
         sets += ['model.backbone="tiny_cnn"', "data.image_size=[32, 32]"]
-    preset = presets.load(REPO / "presets" / "demo.toml", presets.parse_set(sets))
+    import tempfile
+
+    preset = presets.load(preset_file(tiny, Path(tempfile.mkdtemp(prefix="tltui-bench-gpu-"))), presets.parse_set(sets))
     set_precision(preset)
     classes, n, bs = 6, 72, 32  # 72 = 2 full batches + a partial one of 8
     model, backbone = model_mod.build_classifier(preset, classes)

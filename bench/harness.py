@@ -26,9 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import PYTHON, REPO, Result, emit, median, run_env
-
-DEMO = REPO / "presets" / "demo.toml"
+from bench import DEMO, PYTHON, REPO, Result, emit, median, preset_file, run_env
 
 
 def demo_data(root: Path) -> Path:
@@ -56,10 +54,10 @@ def gaps(starts: Sequence[float]) -> list[float]:
     return [b - a for a, b in zip(starts[1:], starts[2:], strict=False)]
 
 
-def run_tltui(home: Path, sets: list[str], env: dict[str, str]) -> list[float]:
+def run_tltui(home: Path, sets: list[str], env: dict[str, str], preset: Path = DEMO) -> list[float]:
     import subprocess
 
-    cmd = [PYTHON, "-m", "tltui", "--workspace", str(home), "run", str(DEMO), "--plain"]
+    cmd = [PYTHON, "-m", "tltui", "--workspace", str(home), "run", str(preset), "--plain"]
     for s in sets:
         cmd += ["--set", s]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -74,10 +72,10 @@ def run_tltui(home: Path, sets: list[str], env: dict[str, str]) -> list[float]:
     return gaps(starts)
 
 
-def run_bare(sets: list[str], env: dict[str, str], out: Path) -> list[float]:
+def run_bare(sets: list[str], env: dict[str, str], out: Path, preset: Path = DEMO) -> list[float]:
     import subprocess
 
-    cmd = [PYTHON, "-m", "bench.harness", "--bare", str(out)]
+    cmd = [PYTHON, "-m", "bench.harness", "--bare", str(out), "--preset", str(preset)]
     for s in sets:
         cmd += ["--set", s]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=REPO)
@@ -86,7 +84,7 @@ def run_bare(sets: list[str], env: dict[str, str], out: Path) -> list[float]:
     return gaps(json.loads(out.read_text()))
 
 
-def bare_main(out: Path, sets: list[str]) -> int:
+def bare_main(out: Path, sets: list[str], preset_path: Path = DEMO) -> int:
     """The bare script: same data, model and batch size; plain ``model.fit``."""
     import keras
 
@@ -96,7 +94,7 @@ def bare_main(out: Path, sets: list[str]) -> int:
     from tltui.worker.freeze import apply_freeze
     from tltui.worker.train import compile_model
 
-    preset = presets.load(DEMO, presets.parse_set(sets))
+    preset = presets.load(preset_path, presets.parse_set(sets))
     keras.utils.set_random_seed(preset.train.seed)
     ds = data_mod.load(preset)
     model, backbone = model_mod.build_classifier(preset, ds.num_classes)
@@ -114,6 +112,67 @@ def bare_main(out: Path, sets: list[str]) -> int:
     return 0
 
 
+def profile_main(sets: list[str], rounds: int, preset_path: Path = DEMO) -> int:
+    """Which callback costs what: one process, one model, ``fit(epochs=3)`` per variant, interleaved;
+    a variant's figure is its second epoch (start to start, so end-of-epoch work counts)."""
+    import keras
+
+    from tltui import presets
+    from tltui.worker import data as data_mod
+    from tltui.worker import model as model_mod
+    from tltui.worker.callbacks import EventStream, PeriodicCheckpoint
+    from tltui.worker.events import EventWriter
+    from tltui.worker.freeze import apply_freeze
+    from tltui.worker.train import compile_model
+
+    preset = presets.load(preset_path, presets.parse_set(sets))
+    keras.utils.set_random_seed(preset.train.seed)
+    ds = data_mod.load(preset)
+    model, backbone = model_mod.build_classifier(preset, ds.num_classes)
+    spec = model_mod.backbone_spec(preset)
+    apply_freeze(model, backbone, spec.family, preset.freeze.depth, preset.freeze.batchnorm)
+    compile_model(model, preset, ds.num_classes, ds.steps_per_epoch, lambda *a: None)
+    tmp = Path(tempfile.mkdtemp(prefix="tltui-bench-profile-"))
+    counter = [0]
+
+    def fresh(name: str) -> Path:
+        counter[0] += 1
+        d = tmp / f"{name}{counter[0]}"
+        d.mkdir()
+        return d
+
+    def writer() -> EventWriter:
+        return EventWriter(fresh("run"))
+
+    variants: dict[str, Any] = {
+        "bare (verbose=0)": lambda: ([], 0),
+        "verbose=2": lambda: ([], 2),
+        "EventStream": lambda: ([EventStream(writer(), ds.steps_per_epoch, lambda: False)], 0),
+        "TensorBoard": lambda: ([keras.callbacks.TensorBoard(log_dir=str(fresh("tb")), write_graph=False)], 0),
+        "BackupAndRestore": lambda: (
+            [keras.callbacks.BackupAndRestore(str(fresh("backup")), save_freq="epoch", delete_checkpoint=False)], 0),
+        "checkpoint every epoch": lambda: ([PeriodicCheckpoint(fresh("ckpt"), 1, writer())], 0),
+    }
+    model.fit(ds.train, epochs=1, verbose=0)  # tracing
+    results: dict[str, list[float]] = {k: [] for k in variants}
+    for _ in range(rounds):
+        for name, make in variants.items():
+            cbs, verbose = make()
+            starts: list[float] = []
+
+            class Clock(keras.callbacks.Callback):
+                def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+                    starts.append(time.time())
+
+            model.fit(ds.train, validation_data=ds.val, epochs=3, callbacks=[Clock(), *cbs], verbose=verbose)
+            results[name].append(starts[2] - starts[1])
+    base = median(results["bare (verbose=0)"])
+    for name, times in results.items():
+        m = median(times)
+        print(f"profile: {name:<24} epoch {m:.3f} s  ({m - base:+.3f} s, ratio {m / base:.3f})", flush=True)
+    return 0
+
+
 def run(tiny: bool = False, rounds: int | None = None, epochs: int | None = None) -> list[Result]:
     rounds = rounds or (1 if tiny else 2)
     epochs = epochs or (3 if tiny else 7)
@@ -121,6 +180,7 @@ def run(tiny: bool = False, rounds: int | None = None, epochs: int | None = None
     b: list[float] = []
     with tempfile.TemporaryDirectory(prefix="tltui-bench-harness-") as tmp:
         sets = overrides(tiny, epochs, demo_data(Path(tmp)))
+        preset = preset_file(tiny, Path(tmp))
         env = run_env(Path(tmp) / "home")
         if tiny:
             env["TLTUI_TEST_BACKBONES"] = "1"
@@ -128,9 +188,9 @@ def run(tiny: bool = False, rounds: int | None = None, epochs: int | None = None
             order = ("tltui", "bare") if r % 2 == 0 else ("bare", "tltui")
             for side in order:
                 if side == "tltui":
-                    a += run_tltui(Path(tmp) / f"ws{r}", sets, env)
+                    a += run_tltui(Path(tmp) / f"ws{r}", sets, env, preset)
                 else:
-                    b += run_bare(sets, env, Path(tmp) / f"bare{r}.json")
+                    b += run_bare(sets, env, Path(tmp) / f"bare{r}.json", preset)
     note = f"{len(a)} vs {len(b)} steady epochs, {rounds} alternating rounds, demo preset"
     if tiny:
         note = "tiny mode: not a measurement"
@@ -143,11 +203,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--tiny", action="store_true")
     p.add_argument("--rounds", type=int)
     p.add_argument("--epochs", type=int)
+    p.add_argument("--profile", action="store_true", help="the cost of each worker callback, in one process")
     p.add_argument("--bare", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--preset", type=Path, default=DEMO, help=argparse.SUPPRESS)
     p.add_argument("--set", action="append", default=[], help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.bare:
-        return bare_main(args.bare, args.set)
+        return bare_main(args.bare, args.set, args.preset)
+    if args.profile:
+        with tempfile.TemporaryDirectory(prefix="tltui-bench-harness-") as tmp:
+            preset = preset_file(args.tiny, Path(tmp))
+            return profile_main(overrides(args.tiny, 3, demo_data(Path(tmp))), args.rounds or 2, preset)
     emit(run(args.tiny, args.rounds, args.epochs))
     return 0
 

@@ -35,3 +35,20 @@ def test_bench_module_runs_tiny(name: str, capsys: pytest.CaptureFixture[str], m
     assert lines, f"bench.{name} printed no result line"
     assert all("(load " in l for l in lines)
     assert any("ratio" in l for l in lines)
+
+
+def test_batch_augment_flips_shifts_and_brightens_each_image() -> None:
+    """The pipeline fix from the input-pipeline benchmark: per-image augmentation with plain TF ops."""
+    np = pytest.importorskip("numpy")
+    pytest.importorskip("tensorflow")
+    from tltui.worker.data import batch_augment
+
+    x = np.random.default_rng(0).uniform(0, 255, size=(64, 20, 24, 3)).astype("float32")
+    y = np.asarray(batch_augment(3)(x, training=True))
+    assert y.shape == x.shape and y.dtype == np.float32
+    assert y.min() >= 0.0 and y.max() <= 255.0
+    changed = [not np.allclose(a, b) for a, b in zip(x, y, strict=True)]
+    assert sum(changed) > 48  # nearly every image is altered, each on its own
+    # a brightness-only image differs from its source by one constant (where not clipped)
+    diffs = (y - x).reshape(64, -1).std(axis=1)
+    assert (diffs > 1e-3).any()
