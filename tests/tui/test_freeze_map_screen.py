@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.tui.screen_host import HostApp, asynctest, screen_text
-from tltui.tui.screens.freeze_map import FreezeMapScreen, step_depth
+from tltui.tui.screens.freeze_map import FreezeMapScreen, WorkerDescriber, step_depth
 from tltui.tui.widgets.layer_map import LayerMap, rows_of, strip
 from tltui.workspace import Workspace
 
@@ -138,6 +138,22 @@ def test_strip_fits_the_width_and_shows_frozen_then_trainable() -> None:
     cells = strip(rows, 40)
     styles = [str(span.style) for span in cells.spans]
     assert styles[0] != styles[-1]  # first stages frozen, head trainable
+
+
+def test_worker_describer_cancel_kills_the_subprocess() -> None:
+    import os
+    import sys
+
+    describer = WorkerDescriber()
+    result: list[Any] = []
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    t = threading.Thread(target=lambda: result.append(describer._run(sleeper, env=dict(os.environ), timeout=120)))
+    t.start()
+    while describer._proc is None:
+        t.join(0.01)
+    describer.cancel()
+    t.join(30)
+    assert not t.is_alive() and result[0].returncode < 0
 
 
 # ---------------------------------------------------------------------------- run mode
@@ -322,6 +338,24 @@ async def test_explore_mode_picks_a_backbone(ws: Workspace) -> None:
         await pilot.press("escape")
         await pilot.pause()
         assert app.results == [None]
+
+
+@asynctest
+async def test_explore_mode_starts_on_a_cached_backbone(ws: Workspace) -> None:
+    path = descriptions.cache_path(ws.cache_dir, "vgg16", (64, 64))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**resnet_like(64), "backbone": "vgg16"}))
+    def cached_only(cache_dir: Path, name: str, size: tuple[int, int], alpha: Any, said: Any) -> dict[str, Any]:
+        doc = descriptions.load_cached(descriptions.cache_path(cache_dir, name, size))
+        assert doc is not None, f"{name} {size} is not cached"
+        return doc
+
+    app = HostApp(lambda: FreezeMapScreen(workspace=ws, describer=cached_only), ws)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.screen.map is not None and app.screen.map["backbone"] == "vgg16"
+        assert "vgg16 64x64" in screen_text(app)
 
 
 # ---------------------------------------------------------------------------- snapshots

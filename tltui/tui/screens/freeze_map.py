@@ -18,6 +18,8 @@ A backbone that was never described is described once by a worker subprocess
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,13 +41,45 @@ Describer = Callable[[Path, str, tuple[int, int], float | None, Callable[[str], 
 
 Depth = int | str
 
+_CACHED = re.compile(r"^(?P<name>.+?)(?:-a[0-9.]+)?-(?P<h>\d+)x(?P<w>\d+)\.json$")
 
-def default_describer(
-    cache_dir: Path, name: str, size: tuple[int, int], alpha: float | None, on_describe: Callable[[str], None]
-) -> dict[str, Any]:
-    from tltui import descriptions
 
-    return descriptions.get(cache_dir, name, size, alpha, on_describe=on_describe)
+class WorkerDescriber:
+    """Describes through :func:`tltui.descriptions.get` (cache, else the worker subprocess);
+    :meth:`cancel` kills a running worker so closing the screen never waits for TensorFlow."""
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[str] | None = None
+        self._cancelled = False
+
+    def __call__(
+        self, cache_dir: Path, name: str, size: tuple[int, int], alpha: float | None, on_describe: Callable[[str], None]
+    ) -> dict[str, Any]:
+        from tltui import descriptions
+
+        return descriptions.get(cache_dir, name, size, alpha, run=self._run, on_describe=on_describe)
+
+    def _run(self, argv: list[str], *, env: dict[str, str], timeout: float, **_: Any) -> subprocess.CompletedProcess[str]:
+        with subprocess.Popen(
+            argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            start_new_session=True,
+        ) as proc:
+            self._proc = proc
+            if self._cancelled:
+                proc.kill()
+            try:
+                out, err = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+                raise
+        return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+    def cancel(self) -> None:
+        self._cancelled = True
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.kill()
 
 
 def read_run_map(ws: Workspace, run_id: str) -> dict[str, Any] | None:
@@ -126,7 +160,7 @@ class FreezeMapScreen(Screen[tuple[Depth, str] | None]):
         self._preset_text = preset_text
         self.write_back = write_back and self.preset_path is not None and run_id is None
         self._ws = workspace
-        self._describer = describer or default_describer
+        self._describer: Describer = describer or WorkerDescriber()
         self._description: dict[str, Any] | None = None
         self._preset: Any = None  # tltui.presets.Preset in preset mode
         self.depth: Depth = 0
@@ -150,8 +184,7 @@ class FreezeMapScreen(Screen[tuple[Depth, str] | None]):
 
     def compose(self) -> ComposeResult:
         yield Static("", id="fm-title")
-        yield Select([(n, n) for n in catalog.BACKBONES], value="resnet50", allow_blank=False,
-                     compact=True, id="fm-backbone")
+        yield Select([(n, n) for n in catalog.BACKBONES], prompt="backbone", compact=True, id="fm-backbone")
         yield Static("", id="fm-status")
         yield LayerMap(id="fm-map")
         yield Footer()
@@ -164,12 +197,15 @@ class FreezeMapScreen(Screen[tuple[Depth, str] | None]):
         elif self.mode == "preset":
             self._load_preset()
         else:
-            self._start_backbone(str(self.query_one("#fm-backbone", Select).value))
+            # start on a backbone that is already described, so opening costs no TensorFlow
+            self.query_one("#fm-backbone", Select).value = next(iter(self._cached_sizes()), "resnet50")
 
     def _title(self, text: str) -> None:
         self.query_one("#fm-title", Static).update(Text.from_markup(text))
 
     def set_status(self, text: str, *, error: bool = False) -> None:
+        if not self.is_attached:  # a describe that finished after the screen closed
+            return
         status = self.query_one("#fm-status", Static)
         status.update(Text(text))
         status.set_class(error, "-error")
@@ -231,14 +267,24 @@ class FreezeMapScreen(Screen[tuple[Depth, str] | None]):
 
     # ------------------------------------------------------------ explore mode
 
-    def _start_backbone(self, name: str) -> None:
+    def _start_backbone(self, name: str, size: tuple[int, int] | None = None) -> None:
         if name == self._backbone:
             return
         self._backbone = name
         spec = catalog.lookup(name)
-        size = (spec.default_size, spec.default_size) if spec else (224, 224)
+        if size is None:
+            size = self._cached_sizes().get(name) or ((spec.default_size,) * 2 if spec else (224, 224))
         self._title(f"[b]Freeze map[/b] · {name} {size[0]}x{size[1]} · pick a backbone above")
         self._describe(name, size, None, 0.0)
+
+    def _cached_sizes(self) -> dict[str, tuple[int, int]]:
+        """Backbones already described in this workspace (no TensorFlow needed), with their input size."""
+        out: dict[str, tuple[int, int]] = {}
+        for path in sorted((self.workspace.cache_dir / "backbones").glob("*.json")):
+            m = _CACHED.match(path.name)
+            if m and m["name"] in catalog.BACKBONES:
+                out.setdefault(m["name"], (int(m["h"]), int(m["w"])))
+        return out
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "fm-backbone" and self.mode == "explore" and event.value is not Select.NULL:
@@ -264,6 +310,8 @@ class FreezeMapScreen(Screen[tuple[Depth, str] | None]):
         self.app.call_from_thread(self._described, description, head)
 
     def _described(self, description: dict[str, Any], head: list[Any]) -> None:
+        if not self.is_attached:
+            return
         self._description = description
         self._head = head
         self._redraw()
@@ -352,6 +400,11 @@ class FreezeMapScreen(Screen[tuple[Depth, str] | None]):
 
     def action_collapse_all(self) -> None:
         self.query_one(LayerMap).collapse_all()
+
+    def on_unmount(self) -> None:
+        cancel = getattr(self._describer, "cancel", None)
+        if callable(cancel):
+            cancel()
 
     def action_close(self) -> None:
         changed = self.mode == "preset" and self._initial != (self.depth, self.batchnorm)
