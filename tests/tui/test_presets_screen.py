@@ -429,6 +429,23 @@ async def test_unsaved_edits_survive_switching_presets(folders: Any) -> None:
         assert "modified" in screen_text(app)
 
 
+@asynctest
+async def test_every_key_is_in_the_command_palette(folders: Any) -> None:
+    app = make_app(folders)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+p")
+        await settle(pilot)
+        await pilot.press(*"save as")
+        for _ in range(50):
+            await pilot.pause(0.05)
+            if "Save as" in screen_text(app):
+                break
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, SaveAsDialog)
+
+
 # ---------------------------------------------------------------------------- snapshots
 
 

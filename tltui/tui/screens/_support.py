@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
+
+from textual.binding import Binding
+from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from tltui.workspace import Workspace
 
@@ -24,3 +28,24 @@ def one_line(exc: BaseException) -> str:
         return str(issues[0]) + (f" (+{len(issues) - 1} more)" if len(issues) > 1 else "")
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+class ScreenActions(Provider):
+    """Command-palette entries for every key binding of the screen the palette opened on."""
+
+    def _bindings(self) -> list[Binding]:
+        return [b for b in getattr(self.screen, "BINDINGS", []) if isinstance(b, Binding) and b.description]
+
+    async def discover(self) -> Hits:
+        for b in self._bindings():
+            yield DiscoveryHit(b.description, partial(self.screen.run_action, b.action), help=f"key {b.key}")
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for b in self._bindings():
+            score = matcher.match(b.description)
+            if score > 0:
+                yield Hit(
+                    score, matcher.highlight(b.description), partial(self.screen.run_action, b.action),
+                    help=f"key {b.key}",
+                )

@@ -32,7 +32,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Select, Static
 
 from tltui import catalog
-from tltui.tui.screens._support import one_line, workspace_for
+from tltui.tui.screens._support import ScreenActions, one_line, workspace_for
 from tltui.tui.widgets.layer_map import LayerMap
 from tltui.workspace import Workspace, WorkspaceError
 
@@ -135,6 +135,7 @@ class FreezeMapScreen(Screen[tuple[Depth, str] | None]):
     FreezeMapScreen > LayerMap { padding: 0 1; }
     """
 
+    COMMANDS = {ScreenActions}
     BINDINGS = [
         Binding("plus,equals_sign", "depth(1)", "Deeper", id="freeze_map.deeper"),
         Binding("minus,underscore", "depth(-1)", "Shallower", id="freeze_map.shallower"),

@@ -24,7 +24,7 @@ from textual.widgets import DataTable, DirectoryTree, Footer, Input, Select, Sta
 from textual.worker import get_current_worker
 
 from tltui.predict_client import PredictError, PredictionRow, PredictReport, PredictStarted, Progress, Skipped
-from tltui.tui.screens._support import one_line, workspace_for
+from tltui.tui.screens._support import ScreenActions, one_line, workspace_for
 from tltui.tui.widgets.thumbnail import Thumbnail
 from tltui.workspace import Workspace, atomic_write
 
@@ -88,6 +88,7 @@ class InferenceScreen(Screen[None]):
     InferenceScreen #inf-topk { height: auto; max-height: 7; }
     """
 
+    COMMANDS = {ScreenActions}
     BINDINGS = [
         Binding("ctrl+r", "start", "Classify", id="inference.start"),
         Binding("ctrl+o", "browse", "Browse", id="inference.browse"),

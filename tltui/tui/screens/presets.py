@@ -30,7 +30,7 @@ from textual.timer import Timer
 from textual.widgets import Footer, Input, Label, OptionList, Static, TextArea
 from textual.widgets.option_list import Option
 
-from tltui.tui.screens._support import one_line, workspace_for
+from tltui.tui.screens._support import ScreenActions, one_line, workspace_for
 from tltui.tui.toml_edit import TomlEditError, set_keys
 from tltui.tui.widgets.preset_form import PresetForm
 from tltui.workspace import RunRecord, Workspace, atomic_write
@@ -221,6 +221,7 @@ class PresetsScreen(Screen[None]):
     PresetsScreen #preset-status { height: auto; max-height: 6; padding: 0 1; border-top: hkey $primary 40%; }
     """
 
+    COMMANDS = {ScreenActions}
     BINDINGS = [
         Binding("ctrl+s", "save", "Save", id="presets.save"),
         Binding("f2", "save_as", "Save as", id="presets.save_as"),
