@@ -31,8 +31,8 @@ def main(argv: list[str]) -> int:
     failed = []
     for name in names:
         t0 = time.perf_counter()
-        mod = importlib.import_module(f"bench.{name}")
         try:
+            mod = importlib.import_module(f"bench.{name}")
             rc = mod.main(["--tiny"] if tiny else [])
         except Exception:  # noqa: BLE001 - one broken benchmark must not hide the others
             traceback.print_exc()
