@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +9,8 @@ import pytest
 
 from tests.tui.screen_host import HostApp, asynctest, screen_text
 from tltui.tui.screens import presets as presets_screen
-from tltui.tui.screens.presets import PresetsScreen, SaveAsDialog
+from tltui.tui.screens.presets import PresetsScreen
+from tltui.tui.screens.save_as import SaveAsDialog
 from tltui.tui.toml_edit import DELETE, TomlEditError, set_keys
 from tltui.tui.widgets.preset_form import BY_KEY, parse_field, parse_sweep, show_value
 from tltui.workspace import RunRecord, Workspace
@@ -463,9 +463,3 @@ def test_snapshot_error_160x48(snap_compare: Any, folders: Any) -> None:
         await settle(pilot)
 
     assert snap_compare(make_app(folders), terminal_size=(160, 48), run_before=broken)
-
-
-def test_registry_unused_by_snapshots(folders: Any) -> None:
-    """Snapshot fixtures never touch run records (they would carry timestamps)."""
-    ws, _ = folders
-    assert json.loads(json.dumps([r.to_dict() for r in ws.list_runs()])) == []

@@ -12,33 +12,32 @@ edits of every preset are kept while the screen is open.
 from __future__ import annotations
 
 import math
-import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rich.style import Style
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen, Screen
+from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Input, Label, OptionList, Static, TextArea
+from textual.widgets import Footer, OptionList, Static, TextArea
 from textual.widgets.option_list import Option
 
 from tltui.tui.screens._support import ScreenActions, one_line, workspace_for
 from tltui.tui.toml_edit import TomlEditError, set_keys
+from tltui.tui.screens.save_as import SaveAsDialog
 from tltui.tui.widgets.preset_form import PresetForm
+from tltui.tui.widgets.toml_editor import TomlEditor
 from tltui.workspace import RunRecord, Workspace, atomic_write
 
 #: ``queue(ws, preset_path) -> runs``: what the queue key does (tests inject a runner-less one).
 QueueFn = Callable[[Workspace, Path], list[RunRecord]]
 
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]*")
 #: Seconds after the last keystroke before the preset is validated.
 VALIDATE_DELAY = 0.3
 
@@ -80,123 +79,6 @@ class Validation:
     warnings: list[str]
     runs: int | None  # None: not valid
     parsed: bool  # the schema accepted it (errors, if any, are preflight's: files, runs)
-
-
-# ---------------------------------------------------------------------------- the TOML editor
-
-_HIGHLIGHT = [
-    (re.compile(r"^\s*\[\[?[^\]]*\]\]?"), Style(bold=True, color="magenta")),
-    (re.compile(r'^\s*("(?:[^"\\]|\\.)*"|[A-Za-z0-9_\-.]+)\s*(?==)'), Style(color="cyan")),
-    (re.compile(r'"(?:[^"\\]|\\.)*"|\'[^\']*\''), Style(color="green")),
-    (re.compile(r"(?<=[=\[,\s])(true|false|[+-]?\d[\d_]*(\.\d+)?([eE][+-]?\d+)?)(?=\s*[,\]#]|\s*$)"), Style(color="yellow")),
-]
-_ERROR_LINE = Style(bgcolor="#5f1f1f")
-
-
-def _comment_start(line: str) -> int | None:
-    quote = ""
-    for i, ch in enumerate(line):
-        if quote:
-            if ch == "\\":
-                continue
-            if ch == quote:
-                quote = ""
-        elif ch in "\"'":
-            quote = ch
-        elif ch == "#":
-            return i
-    return None
-
-
-def _tree_sitter_toml() -> bool:
-    from textual._tree_sitter import TREE_SITTER, get_language
-
-    return bool(TREE_SITTER and get_language("toml") is not None)
-
-
-class TomlEditor(TextArea):
-    """A TextArea for TOML: syntax colours (tree-sitter if installed, else a small
-    highlighter) and error lines marked with a red background."""
-
-    DEFAULT_CSS = """
-    TomlEditor { height: 1fr; border: none; padding: 0; }
-    """
-
-    def __init__(self, *, id: str | None = None) -> None:
-        ts = _tree_sitter_toml()
-        super().__init__(
-            "", language="toml" if ts else None, show_line_numbers=True, soft_wrap=False, tab_behavior="indent", id=id
-        )
-        self._simple_highlight = not ts
-        self._error_lines: frozenset[int] = frozenset()
-
-    @property
-    def error_lines(self) -> frozenset[int]:
-        """0-based lines marked as wrong."""
-        return self._error_lines
-
-    def set_error_lines(self, lines: set[int] | frozenset[int]) -> None:
-        lines = frozenset(lines)
-        if lines != self._error_lines:
-            self._error_lines = lines
-            self.notify_style_update()  # drops the cached lines
-            self.refresh()
-
-    def get_line(self, line_index: int) -> Text:
-        line = super().get_line(line_index)
-        if self._simple_highlight:
-            plain = line.plain
-            cut = _comment_start(plain)
-            code = plain if cut is None else plain[:cut]
-            for pattern, style in _HIGHLIGHT:
-                for m in pattern.finditer(code):
-                    line.stylize(style, m.start(), m.end())
-            if cut is not None:
-                line.stylize(Style(dim=True, italic=True), cut)
-        if line_index in self._error_lines:
-            line.stylize(_ERROR_LINE)
-        return line
-
-
-# ---------------------------------------------------------------------------- save-as dialog
-
-
-class SaveAsDialog(ModalScreen[str | None]):
-    """Ask for a preset name; dismisses with it, or ``None``."""
-
-    DEFAULT_CSS = """
-    SaveAsDialog { align: center middle; }
-    SaveAsDialog > #save-as-box {
-        width: 60; max-width: 90%; height: auto; padding: 1 2;
-        border: thick $primary; background: $surface;
-    }
-    SaveAsDialog #save-as-error { color: $error; height: auto; }
-    """
-
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="save_as.cancel")]
-
-    def __init__(self, suggestion: str, folder: Path) -> None:
-        super().__init__()
-        self.suggestion = suggestion
-        self.folder = folder
-
-    def compose(self) -> ComposeResult:
-        with Vertical(id="save-as-box"):
-            yield Label(f"Save as a workspace preset in {self.folder}")
-            yield Input(self.suggestion, placeholder="name (letters, digits, . _ -)", id="save-as-name")
-            yield Static("", id="save-as-error")
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        name = event.value.strip().removesuffix(".toml")
-        if not NAME_RE.fullmatch(name):
-            self.query_one("#save-as-error", Static).update(
-                f"{name!r}: use letters, digits and . _ - (start with a letter or digit)"
-            )
-            return
-        self.dismiss(name)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
 
 
 # ---------------------------------------------------------------------------- the screen
