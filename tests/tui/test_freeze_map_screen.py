@@ -156,6 +156,26 @@ def test_worker_describer_cancel_kills_the_subprocess() -> None:
     assert not t.is_alive() and result[0].returncode < 0
 
 
+@asynctest
+async def test_layer_map_shown_right_after_mounting_draws_once_composed(ws: Workspace) -> None:
+    """How the Run screen's freeze-map tab uses the widget: mount, then show at once."""
+    from textual.app import App
+
+    doc = freeze_policy.build_map(resnet_like(), 1, "frozen", head_layers=freeze_policy.standard_head(512, 10))
+
+    class TabApp(App[None]):
+        def on_mount(self) -> None:
+            lm = LayerMap(id="layer-map")
+            self.screen.mount(lm)
+            lm.show(doc)
+
+    app = TabApp()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        assert "stem+conv2" in screen_text(app)
+        assert layer_states(app)["conv3_block1_1_conv"] == "trainable"
+
+
 # ---------------------------------------------------------------------------- run mode
 
 

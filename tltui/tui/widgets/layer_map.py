@@ -298,9 +298,16 @@ class LayerMap(Vertical):
             t.append({BN_INFERENCE: "BatchNorm in inference mode"}.get(state, state) + "   ")
         return t
 
+    def on_mount(self) -> None:
+        if self.freeze_map:  # shown before it was composed
+            self.show(self.freeze_map)
+
     def show(self, freeze_map: Mapping[str, Any]) -> None:
+        """Draw ``freeze_map``; safe to call right after mounting (it draws once composed)."""
         self.freeze_map = dict(freeze_map)
         self.rows = rows_of(freeze_map)
+        if not self.query("#layer-map-summary"):
+            return
         self.query_one("#layer-map-summary", Static).update(summary(freeze_map, self.rows))
         self.query_one(NetworkStrip).set_rows(self.rows)
         shape = tuple(f"{r.stage}/{r.name}" for r in self.rows)
