@@ -27,7 +27,7 @@ from tltui.tui.screens.runs import RunsScreen
 from tltui.tui.widgets.metric_chart import MetricChart
 from tltui.tui.widgets.run_table import RunTable
 
-SIZE = (120, 40)
+SIZE = (100, 30)
 
 
 def sync(test):
@@ -437,10 +437,10 @@ async def test_live_events_reach_the_charts_at_a_bounded_rate(make_app, scripted
         app.redraw_now()
         await pilot.pause()
         assert len(chart.series[0].xs) == points_before + 1000
-        # one redraw tick hands the data over once and the plot is rebuilt a few times at
-        # most (repaints), not once per event
-        assert chart.shows - shows_before == 1
-        assert chart.builds - builds_before <= 4
+        # redraw ticks hand the data over (timers may add a tick on a slow machine) and the
+        # plot is rebuilt once per handover at most: never once per event
+        assert 1 <= chart.shows - shows_before <= 3
+        assert chart.builds - builds_before <= chart.shows - shows_before
 
 
 @sync

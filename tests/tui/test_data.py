@@ -83,7 +83,7 @@ def test_deleted_runs_drop_out_of_the_store(scripted):
     store, ids = store_for(scripted)
     store.watch(ids["completed"])
     scripted[0].delete(ids["completed"])
-    assert ids["completed"] in store.refresh()
+    assert ids["completed"] in store.refresh(force=True)  # same connection: data_version does not move
     assert store.record(ids["completed"]) is None and ids["completed"] not in store.ids
 
 
@@ -143,3 +143,16 @@ def test_formatters():
     assert fmt.duration(75) == "1m15s" and fmt.duration(3725) == "1h02m" and fmt.duration(None) == "-"
     assert fmt.bar(0.5, 4) == "██··" and fmt.bar(1.5, 3) == "███"
     assert fmt.params(23_792_612) == "23.79M" and fmt.params(204_900) == "204.9k"
+
+
+def test_registry_is_reread_only_after_another_connection_commits(scripted):
+    from tltui.workspace import Workspace
+
+    store, ids = store_for(scripted)
+    assert store.refresh() == set()  # nothing committed since
+    other = Workspace(scripted[0].root)
+    other.update(ids["queued"], status="cancelled", queue_pos=None)
+    other.close()
+    assert store.refresh() == {ids["queued"]}
+    assert store.record(ids["queued"]).status == "cancelled"
+    assert store.refresh(force=True) == set()

@@ -101,9 +101,9 @@ class TltuiApp(App[None]):
     def _poll(self) -> None:
         self._dirty |= self.store.poll()
 
-    def _tick_registry(self) -> None:
+    def _tick_registry(self, force: bool = False) -> None:
         before = set(self.store.ids)
-        self._dirty |= self.store.refresh()
+        self._dirty |= self.store.refresh(force)
         ids = set(self.store.ids)
         if ids != before:
             self._structural = True
@@ -112,8 +112,8 @@ class TltuiApp(App[None]):
 
     def redraw_now(self) -> None:
         """Hand the runs that changed since the last tick to every screen that shows runs."""
-        if not self._dirty and not self._structural:
-            return
+        if not self.is_running or (not self._dirty and not self._structural):
+            return  # is_running: shutdown prunes screens while timers may still fire
         ids, structural = self._dirty, self._structural
         self._dirty, self._structural = set(), False
         for screen in list(self.screen_stack):
@@ -123,7 +123,7 @@ class TltuiApp(App[None]):
 
     def refresh_now(self) -> None:
         """Re-read the registry now (after an action) instead of at the next tick."""
-        self._tick_registry()
+        self._tick_registry(force=True)
         self.redraw_now()
 
     @work(thread=True, group="summaries", exit_on_error=False)

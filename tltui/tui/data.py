@@ -95,6 +95,7 @@ class RunSnapshot:
     devices: tuple[str, ...]
     overrides: dict[str, Any]
     sweep: str | None
+    version: int  # events folded so far: equal versions mean equal curves
 
 
 @dataclass(frozen=True)
@@ -141,11 +142,17 @@ class RunStore:
     _states: dict[str, RunState] = field(default_factory=dict)
     _tails: dict[str, EventTail] = field(default_factory=dict)
     _watched: set[str] = field(default_factory=set)
+    _data_version: int | None = None
 
     # ------------------------------------------------------------ registry
 
-    def refresh(self) -> set[str]:
-        """Re-read the registry; the ids that were added, removed or changed."""
+    def refresh(self, force: bool = False) -> set[str]:
+        """Re-read the registry if another connection committed since the last read
+        (or ``force``); the ids that were added, removed or changed."""
+        version = self.ws.conn.execute("PRAGMA data_version").fetchone()[0]
+        if version == self._data_version and not force:
+            return set()
+        self._data_version = version
         fresh = {r.id: r for r in self.ws.list_runs()}
         changed = {rid for rid in fresh.keys() ^ self._records.keys()}
         changed |= {rid for rid, r in fresh.items() if rid in self._records and self._records[rid] != r}
@@ -286,6 +293,7 @@ class RunStore:
             devices=tuple(st.devices),
             overrides=dict(rec.overrides),
             sweep=rec.sweep,
+            version=st.events_seen,
         )
 
     # ------------------------------------------------------------ files

@@ -49,6 +49,7 @@ class CompareScreen(Screen[None]):
         self.metric = 0
         self.xmode = "epoch"
         self.smooth = False
+        self._sig: tuple[object, ...] = ()
 
     def compose(self) -> ComposeResult:
         yield Static(id="compare-title", classes="title")
@@ -88,6 +89,10 @@ class CompareScreen(Screen[None]):
 
     def redraw(self) -> None:
         snaps = self.snapshots()
+        sig = (tuple((s.row.id, s.version) for s in snaps), self.metric, self.xmode, self.smooth)
+        if sig == self._sig:
+            return
+        self._sig = sig
         key, title = METRICS[self.metric]
         series = []
         for s in snaps:

@@ -100,6 +100,7 @@ class RunScreen(Screen[None]):
         self._log_size = -1
         self._preset_text = ""
         self._preset_summary = ""
+        self._chart_sig: tuple[Any, ...] = ()
 
     def compose(self) -> ComposeResult:
         yield Static(id="run-header")
@@ -200,6 +201,11 @@ class RunScreen(Screen[None]):
             failure.display = False
 
     def _draw_charts(self, snap: RunSnapshot) -> None:
+        # the header ticks every second (elapsed); the charts only change with events or toggles
+        sig = (snap.version, self.six, self.xmode, self.smooth, self.logy)
+        if sig == self._chart_sig:
+            return
+        self._chart_sig = sig
         xlabel = curves.XLABELS[self.xmode]
         for metric, title in curves.PANELS:
             val = f"val_{metric}"

@@ -79,9 +79,16 @@ class RunsScreen(Screen[None]):
         """Called by the app at its redraw rate with the runs whose view changed."""
         if not self.ready:
             return
-        if structural or self.sort_key not in ("id", "name"):
+        if structural:
             self.rebuild()
             return
+        if self.query_text or self.sort_key not in ("id", "name"):
+            # a change can move a row or in/out of the filter: rebuild only if it did
+            rows = self.visible_rows()
+            if [r.id for r in rows] != self.table.run_ids:
+                self.table.show_rows(rows, self.selected)
+                self._update_summary(rows)
+                return
         shown = set(self.table.run_ids)
         for rid in ids & shown:
             self.table.update_run(self.app.store.row(rid), rid in self.selected)

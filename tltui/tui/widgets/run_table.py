@@ -25,27 +25,36 @@ def _right(s: str, style: str = "") -> Text:
     return Text(s, style=style, justify="right")
 
 
-#: (key, label, cell, sort key). Sort keys put missing values last.
-Column = tuple[str, str, Callable[[RunRow, bool], Any], Callable[[RunRow], Any]]
+#: (key, label, width, cell, sort key). Fixed widths: measuring 500 rows per update is not free.
+Column = tuple[str, str, int, Callable[[RunRow, bool], Any], Callable[[RunRow], Any]]
 
 _LOW = float("-inf")
+NAME_WIDTH = 24
+
+
+def _name(r: RunRow) -> Text:
+    return Text(r.name if len(r.name) <= NAME_WIDTH else r.name[: NAME_WIDTH - 1] + "…")
+
+
+def _low(x: float | None) -> float:
+    return x if x is not None else _LOW
+
 
 COLUMNS: tuple[Column, ...] = (
-    ("sel", " ", lambda r, s: Text("●" if s else " ", style="bold magenta" if s else ""), lambda r: 0),
-    ("id", "ID", lambda r, s: Text(r.id, style="bold"), lambda r: r.id),
-    ("name", "Name", lambda r, s: Text(r.name if len(r.name) <= 28 else r.name[:27] + "…"), lambda r: r.name.lower()),
-    ("status", "Status", lambda r, s: Text(r.status, style=fmt.STATUS_STYLES.get(r.status, "")), lambda r: r.status),
-    ("epoch", "Epoch", lambda r, s: _epoch_cell(r), lambda r: r.progress),
-    ("val_acc", "Val acc", lambda r, s: _right(fmt.pct(r.val_acc)), lambda r: r.val_acc if r.val_acc is not None else _LOW),
-    ("best", "Best", lambda r, s: _right(fmt.pct(r.best_val_acc), "bold"),
-     lambda r: r.best_val_acc if r.best_val_acc is not None else _LOW),
-    ("top5", "Top-5", lambda r, s: _right(fmt.pct(r.val_top5_acc)),
-     lambda r: r.val_top5_acc if r.val_top5_acc is not None else _LOW),
-    ("best5", "Best-5", lambda r, s: _right(fmt.pct(r.best_val_top5_acc)),
-     lambda r: r.best_val_top5_acc if r.best_val_top5_acc is not None else _LOW),
-    ("elapsed", "Elapsed", lambda r, s: _right(fmt.duration(r.elapsed)), lambda r: r.elapsed or 0.0),
-    ("eta", "ETA", lambda r, s: _right(fmt.duration(r.eta)), lambda r: r.eta if r.eta is not None else float("inf")),
-    ("gpu", "GPU", lambda r, s: Text(r.gpus), lambda r: r.gpus),
+    ("sel", " ", 1, lambda r, s: Text("●" if s else " ", style="bold magenta" if s else ""), lambda r: 0),
+    ("id", "ID", 5, lambda r, s: Text(r.id, style="bold"), lambda r: r.id),
+    ("name", "Name", NAME_WIDTH, lambda r, s: _name(r), lambda r: r.name.lower()),
+    ("status", "Status", 11, lambda r, s: Text(r.status, style=fmt.STATUS_STYLES.get(r.status, "")),
+     lambda r: r.status),
+    ("epoch", "Epoch", 8 + BAR_WIDTH, lambda r, s: _epoch_cell(r), lambda r: r.progress),
+    ("val_acc", "Val acc", 7, lambda r, s: _right(fmt.pct(r.val_acc)), lambda r: _low(r.val_acc)),
+    ("best", "Best", 6, lambda r, s: _right(fmt.pct(r.best_val_acc), "bold"), lambda r: _low(r.best_val_acc)),
+    ("top5", "Top-5", 6, lambda r, s: _right(fmt.pct(r.val_top5_acc)), lambda r: _low(r.val_top5_acc)),
+    ("best5", "Best-5", 6, lambda r, s: _right(fmt.pct(r.best_val_top5_acc)),
+     lambda r: _low(r.best_val_top5_acc)),
+    ("elapsed", "Elapsed", 7, lambda r, s: _right(fmt.duration(r.elapsed)), lambda r: r.elapsed or 0.0),
+    ("eta", "ETA", 6, lambda r, s: _right(fmt.duration(r.eta)), lambda r: r.eta if r.eta is not None else float("inf")),
+    ("gpu", "GPU", 5, lambda r, s: Text(r.gpus), lambda r: r.gpus),
 )
 COLUMN_KEYS = tuple(c[0] for c in COLUMNS)
 _BY_KEY = {c[0]: c for c in COLUMNS}
@@ -53,7 +62,7 @@ _BY_KEY = {c[0]: c for c in COLUMNS}
 
 def sort_rows(rows: Sequence[RunRow], key: str, reverse: bool = False) -> list[RunRow]:
     """Rows ordered by a column (ties keep id order)."""
-    getter = _BY_KEY[key][3]
+    getter = _BY_KEY[key][4]
     return sorted(sorted(rows, key=lambda r: r.id), key=getter, reverse=reverse)
 
 
@@ -74,11 +83,11 @@ class RunTable(DataTable):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
-        self._cells: dict[str, tuple[str, ...]] = {}
+        self._shown: dict[str, tuple[RunRow, bool]] = {}
 
     def on_mount(self) -> None:
-        for key, label, _cell, _sort in COLUMNS:
-            self.add_column(label, key=key)
+        for key, label, width, _cell, _sort in COLUMNS:
+            self.add_column(label, key=key, width=width)
 
     @property
     def cursor_run_id(self) -> str | None:
@@ -97,25 +106,25 @@ class RunTable(DataTable):
         """Replace every row, keeping the cursor on the same run when it is still shown."""
         keep = self.cursor_run_id
         self.clear()
-        self._cells.clear()
+        self._shown.clear()
         for r in rows:
-            cells = [col[2](r, r.id in selected) for col in COLUMNS]
-            self._cells[r.id] = tuple(c.markup if isinstance(c, Text) else str(c) for c in cells)
-            self.add_row(*cells, key=r.id)
-        if keep is not None and keep in self._cells:
+            sel = r.id in selected
+            self._shown[r.id] = (r, sel)
+            self.add_row(*(col[3](r, sel) for col in COLUMNS), key=r.id)
+        if keep is not None and keep in self._shown:
             self.move_cursor(row=self.get_row_index(keep), animate=False)
 
     def update_run(self, r: RunRow, selected: bool) -> None:
-        """Patch the cells of one shown run that changed (cheap; no relayout of other rows)."""
-        old = self._cells.get(r.id)
-        if old is None:
+        """Patch the cells of one shown run that changed (no relayout of the other rows)."""
+        old = self._shown.get(r.id)
+        if old is None or old == (r, selected):
             return
-        cells = [col[2](r, selected) for col in COLUMNS]
-        sig = tuple(c.markup if isinstance(c, Text) else str(c) for c in cells)
-        for (key, *_), cell, a, b in zip(COLUMNS, cells, old, sig, strict=True):
-            if a != b:
+        restyle = old[0].status != r.status or old[1] != selected
+        for key, _label, _width, cell, _sort in COLUMNS:
+            new = cell(r, selected)
+            if restyle or new.plain != cell(old[0], old[1]).plain:
                 try:
-                    self.update_cell(r.id, key, cell, update_width=True)
+                    self.update_cell(r.id, key, new)
                 except (CellDoesNotExist, RowDoesNotExist):
                     return
-        self._cells[r.id] = sig
+        self._shown[r.id] = (r, selected)
