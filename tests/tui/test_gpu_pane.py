@@ -187,7 +187,7 @@ async def test_timer_samples_by_itself() -> None:
 
     app = TimedApp()
     async with app.run_test(size=(80, 24)) as pilot:
-        for _ in range(100):
+        for _ in range(500):
             await pilot.pause(0.02)
             if script.step >= 3:
                 break

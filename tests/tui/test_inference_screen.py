@@ -101,12 +101,16 @@ def make_app(ws: Workspace, source: Any, run_id: str | None = None, folder: str 
 
 
 async def settle(pilot: Any) -> None:
-    """Wait for the prediction thread, then for the thumbnail decoder it started."""
-    for _ in range(2):
+    """Wait until the prediction thread is done and the selected image is decoded."""
+    for _ in range(500):
         await pilot.app.workers.wait_for_complete(
             [w for w in pilot.app.workers if w.group in ("inference", "thumbnail")]
         )
         await pilot.pause()
+        screen = pilot.app.screen
+        if not isinstance(screen, InferenceScreen) or (not screen.running and screen.query_one(Thumbnail).ready):
+            return
+        await pilot.pause(0.01)
 
 
 async def classify(pilot: Any) -> None:
@@ -167,7 +171,7 @@ async def test_results_fill_in_batch_by_batch(setup: Any) -> None:
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
         await pilot.press("ctrl+r")
-        for _ in range(50):  # wait for the first batch (the source then waits at the gate)
+        for _ in range(500):  # wait for the first batch (the source then waits at the gate)
             await pilot.pause(0.02)
             if screen_of(app).items:
                 break
@@ -293,7 +297,7 @@ async def test_stop_and_close_cancel_the_job(setup: Any) -> None:
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
         await pilot.press("ctrl+r")
-        for _ in range(50):
+        for _ in range(500):
             await pilot.pause(0.02)
             if screen_of(app).items:
                 break

@@ -437,7 +437,7 @@ async def test_every_key_is_in_the_command_palette(folders: Any) -> None:
         await pilot.press("ctrl+p")
         await settle(pilot)
         await pilot.press(*"save as")
-        for _ in range(50):
+        for _ in range(200):
             await pilot.pause(0.05)
             if "Save as" in screen_text(app):
                 break

@@ -118,6 +118,11 @@ class Thumbnail(Widget):
         self._image: Image.Image | None = None
         self._error: str | None = None
 
+    @property
+    def ready(self) -> bool:
+        """Nothing to show, or the current image is decoded (or failed to)."""
+        return self.path is None or self._image is not None or self._error is not None
+
     def watch_path(self, path: str | None) -> None:
         self._image, self._error = None, None
         self.refresh()
