@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import functools
 import sys
@@ -13,6 +14,7 @@ import pytest
 from rich.console import Console
 from textual.screen import Screen
 from textual.widget import Widget
+from textual.worker import WorkerFailed
 from textual.widgets import Static
 
 import tltui
@@ -41,8 +43,9 @@ def sync(test):
 
 
 async def settle(pilot) -> None:
-    """Let background summaries finish and the next redraw tick happen."""
-    await pilot.app.workers.wait_for_complete()
+    """Let background work finish (its failures are the app's to report) and redraw."""
+    with contextlib.suppress(WorkerFailed):
+        await pilot.app.workers.wait_for_complete()
     await pilot.pause()
     pilot.app.redraw_now()
     await pilot.pause()
@@ -507,3 +510,42 @@ async def test_closing_the_app_never_touches_runs(make_app, scripted):
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("q")
     assert [(r.id, r.status, r.pid) for r in ws.list_runs()] == before
+
+
+FREEZE_MAP = {
+    "backbone": "resnet50", "depth": 1, "batchnorm": "frozen",
+    "stages": [{"name": "conv2", "layers": 2, "frozen": 2, "trainable": 0},
+               {"name": "head", "layers": 1, "frozen": 0, "trainable": 1}],
+    "layers": [
+        {"name": "conv2_block1_1_conv", "type": "Conv2D", "stage": "conv2", "trainable": False, "params": 4160,
+         "output_shape": [None, 56, 56, 64]},
+        {"name": "conv2_block1_1_bn", "type": "BatchNormalization", "stage": "conv2", "trainable": False,
+         "params": 256, "output_shape": [None, 56, 56, 64]},
+        {"name": "predictions", "type": "Dense", "stage": "head", "trainable": True, "params": 204900,
+         "output_shape": [None, 100]},
+    ],
+    "totals": {"layers": 3, "trainable_params": 204900},
+}
+
+
+@pytest.mark.parametrize("layer_map_installed", [True, False])
+@sync
+async def test_freeze_map_tab_shows_the_recorded_map(make_app, scripted, monkeypatch, layer_map_installed):
+    import json
+
+    ws, ids = scripted
+    ws.run_paths(ids["completed"]).freeze_map.write_text(json.dumps(FREEZE_MAP))
+    if not layer_map_installed:
+        monkeypatch.setitem(sys.modules, "tltui.tui.widgets.layer_map", None)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        app.open_run(ids["completed"])
+        await pilot.pause()
+        screen = app.screen
+        screen.query_one("#run-tabs").active = "tab-freeze"
+        await pilot.pause()
+        if layer_map_installed:
+            assert len(screen.query("#layer-map")) == 1 and not screen.query_one("#freeze-fallback").display
+        else:
+            text = plain(screen.query_one("#freeze-view", Static))
+            assert "resnet50" in text and "conv2" in text and "trainable_params 204900" in text
