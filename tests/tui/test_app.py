@@ -549,3 +549,18 @@ async def test_freeze_map_tab_shows_the_recorded_map(make_app, scripted, monkeyp
         else:
             text = plain(screen.query_one("#freeze-view", Static))
             assert "resnet50" in text and "conv2" in text and "trainable_params 204900" in text
+
+
+@sync
+async def test_clicking_a_header_sorts_by_that_column(make_app, scripted):
+    _ws, ids = scripted
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one(RunTable)
+        name_x = sum(col.get_render_width(table) for col in table.ordered_columns[:2]) + 2
+        await pilot.click(RunTable, offset=(name_x, 0))
+        await pilot.pause()
+        assert app.screen.sort_key == "name" and shown_ids(app)[0] == ids["failed"]
+        await pilot.click(RunTable, offset=(name_x, 0))
+        await pilot.pause()
+        assert app.screen.sort_reverse and shown_ids(app)[0] == ids["queued"]
