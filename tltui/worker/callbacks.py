@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,12 +25,33 @@ class StopRequested(Exception):
 
 
 class NaNLoss(Exception):
-    def __init__(self, epoch: int, step: int) -> None:
+    def __init__(self, epoch: int, step: int, value: float = math.nan) -> None:
         self.epoch, self.step = epoch, step
+        what = "NaN" if math.isnan(value) else "infinite"
         super().__init__(
-            f"loss became NaN at epoch {epoch} batch {step}: lower the learning rate "
+            f"loss became {what} at epoch {epoch} batch {step}: lower the learning rate "
             "(train.learning_rate) or check the data"
         )
+
+
+class DiskFull(Exception):
+    """ENOSPC while saving a checkpoint or the model: the reason names the file and the disk."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        super().__init__(disk_full_reason(self.path))
+
+
+def disk_full_reason(path: str | os.PathLike[str]) -> str:
+    path = Path(path)
+    what = "the checkpoint at " if path.parent.name == "checkpoints" else ""
+    free = ""
+    with contextlib.suppress(OSError):
+        free = f", {shutil.disk_usage(path.parent).free / 1e6:.0f} MB free now"
+    return (
+        f"disk full while writing {what}{path}: free space on that disk (df -h {path.parent}{free}), "
+        "then resume the run; earlier checkpoints are kept"
+    )
 
 
 def current_lr(model: keras.Model) -> float | None:
@@ -75,7 +98,7 @@ class EventStream(keras.callbacks.Callback):
         step = batch + 1
         loss = logs.get("loss")
         if loss is not None and not math.isfinite(float(loss)):
-            raise NaNLoss(self.epoch, step)
+            raise NaNLoss(self.epoch, step, float(loss))
         if self.should_stop():
             raise StopRequested()
         now = self.clock()
@@ -132,6 +155,10 @@ def save_atomic(model: keras.Model, path: Path) -> None:
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            raise DiskFull(path) from e
+        raise
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

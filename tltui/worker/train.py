@@ -10,10 +10,12 @@ progress, tracebacks) goes to stdout/stderr, which the parent sends to
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -141,14 +143,14 @@ class Trainer:
             return self._outcome_of(e)
 
     def _outcome_of(self, e: BaseException) -> Outcome:
-        from tltui.worker.callbacks import NaNLoss, StopRequested
+        from tltui.worker.callbacks import DiskFull, NaNLoss, StopRequested, disk_full_reason
 
         if isinstance(e, StopRequested | KeyboardInterrupt):
             how = self.stop.signal_name or "SIGINT"
             done = self.epochs_done
             return Outcome("cancelled", f"stopped by {how} after epoch {done}; checkpoints kept", done)
         traceback.print_exc()
-        if isinstance(e, NaNLoss | TrainError):
+        if isinstance(e, NaNLoss | TrainError | DiskFull):
             reason = str(e)
         elif isinstance(e, PresetError):
             reason = str(e.issues[0]) if e.issues else str(e)
@@ -160,6 +162,10 @@ class Trainer:
                 f"out of memory at batch size {bs}: try {max(1, bs // 2)} (data.batch_size) "
                 "or a smaller data.image_size"
             )
+        elif isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            reason = disk_full_reason(e.filename or self.paths.dir / "?")
+        elif (op_reason := _op_error_reason(e, self.stream.epoch if self.stream else 0)) is not None:
+            reason = op_reason
         else:
             first = (str(e).strip().splitlines() or [""])[0][:200]
             reason = f"{type(e).__name__}: {first} (traceback in worker.log)"
@@ -299,6 +305,10 @@ class Trainer:
                 str(self.paths.backup), save_freq="epoch", double_checkpoint=True, delete_checkpoint=False
             ),
         ]
+        from tltui.worker import faults  # test-only, inert unless TLTUI_FAULT or RUN_DIR/fault.json asks
+
+        train_ds = faults.wrap_dataset(self.paths.dir, train_ds)
+        callbacks = faults.callbacks(self.paths.dir) + callbacks
         self.phase("train", f"training for {t.epochs} epochs")
         fit_model.fit(
             train_ds,
@@ -502,6 +512,33 @@ def _is_oom(e: BaseException) -> bool:
     import tensorflow as tf
 
     return isinstance(e, tf.errors.ResourceExhaustedError | MemoryError)
+
+
+def _op_error_reason(e: BaseException, epoch: int) -> str | None:
+    """A one-line reason for a TensorFlow runtime error while training: a lost GPU, a failing input pipeline."""
+    if "tensorflow" not in sys.modules:
+        return None
+    import tensorflow as tf
+
+    if not isinstance(e, tf.errors.OpError):
+        return None
+    msg = e.message or str(e)
+    where = f" in epoch {epoch}" if epoch else ""
+    detail = _error_detail(msg)
+    if re.search(r"CUDA|cuDNN|cuBLAS|\bGPU\b|NCCL", msg):
+        return f"the GPU failed{where} ({detail}): check it with nvidia-smi, then resume the run (checkpoints kept)"
+    if "Iterator" in msg or "PyFunc" in msg or "EagerPyFunc" in msg:
+        return f"reading the training data failed{where} ({detail}): check the files of data.source, then resume the run"
+    return None
+
+
+def _error_detail(msg: str) -> str:
+    """The informative line of a TensorFlow error message (the Python exception, else the first real line)."""
+    lines = [ln.strip() for ln in msg.splitlines() if ln.strip()]
+    noise = ("Graph execution error", "Detected at node", "Traceback", "File ", "[[{{", "Stack trace", "Error in user-defined")
+    useful = [ln for ln in lines if not ln.startswith(noise)]
+    exc = [ln for ln in useful if re.match(r"^[A-Za-z_.]*(Error|Exception)\b", ln)]
+    return ((exc or useful or [msg.strip()])[-1 if exc else 0])[:200]
 
 
 def _versions() -> dict[str, str]:
