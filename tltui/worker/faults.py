@@ -1,0 +1,168 @@
+"""Test-only fault injection for the training worker (``tests/reliability/``). Inert unless asked.
+
+A fault is asked for with ``RUN_DIR/fault.json`` (``{"fault": "oom@epoch2,batch1"}``, so each
+run of one queue can have its own) or, for every run of a process, the ``TLTUI_FAULT``
+environment variable (the file wins). Nothing here runs otherwise: :func:`active` returns
+``None``, :func:`wrap_dataset` returns the dataset unchanged and :func:`callbacks` an empty list.
+
+Spec: ``KIND@WHERE`` with WHERE ``epochE[,batchB]`` (batch 1 if left out) or ``checkpoint[E]``
+(any checkpoint if E is left out)::
+
+    oom@epoch2,batch1        tf.errors.ResourceExhaustedError at that batch end
+    gpu_lost@epoch1,batch2   tf.errors.InternalError("CUDA_ERROR_LAUNCH_FAILED ...") at that batch end
+    inf@epoch1,batch1        the batch's loss becomes +inf (as a diverging run would report it)
+    dataset@epoch2,batch3    the input pipeline raises while producing that batch (from tf.data)
+    enospc@checkpoint2       the checkpoint write fails half way with OSError(ENOSPC)
+    hang@checkpoint2         the checkpoint write stops half way and waits (to be SIGKILLed);
+                             ``RUN_DIR/fault.hit`` appears when it is there
+    hang@epoch2,batch1       waits at that batch end, after touching ``RUN_DIR/fault.hit``
+
+Batches count from 1 in each epoch; epochs from 1, as in the events.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ENV = "TLTUI_FAULT"
+FILE = "fault.json"
+HIT = "fault.hit"
+KINDS = ("oom", "gpu_lost", "inf", "dataset", "enospc", "hang")
+
+_SPEC = re.compile(r"^(?P<kind>[a-z_]+)@(?:epoch(?P<epoch>\d+)(?:,batch(?P<batch>\d+))?|checkpoint(?P<ckpt>\d*))$")
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: str
+    epoch: int | None = None  # for batch faults
+    batch: int = 1
+    checkpoint: int | None = None  # for checkpoint faults; None with at_checkpoint: any
+    at_checkpoint: bool = False
+
+    def matches_batch(self, epoch: int, batch: int) -> bool:
+        return not self.at_checkpoint and self.epoch == epoch and self.batch == batch
+
+    def matches_checkpoint(self, epoch: int) -> bool:
+        return self.at_checkpoint and self.checkpoint in (None, epoch)
+
+
+def parse(spec: str) -> Fault:
+    m = _SPEC.match(spec.strip())
+    if not m or m["kind"] not in KINDS:
+        raise ValueError(f"{ENV}: cannot read {spec!r}: expected KIND@epochE[,batchB] or KIND@checkpoint[E], KIND one of {KINDS}")
+    if m["epoch"] is not None:
+        return Fault(m["kind"], epoch=int(m["epoch"]), batch=int(m["batch"] or 1))
+    return Fault(m["kind"], checkpoint=int(m["ckpt"]) if m["ckpt"] else None, at_checkpoint=True)
+
+
+def active(run_dir: Path) -> Fault | None:
+    spec = None
+    try:
+        spec = json.loads((Path(run_dir) / FILE).read_text())["fault"]
+    except (OSError, ValueError, KeyError, TypeError):
+        spec = os.environ.get(ENV) or None
+    return parse(spec) if spec else None
+
+
+def _hit(run_dir: Path) -> None:
+    (Path(run_dir) / HIT).write_text(str(os.getpid()))
+
+
+def _wait_forever() -> None:
+    while True:
+        time.sleep(3600)
+
+
+def wrap_dataset(run_dir: Path, ds: Any) -> Any:
+    """The training dataset, failing inside tf.data at the ``dataset@`` fault's batch."""
+    fault = active(run_dir)
+    if fault is None or fault.kind != "dataset" or ds is None:
+        return ds
+    import tensorflow as tf
+
+    def tick() -> bool:
+        _STATE["produced"] += 1
+        if fault.matches_batch(_STATE["epoch"], _STATE["produced"]):
+            raise OSError(errno.EIO, f"injected read error in batch {fault.batch} of epoch {fault.epoch}")
+        return True
+
+    def check(x: Any, y: Any) -> Any:
+        ok = tf.py_function(tick, [], tf.bool)
+        with tf.control_dependencies([ok]):
+            return tf.identity(x), tf.identity(y)
+
+    return ds.map(check)
+
+
+_STATE = {"epoch": 0, "produced": 0}
+
+
+def callbacks(run_dir: Path) -> list[Any]:
+    """Callbacks to put FIRST in fit's list (an ``inf`` loss must be seen by the event stream)."""
+    fault = active(run_dir)
+    if fault is None:
+        return []
+    import keras
+
+    if fault.kind in ("enospc", "hang") and fault.at_checkpoint:
+        _patch_checkpoint_save(Path(run_dir), fault)
+
+    class FaultInjector(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            _STATE["epoch"], _STATE["produced"] = epoch + 1, 0
+
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            if not fault.matches_batch(_STATE["epoch"], batch + 1):
+                return
+            import tensorflow as tf
+
+            if fault.kind == "oom":
+                raise tf.errors.ResourceExhaustedError(
+                    None, None, "OOM when allocating tensor with shape[8,16,16,32] (injected)"
+                )
+            if fault.kind == "gpu_lost":
+                raise tf.errors.InternalError(
+                    None, None, "CUDA_ERROR_LAUNCH_FAILED: unspecified launch failure (injected: GPU lost)"
+                )
+            if fault.kind == "inf" and logs is not None:
+                logs["loss"] = float("inf")
+            if fault.kind == "hang":
+                _hit(run_dir)
+                _wait_forever()
+
+    return [FaultInjector()]
+
+
+def _patch_checkpoint_save(run_dir: Path, fault: Fault) -> None:
+    """Make ``callbacks.save_atomic`` hit the fault while writing a matching checkpoint: the real
+    atomic-write code runs, with a model whose ``save`` writes half a file and then fails or hangs."""
+    from tltui.worker import callbacks as cb
+
+    real = cb.save_atomic
+
+    class HalfWritten:
+        def __init__(self, model: Any) -> None:
+            self.model = model
+
+        def save(self, tmp: Any) -> None:
+            Path(tmp).write_bytes(b"PK\x03\x04" + b"\0" * 4096)  # the start of a zip, torn
+            if fault.kind == "hang":
+                _hit(run_dir)
+                _wait_forever()
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp))
+
+    def save_atomic(model: Any, path: Path, *args: Any, **kw: Any) -> None:
+        m = re.match(r"epoch-(\d+)\.keras$", Path(path).name)
+        if m and Path(path).parent.name == "checkpoints" and fault.matches_checkpoint(int(m[1])):
+            return real(HalfWritten(model), path, *args, **kw)
+        return real(model, path, *args, **kw)
+
+    cb.save_atomic = save_atomic
