@@ -12,10 +12,11 @@ A run's worker always appends its events to ``events.jsonl`` itself; a job's
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import signal
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from tltui import protocol, supervisor
@@ -30,6 +31,7 @@ class JobStatus:
 
     alive: bool
     returncode: int | None = None
+    lost: bool = False  # the job vanished with its node/cluster: the run is ``interrupted``, not failed
 
 
 class Job(ABC):
@@ -149,7 +151,32 @@ class LocalExecutor(Executor):
         return AdoptedJob(rec.id, rec.pid, rec.pid_start, self.ws.run_paths(rec.id).events)
 
 
-EXECUTORS: dict[str, type[Executor]] = {LocalExecutor.name: LocalExecutor}
+class _Executors(Mapping[str, type[Executor]]):
+    """Executor classes by name; cluster ones (``tltui.executors.*``) are imported on first use,
+    so neither the core nor the local executor imports ray or submitit."""
+
+    def __init__(self, entries: dict[str, type[Executor] | str]) -> None:
+        self._entries = entries
+
+    def __getitem__(self, name: str) -> type[Executor]:
+        entry = self._entries[name]
+        if isinstance(entry, str):
+            module, _, attr = entry.partition(":")
+            entry = self._entries[name] = getattr(importlib.import_module(module), attr)
+        return entry
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+EXECUTORS: Mapping[str, type[Executor]] = _Executors({
+    LocalExecutor.name: LocalExecutor,
+    "ray": "tltui.executors.ray:RayExecutor",
+    "slurm": "tltui.executors.slurm:SlurmExecutor",
+})
 
 
 def signal_worker(rec: RunRecord, sig: int = signal.SIGTERM) -> bool:

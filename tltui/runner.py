@@ -290,6 +290,10 @@ class Runner:
             with contextlib.suppress(KeyError, ValueError):
                 self.sel.unregister(fd)
         self._apply(run_id, t.state, evs)
+        if t.executor.name != "local":  # a cluster run: record the node it landed on
+            host = next((ev.host for ev in reversed(evs) if isinstance(ev, Started) and ev.host), None)
+            if host:
+                self.ws.update(run_id, host=host)
 
     def _apply(self, run_id: str, state: runstate.RunState, evs: Sequence[Event]) -> None:
         last_started = last_epoch = None
@@ -327,7 +331,9 @@ class Runner:
                     t.kill_sent = True
                 continue
             self._pump(rid, t)
-            status = supervisor.record_exit(self.ws, rid, st.returncode, cancelled=t.term_sent is not None)
+            status = supervisor.record_exit(
+                self.ws, rid, st.returncode, cancelled=t.term_sent is not None, interrupted=st.lost
+            )
             fd = t.job.fileno()
             if fd is not None:
                 with contextlib.suppress(KeyError, ValueError):
@@ -398,12 +404,15 @@ class Runner:
         queue = self.ws.queue()
         if not queue:
             return
-        running = self.ws.list_runs(["running"])
+        running = [r for r in self.ws.list_runs(["running"]) if r.executor == "local"]
         usage = collections.Counter(g for r in running for g in (r.gpus or []))
         cpu_used = sum(1 for r in running if not r.gpus)
         inventory = self._gpu_now() if self.gpu_indexes else {}
         held: set[int] = set()
         for rec in queue:
+            if rec.executor != "local" and rec.executor in EXECUTORS:
+                self.start(rec, [])  # a cluster schedules its own devices: submit now, it queues the job
+                continue
             want = requested_gpus(self.ws, rec.id)
             need = (1 if self.gpu_indexes else 0) if want is None else want
             if need > len(self.gpu_indexes):
@@ -441,8 +450,8 @@ class Runner:
         )
         if claimed is None:
             return False
-        ex = self.executor(rec.executor)
         try:
+            ex = self.executor(rec.executor)
             job = ex.submit(rec.id, gpus=devices, resume=claimed.resume)
         except Exception as e:  # e.g. a bad TLTUI_WORKER_CMD or a full process table
             self.ws.update(rec.id, status="failed", reason=f"could not start the worker: {e}", finished=time.time())

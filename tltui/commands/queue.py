@@ -20,6 +20,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override a preset field (dotted key, TOML value), e.g. --set train.epochs=3",
     )
+    add.add_argument(
+        "--executor", choices=["local", "ray", "slurm"], default=None,
+        help="where the runs execute (default: [executor] default in <workspace>/settings.toml, else local)",
+    )
     add.add_argument("--no-runner", action="store_true", help="queue only; do not start the queue runner")
     add.set_defaults(func=cmd_add)
 
@@ -54,8 +58,11 @@ def cmd_add(args: argparse.Namespace) -> int:
     ws = _ws(args)
     path = common.find_preset(args.preset, ws)
     overrides = presets.parse_set(args.overrides)
+    from tltui.executors import default_executor
+
+    executor = getattr(args, "executor", None) or default_executor(ws)
     recs = queue_ops.add(
-        ws, path, overrides, start_runner=not args.no_runner,
+        ws, path, overrides, start_runner=not args.no_runner, executor=executor,
         warn=lambda w: print(f"warning: {w}", file=sys.stderr),
     )
     for r in recs:
@@ -72,10 +79,11 @@ def queue_rows(ws: Any) -> list[dict[str, Any]]:
     for r in running:
         prog = live.progress(runstate.load(ws.run_paths(r.id).events), r)
         rows.append({"position": None, "id": r.id, "name": r.name, "status": r.status, "gpus": r.gpus,
-                     "pid": r.pid, "cancel_requested": r.cancel_requested, **prog})
+                     "pid": r.pid, "cancel_requested": r.cancel_requested, "executor": r.executor,
+                     "host": r.host, **prog})
     for pos, r in enumerate(ws.queue(), 1):
         rows.append({"position": pos, "id": r.id, "name": r.name, "status": r.status, "gpus": None,
-                     "pid": None, "cancel_requested": False, "epoch": r.epoch, "epochs": r.epochs,
+                     "pid": None, "cancel_requested": False, "executor": r.executor, "host": None, "epoch": r.epoch, "epochs": r.epochs,
                      "current_epoch": None, "step": None, "steps": None, "fraction": 0.0, "live": {},
                      "best_val_acc": r.best_val_acc, "best_epoch": r.best_epoch, "eta_seconds": None,
                      "resume": r.resume})
@@ -84,7 +92,9 @@ def queue_rows(ws: Any) -> list[dict[str, Any]]:
 
 def _device(row: dict[str, Any]) -> str:
     if row["status"] != "running":
-        return "-"
+        return "-" if row.get("executor", "local") == "local" else row["executor"]
+    if row.get("executor", "local") != "local":
+        return f"{row['executor']}:{row.get('host') or '?'}"
     return ",".join(f"gpu{g}" for g in row["gpus"]) if row["gpus"] else "cpu"
 
 

@@ -1,0 +1,202 @@
+"""The Slurm executor. There is no Slurm here: jobs go through submitit's *local*
+executor (same submitit job, pickled task, requeue machinery; a local process
+instead of sbatch), with the scripted fake worker; status polling is checked
+with a fake clock."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+submitit = pytest.importorskip("submitit")
+
+from tltui import protocol, queue_ops, runstate  # noqa: E402
+from tltui.executor import EXECUTORS  # noqa: E402
+from tltui.executors.slurm import SlurmExecutor, SlurmJob  # noqa: E402
+from tltui.protocol import EpochEnd, Finished, Started  # noqa: E402
+from tltui.workspace import Workspace  # noqa: E402
+
+TIMEOUT = 60.0
+SWEEP2 = '[sweep]\n"train.seed" = [1, 2]\n'
+
+
+def wait_for(pred: Callable[[], Any], what: str, timeout: float = TIMEOUT) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def write_preset(root: Path, epochs: int = 2, extra: str = "") -> Path:
+    for c in ("cats", "dogs"):
+        (root / "data" / c).mkdir(parents=True, exist_ok=True)
+    p = root / "q.toml"
+    p.write_text(
+        f'name = "q"\n[data]\nsource = "folder:data"\nimage_size = [32, 32]\n'
+        f'[model]\nbackbone = "tiny_cnn"\nweights = "none"\n'
+        f"[train]\nepochs = {epochs}\ncheckpoint_every = 1\n{extra}"
+    )
+    return p
+
+
+def epochs_in_file(ws: Workspace, rid: str) -> list[int]:
+    return [ev.epoch for ev in protocol.read_events(ws.run_paths(rid).events) if isinstance(ev, EpochEnd)]
+
+
+def finished(ws: Workspace, *rids: str) -> bool:
+    return all(ws.get(r).status in ("completed", "failed", "cancelled", "interrupted") for r in rids)
+
+
+def script(ws: Workspace, rid: str, **cfg: Any) -> None:
+    (ws.run_paths(rid).dir / "fake.json").write_text(json.dumps(cfg))
+
+
+@pytest.fixture
+def sws(ws: Workspace, fake_worker_env: list[str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Workspace]:
+    monkeypatch.setenv("TLTUI_FAKE_EPOCH_SECONDS", "0.2")
+    monkeypatch.setenv("TLTUI_RUNNER_IDLE_TIMEOUT", "20")
+    (ws.root / "settings.toml").write_text(
+        '[slurm]\ncluster = "local"\npoll_interval = 1.0\npartition = "gpu"\ntime_limit = 30\n'
+    )
+    yield ws
+    queue_ops.stop_runner(ws)
+    for r in ws.list_runs(["running"]):
+        pid = runstate.load(ws.run_paths(r.id).events).pid
+        if pid:
+            with _quiet():
+                os.kill(pid, signal.SIGKILL)
+
+
+class _quiet:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> bool:
+        return exc[0] is not None and issubclass(exc[0], ProcessLookupError)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------- without jobs
+
+
+def test_registered_lazily_and_settings_become_sbatch_parameters(ws: Workspace, tmp_path: Path) -> None:
+    assert "slurm" in EXECUTORS and EXECUTORS["slurm"] is SlurmExecutor
+    (ws.root / "settings.toml").write_text(
+        '[slurm]\npartition = "gpu"\ntime_limit = 90\ngpus = 1\naccount = "lab"\n'
+        'setup = ["module load cuda"]\n[slurm.additional]\nexclusive = true\n'
+    )
+    rid = queue_ops.add(ws, write_preset(tmp_path, extra="gpus = 2\n"), start_runner=False, executor="slurm")[0].id
+    ex = SlurmExecutor(ws)
+    p = ex.parameters(rid)
+    assert p["slurm_partition"] == "gpu" and p["timeout_min"] == 90 and p["gpus_per_node"] == 2
+    assert p["slurm_account"] == "lab" and p["slurm_setup"] == ["module load cuda"]
+    assert p["slurm_additional_parameters"] == {"exclusive": True}
+    # submitit accepts them all (it rejects unknown names)
+    auto = submitit.AutoExecutor(folder=tmp_path / "sub", cluster="local")
+    auto.update_parameters(**p)
+
+
+class _StubJob:
+    job_id = "4242"
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.value = "RUNNING"
+
+    @property
+    def state(self) -> str:
+        self.calls += 1
+        return self.value
+
+    def exception(self) -> None:
+        return None
+
+
+def test_status_polled_at_most_every_poll_interval(ws: Workspace, tmp_path: Path) -> None:
+    (ws.root / "settings.toml").write_text("[slurm]\npoll_interval = 30\n")
+    rid = queue_ops.add(ws, write_preset(tmp_path), start_runner=False, executor="slurm")[0].id
+    now = [1000.0]
+    stub = _StubJob()
+    job = SlurmJob(SlurmExecutor(ws), rid, stub, clock=lambda: now[0])
+    for _ in range(50):  # a runner ticks every 0.2 s
+        assert job.status().alive
+        now[0] += 0.5
+    assert stub.calls == 1  # 25 s: one squeue/sacct
+    now[0] += 5.0
+    job.status()
+    assert stub.calls == 2
+    # once the worker said it finished, the end is picked up within a second
+    with open(ws.run_paths(rid).events, "a") as f:
+        f.write(protocol.encode(Finished(time.time(), status="completed", epochs_done=2)))
+    assert job.events()
+    stub.value = "COMPLETED"
+    now[0] += 1.0
+    st = job.status()
+    assert not st.alive and st.returncode == 0 and not st.lost and stub.calls == 3
+    # a node failure without a finished event is lost (the run becomes interrupted)
+    job2 = SlurmJob(SlurmExecutor(ws), rid, _StubJob(), clock=lambda: now[0])
+    job2.job.value = "NODE_FAIL"
+    st2 = job2.status()
+    assert not st2.alive and st2.lost
+
+
+# ---------------------------------------------------------------------------- submitit local jobs
+
+
+def test_sweep_runs_as_submitit_jobs(sws: Workspace, tmp_path: Path) -> None:
+    ws = sws
+    ids = [r.id for r in queue_ops.add(ws, write_preset(tmp_path, epochs=3, extra=SWEEP2), executor="slurm")]
+    wait_for(lambda: finished(ws, *ids), "both runs")
+    for rid in ids:
+        rec = ws.get(rid)
+        assert rec.status == "completed", rec.reason
+        assert rec.executor == "slurm" and rec.epoch == 3
+        assert epochs_in_file(ws, rid) == [1, 2, 3]
+        info = json.loads((ws.run_paths(rid).dir / "slurm_job.json").read_text())
+        assert info["cluster"] == "local" and info["job_id"]
+        assert "slurm job" in ws.run_paths(rid).log.read_text()
+
+
+def test_cancel_and_killed_worker_then_resume(sws: Workspace, tmp_path: Path) -> None:
+    ws = sws
+    a, b = (r.id for r in queue_ops.add(ws, write_preset(tmp_path, epochs=5, extra=SWEEP2), executor="slurm"))
+    script(ws, a, epoch_seconds=1.0)
+    script(ws, b, epoch_seconds=1.0)
+    wait_for(lambda: ws.get(a).epoch >= 1 and ws.get(b).epoch >= 2, "epochs")
+    queue_ops.cancel(ws, a)
+    pid = runstate.load(ws.run_paths(b).events).pid
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: finished(ws, a, b), "cancel and crash recorded")
+    assert ws.get(a).status == "cancelled"
+    assert ws.get(b).status == "failed", ws.get(b).reason
+    queue_ops.resume(ws, b)
+    wait_for(lambda: ws.get(b).status == "completed", "the resumed run")
+    assert sorted(set(epochs_in_file(ws, b))) == [1, 2, 3, 4, 5]
+    starts = [ev for ev in protocol.read_events(ws.run_paths(b).events) if isinstance(ev, Started)]
+    assert starts[-1].initial_epoch >= 2
+
+
+def test_preemption_requeues_with_resume(sws: Workspace, tmp_path: Path) -> None:
+    """submitit's preemption signal (USR2) on the job: the task stops the worker and
+    requeues itself with --resume; the run goes on from its last epoch."""
+    ws = sws
+    rid = queue_ops.add(ws, write_preset(tmp_path, epochs=4), start_runner=False, executor="slurm")[0].id
+    script(ws, rid, epoch_seconds=1.0)
+    job = SlurmExecutor(ws).submit(rid, gpus=[], resume=False)
+    assert isinstance(job, SlurmJob)
+    wait_for(lambda: epochs_in_file(ws, rid)[:2] == [1, 2], "epoch 2")
+    job.job._interrupt()
+    wait_for(lambda: sum(isinstance(e, Started) for e in protocol.read_events(ws.run_paths(rid).events)) == 2
+             and 4 in epochs_in_file(ws, rid), "the requeued worker to finish")
+    starts = [e for e in protocol.read_events(ws.run_paths(rid).events) if isinstance(e, Started)]
+    assert starts[1].initial_epoch >= 2
+    assert sorted(set(epochs_in_file(ws, rid))) == [1, 2, 3, 4]
