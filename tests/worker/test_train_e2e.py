@@ -61,7 +61,7 @@ def wait_for(ws: Workspace, wp: supervisor.WorkerProc, state: runstate.RunState,
 
 
 def test_kill_9_after_epoch_2_then_resume_gives_4_distinct_epochs(ws: Workspace, shapes: Path) -> None:
-    preset = tiny_preset(f"folder:{shapes}", **{"train.epochs": 4, "train.steps_per_epoch": 150})
+    preset = tiny_preset(f"folder:{shapes}", **{"train.epochs": 4, "train.steps_per_epoch": 80})
     (rec,) = ws.create_runs([("tiny", presets.dumps(preset), {})], preset_name="tiny", queued=False)
     wp = supervisor.spawn_worker(ws, rec.id)
     supervisor.record_started(ws, rec.id, wp.pid)
