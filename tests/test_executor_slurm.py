@@ -194,7 +194,11 @@ def test_preemption_requeues_with_resume(sws: Workspace, tmp_path: Path) -> None
     job = SlurmExecutor(ws).submit(rid, gpus=[], resume=False)
     assert isinstance(job, SlurmJob)
     wait_for(lambda: epochs_in_file(ws, rid)[:2] == [1, 2], "epoch 2")
-    job.job._interrupt()
+    # what Slurm does before preempting: USR2 to the job's processes (here the submitit task
+    # process, the fake worker's parent; submitit's handler calls WorkerTask.checkpoint)
+    worker = runstate.load(ws.run_paths(rid).events).pid
+    task_pid = int(Path(f"/proc/{worker}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    os.kill(task_pid, signal.SIGUSR2)
     wait_for(lambda: sum(isinstance(e, Started) for e in protocol.read_events(ws.run_paths(rid).events)) == 2
              and 4 in epochs_in_file(ws, rid), "the requeued worker to finish")
     starts = [e for e in protocol.read_events(ws.run_paths(rid).events) if isinstance(e, Started)]

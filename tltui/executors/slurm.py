@@ -87,8 +87,10 @@ class WorkerTask:
         proc = self._proc
         if proc is not None and proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=60)
+            # not proc.wait(): the interrupted __call__ holds the Popen's wait lock; a zombie counts as gone
+            deadline = time.monotonic() + 60
+            while supervisor.is_alive(proc.pid, None) and time.monotonic() < deadline:
+                time.sleep(0.1)
         submitit = _submitit()
         return submitit.helpers.DelayedSubmission(WorkerTask(self.cmd, self.run_dir, resume=True))
 
