@@ -275,3 +275,31 @@ def test_job_the_cluster_lost_is_interrupted_and_resumes(rws: Workspace, tmp_pat
     wait_for(lambda: finished(ws, rid), "the resumed run")
     assert ws.get(rid).status == "completed", ws.get(rid).reason
     assert sorted(set(epochs_in_file(ws, rid))) == [1, 2, 3]
+
+
+@pytest.mark.e2e
+def test_real_worker_sweep_on_ray_via_cli(rws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`tltui queue add --executor ray` with the real TensorFlow worker on a tiny generated folder."""
+    from tltui import demo
+
+    ws = rws
+    monkeypatch.delenv("TLTUI_WORKER_CMD", raising=False)
+    demo.generate(tmp_path / "data", per_class=16, size=32, shapes=("circle", "square"))
+    preset = tmp_path / "sweep.toml"
+    preset.write_text(
+        'name = "e2e"\n[data]\nsource = "folder:data"\nimage_size = [32, 32]\nbatch_size = 8\naugment = false\n'
+        '[model]\nbackbone = "tiny_cnn"\nweights = "none"\n[freeze]\ndepth = 0\n'
+        '[train]\nepochs = 2\ncheckpoint_every = 1\n[sweep]\n"train.seed" = [1, 2]\n'
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "tltui", "--workspace", str(ws.root), "queue", "add", str(preset), "--executor", "ray"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    ids = out.stdout.split()
+    assert len(ids) == 2 and all(ws.get(r).executor == "ray" for r in ids)
+    wait_for(lambda: finished(ws, *ids), "both real runs on Ray", timeout=400)
+    for rid in ids:
+        rec = ws.get(rid)
+        assert rec.status == "completed", rec.reason
+        assert epochs_in_file(ws, rid) == [1, 2] and rec.best_val_acc is not None

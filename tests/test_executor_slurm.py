@@ -204,3 +204,47 @@ def test_preemption_requeues_with_resume(sws: Workspace, tmp_path: Path) -> None
     starts = [e for e in protocol.read_events(ws.run_paths(rid).events) if isinstance(e, Started)]
     assert starts[1].initial_epoch >= 2
     assert sorted(set(epochs_in_file(ws, rid))) == [1, 2, 3, 4]
+
+
+def test_core_never_imports_cluster_engines() -> None:
+    """The core, the local executor and even the cluster executor modules import ray/submitit lazily."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, tltui.executor, tltui.runner, tltui.queue_ops, tltui.commands.queue, tltui.event_relay, "
+        "tltui.executors.ray, tltui.executors.slurm\n"
+        "from tltui.executor import EXECUTORS\n"
+        "assert sorted(EXECUTORS) == ['local', 'ray', 'slurm']\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('ray', 'submitit', 'tensorflow', 'keras')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_cli_executor_flag_and_workspace_default(ws: Workspace, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    preset = write_preset(tmp_path)
+
+    def add(*extra: str) -> list[str]:
+        out = subprocess.run(
+            [sys.executable, "-m", "tltui", "--workspace", str(ws.root), "queue", "add", str(preset),
+             "--no-runner", *extra], capture_output=True, text=True, timeout=60,
+        )
+        assert out.returncode == 0, out.stderr
+        return out.stdout.split()
+
+    assert ws.get(add()[0]).executor == "local"
+    (ws.root / "settings.toml").write_text('[executor]\ndefault = "slurm"\n')
+    assert ws.get(add()[0]).executor == "slurm"
+    assert ws.get(add("--executor", "ray")[0]).executor == "ray"
+    (ws.root / "settings.toml").write_text('[executor]\ndefault = "kubernetes"\n')
+    out = subprocess.run(
+        [sys.executable, "-m", "tltui", "--workspace", str(ws.root), "queue", "add", str(preset), "--no-runner"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode != 0 and "settings.toml" in out.stderr and "kubernetes" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
