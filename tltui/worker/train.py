@@ -222,7 +222,10 @@ class Trainer:
         if not self.resume:
             shutil.rmtree(self.paths.backup, ignore_errors=True)
             return 0
-        epoch = repair_backup(self.paths.backup)
+        from tltui import runstate
+
+        recorded = runstate.load(self.paths.events).epochs_done
+        epoch = repair_backup(self.paths.backup, max_epoch=recorded)
         if epoch is None:
             self.emit_log("warning", f"no usable backup in {self.paths.backup}: starting from epoch 1")
             return 0
@@ -299,12 +302,16 @@ class Trainer:
                 monitor="val_acc", mode="max", patience=t.early_stopping_patience, restore_best_weights=True
             )
             callbacks.append(early)
-        callbacks += [
-            keras.callbacks.TensorBoard(log_dir=str(self.paths.tensorboard), write_graph=False),
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(self.paths.tensorboard), write_graph=False))
+        # The backup goes FIRST: an epoch's `epoch_end` event (and its checkpoint) follow its backup, so a
+        # kill in between never makes a resume train a recorded epoch again; a backup that is ahead of
+        # the events (killed right after it) is rolled back by _prepare_backup.
+        callbacks.insert(
+            0,
             keras.callbacks.BackupAndRestore(
                 str(self.paths.backup), save_freq="epoch", double_checkpoint=True, delete_checkpoint=False
             ),
-        ]
+        )
         from tltui.worker import faults  # test-only, inert unless TLTUI_FAULT or RUN_DIR/fault.json asks
 
         train_ds = faults.wrap_dataset(self.paths.dir, train_ds)
@@ -358,17 +365,20 @@ BACKUP_WEIGHTS = "latest.weights.h5"
 BACKUP_META = "training_metadata.json"
 
 
-def repair_backup(backup: Path) -> int | None:
+def repair_backup(backup: Path, max_epoch: int | None = None) -> int | None:
     """Make ``backup`` loadable and return the epoch it holds, or ``None`` (and clear it).
 
     Keras writes the backup in place, so a kill -9 mid-write leaves a truncated
     weights file or metadata; then the previous copy (``double_checkpoint``) is used.
+    ``max_epoch`` (the last epoch ``events.jsonl`` records): a backup saved after a
+    later epoch, whose end event the kill prevented, is skipped for the previous copy,
+    so the resumed history has no hole.
     """
     pairs = [(backup / BACKUP_WEIGHTS, backup / BACKUP_META)]
     pairs.append((backup / f"{BACKUP_WEIGHTS}.bkp", backup / f"{BACKUP_META}.bkp"))
     for i, (weights, meta) in enumerate(pairs):
         epoch = _meta_epoch(meta)
-        if epoch is None or not _h5_readable(weights):
+        if epoch is None or (max_epoch is not None and epoch > max_epoch) or not _h5_readable(weights):
             continue
         if i > 0:
             shutil.copyfile(weights, pairs[0][0])
