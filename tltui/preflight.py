@@ -109,6 +109,11 @@ def recipe_warnings(preset: Preset) -> list[str]:
             "weights = \"none\" with a frozen backbone: the head trains on random features; "
             "use weights = \"imagenet\" or freeze.depth = 0"
         )
+    if m.weights == "none" and f.batchnorm == "frozen" and not catalog.is_hub(m.backbone):
+        out.append(
+            "weights = \"none\" with freeze.batchnorm = \"frozen\": BatchNorm keeps its initial statistics "
+            "(mean 0, variance 1) and a network trained from scratch barely learns; set freeze.batchnorm = \"trainable\""
+        )
     if f.batchnorm == "trainable" and frozen_some and m.weights != "none":
         out.append(
             "freeze.batchnorm = \"trainable\" while the backbone is frozen: BatchNorm statistics drift "
