@@ -351,7 +351,11 @@ class Runner:
                 continue
             if rec.owner_pid != self.me and supervisor.is_alive(rec.owner_pid, rec.owner_start):
                 continue  # a live `tltui run` (or another supervisor) watches it
-            ex = self.executor(rec.executor if rec.executor in EXECUTORS else "local")
+            try:
+                ex = self.executor(rec.executor if rec.executor in EXECUTORS else "local")
+            except Exception as e:  # e.g. a broken [ray] table: keep supervising the other runs
+                log.warning("%s: cannot watch its %s job: %s", rec.id, rec.executor, e)
+                continue
             rec = self._with_worker_pid(rec)
             job = ex.adopt(rec)
             claimed = self.ws.update(rec.id, expect=["running"], owner_pid=self.me, owner_start=self.me_start)

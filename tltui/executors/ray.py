@@ -90,6 +90,7 @@ class RayJob(Job):
         for fd in (self._r, self._w):
             os.set_blocking(fd, False)
         self._stop = threading.Event()
+        self._closed = False
         self._final: JobStatus | None = None
         self._cached = JobStatus(alive=True)
         self._last_poll = float("-inf")
@@ -122,15 +123,17 @@ class RayJob(Job):
 
     def _feed(self, chunk: str, *, final: bool = False) -> None:
         with self._lock:
+            if self._closed:  # a later runner re-attaches and relays the rest
+                return
             text = self._partial + chunk
             lines = text.split("\n")
             self._partial = "" if final else lines.pop()
             woke = False
             for line in lines:
                 woke |= self._line(line.rstrip("\r"))
-        if woke:
-            with contextlib.suppress(OSError):
-                os.write(self._w, b"x")
+            if woke:  # under the lock: close() cannot hand this fd number to another file meanwhile
+                with contextlib.suppress(OSError):
+                    os.write(self._w, b"x")
 
     def _line(self, line: str) -> bool:
         kind, payload = event_relay.parse_line(line)
@@ -159,13 +162,14 @@ class RayJob(Job):
     # ------------------------------------------------------------ Job
 
     def fileno(self) -> int | None:
-        return None if self._final is not None else self._r
+        return None if self._final is not None or self._closed else self._r
 
     def events(self) -> list[Event]:
-        with contextlib.suppress(OSError):
-            while os.read(self._r, 4096):
-                pass
         with self._lock:
+            if not self._closed:
+                with contextlib.suppress(OSError):
+                    while os.read(self._r, 4096):
+                        pass
             out, self._events = self._events, []
         return out
 
@@ -238,9 +242,13 @@ class RayJob(Job):
 
     def close(self) -> None:
         self._stop.set()
-        for fd in (self._r, self._w):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for fd in (self._r, self._w):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
 
 class RayExecutor(Executor):
