@@ -20,6 +20,22 @@ from tltui.workspace import WorkspaceError
 #: Modules under tltui.commands, in the order ``--help`` lists them.
 COMMANDS = ("tui", "check", "run", "queue", "runs", "control", "freeze_map", "predict", "hub", "demo")
 
+#: Which module defines each top-level command, so a command imports only its own module.
+COMMAND_MODULES = {
+    "tui": "tui",
+    "check": "check",
+    "run": "run",
+    "queue": "queue",
+    "runs": "runs",
+    "cancel": "control",
+    "resume": "control",
+    "freeze-map": "freeze_map",
+    "predict": "predict",
+    "hub": "hub",
+    "demo": "demo",
+    "demo-data": "demo",
+}
+
 EXIT_USAGE = 2
 
 
@@ -32,7 +48,22 @@ class CommandError(Exception):
     """A user error a command reports as one line (exit 2)."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _chosen_module(argv: Sequence[str]) -> str | None:
+    """The command module named on the command line (``None``: unknown, so load them all)."""
+    it = iter(argv)
+    for arg in it:
+        if arg == "--workspace":
+            next(it, None)
+        elif arg.startswith("-"):
+            if arg in ("-h", "--help", "--version"):
+                return None
+        else:
+            return COMMAND_MODULES.get(arg)
+    return "tui"
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The CLI parser; given ``argv``, only the chosen command's module is imported (fast start)."""
     parser = _Parser(
         prog="tltui",
         description="Terminal experiment manager for transfer learning with TensorFlow/Keras. "
@@ -45,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="workspace folder (default: $TLTUI_HOME, else the user data dir)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in COMMANDS:
+    chosen = _chosen_module(argv) if argv is not None else None
+    for name in COMMANDS if chosen is None else (chosen,):
         try:
             mod = importlib.import_module(f"tltui.commands.{name}")
         except ModuleNotFoundError as e:
@@ -58,10 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.umask(0o077)  # runs, logs and the registry are readable by their owner only
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if args.command is None:
-        args = parser.parse_args([*(argv or sys.argv[1:]), "tui"])
+        args = parser.parse_args([*argv, "tui"])
     try:
         return int(args.func(args) or 0)
     except PresetError as e:

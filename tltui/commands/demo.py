@@ -7,7 +7,6 @@ import shutil
 import sys
 from pathlib import Path
 
-from tltui import demo, preflight, presets
 from tltui.commands import common
 from tltui.errors import PresetError
 from tltui.workspace import Workspace
@@ -20,19 +19,24 @@ PHOTOS_DIR = Path("demo-data") / "photos"
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo-data", help="generate the synthetic shapes dataset (no download)")
     p.add_argument("dir", nargs="?", type=Path, help=f"where to write it (default: the shipped presets' {DATA_DIR})")
-    p.add_argument("--per-class", type=int, default=demo.DEFAULT_PER_CLASS, help="images per class")
-    p.add_argument("--size", type=int, default=demo.DEFAULT_SIZE, help="image side in pixels")
+    p.add_argument("--per-class", type=int, default=300, help="images per class (default 300)")
+    p.add_argument("--size", type=int, default=48, help="image side in pixels (default 48)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="regenerate even if it exists")
     p.set_defaults(func=cmd_demo_data)
 
-    p = sub.add_parser("demo", help="generate the demo data if needed, then train the demo preset")
+    p = sub.add_parser(
+        "demo", help="generate the demo data if needed, then open the app with the demo preset ready to queue"
+    )
     common.add_set(p)
-    p.add_argument("--plain", action="store_true", help="one line per epoch, no live progress bars")
+    p.add_argument("--headless", action="store_true", help="train the demo preset in the foreground instead")
+    p.add_argument("--plain", action="store_true", help="with --headless: one line per epoch, no live progress bars")
     p.set_defaults(func=cmd_demo)
 
 
 def cmd_demo_data(args: argparse.Namespace) -> int:
+    from tltui import demo
+
     root = args.dir or common.shipped_presets_dir() / DATA_DIR
     if args.per_class < 1 or args.size < 8:
         print("error: --per-class must be >= 1 and --size >= 8", file=sys.stderr)
@@ -53,6 +57,8 @@ def ensure_demo(ws: Workspace) -> Path:
     Data goes next to the shipped preset; when that folder is read-only (an installed
     package), the preset is copied into the workspace's presets and the data goes there.
     """
+    from tltui import demo
+
     shipped = common.shipped_presets_dir() / DEMO_PRESET
     for base in (shipped.parent, ws.presets_dir):
         data = base / DATA_DIR
@@ -71,10 +77,19 @@ def ensure_demo(ws: Workspace) -> Path:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from tltui.commands.run import run_preset
-
     ws = common.workspace(args)
     path = ensure_demo(ws)
+    if not args.headless:
+        if args.overrides:
+            print("error: --set needs --headless (edit the preset in the app instead)", file=sys.stderr)
+            return 2
+        from tltui.tui.app import run_app
+
+        run_app(ws, open_preset=path)
+        return 0
+    from tltui import preflight, presets
+    from tltui.commands.run import run_preset
+
     preset = presets.load(path, presets.parse_set(args.overrides))
     report = preflight.check(preset, str(path), ws)
     if report.errors:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tltui import preflight, presets, runstate, supervisor
+from tltui import runstate, supervisor
 from tltui.commands import common
 from tltui.errors import PresetError
 from tltui.protocol import Batch, Checkpoint, EpochEnd, Event, Finished, Log, ModelInfo, Phase, Started
@@ -40,6 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from tltui import preflight
+
     ws = common.workspace(args)
     path, preset = common.load_preset(args, ws)
     report = preflight.check(preset, str(path), ws)
@@ -51,9 +53,11 @@ def main(args: argparse.Namespace) -> int:
 
 
 def run_preset(
-    ws: Workspace, preset: presets.Preset, *, plain: bool = True, display: Display | None = None
+    ws: Workspace, preset: Any, *, plain: bool = True, display: Display | None = None
 ) -> int:
     """Record the preset's runs and train them in order; the exit code of ``tltui run``."""
+    from tltui import presets
+
     specs = presets.expand(preset)
     recs = ws.create_runs(
         [(s.name, presets.dumps(s.preset), s.overrides) for s in specs],
