@@ -25,12 +25,23 @@ def ignore_sigpipe() -> None:
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
 
 
+def _end_torn_line(f: object) -> None:
+    """A previous worker killed mid-line left the file without its last newline: end that line, so
+    the torn part stays one unreadable line (readers skip it) instead of swallowing our first event."""
+    with contextlib.suppress(OSError), open(f.name, "rb") as r:  # type: ignore[attr-defined]
+        size = os.fstat(r.fileno()).st_size
+        if size and os.pread(r.fileno(), 1, size - 1) != b"\n":
+            f.write(b"\n")  # type: ignore[attr-defined]
+            f.flush()  # type: ignore[attr-defined]
+
+
 class EventWriter:
     """Writes events to ``RUN_DIR/events.jsonl`` and, while it works, to ``events_fd``."""
 
     def __init__(self, run_dir: str | os.PathLike[str], events_fd: int | None = None) -> None:
         self.path = RunPaths(Path(run_dir)).events
         self._file = open(self.path, "ab")  # noqa: SIM115 - lives as long as the writer
+        _end_torn_line(self._file)
         self._fd = events_fd
         if self._fd is not None:
             with contextlib.suppress(OSError):
