@@ -190,6 +190,12 @@ class EventTail:
         return out
 
 
+    @property
+    def pending(self) -> bool:
+        """A trailing line without its newline is held back (still being written, or torn)."""
+        return bool(self._partial.strip())
+
+
 def read_events(path: str | os.PathLike[str]) -> list[Event]:
     """All well-formed events of a file (a torn last line is ignored)."""
     return EventTail(path).read_new()

@@ -47,6 +47,7 @@ class RunState:
     host: str = ""
     pid: int | None = None
     events_seen: int = 0
+    skipped_lines: int = 0  # set by load(): unreadable lines (a torn write, foreign text), skipped
 
     def apply(self, ev: Event) -> None:
         self.events_seen += 1
@@ -142,6 +143,8 @@ class RunState:
 def load(path: str | Path) -> RunState:
     """Fold a whole ``events.jsonl`` (missing file: an empty state)."""
     st = RunState()
-    for ev in protocol.read_events(path):
+    tail = protocol.EventTail(path)
+    for ev in tail.read_new():
         st.apply(ev)
+    st.skipped_lines = tail.torn + (1 if tail.pending else 0)
     return st

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from typing import Any
 
@@ -114,6 +115,13 @@ def cmd_show(args: argparse.Namespace) -> int:
     ws = common.workspace(args)
     rec = ws.get(args.run_id)
     d = run_details(ws, rec)
+    skipped = runstate.load(ws.run_paths(rec.id).events).skipped_lines if rec.status != "running" else 0
+    if skipped:  # once per command, on stderr: the history above it is still right
+        print(
+            f"warning: {ws.run_paths(rec.id).events}: skipped {skipped} unreadable line(s) "
+            "(a write cut short by a crash)",
+            file=sys.stderr,
+        )
     if args.json:
         common.print_json(d)
         return 0
