@@ -57,7 +57,7 @@ def run(tiny: bool = False, rounds: int | None = None, epochs: int | None = None
     epochs = epochs or (3 if tiny else 6)
     with tempfile.TemporaryDirectory(prefix="tltui-bench-fc-") as tmp:
         data = demo_data(Path(tmp))
-        base = [f"train.epochs={epochs}", 'freeze.depth="all"', "data.augment=false", "train.checkpoint_every=0",
+        base = [f"train.epochs={epochs}", 'freeze.depth="all"', 'freeze.batchnorm="frozen"', "data.augment=false", "train.checkpoint_every=0",
                 f'data.source="folder:{data}"', "model.dropout=0.0"]
         if tiny:
             base += ['model.backbone="tiny_cnn"', "data.train_limit=64", "data.val_limit=32", "data.image_size=[32, 32]"]
