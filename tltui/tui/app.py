@@ -24,7 +24,7 @@ from textual.screen import Screen
 from textual.widgets import Footer
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from tltui.presets import PresetError
+from tltui.errors import PresetError
 from tltui.tui.data import Clock, RunStore, load_summary
 from tltui.tui.screens.compare import CompareScreen
 from tltui.tui.screens.dialogs import ConfirmDialog, PresetPicker, discover_presets
@@ -346,4 +346,8 @@ def _delete(ws: Workspace, ids: list[str]) -> str:
 
 def run_app(ws: Workspace, *, open_preset: str | Path | None = None) -> None:
     """Open the app on ``ws``; with ``open_preset``, start on the queue dialog with that preset."""
-    TltuiApp(ws, open_preset=open_preset).run()
+    from tltui.tui.signals import close_on_signals
+
+    app = TltuiApp(ws, open_preset=open_preset)
+    close_on_signals(app)  # SIGTERM / SIGHUP: close cleanly (terminal restored), runs unaffected
+    app.run()

@@ -13,7 +13,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Label, OptionList
 from textual.widgets.option_list import Option
 
-from tltui import presets
+from tltui.errors import PresetError
+
 
 
 class ConfirmDialog(ModalScreen[bool]):
@@ -60,13 +61,15 @@ class PresetChoice:
 
 def discover_presets(dirs: list[tuple[str, Path]]) -> list[PresetChoice]:
     """Every ``*.toml`` in the given folders, validated (an invalid one carries its first error)."""
+    from tltui import presets
+
     out = []
     for origin, folder in dirs:
         for path in sorted(folder.glob("*.toml")) if folder.is_dir() else []:
             try:
                 p = presets.load(path)
                 out.append(PresetChoice(path, origin, p.name, p.description, len(presets.expand(p))))
-            except presets.PresetError as e:
+            except PresetError as e:
                 first = str(e.issues[0]) if e.issues else "invalid preset"
                 out.append(PresetChoice(path, origin, path.stem, "", 0, error=first))
     return out

@@ -15,7 +15,7 @@ from textual.containers import Grid, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Log, Static, TabbedContent, TabPane
 
-from tltui import presets
+from tltui.errors import PresetError
 from tltui.tui import curves
 from tltui.tui import formatting as fmt
 from tltui.tui.data import RunSnapshot
@@ -29,9 +29,11 @@ FAILURE_LOG_LINES = 8
 
 def preset_summary(text: str) -> str:
     """One line: backbone, data, freeze policy, optimizer, batch, image size."""
+    from tltui import presets
+
     try:
         p = presets.loads(text)
-    except presets.PresetError:
+    except PresetError:
         return "preset: (does not validate; see the Preset tab)"
     depth = p.freeze.depth
     return (
