@@ -129,8 +129,8 @@ def queued_run(ws: Workspace, tmp_path: Path, fake_worker_env: list[str], monkey
             os.killpg(r.pid, signal.SIGKILL)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
-def test_a_signal_closes_the_app_cleanly_and_the_run_goes_on(queued_run, sig: signal.Signals) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGKILL], ids=["SIGTERM", "SIGHUP", "SIGKILL"])
+def test_a_signal_closes_the_app_and_the_run_goes_on(queued_run, sig: signal.Signals) -> None:
     ws, rid = queued_run
     term = Terminal(ws.root)
     try:
@@ -147,7 +147,7 @@ def test_a_signal_closes_the_app_cleanly_and_the_run_goes_on(queued_run, sig: si
             assert b"Traceback" not in term.out
     finally:
         term.close()
-    assert rc == 0
+    assert rc == (-signal.SIGKILL if sig == signal.SIGKILL else 0)
     wait_for(lambda: ws.get(rid).status != "running", "the run to finish", timeout=60)
     assert ws.get(rid).status == "completed" and ws.get(rid).epoch == 6
 
