@@ -137,6 +137,10 @@ class PeriodicCheckpoint(keras.callbacks.Callback):
         # The model to save when fit trains another one that shares its layers (the feature cache's head).
         self.export_model = export_model
 
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        # a worker killed mid-save leaves its hidden temporary file behind: never list it as a checkpoint
+        remove_stale_temps(self.directory, self.directory.parent)
+
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         done = epoch + 1
         if self.every <= 0 or done % self.every:
@@ -145,6 +149,14 @@ class PeriodicCheckpoint(keras.callbacks.Callback):
         path = self.directory / f"epoch-{done:04d}.keras"
         save_atomic(self.export_model or self.model, path)
         self.writer.emit(Checkpoint(t=time.time(), epoch=done, path=str(path)))
+
+
+def remove_stale_temps(*directories: Path) -> None:
+    """Delete the ``.NAME.PID.tmp.keras`` files :func:`save_atomic` leaves when its process is killed."""
+    for d in directories:
+        for tmp in Path(d).glob(".*.tmp.keras"):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
 
 def save_atomic(model: keras.Model, path: Path) -> None:
