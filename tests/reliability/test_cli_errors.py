@@ -40,7 +40,7 @@ def run_cli(argv: list[str]) -> int:
 def test_misuse_is_one_line_and_a_nonzero_exit(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     rc = run_cli(argv)
     out, err = capsys.readouterr()
-    assert rc != 0
+    assert rc == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
     assert message in lines[0]

@@ -2,7 +2,7 @@
 and the workspace is readable by its owner only.
 
 (``.keras`` files with a Lambda layer are refused by the predict worker:
-``tests/worker/test_predict_e2e.py::test_lambda_model_is_refused...``.)
+``tests/worker/test_predict_e2e.py::test_model_with_a_lambda_layer_is_refused``.)
 """
 
 from __future__ import annotations
