@@ -47,14 +47,19 @@ def ray_cluster() -> Iterator[str]:
     """A one-node Ray head on loopback (2 CPUs, small object store), with the job server; killed after."""
     ray_bin = Path(sys.executable).with_name("ray")
     tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # Ray's socket paths must stay short
-    gcs, dash = _free_port(), _free_port()
+    # every fixed-port component on a free port: two clusters on one box (parallel test runs)
+    # otherwise fight over the agent's default ports and jobs get "No available agent"
+    gcs, dash, *more = (_free_port() for _ in range(9))
+    others = [f"--{name}={port}" for name, port in zip(
+        ("ray-client-server-port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+         "metrics-export-port", "runtime-env-agent-port", "node-manager-port", "object-manager-port"), more)]
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_DISABLE_IMPORT_WARNING": "1"}
     with open(Path(tmp) / "head.log", "wb") as out:
         proc = subprocess.Popen(
             [str(ray_bin), "start", "--head", "--block", "--num-cpus=2", "--num-gpus=0",
              f"--port={gcs}", "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
              f"--dashboard-port={dash}", "--include-dashboard=true", "--object-store-memory=80000000",
-             f"--temp-dir={tmp}", "--disable-usage-stats"],
+             f"--temp-dir={tmp}", "--disable-usage-stats", *others],
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env,
         )
     address = f"http://127.0.0.1:{dash}"
