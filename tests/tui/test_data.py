@@ -156,3 +156,13 @@ def test_registry_is_reread_only_after_another_connection_commits(scripted):
     assert store.refresh() == {ids["queued"]}
     assert store.record(ids["queued"]).status == "cancelled"
     assert store.refresh(force=True) == set()
+
+
+def test_cluster_runs_show_where_they_execute(scripted):
+    ws, ids = scripted
+    ws.update(ids["completed"], executor="ray", host="node7", gpus=[0])
+    ws.update(ids["queued"], executor="slurm")
+    store, _ = store_for(scripted)
+    rows = {r.id: r for r in store.rows()}
+    assert rows[ids["completed"]].gpus == "ray:node7/0"
+    assert rows[ids["queued"]].gpus == "-"  # not placed yet

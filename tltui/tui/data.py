@@ -266,6 +266,10 @@ class RunStore:
             gpus = "cpu"
         else:
             gpus = "-"
+        if rec.executor != "local" and rec.status in ("running", "completed", "failed", "interrupted", "cancelled"):
+            # where a cluster run executes: "ray:node7/0" (executor, host, devices)
+            where = f"{rec.executor}:{rec.host or '?'}"
+            gpus = where if gpus in ("-", "cpu") else f"{where}/{gpus}"
         return RunRow(
             id=rec.id, name=rec.name, status=rec.status, preset_name=rec.preset_name,
             epoch=epoch or 0, epochs=epochs, progress=progress, val_acc=val_acc,
