@@ -52,8 +52,8 @@ def test_add_refuses_a_bad_preset_before_recording_anything(ws: Workspace, tmp_p
     (tmp_path / "data" / "dogs").rmdir()
     with pytest.raises(PresetError, match="no class subfolders"):
         queue_ops.add(ws, p, {}, start_runner=False)
-    with pytest.raises(WorkspaceError, match="unknown executor"):
-        queue_ops.add(ws, p, {}, start_runner=False, executor="slurm")
+    with pytest.raises(WorkspaceError, match="unknown executor 'kubernetes'"):
+        queue_ops.add(ws, p, {}, start_runner=False, executor="kubernetes")
     assert ws.list_runs() == []
 
 
