@@ -149,7 +149,7 @@ from tltui import queue_ops
 from tltui.workspace import Workspace
 ws = Workspace(sys.argv[1])
 ids = []
-for _ in range(10):
+for _ in range(25):
     ids += [r.id for r in queue_ops.add(ws, sys.argv[2], {}, start_runner=False)]
 print(json.dumps(ids))
 """
@@ -161,7 +161,7 @@ from tltui.workspace import Workspace, WorkspaceError
 ws = Workspace(sys.argv[1])
 cancelled, seen = [], 0
 deadline = time.monotonic() + 60
-while seen < 200 and time.monotonic() < deadline:
+while seen < 500 and time.monotonic() < deadline:
     queue = ws.queue()
     for r in queue[:3]:
         try:
@@ -174,7 +174,7 @@ print(json.dumps(cancelled))
 """
 
 
-def test_three_processes_add_cancel_and_list_at_once(ws: Workspace, tmp_path: Path) -> None:
+def test_three_processes_add_cancel_and_list_500_runs_at_once(ws: Workspace, tmp_path: Path) -> None:
     p = write_preset(tmp_path, f'[sweep]\n"train.seed" = {list(range(10))}\n')
     ws.conn  # the registry exists before the race starts
     procs = [
@@ -189,8 +189,8 @@ def test_three_processes_add_cancel_and_list_at_once(ws: Workspace, tmp_path: Pa
     added = json.loads(outs[0][0]) + json.loads(outs[1][0])
     cancelled = json.loads(outs[2][0])
     runs = ws.list_runs()
-    assert len(added) == 200 == len(set(added)) == len(runs)
-    assert sorted(added) == [r.id for r in runs] and len({r.seq for r in runs}) == 200
+    assert len(added) == 500 == len(set(added)) == len(runs)
+    assert sorted(added) == [r.id for r in runs] and len({r.seq for r in runs}) == 500
     assert len(cancelled) == len(set(cancelled)) > 0
     assert {r.id for r in runs if r.status == "cancelled"} == set(cancelled)
     queued = ws.queue()
