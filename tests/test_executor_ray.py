@@ -29,11 +29,13 @@ pytest.importorskip("ray.job_submission")
 from tltui import protocol, queue_ops, runstate, supervisor  # noqa: E402
 from tltui.protocol import EpochEnd, Started  # noqa: E402
 from tltui.workspace import Workspace  # noqa: E402
+from tests import helpers  # noqa: E402
+from tests.helpers import write_preset  # noqa: E402
+from tests.helpers import SWEEP2  # noqa: E402
 
 pytestmark = pytest.mark.xdist_group("ray")
 
 TIMEOUT = 90.0
-SWEEP2 = '[sweep]\n"train.seed" = [1, 2]\n'
 
 
 def _free_port() -> int:
@@ -116,25 +118,7 @@ class _suppress:
 
 
 def wait_for(pred: Callable[[], Any], what: str, timeout: float = TIMEOUT) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def write_preset(root: Path, epochs: int = 2, extra: str = "") -> Path:
-    for c in ("cats", "dogs"):
-        (root / "data" / c).mkdir(parents=True, exist_ok=True)
-    p = root / "q.toml"
-    p.write_text(
-        f'name = "q"\n[data]\nsource = "folder:data"\nimage_size = [32, 32]\n'
-        f'[model]\nbackbone = "tiny_cnn"\nweights = "none"\n'
-        f"[train]\nepochs = {epochs}\ncheckpoint_every = 1\n{extra}"
-    )
-    return p
+    return helpers.wait_for(pred, what, timeout, every=0.1)
 
 
 def epochs_in_file(ws: Workspace, rid: str) -> list[int]:

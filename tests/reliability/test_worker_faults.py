@@ -9,16 +9,20 @@ kill-mid-checkpoint test start real worker processes.
 
 from __future__ import annotations
 
+from typing import Any
+
+from collections.abc import Callable
+
 import json
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
 
 from tltui import demo, presets, protocol, queue_ops, runstate, supervisor
 from tltui.workspace import Workspace
+from tests import helpers
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("reliability_e2e")]
 
@@ -117,14 +121,8 @@ def test_faults_module_is_inert_without_a_request(tmp_path: Path, monkeypatch: p
 # ---------------------------------------------------------------------------- through the queue
 
 
-def wait_for(pred, what: str, timeout: float = TIMEOUT):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+def wait_for(pred: Callable[[], Any], what: str, timeout: float = TIMEOUT) -> Any:
+    return helpers.wait_for(pred, what, timeout, every=0.05)
 
 
 @pytest.fixture

@@ -1,0 +1,34 @@
+"""Small helpers shared by tests that drive the queue runner."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+SWEEP2 = '[sweep]\n"train.seed" = [1, 2]\n'
+
+
+def wait_for(pred: Callable[[], Any], what: str, timeout: float = 30.0, every: float = 0.05) -> Any:
+    """Poll ``pred`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def write_preset(root: Path, epochs: int = 2, extra: str = "") -> Path:
+    """A tiny two-class folder preset (``tiny_cnn``) at ``root/q.toml``; the folders are empty."""
+    for c in ("cats", "dogs"):
+        (root / "data" / c).mkdir(parents=True, exist_ok=True)
+    p = root / "q.toml"
+    p.write_text(
+        f'name = "q"\n[data]\nsource = "folder:data"\nimage_size = [32, 32]\n'
+        f'[model]\nbackbone = "tiny_cnn"\nweights = "none"\n'
+        f"[train]\nepochs = {epochs}\ncheckpoint_every = 1\n{extra}"
+    )
+    return p
