@@ -1,16 +1,20 @@
 """The Textual app: timers that feed the data layer, actions, and screen navigation.
 
-Orchestration only. Three timers drive everything: event tails (~10 Hz), the
-registry (~1 Hz) and redraws (~4 Hz). Tails and registry reads only collect the
-ids of runs whose view changed; the redraw tick hands those to every screen that
-shows runs (``runs_changed``), so the drawing rate is bounded whatever the event
-rate. Blocking work (queue operations, deletes, summaries) runs in thread
+Orchestration only. Two timers drive everything: event tails (~10 Hz) and the
+registry (~1 Hz). Tails and registry reads only collect the ids of runs whose view
+changed and ask for a redraw, which hands those to every screen that shows runs
+(``runs_changed``) at once, or after the minimum redraw interval when the last
+one was more recent; so new events reach the screen within a poll and the drawing
+rate is bounded whatever the event rate. The first frame is drawn before the
+background summaries start, and screens other than the home screen are imported
+on first use (start-up time). Blocking work (queue operations, deletes, summaries) runs in thread
 workers; :meth:`TltuiApp.on_worker_state_changed` is the one place that turns
 their failures into notifications. Closing the app never touches a run.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 import tomllib
 from collections.abc import Callable, Iterable
@@ -26,17 +30,16 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from tltui.errors import PresetError
 from tltui.tui.data import Clock, RunStore, load_summary
-from tltui.tui.screens.compare import CompareScreen
-from tltui.tui.screens.dialogs import ConfirmDialog, PresetPicker, discover_presets
-from tltui.tui.screens.help import HelpScreen
-from tltui.tui.screens.run import RunScreen
 from tltui.tui.screens.runs import RunsScreen
 from tltui.workspace import ACTIVE, RESUMABLE, Workspace, WorkspaceError
 
 POLL_SECONDS = 0.1
 REGISTRY_SECONDS = 1.0
-REDRAW_SECONDS = 0.25
+#: at most one redraw per this interval; a screen may ask for a longer one (``redraw_seconds``)
+REDRAW_SECONDS = 0.1
 SUMMARY_BATCH = 25
+#: the background summaries wait for the first frame (at most this long)
+FIRST_FRAME_WAIT = 2.0
 
 
 def error_line(exc: BaseException) -> str:
@@ -79,6 +82,9 @@ class TltuiApp(App[None]):
         self.background = background
         self._dirty: set[str] = set()
         self._structural = False
+        self._last_redraw = float("-inf")
+        self._redraw_timer: Any = None
+        self._first_frame = threading.Event()
 
     def get_default_screen(self) -> Screen:
         return RunsScreen()
@@ -90,7 +96,7 @@ class TltuiApp(App[None]):
             self.notify(str(e), severity="warning")
         self.set_interval(POLL_SECONDS, self._poll)
         self.set_interval(REGISTRY_SECONDS, self._tick_registry)
-        self.set_interval(REDRAW_SECONDS, self.redraw_now)
+        self.call_after_refresh(self._first_frame.set)
         if self.background:
             self._load_summaries(self.store.unloaded_final())
         if self.open_preset is not None:
@@ -99,7 +105,10 @@ class TltuiApp(App[None]):
     # ------------------------------------------------------------ data timers
 
     def _poll(self) -> None:
-        self._dirty |= self.store.poll()
+        changed = self.store.poll()
+        if changed:
+            self._dirty |= changed
+            self._request_redraw()
 
     def _tick_registry(self, force: bool = False) -> None:
         before = set(self.store.ids)
@@ -109,11 +118,28 @@ class TltuiApp(App[None]):
             self._structural = True
         # running rows show elapsed time, which moves without events
         self._dirty |= {rid for rid in ids if (rec := self.store.record(rid)) and rec.status == "running"}
+        self._request_redraw()
+
+    def _request_redraw(self) -> None:
+        """Redraw now, or once the minimum interval since the last redraw has passed."""
+        if self._redraw_timer is not None or (not self._dirty and not self._structural):
+            return
+        interval = max(REDRAW_SECONDS, getattr(self.screen, "redraw_seconds", 0.0)) if self.screen_stack else 0.0
+        wait = self._last_redraw + interval - time.monotonic()
+        if wait <= 0:
+            self.redraw_now()
+        else:
+            self._redraw_timer = self.set_timer(wait, self._deferred_redraw)
+
+    def _deferred_redraw(self) -> None:
+        self._redraw_timer = None
+        self.redraw_now()
 
     def redraw_now(self) -> None:
-        """Hand the runs that changed since the last tick to every screen that shows runs."""
+        """Hand the runs that changed since the last redraw to every screen that shows runs."""
         if not self.is_running or (not self._dirty and not self._structural):
             return  # is_running: shutdown prunes screens while timers may still fire
+        self._last_redraw = time.monotonic()
         ids, structural = self._dirty, self._structural
         self._dirty, self._structural = set(), False
         for screen in list(self.screen_stack):
@@ -129,6 +155,8 @@ class TltuiApp(App[None]):
     @work(thread=True, group="summaries", exit_on_error=False)
     def _load_summaries(self, ids: list[str]) -> None:
         worker = get_current_worker()
+        # the table needs only the registry: draw it first, then compete for the GIL
+        self._first_frame.wait(FIRST_FRAME_WAIT)
         for i in range(0, len(ids), SUMMARY_BATCH):
             if worker.is_cancelled:
                 return
@@ -139,6 +167,7 @@ class TltuiApp(App[None]):
         for rid, state, tail in batch:
             if self.store.install(rid, state, tail):
                 self._dirty.add(rid)
+        self._request_redraw()
 
     # ------------------------------------------------------------ workers: one error path
 
@@ -179,6 +208,8 @@ class TltuiApp(App[None]):
 
     def open_run(self, run_id: str) -> None:
         if self.store.record(run_id) is not None:
+            from tltui.tui.screens.run import RunScreen
+
             self.push_screen(RunScreen(run_id))
 
     def action_open(self) -> None:
@@ -193,9 +224,15 @@ class TltuiApp(App[None]):
             return
         if len(ids) == 1:
             self.notify("tip: select runs with space to compare several", timeout=3)
+        from tltui.tui.screens.compare import CompareScreen
+
         self.push_screen(CompareScreen(ids))
 
     def action_help(self) -> None:
+        from tltui.tui.screens.compare import CompareScreen
+        from tltui.tui.screens.help import HelpScreen
+        from tltui.tui.screens.run import RunScreen
+
         sections = [
             ("Runs (home)", RunsScreen.BINDINGS),
             ("Run (live)", RunScreen.BINDINGS),
@@ -206,6 +243,7 @@ class TltuiApp(App[None]):
 
     def action_queue_preset(self) -> None:
         from tltui.commands.common import shipped_presets_dir
+        from tltui.tui.screens.dialogs import PresetPicker, discover_presets
 
         choices = discover_presets([("workspace", self.ws.presets_dir), ("shipped", shipped_presets_dir())])
         extra = self.open_preset
@@ -271,6 +309,7 @@ class TltuiApp(App[None]):
             return
         if not ids:
             return
+        from tltui.tui.screens.dialogs import ConfirmDialog
 
         def confirmed(yes: bool | None) -> None:
             if yes:

@@ -90,6 +90,8 @@ class RunScreen(Screen[None]):
         Binding("f", "app.freeze_map", "Freeze map", id="run.freeze_map"),
         Binding("i", "app.inference", "Inference", show=False, id="run.inference"),
     ]
+    #: the app redraws this screen at most this often (six plotext charts per redraw)
+    redraw_seconds = 0.25
 
     def __init__(self, run_id: str) -> None:
         super().__init__()

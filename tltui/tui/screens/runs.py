@@ -43,6 +43,7 @@ class RunsScreen(Screen[None]):
         self.query_text = ""
         self.sort_key = "id"
         self.sort_reverse = False
+        self._texts: dict[str, str] = {}
 
     def compose(self) -> ComposeResult:
         yield Static(id="runs-title", classes="title")
@@ -110,8 +111,14 @@ class RunsScreen(Screen[None]):
             extra.append(f"{len(self.selected)} selected")
         arrow = "↓" if self.sort_reverse else "↑"
         extra.append(f"sort {self.sort_key}{arrow}")
-        self.query_one("#runs-title", Static).update(f"[b]tltui[/b]  {fmt.home_relative(self.app.ws.root)}")
-        self.query_one("#runs-summary", Static).update("  ·  ".join(parts + extra))
+        # Static.update relayouts the screen: only when the text changes (not at every redraw)
+        self._set_text("#runs-title", f"[b]tltui[/b]  {fmt.home_relative(self.app.ws.root)}")
+        self._set_text("#runs-summary", "  ·  ".join(parts + extra))
+
+    def _set_text(self, selector: str, text: str) -> None:
+        if self._texts.get(selector) != text:
+            self._texts[selector] = text
+            self.query_one(selector, Static).update(text)
 
     # ------------------------------------------------------------ targets for app actions
 

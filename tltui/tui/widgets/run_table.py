@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from rich.text import Text
+from textual.geometry import Size
 from textual.widgets import DataTable
-from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
+from textual.widgets.data_table import CellDoesNotExist, CellKey, ColumnKey, RowDoesNotExist, RowKey
 
 from tltui.tui import formatting as fmt
 from tltui.tui.data import RunRow
@@ -89,6 +90,27 @@ class RunTable(DataTable):
         for key, label, width, _cell, _sort in COLUMNS:
             self.add_column(label, key=key, width=width)
 
+    # Every column has a fixed width, rows have height 1 and no labels: DataTable's
+    # measuring of each new or updated cell (12 x 500 Rich measures on a rebuild) cannot
+    # change a width, so only the virtual size is recomputed.
+
+    def _fixed_layout(self) -> bool:
+        return not self._labelled_row_exists and all(not c.auto_width for c in self.columns.values())
+
+    def _update_dimensions(self, new_rows: Iterable[RowKey]) -> None:
+        if not self._fixed_layout() or any(
+            (row := self.rows.get(k)) is not None and (row.auto_height or row.label is not None) for k in new_rows
+        ):
+            super()._update_dimensions(new_rows)
+            return
+        width = sum(c.get_render_width(self) for c in self.columns.values()) + self._row_label_column_width
+        header = self.header_height if self.show_header else 0
+        self.virtual_size = Size(width, self._total_row_height + header)
+
+    def _update_column_widths(self, updated_cells: set[CellKey]) -> None:
+        if not self._fixed_layout():
+            super()._update_column_widths(updated_cells)
+
     @property
     def cursor_run_id(self) -> str | None:
         if self.row_count == 0:
@@ -120,11 +142,44 @@ class RunTable(DataTable):
         if old is None or old == (r, selected):
             return
         restyle = old[0].status != r.status or old[1] != selected
+        cells = {}
         for key, _label, _width, cell, _sort in COLUMNS:
             new = cell(r, selected)
             if restyle or new.plain != cell(old[0], old[1]).plain:
-                try:
-                    self.update_cell(r.id, key, new)
-                except (CellDoesNotExist, RowDoesNotExist):
-                    return
+                cells[key] = new
+        if cells and not self._patch_row(r.id, cells):
+            return
         self._shown[r.id] = (r, selected)
+
+    def _patch_row(self, run_id: str, cells: dict[str, Text]) -> bool:
+        """Replace cells of one row and repaint only that row.
+
+        ``DataTable.update_cell`` bumps a table-wide counter that every render cache is
+        keyed on, so one changed cell re-renders every visible cell (a running run's
+        elapsed time changes each second). Here only this row's cache entries go.
+        ``False`` when the row is gone.
+        """
+        row_key = RowKey(run_id)
+        row_index = self._row_locations.get(row_key)
+        if row_index is None or not self._fixed_layout():
+            try:
+                for key, value in cells.items():
+                    self.update_cell(run_id, key, value)
+            except (CellDoesNotExist, RowDoesNotExist):
+                return False
+            return True
+        data = self._data[row_key]
+        for key, value in cells.items():
+            data[ColumnKey(key)] = value
+        region = self._get_row_region(row_index)
+        lines = range(region.y, region.bottom)
+        for cache, drop in (
+            (self._cell_render_cache, lambda k: k[0] == row_key),
+            (self._row_render_cache, lambda k: k[0] == row_key),
+            (self._row_renderable_cache, lambda k: k[1] == row_index),
+            (self._line_cache, lambda k: k[0] in lines),
+        ):
+            for k in [k for k in cache.keys() if drop(k)]:
+                cache.discard(k)
+        self._refresh_region(region)
+        return True
