@@ -96,6 +96,29 @@ def test_queue_runs_in_order_after_move_and_pause(qws: Workspace, tmp_path: Path
     assert recs[1].started >= recs[0].finished and recs[2].started >= recs[1].finished
 
 
+def test_cli_with_a_relative_workspace_queues_and_the_runner_finds_the_run(
+    env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make run` uses `--workspace .tltui-demo`: the detached runner (which runs in another
+    directory) must open the same workspace, not a new one inside it."""
+    preset = write_preset(tmp_path, epochs=1)
+    monkeypatch.chdir(tmp_path)
+    res = subprocess.run(
+        [sys.executable, "-m", "tltui", "--workspace", "rel-ws", "queue", "add", str(preset)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert res.returncode == 0, res.stderr
+    ws = Workspace(tmp_path / "rel-ws")
+    try:
+        rid = ws.list_runs()[0].id
+        wait_for(lambda: finished(ws, rid), "the run to finish")
+        assert ws.get(rid).status == "completed"
+        assert not (tmp_path / "rel-ws" / "rel-ws").exists()
+    finally:
+        queue_ops.stop_runner(ws)
+        ws.close()
+
+
 # ---------------------------------------------------------------------------- GPU slots
 
 

@@ -36,3 +36,13 @@ def test_requeue_is_a_compare_and_set(ws: Workspace) -> None:
     assert [r.id for r in ws.queue()] == [b.id, a.id]
     # without arguments it behaves as before
     assert ws.requeue(b.id).queue_pos > back.queue_pos
+
+
+def test_a_relative_workspace_path_is_made_absolute(tmp_path, monkeypatch) -> None:
+    """`make run` passes `--workspace .tltui-demo`; the runner and workers run elsewhere."""
+    from tltui.workspace import Workspace
+
+    monkeypatch.chdir(tmp_path)
+    ws = Workspace(".ws")
+    assert ws.root == tmp_path / ".ws"
+    assert ws.run_paths("r0001").dir.is_absolute()

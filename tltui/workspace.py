@@ -218,7 +218,8 @@ class Workspace:
     """A workspace folder and its registry. Cheap to open; safe to share between processes."""
 
     def __init__(self, root: str | os.PathLike[str] | None = None, *, create: bool = True) -> None:
-        self.root = Path(root).expanduser() if root else default_home()
+        # absolute: the queue runner and workers get this path but run in other directories
+        self.root = (Path(root).expanduser() if root else default_home()).absolute()
         if create:
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
             for sub in ("runs", "presets", "cache"):
