@@ -61,6 +61,13 @@ COLUMN_KEYS = tuple(c[0] for c in COLUMNS)
 _BY_KEY = {c[0]: c for c in COLUMNS}
 
 
+def _looks(r: RunRow, selected: bool) -> tuple[Any, ...]:
+    """Everything the cells show, cheaply: equal tuples mean equal cells (no Text built)."""
+    return (r.id, r.name, r.status, selected, r.epoch, r.epochs, fmt.bar(r.progress, BAR_WIDTH),
+            r.val_acc, r.best_val_acc, r.val_top5_acc, r.best_val_top5_acc,
+            fmt.duration(r.elapsed), fmt.duration(r.eta), r.gpus)
+
+
 def sort_rows(rows: Sequence[RunRow], key: str, reverse: bool = False) -> list[RunRow]:
     """Rows ordered by a column (ties keep id order)."""
     getter = _BY_KEY[key][4]
@@ -141,6 +148,9 @@ class RunTable(DataTable):
         old = self._shown.get(r.id)
         if old is None or old == (r, selected):
             return
+        if _looks(old[0], old[1]) == _looks(r, selected):
+            self._shown[r.id] = (r, selected)  # e.g. elapsed moved within the same second
+            return
         restyle = old[0].status != r.status or old[1] != selected
         cells = {}
         for key, _label, _width, cell, _sort in COLUMNS:
@@ -156,7 +166,8 @@ class RunTable(DataTable):
 
         ``DataTable.update_cell`` bumps a table-wide counter that every render cache is
         keyed on, so one changed cell re-renders every visible cell (a running run's
-        elapsed time changes each second). Here only this row's cache entries go.
+        elapsed time changes each second). Here only the changed cells' renders and this
+        row's line caches go.
         ``False`` when the row is gone.
         """
         row_key = RowKey(run_id)
@@ -169,12 +180,13 @@ class RunTable(DataTable):
                 return False
             return True
         data = self._data[row_key]
+        columns = {ColumnKey(key) for key in cells}
         for key, value in cells.items():
             data[ColumnKey(key)] = value
         region = self._get_row_region(row_index)
         lines = range(region.y, region.bottom)
         for cache, drop in (
-            (self._cell_render_cache, lambda k: k[0] == row_key),
+            (self._cell_render_cache, lambda k: k[0] == row_key and k[1] in columns),
             (self._row_render_cache, lambda k: k[0] == row_key),
             (self._row_renderable_cache, lambda k: k[1] == row_index),
             (self._line_cache, lambda k: k[0] in lines),
