@@ -2,7 +2,7 @@
 
 Side A is the real thing: ``tltui run PRESET --plain`` (the CLI, the supervisor, the
 worker subprocess with all its callbacks: event streaming to events.jsonl and the
-pipe, periodic atomic checkpoints, TensorBoard, BackupAndRestore). Side B is a bare
+pipe, periodic atomic checkpoints, TensorBoard, the per-epoch backup). Side B is a bare
 script (``python -m bench.harness --bare ...``, a separate process as well) that
 loads the same data with the worker's own ``data.load``, builds the same model with
 the worker's own builder/freeze/compile and calls ``model.fit(verbose=0)`` with no
@@ -120,7 +120,7 @@ def profile_main(sets: list[str], rounds: int, preset_path: Path = DEMO) -> int:
     from tltui import presets
     from tltui.worker import data as data_mod
     from tltui.worker import model as model_mod
-    from tltui.worker.callbacks import EventStream, PeriodicCheckpoint
+    from tltui.worker.callbacks import EpochBackup, EpochScalars, EventStream, PeriodicCheckpoint
     from tltui.worker.events import EventWriter
     from tltui.worker.freeze import apply_freeze
     from tltui.worker.train import compile_model
@@ -149,8 +149,10 @@ def profile_main(sets: list[str], rounds: int, preset_path: Path = DEMO) -> int:
         "verbose=2": lambda: ([], 2),
         "EventStream": lambda: ([EventStream(writer(), ds.steps_per_epoch, lambda: False)], 0),
         "TensorBoard": lambda: ([keras.callbacks.TensorBoard(log_dir=str(fresh("tb")), write_graph=False)], 0),
+        "EpochScalars (the worker's)": lambda: ([EpochScalars(fresh("tb"))], 0),
         "BackupAndRestore": lambda: (
             [keras.callbacks.BackupAndRestore(str(fresh("backup")), save_freq="epoch", delete_checkpoint=False)], 0),
+        "EpochBackup (the worker's)": lambda: ([EpochBackup(fresh("backup"))], 0),
         "checkpoint every epoch": lambda: ([PeriodicCheckpoint(fresh("ckpt"), 1, writer())], 0),
     }
     model.fit(ds.train, epochs=1, verbose=0)  # tracing

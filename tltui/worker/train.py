@@ -280,7 +280,7 @@ class Trainer:
     def _fit(self, model: Any, dataset: Any) -> Outcome:
         import keras
 
-        from tltui.worker.callbacks import EventStream, PeriodicCheckpoint, save_atomic
+        from tltui.worker.callbacks import EpochBackup, EpochScalars, EventStream, PeriodicCheckpoint, save_atomic
 
         preset = self.preset
         assert preset is not None
@@ -302,16 +302,12 @@ class Trainer:
                 monitor="val_acc", mode="max", patience=t.early_stopping_patience, restore_best_weights=True
             )
             callbacks.append(early)
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(self.paths.tensorboard), write_graph=False))
+        callbacks.append(EpochScalars(self.paths.tensorboard))  # TensorBoard's epoch scalars, no per-batch hook
         # The backup goes FIRST: an epoch's `epoch_end` event (and its checkpoint) follow its backup, so a
         # kill in between never makes a resume train a recorded epoch again; a backup that is ahead of
-        # the events (killed right after it) is rolled back by _prepare_backup.
-        callbacks.insert(
-            0,
-            keras.callbacks.BackupAndRestore(
-                str(self.paths.backup), save_freq="epoch", double_checkpoint=True, delete_checkpoint=False
-            ),
-        )
+        # the events (killed right after it) is rolled back by _prepare_backup. EpochBackup is Keras's
+        # BackupAndRestore(save_freq="epoch", double_checkpoint=True, delete_checkpoint=False), cheaper.
+        callbacks.insert(0, EpochBackup(self.paths.backup))
         from tltui.worker import faults  # test-only, inert unless TLTUI_FAULT or RUN_DIR/fault.json asks
 
         train_ds = faults.wrap_dataset(self.paths.dir, train_ds)
@@ -323,7 +319,7 @@ class Trainer:
             epochs=t.epochs,
             steps_per_epoch=t.steps_per_epoch,
             callbacks=callbacks,
-            verbose=2,
+            verbose=0,  # progress goes out as events (and one worker.log line per epoch, EventStream)
         )
         self.phase("save", f"saving {self.paths.model}")
         save_atomic(model, self.paths.model)
@@ -380,6 +376,8 @@ def repair_backup(backup: Path, max_epoch: int | None = None) -> int | None:
         epoch = _meta_epoch(meta)
         if epoch is None or (max_epoch is not None and epoch > max_epoch) or not _h5_readable(weights):
             continue
+        if _h5_epoch(weights) not in (None, epoch):  # killed between the weights and the metadata
+            continue
         if i > 0:
             shutil.copyfile(weights, pairs[0][0])
             shutil.copyfile(meta, pairs[0][1])
@@ -394,6 +392,18 @@ def _meta_epoch(path: Path) -> int | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return epoch if isinstance(epoch, int) and epoch >= 0 else None
+
+
+def _h5_epoch(path: Path) -> int | None:
+    """The epoch a backup weights file says it holds (tltui's backups have it; Keras's do not)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            e = f.attrs.get("epoch")
+            return None if e is None else int(e)
+    except Exception:  # noqa: BLE001
+        return None
 
 
 def _h5_readable(path: Path) -> bool:

@@ -1,0 +1,105 @@
+"""EpochBackup (the worker's cheap BackupAndRestore, same files) and EpochScalars (its TensorBoard). Tiny model."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from tltui.worker.callbacks import BACKUP_FORMAT, EpochBackup, backup_state  # noqa: E402
+from tltui.worker.train import BACKUP_META, BACKUP_WEIGHTS, repair_backup  # noqa: E402
+
+
+def _model(seed: int) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.BatchNormalization(), keras.layers.Dense(2)])
+    m.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
+    return m
+
+
+def _data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.RandomState(0)
+    return rng.randn(32, 4).astype("float32"), rng.randint(0, 2, 32)
+
+
+def test_backup_restores_weights_optimizer_state_and_epoch(tmp_path: Path) -> None:
+    x, y = _data()
+    m = _model(0)
+    m.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[EpochBackup(tmp_path)])
+    saved = [np.array(v.numpy()) for v in backup_state(m)]
+    assert json.loads((tmp_path / BACKUP_META).read_text())["epoch"] == 2
+    assert json.loads((tmp_path / f"{BACKUP_META}.bkp").read_text())["epoch"] == 1
+    assert int(m.optimizer.iterations.numpy()) == 8
+
+    m2 = _model(1)  # other initial weights
+    m2.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[EpochBackup(tmp_path)])  # both epochs restored: no training
+    assert int(m2.optimizer.iterations.numpy()) == 8
+    for a, b in zip(saved, backup_state(m2), strict=True):
+        np.testing.assert_array_equal(a, b.numpy())
+
+    m3 = _model(2)
+    seen: list[int] = []
+    cb = keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs: seen.append(e))
+    m3.fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=[EpochBackup(tmp_path), cb])
+    assert seen == [2]  # resumed after epoch 2
+    assert int(m3.optimizer.iterations.numpy()) == 12
+
+
+def test_a_kill_between_the_weights_and_the_metadata_uses_the_previous_copy(tmp_path: Path) -> None:
+    x, y = _data()
+    m = _model(0)
+    m.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[EpochBackup(tmp_path)])
+    prev = (tmp_path / f"{BACKUP_WEIGHTS}.bkp").read_bytes()
+    # what a kill after step 2 (new weights in place) and before step 3 (metadata) leaves
+    (tmp_path / BACKUP_META).write_text(json.dumps({"epoch": 1, "batch": 0}))
+    assert repair_backup(tmp_path) == 1
+    assert (tmp_path / BACKUP_WEIGHTS).read_bytes() == prev
+
+
+def test_the_previous_copy_is_a_consistent_pair_and_survives_the_next_save(tmp_path: Path) -> None:
+    import h5py
+
+    x, y = _data()
+    m = _model(0)
+    m.fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=[EpochBackup(tmp_path)])
+    for suffix, epoch in (("", 3), (".bkp", 2)):
+        with h5py.File(tmp_path / f"{BACKUP_WEIGHTS}{suffix}", "r") as f:
+            assert f.attrs["format"] == BACKUP_FORMAT and int(f.attrs["epoch"]) == epoch
+        assert json.loads((tmp_path / f"{BACKUP_META}{suffix}").read_text())["epoch"] == epoch
+    assert os.stat(tmp_path / BACKUP_WEIGHTS).st_ino != os.stat(tmp_path / f"{BACKUP_WEIGHTS}.bkp").st_ino
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_a_backup_written_by_keras_backup_and_restore_still_resumes(tmp_path: Path) -> None:
+    x, y = _data()
+    m = _model(0)
+    m.fit(x, y, epochs=2, batch_size=8, verbose=0,
+          callbacks=[keras.callbacks.BackupAndRestore(str(tmp_path), double_checkpoint=True, delete_checkpoint=False)])
+    m2 = _model(1)
+    seen: list[int] = []
+    cb = keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs: seen.append(e))
+    m2.fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=[EpochBackup(tmp_path), cb])
+    assert seen == [2]
+    assert int(m2.optimizer.iterations.numpy()) == 12
+
+
+def test_epoch_scalars_writes_what_tensorboard_shows(tmp_path: Path) -> None:
+    import tensorflow as tf
+
+    from tltui.worker.callbacks import EpochScalars
+
+    x, y = _data()
+    m = _model(0)
+    m.fit(x, y, validation_data=(x, y), epochs=2, batch_size=8, verbose=0, callbacks=[EpochScalars(tmp_path)])
+    tags: dict[str, list[tuple[str, int]]] = {}
+    for sub in ("train", "validation"):
+        for f in (tmp_path / sub).glob("events.out.tfevents.*"):
+            for ev in tf.compat.v1.train.summary_iterator(str(f)):
+                tags.setdefault(sub, []).extend((v.tag, ev.step) for v in ev.summary.value)
+    assert {("epoch_loss", 0), ("epoch_loss", 1), ("epoch_learning_rate", 1)} <= set(tags["train"])
+    assert {("epoch_loss", 0), ("epoch_loss", 1)} <= set(tags["validation"])
