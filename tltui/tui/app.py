@@ -37,6 +37,7 @@ POLL_SECONDS = 0.1
 REGISTRY_SECONDS = 1.0
 #: at most one redraw per this interval; a screen may ask for a longer one (``redraw_seconds``)
 REDRAW_SECONDS = 0.1
+REDRAW_SLACK = 0.02
 SUMMARY_BATCH = 25
 #: the background summaries wait for the first frame (at most this long)
 FIRST_FRAME_WAIT = 2.0
@@ -126,7 +127,7 @@ class TltuiApp(App[None]):
             return
         interval = max(REDRAW_SECONDS, getattr(self.screen, "redraw_seconds", 0.0)) if self.screen_stack else 0.0
         wait = self._last_redraw + interval - time.monotonic()
-        if wait <= 0:
+        if wait <= REDRAW_SLACK:  # timer jitter: a poll a little early still redraws now
             self.redraw_now()
         else:
             self._redraw_timer = self.set_timer(wait, self._deferred_redraw)

@@ -112,7 +112,8 @@ class RunsScreen(Screen[None]):
         arrow = "↓" if self.sort_reverse else "↑"
         extra.append(f"sort {self.sort_key}{arrow}")
         # Static.update relayouts the screen: only when the text changes (not at every redraw)
-        self._set_text("#runs-title", f"[b]tltui[/b]  {fmt.home_relative(self.app.ws.root)}")
+        if "#runs-title" not in self._texts:  # the workspace path does not change (resolve() is syscalls)
+            self._set_text("#runs-title", f"[b]tltui[/b]  {fmt.home_relative(self.app.ws.root)}")
         self._set_text("#runs-summary", "  ·  ".join(parts + extra))
 
     def _set_text(self, selector: str, text: str) -> None:
