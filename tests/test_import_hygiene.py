@@ -7,6 +7,11 @@ import sys
 
 CHECK = (
     "import sys, tltui.tui.app, tltui.commands.tui, tltui.cli\n"
+    # screens load lazily: import every screen and widget module too
+    "import pkgutil, importlib, tltui.tui.screens, tltui.tui.widgets\n"
+    "for pkg in (tltui.tui.screens, tltui.tui.widgets):\n"
+    "    for m in pkgutil.iter_modules(pkg.__path__):\n"
+    "        importlib.import_module(pkg.__name__ + '.' + m.name)\n"
     "bad = sorted(m for m in sys.modules if m == 'tensorflow' or m.startswith(('tensorflow.', 'keras', 'tf_keras')))\n"
     "assert not bad, bad\n"
 )
