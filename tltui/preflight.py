@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tltui import catalog, presets, stages
+from tltui.errors import PresetError
 from tltui.presets import Preset, PresetIssue
 from tltui.workspace import Workspace, WorkspaceError
 
@@ -97,6 +98,14 @@ def freeze_depth_errors(preset: Preset, file: str) -> list[PresetIssue]:
             PresetIssue(file, None, field, f'{backbone} has {n} stages, got depth {depth}; use 0..{n} or "all"')
         )
     return out
+
+
+def require(preset: Preset, file: str, ws: Workspace | None = None) -> Report:
+    """:func:`check`, raising :class:`PresetError` when it found errors; the warnings otherwise."""
+    report = check(preset, file, ws)
+    if report.errors:
+        raise PresetError(report.errors)
+    return report
 
 
 def recipe_warnings(preset: Preset) -> list[str]:

@@ -22,7 +22,6 @@ from typing import Any
 
 from tltui import executor as executor_mod
 from tltui import runstate, supervisor
-from tltui.errors import PresetError
 from tltui.runner import PAUSED_KEY, info_path, is_paused, log_path
 from tltui.workspace import RESUMABLE, RunRecord, Workspace, WorkspaceError
 
@@ -61,9 +60,7 @@ def add(
     path = Path(preset_path)
     overrides = dict(overrides or {})
     preset = presets.load(path, overrides)
-    report = preflight.check(preset, str(path), ws)
-    if report.errors:
-        raise PresetError(report.errors)
+    report = preflight.require(preset, str(path), ws)
     for w in report.warnings:
         if warn is not None:
             warn(w)

@@ -6,7 +6,6 @@ import argparse
 import sys
 
 from tltui.commands import common
-from tltui.errors import PresetError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,9 +21,7 @@ def main(args: argparse.Namespace) -> int:
 
     ws = common.workspace(args)
     path, preset = common.load_preset(args, ws)
-    report = preflight.check(preset, str(path), ws)
-    if report.errors:
-        raise PresetError(report.errors)
+    report = preflight.require(preset, str(path), ws)
     runs = presets.expand(preset)
     if args.json:
         common.print_json(

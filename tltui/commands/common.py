@@ -57,6 +57,17 @@ def load_preset(args: argparse.Namespace, ws: Workspace | None = None) -> tuple[
     return path, presets.load(path, overrides)
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1, with a one-line message otherwise."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
 def print_json(obj: Any) -> None:
     # indented JSON goes through the pure-Python encoder: keep big outputs compact unless a human reads them
     indent = 2 if sys.stdout.isatty() else None

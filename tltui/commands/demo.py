@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 from tltui.commands import common
-from tltui.errors import PresetError
 from tltui.workspace import Workspace
 
 DEMO_PRESET = "demo.toml"
@@ -91,7 +90,5 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from tltui.commands.run import run_preset
 
     preset = presets.load(path, presets.parse_set(args.overrides))
-    report = preflight.check(preset, str(path), ws)
-    if report.errors:
-        raise PresetError(report.errors)
+    preflight.require(preset, str(path), ws)
     return run_preset(ws, preset, plain=args.plain or not sys.stdout.isatty())

@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="BatchNorm policy (default: the preset's, else frozen)")
     p.add_argument("--image-size", nargs=2, type=_side, metavar=("H", "W"),
                    help="input size (default: the preset's, else the backbone's ImageNet size)")
-    p.add_argument("--classes", type=_positive, default=None, metavar="N",
+    p.add_argument("--classes", type=common.positive_int, default=None, metavar="N",
                    help="number of classes, for the head's parameters (default: a folder preset's class count)")
     p.add_argument("--layers", action="store_true", help="list every layer under its stage")
     p.add_argument("--json", action="store_true", help="print the map as one JSON document")
@@ -60,18 +60,8 @@ def _depth(text: str) -> int | str:
     return n
 
 
-def _positive(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
-    return n
-
-
 def _side(text: str) -> int:
-    n = _positive(text)
+    n = common.positive_int(text)
     if not 8 <= n <= 4096:
         raise argparse.ArgumentTypeError(f"expected 8..4096, got {n}")
     return n

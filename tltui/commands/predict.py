@@ -30,27 +30,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("run_id", metavar="RUN_ID")
     p.add_argument("folder", metavar="FOLDER", type=Path)
-    p.add_argument("--top-k", type=_positive, default=5, metavar="K", help="classes per image (default 5)")
+    p.add_argument("--top-k", type=common.positive_int, default=5, metavar="K", help="classes per image (default 5)")
     p.add_argument(
         "--low-res",
         action="store_true",
         help="shrink each image to the training data's native size first (e.g. 32x32 for CIFAR), then upscale",
     )
-    p.add_argument("--batch-size", type=_positive, default=32, metavar="B", help="images per batch (default 32)")
+    p.add_argument("--batch-size", type=common.positive_int, default=32, metavar="B", help="images per batch (default 32)")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print one JSON document")
     out.add_argument("--csv", type=Path, metavar="OUT", help="write one row per image to this CSV file")
     p.set_defaults(func=main)
-
-
-def _positive(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
-    return n
 
 
 def check_run(ws: Workspace, run_id: str) -> tuple[str, Path]:

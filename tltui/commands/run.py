@@ -22,7 +22,6 @@ from typing import Any
 
 from tltui import runstate, supervisor
 from tltui.commands import common
-from tltui.errors import PresetError
 from tltui.protocol import Batch, Checkpoint, EpochEnd, Event, Finished, Log, ModelInfo, Phase, Started
 from tltui.workspace import RunRecord, Workspace
 
@@ -44,9 +43,7 @@ def main(args: argparse.Namespace) -> int:
 
     ws = common.workspace(args)
     path, preset = common.load_preset(args, ws)
-    report = preflight.check(preset, str(path), ws)
-    if report.errors:
-        raise PresetError(report.errors)
+    report = preflight.require(preset, str(path), ws)
     for w in report.warnings:
         print(f"warning: {w}", file=sys.stderr)
     return run_preset(ws, preset, plain=args.plain or not sys.stdout.isatty())
