@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from tltui import protocol
+from tltui.protocol import EpochEnd
+from tltui.workspace import FINAL, Workspace
 
 SWEEP2 = '[sweep]\n"train.seed" = [1, 2]\n'
 
@@ -32,3 +37,18 @@ def write_preset(root: Path, epochs: int = 2, extra: str = "") -> Path:
         f"[train]\nepochs = {epochs}\ncheckpoint_every = 1\n{extra}"
     )
     return p
+
+
+def finished(ws: Workspace, *rids: str) -> bool:
+    """Every run has reached a final status."""
+    return all(ws.get(r).status in FINAL for r in rids)
+
+
+def epochs_in_file(ws: Workspace, rid: str) -> list[int]:
+    """The epochs of every ``epoch_end`` in a run's events file, in file order."""
+    return [ev.epoch for ev in protocol.read_events(ws.run_paths(rid).events) if isinstance(ev, EpochEnd)]
+
+
+def script(ws: Workspace, rid: str, **cfg: Any) -> None:
+    """Script the fake worker for one run (``RUN_DIR/fake.json``)."""
+    (ws.run_paths(rid).dir / "fake.json").write_text(json.dumps(cfg))

@@ -27,10 +27,10 @@ import pytest
 pytest.importorskip("ray.job_submission")
 
 from tltui import protocol, queue_ops, runstate, supervisor  # noqa: E402
-from tltui.protocol import EpochEnd, Started  # noqa: E402
+from tltui.protocol import Started  # noqa: E402
 from tltui.workspace import Workspace  # noqa: E402
 from tests import helpers  # noqa: E402
-from tests.helpers import write_preset  # noqa: E402
+from tests.helpers import epochs_in_file, finished, script, write_preset  # noqa: E402
 from tests.helpers import SWEEP2  # noqa: E402
 
 pytestmark = pytest.mark.xdist_group("ray")
@@ -119,18 +119,6 @@ class _suppress:
 
 def wait_for(pred: Callable[[], Any], what: str, timeout: float = TIMEOUT) -> Any:
     return helpers.wait_for(pred, what, timeout, every=0.1)
-
-
-def epochs_in_file(ws: Workspace, rid: str) -> list[int]:
-    return [ev.epoch for ev in protocol.read_events(ws.run_paths(rid).events) if isinstance(ev, EpochEnd)]
-
-
-def finished(ws: Workspace, *rids: str) -> bool:
-    return all(ws.get(r).status in ("completed", "failed", "cancelled", "interrupted") for r in rids)
-
-
-def script(ws: Workspace, rid: str, **cfg: Any) -> None:
-    (ws.run_paths(rid).dir / "fake.json").write_text(json.dumps(cfg))
 
 
 @pytest.fixture

@@ -20,10 +20,10 @@ submitit = pytest.importorskip("submitit")
 from tltui import protocol, queue_ops, runstate  # noqa: E402
 from tltui.executor import EXECUTORS  # noqa: E402
 from tltui.executors.slurm import SlurmExecutor, SlurmJob  # noqa: E402
-from tltui.protocol import EpochEnd, Finished, Started  # noqa: E402
+from tltui.protocol import Finished, Started  # noqa: E402
 from tltui.workspace import Workspace  # noqa: E402
 from tests import helpers  # noqa: E402
-from tests.helpers import write_preset  # noqa: E402
+from tests.helpers import epochs_in_file, finished, script, write_preset  # noqa: E402
 from tests.helpers import SWEEP2  # noqa: E402
 
 TIMEOUT = 60.0
@@ -31,18 +31,6 @@ TIMEOUT = 60.0
 
 def wait_for(pred: Callable[[], Any], what: str, timeout: float = TIMEOUT) -> Any:
     return helpers.wait_for(pred, what, timeout, every=0.1)
-
-
-def epochs_in_file(ws: Workspace, rid: str) -> list[int]:
-    return [ev.epoch for ev in protocol.read_events(ws.run_paths(rid).events) if isinstance(ev, EpochEnd)]
-
-
-def finished(ws: Workspace, *rids: str) -> bool:
-    return all(ws.get(r).status in ("completed", "failed", "cancelled", "interrupted") for r in rids)
-
-
-def script(ws: Workspace, rid: str, **cfg: Any) -> None:
-    (ws.run_paths(rid).dir / "fake.json").write_text(json.dumps(cfg))
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from tltui import protocol, queue_ops, runner, runstate, supervisor
 from tltui.protocol import EpochEnd, Started
 from tltui.workspace import RunRecord, Workspace
 from tests import helpers
-from tests.helpers import write_preset
+from tests.helpers import finished, script, write_preset
 from tests.helpers import SWEEP2
 
 TIMEOUT = 30.0
@@ -36,20 +36,12 @@ def status(ws: Workspace, rid: str) -> str:
     return ws.get(rid).status
 
 
-def finished(ws: Workspace, *rids: str) -> bool:
-    return all(ws.get(r).status in ("completed", "failed", "cancelled", "interrupted") for r in rids)
-
-
 def epochs_done(ws: Workspace, rid: str) -> int:
     return runstate.load(ws.run_paths(rid).events).epochs_done
 
 
 def events(ws: Workspace, rid: str) -> list[protocol.Event]:
     return protocol.read_events(ws.run_paths(rid).events)
-
-
-def script(ws: Workspace, rid: str, **cfg: Any) -> None:
-    (ws.run_paths(rid).dir / "fake.json").write_text(json.dumps(cfg))
 
 
 @pytest.fixture
