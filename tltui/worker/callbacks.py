@@ -17,6 +17,7 @@ import keras
 import numpy as np
 
 from tltui.protocol import METRIC_KEYS, Batch, Checkpoint, EpochBegin, EpochEnd
+from tltui.worker.archive import ArchivePlan, BackgroundWriter, read_values
 from tltui.worker.events import EventWriter
 
 #: At most this many batch events per second (plus the last step of each epoch).
@@ -135,7 +136,14 @@ class EventStream(keras.callbacks.Callback):
 
 
 class PeriodicCheckpoint(keras.callbacks.Callback):
-    """Every ``every`` epochs, ``checkpoints/epoch-NNNN.keras``, written atomically."""
+    """Every ``every`` epochs, ``checkpoints/epoch-NNNN.keras``, written atomically.
+
+    The training thread only copies the variables (see :mod:`tltui.worker.archive`); the archive is
+    written on a background thread while the next epoch trains, one at a time, and its ``checkpoint``
+    event is sent when the file is in place. :meth:`drain` waits for it (fit's end does; the trainer
+    also does when fit raises, so a stopped run keeps its last checkpoint). A model the fast writer
+    cannot save (TF Hub assets) is saved with ``model.save`` on the training thread, as before.
+    """
 
     def __init__(self, directory: Path, every: int, writer: EventWriter, export_model: keras.Model | None = None) -> None:
         super().__init__()
@@ -144,6 +152,9 @@ class PeriodicCheckpoint(keras.callbacks.Callback):
         self.writer = writer
         # The model to save when fit trains another one that shares its layers (the feature cache's head).
         self.export_model = export_model
+        self._plan: ArchivePlan | None = None
+        self._fast = True
+        self._background = BackgroundWriter("tltui-checkpoint")
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         # a worker killed mid-save leaves its hidden temporary file behind: never list it as a checkpoint
@@ -153,10 +164,45 @@ class PeriodicCheckpoint(keras.callbacks.Callback):
         done = epoch + 1
         if self.every <= 0 or done % self.every:
             return
+        self._background.wait()  # the previous checkpoint is on disk (or its error is raised here)
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"epoch-{done:04d}.keras"
-        save_atomic(self.export_model or self.model, path)
-        self.writer.emit(Checkpoint(t=time.time(), epoch=done, path=str(path)))
+        model = self.export_model or self.model
+        plan = self._plan_for(model)
+        if plan is None:
+            save_atomic(model, path)
+            self._announce(done, path)
+            return
+        values, config = plan.snapshot(), plan.config_json()
+
+        def write() -> None:
+            write_checkpoint(plan, path, values, config)
+            self._announce(done, path)
+
+        self._background.submit(write)
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        # a failed write (disk full) stops the run at the next step, not at the next checkpoint
+        if self._background.failed:
+            self._background.wait()
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self._background.wait()
+
+    def drain(self) -> BaseException | None:
+        """Wait for the checkpoint in flight; its error is returned, not raised (for ``finally``)."""
+        return self._background.drain()
+
+    def _plan_for(self, model: keras.Model) -> ArchivePlan | None:
+        if not self._fast:
+            return None
+        if self._plan is None or self._plan.model is not model or not self._plan.current:
+            self._plan = ArchivePlan.of(model)
+            self._fast = self._plan is not None
+        return self._plan
+
+    def _announce(self, epoch: int, path: Path) -> None:
+        self.writer.emit(Checkpoint(t=time.time(), epoch=epoch, path=str(path)))
 
 
 class EpochScalars(keras.callbacks.Callback):
@@ -211,9 +257,20 @@ def remove_stale_temps(*directories: Path) -> None:
 
 def save_atomic(model: keras.Model, path: Path) -> None:
     """``model.save`` to a temporary ``.keras`` next to ``path``, then ``os.replace``."""
+    write_atomic(path, model.save)
+
+
+def write_checkpoint(plan: ArchivePlan, path: Path, values: list, config_json: str) -> None:
+    """What ``save_atomic`` does, from a snapshot (:mod:`tltui.worker.archive`); any thread."""
+    write_atomic(path, lambda tmp: plan.write(tmp, values, config_json))
+
+
+def write_atomic(path: Path, fill: Callable[[Path], object]) -> None:
+    """``fill(tmp)`` writes a hidden temporary file next to ``path``; fsync, then ``os.replace``. A kill
+    leaves ``path`` as it was (and a temporary file that :func:`remove_stale_temps` deletes)."""
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
     try:
-        model.save(tmp)
+        fill(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -303,7 +360,7 @@ class EpochBackup(keras.callbacks.Callback):
 
     def save(self, epoch: int) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        values = [np.asarray(v.numpy()) for v in backup_state(self.model)]
+        values = read_values(backup_state(self.model))
         try:
             if self.weights.exists() and self.meta.exists():
                 _link_or_copy(self.weights, self.weights.with_name(BACKUP_WEIGHTS + ".bkp"))

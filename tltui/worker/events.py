@@ -12,6 +12,7 @@ import contextlib
 import errno
 import os
 import signal
+import threading
 from pathlib import Path
 
 from tltui import protocol
@@ -43,6 +44,7 @@ class EventWriter:
         self._file = open(self.path, "ab")  # noqa: SIM115 - lives as long as the writer
         _end_torn_line(self._file)
         self._fd = events_fd
+        self._lock = threading.Lock()  # the checkpoint writer's thread emits too
         if self._fd is not None:
             with contextlib.suppress(OSError):
                 os.set_blocking(self._fd, True)
@@ -54,11 +56,12 @@ class EventWriter:
     def emit(self, event: Event, *, sync: bool = False) -> None:
         """Append one event (flushed; ``sync`` also fsyncs) and send it down the pipe."""
         line = protocol.encode(event).encode("utf-8")
-        self._file.write(line)
-        self._file.flush()
-        if sync:
-            self.sync()
-        self._send(line)
+        with self._lock:
+            self._file.write(line)
+            self._file.flush()
+            if sync:
+                self.sync()
+            self._send(line)
 
     def sync(self) -> None:
         with contextlib.suppress(OSError):

@@ -142,27 +142,30 @@ def callbacks(run_dir: Path) -> list[Any]:
 
 
 def _patch_checkpoint_save(run_dir: Path, fault: Fault) -> None:
-    """Make ``callbacks.save_atomic`` hit the fault while writing a matching checkpoint: the real
-    atomic-write code runs, with a model whose ``save`` writes half a file and then fails or hangs."""
+    """Make the checkpoint writers (``callbacks.write_checkpoint``, the background one, and
+    ``callbacks.save_atomic``, for models it cannot write) hit the fault while writing a matching
+    checkpoint: the real atomic-write code runs, with a fill that writes half a file and then fails or
+    hangs."""
     from tltui.worker import callbacks as cb
 
-    real = cb.save_atomic
+    def torn(tmp: Any) -> None:
+        Path(tmp).write_bytes(b"PK\x03\x04" + b"\0" * 4096)  # the start of a zip, torn
+        if fault.kind == "hang":
+            _hit(run_dir)
+            _wait_forever()
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp))
 
-    class HalfWritten:
-        def __init__(self, model: Any) -> None:
-            self.model = model
-
-        def save(self, tmp: Any) -> None:
-            Path(tmp).write_bytes(b"PK\x03\x04" + b"\0" * 4096)  # the start of a zip, torn
-            if fault.kind == "hang":
-                _hit(run_dir)
-                _wait_forever()
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp))
-
-    def save_atomic(model: Any, path: Path, *args: Any, **kw: Any) -> None:
+    def matches(path: Path) -> bool:
         m = re.match(r"epoch-(\d+)\.keras$", Path(path).name)
-        if m and Path(path).parent.name == "checkpoints" and fault.matches_checkpoint(int(m[1])):
-            return real(HalfWritten(model), path, *args, **kw)
-        return real(model, path, *args, **kw)
+        return bool(m) and Path(path).parent.name == "checkpoints" and fault.matches_checkpoint(int(m[1]))
+
+    real_save, real_write = cb.save_atomic, cb.write_checkpoint
+
+    def save_atomic(model: Any, path: Path) -> None:
+        return cb.write_atomic(path, torn) if matches(path) else real_save(model, path)
+
+    def write_checkpoint(plan: Any, path: Path, *args: Any) -> None:
+        return cb.write_atomic(path, torn) if matches(path) else real_write(plan, path, *args)
 
     cb.save_atomic = save_atomic
+    cb.write_checkpoint = write_checkpoint

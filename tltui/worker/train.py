@@ -292,10 +292,8 @@ class Trainer:
         if t.label_smoothing > 0:
             train_ds, val_ds = one_hot(train_ds, dataset.num_classes), one_hot(val_ds, dataset.num_classes)
         self.stream = EventStream(self.writer, dataset.steps_per_epoch, self.stop)
-        callbacks: list[keras.callbacks.Callback] = [
-            self.stream,
-            PeriodicCheckpoint(self.paths.checkpoints, t.checkpoint_every, self.writer, export_model=model),
-        ]
+        checkpoints = PeriodicCheckpoint(self.paths.checkpoints, t.checkpoint_every, self.writer, export_model=model)
+        callbacks: list[keras.callbacks.Callback] = [self.stream, checkpoints]
         early = None
         if t.early_stopping_patience > 0 and val_ds is not None:
             early = keras.callbacks.EarlyStopping(
@@ -313,14 +311,19 @@ class Trainer:
         train_ds = faults.wrap_dataset(self.paths.dir, train_ds)
         callbacks = faults.callbacks(self.paths.dir) + callbacks
         self.phase("train", f"training for {t.epochs} epochs")
-        fit_model.fit(
-            train_ds,
-            validation_data=val_ds,
-            epochs=t.epochs,
-            steps_per_epoch=t.steps_per_epoch,
-            callbacks=callbacks,
-            verbose=0,  # progress goes out as events (and one worker.log line per epoch, EventStream)
-        )
+        try:
+            fit_model.fit(
+                train_ds,
+                validation_data=val_ds,
+                epochs=t.epochs,
+                steps_per_epoch=t.steps_per_epoch,
+                callbacks=callbacks,
+                verbose=0,  # progress goes out as events (and one worker.log line per epoch, EventStream)
+            )
+        finally:
+            # fit raised (stop, NaN, ...): the checkpoint being written in the background still lands (its
+            # own error, if any, is second to fit's); after a normal end on_train_end has waited already
+            checkpoints.drain()
         self.phase("save", f"saving {self.paths.model}")
         save_atomic(model, self.paths.model)
         reason = ""

@@ -1,0 +1,286 @@
+"""``.keras`` archives written from a numpy snapshot, so a periodic checkpoint costs the training
+thread a copy of the variables instead of a full ``model.save``.
+
+``model.save`` spends most of its time finding the state to write: it walks every attribute of
+every layer (and builds throwaway reference layers to know which attributes to skip), converts
+each variable on the way and writes it to HDF5 in the same pass, so it has to run while training
+waits. That walk gives the same answer at every epoch of a fit. :class:`ArchivePlan` records it
+once, by running Keras's own ``_save_state`` into a store that keeps *which variable* goes to
+*which HDF5 path* (with the group attributes) instead of writing; afterwards a checkpoint is
+
+1. on the training thread, between two epochs: a numpy copy of those variables (consistent: no
+   step runs meanwhile) and the model's config JSON (cached while the learning rate is unchanged);
+2. on a background thread, while the next epoch trains: the HDF5 file, the zip, fsync and the
+   atomic rename, exactly the files ``model.save`` writes (``metadata.json``, ``config.json``,
+   ``model.weights.h5``).
+
+The optimizer's ``save_own_variables`` (``store[str(i)] = variable.numpy()``) is swapped, while the
+plan is recorded, for one that records the variables themselves. A model whose saving needs anything else (assets, such as the TF Hub layer's SavedModel; a value
+that is not a variable, such as a LoRA-merged kernel) has no plan: :func:`ArchivePlan.of` returns
+``None`` and the caller uses ``model.save``. ``tests/worker/test_archive.py`` checks that an
+archive written this way loads with ``keras.models.load_model`` into the same weights, optimizer
+state and config as ``model.save``'s, and has the same HDF5 layout, so a Keras upgrade that
+changes the format fails a test instead of writing odd checkpoints.
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import json
+import shutil
+import tempfile
+import threading
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+CONFIG_FILENAME = "config.json"
+METADATA_FILENAME = "metadata.json"
+WEIGHTS_FILENAME = "model.weights.h5"
+
+
+@dataclass(frozen=True)
+class _Group:
+    path: str
+    attrs: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class _Value:
+    path: str
+    key: str
+    index: int  # into ArchivePlan.variables
+
+
+class Unsupported(Exception):
+    """The model's saving does something a plan cannot replay."""
+
+
+def _recording_stores() -> tuple[Any, Any]:
+    """A weights store and an assets store that Keras's ``_save_state`` accepts (it checks their
+    classes) and that record instead of writing."""
+    from keras.src.saving import saving_lib
+
+    class Weights(saving_lib.H5IOStore):  # type: ignore[misc]
+        def __init__(self) -> None:  # no file: every write is recorded
+            self.mode = "w"
+            self.archive = None
+            self.io_file = None
+            self.ops: list[_Group | tuple[str, str, Any]] = []
+            self._path = ""
+            self._made = False
+
+        def __bool__(self) -> bool:
+            return True
+
+        def make(self, path: str, metadata: dict | None = None) -> Any:
+            # H5IOStore.make: a group with attributes now, one without at the first value
+            self._path = path
+            self._made = bool(metadata)
+            if metadata:
+                self.ops.append(_Group(path, dict(metadata)))
+            return self
+
+        def __setitem__(self, key: str, value: Any) -> None:
+            if not self._made:
+                self.ops.append(_Group(self._path, None))
+                self._made = True
+            self.ops.append((self._path, str(key), value))
+
+        def close(self) -> None:
+            pass
+
+    class Assets(saving_lib.DiskIOStore):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.mode = "w"
+            self.archive = None
+            self.tmp_dir = tempfile.mkdtemp(prefix="tltui-plan-assets-")
+            self.working_dir = self.tmp_dir
+            self.used = False
+
+        def make(self, path: str) -> str:
+            self.used = True
+            return self.tmp_dir
+
+        def close(self) -> None:
+            shutil.rmtree(self.tmp_dir, ignore_errors=True)
+
+    return Weights(), Assets()
+
+
+class ArchivePlan:
+    """Which variable goes where in a model's ``.keras`` archive; see the module docstring."""
+
+    def __init__(self, model: keras.Model, ops: list[_Group | _Value], variables: list[Any]) -> None:
+        self.model = model
+        self.ops = ops
+        self.variables = variables
+        self._shape_key = self._key(model)
+        self._config: tuple[Any, str] | None = None
+
+    @classmethod
+    def of(cls, model: keras.Model) -> ArchivePlan | None:
+        """The plan for ``model``, or ``None`` when only ``model.save`` can write it."""
+        try:
+            from keras.src.optimizers.base_optimizer import BaseOptimizer
+            from keras.src.saving import saving_lib
+
+            weights, assets = _recording_stores()
+            # The optimizer saves `variable.numpy()` (a copy) under str(i) for each of its variables: record
+            # the variables themselves, same keys, same order.
+            real = BaseOptimizer.save_own_variables
+
+            def by_reference(self: Any, store: Any) -> None:
+                for i, variable in enumerate(self.variables):
+                    store[str(i)] = variable
+
+            BaseOptimizer.save_own_variables = by_reference
+            try:
+                saving_lib._save_state(model, weights_store=weights, assets_store=assets, inner_path="",
+                                       visited_saveables=set())
+            finally:
+                BaseOptimizer.save_own_variables = real
+                assets.close()
+            if assets.used:
+                raise Unsupported("the model saves assets")
+            ops: list[_Group | _Value] = []
+            variables: list[Any] = []
+            for op in weights.ops:
+                if isinstance(op, _Group):
+                    ops.append(op)
+                    continue
+                path, key, value = op
+                if not isinstance(value, keras.Variable):
+                    raise Unsupported(f"{path}/{key} is not a variable")
+                ops.append(_Value(path, key, len(variables)))
+                variables.append(value)
+        except (Unsupported, AttributeError, TypeError, ImportError):
+            return None  # assets, computed values, or a Keras whose private saving API moved
+        return cls(model, ops, variables)
+
+    @staticmethod
+    def _key(model: keras.Model) -> tuple[int, int]:
+        opt = getattr(model, "optimizer", None)
+        return len(model.weights), len(opt.variables) if opt is not None and opt.built else -1
+
+    @property
+    def current(self) -> bool:
+        """Still the model's layout (an optimizer built later, say, changes it: record a new plan)."""
+        return self._key(self.model) == self._shape_key
+
+    def snapshot(self) -> list[np.ndarray]:
+        """The variables' values now (call between steps, on the training thread)."""
+        return read_values(self.variables)
+
+    def config_json(self) -> str:
+        """``config.json`` as ``model.save`` writes it; recomputed when the learning rate changed."""
+        from keras.src.saving import saving_lib
+
+        lr = _learning_rate(self.model)
+        if self._config is None or self._config[0] != lr:
+            self._config = (lr, saving_lib._serialize_model_as_json(self.model)[0])
+        return self._config[1]
+
+    def write(self, path: Path, values: list[np.ndarray], config_json: str) -> None:
+        """The archive's bytes to ``path`` (the caller makes it atomic). Any thread."""
+        import h5py
+
+        buf = io.BytesIO()
+        with h5py.File(buf, "w") as f:
+            group = None
+            for op in self.ops:
+                if isinstance(op, _Group):
+                    group = f.create_group("vars") if not op.path else f.create_group(op.path).create_group("vars")
+                    for k, v in (op.attrs or {}).items():
+                        group.attrs[k] = v
+                    continue
+                value = values[op.index]
+                assert group is not None
+                if keras.backend.standardize_dtype(value.dtype) == "bfloat16":
+                    group.create_dataset(op.key, data=value).attrs["dtype"] = "bfloat16"
+                else:
+                    group[op.key] = value
+        metadata = json.dumps({"keras_version": keras.__version__,
+                               "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S")})
+        with zipfile.ZipFile(path, "w") as zf:
+            zf.writestr(METADATA_FILENAME, metadata)
+            zf.writestr(CONFIG_FILENAME, config_json)
+            zf.writestr(WEIGHTS_FILENAME, buf.getbuffer())
+
+
+def read_values(variables: list[Any]) -> list[np.ndarray]:
+    """The values of Keras variables as numpy arrays, about 3x faster than ``v.numpy()`` each (which
+    goes through ``read_value``: a name scope, the read and an ``identity``): one ``ReadVariableOp``
+    per variable. The arrays stay as read: TensorFlow copies a variable's buffer before an in-place
+    update while a read of it is alive. Variables of another kind fall back to ``v.numpy()``."""
+    import tensorflow as tf
+
+    read = tf.raw_ops.ReadVariableOp
+    out = []
+    for v in variables:
+        tv = getattr(v, "value", v)
+        try:
+            out.append(read(resource=tv.handle, dtype=tv.dtype).numpy())
+        except (AttributeError, TypeError, ValueError):
+            out.append(np.asarray(v.numpy()))
+    return out
+
+
+def _learning_rate(model: keras.Model) -> Any:
+    opt = getattr(model, "optimizer", None)
+    if opt is None:
+        return None
+    lr = getattr(opt, "_learning_rate", None)
+    if isinstance(lr, keras.Variable):
+        return float(np.asarray(lr))
+    return id(lr)  # a schedule (its config does not change) or a callable
+
+
+class BackgroundWriter:
+    """At most one write in flight, on a daemon thread. A failed write's exception is raised by the
+    next :meth:`submit` or by :meth:`wait` (on the training thread, where the worker reports it)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def submit(self, job: Callable[[], None]) -> None:
+        self.wait()
+
+        def run() -> None:
+            try:
+                job()
+            except BaseException as e:  # noqa: BLE001 - handed to the training thread
+                self._error = e
+
+        self._thread = threading.Thread(target=run, name=self.name, daemon=True)
+        self._thread.start()
+
+    @property
+    def failed(self) -> bool:
+        """The last write ended with an exception that :meth:`wait` has not raised yet."""
+        return self._error is not None
+
+    def wait(self) -> None:
+        """Block until the write in flight (if any) is done; raise its exception."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            e, self._error = self._error, None
+            raise e
+
+    def drain(self) -> BaseException | None:
+        """:meth:`wait` that returns the exception instead of raising it (for ``finally`` blocks)."""
+        try:
+            self.wait()
+        except BaseException as e:  # noqa: BLE001
+            return e
+        return None
