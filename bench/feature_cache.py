@@ -44,7 +44,7 @@ def summarize(events: list[dict[str, Any]]) -> dict[str, Any]:
     train = next(e["t"] for e in events if e["type"] == "phase" and e["name"] == "train")
     return {
         "cache": model["feature_cache"],
-        "epochs": gaps(starts),
+        "epochs": [s for _, s in gaps(starts)],
         "first_epoch": starts[1] - starts[0] if len(starts) > 1 else float("nan"),
         "extract": (train - feat) if feat is not None else 0.0,
         "val_acc": ends[-1]["metrics"].get("val_acc"),

@@ -24,6 +24,20 @@ def test_result_line_states_ratio_target_and_verdict() -> None:
     assert Figure("tui", "x", 1.0, "s", None).ok is None
 
 
+def test_harness_steady_epoch_counts_each_position_of_the_checkpoint_cycle_once() -> None:
+    from bench.harness import gaps, steady_epoch
+
+    assert gaps([0.0, 10.0, 12.0, 15.0]) == [(2, 2.0), (3, 3.0)]  # epoch 1 (tracing) left out
+    # checkpoint every 4: epochs 4 and 8 end with one (+1 s), 5 and 9 carry its background write (+0.2 s),
+    # one hiccup (epoch 6 of the second run, +9 s) is an outlier the medians drop
+    run = [(2, 10.0), (3, 10.0), (4, 11.0), (5, 10.2), (6, 10.0), (7, 10.0), (8, 11.0), (9, 10.2)]
+    hiccup = [(e, s + 9.0 if e == 6 else s) for e, s in run]
+    assert steady_epoch(run + hiccup + run, 4) == pytest.approx(10.3)  # (10 + 10.2 + 10 + 11) / 4
+    assert steady_epoch([(2, 3.0), (3, 5.0), (4, 4.0)], 1) == 4.0  # no cycle: the median
+    with pytest.raises(ValueError, match="positions"):
+        steady_epoch([(2, 1.0), (3, 1.0)], 4)
+
+
 @pytest.mark.e2e
 @pytest.mark.xdist_group("bench_smoke")
 @pytest.mark.parametrize("name", ["workspace", "tui", "pipeline", "gpu_options", "feature_cache", "harness"])

@@ -18,17 +18,18 @@ from tltui.worker.archive import ArchivePlan, BackgroundWriter  # noqa: E402
 from tltui.worker.callbacks import DiskFull, PeriodicCheckpoint, backup_state  # noqa: E402
 
 
-def _model(seed: int = 0) -> keras.Model:
-    """Conv, BatchNorm (non-trainable statistics), Dropout (a seed generator), a frozen layer, Adam."""
+def _model(seed: int = 0, bf16_layer: bool = False) -> keras.Model:
+    """Conv, BatchNorm (non-trainable statistics), Dropout (a seed generator), a frozen layer, Adam;
+    optionally a layer whose variables are bfloat16."""
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((8, 8, 3))
     x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
     x = keras.layers.BatchNormalization(name="bn")(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
-    frozen = keras.layers.Dense(5, name="frozen")
+    frozen = keras.layers.Dense(5, name="frozen", dtype="bfloat16" if bf16_layer else None)
     frozen.trainable = False
     x = keras.layers.Dropout(0.2)(frozen(x))
-    outputs = keras.layers.Dense(3, activation="softmax", name="head")(x)
+    outputs = keras.layers.Dense(3, activation="softmax", name="head", dtype="float32")(x)
     m = keras.Model(inputs, outputs)
     m.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy", metrics=["acc"])
     return m
@@ -58,10 +59,25 @@ def _h5_layout(archive: Path) -> list[tuple]:
     return out
 
 
-def test_an_archive_from_a_snapshot_is_what_model_save_writes(tmp_path: Path) -> None:
+@pytest.fixture
+def policy(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    keras.mixed_precision.set_global_policy(request.param)
+    yield request.param
+    keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.parametrize(
+    ("policy", "bf16_layer"),
+    [("float32", False), ("mixed_float16", False), ("float32", True)],
+    ids=["float32", "mixed_float16 (LossScaleOptimizer)", "bfloat16 variables"],
+    indirect=["policy"],
+)
+def test_an_archive_from_a_snapshot_is_what_model_save_writes(tmp_path: Path, policy: str, bf16_layer: bool) -> None:
     x, y = _data()
-    m = _model()
+    m = _model(bf16_layer=bf16_layer)
     m.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    if bf16_layer:
+        assert any(str(v.dtype) == "bfloat16" for v in m.weights)
     plan = ArchivePlan.of(m)
     assert plan is not None
     fast, ref = tmp_path / "fast.keras", tmp_path / "ref.keras"
@@ -76,8 +92,9 @@ def test_an_archive_from_a_snapshot_is_what_model_save_writes(tmp_path: Path) ->
 
     loaded = keras.models.load_model(fast)
     for a, b in zip(backup_state(loaded), backup_state(m), strict=True):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
     np.testing.assert_allclose(loaded.predict(x, verbose=0), m.predict(x, verbose=0), rtol=1e-6)
+    assert not list(tmp_path.glob("*.h5"))  # the HDF5 file's temporary copy is gone
 
 
 def test_the_archive_holds_the_snapshot_not_the_weights_at_write_time(tmp_path: Path) -> None:
@@ -96,21 +113,32 @@ def test_the_archive_holds_the_snapshot_not_the_weights_at_write_time(tmp_path: 
     assert not np.array_equal(np.asarray(m.get_layer("head").kernel), np.asarray(loaded.get_layer("head").kernel))
 
 
-def test_the_config_follows_a_changed_learning_rate() -> None:
+@pytest.mark.parametrize("policy", ["float32", "mixed_float16"], indirect=True)
+def test_the_config_follows_a_changed_learning_rate(policy: str) -> None:
     m = _model()
     m.fit(*_data(), epochs=1, batch_size=8, verbose=0)
     plan = ArchivePlan.of(m)
     assert plan is not None
-    lr = lambda text: json.loads(text)["compile_config"]["optimizer"]["config"]["learning_rate"]  # noqa: E731
+
+    def lr(text: str) -> float:
+        opt = json.loads(text)["compile_config"]["optimizer"]["config"]
+        return (opt.get("inner_optimizer", {}).get("config") or opt)["learning_rate"]  # LossScaleOptimizer wraps
+
     assert lr(plan.config_json()) == pytest.approx(0.01)
-    m.optimizer.learning_rate = 0.001  # what ReduceLROnPlateau does
+    inner = getattr(m.optimizer, "inner_optimizer", m.optimizer)
+    inner.learning_rate = 0.001  # what ReduceLROnPlateau does
     assert lr(plan.config_json()) == pytest.approx(0.001)
 
 
-def test_a_plan_goes_stale_when_the_optimizer_is_built_later() -> None:
+def test_a_plan_goes_stale_when_the_optimizer_is_built_later_or_replaced() -> None:
     m = _model()
     plan = ArchivePlan.of(m)  # before fit: the optimizer has no slots yet
     assert plan is not None and plan.current
+    m.fit(*_data(), epochs=1, batch_size=8, verbose=0)
+    assert not plan.current
+    plan = ArchivePlan.of(m)
+    assert plan is not None and plan.current
+    m.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")  # same kind, new slots
     m.fit(*_data(), epochs=1, batch_size=8, verbose=0)
     assert not plan.current
 
@@ -129,11 +157,19 @@ class _ComputedValue(keras.layers.Dense):
         store["1"] = self.bias
 
 
-@pytest.mark.parametrize("layer", [_WithAssets(), _ComputedValue(2)], ids=["assets", "computed value"])
-def test_models_the_plan_cannot_replay_have_no_plan(layer: keras.layers.Layer) -> None:
+@pytest.mark.parametrize(
+    ("layer", "why"),
+    [(_WithAssets(name="vocab"), "saves assets"), (_ComputedValue(2, name="lora"), "lora/vars/0 is a computed value")],
+    ids=["assets", "computed value"],
+)
+def test_models_the_plan_cannot_replay_have_no_plan(layer: keras.layers.Layer, why: str) -> None:
+    from tltui.worker.archive import Unsupported
+
     inputs = keras.Input((2,))
     m = keras.Model(inputs, layer(inputs))
     assert ArchivePlan.of(m) is None
+    with pytest.raises(Unsupported, match=why):
+        ArchivePlan.record(m)
 
 
 def test_background_writer_runs_one_job_at_a_time_and_hands_errors_to_the_caller() -> None:
@@ -194,7 +230,9 @@ def test_periodic_checkpoints_are_written_in_the_background_with_each_epochs_wei
             np.testing.assert_array_equal(np.asarray(a), b)
 
 
-def test_a_full_disk_in_the_background_write_stops_fit_with_the_checkpoint_named(tmp_path: Path, monkeypatch) -> None:
+def test_a_full_disk_in_the_background_write_stops_fit_at_the_next_step_with_the_checkpoint_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from tltui.worker import callbacks as cb
 
     def full(tmp: Path) -> None:
@@ -203,9 +241,45 @@ def test_a_full_disk_in_the_background_write_stops_fit_with_the_checkpoint_named
 
     monkeypatch.setattr(cb, "write_checkpoint", lambda plan, path, *a: cb.write_atomic(path, full))
     ckpt = PeriodicCheckpoint(tmp_path / "checkpoints", 1, _Events())  # type: ignore[arg-type]
+    steps: list[tuple[int, int]] = []
+
+    class Step(keras.callbacks.Callback):
+        """Before the checkpoint callback: records each step and, at the first step of epoch 2, lets the
+        background write of checkpoint 1 fail first."""
+
+        epoch = 0
+
+        def on_epoch_begin(self, epoch: int, logs: object = None) -> None:
+            self.epoch = epoch + 1
+
+        def on_train_batch_end(self, batch: int, logs: object = None) -> None:
+            steps.append((self.epoch, batch + 1))
+            if self.epoch == 2 and batch == 0:
+                ckpt._background._thread.join(5)  # type: ignore[union-attr]
+
     with pytest.raises(DiskFull, match="epoch-0001.keras"):
-        _model().fit(*_data(), epochs=3, batch_size=8, verbose=0, callbacks=[ckpt])
+        _model().fit(*_data(), epochs=3, batch_size=8, verbose=0, callbacks=[Step(), ckpt])
+    assert steps[-1] == (2, 1)  # stopped at that step, not at the next epoch end
     assert list((tmp_path / "checkpoints").iterdir()) == []  # no torn file under any name
+
+
+def test_a_resumed_run_writes_the_checkpoint_its_kill_lost(tmp_path: Path) -> None:
+    """Killed after epoch 2's backup and events but before its background checkpoint write ended: the
+    resumed fit starts with epoch 2's state and writes ``epoch-0002.keras`` from it."""
+    x, y = _data()
+    m = _model()
+    m.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    at_epoch_2 = [v.numpy() for v in m.weights]
+    events = _Events()
+    ckpt = PeriodicCheckpoint(tmp_path / "checkpoints", 2, events, resumed_after=2)  # type: ignore[arg-type]
+    m.fit(x, y, epochs=2, initial_epoch=2, batch_size=8, verbose=0, callbacks=[ckpt])  # nothing left to train
+    assert [e.epoch for e in events.events] == [2]
+    loaded = keras.models.load_model(tmp_path / "checkpoints" / "epoch-0002.keras")
+    for a, b in zip(loaded.weights, at_epoch_2, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b)
+    PeriodicCheckpoint(tmp_path / "checkpoints", 2, events, resumed_after=2).on_train_begin()  # already there
+    PeriodicCheckpoint(tmp_path / "checkpoints", 2, events, resumed_after=3).on_train_begin()  # not a checkpoint epoch
+    assert [e.epoch for e in events.events] == [2]
 
 
 def test_read_values_matches_numpy_for_mixed_precision_and_plain_variables() -> None:

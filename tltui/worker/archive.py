@@ -15,21 +15,20 @@ once, by running Keras's own ``_save_state`` into a store that keeps *which vari
    ``model.weights.h5``).
 
 The optimizer's ``save_own_variables`` (``store[str(i)] = variable.numpy()``) is swapped, while the
-plan is recorded, for one that records the variables themselves. A model whose saving needs anything else (assets, such as the TF Hub layer's SavedModel; a value
-that is not a variable, such as a LoRA-merged kernel) has no plan: :func:`ArchivePlan.of` returns
-``None`` and the caller uses ``model.save``. ``tests/worker/test_archive.py`` checks that an
-archive written this way loads with ``keras.models.load_model`` into the same weights, optimizer
-state and config as ``model.save``'s, and has the same HDF5 layout, so a Keras upgrade that
-changes the format fails a test instead of writing odd checkpoints.
+plan is recorded, for one that records the variables themselves. A model whose saving needs anything
+else (assets, such as the TF Hub layer's SavedModel; a value that is not a variable, such as a
+LoRA-merged kernel) has no plan: :meth:`ArchivePlan.of` returns ``None`` (:meth:`ArchivePlan.record`
+says why) and the caller uses ``model.save``. A plan is re-recorded when the model's variables are no
+longer the ones it recorded. ``tests/worker/test_archive.py`` checks that an archive written this way
+has the same files, HDF5 layout, values and config as ``model.save``'s and loads with
+``keras.models.load_model``, so a Keras upgrade that changes the format fails a test instead of
+writing odd checkpoints.
 """
 
 from __future__ import annotations
 
 import datetime
-import io
 import json
-import shutil
-import tempfile
 import threading
 import zipfile
 from collections.abc import Callable
@@ -100,16 +99,13 @@ def _recording_stores() -> tuple[Any, Any]:
         def __init__(self) -> None:
             self.mode = "w"
             self.archive = None
-            self.tmp_dir = tempfile.mkdtemp(prefix="tltui-plan-assets-")
-            self.working_dir = self.tmp_dir
-            self.used = False
+            self.tmp_dir = None
 
         def make(self, path: str) -> str:
-            self.used = True
-            return self.tmp_dir
+            raise Unsupported(f"{path or 'the model'} saves assets")  # before the layer copies them
 
         def close(self) -> None:
-            shutil.rmtree(self.tmp_dir, ignore_errors=True)
+            pass
 
     return Weights(), Assets()
 
@@ -128,50 +124,58 @@ class ArchivePlan:
     def of(cls, model: keras.Model) -> ArchivePlan | None:
         """The plan for ``model``, or ``None`` when only ``model.save`` can write it."""
         try:
+            return cls.record(model)
+        except Unsupported:
+            return None
+
+    @classmethod
+    def record(cls, model: keras.Model) -> ArchivePlan:
+        """The plan for ``model``; :class:`Unsupported` says why there is none."""
+        try:
             from keras.src.optimizers.base_optimizer import BaseOptimizer
             from keras.src.saving import saving_lib
+        except ImportError as e:
+            raise Unsupported(f"this Keras has no {e.name}") from e
+        weights, assets = _recording_stores()
+        # The optimizer saves `variable.numpy()` (a copy) under str(i) for each of its variables: record
+        # the variables themselves, same keys, same order.
+        real = BaseOptimizer.save_own_variables
 
-            weights, assets = _recording_stores()
-            # The optimizer saves `variable.numpy()` (a copy) under str(i) for each of its variables: record
-            # the variables themselves, same keys, same order.
-            real = BaseOptimizer.save_own_variables
+        def by_reference(self: Any, store: Any) -> None:
+            for i, variable in enumerate(self.variables):
+                store[str(i)] = variable
 
-            def by_reference(self: Any, store: Any) -> None:
-                for i, variable in enumerate(self.variables):
-                    store[str(i)] = variable
-
-            BaseOptimizer.save_own_variables = by_reference
-            try:
-                saving_lib._save_state(model, weights_store=weights, assets_store=assets, inner_path="",
-                                       visited_saveables=set())
-            finally:
-                BaseOptimizer.save_own_variables = real
-                assets.close()
-            if assets.used:
-                raise Unsupported("the model saves assets")
-            ops: list[_Group | _Value] = []
-            variables: list[Any] = []
-            for op in weights.ops:
-                if isinstance(op, _Group):
-                    ops.append(op)
-                    continue
-                path, key, value = op
-                if not isinstance(value, keras.Variable):
-                    raise Unsupported(f"{path}/{key} is not a variable")
-                ops.append(_Value(path, key, len(variables)))
-                variables.append(value)
-        except (Unsupported, AttributeError, TypeError, ImportError):
-            return None  # assets, computed values, or a Keras whose private saving API moved
+        BaseOptimizer.save_own_variables = by_reference
+        try:
+            saving_lib._save_state(model, weights_store=weights, assets_store=assets, inner_path="",
+                                   visited_saveables=set())
+        except (AttributeError, TypeError) as e:  # Keras's private saving API changed
+            raise Unsupported(f"Keras's saving walk failed here: {e}") from e
+        finally:
+            BaseOptimizer.save_own_variables = real
+        ops: list[_Group | _Value] = []
+        variables: list[Any] = []
+        for op in weights.ops:
+            if isinstance(op, _Group):
+                ops.append(op)
+                continue
+            path, key, value = op
+            if not isinstance(value, keras.Variable):
+                raise Unsupported(f"{path}/{key} is a computed value, not a variable")
+            ops.append(_Value(path, key, len(variables)))
+            variables.append(value)
         return cls(model, ops, variables)
 
     @staticmethod
-    def _key(model: keras.Model) -> tuple[int, int]:
+    def _key(model: keras.Model) -> tuple[int, ...]:
         opt = getattr(model, "optimizer", None)
-        return len(model.weights), len(opt.variables) if opt is not None and opt.built else -1
+        opt_vars = list(opt.variables) if opt is not None else []
+        return (id(opt), *map(id, model.weights), -1, *map(id, opt_vars))
 
     @property
     def current(self) -> bool:
-        """Still the model's layout (an optimizer built later, say, changes it: record a new plan)."""
+        """Still the model's variables (an optimizer built later or replaced by a new ``compile``, a layer
+        that made new variables: record a new plan)."""
         return self._key(self.model) == self._shape_key
 
     def snapshot(self) -> list[np.ndarray]:
@@ -191,8 +195,10 @@ class ArchivePlan:
         """The archive's bytes to ``path`` (the caller makes it atomic). Any thread."""
         import h5py
 
-        buf = io.BytesIO()
-        with h5py.File(buf, "w") as f:
+        # like model.save on a machine short of memory: the HDF5 file next to the archive, then into the zip
+        # (held in memory it would double the snapshot's footprint, ~1 GB for ResNet50 + Adam)
+        h5 = path.with_name(path.name + ".h5")
+        with h5py.File(h5, "w") as f:
             group = None
             for op in self.ops:
                 if isinstance(op, _Group):
@@ -208,17 +214,21 @@ class ArchivePlan:
                     group[op.key] = value
         metadata = json.dumps({"keras_version": keras.__version__,
                                "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S")})
-        with zipfile.ZipFile(path, "w") as zf:
-            zf.writestr(METADATA_FILENAME, metadata)
-            zf.writestr(CONFIG_FILENAME, config_json)
-            zf.writestr(WEIGHTS_FILENAME, buf.getbuffer())
+        try:
+            with zipfile.ZipFile(path, "w") as zf:
+                zf.writestr(METADATA_FILENAME, metadata)
+                zf.writestr(CONFIG_FILENAME, config_json)
+                zf.write(h5, WEIGHTS_FILENAME)
+        finally:
+            h5.unlink(missing_ok=True)
 
 
 def read_values(variables: list[Any]) -> list[np.ndarray]:
-    """The values of Keras variables as numpy arrays, about 3x faster than ``v.numpy()`` each (which
-    goes through ``read_value``: a name scope, the read and an ``identity``): one ``ReadVariableOp``
-    per variable. The arrays stay as read: TensorFlow copies a variable's buffer before an in-place
-    update while a read of it is alive. Variables of another kind fall back to ``v.numpy()``."""
+    """Copies of Keras variables' values as numpy arrays, about 3x faster than ``v.numpy()`` each (which
+    goes through ``read_value``: a name scope, the read and an ``identity``): one ``ReadVariableOp`` per
+    variable, whose ``numpy()`` copies. (A mirrored variable, outside a replica context, reads its
+    first replica: the replicas are equal after each step.) Anything without a resource handle falls
+    back to ``v.numpy()``."""
     import tensorflow as tf
 
     read = tf.raw_ops.ReadVariableOp
@@ -236,6 +246,7 @@ def _learning_rate(model: keras.Model) -> Any:
     opt = getattr(model, "optimizer", None)
     if opt is None:
         return None
+    opt = getattr(opt, "inner_optimizer", opt)  # mixed_float16: the LossScaleOptimizer's own rate is a dummy
     lr = getattr(opt, "_learning_rate", None)
     if isinstance(lr, keras.Variable):
         return float(np.asarray(lr))
@@ -278,9 +289,10 @@ class BackgroundWriter:
             raise e
 
     def drain(self) -> BaseException | None:
-        """:meth:`wait` that returns the exception instead of raising it (for ``finally`` blocks)."""
-        try:
-            self.wait()
-        except BaseException as e:  # noqa: BLE001
-            return e
-        return None
+        """:meth:`wait` that returns the write's exception instead of raising it (for ``finally`` blocks);
+        an interrupt while waiting still propagates."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        e, self._error = self._error, None
+        return e

@@ -145,13 +145,22 @@ class PeriodicCheckpoint(keras.callbacks.Callback):
     cannot save (TF Hub assets) is saved with ``model.save`` on the training thread, as before.
     """
 
-    def __init__(self, directory: Path, every: int, writer: EventWriter, export_model: keras.Model | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        every: int,
+        writer: EventWriter,
+        export_model: keras.Model | None = None,
+        resumed_after: int = 0,
+    ) -> None:
         super().__init__()
         self.directory = Path(directory)
         self.every = every
         self.writer = writer
         # The model to save when fit trains another one that shares its layers (the feature cache's head).
         self.export_model = export_model
+        # A resumed run restarts after this epoch, with its state restored (EpochBackup runs first).
+        self.resumed_after = resumed_after
         self._plan: ArchivePlan | None = None
         self._fast = True
         self._background = BackgroundWriter("tltui-checkpoint")
@@ -159,11 +168,21 @@ class PeriodicCheckpoint(keras.callbacks.Callback):
     def on_train_begin(self, logs: dict | None = None) -> None:
         # a worker killed mid-save leaves its hidden temporary file behind: never list it as a checkpoint
         remove_stale_temps(self.directory, self.directory.parent)
+        # Killed after its epoch's backup and events but before its checkpoint was on disk (the write runs
+        # in the background): the restored state is that epoch's, so write the checkpoint now.
+        done = self.resumed_after
+        if done > 0 and self.every > 0 and done % self.every == 0:
+            if not (self.directory / f"epoch-{done:04d}.keras").exists():
+                self.save(done)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         done = epoch + 1
         if self.every <= 0 or done % self.every:
             return
+        self.save(done)
+
+    def save(self, done: int) -> None:
+        """``checkpoints/epoch-{done}.keras`` from the model's state now."""
         self._background.wait()  # the previous checkpoint is on disk (or its error is raised here)
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"epoch-{done:04d}.keras"
@@ -248,11 +267,13 @@ class EpochScalars(keras.callbacks.Callback):
 
 
 def remove_stale_temps(*directories: Path) -> None:
-    """Delete the ``.NAME.PID.tmp.keras`` files :func:`save_atomic` leaves when its process is killed."""
+    """Delete the ``.NAME.PID.tmp.keras`` files :func:`write_atomic` leaves when its process is killed
+    (and the archive writer's ``.NAME.PID.tmp.keras.h5``)."""
     for d in directories:
-        for tmp in Path(d).glob(".*.tmp.keras"):
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+        for pattern in (".*.tmp.keras", ".*.tmp.keras.h5"):
+            for tmp in Path(d).glob(pattern):
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
 
 
 def save_atomic(model: keras.Model, path: Path) -> None:

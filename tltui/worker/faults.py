@@ -14,7 +14,8 @@ Spec: ``KIND@WHERE`` with WHERE ``epochE[,batchB]`` (batch 1 if left out) or ``c
     dataset@epoch2,batch3    the input pipeline raises while producing that batch (from tf.data)
     enospc@checkpoint2       the checkpoint write fails half way with OSError(ENOSPC)
     hang@checkpoint2         the checkpoint write stops half way and waits (to be SIGKILLed);
-                             ``RUN_DIR/fault.hit`` appears when it is there
+                             ``RUN_DIR/fault.hit`` appears when it is there; training waits too,
+                             at the start of the next epoch
     hang@epoch2,batch1       waits at that batch end, after touching ``RUN_DIR/fault.hit``
 
 Batches count from 1 in each epoch; epochs from 1, as in the events.
@@ -118,6 +119,14 @@ def callbacks(run_dir: Path) -> list[Any]:
     class FaultInjector(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
             _STATE["epoch"], _STATE["produced"] = epoch + 1, 0
+            if fault.kind == "hang" and fault.at_checkpoint and fault.checkpoint == epoch:
+                # The checkpoint of the epoch just ended hangs in its background write: hold training as
+                # well, so a kill finds the run right after that epoch, as with a synchronous write.
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline:
+                    if (Path(run_dir) / HIT).exists():
+                        _wait_forever()
+                    time.sleep(0.01)
 
         def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
             if not fault.matches_batch(_STATE["epoch"], batch + 1):

@@ -292,7 +292,9 @@ class Trainer:
         if t.label_smoothing > 0:
             train_ds, val_ds = one_hot(train_ds, dataset.num_classes), one_hot(val_ds, dataset.num_classes)
         self.stream = EventStream(self.writer, dataset.steps_per_epoch, self.stop)
-        checkpoints = PeriodicCheckpoint(self.paths.checkpoints, t.checkpoint_every, self.writer, export_model=model)
+        checkpoints = PeriodicCheckpoint(
+            self.paths.checkpoints, t.checkpoint_every, self.writer, export_model=model, resumed_after=self.initial_epoch
+        )
         callbacks: list[keras.callbacks.Callback] = [self.stream, checkpoints]
         early = None
         if t.early_stopping_patience > 0 and val_ds is not None:
