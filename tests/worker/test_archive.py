@@ -159,7 +159,7 @@ class _ComputedValue(keras.layers.Dense):
 
 @pytest.mark.parametrize(
     ("layer", "why"),
-    [(_WithAssets(name="vocab"), "saves assets"), (_ComputedValue(2, name="lora"), "lora/vars/0 is a computed value")],
+    [(_WithAssets(name="vocab"), "saves assets"), (_ComputedValue(2, name="lora"), "/0 is a computed value, not a variable")],
     ids=["assets", "computed value"],
 )
 def test_models_the_plan_cannot_replay_have_no_plan(layer: keras.layers.Layer, why: str) -> None:
