@@ -117,7 +117,7 @@ class ArchivePlan:
         self.model = model
         self.ops = ops
         self.variables = variables
-        self._shape_key = self._key(model)
+        self._recorded = self._key(model)
         self._config: tuple[Any, str] | None = None
 
     @classmethod
@@ -176,7 +176,7 @@ class ArchivePlan:
     def current(self) -> bool:
         """Still the model's variables (an optimizer built later or replaced by a new ``compile``, a layer
         that made new variables: record a new plan)."""
-        return self._key(self.model) == self._shape_key
+        return self._key(self.model) == self._recorded
 
     def snapshot(self) -> list[np.ndarray]:
         """The variables' values now (call between steps, on the training thread)."""
@@ -281,11 +281,7 @@ class BackgroundWriter:
 
     def wait(self) -> None:
         """Block until the write in flight (if any) is done; raise its exception."""
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        if self._error is not None:
-            e, self._error = self._error, None
+        if (e := self.drain()) is not None:
             raise e
 
     def drain(self) -> BaseException | None:

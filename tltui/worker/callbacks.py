@@ -171,9 +171,8 @@ class PeriodicCheckpoint(keras.callbacks.Callback):
         # Killed after its epoch's backup and events but before its checkpoint was on disk (the write runs
         # in the background): the restored state is that epoch's, so write the checkpoint now.
         done = self.resumed_after
-        if done > 0 and self.every > 0 and done % self.every == 0:
-            if not (self.directory / f"epoch-{done:04d}.keras").exists():
-                self.save(done)
+        if done > 0 and self.every > 0 and done % self.every == 0 and not self.path(done).exists():
+            self.save(done)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         done = epoch + 1
@@ -181,11 +180,14 @@ class PeriodicCheckpoint(keras.callbacks.Callback):
             return
         self.save(done)
 
+    def path(self, epoch: int) -> Path:
+        return self.directory / f"epoch-{epoch:04d}.keras"
+
     def save(self, done: int) -> None:
         """``checkpoints/epoch-{done}.keras`` from the model's state now."""
         self._background.wait()  # the previous checkpoint is on disk (or its error is raised here)
         self.directory.mkdir(parents=True, exist_ok=True)
-        path = self.directory / f"epoch-{done:04d}.keras"
+        path = self.path(done)
         model = self.export_model or self.model
         plan = self._plan_for(model)
         if plan is None:
