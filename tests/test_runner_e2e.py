@@ -3,15 +3,16 @@ a killed worker fails its run without stopping the queue, and resume completes i
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from tests import helpers
 from tltui import protocol, queue_ops, runstate, supervisor
 from tltui.protocol import EpochEnd, Started
 from tltui.workspace import Workspace
@@ -19,14 +20,7 @@ from tltui.workspace import Workspace
 TIMEOUT = 240.0
 
 
-def wait_for(pred, what: str, timeout: float = TIMEOUT, every: float = 0.02):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+wait_for = functools.partial(helpers.wait_for, timeout=TIMEOUT, every=0.02)
 
 
 @pytest.mark.e2e
