@@ -121,6 +121,10 @@ EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
     for cls in (Started, ModelInfo, Phase, EpochBegin, Batch, EpochEnd, Checkpoint, Log, Finished)
 }
+#: the fields each event type takes (unknown keys of a newer writer are dropped)
+_FIELDS: dict[type[Event], frozenset[str]] = {
+    cls: frozenset(f.name for f in dataclasses.fields(cls)) for cls in EVENT_TYPES.values()
+}
 
 
 def encode(event: Event) -> str:
@@ -141,7 +145,7 @@ def decode(line: str | bytes) -> Event | None:
     cls = EVENT_TYPES.get(obj.get("type"))  # type: ignore[arg-type]
     if cls is None:
         return None
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = _FIELDS[cls]
     kwargs = {k: v for k, v in obj.items() if k in names}
     if not isinstance(kwargs.get("t"), (int, float)):
         return None
