@@ -33,21 +33,26 @@ def test_rows_come_from_the_registry_without_reading_events(scripted):
 def test_running_runs_are_tailed_and_get_live_progress(scripted):
     store, ids = store_for(scripted)
     rid = ids["running"]
-    assert rid in store.poll()
+    changed, urgent = store.poll()
+    assert rid in changed and rid in urgent  # loaded for the first time
     row = store.row(rid)
     assert row.loaded and row.status == "running"
     assert row.epoch == 3 and row.epochs == 10
     assert abs(row.progress - 0.25) < 1e-9  # 2 epochs + half of the third
     assert row.elapsed == 200 and row.eta is not None and row.gpus == "1"
-    assert store.poll() == set()  # nothing new: a stat, no read
+    assert store.poll() == (set(), set())  # nothing new: a stat, no read
 
     path = scripted[0].run_paths(rid).events
     with open(path, "a") as f:
         for step in range(30, 51, 5):
             f.write(protocol.encode(Batch(t=fake_ws.NOW, epoch=3, step=step, steps=50, metrics={"loss": 1.0})))
+    assert store.poll() == ({rid}, set())  # batch events only: not urgent
+    assert store.row(rid).progress == 0.3
+    with open(path, "a") as f:
+        f.write(protocol.encode(Batch(t=fake_ws.NOW, epoch=3, step=50, steps=50, metrics={"loss": 1.0})))
         f.write(protocol.encode(EpochEnd(t=fake_ws.NOW, epoch=3, metrics=fake_ws.metrics(3, 0.7),
                                          epoch_seconds=60.0)))
-    assert store.poll() == {rid}
+    assert store.poll() == ({rid}, {rid})  # an epoch ended among them
     assert store.row(rid).epoch == 3 and store.snapshot(rid).history[-1]["epoch"] == 3
 
 
@@ -64,7 +69,7 @@ def test_a_burst_of_events_is_consumed_in_one_poll(scripted):
     before = store.load(rid).events_seen
     store.poll()
     assert store.load(rid).events_seen == before + 2000
-    assert store.poll() == set()
+    assert store.poll() == (set(), set())
 
 
 def test_summaries_load_off_thread_and_install_once(scripted):

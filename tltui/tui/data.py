@@ -3,8 +3,8 @@
 The app owns one :class:`RunStore` and drives it from timers: :meth:`RunStore.refresh`
 re-reads the registry (~1 Hz, for status changes), :meth:`RunStore.poll` reads what
 running runs appended to their ``events.jsonl`` (~10 Hz; a ``stat`` per run when
-nothing changed). Both return the ids whose view changed, so the UI redraws those
-at its own bounded rate. Widgets receive immutable snapshots (:class:`RunRow`,
+nothing changed). Both return the ids whose view changed (``poll`` also says which
+got more than batch events), so the UI redraws those at its own bounded rates. Widgets receive immutable snapshots (:class:`RunRow`,
 :class:`RunSnapshot`), never the store.
 
 Loading is lazy: the table needs only registry rows; a run's events are folded
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tltui.protocol import EventTail
+from tltui.protocol import Batch, EventTail
 from tltui.runstate import RunState
 from tltui.workspace import FINAL, RunRecord, Workspace, atomic_write
 
@@ -96,6 +96,7 @@ class RunSnapshot:
     overrides: dict[str, Any]
     sweep: str | None
     version: int  # events folded so far: equal versions mean equal curves
+    history_version: int  # equal: equal epoch history, model and status (batches may differ)
 
 
 @dataclass(frozen=True)
@@ -202,15 +203,19 @@ class RunStore:
         """Finished runs whose events were not folded yet (for background summaries)."""
         return [rid for rid, r in self._records.items() if r.status in FINAL and rid not in self._states]
 
-    def poll(self) -> set[str]:
-        """Read new events of running and watched runs; the ids that got any."""
+    def poll(self) -> tuple[set[str], set[str]]:
+        """Read new events of running and watched runs: (the ids that got any, the ids
+        that got more than batch events). Batch events move only a step counter and live
+        metrics, which the UI may show at a lower rate than an epoch or status change."""
         changed: set[str] = set()
+        urgent: set[str] = set()
         for rid, rec in self._records.items():
             if rec.status != "running" and rid not in self._watched:
                 continue
             if rid not in self._states:
                 self.load(rid)
                 changed.add(rid)
+                urgent.add(rid)
                 continue
             tail = self._tails[rid]
             try:
@@ -225,7 +230,9 @@ class RunStore:
                 st.apply(ev)
             if events:
                 changed.add(rid)
-        return changed
+                if any(type(ev) is not Batch for ev in events):
+                    urgent.add(rid)
+        return changed, urgent
 
     # ------------------------------------------------------------ views
 
@@ -298,6 +305,7 @@ class RunStore:
             overrides=dict(rec.overrides),
             sweep=rec.sweep,
             version=st.events_seen,
+            history_version=st.history_version,
         )
 
     # ------------------------------------------------------------ files

@@ -185,13 +185,18 @@ class RunTable(DataTable):
             data[ColumnKey(key)] = value
         region = self._get_row_region(row_index)
         lines = range(region.y, region.bottom)
-        for cache, drop in (
-            (self._cell_render_cache, lambda k: k[0] == row_key and k[1] in columns),
-            (self._row_render_cache, lambda k: k[0] == row_key),
-            (self._row_renderable_cache, lambda k: k[1] == row_index),
-            (self._line_cache, lambda k: k[0] in lines),
-        ):
-            for k in [k for k in cache.keys() if drop(k)]:
-                cache.discard(k)
+        # The caches hold every cell and line drawn so far (up to 10,000 once scrolled): one
+        # plain scan each, matching the row by identity with the key object DataTable filled
+        # them with (RowKey.__eq__ is Python code; identity is what makes the scan cheap).
+        rk = self._row_locations.get_key(row_index)
+        cell_cache, row_cache = self._cell_render_cache, self._row_render_cache
+        for k in [k for k in cell_cache.keys() if k[0] is rk and k[1] in columns]:
+            cell_cache.discard(k)
+        for k in [k for k in row_cache.keys() if k[0] is rk]:
+            row_cache.discard(k)
+        for k in [k for k in self._row_renderable_cache.keys() if k[1] == row_index]:
+            self._row_renderable_cache.discard(k)
+        for k in [k for k in self._line_cache.keys() if k[0] in lines]:
+            self._line_cache.discard(k)
         self._refresh_region(region)
         return True
