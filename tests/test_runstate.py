@@ -41,3 +41,15 @@ def test_resume_drops_epochs_after_the_restart_point() -> None:
     assert [h["epoch"] for h in st.history_list()] == [1, 2, 3, 4, 5]
     assert st.history[3]["val_acc"] == 0.2 * 3
     assert st.epochs_done == 5
+
+
+def test_history_version_moves_with_everything_but_batches() -> None:
+    st = RunState()
+    versions = []
+    for ev in (Started(t=0.0, epochs=2), EpochBegin(t=0.0, epoch=1),
+               Batch(t=0.1, epoch=1, step=1, metrics={"loss": 2.0}), Batch(t=0.2, epoch=1, step=2, metrics={"loss": 1.5}),
+               _epoch(1, 0.3), Finished(t=9.0, status="completed", epochs_done=1)):
+        st.apply(ev)
+        versions.append(st.history_version)
+    assert versions == [1, 2, 2, 2, 3, 4]
+    assert st.events_seen == 6

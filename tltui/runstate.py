@@ -47,11 +47,14 @@ class RunState:
     host: str = ""
     pid: int | None = None
     events_seen: int = 0
+    history_version: int = 0  # bumped when what history-only views show may change (not per batch)
     skipped_lines: int = 0  # set by load(): unreadable lines (a torn write, foreign text), skipped
 
     def apply(self, ev: Event) -> None:
         self.events_seen += 1
         self.last_event_at = ev.t
+        if not isinstance(ev, Batch):
+            self.history_version += 1
         if isinstance(ev, Started):
             self.started_at = ev.t
             self.first_started_at = self.first_started_at or ev.t

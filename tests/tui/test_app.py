@@ -24,6 +24,8 @@ from tltui.protocol import Batch
 from tltui.tui.screens.compare import CompareScreen
 from tltui.tui.screens.dialogs import ConfirmDialog, PresetPicker
 from tltui.tui.screens.help import HelpScreen
+from tltui.tui import curves
+from tltui.tui.screens import run as run_mod
 from tltui.tui.screens.run import RunScreen
 from tltui.tui.screens.runs import RunsScreen
 from tltui.tui.widgets.metric_chart import MetricChart
@@ -429,21 +431,45 @@ async def test_live_events_reach_the_charts_at_a_bounded_rate(make_app, scripted
     async with app.run_test(size=SIZE) as pilot:
         app.open_run(rid)
         await pilot.pause()
-        chart = app.screen.query_one("#chart-loss", MetricChart)
-        points_before = len(chart.series[0].xs)
+        screen = app.screen
+        chart = screen.query_one("#chart-loss", MetricChart)
+        xs_before = chart.series[0].xs
         shows_before, builds_before = chart.shows, chart.builds
-        with open(ws.run_paths(rid).events, "a") as f:
-            for i in range(1000):
-                f.write(protocol.encode(Batch(t=fake_ws.NOW, epoch=3, step=26 + i % 24, steps=50,
-                                              metrics={"loss": 1.5})))
-        app._poll()
-        app.redraw_now()
+
+        def batches(n: int, loss: float) -> None:
+            with open(ws.run_paths(rid).events, "a") as f:
+                for i in range(n):
+                    f.write(protocol.encode(Batch(t=fake_ws.NOW, epoch=3, step=26 + i % 24, steps=50,
+                                                  metrics={"loss": loss})))
+            app._poll()
+            app.redraw_now()
+
+        # batches only, right after the charts were drawn: they wait (at most LIVE_CHART_SECONDS)
+        screen._chart_at = run_mod.time.monotonic()
+        batches(10, 1.25)
         await pilot.pause()
-        assert len(chart.series[0].xs) == points_before + 1000
+        assert chart.shows == shows_before
+        # once that interval is over, the next redraw hands everything over, thinned
+        screen._chart_at = float("-inf")
+        batches(1000, 1.5)
+        await pilot.pause()
+        xs = chart.series[0].xs
+        assert len(xs_before) < len(xs) <= len(xs_before) + curves.MAX_LIVE_POINTS
+        assert chart.series[0].ys[-1] == 1.5  # the latest batch is always among them
         # redraw ticks hand the data over (timers may add a tick on a slow machine) and the
         # plot is rebuilt once per handover at most: never once per event
         assert 1 <= chart.shows - shows_before <= 3
         assert chart.builds - builds_before <= chart.shows - shows_before
+        # an epoch's end is drawn at once, whatever the interval
+        shows = chart.shows
+        screen._chart_at = run_mod.time.monotonic()
+        with open(ws.run_paths(rid).events, "a") as f:
+            f.write(protocol.encode(protocol.EpochEnd(t=fake_ws.NOW, epoch=3, metrics=fake_ws.metrics(3, 0.7),
+                                                      epoch_seconds=60.0)))
+        app._poll()
+        app.redraw_now()
+        await pilot.pause()
+        assert chart.shows == shows + 1
 
 
 @sync
@@ -479,6 +505,32 @@ async def test_compare_shows_curves_bars_table_and_exports(make_app, scripted):
         exports = list((ws.root / "exports").glob("compare-*.csv"))
         assert len(exports) == 1 and exports[0].read_text().count("\n") == 5
         assert any(str(exports[0]) in n.message for n in app._notifications)
+
+
+@sync
+async def test_compare_redraws_for_epochs_not_for_batches(make_app, scripted):
+    ws, ids = scripted
+    rid = ids["running"]
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        app.push_screen(CompareScreen([ids["completed"], rid]))
+        await pilot.pause()
+        chart = app.screen.query_one("#compare-curves", MetricChart)
+        shows = chart.shows
+
+        def append(event) -> None:
+            with open(ws.run_paths(rid).events, "a") as f:
+                f.write(protocol.encode(event))
+            app._poll()
+            app.redraw_now()
+
+        append(Batch(t=fake_ws.NOW, epoch=3, step=40, steps=50, metrics={"loss": 1.0}))
+        await pilot.pause()
+        assert chart.shows == shows  # the compare curves are per epoch: a batch changes nothing here
+        append(protocol.EpochEnd(t=fake_ws.NOW, epoch=3, metrics=fake_ws.metrics(3, 0.7), epoch_seconds=60.0))
+        await pilot.pause()
+        assert chart.shows == shows + 1
+        assert len(next(s for s in chart.series if s.label.startswith(rid)).xs) == 3
 
 
 @sync

@@ -4,21 +4,30 @@ A train curve is one point per finished epoch plus, while an epoch runs, one poi
 per reported batch of that epoch (Keras batch metrics are running means over the
 epoch, so they converge on the epoch's value). Validation curves have one point
 per epoch. The x axis is the epoch (fractional inside an epoch), the global step,
-or wall time in minutes since the run first started.
+or wall time in minutes since the run first started. A long epoch reports thousands
+of batches; a terminal chart is a few hundred braille columns wide, so the live part
+is thinned to :data:`MAX_LIVE_POINTS` (evenly, always keeping the latest batch):
+drawing cost stays flat however long the epoch runs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from tltui.tui.data import RunSnapshot
+
+#: (time, epoch, step, metrics), as :class:`~tltui.tui.data.RunSnapshot` holds them
+Batch = tuple[float, int, int, dict[str, float]]
 
 XMODES = ("epoch", "step", "time")
 XLABELS = {"epoch": "epoch", "step": "step", "time": "minutes"}
 
 #: The notebook's panels: (train metric, title). The validation twin is ``val_`` + metric.
 PANELS = (("loss", "Loss"), ("acc", "Accuracy"), ("top5_acc", "Top-5 accuracy"))
+#: live (in-epoch) points per curve at most: more than a 160-column chart has braille columns
+MAX_LIVE_POINTS = 400
 
 
 @dataclass(frozen=True)
@@ -53,8 +62,25 @@ def points(snap: RunSnapshot, metric: str, xmode: str = "epoch", live: bool = Tr
             xs.append(_epoch_x(snap, h, xmode))
             ys.append(float(h[metric]))
     if live and not metric.startswith("val_") and snap.epoch_in_progress is not None:
-        for t, epoch, step, m in snap.batches:
-            if epoch == snap.epoch_in_progress and m.get(metric) is not None:
+        for t, epoch, step, m in _thin(_current_epoch(snap.batches, snap.epoch_in_progress)):
+            if m.get(metric) is not None:
                 xs.append(_batch_x(snap, t, epoch, step, snap.steps, xmode))
                 ys.append(float(m[metric]))
     return Points(tuple(xs), tuple(ys))
+
+
+def _current_epoch(batches: Sequence[Batch], epoch: int) -> Sequence[Batch]:
+    """The trailing run of ``batches`` that belong to ``epoch`` (batches arrive in order)."""
+    start = len(batches)
+    while start > 0 and batches[start - 1][1] == epoch:
+        start -= 1
+    return batches[start:]
+
+
+def _thin(batches: Sequence[Batch], limit: int = MAX_LIVE_POINTS) -> Sequence[Batch]:
+    """At most ``limit`` evenly spaced batches, the last one always among them."""
+    n = len(batches)
+    if n <= limit:
+        return batches
+    stride = -(-n // limit)  # ceil
+    return batches[(n - 1) % stride :: stride]

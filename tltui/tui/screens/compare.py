@@ -89,7 +89,8 @@ class CompareScreen(Screen[None]):
 
     def redraw(self) -> None:
         snaps = self.snapshots()
-        sig = (tuple((s.row.id, s.version) for s in snaps), self.metric, self.xmode, self.smooth)
+        # everything here comes from epoch histories: batch events change nothing on this screen
+        sig = (tuple((s.row.id, s.row.name, s.history_version) for s in snaps), self.metric, self.xmode, self.smooth)
         if sig == self._sig:
             return
         self._sig = sig

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from rich.console import Group, RenderableType
@@ -25,6 +26,9 @@ TRAIN_COLOR = (31, 119, 180)
 VAL_COLOR = (255, 127, 14)
 FAILED = ("failed", "interrupted")
 FAILURE_LOG_LINES = 8
+#: while only batches arrive, the charts are rebuilt at most this often (three plotext builds
+#: cost ~0.1 s of CPU); an epoch's end, the run's end or a toggle redraws them at once
+LIVE_CHART_SECONDS = 1.0
 
 
 def preset_summary(text: str) -> str:
@@ -105,6 +109,9 @@ class RunScreen(Screen[None]):
         self._preset_text = ""
         self._preset_summary = ""
         self._chart_sig: tuple[Any, ...] = ()
+        self._chart_version = -1
+        self._chart_at = float("-inf")
+        self._header: tuple[str, str] | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(id="run-header")
@@ -194,7 +201,13 @@ class RunScreen(Screen[None]):
                 f" ({fmt.params(snap.model.get('trainable_params'))} trainable)"
                 + (" · feature cache" if snap.model.get("feature_cache") else "")
             )
-        self.query_one("#run-header", Static).update(Group(line1, line2))
+        # the header changes every second (elapsed): relayout the screen (and so re-render
+        # the charts) only when a line's length changes and with it perhaps its wrapping
+        header = (line1.plain, line2.plain)
+        if header != self._header:
+            layout = self._header is None or [len(x) for x in header] != [len(x) for x in self._header]
+            self._header = header
+            self.query_one("#run-header", Static).update(Group(line1, line2), layout=layout)
         failure = self.query_one("#run-failure", Static)
         if r.status in FAILED:
             tail = self.app.store.log_tail(self.run_id, FAILURE_LOG_LINES)
@@ -206,10 +219,16 @@ class RunScreen(Screen[None]):
 
     def _draw_charts(self, snap: RunSnapshot) -> None:
         # the header ticks every second (elapsed); the charts only change with events or toggles
-        sig = (snap.version, self.six, self.xmode, self.smooth, self.logy)
-        if sig == self._chart_sig:
+        sig = (snap.history_version, snap.epoch_in_progress, self.six, self.xmode, self.smooth, self.logy)
+        now = time.monotonic()
+        if sig == self._chart_sig and (
+            snap.version == self._chart_version
+            # only live batches moved: a later redraw (at the latest the app's 1 s tick of a
+            # running run) shows them; 0.05 s of slack for that tick's jitter
+            or now - self._chart_at < LIVE_CHART_SECONDS - 0.05
+        ):
             return
-        self._chart_sig = sig
+        self._chart_sig, self._chart_version, self._chart_at = sig, snap.version, now
         xlabel = curves.XLABELS[self.xmode]
         for metric, title in curves.PANELS:
             val = f"val_{metric}"
