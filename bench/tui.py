@@ -10,6 +10,7 @@ process appends protocol events to their ``events.jsonl`` while the registry say
   real worker's rate (10 batch events/s each, an epoch every 2 s);
 - event-to-screen latency: an ``epoch_begin`` written -> its ``N/999`` epoch cell
   on the screen, p95 over many events;
+- the same streams with one run's screen open (its live charts), for information;
 - memory: RSS once 100 finished 300-epoch runs are loaded (the app folds them in
   the background; measured once its CPU use settles);
 - 8 runs at 100 batch events/s each: the app's CPU use meanwhile, and after the
@@ -292,6 +293,31 @@ def streaming(tmp: Path, env: dict[str, str], window: float, events: int) -> tup
         app.close()
 
 
+def run_screen(tmp: Path, env: dict[str, str], window: float) -> float:
+    """The app's CPU % with one run's screen open (live charts) while 3 runs stream."""
+    root = tmp / "ws3run"
+    _, live = make_workspace(root, finished=0, epochs=10, batches=1, running=3)
+    app = PtyApp(root, env)
+    streamer = None
+    try:
+        if app.wait_for(b"bench-run-", timeout=60) is None:
+            raise RuntimeError("the app did not start")
+        start = app.offset()
+        os.write(app.master, b"\r")  # open the run under the cursor
+        if app.wait_for(b"Log-y", start, timeout=30) is None:  # in the run screen's footer only
+            raise RuntimeError("the run screen did not open")
+        time.sleep(2.0)
+        streamer = Streamer(root, live, rate=10.0, epoch_every=10.0).start()
+        time.sleep(1.0)
+        c0, t0 = app.cpu_seconds(), time.perf_counter()
+        time.sleep(window)
+        return 100.0 * (app.cpu_seconds() - c0) / (time.perf_counter() - t0)
+    finally:
+        if streamer:
+            streamer.close()
+        app.close()
+
+
 def memory(tmp: Path, env: dict[str, str], runs: int, epochs: int, batches: int) -> float:
     root = tmp / "ws100"
     make_workspace(root, finished=runs, epochs=epochs, batches=batches, running=0)
@@ -345,6 +371,9 @@ def run(tiny: bool = False) -> list[Figure]:
         cpu, p95, med = streaming(tmp, env, window=2.0 if tiny else 15.0, events=3 if tiny else 30)
         out.append(Figure("tui", "CPU with 3 runs streaming (10 batch events/s each)", cpu, "%", 2.0))
         out.append(Figure("tui", "event-to-screen latency p95", p95, "s", 0.3, note=f"median {med:.3f} s"))
+        run_cpu = run_screen(tmp, env, window=2.0 if tiny else 30.0)
+        out.append(Figure("tui", "CPU with a run's live charts open, 3 runs streaming (an epoch every 10 s)",
+                          run_cpu, "%", None, note="no target: three plotext charts rebuilt at most once a second"))
         runs, epochs, batches = (5, 20, 2) if tiny else (100, 300, 20)
         rss = memory(tmp, env, runs, epochs, batches)
         out.append(Figure("tui", f"resident memory, {runs} finished {epochs}-epoch runs loaded", rss, "MB", 150.0,
