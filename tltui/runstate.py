@@ -47,7 +47,7 @@ class RunState:
     host: str = ""
     pid: int | None = None
     events_seen: int = 0
-    history_version: int = 0  # bumped when what history-only views show may change (not per batch)
+    history_version: int = 0  # bumped by every event but a batch: history-only views redraw on it
     skipped_lines: int = 0  # set by load(): unreadable lines (a torn write, foreign text), skipped
 
     def apply(self, ev: Event) -> None:

@@ -445,7 +445,7 @@ async def test_live_events_reach_the_charts_at_a_bounded_rate(make_app, scripted
             app.redraw_now()
 
         # batches only, right after the charts were drawn: they wait (at most LIVE_CHART_SECONDS)
-        screen._chart_at = run_mod.time.monotonic()
+        screen._chart_at = run_mod.time.monotonic() + 3600  # "just drawn", however slow this machine
         batches(10, 1.25)
         await pilot.pause()
         assert chart.shows == shows_before
@@ -462,7 +462,7 @@ async def test_live_events_reach_the_charts_at_a_bounded_rate(make_app, scripted
         assert chart.builds - builds_before <= chart.shows - shows_before
         # an epoch's end is drawn at once, whatever the interval
         shows = chart.shows
-        screen._chart_at = run_mod.time.monotonic()
+        screen._chart_at = run_mod.time.monotonic() + 3600
         with open(ws.run_paths(rid).events, "a") as f:
             f.write(protocol.encode(protocol.EpochEnd(t=fake_ws.NOW, epoch=3, metrics=fake_ws.metrics(3, 0.7),
                                                       epoch_seconds=60.0)))
@@ -505,6 +505,27 @@ async def test_compare_shows_curves_bars_table_and_exports(make_app, scripted):
         exports = list((ws.root / "exports").glob("compare-*.csv"))
         assert len(exports) == 1 and exports[0].read_text().count("\n") == 5
         assert any(str(exports[0]) in n.message for n in app._notifications)
+
+
+@sync
+async def test_a_run_deleted_elsewhere_closes_its_screen_and_what_is_over_it(make_app, scripted):
+    ws, ids = scripted
+    rid = ids["completed"]
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        app.open_run(rid)
+        await pilot.pause()
+        app.action_help()
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        ws.delete(rid)  # e.g. `tltui runs rm` in another terminal
+        app.refresh_now()
+        for _ in range(20):
+            await pilot.pause()
+            if isinstance(app.screen, RunsScreen):
+                break
+        assert isinstance(app.screen, RunsScreen) and len(app.screen_stack) == 1
+        assert any("was deleted" in n.message for n in app._notifications)
 
 
 @sync

@@ -135,6 +135,28 @@ def test_curves_on_each_x_axis(scripted):
     assert curves.points(snap, "loss", "epoch", live=False).xs == (1.0, 2.0)
 
 
+def test_live_points_are_thinned_evenly_keeping_the_latest():
+    limit = curves.MAX_LIVE_POINTS
+    for n in (0, 1, limit, limit + 1, 2 * limit, 2 * limit + 1, 10 * limit + 7):
+        batches = [(float(i), 4, i + 1, {"loss": 1.0}) for i in range(n)]
+        thin = curves._thin(batches)
+        assert len(thin) <= limit and len(thin) == min(n, len(thin))
+        if n:
+            assert thin[-1] is batches[-1]
+            steps = [b[2] for b in thin]
+            gaps = {b - a for a, b in zip(steps, steps[1:])}
+            assert len(gaps) <= 1  # evenly spaced
+        if n <= limit:
+            assert list(thin) == batches
+
+
+def test_live_points_come_from_the_epoch_in_progress_only():
+    batches = [(0.0, 1, 1, {}), (0.0, 1, 2, {}), (0.0, 2, 1, {}), (0.0, 2, 2, {})]
+    assert [b[1:3] for b in curves._current_epoch(batches, 2)] == [(2, 1), (2, 2)]
+    assert curves._current_epoch(batches, 3) == []  # epoch 3 began, no batch yet
+    assert curves._current_epoch([], 1) == []
+
+
 def test_log_tail_and_preset_text(scripted):
     store, ids = store_for(scripted)
     tail = store.log_tail(ids["failed"], 2)

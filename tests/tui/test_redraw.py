@@ -178,8 +178,11 @@ async def test_one_tick_polls_the_tails_and_every_tenth_reads_the_registry(make_
         poll, refresh = app.store.poll, app.store.refresh
         monkeypatch.setattr(app.store, "poll", lambda: polls.append(1) or poll())
         monkeypatch.setattr(app.store, "refresh", lambda force=False: refreshes.append(1) or refresh(force))
-        while len(polls) < 40:
+        for _ in range(500):  # bounded: a broken chain fails here instead of hanging
+            if len(polls) >= 40:
+                break
             await pilot.pause(0.02)
+        assert len(polls) >= 40
         assert 2 <= len(refreshes) <= len(polls) // 10 + 1
 
 

@@ -120,9 +120,10 @@ class TltuiApp(App[None]):
         loop = asyncio.get_running_loop()
         every = max(1, round(REGISTRY_SECONDS / POLL_SECONDS))
         count = 0
+        due = loop.time() + POLL_SECONDS
 
         def tick() -> None:
-            nonlocal count
+            nonlocal count, due
             if not self.is_running:
                 return
             count += 1
@@ -133,9 +134,15 @@ class TltuiApp(App[None]):
             except Exception as e:  # noqa: BLE001 - the app's own error path, as for a timer
                 self._handle_exception(e)
                 return
-            loop.call_later(POLL_SECONDS, tick)
+            # a fixed schedule (work inside a tick, e.g. a chart rebuild, does not stretch the
+            # period); after a stall, skip the missed ticks rather than run them back to back
+            due += POLL_SECONDS
+            now = loop.time()
+            if due < now:
+                due = now + POLL_SECONDS
+            loop.call_at(due, tick)
 
-        loop.call_later(POLL_SECONDS, tick)
+        loop.call_at(due, tick)
 
     def _poll(self) -> None:
         changed, urgent = self.store.poll()

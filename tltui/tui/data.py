@@ -96,7 +96,7 @@ class RunSnapshot:
     overrides: dict[str, Any]
     sweep: str | None
     version: int  # events folded so far: equal versions mean equal curves
-    history_version: int  # equal: equal epoch history, model and status (batches may differ)
+    history_version: int  # equal: equal epoch history and model; only batches (or nothing) arrived
 
 
 @dataclass(frozen=True)

@@ -167,7 +167,12 @@ class RunScreen(Screen[None]):
         if self.ready and self.run_id in ids:
             if self.app.store.record(self.run_id) is None:
                 self.app.notify(f"{self.run_id} was deleted", severity="warning")
-                self.dismiss()
+                self.ready = False
+                if self.app.screen is self:
+                    self.dismiss()
+                else:  # a dialog or help over it: close those first (dismiss pops the top screen)
+                    self.pop_until_active()
+                    self.app.call_later(self.dismiss)
                 return
             self.redraw()
 
@@ -219,12 +224,15 @@ class RunScreen(Screen[None]):
 
     def _draw_charts(self, snap: RunSnapshot) -> None:
         # the header ticks every second (elapsed); the charts only change with events or toggles
-        sig = (snap.history_version, snap.epoch_in_progress, self.six, self.xmode, self.smooth, self.logy)
+        # the registry status too: a killed worker writes no Finished event, and once the run
+        # is not running no tick redraws it again
+        sig = (snap.history_version, snap.epoch_in_progress, snap.row.status,
+               self.six, self.xmode, self.smooth, self.logy)
         now = time.monotonic()
         if sig == self._chart_sig and (
             snap.version == self._chart_version
-            # only live batches moved: a later redraw (at the latest the app's 1 s tick of a
-            # running run) shows them; 0.05 s of slack for that tick's jitter
+            # only live batches moved: a later redraw shows them (the app redraws a running
+            # run at least every second, so within ~2 s); 0.05 s of slack for tick jitter
             or now - self._chart_at < LIVE_CHART_SECONDS - 0.05
         ):
             return
