@@ -258,15 +258,22 @@ def settle(app: PtyApp, quiet: float = 0.02, timeout: float = 60.0) -> None:
             return
 
 
+def launch_with_running(root: Path, env: dict[str, str], running: int = 3) -> tuple[PtyApp, list[str]]:
+    """The app on a new workspace of ``running`` running runs, once it shows them."""
+    _, live = make_workspace(root, finished=0, epochs=10, batches=1, running=running)
+    app = PtyApp(root, env)
+    if app.wait_for(b"bench-run-", timeout=60) is None:
+        app.close()
+        raise RuntimeError("the app did not start: " + app.buf[-500:].decode(errors="replace"))
+    return app, live
+
+
 def streaming(tmp: Path, env: dict[str, str], window: float, events: int) -> tuple[float, float, float]:
     """(idle CPU %, latency p95 s, latency median s) with 3 runs streaming at the worker's rate."""
     root = tmp / "ws3"
-    _, live = make_workspace(root, finished=0, epochs=10, batches=1, running=3)
-    app = PtyApp(root, env)
+    app, live = launch_with_running(root, env)
     streamer = None
     try:
-        if app.wait_for(b"bench-run-", timeout=60) is None:
-            raise RuntimeError("the app did not start")
         time.sleep(2.0)
         streamer = Streamer(root, live, rate=10.0, epoch_every=0).start()  # batches only: the worker's cap
         time.sleep(1.0)
@@ -296,12 +303,9 @@ def streaming(tmp: Path, env: dict[str, str], window: float, events: int) -> tup
 def run_screen(tmp: Path, env: dict[str, str], window: float) -> float:
     """The app's CPU % with one run's screen open (live charts) while 3 runs stream."""
     root = tmp / "ws3run"
-    _, live = make_workspace(root, finished=0, epochs=10, batches=1, running=3)
-    app = PtyApp(root, env)
+    app, live = launch_with_running(root, env)
     streamer = None
     try:
-        if app.wait_for(b"bench-run-", timeout=60) is None:
-            raise RuntimeError("the app did not start")
         start = app.offset()
         os.write(app.master, b"\r")  # open the run under the cursor
         if app.wait_for(b"Log-y", start, timeout=30) is None:  # in the run screen's footer only
