@@ -4,8 +4,9 @@ The app owns one :class:`RunStore` and drives it from timers: :meth:`RunStore.re
 re-reads the registry (~1 Hz, for status changes), :meth:`RunStore.poll` reads what
 running runs appended to their ``events.jsonl`` (~10 Hz; a ``stat`` per run when
 nothing changed). Both return the ids whose view changed (``poll`` also says which
-got more than batch events), so the UI redraws those at its own bounded rates. Widgets receive immutable snapshots (:class:`RunRow`,
-:class:`RunSnapshot`), never the store.
+got more than batch events), so the UI redraws those at its own bounded rates.
+Widgets receive immutable snapshots (:class:`RunRow`, :class:`RunSnapshot`), never
+the store.
 
 Loading is lazy: the table needs only registry rows; a run's events are folded
 when it is running, opened, or summarised in the background
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tltui.protocol import Batch, EventTail
+from tltui.protocol import EventTail
 from tltui.runstate import RunState
 from tltui.workspace import FINAL, RunRecord, Workspace, atomic_write
 
@@ -226,12 +227,13 @@ class RunStore:
                 continue
             events = tail.read_new()
             st = self._states[rid]
+            history_before = st.history_version
             for ev in events:
                 st.apply(ev)
             if events:
                 changed.add(rid)
-                if any(type(ev) is not Batch for ev in events):
-                    urgent.add(rid)
+            if st.history_version != history_before:  # RunState's own "more than a batch"
+                urgent.add(rid)
         return changed, urgent
 
     # ------------------------------------------------------------ views
