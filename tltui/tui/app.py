@@ -1,13 +1,13 @@
 """The Textual app: timers that feed the data layer, actions, and screen navigation.
 
 Orchestration only. One tick drives everything: event tails (~10 Hz) and, every
-tenth tick, the registry (~1 Hz). Tails and registry reads only collect the ids of runs whose view
-changed and ask for a redraw, which hands those to every screen that shows runs
-(``runs_changed``) at once, or at the first poll tick after the minimum redraw
-interval when the last one was more recent; so new events reach the screen within
-a poll or two and the drawing rate is bounded whatever the event rate. Changes nobody reads at 10 Hz (batch
-events: a step counter and live metrics; elapsed times) wait for a longer interval,
-which an epoch or status change cuts short. The first frame is drawn before the
+tenth tick, the registry (~1 Hz). Tails and registry reads only collect the ids of
+runs whose view changed and ask for a redraw, which hands those to every screen that
+shows runs (``runs_changed``) at once, or at the first poll tick after the minimum
+redraw interval when the last one was more recent; so new events reach the screen
+within a poll or two and the drawing rate is bounded whatever the event rate.
+Changes nobody reads at 10 Hz (batch events: a step counter and live metrics;
+elapsed times) wait for a longer interval, which an epoch or status change cuts short. The first frame is drawn before the
 background summaries start, and screens other than the home screen are imported
 on first use (start-up time). Blocking work (queue operations, deletes, summaries) runs in thread
 workers; :meth:`TltuiApp.on_worker_state_changed` is the one place that turns
@@ -112,7 +112,7 @@ class TltuiApp(App[None]):
     def _start_ticks(self) -> None:
         """Poll the tails every ``POLL_SECONDS`` and the registry every ``REGISTRY_SECONDS``.
 
-        One plain asyncio ``call_later`` chain on the app's loop rather than two Textual
+        One plain asyncio ``call_at`` chain on the app's loop rather than two Textual
         timers: a Textual timer tick (a task, an event wait, a context switch into the
         callback) costs ~0.2 % of a core at 10 Hz on its own, a tenth of the idle budget.
         Errors end the app as a timer's would; the chain stops when the app does.
