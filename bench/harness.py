@@ -135,7 +135,10 @@ def bare_main(out: Path, sets: list[str], preset_path: Path = DEMO) -> int:
         def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
             starts.append(time.time())
 
-    model.fit(ds.train, validation_data=ds.val, epochs=preset.train.epochs, callbacks=[Clock()], verbose=0)
+    model.fit(
+        ds.train_batches(), validation_data=ds.eval_batches(ds.val), epochs=preset.train.epochs,
+        steps_per_epoch=ds.steps_per_epoch, callbacks=[Clock()], verbose=0,
+    )
     out.write_text(json.dumps(starts))
     return 0
 
@@ -197,7 +200,8 @@ def profile_main(sets: list[str], rounds: int, preset_path: Path = DEMO) -> int:
         "checkpoint every epoch (model.save)": lambda: ([SyncCheckpoint(fresh("ckpt"), 1, writer())], 0),
         "checkpoint every epoch (the worker's)": lambda: ([PeriodicCheckpoint(fresh("ckpt"), 1, writer())], 0),
     }
-    model.fit(ds.train, epochs=1, verbose=0)  # tracing
+    train, val = ds.train_batches(), ds.eval_batches(ds.val)
+    model.fit(train, epochs=1, steps_per_epoch=ds.steps_per_epoch, verbose=0)  # tracing
     results: dict[str, list[float]] = {k: [] for k in variants}
     cpu_results: dict[str, list[float]] = {k: [] for k in variants}  # process CPU time: robust to load
     for _ in range(rounds):
@@ -211,7 +215,10 @@ def profile_main(sets: list[str], rounds: int, preset_path: Path = DEMO) -> int:
                     starts.append(time.time())
                     cpu.append(time.process_time())
 
-            model.fit(ds.train, validation_data=ds.val, epochs=4, callbacks=[Clock(), *cbs], verbose=verbose)
+            model.fit(
+                train, validation_data=val, epochs=4, steps_per_epoch=ds.steps_per_epoch,
+                callbacks=[Clock(), *cbs], verbose=verbose,
+            )
             # epochs 2 and 3: work a callback leaves to a background thread lands in the next epoch, measured too
             results[name].append((starts[3] - starts[1]) / 2)
             cpu_results[name].append((cpu[3] - cpu[1]) / 2)

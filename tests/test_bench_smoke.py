@@ -51,14 +51,14 @@ def test_bench_module_runs_tiny(name: str, capsys: pytest.CaptureFixture[str], m
     assert any("ratio" in l for l in lines)
 
 
-def test_batch_augment_flips_shifts_and_brightens_each_image() -> None:
+def test_augmentation_flips_shifts_and_brightens_each_image() -> None:
     """The pipeline fix from the input-pipeline benchmark: per-image augmentation with plain TF ops."""
     np = pytest.importorskip("numpy")
     pytest.importorskip("tensorflow")
-    from tltui.worker.data import batch_augment
+    from tltui.worker.data import augmentation
 
     x = np.random.default_rng(0).uniform(0, 255, size=(64, 20, 24, 3)).astype("float32")
-    y = np.asarray(batch_augment(3)(x, training=True))
+    y = np.asarray(augmentation(3)(x, 0))
     assert y.shape == x.shape and y.dtype == np.float32
     assert y.min() >= 0.0 and y.max() <= 255.0
     changed = [not np.allclose(a, b) for a, b in zip(x, y, strict=True)]

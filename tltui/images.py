@@ -219,6 +219,22 @@ def prepare(
     return im
 
 
+def probe_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """(height, width) of an image as :func:`open_rgb` will return it (EXIF orientation applied),
+    read from its header without decoding the pixels; ``None`` when the header is unusable
+    (:func:`open_rgb` then says why)."""
+    try:
+        with open(path, "rb") as f, Image.open(f, formats=PIL_FORMATS) as im:
+            w, h = im.size
+            try:
+                orientation = im.getexif().get(0x0112)
+            except Exception:  # noqa: BLE001 - a broken EXIF block: exif_transpose ignores it too
+                orientation = None
+    except Exception:  # noqa: BLE001 - anything unreadable is reported when it is decoded
+        return None
+    return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
+
+
 # ---------------------------------------------------------------------------- labels
 
 

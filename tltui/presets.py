@@ -33,8 +33,9 @@ class _Strict(BaseModel):
 
 class DataConfig(_Strict):
     source: str = Field(description='"tfds:NAME" or "folder:PATH" (class subfolders)')
-    train_split: str = "train"
-    val_split: str = "test"
+    train_split: str = "train[:90%]"
+    val_split: str = "train[90%:]"
+    test_split: str = Field("test", description='TFDS split evaluated once after training; "" for none')
     validation_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     data_dir: str | None = None
     image_size: list[int] = Field(default_factory=lambda: [224, 224])
@@ -42,6 +43,7 @@ class DataConfig(_Strict):
     augment: bool = True
     train_limit: int | None = Field(None, ge=1, description="use at most this many training images")
     val_limit: int | None = Field(None, ge=1, description="use at most this many validation images")
+    test_limit: int | None = Field(None, ge=1, description="use at most this many test images")
     shuffle_buffer: int = Field(10_000, ge=0)
 
     @field_validator("source")

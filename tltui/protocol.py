@@ -20,6 +20,11 @@ PROTOCOL_VERSION = 1
 
 #: Metric keys as they appear in events and in run history (Keras ``logs`` names).
 METRIC_KEYS = ("loss", "acc", "top5_acc", "val_loss", "val_acc", "val_top5_acc")
+#: Keys of the held-out test evaluation (:class:`Evaluated`). ``top5`` keys are absent when the
+#: data has 5 classes or fewer (top-5 accuracy would be 100 % by construction).
+TEST_KEYS = ("test_loss", "test_acc", "test_top5_acc")
+#: Top-5 accuracy is reported only above this many classes.
+TOP5_MIN_CLASSES = 6
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,18 @@ class EpochEnd(Event):
 
 
 @dataclass(frozen=True)
+class Evaluated(Event):
+    """The held-out test split, evaluated once after training with the weights the run kept
+    (``weights_epoch``: the best epoch when early stopping restored it, else the last one)."""
+
+    type: ClassVar[str] = "evaluated"
+    split: str = "test"
+    examples: int = 0
+    weights_epoch: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)  # TEST_KEYS
+
+
+@dataclass(frozen=True)
 class Checkpoint(Event):
     type: ClassVar[str] = "checkpoint"
     epoch: int = 0
@@ -115,11 +132,12 @@ class Finished(Event):
     reason: str = ""
     epochs_done: int = 0
     model_path: str | None = None
+    model_epoch: int | None = None  # the epoch whose weights model.keras holds
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
-    for cls in (Started, ModelInfo, Phase, EpochBegin, Batch, EpochEnd, Checkpoint, Log, Finished)
+    for cls in (Started, ModelInfo, Phase, EpochBegin, Batch, EpochEnd, Evaluated, Checkpoint, Log, Finished)
 }
 #: the fields each event type takes (unknown keys of a newer writer are dropped)
 _FIELDS: dict[type[Event], frozenset[str]] = {

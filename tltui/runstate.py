@@ -19,6 +19,7 @@ from tltui.protocol import (
     Checkpoint,
     EpochBegin,
     EpochEnd,
+    Evaluated,
     Event,
     Finished,
     ModelInfo,
@@ -43,6 +44,7 @@ class RunState:
     last_event_at: float | None = None
     finished: Finished | None = None
     checkpoints: list[str] = field(default_factory=list)
+    test: dict[str, Any] | None = None  # the Evaluated event: split, examples, weights_epoch, metrics
     devices: list[str] = field(default_factory=list)
     host: str = ""
     pid: int | None = None
@@ -64,6 +66,7 @@ class RunState:
             self.host = ev.host
             self.pid = ev.pid
             self.finished = None
+            self.test = None  # a resume evaluates again at its end
             # a resume drops epochs after the point it restarts from
             for e in [e for e in self.history if e > ev.initial_epoch]:
                 del self.history[e]
@@ -95,6 +98,13 @@ class RunState:
             entry["t"] = ev.t
             self.history[ev.epoch] = entry
             self.step = 0
+        elif isinstance(ev, Evaluated):
+            self.test = {
+                "split": ev.split,
+                "examples": ev.examples,
+                "weights_epoch": ev.weights_epoch,
+                **ev.metrics,
+            }
         elif isinstance(ev, Checkpoint):
             self.checkpoints.append(ev.path)
         elif isinstance(ev, Finished):
@@ -110,17 +120,21 @@ class RunState:
         return [self.history[e] for e in sorted(self.history)]
 
     def best(self) -> dict[str, Any] | None:
-        """Best epoch by val_acc (ties: the earlier epoch)."""
+        """Best epoch by val_acc (ties: the earlier epoch, as Keras's EarlyStopping picks it), with
+        that epoch's val_top5_acc; ``best_val_top5_acc`` is the highest val_top5_acc of any epoch,
+        at ``best_val_top5_epoch``."""
         rows = [h for h in self.history_list() if h.get("val_acc") is not None]
         if not rows:
             return None
         b = max(rows, key=lambda h: (h["val_acc"], -h["epoch"]))
-        top5 = [h["val_top5_acc"] for h in rows if h.get("val_top5_acc") is not None]
+        top5 = [h for h in rows if h.get("val_top5_acc") is not None]
+        b5 = max(top5, key=lambda h: (h["val_top5_acc"], -h["epoch"])) if top5 else None
         return {
             "epoch": b["epoch"],
             "val_acc": b["val_acc"],
             "val_top5_acc": b.get("val_top5_acc"),
-            "best_val_top5_acc": max(top5) if top5 else None,
+            "best_val_top5_acc": b5["val_top5_acc"] if b5 else None,
+            "best_val_top5_epoch": b5["epoch"] if b5 else None,
         }
 
     def progress(self) -> float:

@@ -22,6 +22,7 @@ def test_scan_folder_lists_classes_sorted_and_their_images(folder: Path) -> None
     assert len(scan.files) == 30
     assert {lab for _, lab in scan.files} == {0, 1, 2}
     assert all(p.endswith(".png") for p, _ in scan.files)
+    assert scan.ignored == [str(folder / "circle" / "notes.txt")]  # reported, not silently dropped
 
 
 def test_scan_folder_errors_name_the_folder(tmp_path: Path, folder: Path) -> None:
@@ -63,21 +64,25 @@ def test_limit_is_deterministic(folder: Path) -> None:
     assert data.limit(files, None, seed=1) == files
 
 
-def test_check_images_reports_corrupt_files_by_name(folder: Path) -> None:
+def test_decode_files_reports_corrupt_files_by_name(folder: Path) -> None:
     bad = folder / "ring" / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\nthis is not a png")
     good_png = (folder / "ring" / "ring_0000.png").read_bytes()
     truncated = folder / "square" / "truncated.png"
     truncated.write_bytes(good_png[: len(good_png) // 2])
-    checked = data.check_images(data.scan_folder(folder).files)
-    assert sorted(p for p, _ in checked.bad) == sorted([str(bad), str(truncated)])
-    assert len(checked.good) == 30
-    assert checked.sizes and all(s == (16, 16) for s in checked.sizes)
+    files = data.scan_folder(folder).files
+    arrays, good, bad_files = data.decode_files(files, (16, 16), keep=True)
+    assert sorted(p for p, _ in bad_files) == sorted([str(bad), str(truncated)])
+    assert all(why for _, why in bad_files)
+    assert len(good) == 30 and arrays is not None and arrays.shape == (30, 16, 16, 3)
+    assert [f for f in files if f in good] == good  # file order kept
 
 
-def test_native_size_is_the_typical_size_capped_at_image_size() -> None:
-    assert data.native_size([(32, 32), (30, 40), (32, 48)], [224, 224]) == (32, 40)
+def test_native_size_is_image_size_unless_all_images_share_a_smaller_size() -> None:
+    assert data.native_size([(32, 32)] * 3, [224, 224]) == (32, 32)  # a CIFAR-like folder stays small
+    assert data.native_size([(32, 32), (30, 40), (32, 48)], [224, 224]) == (224, 224)  # mixed: all sharp
     assert data.native_size([(500, 400)], [224, 224]) == (224, 224)
+    assert data.native_size([(32, 300)], [224, 224]) == (224, 224)
     assert data.native_size([], [64, 48]) == (64, 48)
 
 

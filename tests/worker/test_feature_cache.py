@@ -98,9 +98,11 @@ def test_head_trained_on_cached_features_is_the_classifiers_head() -> None:
     head.fit(feats, labels, epochs=1, verbose=0)
     assert not np.allclose(before, model.get_layer("logits").get_weights()[0])
     np.testing.assert_allclose(head(feats).numpy(), model(x, training=False).numpy(), rtol=1e-5, atol=1e-6)
-    # a limit reads exactly that many examples (a repeated pipeline is read once)
-    f2, l2 = feature_cache.extract(model, ds.unbatch().repeat().batch(4), limit=10)
-    assert f2.shape == (10, 16) and len(l2) == 10
+
+
+def test_steps_per_execution_divides_the_epoch() -> None:
+    # the head's stream is endless: Keras would run a whole execution past the epoch's last step
+    assert [feature_cache.steps_per_execution(n) for n in (1, 5, 16, 32, 45, 17, 1407)] == [1, 5, 16, 16, 15, 1, 7]
 
 
 def _folder(root: Path) -> Path:
@@ -143,3 +145,37 @@ def test_worker_run_uses_the_cache_and_exports_a_complete_classifier(ws, tmp_pat
     assert ckpt.get_layer("backbone") is not None
     for a, b in zip(ckpt.get_layer("logits").get_weights(), full.get_layer("logits").get_weights(), strict=True):
         np.testing.assert_allclose(a, b)
+
+
+@pytest.mark.e2e
+def test_cached_and_uncached_runs_train_the_same_epochs(tmp_path: Path) -> None:
+    """Same batches in the same order, same number of optimizer steps, same schedule: the cache
+    only skips recomputing the frozen backbone (review: they used to diverge from epoch 2)."""
+    from tltui.worker import train
+
+    data = _folder(tmp_path / "data")
+    histories = {}
+    for mode in ("auto", "off"):
+        preset = presets.from_dict(
+            {
+                "name": "fc",
+                "data": {"source": f"folder:{data}", "image_size": [16, 16], "batch_size": 5, "augment": False,
+                         "validation_fraction": 0.25},
+                "model": {"backbone": "tiny_cnn", "weights": "none", "dropout": 0.0},
+                "freeze": {"depth": "all"},
+                "train": {"epochs": 3, "checkpoint_every": 0, "learning_rate": 0.05, "lr_schedule": "cosine",
+                          "feature_cache": mode},
+            }
+        )
+        run_dir = tmp_path / mode
+        run_dir.mkdir()
+        (run_dir / "preset.toml").write_text(presets.dumps(preset))
+        assert train.main([str(run_dir)]) == 0
+        events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+        assert next(e for e in events if e["type"] == "model")["feature_cache"] is (mode == "auto")
+        histories[mode] = [(e["metrics"], e["lr"]) for e in events if e["type"] == "epoch_end"]
+    assert len(histories["auto"]) == 3
+    for (m_auto, lr_auto), (m_off, lr_off) in zip(histories["auto"], histories["off"], strict=True):
+        assert lr_auto == pytest.approx(lr_off, rel=1e-6)
+        for k in m_off:
+            assert m_auto[k] == pytest.approx(m_off[k], rel=1e-4, abs=1e-5), k

@@ -86,7 +86,8 @@ def test_kill_9_after_epoch_2_then_resume_gives_4_distinct_epochs(ws: Workspace,
     assert len(starts) == 2 and starts[1].initial_epoch in (1, 2)
     final = runstate.load(ws.run_paths(rec.id).events)
     assert [h["epoch"] for h in final.history_list()] == [1, 2, 3, 4]
-    assert all(set(METRIC_KEYS) <= set(h) for h in final.history_list())
+    three_classes = {"loss", "acc", "val_loss", "val_acc"}  # no top-5 with 5 classes or fewer
+    assert all(three_classes <= set(h) and "top5_acc" not in h for h in final.history_list())
     assert ws.get(rec.id).status == "completed"
 
 
@@ -129,7 +130,9 @@ def test_tfds_mock_data_trains(tmp_path: Path, restore_signals) -> None:
     assert rc == 0, events[-1]
     ends = [e for e in events if e.type == "epoch_end"]
     assert [e.epoch for e in ends] == [1, 2]
-    assert all(set(e.metrics) == set(METRIC_KEYS) for e in ends)
+    assert all(set(e.metrics) == set(METRIC_KEYS) for e in ends)  # 10 classes: top-5 is reported
+    (test,) = [e for e in events if e.type == "evaluated"]  # the test split, once, after training
+    assert test.split == "test" and test.examples == 24 and set(test.metrics) == set(protocol.TEST_KEYS)
     paths = RunPaths(tmp_path / "run")
     info = json.loads(paths.data_info.read_text())
     assert info["native_size"] == [28, 28] and info["num_classes"] == 10

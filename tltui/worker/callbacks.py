@@ -59,8 +59,16 @@ def disk_full_reason(path: str | os.PathLike[str]) -> str:
 
 
 def current_lr(model: keras.Model) -> float | None:
+    """The learning rate of the optimizer's last step (what the epoch that just ended trained with
+    at its end; ``optimizer.learning_rate`` is the rate of the *next* step under a schedule)."""
     try:
-        return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+        opt = model.optimizer
+        inner = getattr(opt, "inner_optimizer", opt)  # mixed_float16: the LossScaleOptimizer's is a dummy
+        lr = getattr(inner, "_learning_rate", None)
+        if isinstance(lr, keras.optimizers.schedules.LearningRateSchedule):
+            step = max(0, int(keras.ops.convert_to_numpy(inner.iterations)) - 1)
+            return float(keras.ops.convert_to_numpy(lr(step)))
+        return float(keras.ops.convert_to_numpy(inner.learning_rate))
     except Exception:  # noqa: BLE001 - no optimizer or an exotic schedule: leave it out
         return None
 
@@ -319,14 +327,22 @@ def _metrics(logs: dict) -> dict[str, float]:
 #: BackupAndRestore-compatible file names (``double_checkpoint``: the previous copy ends in ``.bkp``).
 BACKUP_WEIGHTS = "latest.weights.h5"
 BACKUP_META = "training_metadata.json"
-#: The ``format`` attribute of a backup written by :class:`EpochBackup` (older backups are Keras's own).
-BACKUP_FORMAT = "tltui-backup-1"
+#: The ``format`` attribute of a backup written by :class:`EpochBackup`: format 2 also holds the
+#: random-seed states (Dropout's SeedGenerator) after the weights; format 1 (older runs) does not.
+BACKUP_FORMAT = "tltui-backup-2"
+_WEIGHTS_ONLY_FORMAT = "tltui-backup-1"
+#: The best epoch's weights kept for early stopping: ``best-EPOCH.weights.h5`` in the backup folder.
+BEST_PREFIX = "best-"
 
 
-def backup_state(model: keras.Model) -> list:
+def backup_state(model: keras.Model, *, seeds: bool = False) -> list:
     """Every variable a resume needs, in a fixed order: the model's weights (with BatchNorm statistics;
-    what ``save_weights`` saves) then the optimizer's (iterations, moments)."""
+    what ``save_weights`` saves), with ``seeds`` the states of its random-seed generators (Dropout
+    masks continue where they were), then the optimizer's (iterations, moments)."""
     out = list(model.weights)
+    if seeds:
+        known = {id(v) for v in out}
+        out += [v for v in model.variables if id(v) not in known]
     opt = getattr(model, "optimizer", None)
     if opt is not None:
         if not opt.built:
@@ -335,38 +351,74 @@ def backup_state(model: keras.Model) -> list:
     return out
 
 
+class EarlyStop(keras.callbacks.EarlyStopping):
+    """``keras.callbacks.EarlyStopping`` whose state survives a resume: :class:`EpochBackup` saves
+    :meth:`state` (best value, patience count, best epoch) and the best weights with every backup
+    and hands them back to :meth:`restore` after ``on_train_begin`` has reset them. Put it before
+    :class:`EpochBackup` in the callbacks, so an epoch's backup holds that epoch's decision."""
+
+    def state(self) -> dict:
+        best = self.best
+        return {
+            "best": None if best is None else float(best),
+            "wait": int(self.wait),
+            "best_epoch": int(self.best_epoch),
+            "stopped_epoch": int(self.stopped_epoch),
+        }
+
+    def restore(self, state: dict, best_weights: list | None) -> None:
+        if state.get("best") is not None:
+            self.best = float(state["best"])
+        self.wait = int(state.get("wait", 0))
+        self.best_epoch = int(state.get("best_epoch", 0))
+        self.stopped_epoch = int(state.get("stopped_epoch", 0))
+        if best_weights is not None:
+            self.best_weights = best_weights
+
+    @property
+    def kept_epoch(self) -> int | None:
+        """The (1-based) epoch whose weights ``on_train_end`` restores, if any."""
+        return self.best_epoch + 1 if self.restore_best_weights and self.best_weights is not None else None
+
+
 class EpochBackup(keras.callbacks.Callback):
     """``keras.callbacks.BackupAndRestore(save_freq="epoch", double_checkpoint=True, delete_checkpoint=False)``,
-    at a fraction of its cost, with the same files in ``backup/``.
+    at a fraction of its cost, with the same files in ``backup/``, and more state: the random-seed
+    generators and (with ``early_stopping``) :class:`EarlyStop`'s state and best weights, so a resumed
+    run continues exactly as the uninterrupted one would have.
 
     Keras walks the whole layer tree and writes one HDF5 dataset per variable (about a second of CPU
     per epoch for MobileNetV2 + Adam). This callback snapshots the variables to numpy and writes one
     dataset per dtype (all values of that dtype concatenated), with the shapes and the epoch as
     attributes. Crash safety, for a kill -9 at any instant:
 
+    0. a new best epoch's weights go to their own file (``best-EPOCH.weights.h5``, temp + replace);
     1. the current pair (weights + metadata) becomes the previous copy (``.bkp``): the weights by a
        hard link (a copy where links are not supported), the metadata by a copy; the current pair
        stays intact meanwhile;
     2. the new weights go to a temporary file, then ``os.replace`` (never torn);
-    3. the new metadata likewise.
+    3. the new metadata likewise (it names the best-weights file it goes with);
+    4. best-weights files that neither metadata names are deleted.
 
     Between 2 and 3 the weights say epoch N and the metadata N-1: :func:`tltui.worker.train.repair_backup`
     sees the mismatch (the ``epoch`` attribute) and uses the previous copy, which is consistent.
     Backups written by Keras's BackupAndRestore (older runs) are restored with ``model.load_weights``.
     """
 
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
+    def __init__(self, directory: str | os.PathLike[str], early_stopping: EarlyStop | None = None) -> None:
         super().__init__()
         self.directory = Path(directory)
         self.weights = self.directory / BACKUP_WEIGHTS
         self.meta = self.directory / BACKUP_META
+        self.early_stopping = early_stopping
+        self._best_file: str | None = None  # the best-weights file this process wrote or restored
 
     # ------------------------------------------------------------------ restore
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         if not (self.meta.is_file() and self.weights.is_file()):
             return  # a fresh start (train.py's repair_backup leaves a complete pair or nothing)
-        epoch = json.loads(self.meta.read_text())["epoch"]
+        meta = json.loads(self.meta.read_text())
         if not self.model.built:
             raise ValueError("the model must be built before fit() to restore its backup")
         if not load_backup(self.model, self.weights):
@@ -374,7 +426,14 @@ class EpochBackup(keras.callbacks.Callback):
             if opt is not None and not opt.built:
                 opt.build(self.model.trainable_variables)
             self.model.load_weights(str(self.weights))  # a backup written by Keras's BackupAndRestore
-        self.model._initial_epoch = epoch
+        self.model._initial_epoch = meta["epoch"]
+        es_state = meta.get("early_stopping")
+        if self.early_stopping is not None and isinstance(es_state, dict):
+            best = None
+            if es_state.get("weights"):
+                best = read_backup(self.directory / es_state["weights"])
+                self._best_file = es_state["weights"]
+            self.early_stopping.restore(es_state, best)
 
     # ------------------------------------------------------------------ save
 
@@ -383,23 +442,50 @@ class EpochBackup(keras.callbacks.Callback):
 
     def save(self, epoch: int) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        values = read_values(backup_state(self.model))
+        values = read_values(backup_state(self.model, seeds=True))
+        meta: dict = {"epoch": epoch, "batch": 0}
         try:
+            if self.early_stopping is not None:
+                meta["early_stopping"] = self.early_stopping.state()
+                meta["early_stopping"]["weights"] = self._save_best()
             if self.weights.exists() and self.meta.exists():
                 _link_or_copy(self.weights, self.weights.with_name(BACKUP_WEIGHTS + ".bkp"))
                 _replace_with(self.meta.with_name(BACKUP_META + ".bkp"), self.meta.read_bytes())
-            tmp = self.weights.with_name(f".{BACKUP_WEIGHTS}.{os.getpid()}.tmp")
-            try:
-                write_backup(tmp, values, epoch)
-                os.replace(tmp, self.weights)
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-            _replace_with(self.meta, json.dumps({"epoch": epoch, "batch": 0}).encode())
+            _write_replacing(self.weights, lambda tmp: write_backup(tmp, values, epoch))
+            _replace_with(self.meta, json.dumps(meta).encode())
+            self._remove_unreferenced_best()
         except OSError as e:
             if e.errno == errno.ENOSPC:
                 raise DiskFull(self.weights) from e
             raise
+
+    def _save_best(self) -> str | None:
+        """The file holding early stopping's best weights (written when the best epoch changed)."""
+        es = self.early_stopping
+        assert es is not None
+        if es.best_weights is None:
+            return None
+        name = f"{BEST_PREFIX}{es.best_epoch + 1:04d}.weights.h5"
+        if name != self._best_file:
+            weights = [np.asarray(w) for w in es.best_weights]
+            _write_replacing(self.directory / name, lambda tmp: write_backup(tmp, weights, es.best_epoch + 1))
+            self._best_file = name
+        return name
+
+    def _remove_unreferenced_best(self) -> None:
+        keep = {self._best_file}
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError, AttributeError):
+            keep.add(json.loads(self.meta.with_name(BACKUP_META + ".bkp").read_text())["early_stopping"]["weights"])
+        for f in self.directory.glob(f"{BEST_PREFIX}*.weights.h5"):
+            if f.name not in keep:
+                with contextlib.suppress(OSError):
+                    f.unlink()
+
+
+def best_weights_file(meta: dict) -> str | None:
+    """The best-weights file a backup's metadata names (``None``: none)."""
+    es = meta.get("early_stopping")
+    return es.get("weights") if isinstance(es, dict) else None
 
 
 def write_backup(path: Path, values: list, epoch: int) -> None:
@@ -418,25 +504,51 @@ def write_backup(path: Path, values: list, epoch: int) -> None:
             f.create_dataset(dt, data=flat)
 
 
+def read_backup(path: Path) -> list[np.ndarray] | None:
+    """The arrays of a file written by :func:`write_backup` (``None``: another format)."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        if f.attrs.get("format") not in (BACKUP_FORMAT, _WEIGHTS_ONLY_FORMAT):
+            return None
+        shapes = [tuple(s) for s in json.loads(f.attrs["shapes"])]
+        dtypes = json.loads(f.attrs["dtypes"])
+        data = {dt: f[dt][()] for dt in set(dtypes)}
+    offsets = dict.fromkeys(data, 0)
+    out = []
+    for shape, dt in zip(shapes, dtypes, strict=True):
+        n = int(np.prod(shape, dtype=np.int64))
+        out.append(data[dt][offsets[dt] : offsets[dt] + n].reshape(shape))
+        offsets[dt] += n
+    return out
+
+
 def load_backup(model: keras.Model, path: Path) -> bool:
     """Assign a backup written by :func:`write_backup`; ``False`` if the file is in another format."""
     import h5py
 
     with h5py.File(path, "r") as f:
-        if f.attrs.get("format") != BACKUP_FORMAT:
-            return False
-        shapes = [tuple(s) for s in json.loads(f.attrs["shapes"])]
-        dtypes = json.loads(f.attrs["dtypes"])
-        data = {dt: f[dt][()] for dt in set(dtypes)}
-    variables = backup_state(model)
-    if [tuple(v.shape) for v in variables] != shapes:
+        fmt = f.attrs.get("format")
+    values = read_backup(path)
+    if values is None:
+        return False
+    variables = backup_state(model, seeds=fmt == BACKUP_FORMAT)
+    if [tuple(v.shape) for v in variables] != [v.shape for v in values]:
         raise ValueError(f"the backup {path} was saved from a different model: start the run again without --resume")
-    offsets = dict.fromkeys(data, 0)
-    for v, shape, dt in zip(variables, shapes, dtypes, strict=True):
-        n = int(np.prod(shape, dtype=np.int64))
-        v.assign(data[dt][offsets[dt] : offsets[dt] + n].reshape(shape))
-        offsets[dt] += n
+    for v, value in zip(variables, values, strict=True):
+        v.assign(value)
     return True
+
+
+def _write_replacing(path: Path, fill: Callable[[Path], object]) -> None:
+    """``fill(tmp)`` writes a temporary file next to ``path``, which then replaces ``path`` (never torn)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fill(tmp)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:

@@ -1,13 +1,27 @@
 """tf.data pipelines for ``tfds:NAME`` and ``folder:PATH`` sources.
 
-Images stay small and ``uint8`` through tf.data (decoded and resized once to a
-"native" size, cached when they fit in memory); shuffling, batching and the
-random augmentation happen per batch, and the cast to float32 is the last step.
-The model resizes to ``image_size`` and preprocesses inside itself, so training
-and inference see the same thing.
+What training sees is what inference sees, and what a plain Keras loop would see:
 
-The folder scan (:func:`scan_folder`, :func:`split_files`, :func:`check_images`)
-needs no TensorFlow; it finds unreadable images before training starts.
+- **Decoding.** Folder images are decoded by :func:`tltui.images.prepare`, the function
+  ``tltui predict`` uses: Pillow, EXIF orientation applied, palette/CMYK/16-bit converted,
+  resized to the pipeline's native size. Every file with an image extension is used or reported
+  by name (``data.json`` counts them); files of other types are listed as ignored.
+- **Size.** Images stay ``uint8`` at a native size through tf.data; the model resizes to
+  ``image_size`` and preprocesses inside itself. For folders the native size is ``image_size``,
+  unless every image has one and the same smaller size (CIFAR-like folders: that size, which
+  ``predict --low-res`` reproduces); for TFDS it is the dataset's fixed size.
+- **Epochs.** An epoch is exactly ``ceil(n / batch_size)`` batches (or ``train.steps_per_epoch``
+  from an endless stream), and ``fit`` is always told so: the optimizer takes exactly
+  ``epochs x steps`` steps. Shuffling and augmentation are functions of ``(seed, epoch)`` and
+  ``(seed, global batch index)`` (stateless random ops), not of how many iterators a process has
+  made, so epoch k+1 of a resumed run sees what epoch k+1 of an uninterrupted run saw, and
+  augmentation is drawn anew every epoch.
+- **Memory.** Splits that fit in :data:`CACHE_LIMIT_BYTES` are decoded once into memory and fully
+  reshuffled every epoch; larger folders are decoded batch by batch every epoch (their paths are
+  shuffled); a larger TFDS split is streamed from disk through a shuffle buffer (``data.shuffle_buffer``),
+  whose order a resumed run does not reproduce (the trainer says so).
+
+The folder scan (:func:`scan_folder`, :func:`split_files`) needs no TensorFlow.
 """
 
 from __future__ import annotations
@@ -15,25 +29,28 @@ from __future__ import annotations
 import math
 import os
 import random
-import statistics
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tltui import images
 from tltui.presets import Preset
 from tltui.workspace import RunPaths, write_json
 
 if TYPE_CHECKING:
+    import numpy as np
     import tensorflow as tf
 
-#: What ``tf.io.decode_image`` can read.
-IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif"})
-#: Cache decoded images in RAM below this many bytes.
+#: File name endings treated as images: what ``tltui predict`` reads.
+IMAGE_EXTS = images.IMAGE_EXTENSIONS
+#: Decode splits into memory below this many bytes (all splits together); stream above.
 CACHE_LIMIT_BYTES = 2 * 1024**3
-#: How many images the folder's typical size is measured on.
-SIZE_SAMPLE = 500
+#: Salts that keep the shuffle and the augmentation random streams apart (any fixed numbers).
+SHUFFLE_SALT, AUGMENT_SALT = 0x5EED, 0xA06
+#: Epoch indices of the endless training stream (far more than any run trains).
+EPOCH_LIMIT = 1 << 40
 
 LogFn = Callable[[str, str], None]  # (level, message)
 
@@ -46,32 +63,7 @@ class DataError(Exception):
 class FolderScan:
     classes: list[str]
     files: list[tuple[str, int]]  # (path, class index), sorted
-
-
-@dataclass(frozen=True)
-class ImageCheck:
-    good: list[tuple[str, int]]
-    bad: list[tuple[str, str]]  # (path, why)
-    sizes: list[tuple[int, int]] = field(default_factory=list)  # (h, w) of a sample of good images
-
-
-@dataclass
-class Dataset:
-    """What training needs from the data, whichever the source."""
-
-    source: str
-    train: Any  # tf.data.Dataset of (float32 images, int32 labels), batched
-    val: Any | None
-    class_names: list[str]
-    native_size: tuple[int, int]
-    train_examples: int | None
-    val_examples: int | None
-    steps_per_epoch: int | None
-    skipped: list[str] = field(default_factory=list)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
+    ignored: list[str] = field(default_factory=list)  # files under the class folders that are not images
 
 
 # --------------------------------------------------------------------------- folder scan (no TF)
@@ -86,13 +78,14 @@ def scan_folder(root: str | Path) -> FolderScan:
     if len(classes) < 2:
         raise DataError(f"data.source: folder {root} needs at least 2 class subfolders, found {len(classes)}")
     files: list[tuple[str, int]] = []
+    ignored: list[str] = []
     empty: list[str] = []
     for label, name in enumerate(classes):
-        found = sorted(
-            str(p)
-            for p in (root / name).rglob("*")
-            if p.suffix.lower() in IMAGE_EXTS and p.is_file() and not p.name.startswith(".")
-        )
+        found: list[str] = []
+        for p in sorted((root / name).rglob("*")):
+            if p.name.startswith(".") or not p.is_file():
+                continue
+            (found if p.suffix.lower() in IMAGE_EXTS else ignored).append(str(p))
         if not found:
             empty.append(name)
         files.extend((f, label) for f in found)
@@ -101,7 +94,7 @@ def scan_folder(root: str | Path) -> FolderScan:
             f"data.source: class folder(s) {', '.join(empty)} in {root} hold no images "
             f"({', '.join(sorted(IMAGE_EXTS))}); add images or remove the folder"
         )
-    return FolderScan(classes, files)
+    return FolderScan(classes, files, ignored)
 
 
 def split_files(
@@ -135,101 +128,389 @@ def limit(items: Sequence[tuple[str, int]], n: int | None, seed: int) -> list[tu
     return sorted(items[:n])
 
 
-def _check_one(path: str) -> tuple[str, tuple[int, int] | None, str]:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as img:
-            w, h = img.size
-            img.draft("RGB", (max(1, w // 8), max(1, h // 8)))  # JPEG: decode small, still reads it all
-            img.load()
-        return path, (h, w), ""
-    except Exception as e:  # noqa: BLE001 - any failure to decode means "skip this file"
-        return path, None, str(e).splitlines()[0][:120] if str(e) else type(e).__name__
-
-
-def check_images(files: Sequence[tuple[str, int]], workers: int = 4) -> ImageCheck:
-    """Decode every image once (PIL); unreadable ones go to ``bad`` with the reason."""
-    labels = dict(files)
-    good: list[tuple[str, int]] = []
-    bad: list[tuple[str, str]] = []
-    sizes: list[tuple[int, int]] = []
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for path, size, why in pool.map(_check_one, [f for f, _ in files]):
-            if size is None:
-                bad.append((path, why))
-            else:
-                good.append((path, labels[path]))
-                if len(sizes) < SIZE_SAMPLE:
-                    sizes.append(size)
-    return ImageCheck(good, bad, sizes)
-
-
 def native_size(sizes: Sequence[tuple[int, int]], image_size: Sequence[int]) -> tuple[int, int]:
-    """The size images are kept at in the pipeline: the folder's typical size, at most ``image_size``."""
-    if not sizes:
-        return int(image_size[0]), int(image_size[1])
-    h = int(statistics.median(s[0] for s in sizes))
-    w = int(statistics.median(s[1] for s in sizes))
-    return max(1, min(h, int(image_size[0]))), max(1, min(w, int(image_size[1])))
+    """The size folder images are kept at: ``image_size``, unless every image has one same size
+    that fits inside it (then that size: no upscaled copies in memory, and ``predict --low-res``
+    feeds exactly what training fed)."""
+    h, w = int(image_size[0]), int(image_size[1])
+    distinct = set(sizes)
+    if len(distinct) == 1:
+        (sh, sw), = distinct
+        if sh <= h and sw <= w:
+            return sh, sw
+    return h, w
 
 
-# --------------------------------------------------------------------------- pipelines
+def decode(path: str, size: Sequence[int]) -> np.ndarray:
+    """One image as ``tltui predict`` decodes it, at ``size`` ([height, width]): uint8 RGB."""
+    import numpy as np
+
+    return np.asarray(images.prepare(path, size), dtype=np.uint8)
+
+
+def _workers() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def decode_files(
+    files: Sequence[tuple[str, int]], size: Sequence[int], *, keep: bool
+) -> tuple[np.ndarray | None, list[tuple[str, int]], list[tuple[str, str]]]:
+    """Decode every file once, in parallel (Pillow releases the GIL). Returns the images
+    (``uint8 [n, h, w, 3]`` in file order, only with ``keep``), the files that decoded and the
+    ``(path, reason)`` of those that did not."""
+    import numpy as np
+
+    h, w = int(size[0]), int(size[1])
+    out = np.empty((len(files), h, w, 3), dtype=np.uint8) if keep else None
+    ok = [False] * len(files)
+    bad: list[tuple[str, str]] = []
+
+    def one(i: int) -> str | None:
+        try:
+            arr = decode(files[i][0], size)
+        except images.ImageSkip as e:
+            return str(e)
+        if out is not None:
+            out[i] = arr
+        return None
+
+    with ThreadPoolExecutor(max_workers=_workers()) as pool:
+        for i, why in enumerate(pool.map(one, range(len(files)))):
+            if why is None:
+                ok[i] = True
+            else:
+                bad.append((files[i][0], why))
+    good = [f for f, keep_it in zip(files, ok, strict=True) if keep_it]
+    if out is not None and bad:
+        out = out[np.asarray(ok)]
+    return out, good, bad
+
+
+# --------------------------------------------------------------------------- splits
+
+
+@dataclass
+class Split:
+    """One split's examples, in one of three forms:
+
+    - ``images``: in memory, a tensor ``[n, ...]`` (uint8 images, or float32 features for the
+      feature cache), with ``labels``;
+    - ``paths``: a folder too large for memory, decoded batch by batch at ``size``;
+    - ``stream``: a TFDS split too large for memory, an unbatched ``(uint8 image, int32 label)``
+      dataset read from disk.
+    """
+
+    n: int
+    labels: Any = None  # int32 numpy [n] (in memory and paths)
+    images: Any = None
+    paths: list[str] | None = None
+    size: tuple[int, int] = (0, 0)
+    stream: Any = None
+
+    @property
+    def indexed(self) -> bool:
+        """Examples can be fetched by index (in memory or by path): exact per-epoch shuffles."""
+        return self.stream is None
+
+
+def in_memory(images_array: Any, labels: Any) -> Split:
+    import numpy as np
+    import tensorflow as tf
+
+    labels = np.asarray(labels, dtype=np.int32)
+    return Split(n=len(labels), labels=labels, images=tf.convert_to_tensor(images_array))
+
+
+def _fetch(split: Split) -> Callable[[Any], tuple[Any, Any]]:
+    """index batch -> (uint8 images, int32 labels)."""
+    import numpy as np
+    import tensorflow as tf
+
+    labels = tf.constant(split.labels, dtype=tf.int32)
+    if split.images is not None:
+        stored = split.images
+        return lambda idx: (tf.gather(stored, idx), tf.gather(labels, idx))
+    paths = list(split.paths or [])
+    size = split.size
+    h, w = size
+
+    def load(idx: np.ndarray) -> np.ndarray:
+        chosen = [paths[i] for i in idx.tolist()]
+        try:
+            with ThreadPoolExecutor(max_workers=_workers()) as pool:
+                return np.stack(list(pool.map(lambda p: decode(p, size), chosen)))
+        except images.ImageSkip as e:  # it decoded before training started: it changed since
+            raise DataError(f"an image changed or became unreadable while training: {e}") from None
+
+    def fetch(idx: Any) -> tuple[Any, Any]:
+        x = tf.numpy_function(load, [idx], tf.uint8, stateful=False)
+        x.set_shape([None, h, w, 3])
+        return x, tf.gather(labels, idx)
+
+    return fetch
+
+
+def _seed(seed: int, salt: int) -> Any:
+    import tensorflow as tf
+
+    return tf.constant([seed, salt], dtype=tf.int64)
+
+
+def _order(n: int, seed: int, shuffle: bool) -> Callable[[Any], Any]:
+    """epoch (or pass) index -> the permutation of ``range(n)`` it uses."""
+    import tensorflow as tf
+
+    base = _seed(seed, SHUFFLE_SALT)
+
+    def order(e: Any) -> Any:
+        idx = tf.range(n, dtype=tf.int64)
+        if not shuffle:
+            return idx
+        return tf.random.experimental.stateless_shuffle(idx, seed=tf.random.experimental.stateless_fold_in(base, e))
+
+    return order
+
+
+def train_batches(
+    split: Split,
+    *,
+    batch_size: int,
+    seed: int,
+    shuffle: bool,
+    augment: bool,
+    start_epoch: int = 0,
+    steps_per_epoch: int | None = None,
+    shuffle_buffer: int = 0,
+) -> tf.data.Dataset:
+    """The endless training stream from epoch ``start_epoch`` (0-based) on, as float32 batches.
+
+    Without ``steps_per_epoch`` an epoch is one pass, ``ceil(n / batch_size)`` batches, the last
+    one smaller, never mixed with the next epoch's. With it, passes follow one another and
+    batches run across them (a stream), epoch k starting at batch ``k * steps_per_epoch``.
+    Fit it with ``steps_per_epoch`` = :func:`steps_per_epoch` so Keras keeps one iterator.
+    """
+    import tensorflow as tf
+
+    steps = steps_per_epoch or math.ceil(split.n / batch_size)
+    first_batch = start_epoch * steps
+    if split.indexed:
+        order = _order(split.n, seed, shuffle)
+        if steps_per_epoch is None:
+            idx = tf.data.Dataset.range(start_epoch, EPOCH_LIMIT).flat_map(
+                lambda e: tf.data.Dataset.from_tensor_slices(order(e)).batch(batch_size)
+            )
+        else:
+            first_pass, offset = divmod(first_batch * batch_size, split.n)
+            idx = (
+                tf.data.Dataset.range(first_pass, EPOCH_LIMIT)
+                .flat_map(lambda p: tf.data.Dataset.from_tensor_slices(order(p)))
+                .skip(offset)
+                .batch(batch_size)
+            )
+        fetch = _fetch(split)
+        ds = idx.map(fetch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    else:
+        ds = split.stream
+        if shuffle and shuffle_buffer:
+            ds = ds.shuffle(max(1, min(shuffle_buffer, split.n)), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.batch(batch_size).repeat() if steps_per_epoch is None else ds.repeat().batch(batch_size)
+    ds = tf.data.Dataset.zip(tf.data.Dataset.counter(first_batch), ds)
+    aug = augmentation(seed) if augment else None
+
+    def to_float(g: Any, batch: Any) -> tuple[Any, Any]:
+        img, label = batch
+        x = tf.cast(img, tf.float32)
+        if aug is not None:
+            x = aug(x, g)
+        return x, label
+
+    return ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+
+
+def eval_batches(split: Split, batch_size: int) -> tf.data.Dataset:
+    """One pass in a fixed order, float32 batches (validation, test, feature extraction)."""
+    import tensorflow as tf
+
+    if split.indexed:
+        idx = tf.data.Dataset.range(split.n).batch(batch_size)
+        ds = idx.map(_fetch(split), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    else:
+        ds = split.stream.batch(batch_size)
+    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y))
+    return ds.apply(tf.data.experimental.assert_cardinality(math.ceil(split.n / batch_size))).prefetch(
+        tf.data.AUTOTUNE
+    )
+
+
+def augmentation(seed: int) -> Callable[[Any, Any], Any]:
+    """``augment(x, g)``: random horizontal flip, shift (up to 10%, reflected, whole pixels) and
+    brightness (+-15%) per image of a float32 batch of 0..255 pixels, drawn from stateless random
+    ops seeded by ``(seed, g)``: ``g`` is the batch's index in the whole run, so every epoch gets
+    new draws and a resumed run the same draws as an uninterrupted one.
+
+    Plain TensorFlow ops on the whole batch (the Keras preprocessing layers cost more per batch than
+    the pixels do; see docs/benchmarks.md).
+    """
+    import tensorflow as tf
+
+    base = _seed(seed, AUGMENT_SALT)
+
+    def augment(x: tf.Tensor, g: tf.Tensor) -> tf.Tensor:
+        shape = tf.shape(x)
+        n, h, w = shape[0], shape[1], shape[2]
+        u = tf.random.stateless_uniform([n, 4], seed=tf.random.experimental.stateless_fold_in(base, g))
+        flip = tf.reshape(u[:, 0] < 0.5, [n, 1, 1, 1])
+        x = tf.where(flip, tf.reverse(x, axis=[2]), x)
+        dx = tf.round((u[:, 1] * 0.2 - 0.1) * tf.cast(w, tf.float32))
+        dy = tf.round((u[:, 2] * 0.2 - 0.1) * tf.cast(h, tf.float32))
+        one, zero = tf.ones([n]), tf.zeros([n])
+        shift = tf.stack([one, zero, -dx, zero, one, -dy, zero, zero], axis=1)
+        x = tf.raw_ops.ImageProjectiveTransformV3(
+            images=x, transforms=shift, output_shape=shape[1:3], fill_value=0.0,
+            interpolation="NEAREST", fill_mode="REFLECT",
+        )
+        delta = tf.reshape((u[:, 3] * 0.3 - 0.15) * 255.0, [n, 1, 1, 1])
+        return tf.clip_by_value(x + delta, 0.0, 255.0)
+
+    return augment
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+@dataclass
+class Dataset:
+    """What training needs from the data, whichever the source."""
+
+    source: str
+    class_names: list[str]
+    native_size: tuple[int, int]
+    train: Split
+    val: Split | None
+    test: Split | None
+    batch_size: int
+    seed: int
+    shuffle: bool
+    shuffle_buffer: int
+    augment: bool
+    fixed_steps: int | None = None  # train.steps_per_epoch
+    report: dict[str, Any] = field(default_factory=dict)  # what data.json records about the files
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def train_examples(self) -> int:
+        return self.train.n
+
+    @property
+    def val_examples(self) -> int | None:
+        return self.val.n if self.val is not None else None
+
+    @property
+    def test_examples(self) -> int | None:
+        return self.test.n if self.test is not None else None
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return steps_per_epoch(self.train.n, self.batch_size, self.fixed_steps)
+
+    @property
+    def exact_resume(self) -> bool:
+        """A resumed run sees the same batches as an uninterrupted one."""
+        return self.train.indexed or not self.shuffle
+
+    def train_batches(self, start_epoch: int = 0, augment: bool | None = None) -> tf.data.Dataset:
+        return train_batches(
+            self.train,
+            batch_size=self.batch_size,
+            seed=self.seed,
+            shuffle=self.shuffle,
+            augment=self.augment if augment is None else augment,
+            start_epoch=start_epoch,
+            steps_per_epoch=self.fixed_steps,
+            shuffle_buffer=self.shuffle_buffer,
+        )
+
+    def eval_batches(self, split: Split | None) -> tf.data.Dataset | None:
+        return eval_batches(split, self.batch_size) if split is not None else None
+
+
+def steps_per_epoch(n: int, batch_size: int, fixed: int | None = None) -> int:
+    return fixed or max(1, math.ceil(n / batch_size))
 
 
 def load(preset: Preset, log: LogFn | None = None) -> Dataset:
-    """Build the train/validation pipelines the preset describes."""
+    """Read (and decode, where it fits in memory) the splits the preset describes."""
     log = log or (lambda level, message: None)
     if preset.data.kind == "folder":
         return _load_folder(preset, log)
     return _load_tfds(preset, log)
 
 
+def _dataset(preset: Preset, **kw: Any) -> Dataset:
+    d, t = preset.data, preset.train
+    return Dataset(
+        batch_size=d.batch_size,
+        seed=t.seed,
+        shuffle=d.shuffle_buffer > 0,
+        shuffle_buffer=d.shuffle_buffer,
+        augment=d.augment,
+        fixed_steps=t.steps_per_epoch,
+        **kw,
+    )
+
+
 def _load_folder(preset: Preset, log: LogFn) -> Dataset:
+    import numpy as np
+
     d, seed = preset.data, preset.train.seed
     scan = scan_folder(d.target)
-    train_files, val_files = split_files(scan.files, d.validation_fraction, seed)
-    train_files = limit(train_files, d.train_limit, seed)
-    val_files = limit(val_files, d.val_limit, seed + 1)
-    checked = check_images(train_files + val_files)
-    skipped = [p for p, _ in checked.bad]
-    if checked.bad:
-        shown = "; ".join(f"{p} ({why})" for p, why in checked.bad[:10])
-        more = f" and {len(checked.bad) - 10} more" if len(checked.bad) > 10 else ""
-        log("warning", f"skipping {len(checked.bad)} unreadable image(s): {shown}{more}")
-    ok = set(p for p, _ in checked.good)
-    train_files = [f for f in train_files if f[0] in ok]
-    val_files = [f for f in val_files if f[0] in ok]
-    if not train_files:
+    if scan.ignored:
+        shown = ", ".join(scan.ignored[:5]) + (f" and {len(scan.ignored) - 5} more" if len(scan.ignored) > 5 else "")
+        log("warning", f"ignoring {len(scan.ignored)} file(s) that are not images ({', '.join(sorted(IMAGE_EXTS))}): {shown}")
+    all_train, all_val = split_files(scan.files, d.validation_fraction, seed)
+    train_files = limit(all_train, d.train_limit, seed)
+    val_files = limit(all_val, d.val_limit, seed + 1)
+    used = train_files + val_files
+    with ThreadPoolExecutor(max_workers=_workers()) as pool:
+        sizes = [s for s in pool.map(images.probe_size, [p for p, _ in used]) if s is not None]
+    size = native_size(sizes, d.image_size)
+    keep = len(used) * size[0] * size[1] * 3 <= CACHE_LIMIT_BYTES
+    arrays, good, bad = decode_files(used, size, keep=keep)
+    if bad:
+        shown = "; ".join(f"{p} ({why})" for p, why in bad[:10])
+        more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
+        log("warning", f"skipping {len(bad)} unreadable image(s): {shown}{more}")
+    bad_paths = {p for p, _ in bad}
+    n_train = sum(1 for p, _ in train_files if p not in bad_paths)
+    if n_train == 0:
         raise DataError(f"data.source: no readable training images in {d.target}")
-    size = native_size(checked.sizes, d.image_size)
-    train = _folder_images(train_files, size)
-    val = _folder_images(val_files, size) if val_files else None
-    return _finish(preset, train, val, scan.classes, size, len(train_files), len(val_files) or None, skipped)
+    good_train, good_val = good[:n_train], good[n_train:]
 
+    def split_of(files: list[tuple[str, int]], rows: Any) -> Split | None:
+        if not files:
+            return None
+        labels = np.asarray([lab for _, lab in files], dtype=np.int32)
+        if rows is not None:
+            return in_memory(rows, labels)
+        return Split(n=len(files), labels=labels, paths=[p for p, _ in files], size=size)
 
-def _folder_images(files: Sequence[tuple[str, int]], size: tuple[int, int]) -> tf.data.Dataset:
-    import tensorflow as tf
-
-    paths = tf.constant([p for p, _ in files])
-    labels = tf.constant([lab for _, lab in files], dtype=tf.int32)
-
-    def decode(path: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        img = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-        return _to_native(img, size), label
-
-    ds = tf.data.Dataset.from_tensor_slices((paths, labels))
-    ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    # The PIL check caught what we know of; a file TF still cannot decode is dropped, not fatal.
-    return ds.ignore_errors(log_warning=True)
-
-
-def _to_native(img: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
-    import tensorflow as tf
-
-    img.set_shape([None, None, 3])
-    img = tf.image.resize(img, size, antialias=True)
-    return tf.cast(tf.clip_by_value(tf.round(img), 0, 255), tf.uint8)
+    train = split_of(good_train, arrays[:n_train] if arrays is not None else None)
+    val = split_of(good_val, arrays[n_train:] if arrays is not None else None)
+    assert train is not None
+    report = {
+        "files_found": len(scan.files),
+        "skipped": [{"path": p, "reason": why} for p, why in bad],
+        "not_used": len(scan.files) - len(used),  # left out by data.train_limit / data.val_limit
+        "ignored_files": scan.ignored,
+        "in_memory": keep,
+    }
+    return _dataset(
+        preset, source=d.source, class_names=scan.classes, native_size=size, train=train, val=val, test=None,
+        report=report,
+    )
 
 
 def tfds_data_dir(preset: Preset) -> str:
@@ -237,17 +518,19 @@ def tfds_data_dir(preset: Preset) -> str:
 
 
 def _load_tfds(preset: Preset, log: LogFn) -> Dataset:
+    import numpy as np
     import tensorflow as tf
     import tensorflow_datasets as tfds
 
     d = preset.data
     name = d.target
     data_dir = tfds_data_dir(preset)
-    splits = [d.train_split] + ([d.val_split] if d.val_split else [])
+    wanted = [("data.train_split", d.train_split), ("data.val_split", d.val_split), ("data.test_split", d.test_split)]
+    wanted = [(f, s) for f, s in wanted if s]
     try:
         loaded, info = tfds.load(
             name,
-            split=splits,
+            split=[s for _, s in wanted],
             data_dir=data_dir,
             download=False,
             as_supervised=True,
@@ -262,37 +545,62 @@ def _load_tfds(preset: Preset, log: LogFn) -> Dataset:
     except ValueError as e:
         if "supervised" in str(e):
             raise DataError(f"data.source = \"tfds:{name}\": the dataset has no (image, label) supervised keys") from e
-        raise DataError(f"data.source = \"tfds:{name}\": {str(e).splitlines()[0][:200]} (check data.train_split/val_split)") from e
-    train, val = loaded[0], (loaded[1] if len(loaded) > 1 else None)
+        raise DataError(_bad_split(name, data_dir, wanted, e)) from e
     image_key, label_key = info.supervised_keys
-    label_feature = info.features[label_key]
-    class_names = list(getattr(label_feature, "names", None) or [])
+    class_names = list(getattr(info.features[label_key], "names", None) or [])
     if not class_names:
         raise DataError(f"data.source = \"tfds:{name}\": label {label_key!r} is not a class label")
     shape = info.features[image_key].shape
-    size = (
-        (int(shape[0]), int(shape[1])) if shape[0] and shape[1] else (int(d.image_size[0]), int(d.image_size[1]))
-    )
+    fixed = bool(shape[0] and shape[1])
+    size = (int(shape[0]), int(shape[1])) if fixed else (int(d.image_size[0]), int(d.image_size[1]))
     channels = shape[2] if len(shape) > 2 else 3
 
     def prepare(img: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         if channels == 1:
             img = tf.image.grayscale_to_rgb(img)
-        if not (shape[0] and shape[1]):
-            img = _to_native(img, size)
+        if not fixed:
+            img.set_shape([None, None, 3])
+            img = tf.image.resize(img, size, antialias=True)
+            img = tf.clip_by_value(tf.round(img), 0, 255)
         return tf.cast(img, tf.uint8), tf.cast(label, tf.int32)
 
-    train = train.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
-    val = val.map(prepare, num_parallel_calls=tf.data.AUTOTUNE) if val is not None else None
-    n_train = _split_examples(info, d.train_split, train)
-    n_val = _split_examples(info, d.val_split, val) if val is not None else None
-    if d.train_limit:
-        train = train.take(d.train_limit)
-        n_train = min(n_train, d.train_limit) if n_train is not None else None
-    if val is not None and d.val_limit:
-        val = val.take(d.val_limit)
-        n_val = min(n_val, d.val_limit) if n_val is not None else None
-    return _finish(preset, train, val, class_names, size, n_train, n_val, [])
+    limits = {"data.train_split": d.train_limit, "data.val_split": d.val_limit, "data.test_split": d.test_limit}
+    per_image = size[0] * size[1] * 3
+    budget = CACHE_LIMIT_BYTES
+    splits: dict[str, Split] = {}
+    for (fname, split_name), ds in zip(wanted, loaded, strict=True):
+        ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+        n = _split_examples(info, split_name, ds)
+        if limits[fname]:
+            ds = ds.take(limits[fname])
+            n = min(n, limits[fname]) if n is not None else None
+        if n is None:
+            raise DataError(
+                f"{fname} = \"{split_name}\": tfds:{name} does not say how many examples it has; "
+                f"set a limit ({fname.replace('_split', '_limit')})"
+            )
+        if n * per_image <= budget:
+            budget -= n * per_image
+            xs, ys = [], []
+            for x, y in ds.batch(1024).as_numpy_iterator():
+                xs.append(x)
+                ys.append(y)
+            if not ys:
+                raise DataError(f"{fname} = \"{split_name}\": tfds:{name} has no examples in it")
+            splits[fname] = in_memory(np.concatenate(xs), np.concatenate(ys))
+        else:
+            log("info", f"{fname} = \"{split_name}\": {n} images do not fit the in-memory limit; read from disk each epoch")
+            splits[fname] = Split(n=n, stream=ds, size=size)
+    return _dataset(
+        preset,
+        source=d.source,
+        class_names=class_names,
+        native_size=size,
+        train=splits["data.train_split"],
+        val=splits.get("data.val_split"),
+        test=splits.get("data.test_split"),
+        report={"in_memory": all(s.indexed for s in splits.values())},
+    )
 
 
 def _not_prepared(name: str, data_dir: str) -> str:
@@ -302,6 +610,25 @@ def _not_prepared(name: str, data_dir: str) -> str:
         f"on a machine with internet run `tfds build {base} --data_dir DIR`, copy DIR/{base} to {data_dir}/ "
         "(or set data.data_dir to where it is)"
     )
+
+
+def _bad_split(name: str, data_dir: str, wanted: list[tuple[str, str]], e: ValueError) -> str:
+    """Which of the preset's splits the dataset does not have, and the splits it has."""
+    have: list[str] = []
+    try:
+        import tensorflow_datasets as tfds
+
+        have = sorted(tfds.builder(name, data_dir=data_dir).info.splits)
+    except Exception:  # noqa: BLE001 - the message is still useful without the list
+        pass
+    detail = str(e).splitlines()[0][:160]
+    if have:
+        missing = [(f, s) for f, s in wanted if s.split("[")[0] not in have]
+        if missing:
+            f, s = missing[0]
+            hint = ' or "" for none' if f == "data.test_split" else ""
+            return f"{f} = \"{s}\": tfds:{name} has no such split (it has: {', '.join(have)}); use one of them{hint}"
+    return f"data.source = \"tfds:{name}\": {detail} (check data.train_split / val_split / test_split)"
 
 
 def _split_examples(info: Any, split: str, ds: Any) -> int | None:
@@ -319,99 +646,9 @@ def _split_examples(info: Any, split: str, ds: Any) -> int | None:
     return n if n >= 0 else None
 
 
-def _finish(
-    preset: Preset,
-    train: tf.data.Dataset,
-    val: tf.data.Dataset | None,
-    class_names: list[str],
-    size: tuple[int, int],
-    n_train: int | None,
-    n_val: int | None,
-    skipped: list[str],
-) -> Dataset:
-    """Cache, shuffle, batch, augment, cast and prefetch."""
-    import tensorflow as tf
-
-    d, t = preset.data, preset.train
-    per_image = size[0] * size[1] * 3
-    if n_train is not None and n_train * per_image < CACHE_LIMIT_BYTES:
-        train = train.cache()
-    if d.shuffle_buffer:
-        buf = min(d.shuffle_buffer, n_train) if n_train else d.shuffle_buffer
-        train = train.shuffle(max(1, buf), seed=t.seed, reshuffle_each_iteration=True)
-    if t.steps_per_epoch:
-        train = train.repeat()
-    train = train.batch(d.batch_size)
-    augment = batch_augment(t.seed) if d.augment else None
-
-    def to_float(img: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        x = tf.cast(img, tf.float32)
-        if augment is not None:
-            x = augment(x, training=True)
-        return x, label
-
-    train = train.map(to_float, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-    if val is not None:
-        if n_val is not None and n_val * per_image < CACHE_LIMIT_BYTES:
-            val = val.cache()
-        val = val.batch(d.batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y)).prefetch(tf.data.AUTOTUNE)
-    steps = t.steps_per_epoch or (math.ceil(n_train / d.batch_size) if n_train else None)
-    return Dataset(
-        source=d.source,
-        train=train,
-        val=val,
-        class_names=class_names,
-        native_size=size,
-        train_examples=n_train,
-        val_examples=n_val,
-        steps_per_epoch=steps,
-        skipped=skipped,
-    )
-
-
-def batch_augment(seed: int) -> Callable[..., Any]:
-    """Random horizontal flip, shift (up to 10%, reflected, whole pixels) and brightness (+-15%)
-    per image of a float32 batch of 0..255 pixels, with plain TensorFlow ops on the whole batch.
-
-    What :func:`make_augment` does, about twice as fast in tf.data (the Keras preprocessing
-    layers cost more per batch than the pixels do; see docs/benchmarks.md).
-    """
-    import tensorflow as tf
-
-    def augment(x: tf.Tensor, training: bool = True) -> tf.Tensor:
-        shape = tf.shape(x)
-        n, h, w = shape[0], shape[1], shape[2]
-        x = tf.image.random_flip_left_right(x, seed=seed)
-        dx = tf.round(tf.random.uniform([n], -0.1, 0.1, seed=seed + 1) * tf.cast(w, tf.float32))
-        dy = tf.round(tf.random.uniform([n], -0.1, 0.1, seed=seed + 2) * tf.cast(h, tf.float32))
-        one, zero = tf.ones([n]), tf.zeros([n])
-        shift = tf.stack([one, zero, -dx, zero, one, -dy, zero, zero], axis=1)
-        x = tf.raw_ops.ImageProjectiveTransformV3(
-            images=x, transforms=shift, output_shape=shape[1:3], fill_value=0.0,
-            interpolation="NEAREST", fill_mode="REFLECT",
-        )
-        delta = tf.random.uniform([n, 1, 1, 1], -0.15 * 255.0, 0.15 * 255.0, seed=seed + 3)
-        return tf.clip_by_value(x + delta, 0.0, 255.0)
-
-    return augment
-
-
-def make_augment(seed: int) -> Any:
-    """Random flip, shift and brightness on a float32 batch of 0..255 pixels."""
-    import keras
-
-    return keras.Sequential(
-        [
-            keras.layers.RandomFlip("horizontal", seed=seed),
-            keras.layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", seed=seed + 1),
-            keras.layers.RandomBrightness(0.15, value_range=(0.0, 255.0), seed=seed + 2),
-        ],
-        name="augment",
-    )
-
-
 def write_info(data: Dataset, paths: RunPaths, image_size: Sequence[int]) -> None:
-    """Class names and the data facts inference needs (``native_size`` for ``--low-res``)."""
+    """Class names and the data facts inference needs (``native_size`` for ``--low-res``), and the
+    file accounting: ``files_found`` = ``train_examples`` + ``val_examples`` + skipped + ``not_used``."""
     write_json(paths.classes, data.class_names)
     write_json(
         paths.data_info,
@@ -422,6 +659,7 @@ def write_info(data: Dataset, paths: RunPaths, image_size: Sequence[int]) -> Non
             "image_size": list(image_size),
             "train_examples": data.train_examples,
             "val_examples": data.val_examples,
-            "skipped": data.skipped,
+            "test_examples": data.test_examples,
+            **data.report,
         },
     )

@@ -17,7 +17,6 @@ memory up to :data:`CACHE_LIMIT_BYTES`.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -132,7 +131,7 @@ def head_model(model: Any) -> Any:
     return keras.Model(inp, x, name=f"{model.name}_head")
 
 
-def extract(model: Any, images: Any, limit: int | None = None) -> tuple[Any, Any]:
+def extract(model: Any, images: Any) -> tuple[Any, Any]:
     """Pooled features (float32) and labels of a batched ``(images, labels)`` dataset, in inference mode."""
     import keras
     import numpy as np
@@ -144,12 +143,9 @@ def extract(model: Any, images: Any, limit: int | None = None) -> tuple[Any, Any
     def step(x: Any) -> Any:
         return tf.cast(features(x, training=False), tf.float32)
 
-    ds = images
-    if limit is not None:
-        ds = ds.unbatch().take(limit).batch(_batch_size(images))
     feats: list[Any] = []
     labels: list[Any] = []
-    for x, y in ds:
+    for x, y in images:
         feats.append(step(x).numpy())
         labels.append(y.numpy())
     if not feats:
@@ -157,59 +153,50 @@ def extract(model: Any, images: Any, limit: int | None = None) -> tuple[Any, Any
     return np.concatenate(feats), np.concatenate(labels)
 
 
-def _batch_size(ds: Any) -> int:
-    shape = ds.element_spec[0].shape
-    return int(shape[0]) if shape[0] is not None else 32
-
-
-def build(
-    model: Any,
-    dataset: Any,
-    preset: Any,
-    compile_fn: Callable[[Any], None],
-) -> Cached:
+def build(model: Any, dataset: Any, compile_fn: Callable[[Any], None], *, start_epoch: int = 0) -> Cached:
     """Compute the features once and return the head model (compiled by ``compile_fn``) and feature datasets.
 
-    ``dataset`` is a :class:`tltui.worker.data.Dataset` built with no augmentation; with
-    ``train.steps_per_epoch`` its training pipeline repeats, so exactly
-    ``train_examples`` images are read (one shuffled pass over the set).
+    ``dataset`` is a :class:`tltui.worker.data.Dataset` (no augmentation). The features of the
+    training split are extracted in its fixed order, so the head's epochs draw the very batches
+    (same permutation per epoch, same steps) the full model's would have.
     """
     import time
 
-    import tensorflow as tf
+    from tltui.worker import data
 
-    d, t = preset.data, preset.train
     t0 = time.perf_counter()
-    x_train, y_train = extract(model, dataset.train, limit=dataset.train_examples)
-    x_val = y_val = None
-    if dataset.val is not None:
-        x_val, y_val = extract(model, dataset.val, limit=dataset.val_examples)
-    seconds = time.perf_counter() - t0
-    n = len(x_train)
-    train = tf.data.Dataset.from_tensor_slices((x_train, y_train))
-    if d.shuffle_buffer:
-        train = train.shuffle(max(1, min(d.shuffle_buffer, n)), seed=t.seed, reshuffle_each_iteration=True)
-    if t.steps_per_epoch:
-        train = train.repeat()
-    train = train.batch(d.batch_size).prefetch(tf.data.AUTOTUNE)
+    x_train, y_train = extract(model, dataset.eval_batches(dataset.train))
     val = None
-    if x_val is not None:
-        val = tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(d.batch_size).prefetch(tf.data.AUTOTUNE)
+    if dataset.val is not None:
+        x_val, y_val = extract(model, dataset.eval_batches(dataset.val))
+        val = data.in_memory(x_val, y_val)
+    seconds = time.perf_counter() - t0
+    train = data.in_memory(x_train, y_train)
     head = head_model(model)
     compile_fn(head)
     # A head step is tiny: run several per call so Python and the callbacks' per-call work
-    # (which dominate here) are paid less often. Same batches, same updates, same order.
-    head.steps_per_execution = STEPS_PER_EXECUTION
+    # (which dominate here) are paid less often. Same batches, same updates, same order. The stream
+    # is endless, so the number must divide the epoch's steps (Keras would run past the epoch's end).
+    head.steps_per_execution = steps_per_execution(dataset.steps_per_epoch)
     return Cached(
         head=head,
-        train=train,
-        val=val,
+        train=data.train_batches(
+            train,
+            batch_size=dataset.batch_size,
+            seed=dataset.seed,
+            shuffle=dataset.shuffle,
+            augment=False,
+            start_epoch=start_epoch,
+            steps_per_epoch=dataset.fixed_steps,
+        ),
+        val=data.eval_batches(val, dataset.batch_size) if val is not None else None,
         feature_dim=int(x_train.shape[-1]),
-        train_examples=n,
-        val_examples=0 if x_val is None else len(x_val),
+        train_examples=train.n,
+        val_examples=0 if val is None else val.n,
         seconds=seconds,
     )
 
 
-def steps(n: int, batch_size: int) -> int:
-    return max(1, math.ceil(n / batch_size))
+def steps_per_execution(steps_per_epoch: int) -> int:
+    """The largest divisor of ``steps_per_epoch`` up to :data:`STEPS_PER_EXECUTION`."""
+    return max(d for d in range(1, STEPS_PER_EXECUTION + 1) if steps_per_epoch % d == 0)

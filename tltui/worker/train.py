@@ -28,7 +28,7 @@ from typing import Any
 
 from tltui import __version__, presets
 from tltui.errors import PresetError
-from tltui.protocol import Finished, Log, ModelInfo, Phase, Started
+from tltui.protocol import TOP5_MIN_CLASSES, Evaluated, Finished, Log, ModelInfo, Phase, Started
 from tltui.workspace import RunPaths, write_json
 from tltui.worker.events import EventWriter, ignore_sigpipe
 
@@ -62,6 +62,7 @@ class Outcome:
     reason: str = ""
     epochs_done: int = 0
     model_path: str | None = None
+    model_epoch: int | None = None
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -92,6 +93,7 @@ def main(argv: list[str]) -> int:
                 reason=outcome.reason,
                 epochs_done=outcome.epochs_done,
                 model_path=outcome.model_path,
+                model_epoch=outcome.model_epoch,
             ),
             sync=True,
         )
@@ -202,12 +204,24 @@ class Trainer:
         self.phase("data", f"loading {preset.data.source}")
         dataset = data_mod.load(preset, log=self.emit_log)
         data_mod.write_info(dataset, self.paths, preset.data.image_size)
+        test = f" / {dataset.test_examples} test" if dataset.test is not None else ""
         self.emit_log(
             "info",
-            f"{dataset.num_classes} classes, {dataset.train_examples or '?'} training / "
-            f"{dataset.val_examples if dataset.val is not None else 0} validation images "
-            f"at {dataset.native_size[0]}x{dataset.native_size[1]}",
+            f"{dataset.num_classes} classes, {dataset.train_examples} training / "
+            f"{dataset.val_examples or 0} validation{test} images "
+            f"at {dataset.native_size[0]}x{dataset.native_size[1]}, {dataset.steps_per_epoch} steps per epoch",
         )
+        if dataset.num_classes < TOP5_MIN_CLASSES:
+            self.emit_log(
+                "info", f"{dataset.num_classes} classes: top-5 accuracy is not reported (it would be 100% by construction)"
+            )
+        if self.initial_epoch and not dataset.exact_resume:
+            self.emit_log(
+                "warning",
+                f"{preset.data.source} is read from disk through a shuffle buffer (too large for memory): the resumed "
+                "epochs see another shuffle order than an uninterrupted run would (weights, optimizer, schedule and "
+                "augmentation are restored exactly)",
+            )
 
         self.phase("build", f"building {preset.model.backbone} (weights: {preset.model.weights})")
         set_precision(preset)
@@ -256,7 +270,8 @@ class Trainer:
 
         ds = self.dataset
         self.cache_plan = feature_cache.plan(
-            preset, model, backbone, spec.family, ds.train_examples if ds else None, ds.val_examples if ds else None
+            preset, model, backbone, spec.family, ds.train_examples if ds else None,
+            ((ds.val_examples or 0) + (ds.test_examples or 0)) if ds else None,
         )
         freeze_map["feature_cache"] = self.cache_plan.use
         write_json(self.paths.freeze_map, freeze_map)
@@ -280,45 +295,56 @@ class Trainer:
     def _fit(self, model: Any, dataset: Any) -> Outcome:
         import keras
 
-        from tltui.worker.callbacks import EpochBackup, EpochScalars, EventStream, PeriodicCheckpoint, save_atomic
+        from tltui.worker.callbacks import (
+            EarlyStop,
+            EpochBackup,
+            EpochScalars,
+            EventStream,
+            PeriodicCheckpoint,
+            save_atomic,
+        )
 
         preset = self.preset
         assert preset is not None
         t = preset.train
-        train_ds, val_ds = dataset.train, dataset.val
         fit_model = model
         if self.cache_plan is not None and self.cache_plan.use:
             fit_model, train_ds, val_ds = self._cached_features(model, dataset)
+        else:
+            train_ds, val_ds = dataset.train_batches(self.initial_epoch), dataset.eval_batches(dataset.val)
         if t.label_smoothing > 0:
             train_ds, val_ds = one_hot(train_ds, dataset.num_classes), one_hot(val_ds, dataset.num_classes)
-        self.stream = EventStream(self.writer, dataset.steps_per_epoch, self.stop)
+        steps = dataset.steps_per_epoch
+        self.stream = EventStream(self.writer, steps, self.stop)
         checkpoints = PeriodicCheckpoint(
             self.paths.checkpoints, t.checkpoint_every, self.writer, export_model=model, resumed_after=self.initial_epoch
         )
-        callbacks: list[keras.callbacks.Callback] = [self.stream, checkpoints]
         early = None
         if t.early_stopping_patience > 0 and val_ds is not None:
-            early = keras.callbacks.EarlyStopping(
-                monitor="val_acc", mode="max", patience=t.early_stopping_patience, restore_best_weights=True
-            )
-            callbacks.append(early)
-        callbacks.append(EpochScalars(self.paths.tensorboard))  # TensorBoard's epoch scalars, no per-batch hook
-        # The backup goes FIRST: an epoch's `epoch_end` event (and its checkpoint) follow its backup, so a
-        # kill in between never makes a resume train a recorded epoch again; a backup that is ahead of
-        # the events (killed right after it) is rolled back by _prepare_backup. EpochBackup is Keras's
-        # BackupAndRestore(save_freq="epoch", double_checkpoint=True, delete_checkpoint=False), cheaper.
-        callbacks.insert(0, EpochBackup(self.paths.backup))
+            early = EarlyStop(monitor="val_acc", mode="max", patience=t.early_stopping_patience, restore_best_weights=True)
+        # Order: early stopping decides first; the backup (with that decision) next; then the epoch's
+        # `epoch_end` event and checkpoint, so a kill in between never makes a resume train a recorded
+        # epoch again (a backup ahead of the events, killed right after it, is rolled back by
+        # _prepare_backup). EpochBackup is Keras's BackupAndRestore(save_freq="epoch",
+        # double_checkpoint=True, delete_checkpoint=False), cheaper, plus seeds and early stopping.
+        callbacks: list[keras.callbacks.Callback] = [
+            *([early] if early is not None else []),
+            EpochBackup(self.paths.backup, early_stopping=early),
+            self.stream,
+            checkpoints,
+            EpochScalars(self.paths.tensorboard),  # TensorBoard's epoch scalars, no per-batch hook
+        ]
         from tltui.worker import faults  # test-only, inert unless TLTUI_FAULT or RUN_DIR/fault.json asks
 
         train_ds = faults.wrap_dataset(self.paths.dir, train_ds)
         callbacks = faults.callbacks(self.paths.dir) + callbacks
-        self.phase("train", f"training for {t.epochs} epochs")
+        self.phase("train", f"training for {t.epochs} epochs of {steps} steps")
         try:
             fit_model.fit(
                 train_ds,
                 validation_data=val_ds,
                 epochs=t.epochs,
-                steps_per_epoch=t.steps_per_epoch,
+                steps_per_epoch=steps,  # always given: one iterator over the endless stream, no extra step
                 callbacks=callbacks,
                 verbose=0,  # progress goes out as events (and one worker.log line per epoch, EventStream)
             )
@@ -326,15 +352,41 @@ class Trainer:
             # fit raised (stop, NaN, ...): the checkpoint being written in the background still lands (its
             # own error, if any, is second to fit's); after a normal end on_train_end has waited already
             checkpoints.drain()
-        self.phase("save", f"saving {self.paths.model}")
+        kept = (early.kept_epoch if early is not None else None) or self.epochs_done
+        self.phase("save", f"saving {self.paths.model} (the weights of epoch {kept})")
         save_atomic(model, self.paths.model)
+        if dataset.test is not None:
+            self._evaluate_test(model, dataset, kept)
         reason = ""
         if early is not None and early.stopped_epoch > 0:
             reason = (
                 f"stopped early after epoch {self.epochs_done}: val_acc did not improve for "
-                f"{t.early_stopping_patience} epochs (weights of the best epoch kept)"
+                f"{t.early_stopping_patience} epochs (weights of the best epoch, {kept}, kept)"
             )
-        return Outcome("completed", reason, self.epochs_done, str(self.paths.model))
+        return Outcome("completed", reason, self.epochs_done, str(self.paths.model), kept)
+
+    def _evaluate_test(self, model: Any, dataset: Any, kept: int) -> None:
+        """The test split, once, with the weights ``model.keras`` holds."""
+        preset = self.preset
+        assert preset is not None
+        self.phase("test", f"evaluating {dataset.test_examples} test images with the weights of epoch {kept}")
+        test_ds = dataset.eval_batches(dataset.test)
+        if preset.train.label_smoothing > 0:
+            test_ds = one_hot(test_ds, dataset.num_classes)
+        results = model.evaluate(test_ds, return_dict=True, verbose=0)
+        metrics = {f"test_{k}": float(v) for k, v in results.items() if k in ("loss", "acc", "top5_acc")}
+        self.writer.emit(
+            Evaluated(
+                t=time.time(),
+                split=preset.data.test_split,
+                examples=dataset.test_examples,
+                weights_epoch=kept,
+                metrics=metrics,
+            ),
+            sync=True,
+        )
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+        self.emit_log("info", f"test split {preset.data.test_split!r}: {shown}")
 
     def _cached_features(self, model: Any, dataset: Any) -> tuple[Any, Any, Any]:
         """The head model (sharing the classifier's head layers) and the cached feature datasets."""
@@ -347,8 +399,8 @@ class Trainer:
             cached = feature_cache.build(
                 model,
                 dataset,
-                preset,
                 lambda head: compile_model(head, preset, dataset.num_classes, dataset.steps_per_epoch, self.emit_log),
+                start_epoch=self.initial_epoch,
             )
         self.emit_log(
             "info",
@@ -383,6 +435,9 @@ def repair_backup(backup: Path, max_epoch: int | None = None) -> int | None:
             continue
         if _h5_epoch(weights) not in (None, epoch):  # killed between the weights and the metadata
             continue
+        best = _meta_best_file(meta)
+        if best is not None and not _h5_readable(backup / best):  # early stopping's best weights are gone
+            continue
         if i > 0:
             shutil.copyfile(weights, pairs[0][0])
             shutil.copyfile(meta, pairs[0][1])
@@ -397,6 +452,15 @@ def _meta_epoch(path: Path) -> int | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return epoch if isinstance(epoch, int) and epoch >= 0 else None
+
+
+def _meta_best_file(path: Path) -> str | None:
+    from tltui.worker.callbacks import best_weights_file
+
+    try:
+        return best_weights_file(json.loads(path.read_text()))
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _h5_epoch(path: Path) -> int | None:
@@ -483,23 +547,22 @@ def make_optimizer(preset: presets.Preset, steps_per_epoch: int | None, log_fn: 
 
 
 def compile_model(model: Any, preset: presets.Preset, num_classes: int, steps_per_epoch: int | None, log_fn: Any) -> None:
-    """Loss and metrics whose log keys are exactly loss, acc, top5_acc (and val_ twins)."""
+    """Loss and metrics whose log keys are exactly loss, acc, top5_acc (and val_ twins); no top5_acc
+    with fewer than :data:`TOP5_MIN_CLASSES` classes."""
     import keras
 
-    k = min(5, num_classes)
     t = preset.train
+    top5 = num_classes >= TOP5_MIN_CLASSES  # with 5 classes or fewer top-5 accuracy is 100% by construction
     if t.label_smoothing > 0:
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing)
-        metrics = [
-            keras.metrics.CategoricalAccuracy(name="acc"),
-            keras.metrics.TopKCategoricalAccuracy(k=k, name="top5_acc"),
-        ]
+        metrics = [keras.metrics.CategoricalAccuracy(name="acc")]
+        if top5:
+            metrics.append(keras.metrics.TopKCategoricalAccuracy(k=5, name="top5_acc"))
     else:
         loss = keras.losses.SparseCategoricalCrossentropy()
-        metrics = [
-            keras.metrics.SparseCategoricalAccuracy(name="acc"),
-            keras.metrics.SparseTopKCategoricalAccuracy(k=k, name="top5_acc"),
-        ]
+        metrics = [keras.metrics.SparseCategoricalAccuracy(name="acc")]
+        if top5:
+            metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5_acc"))
     model.compile(
         optimizer=make_optimizer(preset, steps_per_epoch, log_fn),
         loss=loss,
