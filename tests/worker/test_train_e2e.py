@@ -60,35 +60,69 @@ def wait_for(ws: Workspace, wp: supervisor.WorkerProc, state: runstate.RunState,
         time.sleep(0.02)
 
 
-def test_kill_9_after_epoch_2_then_resume_gives_4_distinct_epochs(ws: Workspace, shapes: Path) -> None:
-    preset = tiny_preset(f"folder:{shapes}", **{"train.epochs": 4, "train.steps_per_epoch": 80})
-    (rec,) = ws.create_runs([("tiny", presets.dumps(preset), {})], preset_name="tiny", queued=False)
-    wp = supervisor.spawn_worker(ws, rec.id)
-    supervisor.record_started(ws, rec.id, wp.pid)
-    state = runstate.RunState()
-    wait_for(ws, wp, state, lambda s: s.epochs_done >= 2)
-    assert state.epochs_done == 2, supervisor.log_tail(ws.run_paths(rec.id).log)
-    os.kill(wp.pid, signal.SIGKILL)
-    rc = wp.proc.wait()
-    wp.close()
-    assert supervisor.record_exit(ws, rec.id, rc) == "failed"
-    assert "SIGKILL" in ws.get(rec.id).reason
+def run_worker(ws: Workspace, run_id: str, resume: bool = False, until=lambda s: False) -> supervisor.WorkerProc:
+    wp = supervisor.spawn_worker(ws, run_id, resume=resume)
+    supervisor.record_started(ws, run_id, wp.pid)
+    wait_for(ws, wp, runstate.RunState(), until)
+    return wp
 
-    wp = supervisor.spawn_worker(ws, rec.id, resume=True)
-    state = runstate.RunState()
-    wait_for(ws, wp, state, lambda s: s.finished is not None)
-    rc = wp.proc.wait()
+
+def model_weights(path: Path) -> list:
+    import keras
+
+    return [v.numpy() for v in keras.saving.load_model(path, compile=False).weights]
+
+
+def test_killed_and_resumed_run_equals_the_uninterrupted_one(ws: Workspace, shapes: Path) -> None:
+    """kill -9 inside epoch 3, resume: history, early stopping, kept epoch and model.keras are
+    bit-identical to the run that was never interrupted (shuffle, augmentation, Dropout and a
+    ``steps_per_epoch`` stream that crosses epochs of the data, all keyed by seed and epoch)."""
+    import numpy as np
+
+    preset = tiny_preset(
+        f"folder:{shapes}",
+        **{
+            "train.epochs": 6,
+            "train.steps_per_epoch": 5,  # 18 training images, batches of 8: epochs straddle passes
+            "train.learning_rate": 1e-6,  # val_acc cannot move: early stopping fires after epoch 3
+            "train.early_stopping_patience": 2,
+            "model.dropout": 0.5,
+        },
+    )
+    assert preset.data.augment and preset.data.shuffle_buffer > 0
+    text = presets.dumps(preset)
+    plain, killed = ws.create_runs([("a", text, {}), ("b", text, {})], preset_name="tiny", queued=False)
+    wp = run_worker(ws, plain.id)
+    assert wp.proc.wait() == 0, supervisor.log_tail(ws.run_paths(plain.id).log)
     wp.close()
-    assert rc == 0
-    assert supervisor.record_exit(ws, rec.id, rc) == "completed"
-    events = protocol.read_events(ws.run_paths(rec.id).events)
-    starts = [e for e in events if e.type == "started"]
-    assert len(starts) == 2 and starts[1].initial_epoch in (1, 2)
-    final = runstate.load(ws.run_paths(rec.id).events)
-    assert [h["epoch"] for h in final.history_list()] == [1, 2, 3, 4]
-    three_classes = {"loss", "acc", "val_loss", "val_acc"}  # no top-5 with 5 classes or fewer
-    assert all(three_classes <= set(h) and "top5_acc" not in h for h in final.history_list())
-    assert ws.get(rec.id).status == "completed"
+
+    paths = ws.run_paths(killed.id)
+    (paths.dir / "fault.json").write_text('{"fault": "hang@epoch3,batch2"}')  # after epoch 2's backup
+    wp = run_worker(ws, killed.id, until=lambda s: (paths.dir / "fault.hit").exists())
+    assert (paths.dir / "fault.hit").exists(), supervisor.log_tail(paths.log)
+    os.kill(wp.pid, signal.SIGKILL)
+    wp.proc.wait()
+    wp.close()
+    assert supervisor.record_exit(ws, killed.id, -9) == "failed"
+    (paths.dir / "fault.json").unlink()
+    wp = run_worker(ws, killed.id, resume=True)
+    assert wp.proc.wait() == 0, supervisor.log_tail(paths.log)
+    wp.close()
+
+    a, b = runstate.load(ws.run_paths(plain.id).events), runstate.load(paths.events)
+    starts = [e for e in protocol.read_events(paths.events) if e.type == "started"]
+    assert [s.initial_epoch for s in starts] == [0, 2]
+    assert [h["epoch"] for h in a.history_list()] == [1, 2, 3]  # stopped early: patience 2 after epoch 1
+    def metrics(state: runstate.RunState) -> list[dict]:
+        return [{k: v for k, v in h.items() if k not in ("t", "epoch_seconds")} for h in state.history_list()]
+
+    assert metrics(b) == metrics(a)  # every metric, lr included, float for float
+    losses = [h["loss"] for h in a.history_list()]
+    assert len(set(losses)) == 3  # the epochs saw different batches / augmentations
+    assert a.finished.reason == b.finished.reason and "weights of the best epoch, 1, kept" in a.finished.reason
+    assert a.finished.model_epoch == b.finished.model_epoch == 1
+    for x, y in zip(model_weights(ws.run_paths(plain.id).model), model_weights(paths.model), strict=True):
+        np.testing.assert_array_equal(x, y)
 
 
 def test_nan_loss_fails_the_run_naming_epoch_and_batch(tmp_path: Path, shapes: Path, restore_signals) -> None:
@@ -151,3 +185,45 @@ def test_gpus_named_but_not_visible_fail_fast(monkeypatch: pytest.MonkeyPatch, s
         setup_devices(tiny_preset(f"folder:{shapes}", **{"train.gpus": 2}))
     names, _ = setup_devices(tiny_preset(f"folder:{shapes}"))
     assert names == ["CPU"]
+
+
+def test_a_run_is_epochs_x_steps_optimizer_steps_and_what_plain_keras_fit_gives(
+    tmp_path: Path, shapes: Path, restore_signals
+) -> None:
+    """18 training images in batches of 8: 3 steps per epoch (the last one of 2 images), never a 4th;
+    the cosine schedule is where Keras puts it, and the numbers are model.fit's on the same arrays."""
+    import keras
+    import numpy as np
+
+    from tltui.worker import data
+    from tltui.worker.model import build_classifier
+    from tltui.worker.train import compile_model
+
+    preset = tiny_preset(
+        f"folder:{shapes}",
+        **{"train.epochs": 3, "train.lr_schedule": "cosine", "data.augment": False, "data.shuffle_buffer": 0},
+    )
+    rc, events = run_in_process(tmp_path / "run", preset)
+    assert rc == 0, events[-1]
+    ends = [e for e in events if e.type == "epoch_end"]
+    saved = keras.saving.load_model(RunPaths(tmp_path / "run").model)
+    assert int(saved.optimizer.iterations.numpy()) == 3 * 3
+    schedule = keras.optimizers.schedules.CosineDecay(0.01, decay_steps=3 * 3)
+    # the lr an epoch trained with: its last step's (epoch 3's is schedule(8) > 0, not the end value 0)
+    assert [e.lr for e in ends] == pytest.approx([float(schedule(e * 3 - 1)) for e in (1, 2, 3)])
+
+    keras.utils.set_random_seed(preset.train.seed)
+    ds = data.load(preset)
+    assert (ds.train_examples, ds.val_examples, ds.steps_per_epoch) == (18, 6, 3)
+    x, y = np.asarray(ds.train.images, dtype="float32"), ds.train.labels
+    xv, yv = np.asarray(ds.val.images, dtype="float32"), ds.val.labels
+    plain, backbone = build_classifier(preset, 3)
+    for layer in backbone.layers:  # freeze.batchnorm = "frozen" (the default): BatchNorm in inference mode
+        layer.trainable = not isinstance(layer, keras.layers.BatchNormalization)
+    compile_model(plain, preset, 3, 3, lambda *a: None)
+    history = plain.fit(x, y, batch_size=8, epochs=3, shuffle=False, validation_data=(xv, yv), verbose=0).history
+    assert int(plain.optimizer.iterations.numpy()) == 9
+    for key in ("loss", "acc", "val_loss", "val_acc"):
+        np.testing.assert_allclose([e.metrics[key] for e in ends], history[key], rtol=1e-5, err_msg=key)
+    for a, b in zip(saved.weights, plain.weights, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-7)
