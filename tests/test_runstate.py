@@ -20,7 +20,8 @@ def test_history_best_and_progress() -> None:
     st.apply(EpochBegin(t=0.0, epoch=4))
     st.apply(Batch(t=0.0, epoch=4, step=5, steps=10, metrics={"loss": 0.2}))
     assert [h["epoch"] for h in st.history_list()] == [1, 2, 3]
-    assert st.best() == {"epoch": 2, "val_acc": 0.5, "val_top5_acc": 0.7, "best_val_top5_acc": 0.7}
+    assert st.best() == {"epoch": 2, "val_acc": 0.5, "val_top5_acc": 0.7, "best_val_top5_acc": 0.7,
+                         "best_val_top5_epoch": 2}
     assert st.progress() == (3 + 0.5) / 4
     assert st.eta_seconds() == 0.5 * 10.0
     st.apply(_epoch(4, 0.6))
@@ -53,3 +54,19 @@ def test_history_version_moves_with_everything_but_batches() -> None:
         versions.append(st.history_version)
     assert versions == [1, 2, 2, 2, 3, 4]
     assert st.events_seen == 6
+
+
+def test_best_reports_the_top5_of_the_best_epoch_and_the_best_top5_apart() -> None:
+    st = RunState()
+    st.apply(Started(t=0.0, epochs=3))
+    for e, (acc, top5) in enumerate([(0.4, 0.9), (0.6, 0.8), (0.5, 0.85)], start=1):
+        st.apply(EpochEnd(t=float(e), epoch=e, metrics={"loss": 1.0, "val_acc": acc, "val_top5_acc": top5}))
+    assert st.best() == {"epoch": 2, "val_acc": 0.6, "val_top5_acc": 0.8,
+                         "best_val_top5_acc": 0.9, "best_val_top5_epoch": 1}
+
+
+def test_best_has_no_top5_when_the_run_has_too_few_classes() -> None:
+    st = RunState()
+    st.apply(EpochEnd(t=1.0, epoch=1, metrics={"loss": 1.0, "val_acc": 0.7}))
+    b = st.best()
+    assert b is not None and b["val_top5_acc"] is None and b["best_val_top5_acc"] is None
