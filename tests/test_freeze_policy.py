@@ -40,7 +40,7 @@ def resnet50_layers() -> list[LayerInfo]:
 def resnet50_description() -> dict[str, Any]:
     layers = stages.assign("resnet", resnet50_layers())
     layers[-1] = replace(layers[-1], output_shape=(None, 7, 7, 2048))
-    return {"version": 1, "backbone": "resnet50", "family": "resnet", "image_size": [224, 224],
+    return {"version": freeze_policy.DESCRIPTION_VERSION, "backbone": "resnet50", "family": "resnet", "image_size": [224, 224],
             "stages": list(stages.stage_names("resnet", layers)), "layers": [l.to_dict() for l in layers],
             "input_layers": [LayerInfo("image", "InputLayer", 0, (None, None, None, 3), False).to_dict()]}
 

@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 BATCHNORM_POLICIES = ("frozen", "trainable")
-DESCRIPTION_VERSION = 1
+DESCRIPTION_VERSION = 2  # 2: backbones built under their own names (ConvNeXt layer names)
 
 
 class FreezeError(ValueError):

@@ -207,7 +207,7 @@ def _densenet_rule(name: str) -> str | None:
 
 
 def _convnext_rule(name: str) -> str | None:
-    # Layer names start with the model's name ("convnext_tiny_", or "backbone_" when renamed).
+    # Layer names start with the application's name ("convnext_tiny_"): the search patterns need no prefix.
     if re.search(r"_(prestem_normalization|stem)$", name):
         return _CONVNEXT[0]
     m = re.search(r"_stage_(\d)_block_\d+_", name)

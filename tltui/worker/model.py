@@ -14,7 +14,12 @@ Only built-in layers and ops, so ``model.keras`` loads with plain
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import keras
 
@@ -71,30 +76,63 @@ def build_backbone(spec: BackboneSpec, preset: Preset, imagenet: bool) -> keras.
         "include_top": False,
         "weights": "imagenet" if imagenet else None,
         "input_shape": shape,
-        "name": BACKBONE_NAME,
     }
     if preset.model.alpha is not None:
         kwargs["alpha"] = preset.model.alpha
     constructor = getattr(keras.applications, spec.constructor)
-    # EfficientNetV2 looks its block layout up by `name`: build it under its own name, rename after.
-    renamed = spec.family == "efficientnet_v2"
-    if renamed:
-        kwargs.pop("name")
+    # Built under the application's own name: EfficientNet names its weights file after the model
+    # ("efficientnetb0_notop.h5"), ConvNeXt insists on "convnext_tiny", EfficientNetV2 looks its
+    # block layout up by name. Only the nested model is renamed afterwards (ConvNeXt's layer names
+    # keep the application's name: ``convnext_tiny_stage_0_block_0_...``).
     try:
-        backbone = constructor(**kwargs)
-        set_bn_momentum(backbone, preset.model.bn_momentum)
-        if renamed:
-            backbone.name = BACKBONE_NAME
-        return backbone
+        with _weights_download(spec):
+            backbone = constructor(**kwargs)
     except ValueError as e:
         raise ModelError(f"model.backbone = {spec.name!r}: {_first_line(e)}") from e
-    except Exception as e:  # URLError, HTTPError, OSError: the download of the weights failed
-        if imagenet:
+    backbone.name = BACKBONE_NAME
+    set_bn_momentum(backbone, preset.model.bn_momentum)
+    return backbone
+
+
+@contextlib.contextmanager
+def _weights_download(spec: BackboneSpec) -> Iterator[None]:
+    """Turn a failed fetch of the ImageNet weights into one true line: which file, from where,
+    and where Keras looks for it, so it can be copied in by hand on a box without internet.
+
+    keras.applications call ``keras.src.utils.file_utils.get_file`` by module attribute; the
+    wrapper only translates errors, every argument goes to Keras unchanged.
+    """
+    from keras.src.utils import file_utils
+
+    real = file_utils.get_file
+
+    def get_file(fname: str | None = None, origin: str | None = None, *args: Any, **kwargs: Any) -> str:
+        try:
+            return real(fname, origin, *args, **kwargs)
+        except Exception as e:  # noqa: BLE001 - URL fetch failure, hash mismatch, disk full
+            target = weights_cache_path(str(fname), kwargs.get("cache_subdir", "datasets"), kwargs.get("cache_dir"))
+            reason = _first_line(e).removeprefix(f"URL fetch failure on {origin}: ")
             raise ModelError(
-                f"could not get the ImageNet weights of {spec.name} ({_first_line(e)}); on an air-gapped box "
-                "copy ~/.keras/models/ from a machine with internet, or set model.weights = \"none\""
+                f"model.weights = \"imagenet\": could not fetch {fname} for {spec.name} from {origin} "
+                f"({reason}); without internet, copy that file to {target}, or set model.weights = \"none\""
             ) from e
-        raise
+
+    file_utils.get_file = get_file
+    try:
+        yield
+    finally:
+        file_utils.get_file = real
+
+
+def weights_cache_path(fname: str, cache_subdir: str = "models", cache_dir: str | None = None) -> Path:
+    """Where ``keras.utils.get_file`` looks for (and stores) ``fname``: ``$KERAS_HOME`` (else
+    ``~/.keras``), or ``/tmp/.keras`` when that is not writable, then ``cache_subdir``."""
+    from keras.src.backend import config
+
+    base = os.path.expanduser(cache_dir or config.keras_home())
+    if not os.access(base, os.W_OK):
+        base = os.path.join("/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir(), ".keras")
+    return Path(base) / cache_subdir / fname
 
 
 def set_bn_momentum(backbone: keras.Model, momentum: float | None) -> None:
