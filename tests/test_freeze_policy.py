@@ -181,3 +181,24 @@ def test_fully_frozen_backbone_gets_no_fine_tuning_learning_rate_warning() -> No
         return [w for w in preflight.recipe_warnings(p) if "learning_rate" in w]
 
     assert warnings(2) and not warnings(4) and not warnings("all")
+
+
+def test_validating_on_the_test_split_is_warned_about() -> None:
+    def warnings(**data: Any) -> list[str]:
+        p = presets.from_dict({"name": "p", "data": {"source": "tfds:cifar10", **data}, "model": {"backbone": "resnet50"}})
+        return [w for w in preflight.recipe_warnings(p) if "test set" in w]
+
+    assert not warnings()  # train[:90%] / train[90%:] / test
+    (w,) = warnings(val_split="test")
+    assert w.startswith("data.val_split = data.test_split = 'test': early stopping")
+    assert not warnings(val_split="test", test_split="")  # no final test evaluation: nothing to mislead
+
+
+def test_a_frozen_hub_module_gets_no_batchnorm_drift_warning() -> None:
+    def drift(backbone: str) -> bool:
+        p = presets.from_dict({"name": "p", "data": {"source": "tfds:cifar10"}, "model": {"backbone": backbone},
+                               "freeze": {"depth": "all", "batchnorm": "trainable"}})
+        return any("statistics drift" in w for w in preflight.recipe_warnings(p))
+
+    assert drift("resnet50")
+    assert not drift("hub:https://tfhub.dev/google/imagenet/resnet_v2_50/feature_vector/5")

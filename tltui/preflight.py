@@ -123,10 +123,17 @@ def recipe_warnings(preset: Preset) -> list[str]:
             "weights = \"none\" with freeze.batchnorm = \"frozen\": BatchNorm keeps its initial statistics "
             "(mean 0, variance 1) and a network trained from scratch barely learns; set freeze.batchnorm = \"trainable\""
         )
-    if f.batchnorm == "trainable" and frozen_some and m.weights != "none":
+    # A frozen hub module runs in inference mode whatever the policy (HubModule.call): no drift.
+    if f.batchnorm == "trainable" and frozen_some and m.weights != "none" and not catalog.is_hub(m.backbone):
         out.append(
             "freeze.batchnorm = \"trainable\" while the backbone is frozen: BatchNorm statistics drift "
             "on a small dataset and destroy pretrained features (keras.io recipe: keep BatchNorm frozen)"
+        )
+    d = preset.data
+    if d.kind == "tfds" and d.test_split and d.test_split == d.val_split:
+        out.append(
+            f"data.val_split = data.test_split = {d.val_split!r}: early stopping and the kept epoch are chosen "
+            "on the test set, so test_acc is optimistic; hold out part of train (e.g. val_split = \"train[90%:]\")"
         )
     n = backbone_stages(m.backbone)
     all_frozen = f.depth == "all" or (n is not None and isinstance(f.depth, int) and f.depth >= n)
