@@ -240,3 +240,38 @@ class TestWithFakeWorker:
         assert run_preset(w, presets_mod.load(_fake_preset(tmp_path)), plain=False, display=display) == 0
         text = buf.getvalue()
         assert "r0001 epochs" in text and "epoch 3/3" in text and "r0001 completed" in text
+
+
+def test_runs_show_and_the_end_line_report_the_test_split_apart_from_validation(tmp_path: Path) -> None:
+    """Scripted runs: the best epoch's val_top5 (not the best of any epoch), the test split on its
+    own line, and top-5 called n/a when there are too few classes for it to mean anything."""
+    from tests.tui import fake_ws
+    from tltui import runstate
+    from tltui.commands.run import end_line
+    from tltui.workspace import Workspace
+
+    ws = Workspace(tmp_path / "ws")
+    ids = fake_ws.build(ws)
+    rid = ids["completed"]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["--workspace", str(ws.root), "runs", "show", rid]) == 0
+    m = fake_ws.metrics(10, 0.78)
+    test_line = (f"test: test_acc {100 * (m['val_acc'] - 0.012):.1f}%, test_top5 {100 * (m['val_top5_acc'] - 0.01):.1f}% "
+                 "(test, 10000 images, weights of epoch 10)")
+    assert test_line in out.getvalue().splitlines()
+    assert "n/a" not in out.getvalue()  # 100 classes
+
+    state = runstate.load(ws.run_paths(rid).events)
+    state.history[3]["val_top5_acc"] = 0.999  # a better top-5 at another epoch is not the best epoch's
+    line = end_line(ws.get(rid), state)
+    assert line.startswith(f"{rid} completed: best val_acc {100 * m['val_acc']:.1f}% (epoch 10), "
+                           f"val_top5 {100 * m['val_top5_acc']:.1f}%; test_acc ")
+    assert line.endswith("(test, 10000 images, weights of epoch 10)")
+
+    ws.run_paths(rid).classes.write_text(json.dumps(["a", "b", "c"]))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["--workspace", str(ws.root), "runs", "show", rid]) == 0
+    assert "top-5: n/a with 3 classes (it would be 100% by construction)" in out.getvalue()
+    ws.close()

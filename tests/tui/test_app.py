@@ -637,3 +637,19 @@ async def test_clicking_a_header_sorts_by_that_column(make_app, scripted):
         await pilot.click(RunTable, offset=(name_x, 0))
         await pilot.pause()
         assert app.screen.sort_reverse and shown_ids(app)[0] == ids["queued"]
+
+
+@sync
+async def test_run_header_shows_the_test_split_next_to_the_best_validation_epoch(make_app, scripted):
+    ws, ids = scripted
+    app = make_app()
+    async with app.run_test(size=(200, 40)) as pilot:
+        app.open_run(ids["completed"])
+        await pilot.pause()
+        text = plain(app.screen.query_one("#run-header", Static))
+        m = fake_ws.metrics(10, 0.78)
+        assert f"best {100 * m['val_acc']:.1f}%  top-5 {100 * m['val_top5_acc']:.1f}% @ 10" in text
+        assert f"test {100 * (m['val_acc'] - 0.012):.1f}%  top-5 {100 * (m['val_top5_acc'] - 0.01):.1f}%" in text
+        app.open_run(ids["running"])  # no test evaluation until training ended
+        await pilot.pause()
+        assert "test " not in plain(app.screen.query_one("#run-header", Static))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 
+import pytest
+
 from tests.tui import fake_ws
 from tltui import protocol
 from tltui.protocol import Batch, EpochEnd
@@ -106,6 +108,11 @@ def test_results_use_the_best_epoch_and_export_as_csv(scripted):
     assert path.parent == scripted[0].root / "exports"
     parsed = list(csv.DictReader(io.StringIO(path.read_text())))
     assert [p["id"] for p in parsed] == sweep and float(parsed[0]["val_acc"]) == rows[0].val_acc
+    # the test split, evaluated once with the kept weights, is its own pair of columns
+    test = fake_ws.metrics(8, 0.74)
+    assert float(parsed[0]["test_acc"]) == pytest.approx(test["val_acc"] - 0.012)
+    assert float(parsed[0]["test_top5_acc"]) == pytest.approx(test["val_top5_acc"] - 0.01)
+    assert parsed[0]["test_acc"] != parsed[0]["val_acc"]
 
 
 def test_runs_that_are_not_a_sweep_get_no_bars(scripted):

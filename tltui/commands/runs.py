@@ -10,6 +10,8 @@ from typing import Any
 
 from tltui import runstate
 from tltui.commands import common
+from tltui.commands.run import test_summary
+from tltui.protocol import TOP5_MIN_CLASSES
 from tltui.workspace import RunRecord, Workspace, WorkspaceError
 
 
@@ -101,6 +103,7 @@ def run_details(ws: Workspace, rec: RunRecord) -> dict[str, Any]:
         "overrides": rec.overrides,
         "history": [{k: v for k, v in h.items() if k != "t"} for h in st.history_list()],
         "best": st.best(),
+        "test": st.test,  # split, examples, weights_epoch, test_loss, test_acc[, test_top5_acc]
         "params": st.model or None,
         "num_classes": len(classes) if isinstance(classes, list) else None,
         "timings": {
@@ -145,6 +148,11 @@ def cmd_show(args: argparse.Namespace) -> int:
     if d["best"]:
         b = d["best"]
         print(f"best: epoch {b['epoch']} val_acc {_fmt_pct(b['val_acc'])} val_top5 {_fmt_pct(b['val_top5_acc'])}")
+    if d["test"]:
+        print(f"test: {test_summary(d['test'])}")
+    n = d["num_classes"]
+    if d["history"] and n is not None and n < TOP5_MIN_CLASSES:
+        print(f"top-5: n/a with {n} classes (it would be 100% by construction)")
     return 0
 
 

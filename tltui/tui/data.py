@@ -93,6 +93,7 @@ class RunSnapshot:
     started_at: float | None
     model: dict[str, Any]
     best: dict[str, Any] | None
+    test: dict[str, Any] | None  # the held-out test evaluation (RunState.test), once training ended
     devices: tuple[str, ...]
     overrides: dict[str, Any]
     sweep: str | None
@@ -114,10 +115,12 @@ class ResultRow:
     best_epoch: int | None
     seconds: float | None
     trainable_params: int | None
+    test_acc: float | None = None  # the test split, evaluated once with the kept weights
+    test_top5_acc: float | None = None
 
     CSV_FIELDS = (
         "id", "name", "epochs", "acc", "top5_acc", "val_acc", "val_top5_acc",
-        "best_epoch", "seconds", "trainable_params",
+        "best_epoch", "test_acc", "test_top5_acc", "seconds", "trainable_params",
     )
 
 
@@ -303,6 +306,7 @@ class RunStore:
             started_at=st.first_started_at,
             model=dict(st.model),
             best=st.best(),
+            test=dict(st.test) if st.test else None,
             devices=tuple(st.devices),
             overrides=dict(rec.overrides),
             sweep=rec.sweep,
@@ -360,6 +364,7 @@ def results(snaps: Iterable[RunSnapshot]) -> list[ResultRow]:
                 val_acc=at.get("val_acc"), val_top5_acc=at.get("val_top5_acc"),
                 best_epoch=best_epoch, seconds=secs,
                 trainable_params=s.model.get("trainable_params"),
+                test_acc=(s.test or {}).get("test_acc"), test_top5_acc=(s.test or {}).get("test_top5_acc"),
             )
         )
     return out

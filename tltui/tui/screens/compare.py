@@ -23,8 +23,10 @@ METRICS = (
 )
 
 RESULT_COLUMNS = (
-    ("run", "Run"), ("epochs", "Epochs"), ("acc", "Acc"), ("top5", "Top-5"), ("val_acc", "Val acc"),
-    ("val_top5", "Val top-5"), ("best", "Best ep"), ("time", "Time"), ("params", "Trainable"),
+    # held-out numbers first (they fit 80 columns), then the training side
+    ("run", "Run"), ("epochs", "Epochs"), ("val_acc", "Val acc"), ("val_top5", "Val top-5"),
+    ("test", "Test"), ("test5", "Test top-5"), ("best", "Best ep"), ("acc", "Acc"), ("top5", "Top-5"),
+    ("time", "Time"), ("params", "Trainable"),
 )
 
 
@@ -122,9 +124,10 @@ class CompareScreen(Screen[None]):
         for r in data.results(snaps):
             swatch = Text("■ ", style=data.hex_color(data.run_color(r.id)))
             table.add_row(
-                swatch + Text(f"{r.id} {r.name}"), str(r.epochs), fmt.pct(r.acc), fmt.pct(r.top5_acc),
+                swatch + Text(f"{r.id} {r.name}"), str(r.epochs),
                 Text(fmt.pct(r.val_acc), style="bold"), fmt.pct(r.val_top5_acc),
-                str(r.best_epoch or "-"), fmt.duration(r.seconds), fmt.params(r.trainable_params),
+                fmt.pct(r.test_acc), fmt.pct(r.test_top5_acc), str(r.best_epoch or "-"),
+                fmt.pct(r.acc), fmt.pct(r.top5_acc), fmt.duration(r.seconds), fmt.params(r.trainable_params),
                 key=r.id,
             )
         if table.row_count:

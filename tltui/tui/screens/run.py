@@ -199,6 +199,11 @@ class RunScreen(Screen[None]):
                 ("  best ", "dim"), (fmt.pct(snap.best["val_acc"]), "bold green"),
                 f"  top-5 {fmt.pct(snap.best.get('val_top5_acc'))} @ {snap.best['epoch']}",
             ))
+        if snap.test:
+            line1.append_text(Text.assemble(
+                ("  test ", "dim"), (fmt.pct(snap.test.get("test_acc")), "bold"),
+                f"  top-5 {fmt.pct(snap.test.get('test_top5_acc'))}",
+            ))
         line2 = Text(self._preset_summary, style="dim")
         if snap.model:
             line2.append(
