@@ -180,7 +180,7 @@ def timed_run(cmd: Sequence[str], env: dict[str, str] | None = None, **kw: objec
     return time.perf_counter() - t0, proc
 
 
-DEMO = REPO / "presets" / "demo.toml"
+DEMO = REPO / "tltui" / "presets" / "demo.toml"
 
 
 def preset_file(tiny: bool, tmp: Path) -> Path:

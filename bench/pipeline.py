@@ -139,7 +139,7 @@ def run(tiny: bool = False) -> list[Result | Figure]:
     pipe_ips = tl_bps * BATCH
     from tltui import presets
 
-    demo = presets.load(__import__("bench").REPO / "presets" / "demo.toml")
+    demo = presets.load(__import__("bench").REPO / "tltui" / "presets" / "demo.toml")
     cases = [("demo preset (MobileNetV2 a0.35, 64 px)", demo, 6, 3 if tiny else 10, BATCH)]
     if not tiny:
         cases.append(("ResNet50 at 224, weights=None", preset_for(n, backbone="resnet50"), 100, 3, 8))

@@ -10,6 +10,7 @@ from PIL import Image
 
 from tltui import demo, presets
 from tltui.cli import main
+from tltui.commands import common
 
 
 def _digest(root: Path) -> str:
@@ -35,7 +36,7 @@ def test_generate_is_deterministic_and_complete(tmp_path: Path) -> None:
 
 def test_demo_data_command_writes_shapes_and_photos(tmp_path: Path, capsys) -> None:
     root = tmp_path / "demo-data" / "shapes"
-    assert main(["demo-data", str(root), "--per-class", "3", "--size", "16"]) == 0
+    assert main(["--workspace", str(tmp_path / "ws"), "demo-data", str(root), "--per-class", "3", "--size", "16"]) == 0
     assert len(list(root.rglob("*.png"))) == 3 * len(demo.SHAPES)
     photos = list((tmp_path / "demo-data" / "photos").glob("*.png"))
     assert len(photos) == demo.PHOTOS_PER_CLASS * len(demo.SHAPES)
@@ -43,22 +44,33 @@ def test_demo_data_command_writes_shapes_and_photos(tmp_path: Path, capsys) -> N
     assert "already there" in capsys.readouterr().out
 
 
-def test_shipped_presets_pass_check(capsys) -> None:
-    shipped = Path(__file__).resolve().parents[1] / "presets"
+def test_shipped_presets_pass_check(tmp_path: Path, capsys) -> None:
+    """By name, as a user types them; the demo's data is generated into the workspace on the way."""
+    shipped = common.shipped_presets_dir()
     names = sorted(p.stem for p in shipped.glob("*.toml"))
     assert {"demo", "cifar100-resnet50-transfer", "cifar100-resnet50-freeze-sweep", "cifar100-resnet50-scratch"} <= set(names)
+    before = sorted(p.name for p in shipped.iterdir())
     for name in names:
-        if name == "demo" and not demo.is_complete(shipped / "demo-data" / "shapes"):
-            continue  # its folder appears with `tltui demo-data`
-        assert main(["check", str(shipped / f"{name}.toml"), "--json"]) == 0, name
+        assert main(["--workspace", str(tmp_path / "ws"), "check", name, "--json"]) == 0, name
         out = json.loads(capsys.readouterr().out)
         assert out["runs"], name
+    assert sorted(p.name for p in shipped.iterdir()) == before  # nothing written into the package
     sweep = presets.expand(presets.load(shipped / "cifar100-resnet50-freeze-sweep.toml"))
     assert [r.preset.freeze.depth for r in sweep] == [0, 1, 2, 3, 4]
 
 
-def test_demo_preset_points_at_the_generated_data(tmp_path: Path) -> None:
-    shipped = Path(__file__).resolve().parents[1] / "presets" / "demo.toml"
-    p = presets.load(shipped)
-    assert p.data.source == "folder:" + str((shipped.parent / "demo-data" / "shapes").resolve())
+def test_demo_preset_lives_in_the_workspace_next_to_its_generated_data(tmp_path: Path) -> None:
+    from tltui.commands.demo import ensure_demo
+    from tltui.workspace import Workspace
+
+    ws = Workspace(tmp_path / "ws")
+    path = ensure_demo(ws)
+    assert path == ws.presets_dir / "demo.toml"
+    p = presets.load(path)
+    assert p.data.source == "folder:" + str((ws.root / "demo-data" / "shapes").resolve())
+    assert demo.is_complete(ws.root / "demo-data" / "shapes")
     assert p.model.weights == "none"
+    shipped = presets.load(common.shipped_presets_dir() / "demo.toml")
+    assert shipped.model_dump(exclude={"data"}) == p.model_dump(exclude={"data"})  # only the source moved
+    path.write_text(path.read_text().replace("epochs = 10", "epochs = 3"))
+    assert ensure_demo(ws) == path and presets.load(path).train.epochs == 3  # an edited copy is kept

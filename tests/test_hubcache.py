@@ -371,7 +371,7 @@ def test_preflight_warns_about_downloads_still_to_come(ws, tmp_path: Path) -> No
 def test_shipped_hub_preset_is_the_notebooks_experiment() -> None:
     from tltui import presets
 
-    p = presets.load(Path(__file__).resolve().parents[1] / "presets" / "cifar100-inception-hub.toml")
+    p = presets.load(Path(__file__).resolve().parents[1] / "tltui" / "presets" / "cifar100-inception-hub.toml")
     assert p.model.backbone == "hub:https://tfhub.dev/google/imagenet/inception_v3/feature_vector/5"
     assert (p.data.source, p.data.image_size, p.model.hub_output_dim, p.freeze.depth) == (
         "tfds:cifar100", [299, 299], 2048, "all"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -37,16 +38,18 @@ def find_preset(ref: str, ws: Workspace | None = None) -> Path:
     candidates.append(shipped_presets_dir() / f"{ref}.toml")
     for c in candidates:
         if c.exists():
+            if ws is not None and c == shipped_presets_dir() / "demo.toml":
+                from tltui.commands.demo import ensure_demo
+
+                return ensure_demo(ws)  # the demo's data is generated into the workspace
             return c
     return p
 
 
 def shipped_presets_dir() -> Path:
-    """The presets shipped with tltui (repo ``presets/``, or the installed copy)."""
-    repo = Path(__file__).resolve().parents[2] / "presets"
-    if repo.is_dir():
-        return repo
-    return Path(__file__).resolve().parents[1] / "presets"
+    """The presets shipped inside the package (``tltui/presets/``): one folder, found the same way
+    from a checkout, an editable install and a wheel. Read-only as far as tltui is concerned."""
+    return Path(str(resources.files("tltui") / "presets"))
 
 
 def load_preset(args: argparse.Namespace, ws: Workspace | None = None) -> tuple[Path, Any]:

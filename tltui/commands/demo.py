@@ -1,23 +1,27 @@
-"""``tltui demo-data [DIR]`` and ``tltui demo``: the synthetic shapes dataset and its preset."""
+"""``tltui demo-data [DIR]`` and ``tltui demo``: the synthetic shapes dataset and its preset.
+
+The shipped ``demo`` preset lives inside the package (read-only once installed); the data it
+trains on is generated into the workspace (``WORKSPACE/demo-data/``), next to a copy of the
+preset in ``WORKSPACE/presets/demo.toml`` whose ``data.source`` points there.
+"""
 
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
 from tltui.commands import common
-from tltui.workspace import Workspace
+from tltui.workspace import Workspace, atomic_write
 
 DEMO_PRESET = "demo.toml"
-DATA_DIR = Path("demo-data") / "shapes"
+DATA_DIR = Path("demo-data") / "shapes"  # under the workspace
 PHOTOS_DIR = Path("demo-data") / "photos"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo-data", help="generate the synthetic shapes dataset (no download)")
-    p.add_argument("dir", nargs="?", type=Path, help=f"where to write it (default: the shipped presets' {DATA_DIR})")
+    p.add_argument("dir", nargs="?", type=Path, help=f"where to write it (default: WORKSPACE/{DATA_DIR})")
     p.add_argument("--per-class", type=int, default=300, help="images per class (default 300)")
     p.add_argument("--size", type=int, default=48, help="image side in pixels (default 48)")
     p.add_argument("--seed", type=int, default=0)
@@ -36,10 +40,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_demo_data(args: argparse.Namespace) -> int:
     from tltui import demo
 
-    root = args.dir or common.shipped_presets_dir() / DATA_DIR
     if args.per_class < 1 or args.size < 8:
         print("error: --per-class must be >= 1 and --size >= 8", file=sys.stderr)
         return 2
+    if args.dir is None:
+        ws = common.workspace(args)
+        root = ws.root / DATA_DIR
+        preset = workspace_preset(ws)
+    else:
+        root, preset = args.dir, None
     if demo.is_complete(root) and not args.force:
         print(f"{root}: already there (--force to regenerate)")
         return 0
@@ -47,32 +56,35 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
     photos = demo.generate_photos(root.parent / PHOTOS_DIR.name)
     print(f"{root}: {len(demo.SHAPES)} classes x {args.per_class} images of {args.size}x{args.size}")
     print(f"{photos}: images to try `tltui predict` on")
+    if preset is not None:
+        print(f"{preset}: the demo preset (`tltui run demo`)")
     return 0
 
 
-def ensure_demo(ws: Workspace) -> Path:
-    """The demo preset, with its data generated if missing; returns the preset's path.
+def workspace_preset(ws: Workspace) -> Path:
+    """``WORKSPACE/presets/demo.toml``: the shipped demo preset with ``data.source`` pointing at
+    the workspace's demo data. Written once; an existing copy (perhaps edited) is left alone."""
+    import tomlkit
 
-    Data goes next to the shipped preset; when that folder is read-only (an installed
-    package), the preset is copied into the workspace's presets and the data goes there.
-    """
+    path = ws.presets_dir / DEMO_PRESET
+    if not path.exists():
+        doc = tomlkit.parse((common.shipped_presets_dir() / DEMO_PRESET).read_text(encoding="utf-8"))
+        rel = Path("..") / DATA_DIR  # relative to the preset file: the workspace can move
+        doc["data"]["source"] = f"folder:{rel.as_posix()}"  # type: ignore[index]
+        atomic_write(path, tomlkit.dumps(doc))
+    return path
+
+
+def ensure_demo(ws: Workspace) -> Path:
+    """The workspace's demo preset, with its data generated if missing; returns the preset's path."""
     from tltui import demo
 
-    shipped = common.shipped_presets_dir() / DEMO_PRESET
-    for base in (shipped.parent, ws.presets_dir):
-        data = base / DATA_DIR
-        try:
-            if not demo.is_complete(data):
-                print(f"generating the demo dataset in {data} ...", file=sys.stderr)
-                demo.generate(data)
-                demo.generate_photos(base / PHOTOS_DIR)
-        except PermissionError:
-            continue
-        preset = base / DEMO_PRESET
-        if preset != shipped:
-            shutil.copyfile(shipped, preset)
-        return preset
-    raise PermissionError(f"cannot write the demo data under {shipped.parent} or {ws.presets_dir}")
+    data = ws.root / DATA_DIR
+    if not demo.is_complete(data):
+        print(f"generating the demo dataset in {data} ...", file=sys.stderr)
+        demo.generate(data)
+        demo.generate_photos(ws.root / PHOTOS_DIR)
+    return workspace_preset(ws)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

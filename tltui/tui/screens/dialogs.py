@@ -60,12 +60,20 @@ class PresetChoice:
 
 
 def discover_presets(dirs: list[tuple[str, Path]]) -> list[PresetChoice]:
-    """Every ``*.toml`` in the given folders, validated (an invalid one carries its first error)."""
+    """Every ``*.toml`` in the given folders, validated (an invalid one carries its first error).
+
+    A file name found in an earlier folder hides the same name in later ones, as
+    :func:`tltui.commands.common.find_preset` resolves names (the workspace's ``demo`` over the
+    shipped one)."""
     from tltui import presets
 
     out = []
+    seen: set[str] = set()
     for origin, folder in dirs:
         for path in sorted(folder.glob("*.toml")) if folder.is_dir() else []:
+            if path.stem in seen:
+                continue
+            seen.add(path.stem)
             try:
                 p = presets.load(path)
                 out.append(PresetChoice(path, origin, p.name, p.description, len(presets.expand(p))))
