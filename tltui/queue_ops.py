@@ -44,7 +44,7 @@ def add(
     overrides: Mapping[str, Any] | None = None,
     *,
     start_runner: bool = True,
-    executor: str = "local",
+    executor: str | None = None,
     warn: Callable[[str], None] | None = None,
 ) -> list[RunRecord]:
     """Validate a preset (+ ``--set`` overrides), expand its sweep and queue one run per combination.
@@ -52,9 +52,13 @@ def add(
     Raises :class:`PresetError` (each issue names file/line/field) before anything
     is recorded. ``warn`` receives the recipe warnings. Returns the new runs in
     queue order; with ``start_runner`` the queue runner is started if needed.
+    ``executor=None``: the workspace's default (``$TLTUI_EXECUTOR``, else ``[executor] default``
+    of its settings, else local), resolved here for the CLI and the app alike.
     """
     from tltui import preflight, presets  # pydantic: only when adding
+    from tltui.executors import default_executor
 
+    executor = executor or default_executor(ws)
     if executor not in executor_mod.EXECUTORS:
         raise WorkspaceError(f"unknown executor {executor!r} (known: {', '.join(executor_mod.EXECUTORS)})")
     path = Path(preset_path)

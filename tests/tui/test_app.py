@@ -653,3 +653,23 @@ async def test_run_header_shows_the_test_split_next_to_the_best_validation_epoch
         app.open_run(ids["running"])  # no test evaluation until training ended
         await pilot.pause()
         assert "test " not in plain(app.screen.query_one("#run-header", Static))
+
+
+@sync
+async def test_the_app_queues_to_the_workspace_default_executor(make_app, scripted, monkeypatch):
+    """The app and `queue add` resolve `[executor] default` through the same function (queue_ops.add)."""
+    from tltui import queue_ops
+
+    ws, _ids = scripted
+    monkeypatch.delenv("TLTUI_EXECUTOR", raising=False)
+    monkeypatch.setattr(queue_ops, "ensure_runner", lambda ws: 1)  # no runner process in a unit test
+    (ws.root / "settings.toml").write_text('[executor]\ndefault = "ray"\n')
+    preset = ws.presets_dir / "mine.toml"
+    preset.write_text(fake_ws.PRESET.format(name="mine", depth=1, epochs=3))
+    before = {r.id for r in ws.list_runs()}
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        app.queue(preset)
+        await settle(pilot)
+    new = [r for r in ws.list_runs() if r.id not in before]
+    assert [r.executor for r in new] == ["ray"]

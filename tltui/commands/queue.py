@@ -58,11 +58,8 @@ def cmd_add(args: argparse.Namespace) -> int:
     ws = _ws(args)
     path = common.find_preset(args.preset, ws)
     overrides = presets.parse_set(args.overrides)
-    from tltui.executors import default_executor
-
-    executor = getattr(args, "executor", None) or default_executor(ws)
     recs = queue_ops.add(
-        ws, path, overrides, start_runner=not args.no_runner, executor=executor,
+        ws, path, overrides, start_runner=not args.no_runner, executor=getattr(args, "executor", None),
         warn=lambda w: print(f"warning: {w}", file=sys.stderr),
     )
     for r in recs:
