@@ -22,6 +22,8 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     monkeypatch.setenv("TLTUI_HOME", str(home / "tltui"))
     monkeypatch.setenv("TFHUB_CACHE_DIR", str(home / "tfhub"))
     monkeypatch.setenv("TFDS_DATA_DIR", str(home / "tfds"))
+    (home / "keras").mkdir(exist_ok=True)
+    monkeypatch.setenv("KERAS_HOME", str(home / "keras"))  # no test sees the user's cached weights
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "xdg"))
 
 

@@ -7,7 +7,9 @@ the worker turns an entry into a real ``keras.applications`` model.
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -69,3 +71,73 @@ def lookup(name: str) -> BackboneSpec | None:
 
 def is_hub(name: str) -> bool:
     return name.startswith(HUB_PREFIX)
+
+
+# --------------------------------------------------------------------------- ImageNet weights
+
+_KERAS_APPS = "https://storage.googleapis.com/tensorflow/keras-applications/"
+#: Folder and file-name stem of the ``*_weights_tf_dim_ordering_tf_kernels_notop.h5`` backbones.
+_TF_KERNELS = {
+    "resnet50": "resnet/resnet50", "resnet101": "resnet/resnet101", "resnet152": "resnet/resnet152",
+    "resnet50v2": "resnet/resnet50v2", "inception_v3": "inception_v3/inception_v3",
+    "xception": "xception/xception", "vgg16": "vgg16/vgg16", "vgg19": "vgg19/vgg19",
+    "densenet121": "densenet/densenet121",
+}
+_MNV2_SIZES = (96, 128, 160, 192, 224)
+
+
+@dataclass(frozen=True)
+class WeightsFile:
+    """The file ``keras.applications`` fetches for a backbone's ImageNet weights (include_top=False),
+    kept in Keras's cache ``$KERAS_HOME/models`` (tests check this equals what Keras requests)."""
+
+    fname: str
+    origin: str
+
+
+def imagenet_weights(name: str, image_size: tuple[int, int] | list[int], alpha: float | None = None) -> WeightsFile | None:
+    """Which weights file ``model.backbone = name`` at ``image_size`` (and MobileNet ``alpha``)
+    downloads; ``None`` for a backbone without ImageNet weights (test backbones, hub)."""
+    if name in _TF_KERNELS:
+        path = f"{_TF_KERNELS[name]}_weights_tf_dim_ordering_tf_kernels_notop.h5"
+        return WeightsFile(path.rsplit("/", 1)[1], _KERAS_APPS + path)
+    if name.startswith("efficientnet_b"):
+        fname = f"efficientnetb{name[-1]}_notop.h5"
+        return WeightsFile(fname, "https://storage.googleapis.com/keras-applications/" + fname)
+    if name == "efficientnet_v2_b0":
+        return WeightsFile("efficientnetv2-b0_notop.h5", _KERAS_APPS + "efficientnet_v2/efficientnetv2-b0_notop.h5")
+    if name == "convnext_tiny":
+        return WeightsFile("convnext_tiny_notop.h5", _KERAS_APPS + "convnext/convnext_tiny_notop.h5")
+    if name == "mobilenet_v2":  # Keras picks the 224 file unless the input is square and one of its sizes
+        h, w = image_size
+        rows = h if h == w and h in _MNV2_SIZES else 224
+        fname = f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{float(alpha or 1.0)}_{rows}_no_top.h5"
+        return WeightsFile(fname, _KERAS_APPS + "mobilenet_v2/" + fname)
+    if name in ("mobilenet_v3_small", "mobilenet_v3_large"):
+        fname = f"weights_mobilenet_v3_{name.rsplit('_', 1)[1]}_224_{float(alpha or 1.0)}_float_no_top_v2.h5"
+        return WeightsFile(fname, _KERAS_APPS + "mobilenet_v3/" + fname)
+    return None
+
+
+def keras_cache_path(fname: str, cache_subdir: str = "models", cache_dir: str | None = None) -> Path:
+    """Where ``keras.utils.get_file`` keeps ``fname``, by Keras's own rules: ``cache_dir``, else
+    ``$KERAS_HOME``, else ``~/.keras`` (``/tmp/.keras`` when home is not writable); a base that is
+    not writable falls back to ``/tmp/.keras``; then ``cache_subdir``."""
+    if cache_dir is None:
+        if "KERAS_HOME" in os.environ:
+            cache_dir = os.environ["KERAS_HOME"]
+        else:
+            home = os.path.expanduser("~")
+            cache_dir = os.path.join(home if os.access(home, os.W_OK) else "/tmp", ".keras")
+    base = os.path.expanduser(cache_dir)
+    if not _writable(base):
+        base = os.path.join("/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir(), ".keras")
+    return Path(base) / cache_subdir / fname
+
+
+def _writable(path: str) -> bool:
+    """Writable, or creatable (importing Keras creates ``$KERAS_HOME``; ``check`` does not import it)."""
+    p = Path(path).absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return os.access(p, os.W_OK)

@@ -18,7 +18,7 @@ from tltui.errors import PresetError
 from tltui.workspace import WorkspaceError
 
 #: Modules under tltui.commands, in the order ``--help`` lists them.
-COMMANDS = ("tui", "check", "run", "queue", "runs", "control", "freeze_map", "predict", "hub", "demo")
+COMMANDS = ("tui", "check", "run", "queue", "runs", "control", "freeze_map", "predict", "hub", "weights", "demo")
 
 #: Which module defines each top-level command, so a command imports only its own module.
 COMMAND_MODULES = {
@@ -32,6 +32,7 @@ COMMAND_MODULES = {
     "freeze-map": "freeze_map",
     "predict": "predict",
     "hub": "hub",
+    "weights": "weights",
     "demo": "demo",
     "demo-data": "demo",
 }

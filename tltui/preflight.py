@@ -63,7 +63,7 @@ def check(preset: Preset, file: str, ws: Workspace | None = None) -> Report:
                 )
             )
     errors.extend(freeze_depth_errors(preset, file))
-    warnings = recipe_warnings(preset)
+    warnings = recipe_warnings(preset) + download_warnings(preset)
     if catalog.is_hub(m.backbone) and ws is not None:
         from tltui import hubcache
 
@@ -72,6 +72,28 @@ def check(preset: Preset, file: str, ws: Workspace | None = None) -> Report:
             errors.extend(PresetIssue(file, None, "model.backbone", e) for e in hub_errors)
         warnings.extend(hub_warnings)
     return Report(errors, warnings)
+
+
+def download_warnings(preset: Preset) -> list[str]:
+    """One line per ImageNet weights file a run (of the sweep) will download before it trains:
+    which file, from where, and where Keras keeps it (to prefetch, or copy in without internet)."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for p in [r.preset for r in presets.expand(preset)] if preset.sweep else [preset]:
+        m = p.model
+        if m.weights != "imagenet" or catalog.is_hub(m.backbone):
+            continue
+        wf = catalog.imagenet_weights(m.backbone, p.data.image_size, m.alpha)
+        if wf is None or wf.fname in seen:
+            continue
+        seen.add(wf.fname)
+        path = catalog.keras_cache_path(wf.fname)
+        if not path.is_file():
+            out.append(
+                f"model.weights = \"imagenet\": {m.backbone}'s weights are downloaded before training ({wf.origin}); "
+                f"`tltui weights fetch {m.backbone}` fetches them now; without internet, copy {wf.fname} to {path.parent}/"
+            )
+    return out
 
 
 def backbone_stages(backbone: str) -> int | None:

@@ -449,11 +449,25 @@ async def test_every_key_is_in_the_command_palette(folders: Any) -> None:
 # ---------------------------------------------------------------------------- snapshots
 
 
-def test_snapshot_80x24(snap_compare: Any, folders: Any) -> None:
+@pytest.fixture
+def weights_cached() -> None:
+    """Every backbone's ImageNet file in the (test's empty) Keras cache: no download warning,
+    whose path would differ from run to run."""
+    from tltui import catalog
+
+    for name, spec in catalog.BACKBONES.items():
+        wf = catalog.imagenet_weights(name, (spec.default_size, spec.default_size))
+        assert wf is not None
+        path = catalog.keras_cache_path(wf.fname)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+
+
+def test_snapshot_80x24(snap_compare: Any, folders: Any, weights_cached: None) -> None:
     assert snap_compare(make_app(folders), terminal_size=(80, 24), run_before=settle)
 
 
-def test_snapshot_error_160x48(snap_compare: Any, folders: Any) -> None:
+def test_snapshot_error_160x48(snap_compare: Any, folders: Any, weights_cached: None) -> None:
     async def broken(pilot: Any) -> None:
         await settle(pilot)
         await type_into(pilot, "#field-data-batch-size", "abc")

@@ -53,7 +53,8 @@ def preset_for(backbone: str, side: int, **model: Any) -> presets.Preset:
 
 CASES = [(name, catalog.lookup(name).default_size, {}) for name in catalog.BACKBONES]
 # The width multiplier and input size pick the file for MobileNet; a non-default pair too.
-CASES += [("mobilenet_v2", 96, {"alpha": 0.35}), ("mobilenet_v3_small", 224, {"alpha": 0.75})]
+CASES += [("mobilenet_v2", 96, {"alpha": 0.35}), ("mobilenet_v2", 64, {"alpha": 0.35}),
+          ("mobilenet_v3_small", 224, {"alpha": 0.75}), ("mobilenet_v3_large", 64, {})]
 
 
 @pytest.mark.parametrize(("backbone", "side", "extra"), CASES, ids=[f"{b}-{s}-{e}" if e else b for b, s, e in CASES])
@@ -68,6 +69,9 @@ def test_every_backbone_requests_the_file_plain_keras_requests(
         constructor(include_top=False, weights="imagenet", input_shape=(side, side, 3), **extra)
     assert len(calls) == 1, calls
     plain = calls.pop()
+    # tltui's own table (used by `check` and `weights fetch` without TensorFlow) names the same file
+    assert catalog.imagenet_weights(backbone, (side, side), extra.get("alpha")) == catalog.WeightsFile(
+        plain["fname"], plain["origin"])
 
     with pytest.raises(worker_model.ModelError) as err:
         worker_model.build_backbone(spec, preset_for(backbone, side, **extra), imagenet=True)
@@ -138,8 +142,8 @@ def test_served_weights_are_in_model_keras_bit_identical_after_training_a_frozen
 def test_a_failed_fetch_names_the_file_its_origin_and_where_to_copy_it(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    (tmp_path / "keras-home").mkdir()  # $KERAS_HOME, which Keras reads once at import
-    monkeypatch.setattr("keras.src.backend.config.keras_home", lambda: str(tmp_path / "keras-home"))
+    (tmp_path / "keras-home").mkdir()
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
     seen: list[str] = []
 
     def offline(fname: Any = None, origin: Any = None, *args: Any, **kwargs: Any) -> str:
@@ -158,3 +162,47 @@ def test_a_failed_fetch_names_the_file_its_origin_and_where_to_copy_it(
     assert "(None -- [Errno -3] Temporary failure in name resolution)" in msg
     assert f"copy that file to {target}," in msg
     assert 'model.weights = "none"' in msg
+
+
+def test_weights_fetch_job_stores_the_file_where_keras_and_check_look(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`tltui weights fetch` runs this job: Keras "downloads" (here: copies a served file into its
+    cache), the build checks it loads, and `check` stops warning about a download."""
+    import json
+    import shutil
+
+    from tltui import preflight
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
+    (tmp_path / "keras-home").mkdir()
+    spec = catalog.lookup("efficientnet_b0")
+    assert spec is not None
+    wf = catalog.imagenet_weights("efficientnet_b0", (32, 32))
+    assert wf is not None
+    served = tmp_path / "served.h5"
+    perturbed_weights_file(keras.applications.EfficientNetB0, 32, served)
+
+    def download(fname: Any = None, origin: Any = None, *args: Any, **kwargs: Any) -> str:
+        assert (fname, origin) == (wf.fname, wf.origin)
+        target = catalog.keras_cache_path(fname, kwargs.get("cache_subdir", "datasets"))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(served, target)
+        return str(target)
+
+    p = preset_for("efficientnet_b0", 32)
+    (warning,) = preflight.download_warnings(p)
+    assert wf.origin in warning and f"copy {wf.fname} to {tmp_path / 'keras-home' / 'models'}/" in warning
+    monkeypatch.setattr(file_utils, "get_file", download)
+    assert worker_model.main(["efficientnet_b0", "32", "32"]) == 0
+    reply = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert reply == {"path": str(tmp_path / "keras-home" / "models" / wf.fname), "bytes": served.stat().st_size}
+    assert preflight.download_warnings(p) == []
+
+    def offline(fname: Any = None, origin: Any = None, *args: Any, **kwargs: Any) -> str:
+        raise Exception(f"URL fetch failure on {origin}: None -- [Errno -2] Name or service not known")
+
+    monkeypatch.setattr(file_utils, "get_file", offline)
+    assert worker_model.main(["convnext_tiny", "32", "32"]) == 2
+    reply = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert "could not fetch convnext_tiny_notop.h5" in reply["error"]

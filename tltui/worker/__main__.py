@@ -14,6 +14,7 @@ JOBS = {
     "describe": "tltui.worker.describe",
     "predict": "tltui.worker.predict",
     "hub-fetch": "tltui.worker.hub",
+    "weights-fetch": "tltui.worker.model",
 }
 
 

@@ -15,8 +15,6 @@ Only built-in layers and ops, so ``model.keras`` loads with plain
 from __future__ import annotations
 
 import contextlib
-import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -125,14 +123,8 @@ def _weights_download(spec: BackboneSpec) -> Iterator[None]:
 
 
 def weights_cache_path(fname: str, cache_subdir: str = "models", cache_dir: str | None = None) -> Path:
-    """Where ``keras.utils.get_file`` looks for (and stores) ``fname``: ``$KERAS_HOME`` (else
-    ``~/.keras``), or ``/tmp/.keras`` when that is not writable, then ``cache_subdir``."""
-    from keras.src.backend import config
-
-    base = os.path.expanduser(cache_dir or config.keras_home())
-    if not os.access(base, os.W_OK):
-        base = os.path.join("/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir(), ".keras")
-    return Path(base) / cache_subdir / fname
+    """Where ``keras.utils.get_file`` looks for (and stores) ``fname`` (see :func:`catalog.keras_cache_path`)."""
+    return catalog.keras_cache_path(fname, cache_subdir, cache_dir)
 
 
 def set_bn_momentum(backbone: keras.Model, momentum: float | None) -> None:
@@ -248,3 +240,47 @@ def load_run_backbone(backbone: keras.Model, run_ref: str, runs_dir: str | Path 
 def _first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return text[0][:200] if text else type(e).__name__
+
+
+def fetch_imagenet_weights(spec: BackboneSpec, image_size: tuple[int, int], alpha: float | None = None) -> Path:
+    """Download (or verify in the cache) the ImageNet weights of ``spec`` exactly as a run would:
+    by building the application with ``weights="imagenet"``, so Keras checks the file's hash.
+    Raises :class:`ModelError` (one line) when it cannot."""
+    kwargs: dict[str, Any] = {"include_top": False, "weights": "imagenet", "input_shape": (*image_size, 3)}
+    if alpha is not None:
+        kwargs["alpha"] = alpha
+    try:
+        with _weights_download(spec):
+            getattr(keras.applications, spec.constructor)(**kwargs)
+    except ValueError as e:
+        raise ModelError(f"{spec.name}: {_first_line(e)}") from e
+    wf = catalog.imagenet_weights(spec.name, image_size, alpha)
+    assert wf is not None
+    return weights_cache_path(wf.fname)
+
+
+def main(argv: list[str]) -> int:
+    """``python -m tltui.worker weights-fetch BACKBONE HEIGHT WIDTH [--alpha A]``: Keras's download
+    progress on stderr, then one JSON line on stdout: ``{"path", "bytes"}`` or ``{"error"}``."""
+    import argparse
+    import json
+    import sys
+
+    p = argparse.ArgumentParser(prog="tltui-worker weights-fetch")
+    p.add_argument("backbone")
+    p.add_argument("height", type=int)
+    p.add_argument("width", type=int)
+    p.add_argument("--alpha", type=float)
+    args = p.parse_args(argv)
+    spec = catalog.lookup(args.backbone)
+    if spec is None or catalog.imagenet_weights(spec.name, (args.height, args.width)) is None:
+        print(json.dumps({"error": f"{args.backbone}: no ImageNet weights to fetch"}))
+        return 2
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # Keras prints its progress bar on stdout
+            path = fetch_imagenet_weights(spec, (args.height, args.width), args.alpha)
+    except ModelError as e:
+        print(json.dumps({"error": str(e)}))
+        return 2
+    print(json.dumps({"path": str(path), "bytes": path.stat().st_size if path.is_file() else None}))
+    return 0

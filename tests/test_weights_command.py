@@ -1,0 +1,72 @@
+"""`tltui weights ls|fetch` and `check`'s download warning, without TensorFlow or network."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tltui import catalog, preflight, presets
+from tltui.cli import main
+
+
+def preset(**model: object) -> presets.Preset:
+    return presets.from_dict({"name": "p", "data": {"source": "tfds:cifar10", "image_size": [224, 224]},
+                              "model": {"backbone": "resnet50", **model}})
+
+
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "kh"))
+    return tmp_path / "kh" / "models"
+
+
+def test_check_warns_once_per_file_a_run_will_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    models = cache(tmp_path, monkeypatch)
+    (w,) = preflight.download_warnings(preset())
+    fname = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    assert f"https://storage.googleapis.com/tensorflow/keras-applications/resnet/{fname}" in w
+    assert f"`tltui weights fetch resnet50`" in w and f"copy {fname} to {models}/" in w
+    assert preflight.download_warnings(preset(weights="none")) == []
+    assert preflight.download_warnings(preset(backbone="hub:/nowhere")) == []
+    swept = presets.from_dict({"name": "p", "data": {"source": "tfds:cifar10"}, "model": {"backbone": "resnet50"},
+                               "sweep": {"freeze.depth": [0, 1, 2], "model.backbone": ["resnet50", "vgg16"]}})
+    assert len(preflight.download_warnings(swept)) == 2  # six runs, two files
+    models.mkdir(parents=True)
+    (models / fname).write_bytes(b"weights")
+    assert preflight.download_warnings(preset()) == []
+    assert [w for w in preflight.check(preset(), "p.toml").warnings if "downloaded" in w] == []
+
+
+def test_weights_ls_and_fetch_of_what_is_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    models = cache(tmp_path, monkeypatch)
+    models.mkdir(parents=True)
+    (models / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5").write_bytes(b"x" * 1000)
+    assert main(["weights", "ls", "--json"]) == 0
+    rows = {r["backbone"]: r for r in json.loads(capsys.readouterr().out)["weights"]}
+    assert set(rows) == set(catalog.BACKBONES)
+    assert rows["vgg16"]["cached"] and rows["vgg16"]["bytes"] == 1000 and not rows["resnet50"]["cached"]
+    # cached: answered from the cache, no worker started (TLTUI_WORKER_CMD would fail loudly)
+    monkeypatch.setenv("TLTUI_WORKER_CMD", json.dumps(["false"]))
+    assert main(["weights", "fetch", "vgg16", "--json"]) == 0
+    (entry,) = json.loads(capsys.readouterr().out)["weights"]
+    assert entry["state"] == "cached" and entry["path"] == str(models / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5")
+    assert main(["weights", "fetch", "resnet50"]) == 1  # the worker (here: `false`) failed
+    assert "error: weights-fetch exited 1" in capsys.readouterr().err
+
+
+def test_weights_fetch_of_a_preset_takes_its_runs_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    models = cache(tmp_path, monkeypatch)
+    models.mkdir(parents=True)
+    f = tmp_path / "mn.toml"
+    f.write_text('name = "mn"\n[data]\nsource = "tfds:cifar10"\nimage_size = [96, 96]\n'
+                 '[model]\nbackbone = "mobilenet_v2"\nalpha = 0.35\n')
+    fname = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_96_no_top.h5"
+    (models / fname).write_bytes(b"x")
+    assert main(["weights", "fetch", str(f), "--json"]) == 0
+    (entry,) = json.loads(capsys.readouterr().out)["weights"]
+    assert entry["file"] == fname and entry["state"] == "cached"
+    assert main(["weights", "fetch", "not-a-thing"]) == 2
+    assert "neither a backbone" in capsys.readouterr().err

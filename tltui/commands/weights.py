@@ -1,0 +1,138 @@
+"""``tltui weights fetch|ls``: ImageNet weights in Keras's cache (``$KERAS_HOME/models``).
+
+``fetch`` runs ``python -m tltui.worker weights-fetch`` (Keras downloads the file and checks its
+hash, exactly as a run would; its progress shows on the terminal); ``ls`` reads the cache only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+
+from tltui import catalog
+from tltui.commands import common
+from tltui.supervisor import worker_command
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("weights", help="prefetch ImageNet weights into Keras's cache, or list them")
+    ws_ = p.add_subparsers(dest="weights_command", metavar="ACTION", required=True, parser_class=type(p))
+    fetch = ws_.add_parser("fetch", help="download the ImageNet weights of backbones, or of every run of a preset")
+    fetch.add_argument("names", nargs="+", metavar="BACKBONE|PRESET")
+    fetch.add_argument("--image-size", type=common.positive_int, help="input side (MobileNet files depend on it)")
+    fetch.add_argument("--alpha", type=float, help="MobileNet width multiplier")
+    fetch.add_argument("--json", action="store_true")
+    fetch.set_defaults(func=cmd_fetch)
+    ls = ws_.add_parser("ls", help="every backbone's ImageNet weights file (default input size): cached or not")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=cmd_ls)
+
+
+@dataclass(frozen=True)
+class Target:
+    backbone: str
+    image_size: tuple[int, int]
+    alpha: float | None
+
+    @property
+    def file(self) -> catalog.WeightsFile:
+        wf = catalog.imagenet_weights(self.backbone, self.image_size, self.alpha)
+        assert wf is not None
+        return wf
+
+
+def targets(args: argparse.Namespace) -> list[Target]:
+    """What to fetch: a backbone (its default size unless ``--image-size``), or a preset's runs
+    that use ImageNet weights. Raises :class:`ValueError` (one line) for anything else."""
+    out: list[Target] = []
+    for name in args.names:
+        spec = catalog.lookup(name)
+        if spec is not None:
+            side = args.image_size or spec.default_size
+            out.append(Target(name, (side, side), args.alpha))
+            if catalog.imagenet_weights(name, (side, side)) is None:
+                raise ValueError(f"{name}: has no ImageNet weights")
+            continue
+        from tltui import presets
+
+        ws = common.workspace(args)
+        path = common.find_preset(name, ws)
+        if not path.is_file():
+            known = ", ".join(catalog.BACKBONES)
+            raise ValueError(f"{name}: neither a backbone ({known}) nor a preset file or name")
+        preset = presets.load(path)
+        runs = [r.preset for r in presets.expand(preset)] if preset.sweep else [preset]
+        for p in runs:
+            if p.model.weights == "imagenet" and catalog.imagenet_weights(p.model.backbone, p.data.image_size) is not None:
+                h, w = p.data.image_size
+                out.append(Target(p.model.backbone, (h, w), p.model.alpha))
+    unique: dict[str, Target] = {}
+    for t in out:
+        unique.setdefault(t.file.fname, t)
+    return list(unique.values())
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    try:
+        todo = targets(args)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    results, failed = [], False
+    for t in todo:
+        wf = t.file
+        path = catalog.keras_cache_path(wf.fname)
+        entry = {"backbone": t.backbone, "file": wf.fname, "origin": wf.origin, "path": str(path)}
+        if path.is_file():
+            entry["state"] = "cached"
+        else:
+            if not args.json:
+                print(f"fetching {wf.fname} for {t.backbone} from {wf.origin}", file=sys.stderr)
+            cmd = [*worker_command(), "weights-fetch", t.backbone, str(t.image_size[0]), str(t.image_size[1])]
+            if t.alpha is not None:
+                cmd += ["--alpha", str(t.alpha)]
+            env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
+            proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False, env=env)  # stderr: progress
+            lines = proc.stdout.strip().splitlines()
+            try:
+                reply = json.loads(lines[-1]) if lines else {}
+            except ValueError:
+                reply = {}
+            if proc.returncode == 0 and "path" in reply:
+                entry["state"], entry["path"] = "fetched", reply["path"]
+            else:
+                failed = True
+                entry["state"] = "failed"
+                entry["error"] = reply.get("error") or f"weights-fetch exited {proc.returncode}"
+        results.append(entry)
+        if not args.json:
+            if entry["state"] == "failed":
+                print(f"error: {entry['error']}", file=sys.stderr)
+            else:
+                print(f"{entry['state']}: {t.backbone} {entry['path']}")
+    if args.json:
+        common.print_json({"weights": results})
+    return 1 if failed else 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    rows = []
+    for name, spec in catalog.BACKBONES.items():
+        wf = catalog.imagenet_weights(name, (spec.default_size, spec.default_size))
+        if wf is None:
+            continue
+        path = catalog.keras_cache_path(wf.fname)
+        rows.append({"backbone": name, "file": wf.fname, "cached": path.is_file(), "path": str(path),
+                     "bytes": path.stat().st_size if path.is_file() else None, "origin": wf.origin})
+    if args.json:
+        common.print_json({"cache": str(catalog.keras_cache_path("x").parent), "weights": rows})
+        return 0
+    print(f"Keras cache: {catalog.keras_cache_path('x').parent}")
+    for r in rows:
+        state = f"{r['bytes'] / 1e6:7.1f} MB" if r["cached"] else "  missing "
+        print(f"  {r['backbone']:<20} {state}  {r['file']}")
+    return 0
