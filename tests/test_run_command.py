@@ -275,3 +275,21 @@ def test_runs_show_and_the_end_line_report_the_test_split_apart_from_validation(
         assert main(["--workspace", str(ws.root), "runs", "show", rid]) == 0
     assert "top-5: n/a with 3 classes (it would be 100% by construction)" in out.getvalue()
     ws.close()
+
+
+def test_plain_output_prints_a_step_before_training_once_per_quarter() -> None:
+    from tltui import runstate
+    from tltui.commands.run import Display
+    from tltui.protocol import Progress
+    from tltui.workspace import RunRecord
+
+    out = io.StringIO()
+    display = Display(out=out)
+    rec = RunRecord(id="r0001", seq=1, name="x", status="running", created=0.0)
+    state = runstate.RunState()
+    for done in range(0, 101, 5):
+        display.event(rec, Progress(t=0.0, phase="download", done=done * 1e6, total=100e6, unit="bytes",
+                                    message="downloading tfds:cifar100"), state)
+    lines = out.getvalue().splitlines()
+    assert [ln.split(": ")[1].split()[0] for ln in lines] == ["0%", "25%", "50%", "75%", "100%"]
+    assert lines[1] == "r0001 downloading tfds:cifar100: 25% (25.0 / 100.0 MB)"

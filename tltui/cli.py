@@ -18,7 +18,7 @@ from tltui.errors import PresetError
 from tltui.workspace import WorkspaceError
 
 #: Modules under tltui.commands, in the order ``--help`` lists them.
-COMMANDS = ("tui", "check", "run", "queue", "runs", "control", "freeze_map", "predict", "hub", "weights", "demo")
+COMMANDS = ("tui", "check", "run", "queue", "runs", "control", "freeze_map", "predict", "hub", "weights", "data", "demo")
 
 #: Which module defines each top-level command, so a command imports only its own module.
 COMMAND_MODULES = {
@@ -33,6 +33,7 @@ COMMAND_MODULES = {
     "predict": "predict",
     "hub": "hub",
     "weights": "weights",
+    "data": "data",
     "demo": "demo",
     "demo-data": "demo",
 }

@@ -36,6 +36,7 @@ class DataConfig(_Strict):
     train_split: str = "train[:90%]"
     val_split: str = "train[90%:]"
     test_split: str = Field("test", description='TFDS split evaluated once after training; "" for none')
+    download: bool = Field(True, description="let TFDS download and prepare a dataset missing from data_dir")
     validation_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     data_dir: str | None = None
     image_size: list[int] = Field(default_factory=lambda: [224, 224])

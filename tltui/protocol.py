@@ -72,6 +72,25 @@ class Phase(Event):
 
 
 @dataclass(frozen=True)
+class Progress(Event):
+    """How far a long step before training is (``phase``: download, prepare, decode, weights,
+    features): ``done`` of ``total`` ``unit`` (``bytes`` or ``items``; ``total`` ``None`` when
+    unknown), ``eta`` seconds when the rate so far allows an estimate. Emitted at a bounded rate."""
+
+    type: ClassVar[str] = "progress"
+    phase: str = ""
+    done: float = 0.0
+    total: float | None = None
+    unit: str = "items"
+    eta: float | None = None
+    message: str = ""
+
+    @property
+    def fraction(self) -> float | None:
+        return min(1.0, self.done / self.total) if self.total else None
+
+
+@dataclass(frozen=True)
 class EpochBegin(Event):
     type: ClassVar[str] = "epoch_begin"
     epoch: int = 0  # 1-based
@@ -137,7 +156,7 @@ class Finished(Event):
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
-    for cls in (Started, ModelInfo, Phase, EpochBegin, Batch, EpochEnd, Evaluated, Checkpoint, Log, Finished)
+    for cls in (Started, ModelInfo, Phase, Progress, EpochBegin, Batch, EpochEnd, Evaluated, Checkpoint, Log, Finished)
 }
 #: the fields each event type takes (unknown keys of a newer writer are dropped)
 _FIELDS: dict[type[Event], frozenset[str]] = {

@@ -23,6 +23,8 @@ from tltui.protocol import (
     Event,
     Finished,
     ModelInfo,
+    Phase,
+    Progress,
     Started,
 )
 
@@ -45,6 +47,7 @@ class RunState:
     finished: Finished | None = None
     checkpoints: list[str] = field(default_factory=list)
     test: dict[str, Any] | None = None  # the Evaluated event: split, examples, weights_epoch, metrics
+    preparing: Progress | None = None  # the latest progress of a step before training, until the next step
     devices: list[str] = field(default_factory=list)
     host: str = ""
     pid: int | None = None
@@ -78,7 +81,14 @@ class RunState:
                 "num_classes": ev.num_classes,
                 "feature_cache": ev.feature_cache,
             }
+        elif isinstance(ev, Progress):
+            self.preparing = ev
+        elif isinstance(ev, (Phase, Finished)) and self.preparing is not None:
+            self.preparing = None  # a new step (or the end): the previous one's progress is over
+            if isinstance(ev, Finished):
+                self.finished = ev
         elif isinstance(ev, EpochBegin):
+            self.preparing = None
             self.epoch = ev.epoch
             self.step = 0
             self.live = {}
@@ -137,6 +147,14 @@ class RunState:
             "best_val_top5_epoch": b5["epoch"] if b5 else None,
         }
 
+    def preparing_detail(self, short: bool = False) -> str | None:
+        """The step before training in progress: ``download 43%`` (short, for a table cell) or
+        ``downloading tfds:cifar100: 43% (70.1 / 162.2 MB, 0:12 left)``; ``None`` when none is."""
+        p = self.preparing
+        if p is None:
+            return None
+        return progress_text(p, short)
+
     def progress(self) -> float:
         """0..1 over all configured epochs, including the epoch in progress."""
         if not self.epochs:
@@ -155,6 +173,32 @@ class RunState:
             return None
         per_epoch = sum(secs) / len(secs)
         return max(0.0, (self.epochs - self.progress() * self.epochs) * per_epoch)
+
+
+_SHORT = {"download": "download", "prepare": "prepare", "decode": "decode", "weights": "weights",
+          "features": "features", "wait": "waiting"}
+
+
+def progress_text(p: Progress, short: bool = False) -> str:
+    """One :class:`Progress` event as text (see :meth:`RunState.preparing_detail`)."""
+    frac = p.fraction
+    if short:
+        word = _SHORT.get(p.phase, p.phase[:8])
+        if p.phase == "wait":
+            return word
+        if frac is not None:
+            return f"{word} {100 * frac:.0f}%"
+        return f"{word} {p.done / 1e6:.0f}MB" if p.unit == "bytes" else f"{word} {p.done:.0f}"
+    if p.unit == "bytes":
+        amount = f"{p.done / 1e6:.1f}" + (f" / {p.total / 1e6:.1f} MB" if p.total else " MB")
+    else:
+        amount = f"{p.done:.0f}" + (f" / {p.total:.0f}" if p.total else "")
+    pct = f"{100 * frac:.0f}% " if frac is not None else ""
+    left = ""
+    if p.eta is not None and frac is not None and frac < 1:
+        s = int(p.eta)
+        left = f", {s // 60}:{s % 60:02d} left"
+    return f"{p.message}: {pct}({amount}{left})" if p.phase != "wait" else p.message
 
 
 def load(path: str | Path) -> RunState:

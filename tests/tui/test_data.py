@@ -200,3 +200,29 @@ def test_cluster_runs_show_where_they_execute(scripted):
     rows = {r.id: r for r in store.rows()}
     assert rows[ids["completed"]].gpus == "ray:node7/0"
     assert rows[ids["queued"]].gpus == "-"  # not placed yet
+
+
+def test_a_step_before_training_shows_as_the_runs_status_detail_until_the_next_step(scripted):
+    """A resumed run downloading its data: "download 43%" in the table, the long form in the run
+    header; gone when the next phase (or epoch) starts."""
+    store, ids = store_for(scripted)
+    rid = ids["running"]
+    store.poll()
+    path = scripted[0].run_paths(rid).events
+
+    def append(*events):
+        with open(path, "a") as f:
+            for ev in events:
+                f.write(protocol.encode(ev))
+        store.poll()
+
+    append(protocol.Phase(t=fake_ws.NOW, name="data", message="loading tfds:cifar100"),
+           protocol.Progress(t=fake_ws.NOW, phase="download", done=70.1e6, total=162.2e6, unit="bytes", eta=12.4,
+                             message="downloading tfds:cifar100"))
+    assert store.row(rid).detail == "download 43%"
+    assert store.snapshot(rid).preparing == "downloading tfds:cifar100: 43% (70.1 / 162.2 MB, 0:12 left)"
+    append(protocol.Progress(t=fake_ws.NOW, phase="decode", done=5, total=None, message="decoding images"))
+    assert store.row(rid).detail == "decode 5"
+    append(protocol.Phase(t=fake_ws.NOW, name="build", message="building resnet50"))
+    assert store.row(rid).detail is None and store.snapshot(rid).preparing is None
+    assert store.row(ids["completed"]).detail is None

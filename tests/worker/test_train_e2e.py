@@ -144,13 +144,15 @@ def test_nan_loss_fails_the_run_naming_epoch_and_batch(tmp_path: Path, shapes: P
 
 
 def test_missing_tfds_data_fails_with_one_clear_line(tmp_path: Path, restore_signals) -> None:
-    preset = tiny_preset("tfds:mnist", **{"data.data_dir": str(tmp_path / "empty_tfds")})
+    preset = tiny_preset("tfds:mnist", **{"data.data_dir": str(tmp_path / "empty_tfds"), "data.download": False})
     rc, events = run_in_process(tmp_path / "run", preset)
     assert rc == 1
     fin = events[-1]
     assert fin.status == "failed"
     assert "\n" not in fin.reason
-    assert "tfds build mnist" in fin.reason and str(tmp_path / "empty_tfds") in fin.reason
+    assert "not prepared in " + str(tmp_path / "empty_tfds") + " (data.download = false)" in fin.reason
+    assert "tltui data fetch tfds:mnist --data-dir DIR" in fin.reason and "tfds build mnist" in fin.reason
+    assert not (tmp_path / "empty_tfds" / "downloads").exists()  # nothing was fetched
 
 
 def test_tfds_mock_data_trains(tmp_path: Path, restore_signals) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 
 from tltui import runstate, supervisor
 from tltui.commands import common
-from tltui.protocol import Batch, Checkpoint, EpochEnd, Event, Finished, Log, ModelInfo, Phase, Started
+from tltui.protocol import Batch, Checkpoint, EpochEnd, Event, Finished, Log, ModelInfo, Phase, Progress, Started
 from tltui.workspace import RunRecord, Workspace
 
 #: Seconds a worker gets to stop after SIGTERM before it is killed.
@@ -211,6 +211,7 @@ class Display:
     """Plain text: one line per epoch and per notable event (logs, CI, pipes)."""
 
     out: Any = field(default_factory=lambda: sys.stdout)
+    _shown: tuple[str, int] | None = None  # (phase, quarter) of the last progress line printed
 
     def print(self, text: str) -> None:
         print(text, file=self.out, flush=True)
@@ -229,11 +230,21 @@ class Display:
             self.print(f"{rec.id} {ev.level}: {ev.message}")
         elif isinstance(ev, Started) and ev.initial_epoch:
             self.print(f"{rec.id} resuming after epoch {ev.initial_epoch}")
+        elif isinstance(ev, Progress):
+            self.progress_line(rec, ev)
         elif isinstance(ev, ModelInfo):
             self.print(
                 f"{rec.id} model: {ev.trainable_params:,} trainable / {ev.non_trainable_params:,} frozen parameters, "
                 f"{ev.num_classes} classes"
             )
+
+    def progress_line(self, rec: RunRecord, ev: Progress) -> None:
+        """Plain output: a step's first line, one per quarter done, and its last (logs stay short)."""
+        frac = ev.fraction
+        quarter = int(4 * frac) if frac is not None else 0
+        if self._shown is None or self._shown[0] != ev.phase or quarter > self._shown[1]:
+            self._shown = (ev.phase, quarter)
+            self.print(f"{rec.id} {runstate.progress_text(ev)}")
 
     def end(self, rec: RunRecord, state: runstate.RunState | None = None) -> None:
         self.print(end_line(rec, state))
@@ -279,8 +290,14 @@ class LiveDisplay(Display):
         self._batches = self.progress.add_task("  batches", total=None, info="")
 
     def event(self, rec: RunRecord, ev: Event, state: runstate.RunState) -> None:
-        super().event(rec, ev, state)
+        if not isinstance(ev, Progress):  # live: the bar below shows it, no scrolling lines
+            super().event(rec, ev, state)
         if self.progress is None:
+            return
+        if isinstance(ev, Progress):
+            self.progress.update(
+                self._batches, total=ev.total, completed=ev.done, info=runstate.progress_text(ev)
+            )
             return
         eta = f"ETA {_clock(state.eta_seconds())}"
         if isinstance(ev, Phase):

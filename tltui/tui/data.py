@@ -79,6 +79,7 @@ class RunRow:
     reason: str | None
     created: float
     loaded: bool
+    detail: str | None = None  # a running run's step before training: "download 43%"
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ class RunSnapshot:
     model: dict[str, Any]
     best: dict[str, Any] | None
     test: dict[str, Any] | None  # the held-out test evaluation (RunState.test), once training ended
+    preparing: str | None  # the step before training in progress, in words (RunState.preparing_detail)
     devices: tuple[str, ...]
     overrides: dict[str, Any]
     sweep: str | None
@@ -288,6 +290,7 @@ class RunStore:
             val_top5_acc=val_top5, best_val_acc=best_acc, best_val_top5_acc=best_top5,
             elapsed=elapsed, eta=eta, gpus=gpus, reason=rec.reason, created=rec.created,
             loaded=st is not None,
+            detail=st.preparing_detail(short=True) if st is not None and rec.status == "running" else None,
         )
 
     def rows(self) -> list[RunRow]:
@@ -307,6 +310,7 @@ class RunStore:
             model=dict(st.model),
             best=st.best(),
             test=dict(st.test) if st.test else None,
+            preparing=st.preparing_detail() if rec.status == "running" else None,
             devices=tuple(st.devices),
             overrides=dict(rec.overrides),
             sweep=rec.sweep,

@@ -15,6 +15,7 @@ JOBS = {
     "predict": "tltui.worker.predict",
     "hub-fetch": "tltui.worker.hub",
     "weights-fetch": "tltui.worker.model",
+    "data-fetch": "tltui.worker.tfds_fetch",
 }
 
 

@@ -37,6 +37,8 @@ from typing import TYPE_CHECKING, Any
 
 from tltui import images
 from tltui.presets import Preset
+from tltui.worker import tfds_fetch
+from tltui.worker.progress import Emit, Reporter
 from tltui.workspace import RunPaths, write_json
 
 if TYPE_CHECKING:
@@ -153,11 +155,11 @@ def _workers() -> int:
 
 
 def decode_files(
-    files: Sequence[tuple[str, int]], size: Sequence[int], *, keep: bool
+    files: Sequence[tuple[str, int]], size: Sequence[int], *, keep: bool, progress: Reporter | None = None
 ) -> tuple[np.ndarray | None, list[tuple[str, int]], list[tuple[str, str]]]:
     """Decode every file once, in parallel (Pillow releases the GIL). Returns the images
     (``uint8 [n, h, w, 3]`` in file order, only with ``keep``), the files that decoded and the
-    ``(path, reason)`` of those that did not."""
+    ``(path, reason)`` of those that did not. ``progress`` advances by one per file."""
     import numpy as np
 
     h, w = int(size[0]), int(size[1])
@@ -180,6 +182,10 @@ def decode_files(
                 ok[i] = True
             else:
                 bad.append((files[i][0], why))
+            if progress is not None:
+                progress.update(i + 1)
+    if progress is not None:
+        progress.finish()
     good = [f for f, keep_it in zip(files, ok, strict=True) if keep_it]
     if out is not None and bad:
         out = out[np.asarray(ok)]
@@ -441,12 +447,16 @@ def steps_per_epoch(n: int, batch_size: int, fixed: int | None = None) -> int:
     return fixed or max(1, math.ceil(n / batch_size))
 
 
-def load(preset: Preset, log: LogFn | None = None) -> Dataset:
-    """Read (and decode, where it fits in memory) the splits the preset describes."""
+def load(
+    preset: Preset, log: LogFn | None = None, emit: Emit | None = None, stop: Callable[[], bool] | None = None
+) -> Dataset:
+    """Read (and decode, where it fits in memory) the splits the preset describes; a TFDS dataset
+    not yet in ``data_dir`` is downloaded and prepared first (``data.download``). ``emit`` gets
+    :class:`~tltui.protocol.Progress` events of the long steps, ``stop`` is polled while waiting."""
     log = log or (lambda level, message: None)
     if preset.data.kind == "folder":
-        return _load_folder(preset, log)
-    return _load_tfds(preset, log)
+        return _load_folder(preset, log, emit)
+    return _load_tfds(preset, log, emit, stop or (lambda: False))
 
 
 def _dataset(preset: Preset, **kw: Any) -> Dataset:
@@ -462,7 +472,7 @@ def _dataset(preset: Preset, **kw: Any) -> Dataset:
     )
 
 
-def _load_folder(preset: Preset, log: LogFn) -> Dataset:
+def _load_folder(preset: Preset, log: LogFn, emit: Emit | None = None) -> Dataset:
     import numpy as np
 
     d, seed = preset.data, preset.train.seed
@@ -478,7 +488,8 @@ def _load_folder(preset: Preset, log: LogFn) -> Dataset:
         sizes = [s for s in pool.map(images.probe_size, [p for p, _ in used]) if s is not None]
     size = native_size(sizes, d.image_size)
     keep = len(used) * size[0] * size[1] * 3 <= CACHE_LIMIT_BYTES
-    arrays, good, bad = decode_files(used, size, keep=keep)
+    decoding = Reporter(emit, "decode", len(used), "items", f"decoding {len(used)} images") if emit else None
+    arrays, good, bad = decode_files(used, size, keep=keep, progress=decoding)
     if bad:
         shown = "; ".join(f"{p} ({why})" for p, why in bad[:10])
         more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
@@ -514,10 +525,10 @@ def _load_folder(preset: Preset, log: LogFn) -> Dataset:
 
 
 def tfds_data_dir(preset: Preset) -> str:
-    return preset.data.data_dir or os.environ.get("TFDS_DATA_DIR") or os.path.expanduser("~/tensorflow_datasets")
+    return preset.data.data_dir or tfds_fetch.default_data_dir()
 
 
-def _load_tfds(preset: Preset, log: LogFn) -> Dataset:
+def _load_tfds(preset: Preset, log: LogFn, emit: Emit | None, stop: Callable[[], bool]) -> Dataset:
     import numpy as np
     import tensorflow as tf
     import tensorflow_datasets as tfds
@@ -525,6 +536,10 @@ def _load_tfds(preset: Preset, log: LogFn) -> Dataset:
     d = preset.data
     name = d.target
     data_dir = tfds_data_dir(preset)
+    try:
+        tfds_fetch.ensure_prepared(name, data_dir, download=d.download, emit=emit, log=log, stop=stop)
+    except tfds_fetch.FetchError as e:
+        raise DataError(str(e)) from e
     wanted = [("data.train_split", d.train_split), ("data.val_split", d.val_split), ("data.test_split", d.test_split)]
     wanted = [(f, s) for f, s in wanted if s]
     try:
@@ -541,7 +556,7 @@ def _load_tfds(preset: Preset, log: LogFn) -> Dataset:
     except tfds.core.registered.DatasetNotFoundError as e:
         raise DataError(f"data.source = \"tfds:{name}\": unknown TFDS dataset ({str(e).splitlines()[0][:120]})") from e
     except (AssertionError, FileNotFoundError) as e:
-        raise DataError(_not_prepared(name, data_dir)) from e
+        raise DataError(tfds_fetch.not_prepared(name, data_dir, "its files are missing")) from e
     except ValueError as e:
         if "supervised" in str(e):
             raise DataError(f"data.source = \"tfds:{name}\": the dataset has no (image, label) supervised keys") from e
@@ -600,15 +615,6 @@ def _load_tfds(preset: Preset, log: LogFn) -> Dataset:
         val=splits.get("data.val_split"),
         test=splits.get("data.test_split"),
         report={"in_memory": all(s.indexed for s in splits.values())},
-    )
-
-
-def _not_prepared(name: str, data_dir: str) -> str:
-    base = name.split(":")[0].split("/")[0]
-    return (
-        f"data.source = \"tfds:{name}\": the data is not prepared in {data_dir} and tltui never downloads; "
-        f"on a machine with internet run `tfds build {base} --data_dir DIR`, copy DIR/{base} to {data_dir}/ "
-        "(or set data.data_dir to where it is)"
     )
 
 

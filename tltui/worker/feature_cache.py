@@ -131,8 +131,9 @@ def head_model(model: Any) -> Any:
     return keras.Model(inp, x, name=f"{model.name}_head")
 
 
-def extract(model: Any, images: Any) -> tuple[Any, Any]:
-    """Pooled features (float32) and labels of a batched ``(images, labels)`` dataset, in inference mode."""
+def extract(model: Any, images: Any, progress: Any = None) -> tuple[Any, Any]:
+    """Pooled features (float32) and labels of a batched ``(images, labels)`` dataset, in inference
+    mode; ``progress`` (a :class:`tltui.worker.progress.Reporter`) advances by the images done."""
     import keras
     import numpy as np
     import tensorflow as tf
@@ -148,12 +149,16 @@ def extract(model: Any, images: Any) -> tuple[Any, Any]:
     for x, y in images:
         feats.append(step(x).numpy())
         labels.append(y.numpy())
+        if progress is not None:
+            progress.advance(len(labels[-1]))
     if not feats:
         return np.zeros((0, int(model.get_layer(POOL_LAYER).output.shape[-1])), "float32"), np.zeros((0,), "int32")
     return np.concatenate(feats), np.concatenate(labels)
 
 
-def build(model: Any, dataset: Any, compile_fn: Callable[[Any], None], *, start_epoch: int = 0) -> Cached:
+def build(
+    model: Any, dataset: Any, compile_fn: Callable[[Any], None], *, start_epoch: int = 0, emit: Any = None
+) -> Cached:
     """Compute the features once and return the head model (compiled by ``compile_fn``) and feature datasets.
 
     ``dataset`` is a :class:`tltui.worker.data.Dataset` (no augmentation). The features of the
@@ -164,12 +169,18 @@ def build(model: Any, dataset: Any, compile_fn: Callable[[Any], None], *, start_
 
     from tltui.worker import data
 
+    from tltui.worker.progress import Reporter
+
     t0 = time.perf_counter()
-    x_train, y_train = extract(model, dataset.eval_batches(dataset.train))
+    total = dataset.train.n + (dataset.val.n if dataset.val is not None else 0)
+    progress = Reporter(emit, "features", total, "items", "computing the frozen backbone's features") if emit else None
+    x_train, y_train = extract(model, dataset.eval_batches(dataset.train), progress)
     val = None
     if dataset.val is not None:
-        x_val, y_val = extract(model, dataset.eval_batches(dataset.val))
+        x_val, y_val = extract(model, dataset.eval_batches(dataset.val), progress)
         val = data.in_memory(x_val, y_val)
+    if progress is not None:
+        progress.finish()
     seconds = time.perf_counter() - t0
     train = data.in_memory(x_train, y_train)
     head = head_model(model)

@@ -102,7 +102,26 @@ def _weights_download(spec: BackboneSpec) -> Iterator[None]:
     """
     from keras.src.utils import file_utils
 
+    from tltui.worker import progress
+
     real = file_utils.get_file
+    real_retrieve = file_utils.urlretrieve
+    emit = progress.sink()
+
+    def urlretrieve(url: str, filename: str, reporthook: Any = None, *args: Any, **kwargs: Any) -> Any:
+        """Keras's download, with its progress also sent as events (bytes of the weights file)."""
+        reporter = progress.Reporter(emit, "weights", None, "bytes", f"downloading the ImageNet weights of {spec.name}")
+
+        def hook(block_num: int, block_size: int, total_size: int) -> None:
+            if reporter.total is None and total_size > 0:
+                reporter.total = total_size
+            reporter.update(min(block_num * block_size, total_size) if total_size > 0 else block_num * block_size)
+            if reporthook is not None:
+                reporthook(block_num, block_size, total_size)
+
+        out = real_retrieve(url, filename, hook, *args, **kwargs)
+        reporter.finish()
+        return out
 
     def get_file(fname: str | None = None, origin: str | None = None, *args: Any, **kwargs: Any) -> str:
         try:
@@ -116,10 +135,12 @@ def _weights_download(spec: BackboneSpec) -> Iterator[None]:
             ) from e
 
     file_utils.get_file = get_file
+    file_utils.urlretrieve = urlretrieve
     try:
         yield
     finally:
         file_utils.get_file = real
+        file_utils.urlretrieve = real_retrieve
 
 
 def weights_cache_path(fname: str, cache_subdir: str = "models", cache_dir: str | None = None) -> Path:

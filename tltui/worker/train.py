@@ -202,7 +202,7 @@ class Trainer:
 
         keras.utils.set_random_seed(preset.train.seed)
         self.phase("data", f"loading {preset.data.source}")
-        dataset = data_mod.load(preset, log=self.emit_log)
+        dataset = data_mod.load(preset, log=self.emit_log, emit=self.writer.emit, stop=self.stop)
         data_mod.write_info(dataset, self.paths, preset.data.image_size)
         test = f" / {dataset.test_examples} test" if dataset.test is not None else ""
         self.emit_log(
@@ -226,7 +226,9 @@ class Trainer:
         self.phase("build", f"building {preset.model.backbone} (weights: {preset.model.weights})")
         set_precision(preset)
         self.dataset = dataset
-        with strategy.scope():
+        from tltui.worker import progress
+
+        with strategy.scope(), progress.sending_to(self.writer.emit):
             model = self._build(dataset.num_classes, dataset.steps_per_epoch)
         self.check_stop()
         return self._fit(model, dataset)
@@ -401,6 +403,7 @@ class Trainer:
                 dataset,
                 lambda head: compile_model(head, preset, dataset.num_classes, dataset.steps_per_epoch, self.emit_log),
                 start_epoch=self.initial_epoch,
+                emit=self.writer.emit,
             )
         self.emit_log(
             "info",

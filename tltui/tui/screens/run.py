@@ -199,6 +199,8 @@ class RunScreen(Screen[None]):
                 ("  best ", "dim"), (fmt.pct(snap.best["val_acc"]), "bold green"),
                 f"  top-5 {fmt.pct(snap.best.get('val_top5_acc'))} @ {snap.best['epoch']}",
             ))
+        if snap.preparing:
+            line1.append_text(Text.assemble(("  ", ""), (snap.preparing, "yellow")))
         if snap.test:
             line1.append_text(Text.assemble(
                 ("  test ", "dim"), (fmt.pct(snap.test.get("test_acc")), "bold"),

@@ -45,7 +45,7 @@ COLUMNS: tuple[Column, ...] = (
     ("sel", " ", 1, lambda r, s: Text("●" if s else " ", style="bold magenta" if s else ""), lambda r: 0),
     ("id", "ID", 5, lambda r, s: Text(r.id, style="bold"), lambda r: r.id),
     ("name", "Name", NAME_WIDTH, lambda r, s: _name(r), lambda r: r.name.lower()),
-    ("status", "Status", 11, lambda r, s: Text(r.status, style=fmt.STATUS_STYLES.get(r.status, "")),
+    ("status", "Status", 12, lambda r, s: Text(r.detail or r.status, style=fmt.STATUS_STYLES.get(r.status, "")),
      lambda r: r.status),
     ("epoch", "Epoch", 8 + BAR_WIDTH, lambda r, s: _epoch_cell(r), lambda r: r.progress),
     ("val_acc", "Val acc", 7, lambda r, s: _right(fmt.pct(r.val_acc)), lambda r: _low(r.val_acc)),
@@ -63,7 +63,7 @@ _BY_KEY = {c[0]: c for c in COLUMNS}
 
 def _looks(r: RunRow, selected: bool) -> tuple[Any, ...]:
     """Everything the cells show, cheaply: equal tuples mean equal cells (no Text built)."""
-    return (r.id, r.name, r.status, selected, r.epoch, r.epochs, fmt.bar(r.progress, BAR_WIDTH),
+    return (r.id, r.name, r.status, r.detail, selected, r.epoch, r.epochs, fmt.bar(r.progress, BAR_WIDTH),
             r.val_acc, r.best_val_acc, r.val_top5_acc, r.best_val_top5_acc,
             fmt.duration(r.elapsed), fmt.duration(r.eta), r.gpus)
 
