@@ -110,8 +110,12 @@ def test_fetch_from_a_file_url_is_atomic_and_then_offline(tmp_path: Path) -> Non
     tgz = tarball(src, tmp_path / "inception.tar.gz")
     cache = tmp_path / "cache"
     handle = hubcache.parse(tgz.as_uri())
-    folder = hubcache.fetch_archive(handle, cache)
+    seen: list[tuple[int, int | None]] = []
+    folder = hubcache.fetch_archive(handle, cache, progress=lambda done, total: seen.append((done, total)))
     assert folder == hubcache.module_folder(cache, handle)
+    # progress as the bytes stream in: increasing, ending at the archive's size (file: URLs give it)
+    assert seen and [d for d, _ in seen] == sorted(d for d, _ in seen) and seen[-1][0] == tgz.stat().st_size
+    assert seen[-1][1] in (None, tgz.stat().st_size)
     assert (folder / "saved_model.pb").read_bytes() == b"pb-v1"
     assert (folder / "variables" / "variables.index").exists()
     assert hubcache.inspect(folder).state == "ready"

@@ -255,8 +255,10 @@ def fetch_archive(
     *,
     timeout: float = DEFAULT_TIMEOUT,
     opener: Opener | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
 ) -> Path:
     """Download and unpack a tarball (or Kaggle archive) handle into the cache; return its folder.
+    ``progress(bytes_done, bytes_total_or_None)`` is called as the download streams in.
 
     Atomic: unpacks into ``<folder>.<uid>.tmp`` under a ``<folder>.lock`` and renames
     when complete, so a crash never leaves a folder that looks complete. A ready
@@ -289,7 +291,7 @@ def fetch_archive(
             raise HubError(offline_message(handle, cache, describe_error(e))) from None
         with response:
             try:
-                _extract(response, tmp)
+                _extract(_Counting(response, progress) if progress else response, tmp)
             except (tarfile.TarError, EOFError, OSError) as e:
                 if isinstance(e, (socket.timeout, TimeoutError, ConnectionError)):
                     raise HubError(offline_message(handle, cache, describe_error(e))) from None
@@ -312,6 +314,21 @@ def fetch_archive(
         shutil.rmtree(tmp, ignore_errors=True)
         with contextlib.suppress(OSError):
             lock.unlink()
+
+
+class _Counting:
+    """A response read through by ``tarfile``, reporting the bytes read so far."""
+
+    def __init__(self, raw: IO[bytes], progress: Callable[[int, int | None], None]) -> None:
+        self.raw, self.progress, self.done = raw, progress, 0
+        length = getattr(raw, "headers", {}).get("Content-Length") if hasattr(raw, "headers") else None
+        self.total = int(length) if length and str(length).isdigit() else None
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        self.done += len(data)
+        self.progress(self.done, self.total)
+        return data
 
 
 def _extract(fileobj: IO[bytes], dest: Path) -> None:

@@ -87,6 +87,9 @@ def test_native_size_is_image_size_unless_all_images_share_a_smaller_size() -> N
 
 
 def test_missing_tfds_message_says_how_to_prepare_offline() -> None:
-    msg = data._not_prepared("cifar100", "/data/tfds")
+    from tltui.worker import tfds_fetch
+
+    msg = tfds_fetch.not_prepared("cifar100", "/data/tfds")
     assert "\n" not in msg
     assert "tfds build cifar100" in msg and "/data/tfds" in msg and "data.data_dir" in msg
+    assert "tltui data fetch tfds:cifar100" in msg and "data.download = true" in msg

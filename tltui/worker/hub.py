@@ -26,6 +26,7 @@ from tltui import hubcache
 from tltui.catalog import BackboneSpec
 from tltui.hubcache import Handle, HubError
 from tltui.presets import Preset
+from tltui.worker import progress
 from tltui.worker.hub_layer import HubModule, ModuleInfo, inspect_module, module_variables
 
 __all__ = ["HubModule", "build_hub_classifier", "hub_freeze_map", "main", "resolve"]
@@ -59,9 +60,23 @@ def resolve(handle: Handle, cache: Path, *, timeout: float = hubcache.DEFAULT_TI
     """
     if handle.kind == "local":
         return hubcache.local_saved_model(handle)
+    reporter = progress.Reporter(progress.sink(), "download", None, "bytes", f"downloading {handle.label}")
     if handle.kind in ("tarball", "kaggle"):
-        return hubcache.fetch_archive(handle, cache, timeout=timeout)
-    return _resolve_with_tensorflow_hub(handle, cache, timeout)
+
+        def report(done: int, total: int | None) -> None:
+            reporter.total = total
+            reporter.update(done)
+
+        folder = hubcache.fetch_archive(handle, cache, timeout=timeout, progress=report)
+        reporter.finish()
+        return folder
+    folder = hubcache.module_folder(cache, handle)
+    # tensorflow_hub downloads into FOLDER.<uuid>.tmp and renames it when complete
+    tmp = lambda: progress.tree_bytes(cache, match=lambda p: p.name.startswith(folder.name) and p.name.endswith(".tmp"))  # noqa: E731
+    with progress.polling(reporter, tmp):
+        path = _resolve_with_tensorflow_hub(handle, cache, timeout)
+    reporter.finish()
+    return path
 
 
 def _resolve_with_tensorflow_hub(handle: Handle, cache: Path, timeout: float) -> Path:

@@ -49,7 +49,9 @@ class Reporter:
         self.update(self.done + n)
 
     def finish(self) -> None:
-        self.update(self.total if self.total is not None else self.done, force=True)
+        """The final state, when anything was reported (a step that did nothing says nothing)."""
+        if self._last is not None:
+            self.update(self.total if self.total is not None else self.done, force=True)
 
     def eta(self, now: float) -> float | None:
         elapsed = now - self.start

@@ -161,8 +161,13 @@ def _progress(builder: Any, name: str, data_dir: Path, emit: Emit | None, interv
     finally:
         stop.set()
         thread.join(timeout=5)
-    dl.finish()
-    prep.finish()
+    # the final state, measured (a small download finishes between two ticks)
+    fetched = max(0, tree_bytes(downloads) - before)
+    dl.total = dl.total or fetched or None
+    dl.update(fetched, force=True)
+    written = tree_bytes(target)
+    prep.total = prep.total or written or None
+    prep.update(written, force=True)
 
 
 def main(argv: list[str]) -> int:
