@@ -16,6 +16,10 @@ def preset(**model: object) -> presets.Preset:
                               "model": {"backbone": "resnet50", **model}})
 
 
+def weights_warnings(p: presets.Preset) -> list[str]:
+    return [w for w in preflight.download_warnings(p) if w.startswith("model.weights")]
+
+
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "kh"))
     return tmp_path / "kh" / "models"
@@ -23,18 +27,18 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_check_warns_once_per_file_a_run_will_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     models = cache(tmp_path, monkeypatch)
-    (w,) = preflight.download_warnings(preset())
+    (w,) = weights_warnings(preset())
     fname = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
     assert f"https://storage.googleapis.com/tensorflow/keras-applications/resnet/{fname}" in w
     assert f"`tltui weights fetch resnet50`" in w and f"copy {fname} to {models}/" in w
-    assert preflight.download_warnings(preset(weights="none")) == []
-    assert preflight.download_warnings(preset(backbone="hub:/nowhere")) == []
+    assert weights_warnings(preset(weights="none")) == []
+    assert weights_warnings(preset(backbone="hub:/nowhere")) == []
     swept = presets.from_dict({"name": "p", "data": {"source": "tfds:cifar10"}, "model": {"backbone": "resnet50"},
                                "sweep": {"freeze.depth": [0, 1, 2], "model.backbone": ["resnet50", "vgg16"]}})
-    assert len(preflight.download_warnings(swept)) == 2  # six runs, two files
+    assert len(weights_warnings(swept)) == 2  # six runs, two files
     models.mkdir(parents=True)
     (models / fname).write_bytes(b"weights")
-    assert preflight.download_warnings(preset()) == []
+    assert weights_warnings(preset()) == []
     assert [w for w in preflight.check(preset(), "p.toml").warnings if "downloaded" in w] == []
 
 
@@ -70,3 +74,25 @@ def test_weights_fetch_of_a_preset_takes_its_runs_files(tmp_path: Path, monkeypa
     assert entry["file"] == fname and entry["state"] == "cached"
     assert main(["weights", "fetch", "not-a-thing"]) == 2
     assert "neither a backbone" in capsys.readouterr().err
+
+
+def test_check_warns_about_a_tfds_download_and_refuses_one_it_may_not_make(tmp_path: Path) -> None:
+    def p(**data: object) -> presets.Preset:
+        return presets.from_dict({"name": "p", "data": {"source": "tfds:cifar10", "data_dir": str(tmp_path / "tfds"),
+                                                        **data}, "model": {"backbone": "resnet50", "weights": "none"}})
+
+    (w,) = preflight.download_warnings(p())
+    assert w == (f"tfds:cifar10 is not prepared in {tmp_path / 'tfds'}: the run downloads and prepares it first "
+                 "(`tltui data fetch tfds:cifar10` does it now)")
+    (err,) = preflight.check(p(download=False), "p.toml").errors
+    assert err.field == "data.source" and "data.download = false" in err.message
+    incomplete = tmp_path / "tfds" / "cifar10" / "3.0.2.incomplete.abc"
+    incomplete.mkdir(parents=True)
+    (incomplete / "dataset_info.json").write_text("{}")
+    assert preflight.download_warnings(p())  # a half-prepared copy does not count
+    done = tmp_path / "tfds" / "cifar10" / "3.0.2"
+    done.mkdir()
+    (done / "dataset_info.json").write_text("{}")
+    assert preflight.download_warnings(p()) == [] and not preflight.check(p(download=False), "p.toml").errors
+    assert preflight.tfds_prepared("cifar10:3.0.2", tmp_path / "tfds")
+    assert not preflight.tfds_prepared("cifar10:9.9.9", tmp_path / "tfds")

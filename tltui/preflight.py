@@ -7,6 +7,7 @@ what the user wants (one line each, with why it matters).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,6 +64,7 @@ def check(preset: Preset, file: str, ws: Workspace | None = None) -> Report:
                 )
             )
     errors.extend(freeze_depth_errors(preset, file))
+    errors.extend(data_errors(preset, file))
     warnings = recipe_warnings(preset) + download_warnings(preset)
     if catalog.is_hub(m.backbone) and ws is not None:
         from tltui import hubcache
@@ -74,12 +76,47 @@ def check(preset: Preset, file: str, ws: Workspace | None = None) -> Report:
     return Report(errors, warnings)
 
 
+def tfds_data_dir(preset: Preset) -> Path:
+    """Where the worker reads (and prepares) a TFDS dataset: ``data.data_dir``, ``$TFDS_DATA_DIR``
+    or ``~/tensorflow_datasets`` (as :func:`tltui.worker.data.tfds_data_dir`)."""
+    raw = preset.data.data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
+    return Path(raw).expanduser()
+
+
+def tfds_prepared(name: str, data_dir: Path) -> bool:
+    """Whether ``tfds:name`` (``NAME[/CONFIG][:VERSION]``) has a complete prepared copy in
+    ``data_dir`` (a ``dataset_info.json`` outside TFDS's ``*.incomplete*`` folders)."""
+    base, _, version = name.partition(":")
+    root = data_dir.joinpath(*base.split("/"))
+    pattern = f"{version}/dataset_info.json" if version else "*/dataset_info.json"
+    found = list(root.glob(pattern)) + ([] if "/" in base else list(root.glob(f"*/{pattern}")))
+    return any("incomplete" not in p.parent.name for p in found)
+
+
+def data_errors(preset: Preset, file: str) -> list[PresetIssue]:
+    """A TFDS dataset that is not prepared while ``data.download = false``: the run would fail."""
+    d = preset.data
+    if d.kind != "tfds" or d.download or tfds_prepared(d.target, tfds_data_dir(preset)):
+        return []
+    return [PresetIssue(file, None, "data.source", f"tfds:{d.target} is not prepared in {tfds_data_dir(preset)} and "
+                        f"data.download = false; `tltui data fetch tfds:{d.target}` (where there is internet), or "
+                        "set data.download = true")]
+
+
 def download_warnings(preset: Preset) -> list[str]:
-    """One line per ImageNet weights file a run (of the sweep) will download before it trains:
-    which file, from where, and where Keras keeps it (to prefetch, or copy in without internet)."""
+    """One line per download a run (of the sweep) makes before it trains: an ImageNet weights file
+    (which, from where, where Keras keeps it) or a TFDS dataset to download and prepare."""
     out: list[str] = []
     seen: set[str] = set()
     for p in [r.preset for r in presets.expand(preset)] if preset.sweep else [preset]:
+        d = p.data
+        if d.kind == "tfds" and d.download and d.target not in seen:
+            seen.add(d.target)
+            if not tfds_prepared(d.target, tfds_data_dir(p)):
+                out.append(
+                    f"tfds:{d.target} is not prepared in {tfds_data_dir(p)}: the run downloads and prepares it first "
+                    f"(`tltui data fetch tfds:{d.target}` does it now)"
+                )
         m = p.model
         if m.weights != "imagenet" or catalog.is_hub(m.backbone):
             continue

@@ -673,3 +673,20 @@ async def test_the_app_queues_to_the_workspace_default_executor(make_app, script
         await settle(pilot)
     new = [r for r in ws.list_runs() if r.id not in before]
     assert [r.executor for r in new] == ["ray"]
+
+
+@sync
+async def test_run_header_and_table_show_a_download_in_progress(make_app, scripted):
+    ws, ids = scripted
+    rid = ids["running"]
+    with open(ws.run_paths(rid).events, "a") as f:
+        f.write(protocol.encode(protocol.Progress(t=fake_ws.NOW, phase="download", done=70.1e6, total=162.2e6,
+                                                  unit="bytes", eta=12.4, message="downloading tfds:cifar100")))
+    app = make_app()
+    async with app.run_test(size=(200, 40)) as pilot:
+        await settle(pilot)
+        assert "download 43%" in "".join(str(c) for c in app.screen.query_one(RunTable).get_row(rid))
+        app.open_run(rid)
+        await pilot.pause()
+        assert "downloading tfds:cifar100: 43% (70.1 / 162.2 MB, 0:12 left)" in plain(
+            app.screen.query_one("#run-header", Static))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -451,8 +452,8 @@ async def test_every_key_is_in_the_command_palette(folders: Any) -> None:
 
 @pytest.fixture
 def weights_cached() -> None:
-    """Every backbone's ImageNet file in the (test's empty) Keras cache: no download warning,
-    whose path would differ from run to run."""
+    """Every backbone's ImageNet file in the (test's empty) Keras cache and the datasets prepared:
+    no download warning, whose path would differ from run to run."""
     from tltui import catalog
 
     for name, spec in catalog.BACKBONES.items():
@@ -461,6 +462,10 @@ def weights_cached() -> None:
         path = catalog.keras_cache_path(wf.fname)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch()
+    for name in ("cifar10", "cifar100", "mnist"):  # and the datasets prepared in $TFDS_DATA_DIR
+        prepared = Path(os.environ["TFDS_DATA_DIR"]) / name / "3.0.2"
+        prepared.mkdir(parents=True, exist_ok=True)
+        (prepared / "dataset_info.json").write_text("{}")
 
 
 def test_snapshot_80x24(snap_compare: Any, folders: Any, weights_cached: None) -> None:
