@@ -6,6 +6,7 @@ in-process elsewhere (one TensorFlow import for the rest of the module).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -123,6 +124,9 @@ def test_killed_and_resumed_run_equals_the_uninterrupted_one(ws: Workspace, shap
     assert a.finished.model_epoch == b.finished.model_epoch == 1
     for x, y in zip(model_weights(ws.run_paths(plain.id).model), model_weights(paths.model), strict=True):
         np.testing.assert_array_equal(x, y)
+    # the weights-moved record counts from the run's start, not the resume's
+    moved = [json.loads((ws.run_paths(r).dir / "moved.json").read_text()) for r in (plain.id, killed.id)]
+    assert moved[0] == moved[1] and moved[0]["epoch"] == 3
 
 
 def test_nan_loss_fails_the_run_naming_epoch_and_batch(tmp_path: Path, shapes: Path, restore_signals) -> None:

@@ -43,6 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--classes", type=common.positive_int, default=None, metavar="N",
                    help="number of classes, for the head's parameters (default: a folder preset's class count)")
     p.add_argument("--layers", action="store_true", help="list every layer under its stage")
+    p.add_argument("--moved", action="store_true",
+                   help="for a run: how far each stage's (with --layers, each layer's) weights moved since the "
+                   "run started; a frozen layer that moved is an error (exit 1)")
     p.add_argument("--json", action="store_true", help="print the map as one JSON document")
     common.add_set(p)
     p.set_defaults(func=main)
@@ -73,8 +76,18 @@ def _side(text: str) -> int:
 def main(args: argparse.Namespace) -> int:
     ws = common.workspace(args)
     notes: list[str] = []
+    if args.moved and not re.fullmatch(r"r\d+", args.ref):
+        raise CommandError(f"{args.ref}: --moved needs a run id (how far a run's weights moved)")
     if re.fullmatch(r"r\d+", args.ref):
         doc = run_map(ws, args)
+        if args.moved:
+            if doc.get("moved") is None:
+                raise CommandError(f"{doc['run']}: no weights-moved record yet (the worker writes moved.json at each epoch end)")
+            if args.json:
+                common.print_json(doc)
+            else:
+                sys.stdout.write("\n".join(render_moved(doc, layers=args.layers)) + "\n")
+            return 1 if doc["moved"].get("errors") else 0
     elif catalog.lookup(args.ref) is not None or catalog.is_hub(args.ref):
         doc = backbone_map(ws, args, notes)
     else:
@@ -107,6 +120,11 @@ def run_map(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
     except (OSError, ValueError) as e:
         raise CommandError(f"{path}: unreadable freeze map ({e})") from None
     doc.setdefault("run", rec.id)
+    try:
+        moved = json.loads((ws.run_paths(rec.id).dir / "moved.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        moved = None
+    doc["moved"] = moved if isinstance(moved, dict) and isinstance(moved.get("layers"), list) else None
     return doc
 
 
@@ -260,4 +278,50 @@ def render(doc: dict[str, Any], *, layers: bool = False) -> list[str]:
     if doc.get("num_classes", 0) is None:
         out.append("  head: number of classes unknown, its Dense layer shows 0 parameters (use --classes N)")
     out.append(f"  {FROZEN_CELL} frozen  {TRAINABLE_CELL} trainable (share of parameters)")
+    return out
+
+
+def fmt_moved(x: float | None) -> str:
+    if x is None:
+        return "-"
+    return "0" if x == 0 else f"{x:.2e}"
+
+
+def render_moved(doc: dict[str, Any], *, layers: bool = False) -> list[str]:
+    """Per stage: how far the frozen and the trainable layers' weights moved since the run started
+    (``||w - w0|| / ||w0||``, the largest of the stage), BatchNorm statistics drift; errors last."""
+    moved = doc["moved"]
+    stage_of = {r["name"]: r.get("stage", "?") for r in doc.get("layers", [])}
+    by_stage: dict[str, list[dict[str, Any]]] = {}
+    for r in moved["layers"]:
+        by_stage.setdefault(stage_of.get(r["name"], "head"), []).append(r)
+    order = [s["name"] for s in doc.get("stages", [])] + [s for s in by_stage if s not in {x["name"] for x in doc.get("stages", [])}]
+    width = max([len("stage")] + [len(s) for s in order]) + 2
+    out = [f"run {doc.get('run')}: weights moved since the run started (after epoch {moved.get('epoch')}), "
+           "||w - w0|| / ||w0||, largest per stage",
+           f"  {'stage':<{width}}{'frozen':>7} {'moved':>9} {'train':>7} {'moved':>9} {'bn drift':>9}"]
+
+    def top(rows: list[dict[str, Any]], key: str) -> float | None:
+        vals = [r[key] for r in rows if r.get(key) is not None]
+        return max(vals) if vals else None
+
+    for stage in order:
+        rows = by_stage.get(stage, [])
+        if not rows:
+            continue
+        frozen = [r for r in rows if not r["trainable"]]
+        train = [r for r in rows if r["trainable"]]
+        out.append(f"  {stage:<{width}}{len(frozen):>7} {fmt_moved(top(frozen, 'moved')):>9} {len(train):>7} "
+                   f"{fmt_moved(top(train, 'moved')):>9} {fmt_moved(top(rows, 'bn_drift')):>9}")
+        if layers:
+            for r in rows:
+                bad = "  ERROR: frozen but moved" if r["name"] in moved.get("errors", []) else ""
+                state = "trainable" if r["trainable"] else "frozen"
+                out.append(f"      {r['name']:<34} {state:<9} {fmt_moved(r['moved']):>9} {fmt_moved(r.get('bn_drift')):>9}{bad}")
+    errors = moved.get("errors") or []
+    if errors:
+        shown = ", ".join(errors[:8]) + (f" and {len(errors) - 8} more" if len(errors) > 8 else "")
+        out.append(f"  ERROR: {len(errors)} frozen layer(s) moved: {shown}")
+    else:
+        out.append("  every frozen layer reads exactly 0")
     return out

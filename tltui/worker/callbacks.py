@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -405,9 +406,12 @@ class EpochBackup(keras.callbacks.Callback):
     Backups written by Keras's BackupAndRestore (older runs) are restored with ``model.load_weights``.
     """
 
-    def __init__(self, directory: str | os.PathLike[str], early_stopping: EarlyStop | None = None) -> None:
+    def __init__(
+        self, directory: str | os.PathLike[str], early_stopping: EarlyStop | None = None, moved: Any = None
+    ) -> None:
         super().__init__()
         self.directory = Path(directory)
+        self.moved = moved  # a tltui.worker.moved.MovedWeights: fed the same snapshot, at no extra read
         self.weights = self.directory / BACKUP_WEIGHTS
         self.meta = self.directory / BACKUP_META
         self.early_stopping = early_stopping
@@ -454,6 +458,8 @@ class EpochBackup(keras.callbacks.Callback):
             _write_replacing(self.weights, lambda tmp: write_backup(tmp, values, epoch))
             _replace_with(self.meta, json.dumps(meta).encode())
             self._remove_unreferenced_best()
+            if self.moved is not None:
+                self.moved.record(values[: len(self.model.weights)], epoch)
         except OSError as e:
             if e.errno == errno.ENOSPC:
                 raise DiskFull(self.weights) from e

@@ -331,7 +331,7 @@ class Trainer:
         # double_checkpoint=True, delete_checkpoint=False), cheaper, plus seeds and early stopping.
         callbacks: list[keras.callbacks.Callback] = [
             *([early] if early is not None else []),
-            EpochBackup(self.paths.backup, early_stopping=early),
+            EpochBackup(self.paths.backup, early_stopping=early, moved=self._moved(fit_model)),
             self.stream,
             checkpoints,
             EpochScalars(self.paths.tensorboard),  # TensorBoard's epoch scalars, no per-batch hook
@@ -366,6 +366,16 @@ class Trainer:
                 f"{t.early_stopping_patience} epochs (weights of the best epoch, {kept}, kept)"
             )
         return Outcome("completed", reason, self.epochs_done, str(self.paths.model), kept)
+
+    def _moved(self, fit_model: Any) -> Any:
+        """The per-layer movement record (``moved.json``) of the model that trains, or ``None``."""
+        from tltui.worker.moved import MOVED_FILE, MovedWeights
+
+        moved = MovedWeights(fit_model, self.paths.backup, self.paths.dir / MOVED_FILE, fresh=self.initial_epoch == 0)
+        if not moved.active:
+            self.emit_log("info", "weights moved per layer: not recorded (the run started before tltui kept its start)")
+            return None
+        return moved
 
     def _evaluate_test(self, model: Any, dataset: Any, kept: int) -> None:
         """The test split, once, with the weights ``model.keras`` holds."""
