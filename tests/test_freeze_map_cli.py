@@ -142,7 +142,7 @@ def test_run_prints_the_map_the_worker_recorded(ws: Workspace, capsys: pytest.Ca
     run_id = _run_with_map(ws, recorded)
     rc, out, _ = run_cli(ws, "freeze-map", run_id, "--json", capsys=capsys)
     assert rc == 0
-    assert json.loads(out) == {**recorded, "run": run_id}
+    assert json.loads(out) == {**recorded, "run": run_id, "moved": None}  # no epoch ended: no moved record yet
     rc, out, _ = run_cli(ws, "freeze-map", run_id, capsys=capsys)
     assert rc == 0 and out.startswith(f"run {run_id}: resnet50")
     rc, _, err = run_cli(ws, "freeze-map", run_id, "--depth", "1", capsys=capsys)
@@ -188,3 +188,13 @@ def test_stale_cache_format_is_described_again(tmp_path: Path) -> None:
     assert descriptions.load_cached(path) is None
     path.write_text("{not json")
     assert descriptions.load_cached(path) is None
+
+
+def test_moved_needs_a_run_and_its_record(ws: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
+    from tltui import freeze_policy
+
+    run_id = _run_with_map(ws, freeze_policy.build_map(resnet50_description(), 2, "trainable"))
+    rc, _, err = run_cli(ws, "freeze-map", run_id, "--moved", capsys=capsys)
+    assert rc == 2 and "no weights-moved record yet" in err
+    rc, _, err = run_cli(ws, "freeze-map", "resnet50", "--moved", capsys=capsys)
+    assert rc == 2 and "--moved needs a run id" in err

@@ -690,3 +690,34 @@ async def test_run_header_and_table_show_a_download_in_progress(make_app, script
         await pilot.pause()
         assert "downloading tfds:cifar100: 43% (70.1 / 162.2 MB, 0:12 left)" in plain(
             app.screen.query_one("#run-header", Static))
+
+
+@sync
+async def test_freeze_tab_shows_how_far_each_layer_moved_and_flags_a_frozen_one_that_did(make_app, scripted):
+    import json
+
+    ws, ids = scripted
+    run_dir = ws.run_paths(ids["completed"]).dir
+    ws.run_paths(ids["completed"]).freeze_map.write_text(json.dumps(FREEZE_MAP))
+    (run_dir / "moved.json").write_text(json.dumps({
+        "version": 1, "epoch": 10, "since": "run start", "errors": ["conv2_block1_1_bn"],
+        "layers": [{"name": "conv2_block1_1_conv", "trainable": False, "moved": 0.0, "bn_drift": None},
+                   {"name": "conv2_block1_1_bn", "trainable": False, "moved": 0.0, "bn_drift": 0.0123},
+                   {"name": "predictions", "trainable": True, "moved": 0.42, "bn_drift": None}]}))
+    app = make_app()
+    async with app.run_test(size=(160, 40)) as pilot:
+        app.open_run(ids["completed"])
+        await pilot.pause()
+        screen = app.screen
+        screen.query_one("#run-tabs").active = "tab-freeze"
+        await pilot.pause()
+        from tltui.tui.widgets.layer_map import LayerMap
+
+        layer_map = screen.query_one(LayerMap)
+        layer_map.expand_all()
+        await pilot.pause()
+        labels = [str(n.label) for n in layer_map._tree_nodes.values()]
+        assert any("conv2_block1_1_conv" in l and "moved 0" in l for l in labels)
+        assert any("conv2_block1_1_bn" in l and "moved 1.2e-02  frozen but moved!" in l for l in labels)
+        assert any("predictions" in l and "moved 4.2e-01" in l for l in labels)
+        assert "after epoch 10: 1 frozen layer(s) moved" in str(screen.query_one("#layer-map-summary", Static).render())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from typing import Any
@@ -147,6 +148,18 @@ class RunScreen(Screen[None]):
     def on_unmount(self) -> None:
         self.app.store.unwatch(self.run_id)
 
+    _moved_epoch: int | None = None
+
+    def _refresh_moved(self) -> None:
+        """An epoch ended: the worker wrote a new weights-moved record; show it in the layer map."""
+        layers = self.query("#layer-map")
+        if not layers:
+            return
+        data = self.app.store.freeze_map(self.run_id)
+        if data is not None:
+            with contextlib.suppress(KeyError, TypeError, ValueError, AttributeError):
+                layers.first().show(data)
+
     def _show_freeze_map(self, data: dict[str, Any] | None) -> None:
         """The full layer map when that widget is installed and the map reads; else a stage table."""
         layer_map = _layer_map_widget() if data else None
@@ -182,6 +195,9 @@ class RunScreen(Screen[None]):
         snap = self.app.store.snapshot(self.run_id)
         self._draw_header(snap)
         self._draw_charts(snap)
+        if snap.history and snap.history[-1]["epoch"] != self._moved_epoch:
+            self._moved_epoch = snap.history[-1]["epoch"]
+            self._refresh_moved()
         if self.query_one(TabbedContent).active == "tab-log":
             self._draw_log()
 

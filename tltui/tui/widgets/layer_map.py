@@ -49,6 +49,8 @@ class LayerRow:
     trainable_params: int
     output_shape: str
     bn_inference: bool
+    moved: float | None = None  # ||w - w0|| / ||w0|| since the run started (a run's moved.json)
+    moved_error: bool = False  # frozen, yet its weights or statistics moved
 
     @property
     def state(self) -> str:
@@ -94,6 +96,9 @@ def format_shape(shape: Any) -> str:
 
 
 def rows_of(freeze_map: Mapping[str, Any]) -> list[LayerRow]:
+    record = freeze_map.get("moved") or {}
+    moved = {m.get("name"): m for m in record.get("layers", []) if isinstance(m, dict)}
+    errors = set(record.get("errors") or [])
     out = []
     for layer in freeze_map.get("layers", []):
         typ = str(layer.get("type", ""))
@@ -113,6 +118,8 @@ def rows_of(freeze_map: Mapping[str, Any]) -> list[LayerRow]:
                 trainable_params=int(tp) if tp is not None else (params if trainable else 0),
                 output_shape=format_shape(layer.get("output_shape")),
                 bn_inference=bool(bn),
+                moved=_moved_of(moved.get(layer.get("name"))),
+                moved_error=layer.get("name") in errors,
             )
         )
     return out
@@ -194,12 +201,30 @@ def _state_text(state: str) -> Text:
     return Text(f"{state:<9}", style=style)
 
 
+def _moved_of(entry: Any) -> float | None:
+    """The larger of a layer's parameter movement and BatchNorm statistics drift."""
+    if not isinstance(entry, dict):
+        return None
+    vals = [v for v in (entry.get("moved"), entry.get("bn_drift")) if isinstance(v, (int, float))]
+    return max(vals) if vals else None
+
+
+def format_moved(x: float | None) -> str:
+    if x is None:
+        return ""
+    return "moved 0" if x == 0 else f"moved {x:.1e}"
+
+
 def _layer_label(r: LayerRow, name_width: int) -> Text:
     t = _state_text(r.state)
     t.append(f" {r.name:<{name_width}}")
     t.append(f" {r.type:<20}", style="dim")
     t.append(f" {format_params(r.params):>7}" if r.params else "        ", style="bold" if r.params else "")
     t.append(f"  {r.output_shape}", style="dim")
+    if r.moved_error:
+        t.append(f"  {format_moved(r.moved)}  frozen but moved!", style="bold red")
+    elif r.moved is not None:
+        t.append(f"  {format_moved(r.moved)}", style="" if r.moved else "dim")
     return t
 
 
@@ -238,6 +263,14 @@ def summary(freeze_map: Mapping[str, Any], rows: Sequence[LayerRow]) -> Text:
     t.append(f"{counts[FROZEN]} frozen", style=STATE_STYLE[FROZEN])
     t.append(", ")
     t.append(f"{counts[BN_INFERENCE]} BatchNorm in inference mode", style=STATE_STYLE[BN_INFERENCE])
+    record = freeze_map.get("moved")
+    if isinstance(record, dict):
+        errors = record.get("errors") or []
+        t.append(f" · after epoch {record.get('epoch')}: ")
+        if errors:
+            t.append(f"{len(errors)} frozen layer(s) moved", style="bold red")
+        else:
+            t.append("every frozen layer unmoved", style=STATE_STYLE[FROZEN])
     return t
 
 
