@@ -197,9 +197,15 @@ def profile_main(sets: list[str], rounds: int, preset_path: Path = DEMO) -> int:
         "BackupAndRestore": lambda: (
             [keras.callbacks.BackupAndRestore(str(fresh("backup")), save_freq="epoch", delete_checkpoint=False)], 0),
         "EpochBackup (the worker's)": lambda: ([EpochBackup(fresh("backup"))], 0),
+        "EpochBackup + weights-moved record": lambda: ([moved_backup(fresh("backup"))], 0),
         "checkpoint every epoch (model.save)": lambda: ([SyncCheckpoint(fresh("ckpt"), 1, writer())], 0),
         "checkpoint every epoch (the worker's)": lambda: ([PeriodicCheckpoint(fresh("ckpt"), 1, writer())], 0),
     }
+    def moved_backup(d: Path) -> EpochBackup:
+        from tltui.worker.moved import MovedWeights
+
+        return EpochBackup(d, moved=MovedWeights(model, d, d / "moved.json", fresh=True))
+
     train, val = ds.train_batches(), ds.eval_batches(ds.val)
     model.fit(train, epochs=1, steps_per_epoch=ds.steps_per_epoch, verbose=0)  # tracing
     results: dict[str, list[float]] = {k: [] for k in variants}
