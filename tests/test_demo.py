@@ -74,3 +74,13 @@ def test_demo_preset_lives_in_the_workspace_next_to_its_generated_data(tmp_path:
     assert shipped.model_dump(exclude={"data"}) == p.model_dump(exclude={"data"})  # only the source moved
     path.write_text(path.read_text().replace("epochs = 10", "epochs = 3"))
     assert ensure_demo(ws) == path and presets.load(path).train.epochs == 3  # an edited copy is kept
+
+
+def test_the_demo_by_name_regenerates_its_data_when_it_was_deleted(tmp_path: Path, capsys) -> None:
+    import shutil
+
+    ws = tmp_path / "ws"
+    assert main(["--workspace", str(ws), "check", "demo"]) == 0
+    shutil.rmtree(ws / "demo-data")
+    assert main(["--workspace", str(ws), "check", "demo"]) == 0
+    assert demo.is_complete(ws / "demo-data" / "shapes")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -51,11 +52,16 @@ def test_weights_ls_and_fetch_of_what_is_cached(tmp_path: Path, monkeypatch: pyt
     rows = {r["backbone"]: r for r in json.loads(capsys.readouterr().out)["weights"]}
     assert set(rows) == set(catalog.BACKBONES)
     assert rows["vgg16"]["cached"] and rows["vgg16"]["bytes"] == 1000 and not rows["resnet50"]["cached"]
-    # cached: answered from the cache, no worker started (TLTUI_WORKER_CMD would fail loudly)
-    monkeypatch.setenv("TLTUI_WORKER_CMD", json.dumps(["false"]))
+    (models / "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5").write_bytes(b"")  # a download killed at once
+    assert main(["weights", "ls", "--json"]) == 0
+    assert not {r["backbone"]: r for r in json.loads(capsys.readouterr().out)["weights"]}["resnet50"]["cached"]
+    # cached or not, the worker job runs (Keras checks the hash); here a stand-in that answers like it
+    reply = json.dumps({"path": str(models / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"), "bytes": 1000})
+    monkeypatch.setenv("TLTUI_WORKER_CMD", json.dumps([sys.executable, "-c", f"print({reply!r})"]))
     assert main(["weights", "fetch", "vgg16", "--json"]) == 0
     (entry,) = json.loads(capsys.readouterr().out)["weights"]
-    assert entry["state"] == "cached" and entry["path"] == str(models / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5")
+    assert entry["state"] == "verified" and entry["path"] == str(models / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5")
+    monkeypatch.setenv("TLTUI_WORKER_CMD", json.dumps(["false"]))
     assert main(["weights", "fetch", "resnet50"]) == 1  # the worker (here: `false`) failed
     assert "error: weights-fetch exited 1" in capsys.readouterr().err
 
@@ -69,9 +75,11 @@ def test_weights_fetch_of_a_preset_takes_its_runs_files(tmp_path: Path, monkeypa
                  '[model]\nbackbone = "mobilenet_v2"\nalpha = 0.35\n')
     fname = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_96_no_top.h5"
     (models / fname).write_bytes(b"x")
+    monkeypatch.setenv("TLTUI_WORKER_CMD", json.dumps([sys.executable, "-c", "import sys, json; "
+                       "print(json.dumps({'path': 'p', 'argv': sys.argv[1:]}))"]))
     assert main(["weights", "fetch", str(f), "--json"]) == 0
     (entry,) = json.loads(capsys.readouterr().out)["weights"]
-    assert entry["file"] == fname and entry["state"] == "cached"
+    assert entry["file"] == fname and entry["state"] == "verified"
     assert main(["weights", "fetch", "not-a-thing"]) == 2
     assert "neither a backbone" in capsys.readouterr().err
 

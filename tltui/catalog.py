@@ -135,6 +135,15 @@ def keras_cache_path(fname: str, cache_subdir: str = "models", cache_dir: str | 
     return Path(base) / cache_subdir / fname
 
 
+def is_cached(path: Path) -> bool:
+    """A weights file Keras would find (a 0-byte file, what a download killed at once leaves, is not;
+    a truncated one fails Keras's hash check when a run loads it, and is fetched again)."""
+    try:
+        return path.is_file() and path.stat().st_size > 0
+    except OSError:
+        return False
+
+
 def _writable(path: str) -> bool:
     """Writable, or creatable (importing Keras creates ``$KERAS_HOME``; ``check`` does not import it)."""
     p = Path(path).absolute()

@@ -125,7 +125,7 @@ def download_warnings(preset: Preset) -> list[str]:
             continue
         seen.add(wf.fname)
         path = catalog.keras_cache_path(wf.fname)
-        if not path.is_file():
+        if not catalog.is_cached(path):
             out.append(
                 f"model.weights = \"imagenet\": {m.backbone}'s weights are downloaded before training ({wf.origin}); "
                 f"`tltui weights fetch {m.backbone}` fetches them now; without internet, copy {wf.fname} to {path.parent}/"

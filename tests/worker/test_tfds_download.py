@@ -209,3 +209,37 @@ def test_data_fetch_job_and_data_ls(server: Server, tmp_path: Path, capsys: pyte
     assert main(["data", "ls", "--data-dir", str(data_dir), "--json"]) == 0
     (entry,) = json.loads(capsys.readouterr().out)["datasets"]
     assert entry["name"] == NAME and entry["version"] == "1.0.0" and entry["splits"] == {"train": N_TRAIN, "test": N_TEST}
+
+
+def test_bad_names_and_a_read_only_data_dir_are_one_line_errors(tmp_path: Path) -> None:
+    for name, needle in [(f"{NAME}:9.9.9", "9.9.9"), (f"{NAME}/bogus", "bogus"), ("Not-A-Name", "Not-A-Name")]:
+        with pytest.raises(tfds_fetch.FetchError) as err:
+            tfds_fetch.ensure_prepared(name, str(tmp_path / "tfds"))
+        assert "\n" not in str(err.value) and needle in str(err.value), (name, str(err.value))
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        import os
+
+        if os.access(ro, os.W_OK):  # root writes anywhere: nothing to test
+            pytest.skip("running as root: a read-only folder is writable")
+        with pytest.raises(tfds_fetch.FetchError, match="set data.data_dir to a writable folder"):
+            tfds_fetch.ensure_prepared(NAME, str(ro))
+    finally:
+        ro.chmod(0o700)
+
+
+def test_a_stop_while_waiting_for_another_preparation_cancels(tmp_path: Path) -> None:
+    import fcntl
+    import os
+
+    lock = tfds_fetch.lock_path(tmp_path / "tfds", NAME)
+    lock.parent.mkdir(parents=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # another run is preparing it
+    try:
+        with pytest.raises(tfds_fetch.Stopped):
+            tfds_fetch.ensure_prepared(NAME, str(tmp_path / "tfds"), stop=lambda: True)
+    finally:
+        os.close(fd)

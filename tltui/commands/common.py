@@ -38,7 +38,7 @@ def find_preset(ref: str, ws: Workspace | None = None) -> Path:
     candidates.append(shipped_presets_dir() / f"{ref}.toml")
     for c in candidates:
         if c.exists():
-            if ws is not None and c == shipped_presets_dir() / "demo.toml":
+            if ws is not None and ref == "demo":
                 from tltui.commands.demo import ensure_demo
 
                 return ensure_demo(ws)  # the demo's data is generated into the workspace

@@ -211,7 +211,7 @@ class Display:
     """Plain text: one line per epoch and per notable event (logs, CI, pipes)."""
 
     out: Any = field(default_factory=lambda: sys.stdout)
-    _shown: tuple[str, int] | None = None  # (phase, quarter) of the last progress line printed
+    _shown: tuple[str, str, int] | None = None  # (run, step, quarter) of the last progress line printed
 
     def print(self, text: str) -> None:
         print(text, file=self.out, flush=True)
@@ -239,11 +239,16 @@ class Display:
             )
 
     def progress_line(self, rec: RunRecord, ev: Progress) -> None:
-        """Plain output: a step's first line, one per quarter done, and its last (logs stay short)."""
+        """Plain output: a step's first line and one per quarter done (logs stay short); a step
+        of unknown size, its first line and every 100 MB or 1000 items."""
         frac = ev.fraction
-        quarter = int(4 * frac) if frac is not None else 0
-        if self._shown is None or self._shown[0] != ev.phase or quarter > self._shown[1]:
-            self._shown = (ev.phase, quarter)
+        if frac is not None:
+            mark = int(4 * frac)
+        else:
+            mark = int(ev.done // (100e6 if ev.unit == "bytes" else 1000))
+        key = (rec.id, f"{ev.phase}:{ev.message}")
+        if self._shown is None or self._shown[:2] != key or mark > self._shown[2]:
+            self._shown = (*key, mark)
             self.print(f"{rec.id} {runstate.progress_text(ev)}")
 
     def end(self, rec: RunRecord, state: runstate.RunState | None = None) -> None:

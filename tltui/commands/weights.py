@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 from tltui import catalog
 from tltui.commands import common
@@ -76,47 +77,49 @@ def targets(args: argparse.Namespace) -> list[Target]:
     return list(unique.values())
 
 
+def fetch_one(t: Target, quiet: bool) -> dict[str, Any]:
+    """Run the worker's ``weights-fetch`` for one target. Cached or not, it builds the application,
+    so Keras checks the file's hash (and fetches it again when it is truncated)."""
+    wf = t.file
+    path = catalog.keras_cache_path(wf.fname)
+    entry: dict[str, Any] = {"backbone": t.backbone, "file": wf.fname, "origin": wf.origin, "path": str(path)}
+    cached = catalog.is_cached(path)
+    if not quiet and not cached:
+        print(f"fetching {wf.fname} for {t.backbone} from {wf.origin}", file=sys.stderr)
+    cmd = [*worker_command(), "weights-fetch", t.backbone, str(t.image_size[0]), str(t.image_size[1])]
+    if t.alpha is not None:
+        cmd += ["--alpha", str(t.alpha)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False, env=env)  # stderr: progress
+    lines = proc.stdout.strip().splitlines()
+    try:
+        reply = json.loads(lines[-1]) if lines else {}
+    except ValueError:
+        reply = {}
+    if proc.returncode == 0 and "path" in reply:
+        entry["state"], entry["path"] = "verified" if cached else "fetched", reply["path"]
+    else:
+        entry["state"] = "failed"
+        entry["error"] = reply.get("error") or f"weights-fetch exited {proc.returncode}"
+    return entry
+
+
 def cmd_fetch(args: argparse.Namespace) -> int:
     try:
         todo = targets(args)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    results, failed = [], False
-    for t in todo:
-        wf = t.file
-        path = catalog.keras_cache_path(wf.fname)
-        entry = {"backbone": t.backbone, "file": wf.fname, "origin": wf.origin, "path": str(path)}
-        if path.is_file():
-            entry["state"] = "cached"
-        else:
-            if not args.json:
-                print(f"fetching {wf.fname} for {t.backbone} from {wf.origin}", file=sys.stderr)
-            cmd = [*worker_command(), "weights-fetch", t.backbone, str(t.image_size[0]), str(t.image_size[1])]
-            if t.alpha is not None:
-                cmd += ["--alpha", str(t.alpha)]
-            env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
-            proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False, env=env)  # stderr: progress
-            lines = proc.stdout.strip().splitlines()
-            try:
-                reply = json.loads(lines[-1]) if lines else {}
-            except ValueError:
-                reply = {}
-            if proc.returncode == 0 and "path" in reply:
-                entry["state"], entry["path"] = "fetched", reply["path"]
-            else:
-                failed = True
-                entry["state"] = "failed"
-                entry["error"] = reply.get("error") or f"weights-fetch exited {proc.returncode}"
-        results.append(entry)
-        if not args.json:
+    results = [fetch_one(t, args.json) for t in todo]
+    if args.json:
+        common.print_json({"weights": results})
+    else:
+        for t, entry in zip(todo, results, strict=True):
             if entry["state"] == "failed":
                 print(f"error: {entry['error']}", file=sys.stderr)
             else:
                 print(f"{entry['state']}: {t.backbone} {entry['path']}")
-    if args.json:
-        common.print_json({"weights": results})
-    return 1 if failed else 0
+    return 1 if any(e["state"] == "failed" for e in results) else 0
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
@@ -126,8 +129,9 @@ def cmd_ls(args: argparse.Namespace) -> int:
         if wf is None:
             continue
         path = catalog.keras_cache_path(wf.fname)
-        rows.append({"backbone": name, "file": wf.fname, "cached": path.is_file(), "path": str(path),
-                     "bytes": path.stat().st_size if path.is_file() else None, "origin": wf.origin})
+        cached = catalog.is_cached(path)
+        rows.append({"backbone": name, "file": wf.fname, "cached": cached, "path": str(path),
+                     "bytes": path.stat().st_size if cached else None, "origin": wf.origin})
     if args.json:
         common.print_json({"cache": str(catalog.keras_cache_path("x").parent), "weights": rows})
         return 0

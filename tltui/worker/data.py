@@ -597,9 +597,14 @@ def _load_tfds(preset: Preset, log: LogFn, emit: Emit | None, stop: Callable[[],
         if n * per_image <= budget:
             budget -= n * per_image
             xs, ys = [], []
+            reading = Reporter(emit, "decode", n, "items", f"reading {split_name} of tfds:{name} into memory") if emit else None
             for x, y in ds.batch(1024).as_numpy_iterator():
                 xs.append(x)
                 ys.append(y)
+                if reading is not None:
+                    reading.advance(len(y))
+            if reading is not None:
+                reading.finish()
             if not ys:
                 raise DataError(f"{fname} = \"{split_name}\": tfds:{name} has no examples in it")
             splits[fname] = in_memory(np.concatenate(xs), np.concatenate(ys))

@@ -49,7 +49,8 @@ class MovedWeights:
         index = {id(v): i for i, v in enumerate(model.weights)}
         self.layers: list[tuple[str, bool, list[int], list[int]]] = []
         for layer in _leaf_layers(model):
-            stats = [v for v in layer.weights if "BatchNormalization" in type(layer).__name__ and not v.trainable]
+            bn = "BatchNormalization" in type(layer).__name__
+            stats = [v for v in layer.weights if bn and v.name.rsplit("/", 1)[-1] in ("moving_mean", "moving_variance")]
             stat_ids = {id(v) for v in stats}
             params = [index[id(v)] for v in layer.weights if id(v) not in stat_ids and id(v) in index]
             self.layers.append((layer.name, any(v.trainable for v in layer.weights), params,
@@ -85,10 +86,10 @@ class MovedWeights:
         layers = []
         errors = []
         for name, trainable, params, stats in self.layers:
-            moved = _relative(values, self.start, params)
+            moved = _relative(values, self.start, params) if params else None
             drift = _relative(values, self.start, stats) if stats else None
             layers.append({"name": name, "trainable": trainable, "moved": moved, "bn_drift": drift})
-            if not trainable and (moved != 0.0 or (drift is not None and drift != 0.0)):
+            if not trainable and any(x is not None and x != 0.0 for x in (moved, drift)):
                 errors.append(name)
         doc = {"version": MOVED_VERSION, "epoch": epoch, "since": "run start", "layers": layers, "errors": errors}
         write_json(self.out, doc)

@@ -28,7 +28,7 @@ class Reporter:
                  message: str = "", interval: float = MIN_INTERVAL, clock: Callable[[], float] = time.monotonic) -> None:
         self.emit, self.phase, self.total, self.unit, self.message = emit, phase, total, unit, message
         self.interval, self.clock = interval, clock
-        self.start = clock()
+        self.start: float | None = None  # the first update: a reporter made early does not count the wait
         self.done = 0.0
         self._last: float | None = None
         self._lock = threading.Lock()
@@ -37,6 +37,8 @@ class Reporter:
         with self._lock:
             self.done = done
             now = self.clock()
+            if self.start is None:
+                self.start = now
             if not force and self._last is not None and now - self._last < self.interval:
                 return
             self._last = now
@@ -54,7 +56,7 @@ class Reporter:
             self.update(self.total if self.total is not None else self.done, force=True)
 
     def eta(self, now: float) -> float | None:
-        elapsed = now - self.start
+        elapsed = now - (self.start if self.start is not None else now)
         if not self.total or self.done <= 0 or elapsed <= 0 or self.done >= self.total:
             return 0.0 if self.total and self.done >= self.total else None
         return (self.total - self.done) * elapsed / self.done

@@ -96,10 +96,7 @@ def ensure_prepared(
         if log is not None:
             log(level, msg)
 
-    try:
-        builder = tfds.builder(name, data_dir=data_dir)
-    except tfds.core.registered.DatasetNotFoundError as e:
-        raise FetchError(f"data.source = \"tfds:{name}\": unknown TFDS dataset ({str(e).splitlines()[0][:120]})") from e
+    builder = _builder(tfds, name, data_dir)
     if builder.is_prepared():
         return False
     if not download:
@@ -110,8 +107,15 @@ def ensure_prepared(
         if emit is not None:
             Reporter(emit, "wait", None, message=f"waiting for another run preparing tfds:{name}").update(0, force=True)
 
-    with exclusive(lock_path(data_dir, name), waiting, stop):
-        builder = tfds.builder(name, data_dir=data_dir)  # what the other process left
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(exclusive(lock_path(data_dir, name), waiting, stop))
+        except OSError as e:
+            raise FetchError(
+                f"data.source = \"tfds:{name}\": cannot prepare it in {data_dir} ({e.strerror or e}); "
+                "set data.data_dir to a writable folder"
+            ) from e
+        builder = _builder(tfds, name, data_dir)  # what the other process left
         if builder.is_prepared():
             say("info", f"tfds:{name} was prepared by another run meanwhile")
             return False
@@ -128,6 +132,17 @@ def ensure_prepared(
     return True
 
 
+def _builder(tfds: Any, name: str, data_dir: str) -> Any:
+    """``tfds.builder``, its errors as one line (unknown name, config or version)."""
+    try:
+        return tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError as e:
+        raise FetchError(f"data.source = \"tfds:{name}\": unknown TFDS dataset ({str(e).splitlines()[0][:120]})") from e
+    except (AssertionError, ValueError) as e:  # a bad config or version: TFDS asserts or raises
+        detail = " ".join(str(e).split())[:200] or type(e).__name__
+        raise FetchError(f"data.source = \"tfds:{name}\": {detail}") from e
+
+
 @contextlib.contextmanager
 def _progress(builder: Any, name: str, data_dir: Path, emit: Emit | None, interval: float = 1.0) -> Iterator[None]:
     """Bytes downloaded (``DATA_DIR/downloads``), then bytes written into the dataset's incomplete
@@ -135,12 +150,17 @@ def _progress(builder: Any, name: str, data_dir: Path, emit: Emit | None, interv
     info = builder.info
     downloads = data_dir / "downloads"
     target = Path(builder.data_dir)  # DATA_DIR/NAME[/CONFIG]/VERSION (not there until renamed)
-    before = tree_bytes(downloads)
+    before = tree_bytes(downloads, match=lambda p: p.name != "extracted")
     dl = Reporter(emit, "download", int(info.download_size or 0) or None, "bytes", f"downloading tfds:{name}")
     prep = Reporter(emit, "prepare", int(info.dataset_size or 0) or None, "bytes", f"preparing tfds:{name}")
 
     def incomplete() -> int:
-        return tree_bytes(target.parent, match=lambda p: p.name.startswith(target.name) and "incomplete" in p.name)
+        # TFDS 4.9 writes into VERSION_DIR/../incomplete.XXXXXX_VERSION (older: VERSION.incomplete...)
+        return tree_bytes(target.parent, match=lambda p: "incomplete" in p.name and (
+            p.name.startswith(target.name) or p.name.endswith("_" + target.name)))
+
+    def fetched() -> int:  # what TFDS downloaded, not what it extracted from it
+        return max(0, tree_bytes(downloads, match=lambda p: p.name != "extracted") - before)
 
     stop = threading.Event()
 
@@ -151,7 +171,7 @@ def _progress(builder: Any, name: str, data_dir: Path, emit: Emit | None, interv
                 if written:
                     prep.update(written)
                 else:
-                    dl.update(max(0, tree_bytes(downloads) - before))
+                    dl.update(fetched())
 
     thread = threading.Thread(target=loop, name="tfds-progress", daemon=True)
     dl.update(0, force=True)
@@ -162,9 +182,9 @@ def _progress(builder: Any, name: str, data_dir: Path, emit: Emit | None, interv
         stop.set()
         thread.join(timeout=5)
     # the final state, measured (a small download finishes between two ticks)
-    fetched = max(0, tree_bytes(downloads) - before)
-    dl.total = dl.total or fetched or None
-    dl.update(fetched, force=True)
+    got = fetched()
+    dl.total = dl.total or got or None
+    dl.update(got, force=True)
     written = tree_bytes(target)
     prep.total = prep.total or written or None
     prep.update(written, force=True)

@@ -146,8 +146,9 @@ class Trainer:
 
     def _outcome_of(self, e: BaseException) -> Outcome:
         from tltui.worker.callbacks import DiskFull, NaNLoss, StopRequested, disk_full_reason
+        from tltui.worker.tfds_fetch import Stopped
 
-        if isinstance(e, StopRequested | KeyboardInterrupt):
+        if isinstance(e, StopRequested | KeyboardInterrupt | Stopped):
             how = self.stop.signal_name or "SIGINT"
             done = self.epochs_done
             return Outcome("cancelled", f"stopped by {how} after epoch {done}; checkpoints kept", done)
