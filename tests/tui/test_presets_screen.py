@@ -461,7 +461,7 @@ def weights_cached() -> None:
         assert wf is not None
         path = catalog.keras_cache_path(wf.fname)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch()
+        path.write_bytes(b"weights")  # not empty: a 0-byte file is what a killed download leaves
     for name in ("cifar10", "cifar100", "mnist"):  # and the datasets prepared in $TFDS_DATA_DIR
         prepared = Path(os.environ["TFDS_DATA_DIR"]) / name / "3.0.2"
         prepared.mkdir(parents=True, exist_ok=True)

@@ -58,8 +58,10 @@ class MovedWeights:
         start = backup_dir / START_FILE
         shapes = [tuple(v.shape) for v in model.weights]
         self.start: list[np.ndarray] | None = None
+        self.why = ""  # when inactive: why there is nothing to compare with
         if fresh or not start.is_file():
-            if not fresh:  # a run resumed from before tltui kept its start: nothing to compare with
+            if not fresh:
+                self.why = f"{start} is missing (the run started before tltui kept its start weights)"
                 return
             from tltui.worker.archive import read_values
 
@@ -69,8 +71,13 @@ class MovedWeights:
             write_backup(tmp, self.start, 0)
             tmp.replace(start)
         else:
-            loaded = read_backup(start)
+            try:
+                loaded = read_backup(start)
+            except (OSError, ValueError, KeyError) as e:
+                self.why = f"{start} is unreadable ({e})"
+                return
             if loaded is None or [tuple(a.shape) for a in loaded] != shapes:
+                self.why = f"{start} does not match this model's weights"
                 return
             self.start = loaded
 

@@ -374,7 +374,7 @@ class Trainer:
 
         moved = MovedWeights(fit_model, self.paths.backup, self.paths.dir / MOVED_FILE, fresh=self.initial_epoch == 0)
         if not moved.active:
-            self.emit_log("info", "weights moved per layer: not recorded (the run started before tltui kept its start)")
+            self.emit_log("info", f"weights moved per layer: not recorded ({moved.why})")
             return None
         return moved
 
