@@ -76,10 +76,11 @@ def check(preset: Preset, file: str, ws: Workspace | None = None) -> Report:
     return Report(errors, warnings)
 
 
-def tfds_data_dir(preset: Preset) -> Path:
-    """Where the worker reads (and prepares) a TFDS dataset: ``data.data_dir``, ``$TFDS_DATA_DIR``
-    or ``~/tensorflow_datasets`` (as :func:`tltui.worker.data.tfds_data_dir`)."""
-    raw = preset.data.data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
+def tfds_data_dir(data_dir: str | None = None) -> Path:
+    """Where a TFDS dataset is read (and prepared): ``data_dir`` (a preset's ``data.data_dir`` or
+    ``--data-dir``), else ``$TFDS_DATA_DIR``, else ``~/tensorflow_datasets``. The one rule the
+    worker, ``check`` and ``tltui data`` share."""
+    raw = data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
     return Path(raw).expanduser()
 
 
@@ -96,9 +97,9 @@ def tfds_prepared(name: str, data_dir: Path) -> bool:
 def data_errors(preset: Preset, file: str) -> list[PresetIssue]:
     """A TFDS dataset that is not prepared while ``data.download = false``: the run would fail."""
     d = preset.data
-    if d.kind != "tfds" or d.download or tfds_prepared(d.target, tfds_data_dir(preset)):
+    if d.kind != "tfds" or d.download or tfds_prepared(d.target, tfds_data_dir(d.data_dir)):
         return []
-    return [PresetIssue(file, None, "data.source", f"tfds:{d.target} is not prepared in {tfds_data_dir(preset)} and "
+    return [PresetIssue(file, None, "data.source", f"tfds:{d.target} is not prepared in {tfds_data_dir(d.data_dir)} and "
                         f"data.download = false; `tltui data fetch tfds:{d.target}` (where there is internet), or "
                         "set data.download = true")]
 
@@ -108,13 +109,13 @@ def download_warnings(preset: Preset) -> list[str]:
     (which, from where, where Keras keeps it) or a TFDS dataset to download and prepare."""
     out: list[str] = []
     seen: set[str] = set()
-    for p in [r.preset for r in presets.expand(preset)] if preset.sweep else [preset]:
+    for p in presets.run_presets(preset):
         d = p.data
         if d.kind == "tfds" and d.download and d.target not in seen:
             seen.add(d.target)
-            if not tfds_prepared(d.target, tfds_data_dir(p)):
+            if not tfds_prepared(d.target, tfds_data_dir(d.data_dir)):
                 out.append(
-                    f"tfds:{d.target} is not prepared in {tfds_data_dir(p)}: the run downloads and prepares it first "
+                    f"tfds:{d.target} is not prepared in {tfds_data_dir(d.data_dir)}: the run downloads and prepares it first "
                     f"(`tltui data fetch tfds:{d.target}` does it now)"
                 )
         m = p.model
@@ -144,7 +145,7 @@ def backbone_stages(backbone: str) -> int | None:
 def freeze_depth_errors(preset: Preset, file: str) -> list[PresetIssue]:
     """``freeze.depth`` beyond the backbone's stages, for the preset and every run of its sweep."""
     out: list[PresetIssue] = []
-    runs = [r.preset for r in presets.expand(preset)] if preset.sweep else [preset]
+    runs = presets.run_presets(preset)
     seen: set[tuple[str, int]] = set()
     for p in runs:
         depth, backbone = p.freeze.depth, p.model.backbone

@@ -420,6 +420,11 @@ def expand(preset: Preset) -> list[RunSpec]:
     return runs
 
 
+def run_presets(preset: Preset) -> list[Preset]:
+    """The preset of every run it queues: its sweep's combinations, or the preset itself."""
+    return [r.preset for r in expand(preset)] if preset.sweep else [preset]
+
+
 def dumps(preset: Preset) -> str:
     return tomli_w.dumps(preset.to_toml_dict())
 

@@ -56,6 +56,8 @@ class RunState:
     skipped_lines: int = 0  # set by load(): unreadable lines (a torn write, foreign text), skipped
 
     def apply(self, ev: Event) -> None:
+        if isinstance(ev, Phase | EpochBegin | Finished):
+            self.preparing = None  # a new step (or training, or the end): the previous one's progress is over
         self.events_seen += 1
         self.last_event_at = ev.t
         if not isinstance(ev, Batch):
@@ -83,12 +85,7 @@ class RunState:
             }
         elif isinstance(ev, Progress):
             self.preparing = ev
-        elif isinstance(ev, (Phase, Finished)) and self.preparing is not None:
-            self.preparing = None  # a new step (or the end): the previous one's progress is over
-            if isinstance(ev, Finished):
-                self.finished = ev
         elif isinstance(ev, EpochBegin):
-            self.preparing = None
             self.epoch = ev.epoch
             self.step = 0
             self.live = {}

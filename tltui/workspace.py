@@ -120,6 +120,19 @@ class RunPaths:
     def data_info(self) -> Path:
         return self.dir / "data.json"
 
+    @property
+    def moved(self) -> Path:
+        """How far each layer's weights moved since the run started (``tltui.worker.moved``)."""
+        return self.dir / "moved.json"
+
+    def read_moved(self) -> dict[str, Any] | None:
+        """The weights-moved record, or ``None`` (none yet, unreadable, or not a record)."""
+        try:
+            doc = json.loads(self.moved.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return doc if isinstance(doc, dict) and isinstance(doc.get("layers"), list) else None
+
 
 @dataclass(frozen=True, slots=True)
 class RunRecord:

@@ -60,6 +60,25 @@ def load_preset(args: argparse.Namespace, ws: Workspace | None = None) -> tuple[
     return path, presets.load(path, overrides)
 
 
+def worker_job(*args: str) -> tuple[int, dict[str, Any]]:
+    """Run ``python -m tltui.worker ARGS...``, a job that prints its progress on stderr (left on the
+    terminal) and one JSON line last on stdout; returns the exit code and that reply (``{}`` when
+    there is none)."""
+    import os
+    import subprocess
+
+    from tltui.supervisor import worker_command
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
+    proc = subprocess.run([*worker_command(), *args], stdout=subprocess.PIPE, text=True, check=False, env=env)
+    lines = proc.stdout.strip().splitlines()
+    try:
+        reply = json.loads(lines[-1]) if lines else {}
+    except ValueError:
+        reply = {}
+    return proc.returncode, reply if isinstance(reply, dict) else {}
+
+
 def positive_int(text: str) -> int:
     """An argparse type: a whole number >= 1, with a one-line message otherwise."""
     try:

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from tltui.commands import common
-from tltui.supervisor import worker_command
+from tltui.preflight import tfds_data_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,8 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def data_dir(args: argparse.Namespace) -> Path:
-    raw = args.data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
-    return Path(raw).expanduser().absolute()
+    return tfds_data_dir(args.data_dir).absolute()
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
@@ -43,16 +40,9 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         print(f"error: expected tfds:NAME, got {args.source!r}", file=sys.stderr)
         return 2
     root = data_dir(args)
-    cmd = [*worker_command(), "data-fetch", name, "--data-dir", str(root)]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False, env=env)  # stderr: progress
-    lines = proc.stdout.strip().splitlines()
-    try:
-        reply = json.loads(lines[-1]) if lines else {}
-    except ValueError:
-        reply = {}
-    if "error" in reply or proc.returncode != 0:
-        print(f"error: {reply.get('error') or f'data-fetch exited {proc.returncode}'}", file=sys.stderr)
+    rc, reply = common.worker_job("data-fetch", name, "--data-dir", str(root))
+    if "error" in reply or rc != 0:
+        print(f"error: {reply.get('error') or f'data-fetch exited {rc}'}", file=sys.stderr)
         return 2 if "error" in reply else 1
     if args.json:
         common.print_json(reply)

@@ -120,11 +120,7 @@ def run_map(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
     except (OSError, ValueError) as e:
         raise CommandError(f"{path}: unreadable freeze map ({e})") from None
     doc.setdefault("run", rec.id)
-    try:
-        moved = json.loads((ws.run_paths(rec.id).dir / "moved.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        moved = None
-    doc["moved"] = moved if isinstance(moved, dict) and isinstance(moved.get("layers"), list) else None
+    doc["moved"] = ws.run_paths(rec.id).read_moved()
     return doc
 
 

@@ -7,16 +7,12 @@ hash, exactly as a run would; its progress shows on the terminal); ``ls`` reads 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 import sys
 from dataclasses import dataclass
 from typing import Any
 
 from tltui import catalog
 from tltui.commands import common
-from tltui.supervisor import worker_command
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -66,8 +62,7 @@ def targets(args: argparse.Namespace) -> list[Target]:
             known = ", ".join(catalog.BACKBONES)
             raise ValueError(f"{name}: neither a backbone ({known}) nor a preset file or name")
         preset = presets.load(path)
-        runs = [r.preset for r in presets.expand(preset)] if preset.sweep else [preset]
-        for p in runs:
+        for p in presets.run_presets(preset):
             if p.model.weights == "imagenet" and catalog.imagenet_weights(p.model.backbone, p.data.image_size) is not None:
                 h, w = p.data.image_size
                 out.append(Target(p.model.backbone, (h, w), p.model.alpha))
@@ -86,21 +81,13 @@ def fetch_one(t: Target, quiet: bool) -> dict[str, Any]:
     cached = catalog.is_cached(path)
     if not quiet and not cached:
         print(f"fetching {wf.fname} for {t.backbone} from {wf.origin}", file=sys.stderr)
-    cmd = [*worker_command(), "weights-fetch", t.backbone, str(t.image_size[0]), str(t.image_size[1])]
-    if t.alpha is not None:
-        cmd += ["--alpha", str(t.alpha)]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False, env=env)  # stderr: progress
-    lines = proc.stdout.strip().splitlines()
-    try:
-        reply = json.loads(lines[-1]) if lines else {}
-    except ValueError:
-        reply = {}
-    if proc.returncode == 0 and "path" in reply:
+    alpha = ["--alpha", str(t.alpha)] if t.alpha is not None else []
+    rc, reply = common.worker_job("weights-fetch", t.backbone, str(t.image_size[0]), str(t.image_size[1]), *alpha)
+    if rc == 0 and "path" in reply:
         entry["state"], entry["path"] = "verified" if cached else "fetched", reply["path"]
     else:
         entry["state"] = "failed"
-        entry["error"] = reply.get("error") or f"weights-fetch exited {proc.returncode}"
+        entry["error"] = reply.get("error") or f"weights-fetch exited {rc}"
     return entry
 
 

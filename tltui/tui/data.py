@@ -349,11 +349,7 @@ class RunStore:
             return None
         if not isinstance(data, dict):
             return None
-        try:  # what did train: the worker's per-layer record of how far the weights moved
-            moved = json.loads((self.ws.run_paths(run_id).dir / "moved.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            moved = None
-        data["moved"] = moved if isinstance(moved, dict) and isinstance(moved.get("layers"), list) else None
+        data["moved"] = self.ws.run_paths(run_id).read_moved()  # what did train, per layer
         return data
 
 

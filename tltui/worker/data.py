@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tltui import images
+from tltui import images, preflight
 from tltui.presets import Preset
 from tltui.worker import tfds_fetch
 from tltui.worker.progress import Emit, Reporter
@@ -525,7 +525,7 @@ def _load_folder(preset: Preset, log: LogFn, emit: Emit | None = None) -> Datase
 
 
 def tfds_data_dir(preset: Preset) -> str:
-    return preset.data.data_dir or tfds_fetch.default_data_dir()
+    return str(preflight.tfds_data_dir(preset.data.data_dir))
 
 
 def _load_tfds(preset: Preset, log: LogFn, emit: Emit | None, stop: Callable[[], bool]) -> Dataset:

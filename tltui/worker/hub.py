@@ -72,8 +72,10 @@ def resolve(handle: Handle, cache: Path, *, timeout: float = hubcache.DEFAULT_TI
         return folder
     folder = hubcache.module_folder(cache, handle)
     # tensorflow_hub downloads into FOLDER.<uuid>.tmp and renames it when complete
-    tmp = lambda: progress.tree_bytes(cache, match=lambda p: p.name.startswith(folder.name) and p.name.endswith(".tmp"))  # noqa: E731
-    with progress.polling(reporter, tmp):
+    def tick() -> None:
+        reporter.update(progress.tree_bytes(cache, match=lambda p: p.name.startswith(folder.name) and p.name.endswith(".tmp")))
+
+    with progress.polling(tick, name="hub-progress"):
         path = _resolve_with_tensorflow_hub(handle, cache, timeout)
     reporter.finish()
     return path

@@ -127,7 +127,7 @@ def _weights_download(spec: BackboneSpec) -> Iterator[None]:
         try:
             return real(fname, origin, *args, **kwargs)
         except Exception as e:  # noqa: BLE001 - URL fetch failure, hash mismatch, disk full
-            target = weights_cache_path(str(fname), kwargs.get("cache_subdir", "datasets"), kwargs.get("cache_dir"))
+            target = catalog.keras_cache_path(str(fname), kwargs.get("cache_subdir", "datasets"), kwargs.get("cache_dir"))
             reason = _first_line(e).removeprefix(f"URL fetch failure on {origin}: ")
             raise ModelError(
                 f"model.weights = \"imagenet\": could not fetch {fname} for {spec.name} from {origin} "
@@ -141,11 +141,6 @@ def _weights_download(spec: BackboneSpec) -> Iterator[None]:
     finally:
         file_utils.get_file = real
         file_utils.urlretrieve = real_retrieve
-
-
-def weights_cache_path(fname: str, cache_subdir: str = "models", cache_dir: str | None = None) -> Path:
-    """Where ``keras.utils.get_file`` looks for (and stores) ``fname`` (see :func:`catalog.keras_cache_path`)."""
-    return catalog.keras_cache_path(fname, cache_subdir, cache_dir)
 
 
 def set_bn_momentum(backbone: keras.Model, momentum: float | None) -> None:
@@ -277,7 +272,7 @@ def fetch_imagenet_weights(spec: BackboneSpec, image_size: tuple[int, int], alph
         raise ModelError(f"{spec.name}: {_first_line(e)}") from e
     wf = catalog.imagenet_weights(spec.name, image_size, alpha)
     assert wf is not None
-    return weights_cache_path(wf.fname)
+    return catalog.keras_cache_path(wf.fname)
 
 
 def main(argv: list[str]) -> int:

@@ -8,13 +8,12 @@ takes, each layer with weights gets
   beta; ``||w - w0||`` itself when ``w0`` is all zeros), and
 - ``bn_drift``: the same over a BatchNormalization layer's moving mean and variance,
 
-written to ``RUN_DIR/moved.json``. A layer the freeze map says is frozen must read exactly 0 in
+written to ``RUN_DIR/moved.json`` (read back with :meth:`tltui.workspace.RunPaths.read_moved`). A layer the freeze map says is frozen must read exactly 0 in
 both; anything else is listed under ``errors``.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,6 @@ import numpy as np
 from tltui.workspace import write_json
 
 START_FILE = "start.weights.h5"
-MOVED_FILE = "moved.json"
 MOVED_VERSION = 1
 
 
@@ -113,10 +111,3 @@ def _relative(values: list[np.ndarray], start: list[np.ndarray], idx: list[int])
         return float("inf")
     return math.sqrt(diff) / math.sqrt(base) if base > 0 else math.sqrt(diff)
 
-
-def load(path: Path) -> dict[str, Any] | None:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return doc if isinstance(doc, dict) and doc.get("version") == MOVED_VERSION else None

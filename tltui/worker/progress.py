@@ -86,20 +86,21 @@ def tree_bytes(*roots: Path, match: Callable[[Path], bool] | None = None) -> int
 
 
 @contextlib.contextmanager
-def polling(reporter: Reporter, measure: Callable[[], float], interval: float = MIN_INTERVAL) -> Iterator[Reporter]:
-    """Call ``reporter.update(measure())`` every ``interval`` seconds in a thread while the block
-    runs (for work that reports nothing itself: a download into a folder, a dataset being written)."""
+def polling(tick: Callable[[], None], interval: float = MIN_INTERVAL, name: str = "progress") -> Iterator[None]:
+    """Call ``tick()`` every ``interval`` seconds in a thread while the block runs (for work that
+    reports nothing itself: a download into a folder, a dataset being written), e.g.
+    ``polling(lambda: reporter.update(measure()))``."""
     stop = threading.Event()
 
     def loop() -> None:
         while not stop.wait(interval):
             with contextlib.suppress(Exception):  # a measurement racing the writer: try again next tick
-                reporter.update(measure())
+                tick()
 
-    thread = threading.Thread(target=loop, name=f"progress-{reporter.phase}", daemon=True)
+    thread = threading.Thread(target=loop, name=name, daemon=True)
     thread.start()
     try:
-        yield reporter
+        yield
     finally:
         stop.set()
         thread.join(timeout=5)

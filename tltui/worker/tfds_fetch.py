@@ -15,13 +15,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from tltui.worker.progress import Emit, Reporter, tree_bytes
+from tltui.worker.progress import Emit, Reporter, polling, tree_bytes
 
 LOCK_DIR = ".tltui-locks"
 LogFn = Callable[[str, str], None]
@@ -33,10 +32,6 @@ class FetchError(Exception):
 
 class Stopped(Exception):
     """A stop was requested while waiting for another process's preparation."""
-
-
-def default_data_dir() -> str:
-    return os.environ.get("TFDS_DATA_DIR") or os.path.expanduser("~/tensorflow_datasets")
 
 
 def lock_path(data_dir: str | os.PathLike[str], name: str) -> Path:
@@ -162,25 +157,16 @@ def _progress(builder: Any, name: str, data_dir: Path, emit: Emit | None, interv
     def fetched() -> int:  # what TFDS downloaded, not what it extracted from it
         return max(0, tree_bytes(downloads, match=lambda p: p.name != "extracted") - before)
 
-    stop = threading.Event()
+    def tick() -> None:
+        written = incomplete()
+        if written:
+            prep.update(written)
+        else:
+            dl.update(fetched())
 
-    def loop() -> None:
-        while not stop.wait(interval):
-            with contextlib.suppress(Exception):
-                written = incomplete()
-                if written:
-                    prep.update(written)
-                else:
-                    dl.update(fetched())
-
-    thread = threading.Thread(target=loop, name="tfds-progress", daemon=True)
     dl.update(0, force=True)
-    thread.start()
-    try:
+    with polling(tick, interval, name="tfds-progress"):
         yield
-    finally:
-        stop.set()
-        thread.join(timeout=5)
     # the final state, measured (a small download finishes between two ticks)
     got = fetched()
     dl.total = dl.total or got or None
@@ -201,7 +187,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("name")
     p.add_argument("--data-dir")
     args = p.parse_args(argv)
-    data_dir = args.data_dir or default_data_dir()
+    from tltui.preflight import tfds_data_dir
+
+    data_dir = str(tfds_data_dir(args.data_dir))
 
     def show(ev: Any) -> None:
         pct = f" {100 * ev.fraction:.0f}%" if ev.fraction is not None else ""

@@ -370,9 +370,9 @@ class Trainer:
 
     def _moved(self, fit_model: Any) -> Any:
         """The per-layer movement record (``moved.json``) of the model that trains, or ``None``."""
-        from tltui.worker.moved import MOVED_FILE, MovedWeights
+        from tltui.worker.moved import MovedWeights
 
-        moved = MovedWeights(fit_model, self.paths.backup, self.paths.dir / MOVED_FILE, fresh=self.initial_epoch == 0)
+        moved = MovedWeights(fit_model, self.paths.backup, self.paths.moved, fresh=self.initial_epoch == 0)
         if not moved.active:
             self.emit_log("info", f"weights moved per layer: not recorded ({moved.why})")
             return None
