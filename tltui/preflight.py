@@ -147,16 +147,20 @@ def freeze_depth_errors(preset: Preset, file: str) -> list[PresetIssue]:
     out: list[PresetIssue] = []
     runs = presets.run_presets(preset)
     seen: set[tuple[str, int]] = set()
-    for p in runs:
-        depth, backbone = p.freeze.depth, p.model.backbone
-        n = backbone_stages(backbone)
-        if n is None or depth == "all" or not isinstance(depth, int) or depth <= n or (backbone, depth) in seen:
-            continue
-        seen.add((backbone, depth))
-        field = "sweep.freeze.depth" if "freeze.depth" in preset.sweep else "freeze.depth"
-        out.append(
-            PresetIssue(file, None, field, f'{backbone} has {n} stages, got depth {depth}; use 0..{n} or "all"')
-        )
+    for run in runs:
+        for i, p in enumerate(run.phase_presets()):
+            depth, backbone = p.freeze.depth, p.model.backbone
+            n = backbone_stages(backbone)
+            if n is None or depth == "all" or not isinstance(depth, int) or depth <= n or (backbone, depth) in seen:
+                continue
+            seen.add((backbone, depth))
+            key = "freeze.depth"
+            if run.phases and run.phases[i].freeze.depth is not None:
+                key = f"phases.{i + 1}.freeze.depth"
+            field = f"sweep.{key}" if key in preset.sweep else key
+            out.append(
+                PresetIssue(file, None, field, f'{backbone} has {n} stages, got depth {depth}; use 0..{n} or "all"')
+            )
     return out
 
 
@@ -169,7 +173,34 @@ def require(preset: Preset, file: str, ws: Workspace | None = None) -> Report:
 
 
 def recipe_warnings(preset: Preset) -> list[str]:
-    """Legal settings that usually hurt transfer learning, one line each with why."""
+    """Legal settings that usually hurt transfer learning, one line each with why (per phase, and
+    between phases, for a preset with ``[[phases]]``)."""
+    if not preset.phases:
+        return _recipe_warnings(preset)
+    out: list[str] = []
+    phases = preset.phase_presets()
+    for i, p in enumerate(phases):
+        out += [f"phase {preset.phase_label(i)}: {w}" for w in _recipe_warnings(p)]
+        if i == 0:
+            continue
+        prev = phases[i - 1]
+        unfreezes = frozen_stages(p) < frozen_stages(prev)
+        if unfreezes and p.model.weights != "none" and p.train.learning_rate > prev.train.learning_rate / 10:
+            out.append(
+                f"phase {preset.phase_label(i)}: learning_rate = {p.train.learning_rate:g} is not well below phase "
+                f"{i}'s {prev.train.learning_rate:g} while it unfreezes pretrained stages: large updates wipe out "
+                "their features (keras.io recipe: 10-100x lower, about 1e-5 with Adam)"
+            )
+    return out
+
+
+def frozen_stages(preset: Preset) -> float:
+    """How many of the backbone's stages ``freeze.depth`` freezes (``inf`` for "all")."""
+    d = preset.freeze.depth
+    return float("inf") if d == "all" else float(d)
+
+
+def _recipe_warnings(preset: Preset) -> list[str]:
     out: list[str] = []
     f, t, m = preset.freeze, preset.train, preset.model
     frozen_some = f.depth == "all" or (isinstance(f.depth, int) and f.depth > 0)

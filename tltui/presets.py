@@ -135,6 +135,41 @@ class TrainConfig(_Strict):
     steps_per_epoch: int | None = Field(None, ge=1)
 
 
+#: What a ``[[phases]]`` entry may set; every other field stays at the preset's value.
+PHASE_FIELDS = (
+    "freeze.depth", "freeze.batchnorm", "train.epochs", "train.learning_rate", "train.optimizer",
+    "train.lr_schedule", "train.early_stopping_patience",
+)
+MAX_PHASES = 10
+
+
+class PhaseFreeze(_Strict):
+    depth: int | str | None = None
+    batchnorm: Literal["frozen", "trainable"] | None = None
+
+    @field_validator("depth", mode="plain")
+    @classmethod
+    def _depth(cls, v: object) -> int | str | None:
+        return None if v is None else FreezeConfig._depth(v)
+
+
+class PhaseTrain(_Strict):
+    epochs: int | None = Field(None, ge=1, le=100_000)
+    optimizer: Literal["sgd", "adam", "adamw", "rmsprop"] | None = None
+    learning_rate: float | None = Field(None, gt=0.0, le=10.0)
+    lr_schedule: Literal["constant", "cosine"] | None = None
+    early_stopping_patience: int | None = Field(None, ge=0)
+
+
+class PhaseConfig(_Strict):
+    """One ``[[phases]]`` entry: a stretch of the run with its own freeze and optimizer. The model
+    is re-compiled at its start (a new optimizer, as Keras requires after ``trainable`` changes)."""
+
+    name: str = Field("", max_length=40)
+    freeze: PhaseFreeze = PhaseFreeze()
+    train: PhaseTrain = PhaseTrain()
+
+
 class Preset(_Strict):
     name: str = Field(min_length=1, max_length=120)
     description: str = ""
@@ -142,6 +177,7 @@ class Preset(_Strict):
     model: ModelConfig
     freeze: FreezeConfig = FreezeConfig()
     train: TrainConfig = TrainConfig()
+    phases: list[PhaseConfig] = Field(default_factory=list, max_length=MAX_PHASES)
     sweep: dict[str, list[Any]] = Field(default_factory=dict)
 
     @field_validator("name")
@@ -158,8 +194,38 @@ class Preset(_Strict):
                 raise ValueError(f"sweep {key!r}: expected a non-empty list of values")
         return self
 
+    def phase_presets(self) -> list[Preset]:
+        """The preset each phase trains with (its overrides applied, no phases, no sweep); the preset
+        itself, once, when it declares none."""
+        if not self.phases:
+            return [self]
+        base = self.model_dump(mode="python")
+        base["phases"], base["sweep"] = [], {}
+        out = []
+        for ph in self.phases:
+            data = copy.deepcopy(base)
+            for section, values in (("freeze", ph.freeze), ("train", ph.train)):
+                for k, v in values.model_dump(exclude_none=True).items():
+                    data[section][k] = v
+            out.append(Preset.model_validate(data))
+        return out
+
+    @property
+    def total_epochs(self) -> int:
+        """Epochs of the whole run: the sum over its phases (early stopping may end a phase sooner)."""
+        return sum(p.train.epochs for p in self.phase_presets())
+
+    def phase_label(self, index: int) -> str:
+        """``"2/2 fine-tune"`` for the second of two phases (``index`` counts from 0)."""
+        name = self.phases[index].name if self.phases else ""
+        return f"{index + 1}/{max(1, len(self.phases))}" + (f" {name}" if name else "")
+
     def to_toml_dict(self) -> dict[str, Any]:
         d = self.model_dump(mode="python", exclude_none=True)
+        if not d.get("phases"):
+            d.pop("phases", None)
+        else:  # a phase's unset sections are left out
+            d["phases"] = [{k: v for k, v in ph.items() if v not in ({}, "")} for ph in d["phases"]]
         if not d.get("sweep"):
             d.pop("sweep", None)
         if not d.get("description"):
@@ -179,6 +245,7 @@ class RunSpec:
 # --------------------------------------------------------------------------- locating lines
 
 _HEADER = re.compile(r"^\s*\[\s*([^\]\[]+?)\s*\]\s*(#.*)?$")
+_ARRAY_HEADER = re.compile(r"^\s*\[\[\s*([^\]\[]+?)\s*\]\]\s*(#.*)?$")
 _KEY = re.compile(r'^\s*("(?:[^"\\]|\\.)*"|[A-Za-z0-9_\-]+(?:\s*\.\s*[A-Za-z0-9_\-]+)*)\s*=')
 
 
@@ -195,11 +262,20 @@ def locate(text: str, loc: tuple[str | int, ...]) -> int | None:
     parts = [str(p) for p in loc if isinstance(p, str)]
     if not parts:
         return None
-    table, best = "", None
+    table, best, arrays = "", None, 0
     for no, line in enumerate(text.splitlines(), 1):
+        m = _ARRAY_HEADER.match(line)
+        if m and _unquote(m.group(1)) == "phases":
+            arrays += 1
+            table = f"phases.{arrays}"
+            if table == ".".join(parts[:2]) and best is None:
+                best = no
+            continue
         m = _HEADER.match(line)
         if m:
             table = _unquote(m.group(1))
+            if arrays and table.startswith("phases."):  # [phases.train] after [[phases]]: that phase's table
+                table = f"phases.{arrays}.{table.removeprefix('phases.')}"
             if len(parts) >= 1 and table == ".".join(parts[:1]) and best is None:
                 best = no
             continue
@@ -225,10 +301,14 @@ def _issues_from_validation(e: ValidationError, file: str, text: str | None) -> 
         loc = tuple(err["loc"])
         # pydantic reports union members as extra loc parts ("int", "literal['all']").
         loc = tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p in _TYPE_TAGS)))
+        if len(loc) >= 2 and loc[0] == "phases" and isinstance(loc[1], int):
+            loc = ("phases", str(loc[1] + 1), *loc[2:])  # phases count from 1, as the runs table shows them
         msg = err["msg"].removeprefix("Value error, ")
         etype = err["type"]
         inp = err.get("input")
-        if etype == "extra_forbidden":
+        if etype == "extra_forbidden" and loc[:1] == ("phases",):
+            msg = "a phase may set only " + ", ".join(PHASE_FIELDS) + " (and name)"
+        elif etype == "extra_forbidden":
             msg = "unknown key (check the spelling; see the preset reference in the README)"
         elif etype == "missing":
             msg = "required field is missing"
@@ -270,21 +350,44 @@ def parse_set(items: Iterable[str]) -> dict[str, Any]:
     return out
 
 
+class KeyPathError(ValueError):
+    """A dotted key that names no place in the preset (``phases.3`` of a two-phase preset)."""
+
+
+def _phase_index(phases: Any, part: str, key: str) -> int:
+    """The list index of ``phases.N`` (N counts from 1)."""
+    n = len(phases) if isinstance(phases, list) else 0
+    if not part.isdigit() or not 1 <= int(part) <= n:
+        have = f"phases.1 .. phases.{n}" if n else "no [[phases]]"
+        raise KeyPathError(f"{key}: no phase {part} (phases count from 1; the preset has {have})")
+    return int(part) - 1
+
+
 def _set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
     parts = key.split(".")
-    cur = d
-    for p in parts[:-1]:
+    cur: Any = d
+    for i, p in enumerate(parts[:-1]):
+        if i == 1 and parts[0] == "phases":
+            cur = cur[_phase_index(cur, p, key)]
+            continue
+        if p == "phases" and i == 0:
+            _phase_index(cur.get(p), parts[1] if len(parts) > 2 else "", key)
         nxt = cur.get(p)
-        if not isinstance(nxt, dict):
+        if not isinstance(nxt, dict | list):
             nxt = {}
             cur[p] = nxt
         cur = nxt
+    if not isinstance(cur, dict):
+        raise KeyPathError(f"{key}: expected a field inside a phase, like phases.1.train.epochs")
     cur[parts[-1]] = value
 
 
 def _get_dotted(d: Mapping[str, Any], key: str) -> Any:
     cur: Any = d
     for p in key.split("."):
+        if isinstance(cur, list) and p.isdigit() and 1 <= int(p) <= len(cur):
+            cur = cur[int(p) - 1]
+            continue
         if not isinstance(cur, Mapping) or p not in cur:
             return None
         cur = cur[p]
@@ -313,7 +416,10 @@ def from_dict(
 ) -> Preset:
     data = copy.deepcopy(dict(raw))
     for key, value in (overrides or {}).items():
-        _set_dotted(data, key, value)
+        try:
+            _set_dotted(data, key, value)
+        except KeyPathError as e:
+            raise PresetError([PresetIssue("--set", None, None, str(e))]) from None
     try:
         preset = Preset.model_validate(data)
     except ValidationError as e:
@@ -370,16 +476,19 @@ def _check_sweep(preset: Preset, data: Mapping[str, Any], file: str, text: str |
         line = locate(text, ("sweep", key)) if text else None
         field = f"sweep.{key}"
         head = key.split(".")[0]
-        if head not in ("data", "model", "freeze", "train") or "." not in key:
+        if head not in ("data", "model", "freeze", "train", "phases") or "." not in key:
             issues.append(PresetIssue(file, line, field, "expected a dotted key like \"freeze.depth\""))
             continue
         total *= len(values)
         for v in values:
             trial = copy.deepcopy(dict(data))
             trial.pop("sweep", None)
-            _set_dotted(trial, key, v)
             try:
+                _set_dotted(trial, key, v)
                 Preset.model_validate(trial)
+            except KeyPathError as e:
+                issues.append(PresetIssue(file, line, field, str(e).partition(": ")[2]))
+                break
             except ValidationError as e:
                 msgs = _issues_from_validation(e, file, None)
                 detail = msgs[0].message if msgs else "invalid"
@@ -401,6 +510,12 @@ def _fmt(v: Any) -> str:
     return str(v).lower() if isinstance(v, bool) else str(v)
 
 
+def _label(key: str) -> str:
+    """A sweep key in a run name: ``depth`` for ``freeze.depth``, ``phase2.depth`` for ``phases.2.freeze.depth``."""
+    parts = key.split(".")
+    return f"phase{parts[1]}.{parts[-1]}" if parts[0] == "phases" and len(parts) > 2 else parts[-1]
+
+
 def expand(preset: Preset) -> list[RunSpec]:
     """One :class:`RunSpec` per combination of the sweep (cartesian product, in key order)."""
     base = preset.model_dump(mode="python")
@@ -414,7 +529,7 @@ def expand(preset: Preset) -> list[RunSpec]:
         overrides = dict(zip(keys, combo, strict=True))
         for k, v in overrides.items():
             _set_dotted(data, k, v)
-        label = ",".join(f"{k.split('.')[-1]}={_fmt(v)}" for k, v in overrides.items())
+        label = ",".join(f"{_label(k)}={_fmt(v)}" for k, v in overrides.items())
         data["name"] = f"{preset.name}[{label}]"
         runs.append(RunSpec(data["name"], overrides, Preset.model_validate(data)))
     return runs

@@ -72,6 +72,30 @@ class Phase(Event):
 
 
 @dataclass(frozen=True)
+class TrainPhase(Event):
+    """A phase of a preset with ``[[phases]]`` starts training (again, after a resume): phase
+    ``index`` of ``count`` (from 1), its first epoch is ``start_epoch + 1``; ``total_epochs`` is the
+    run's length as now planned (an early-stopped phase shortens it)."""
+
+    type: ClassVar[str] = "train_phase"
+    index: int = 1
+    count: int = 1
+    name: str = ""
+    start_epoch: int = 0
+    epochs: int = 0
+    total_epochs: int = 0
+    freeze_depth: int | str = 0
+    batchnorm: str = "frozen"
+    optimizer: str = ""
+    learning_rate: float = 0.0
+    trainable_params: int = 0
+
+    @property
+    def label(self) -> str:
+        return f"{self.index}/{self.count}" + (f" {self.name}" if self.name else "")
+
+
+@dataclass(frozen=True)
 class Progress(Event):
     """How far a long step before training is (``phase``: download, prepare, decode, weights,
     features): ``done`` of ``total`` ``unit`` (``bytes`` or ``items``; ``total`` ``None`` when
@@ -156,7 +180,7 @@ class Finished(Event):
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
-    for cls in (Started, ModelInfo, Phase, Progress, EpochBegin, Batch, EpochEnd, Evaluated, Checkpoint, Log, Finished)
+    for cls in (Started, ModelInfo, Phase, TrainPhase, Progress, EpochBegin, Batch, EpochEnd, Evaluated, Checkpoint, Log, Finished)
 }
 #: the fields each event type takes (unknown keys of a newer writer are dropped)
 _FIELDS: dict[type[Event], frozenset[str]] = {

@@ -26,6 +26,7 @@ from tltui.protocol import (
     Phase,
     Progress,
     Started,
+    TrainPhase,
 )
 
 
@@ -48,6 +49,8 @@ class RunState:
     checkpoints: list[str] = field(default_factory=list)
     test: dict[str, Any] | None = None  # the Evaluated event: split, examples, weights_epoch, metrics
     preparing: Progress | None = None  # the latest progress of a step before training, until the next step
+    phases: dict[int, TrainPhase] = field(default_factory=dict)  # a phased run's phases so far, by index
+    phase: TrainPhase | None = None  # the phase training now (or last)
     devices: list[str] = field(default_factory=list)
     host: str = ""
     pid: int | None = None
@@ -75,6 +78,12 @@ class RunState:
             # a resume drops epochs after the point it restarts from
             for e in [e for e in self.history if e > ev.initial_epoch]:
                 del self.history[e]
+        elif isinstance(ev, TrainPhase):
+            for i in [i for i in self.phases if i >= ev.index]:
+                del self.phases[i]  # a resume announces its phase again
+            self.phases[ev.index] = ev
+            self.phase = ev
+            self.epochs = ev.total_epochs or self.epochs
         elif isinstance(ev, ModelInfo):
             self.model = {
                 "total_params": ev.total_params,
@@ -103,6 +112,8 @@ class RunState:
             entry["lr"] = ev.lr
             entry["epoch_seconds"] = ev.epoch_seconds
             entry["t"] = ev.t
+            if self.phase is not None:
+                entry["phase"] = self.phase.index
             self.history[ev.epoch] = entry
             self.step = 0
         elif isinstance(ev, Evaluated):
@@ -143,6 +154,14 @@ class RunState:
             "best_val_top5_acc": b5["val_top5_acc"] if b5 else None,
             "best_val_top5_epoch": b5["epoch"] if b5 else None,
         }
+
+    def phase_text(self) -> str | None:
+        """``"phase 2/2 fine-tune"`` for a phased run, ``None`` for a run without phases."""
+        return f"phase {self.phase.label}" if self.phase is not None else None
+
+    def phase_starts(self) -> list[tuple[int, int, str]]:
+        """``(index, first epoch, name)`` of each phase after the first: where charts mark a boundary."""
+        return [(p.index, p.start_epoch + 1, p.name) for i, p in sorted(self.phases.items()) if i > 1]
 
     def preparing_detail(self, short: bool = False) -> str | None:
         """The step before training in progress: ``download 43%`` (short, for a table cell) or

@@ -1,9 +1,11 @@
-"""``tltui check PRESET``: validate a preset and print the runs its sweep expands to."""
+"""``tltui check PRESET``: validate a preset and print the runs its sweep expands to (and, for a
+preset with ``[[phases]]``, each phase with what it freezes)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from tltui.commands import common
 
@@ -23,19 +25,80 @@ def main(args: argparse.Namespace) -> int:
     path, preset = common.load_preset(args, ws)
     report = preflight.require(preset, str(path), ws)
     runs = presets.expand(preset)
+    notes: list[str] = []
+    phases = {r.name: phase_rows(ws, r.preset, notes, quiet=args.json) for r in runs} if preset.phases else {}
     if args.json:
         common.print_json(
             {
                 "preset": preset.name,
-                "runs": [{"name": r.name, "overrides": r.overrides} for r in runs],
+                "runs": [
+                    {"name": r.name, "overrides": r.overrides, **({"phases": phases[r.name]} if phases else {})}
+                    for r in runs
+                ],
                 "warnings": report.warnings,
+                **({"notes": notes} if notes else {}),
             }
         )
         return 0
     for w in report.warnings:
         print(f"warning: {w}", file=sys.stderr)
+    for n in notes:
+        print(f"note: {n}", file=sys.stderr)
     print(f"{path}: ok, {len(runs)} run{'s' if len(runs) != 1 else ''}")
     for r in runs:
         ov = " ".join(f"{k}={v!r}" for k, v in r.overrides.items())
         print(f"  {r.name}" + (f"    {ov}" if ov else ""))
+        for row in phases.get(r.name, []):
+            print(f"    phase {row['label']}: {phase_text(row)}")
     return 0
+
+
+def phase_rows(ws: Any, preset: Any, notes: list[str], *, quiet: bool) -> list[dict[str, Any]]:
+    """One row per phase: its training settings and (from the backbone's description) the
+    backbone parameters it freezes and trains."""
+    from tltui import catalog, descriptions, freeze_policy
+
+    description = None
+    m = preset.model
+    if catalog.is_hub(m.backbone):
+        if "hub" not in " ".join(notes):
+            notes.append("a TF Hub backbone is one opaque stage: its parameter counts are known once a run built it")
+    else:
+        try:
+            description = descriptions.get(
+                ws.cache_dir, m.backbone, tuple(preset.data.image_size), m.alpha,
+                on_describe=None if quiet else (lambda msg: print(msg + " ...", file=sys.stderr, flush=True)),
+            )
+        except descriptions.DescriptionError as e:
+            notes.append(f"parameter counts unavailable: {e}")
+    rows = []
+    for i, p in enumerate(preset.phase_presets()):
+        t, f = p.train, p.freeze
+        row: dict[str, Any] = {
+            "phase": i + 1, "label": preset.phase_label(i), "name": preset.phases[i].name,
+            "epochs": t.epochs, "optimizer": t.optimizer, "learning_rate": t.learning_rate,
+            "lr_schedule": t.lr_schedule, "early_stopping_patience": t.early_stopping_patience,
+            "depth": f.depth, "batchnorm": f.batchnorm, "frozen_params": None, "trainable_params": None,
+        }
+        if description is not None:
+            totals = freeze_policy.build_map(description, f.depth, f.batchnorm)["totals"]
+            row["frozen_params"], row["trainable_params"] = totals["frozen_params"], totals["trainable_params"]
+        rows.append(row)
+    return rows
+
+
+def phase_text(row: dict[str, Any]) -> str:
+    from tltui.commands.freeze_map import fmt_params
+
+    es = f", early stopping {row['early_stopping_patience']}" if row["early_stopping_patience"] else ""
+    sched = " cosine" if row["lr_schedule"] == "cosine" else ""
+    text = (
+        f"{row['epochs']} epochs, {row['optimizer']} lr {row['learning_rate']:g}{sched}{es}; "
+        f"freeze {row['depth']} (BatchNorm {row['batchnorm']})"
+    )
+    if row["frozen_params"] is not None:
+        text += (
+            f"; backbone {fmt_params(row['frozen_params'])} frozen / "
+            f"{fmt_params(row['trainable_params'])} trainable params (+ the head)"
+        )
+    return text

@@ -293,7 +293,8 @@ def render_moved(doc: dict[str, Any], *, layers: bool = False) -> list[str]:
         by_stage.setdefault(stage_of.get(r["name"], "head"), []).append(r)
     order = [s["name"] for s in doc.get("stages", [])] + [s for s in by_stage if s not in {x["name"] for x in doc.get("stages", [])}]
     width = max([len("stage")] + [len(s) for s in order]) + 2
-    out = [f"run {doc.get('run')}: weights moved since the run started (after epoch {moved.get('epoch')}), "
+    since = moved.get("since") or "run start"
+    out = [f"run {doc.get('run')}: weights moved since {since} (after epoch {moved.get('epoch')}), "
            "||w - w0|| / ||w0||, largest per stage",
            f"  {'stage':<{width}}{'frozen':>7} {'moved':>9} {'train':>7} {'moved':>9} {'bn drift':>9}"]
 

@@ -336,15 +336,15 @@ _WEIGHTS_ONLY_FORMAT = "tltui-backup-1"
 BEST_PREFIX = "best-"
 
 
-def backup_state(model: keras.Model, *, seeds: bool = False) -> list:
+def backup_state(model: keras.Model, *, seeds: bool = False, optimizer: bool = True) -> list:
     """Every variable a resume needs, in a fixed order: the model's weights (with BatchNorm statistics;
     what ``save_weights`` saves), with ``seeds`` the states of its random-seed generators (Dropout
-    masks continue where they were), then the optimizer's (iterations, moments)."""
+    masks continue where they were), then (with ``optimizer``) the optimizer's (iterations, moments)."""
     out = list(model.weights)
     if seeds:
         known = {id(v) for v in out}
         out += [v for v in model.variables if id(v) not in known]
-    opt = getattr(model, "optimizer", None)
+    opt = getattr(model, "optimizer", None) if optimizer else None
     if opt is not None:
         if not opt.built:
             opt.build(model.trainable_variables)
@@ -404,13 +404,25 @@ class EpochBackup(keras.callbacks.Callback):
     Between 2 and 3 the weights say epoch N and the metadata N-1: :func:`tltui.worker.train.repair_backup`
     sees the mismatch (the ``epoch`` attribute) and uses the previous copy, which is consistent.
     Backups written by Keras's BackupAndRestore (older runs) are restored with ``model.load_weights``.
+
+    A phased run (``[[phases]]``) trains one ``fit`` per phase, each with its own optimizer. The
+    metadata says which phase a backup belongs to (``phase`` from 0, ``phase_start``: the epochs done
+    before it); :meth:`save_boundary` writes the state at a phase's end (weights and seeds, after early
+    stopping restored its best epoch, no optimizer) with ``phase_complete``, and the next phase's
+    ``on_train_begin`` restores only that: it trains with a new optimizer, as an uninterrupted run does.
     """
 
     def __init__(
-        self, directory: str | os.PathLike[str], early_stopping: EarlyStop | None = None, moved: Any = None
+        self,
+        directory: str | os.PathLike[str],
+        early_stopping: EarlyStop | None = None,
+        moved: Any = None,
+        phase: int = 0,
+        phase_start: int = 0,
     ) -> None:
         super().__init__()
         self.directory = Path(directory)
+        self.phase, self.phase_start = phase, phase_start
         self.moved = moved  # a tltui.worker.moved.MovedWeights: fed the same snapshot, at no extra read
         self.weights = self.directory / BACKUP_WEIGHTS
         self.meta = self.directory / BACKUP_META
@@ -425,6 +437,13 @@ class EpochBackup(keras.callbacks.Callback):
         meta = json.loads(self.meta.read_text())
         if not self.model.built:
             raise ValueError("the model must be built before fit() to restore its backup")
+        if meta.get("phase_complete"):  # the previous phase's end: weights and seeds, a new optimizer
+            if meta.get("phase", 0) != self.phase - 1 or not load_backup(self.model, self.weights, optimizer=False):
+                raise ValueError(f"the backup {self.weights} is not the end of phase {self.phase}: start the run again")
+            self.model._initial_epoch = meta["epoch"]
+            return
+        if meta.get("phase", 0) != self.phase:
+            raise ValueError(f"the backup {self.weights} belongs to another phase: start the run again without --resume")
         if not load_backup(self.model, self.weights):
             opt = self.model.optimizer
             if opt is not None and not opt.built:
@@ -444,12 +463,21 @@ class EpochBackup(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.save(epoch + 1)
 
-    def save(self, epoch: int) -> None:
+    def save_boundary(self, model: keras.Model, epoch: int) -> None:
+        """The end of this phase (after ``epoch``): what the next phase starts from."""
+        self.set_model(model)
+        self.save(epoch, boundary=True)
+
+    def save(self, epoch: int, *, boundary: bool = False) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        values = read_values(backup_state(self.model, seeds=True))
+        values = read_values(backup_state(self.model, seeds=True, optimizer=not boundary))
         meta: dict = {"epoch": epoch, "batch": 0}
+        if self.phase or self.phase_start or boundary:
+            meta.update(phase=self.phase, phase_start=self.phase_start)
+        if boundary:
+            meta["phase_complete"] = True
         try:
-            if self.early_stopping is not None:
+            if self.early_stopping is not None and not boundary:
                 meta["early_stopping"] = self.early_stopping.state()
                 meta["early_stopping"]["weights"] = self._save_best()
             if self.weights.exists() and self.meta.exists():
@@ -458,7 +486,7 @@ class EpochBackup(keras.callbacks.Callback):
             _write_replacing(self.weights, lambda tmp: write_backup(tmp, values, epoch))
             _replace_with(self.meta, json.dumps(meta).encode())
             self._remove_unreferenced_best()
-            if self.moved is not None:
+            if self.moved is not None and not boundary:
                 self.moved.record(values[: len(self.model.weights)], epoch)
         except OSError as e:
             if e.errno == errno.ENOSPC:
@@ -529,8 +557,9 @@ def read_backup(path: Path) -> list[np.ndarray] | None:
     return out
 
 
-def load_backup(model: keras.Model, path: Path) -> bool:
-    """Assign a backup written by :func:`write_backup`; ``False`` if the file is in another format."""
+def load_backup(model: keras.Model, path: Path, *, optimizer: bool = True) -> bool:
+    """Assign a backup written by :func:`write_backup`; ``False`` if the file is in another format.
+    ``optimizer=False``: a phase boundary's backup, the model's weights and seeds only."""
     import h5py
 
     with h5py.File(path, "r") as f:
@@ -538,7 +567,7 @@ def load_backup(model: keras.Model, path: Path) -> bool:
     values = read_backup(path)
     if values is None:
         return False
-    variables = backup_state(model, seeds=fmt == BACKUP_FORMAT)
+    variables = backup_state(model, seeds=fmt == BACKUP_FORMAT, optimizer=optimizer)
     if [tuple(v.shape) for v in variables] != [v.shape for v in values]:
         raise ValueError(f"the backup {path} was saved from a different model: start the run again without --resume")
     for v, value in zip(variables, values, strict=True):

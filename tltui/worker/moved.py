@@ -1,7 +1,7 @@
 """How far every layer's weights moved since the run started: the proof of what trained.
 
-At the start of a run (not of a resume) the model's weights are kept in
-``backup/start.weights.h5``; at every epoch end, from the snapshot :class:`EpochBackup` already
+At the start of a run (not of a resume), and of each phase of a phased run, the model's weights
+are kept in ``backup/start.weights.h5``; at every epoch end, from the snapshot :class:`EpochBackup` already
 takes, each layer with weights gets
 
 - ``moved``: ``||w - w0|| / ||w0||`` over its parameters (kernels, biases, BatchNorm's gamma and
@@ -40,10 +40,13 @@ def _leaf_layers(model: Any) -> list[Any]:
 class MovedWeights:
     """Per-layer movement of ``model``'s weights since ``backup/start.weights.h5``."""
 
-    def __init__(self, model: Any, backup_dir: Path, out: Path, *, fresh: bool) -> None:
+    def __init__(
+        self, model: Any, backup_dir: Path, out: Path, *, fresh: bool, since: str = "run start", phase: int | None = None
+    ) -> None:
         from tltui.worker.callbacks import read_backup, write_backup
 
         self.out = out
+        self.since, self.phase = since, phase  # a phased run counts from its phase's start
         index = {id(v): i for i, v in enumerate(model.weights)}
         self.layers: list[tuple[str, bool, list[int], list[int]]] = []
         for layer in _leaf_layers(model):
@@ -96,7 +99,10 @@ class MovedWeights:
             layers.append({"name": name, "trainable": trainable, "moved": moved, "bn_drift": drift})
             if not trainable and any(x is not None and x != 0.0 for x in (moved, drift)):
                 errors.append(name)
-        doc = {"version": MOVED_VERSION, "epoch": epoch, "since": "run start", "layers": layers, "errors": errors}
+        doc: dict[str, Any] = {"version": MOVED_VERSION, "epoch": epoch, "since": self.since}
+        if self.phase is not None:
+            doc["phase"] = self.phase
+        doc.update(layers=layers, errors=errors)
         write_json(self.out, doc)
         return doc
 

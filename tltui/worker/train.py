@@ -28,7 +28,7 @@ from typing import Any
 
 from tltui import __version__, presets
 from tltui.errors import PresetError
-from tltui.protocol import TOP5_MIN_CLASSES, Evaluated, Finished, Log, ModelInfo, Phase, Started
+from tltui.protocol import TOP5_MIN_CLASSES, Evaluated, Finished, Log, ModelInfo, Phase, Started, TrainPhase
 from tltui.workspace import RunPaths, write_json
 from tltui.worker.events import EventWriter, ignore_sigpipe
 
@@ -113,7 +113,9 @@ class Trainer:
         self.stream: Any = None  # callbacks.EventStream once training starts
         self.dataset: Any = None  # data.Dataset once loaded
         self.strategy: Any = None
-        self.cache_plan: Any = None  # feature_cache.Plan, decided in _build
+        self.cache_plan: Any = None  # feature_cache.Plan, decided per phase in _setup_phase
+        self.resume_meta: dict[str, Any] = {}
+        self._phase_index = 0  # the backup's metadata a resume continues from
 
     # ------------------------------------------------------------------ events
 
@@ -186,7 +188,7 @@ class Trainer:
                 pid=os.getpid(),
                 host=socket.gethostname(),
                 devices=devices,
-                epochs=preset.train.epochs,
+                epochs=preset.total_epochs,
                 initial_epoch=self.initial_epoch,
                 steps_per_epoch=preset.train.steps_per_epoch,
                 versions=_versions(),
@@ -229,10 +231,12 @@ class Trainer:
         self.dataset = dataset
         from tltui.worker import progress
 
+        from tltui.worker import model as model_mod
+
         with strategy.scope(), progress.sending_to(self.writer.emit):
-            model = self._build(dataset.num_classes, dataset.steps_per_epoch)
+            model, backbone = model_mod.build_classifier(preset, dataset.num_classes, runs_dir=self.paths.dir.parent)
         self.check_stop()
-        return self._fit(model, dataset)
+        return self._train(model, backbone, dataset)
 
     def _prepare_backup(self) -> int:
         """The epoch a resume continues after (0 for a fresh start, which clears old backups)."""
@@ -246,39 +250,90 @@ class Trainer:
         if epoch is None:
             self.emit_log("warning", f"no usable backup in {self.paths.backup}: starting from epoch 1")
             return 0
+        self.resume_meta = json.loads((self.paths.backup / BACKUP_META).read_text())
         return epoch
 
-    def _build(self, num_classes: int, steps_per_epoch: int | None) -> Any:
-        from tltui.worker import model as model_mod
-        from tltui.worker.freeze import apply_freeze
+    def _resume_point(self, count: int) -> tuple[int, int]:
+        """The phase (from 0) training starts or continues in, and the epochs done before it began."""
+        meta = self.resume_meta
+        if not meta:
+            return 0, 0
+        k, start = int(meta.get("phase", 0)), int(meta.get("phase_start", 0))
+        if meta.get("phase_complete"):
+            k, start = k + 1, int(meta["epoch"])
+        if k >= count:
+            raise TrainError(
+                f"the backup in {self.paths.backup} is from phase {k + 1} but the preset has {count}: "
+                "start the run again without --resume"
+            )
+        return k, start
+
+    def _train(self, model: Any, backbone: Any, dataset: Any) -> Outcome:
+        """Every phase (one, for a preset without ``[[phases]]``), then ``model.keras`` and the test split."""
+        from tltui.worker.callbacks import save_atomic
 
         preset = self.preset
         assert preset is not None
-        model, backbone = model_mod.build_classifier(preset, num_classes, runs_dir=self.paths.dir.parent)
-        spec = model_mod.backbone_spec(preset)
+        phases = preset.phase_presets()
+        k, start = self._resume_point(len(phases))
+        reasons: list[str] = []
+        while True:
+            early, backup = self._fit_phase(model, backbone, dataset, phases, k, start)
+            done = self.epochs_done
+            kept = (early.kept_epoch if early is not None else None) or done
+            if early is not None and early.stopped_epoch > 0:
+                where = f"phase {preset.phase_label(k)} " if preset.phases else ""
+                reasons.append(
+                    f"{where}stopped early after epoch {done}: val_acc did not improve for "
+                    f"{phases[k].train.early_stopping_patience} epochs (weights of the best epoch, {kept}, kept)"
+                )
+                if k < len(phases) - 1:
+                    self.emit_log("info", reasons[-1])
+            if k == len(phases) - 1:
+                break
+            # the next phase starts from these weights (early stopping's best, if it kept one)
+            backup.save_boundary(model, done)
+            k, start = k + 1, done
+        self.phase("save", f"saving {self.paths.model} (the weights of epoch {kept})")
+        save_atomic(model, self.paths.model)
+        if dataset.test is not None:
+            self._evaluate_test(model, dataset, kept)
+        return Outcome("completed", "; ".join(reasons), self.epochs_done, str(self.paths.model), kept)
+
+    def _setup_phase(self, model: Any, backbone: Any, p: presets.Preset, num_classes: int, steps: int | None) -> None:
+        """Freeze per ``p``, decide the feature cache, record the freeze map, compile (a new optimizer)."""
+        from tltui.worker import feature_cache
+        from tltui.worker import model as model_mod
+        from tltui.worker.freeze import apply_freeze
+
+        spec = model_mod.backbone_spec(p)
         freeze_map = apply_freeze(
             model,
             backbone,
             spec.family,
-            preset.freeze.depth,
-            preset.freeze.batchnorm,
-            name=preset.model.backbone,
-            image_size=list(preset.data.image_size),
+            p.freeze.depth,
+            p.freeze.batchnorm,
+            name=p.model.backbone,
+            image_size=list(p.data.image_size),
         )
         if spec.family == "hub":
             from tltui.worker.hub import add_hub_details
 
             add_hub_details(freeze_map, backbone)
-        from tltui.worker import feature_cache
-
         ds = self.dataset
-        self.cache_plan = feature_cache.plan(
-            preset, model, backbone, spec.family, ds.train_examples if ds else None,
-            ((ds.val_examples or 0) + (ds.test_examples or 0)) if ds else None,
-        )
+        if self._phase_index > 0:  # its backup holds the whole model; the cache's head model is phase 1's
+            self.cache_plan = feature_cache.Plan(False, "feature cache not used: it serves a run's first phase only")
+        else:
+            self.cache_plan = feature_cache.plan(
+                p, model, backbone, spec.family, ds.train_examples if ds else None,
+                ((ds.val_examples or 0) + (ds.test_examples or 0)) if ds else None,
+            )
         freeze_map["feature_cache"] = self.cache_plan.use
+        if self.preset is not None and self.preset.phases:
+            freeze_map["phase"] = {"index": self._phase_index + 1, "count": len(self.preset.phases),
+                                   "name": self.preset.phases[self._phase_index].name}
         write_json(self.paths.freeze_map, freeze_map)
-        compile_model(model, preset, num_classes, steps_per_epoch, self.emit_log)
+        compile_model(model, p, num_classes, steps, self.emit_log)
         trainable = sum(_count(w.shape) for w in model.trainable_weights)
         non_trainable = sum(_count(w.shape) for w in model.non_trainable_weights)
         self.writer.emit(
@@ -293,31 +348,56 @@ class Trainer:
         )
         if self.cache_plan.use or not backbone.trainable_weights:
             self.emit_log("info", self.cache_plan.reason)
-        return model
 
-    def _fit(self, model: Any, dataset: Any) -> Outcome:
+    def _fit_phase(
+        self, model: Any, backbone: Any, dataset: Any, phases: list[presets.Preset], k: int, start: int
+    ) -> tuple[Any, Any]:
+        """Train phase ``k`` (from 0), which began after epoch ``start``; returns its early stopping
+        (or ``None``) and its backup callback."""
         import keras
 
-        from tltui.worker.callbacks import (
-            EarlyStop,
-            EpochBackup,
-            EpochScalars,
-            EventStream,
-            PeriodicCheckpoint,
-            save_atomic,
-        )
+        from tltui.worker.callbacks import EarlyStop, EpochBackup, EpochScalars, EventStream, PeriodicCheckpoint
 
         preset = self.preset
         assert preset is not None
-        t = preset.train
+        p = phases[k]
+        t = p.train
+        self._phase_index = k
+        meta = self.resume_meta
+        within = bool(meta) and not meta.get("phase_complete") and int(meta.get("phase", 0)) == k
+        self.initial_epoch = int(meta["epoch"]) if within else start
+        end = start + t.epochs
+        es_meta = meta.get("early_stopping") if within else None
+        if isinstance(es_meta, dict) and es_meta.get("stopped_epoch"):
+            end = self.initial_epoch  # early stopping had ended this phase: no epoch is trained again
+        self.resume_meta = {}  # later phases start fresh
+        steps = dataset.steps_per_epoch
+        with (self.strategy or _default_strategy()).scope():
+            self._setup_phase(model, backbone, p, dataset.num_classes, steps)
+        if preset.phases:
+            self.writer.emit(
+                TrainPhase(
+                    t=time.time(), index=k + 1, count=len(phases), name=preset.phases[k].name, start_epoch=start,
+                    epochs=t.epochs, total_epochs=start + sum(q.train.epochs for q in phases[k:]),
+                    freeze_depth=p.freeze.depth, batchnorm=p.freeze.batchnorm, optimizer=t.optimizer,
+                    learning_rate=t.learning_rate,
+                    trainable_params=sum(_count(w.shape) for w in model.trainable_weights),
+                ),
+                sync=True,
+            )
+        if meta.get("phase_complete"):
+            # resumed at a phase boundary: the weights it ended with, now (the movement record counts from them)
+            from tltui.worker.callbacks import load_backup
+
+            load_backup(model, self.paths.backup / BACKUP_WEIGHTS, optimizer=False)
+        self.check_stop()
         fit_model = model
         if self.cache_plan is not None and self.cache_plan.use:
-            fit_model, train_ds, val_ds = self._cached_features(model, dataset)
+            fit_model, train_ds, val_ds = self._cached_features(model, dataset, p)
         else:
             train_ds, val_ds = dataset.train_batches(self.initial_epoch), dataset.eval_batches(dataset.val)
         if t.label_smoothing > 0:
             train_ds, val_ds = one_hot(train_ds, dataset.num_classes), one_hot(val_ds, dataset.num_classes)
-        steps = dataset.steps_per_epoch
         self.stream = EventStream(self.writer, steps, self.stop)
         checkpoints = PeriodicCheckpoint(
             self.paths.checkpoints, t.checkpoint_every, self.writer, export_model=model, resumed_after=self.initial_epoch
@@ -330,9 +410,15 @@ class Trainer:
         # epoch again (a backup ahead of the events, killed right after it, is rolled back by
         # _prepare_backup). EpochBackup is Keras's BackupAndRestore(save_freq="epoch",
         # double_checkpoint=True, delete_checkpoint=False), cheaper, plus seeds and early stopping.
+        backup = EpochBackup(
+            self.paths.backup, early_stopping=early, moved=self._moved(fit_model, fresh=self.initial_epoch == start,
+                                                                       phase=k if preset.phases else None,
+                                                                       start=start),
+            phase=k, phase_start=start,
+        )
         callbacks: list[keras.callbacks.Callback] = [
             *([early] if early is not None else []),
-            EpochBackup(self.paths.backup, early_stopping=early, moved=self._moved(fit_model)),
+            backup,
             self.stream,
             checkpoints,
             EpochScalars(self.paths.tensorboard),  # TensorBoard's epoch scalars, no per-batch hook
@@ -341,12 +427,14 @@ class Trainer:
 
         train_ds = faults.wrap_dataset(self.paths.dir, train_ds)
         callbacks = faults.callbacks(self.paths.dir) + callbacks
-        self.phase("train", f"training for {t.epochs} epochs of {steps} steps")
+        what = f"phase {preset.phase_label(k)}: " if preset.phases else ""
+        self.phase("train", f"{what}training for {t.epochs} epochs of {steps} steps")
         try:
             fit_model.fit(
                 train_ds,
                 validation_data=val_ds,
-                epochs=t.epochs,
+                initial_epoch=start,
+                epochs=end,
                 steps_per_epoch=steps,  # always given: one iterator over the endless stream, no extra step
                 callbacks=callbacks,
                 verbose=0,  # progress goes out as events (and one worker.log line per epoch, EventStream)
@@ -355,24 +443,18 @@ class Trainer:
             # fit raised (stop, NaN, ...): the checkpoint being written in the background still lands (its
             # own error, if any, is second to fit's); after a normal end on_train_end has waited already
             checkpoints.drain()
-        kept = (early.kept_epoch if early is not None else None) or self.epochs_done
-        self.phase("save", f"saving {self.paths.model} (the weights of epoch {kept})")
-        save_atomic(model, self.paths.model)
-        if dataset.test is not None:
-            self._evaluate_test(model, dataset, kept)
-        reason = ""
-        if early is not None and early.stopped_epoch > 0:
-            reason = (
-                f"stopped early after epoch {self.epochs_done}: val_acc did not improve for "
-                f"{t.early_stopping_patience} epochs (weights of the best epoch, {kept}, kept)"
-            )
-        return Outcome("completed", reason, self.epochs_done, str(self.paths.model), kept)
+        return early, backup
 
-    def _moved(self, fit_model: Any) -> Any:
-        """The per-layer movement record (``moved.json``) of the model that trains, or ``None``."""
+    def _moved(self, fit_model: Any, *, fresh: bool, phase: int | None = None, start: int = 0) -> Any:
+        """The per-layer movement record (``moved.json``) of the model that trains, or ``None``; a phase
+        of a phased run counts from its own start."""
         from tltui.worker.moved import MovedWeights
 
-        moved = MovedWeights(fit_model, self.paths.backup, self.paths.moved, fresh=self.initial_epoch == 0)
+        since = "run start"
+        if phase is not None and self.preset is not None:
+            since = f"phase {self.preset.phase_label(phase)} start (after epoch {start})"
+        moved = MovedWeights(fit_model, self.paths.backup, self.paths.moved, fresh=fresh, since=since,
+                             phase=None if phase is None else phase + 1)
         if not moved.active:
             self.emit_log("info", f"weights moved per layer: not recorded ({moved.why})")
             return None
@@ -401,12 +483,10 @@ class Trainer:
         shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
         self.emit_log("info", f"test split {preset.data.test_split!r}: {shown}")
 
-    def _cached_features(self, model: Any, dataset: Any) -> tuple[Any, Any, Any]:
+    def _cached_features(self, model: Any, dataset: Any, preset: presets.Preset) -> tuple[Any, Any, Any]:
         """The head model (sharing the classifier's head layers) and the cached feature datasets."""
         from tltui.worker import feature_cache
 
-        preset = self.preset
-        assert preset is not None
         self.phase("features", "computing the frozen backbone's features once (feature cache)")
         with (self.strategy or _default_strategy()).scope():
             cached = feature_cache.build(
