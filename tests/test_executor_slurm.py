@@ -93,11 +93,13 @@ class _StubJob:
         return None
 
 
-def test_status_polled_at_most_every_poll_interval(ws: Workspace, tmp_path: Path) -> None:
+def test_status_polled_at_most_every_poll_interval(ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (ws.root / "settings.toml").write_text("[slurm]\npoll_interval = 30\n")
     rid = queue_ops.add(ws, write_preset(tmp_path), start_runner=False, executor="slurm")[0].id
     now = [1000.0]
     stub = _StubJob()
+    monkeypatch.setattr(SlurmJob, "_query", lambda self: self.job.state)  # squeue, without a scheduler
+    monkeypatch.setattr(SlurmJob, "_outcome", lambda self: None)
     job = SlurmJob(SlurmExecutor(ws), rid, stub, clock=lambda: now[0])
     for _ in range(50):  # a runner ticks every 0.2 s
         assert job.status().alive

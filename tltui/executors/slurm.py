@@ -7,20 +7,31 @@ usual worker on the run folder itself: a Slurm cluster shares its filesystem
 (:class:`SlurmJob` reads new lines every runner tick).
 
 - Resources: ``partition``, ``time_limit`` (minutes), ``gpus`` (when a preset
-  leaves ``train.gpus`` unset; default 0), ``cpus_per_task``, ``mem_gb``,
-  ``account``, ``qos``, ``constraint``, ``additional`` (a table of extra
-  ``#SBATCH`` options), ``setup`` (shell lines before the worker, e.g.
+  leaves ``train.gpus`` unset; default 0), ``cpus_per_task`` (default 4),
+  ``mem_gb``, ``account``, ``qos``, ``constraint``, ``additional`` (a table of
+  extra ``#SBATCH`` options), ``setup`` (shell lines before the worker, e.g.
   ``module load cuda``), ``python`` (the interpreter on the nodes).
-- Preemption and time limits: submitit signals the job (USR2) and calls
-  :meth:`WorkerTask.checkpoint`, which stops the worker (SIGTERM: it saves its
-  BackupAndRestore state) and requeues the same run with ``--resume``, so it
-  goes on from the last completed epoch; at most ``max_requeues`` times.
-- Status is asked of the scheduler at most every ``poll_interval`` seconds
-  (default 30; sooner, once a second, only after the worker's ``finished``
-  event). Node failures (``NODE_FAIL``, ``BOOT_FAIL``, an unrequeued
-  ``PREEMPTED``...) make the run ``interrupted``; ``tltui resume`` continues it.
+- Time limits: Slurm sends USR2 ``signal_delay`` seconds (default 90) before
+  the limit; submitit calls :meth:`WorkerTask.checkpoint`, which stops the
+  worker (SIGTERM: it saves its BackupAndRestore state; SIGKILL if it has not
+  stopped within half of ``signal_delay``) and requeues the same job with
+  ``--resume``, so it goes on from the last completed epoch. After
+  ``max_requeues`` (default 3) such requeues the run ends ``failed``, saying so.
+- Preemption and ``scontrol requeue``: Slurm restarts the job's script
+  (``SLURM_RESTART_COUNT`` > 0), and the worker resumes from the last completed
+  epoch; these do not count against ``max_requeues``.
+- Status is asked of the scheduler (``squeue``; ``sacct`` for jobs the
+  controller has forgotten, where there is accounting) at most every
+  ``poll_interval`` seconds (default 30; once a second after the worker's
+  ``finished`` event). Node failures (``NODE_FAIL``, ``BOOT_FAIL``, an
+  unrequeued ``PREEMPTED``...) make the run ``interrupted``; so does a scheduler
+  that does not answer while the worker writes nothing for ``scheduler_grace``
+  seconds (default 600). ``tltui resume`` continues it.
+- ``tltui cancel``: ``scancel --signal=TERM`` (the worker saves and ends
+  ``cancelled``), plain ``scancel`` for a job still pending or one that does not
+  stop.
 - ``cluster``: ``"slurm"`` (default); ``"local"`` runs the same submitit job as
-  a local process (what the tests use, since there is no Slurm here).
+  a local process (the tests without a scheduler use it).
 """
 
 from __future__ import annotations
@@ -40,7 +51,7 @@ from typing import Any
 from tltui import protocol, runstate, supervisor
 from tltui.executor import Executor, Job, JobStatus
 from tltui.executors import missing_extra, settings_table
-from tltui.protocol import Event, Finished
+from tltui.protocol import Event, Finished, Started
 from tltui.workspace import RunRecord, Workspace, WorkspaceError, write_json
 
 log = logging.getLogger("tltui.executors.slurm")
@@ -49,6 +60,10 @@ JOB_FILE = "slurm_job.json"
 LOST_STATES = {"NODE_FAIL", "BOOT_FAIL", "PREEMPTED", "DEADLINE", "REVOKED", "INTERRUPTED", "NO PROCESS AND NO RESULT"}
 ALIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SUSPENDED",
                 "CONFIGURING", "COMPLETING", "STAGE_OUT", "SIGNALING", "UNKNOWN", "READY"}
+UNREACHABLE = "UNREACHABLE"  # squeue could not reach the controller
+GONE = "GONE"  # the controller no longer knows the job (MinJobAge) and there is no accounting to ask
+TIMED_OUT = "timed-out too many times"  # submitit's words when the requeues are spent
+QUERY_TIMEOUT = 30.0  # seconds for one squeue / sacct
 
 
 def _submitit() -> Any:
@@ -62,19 +77,29 @@ def _submitit() -> Any:
 class WorkerTask:
     """What a Slurm job runs: the worker on the run folder; requeued with ``--resume`` on preemption."""
 
-    def __init__(self, cmd: Sequence[str], run_dir: str, resume: bool) -> None:
+    def __init__(self, cmd: Sequence[str], run_dir: str, resume: bool, stop_wait: float = 60.0) -> None:
         self.cmd = list(cmd)
         self.run_dir = run_dir
         self.resume = resume
+        self.stop_wait = stop_wait  # seconds between SIGTERM and SIGKILL when the job must stop
         self._proc: subprocess.Popen[bytes] | None = None
 
-    def argv(self) -> list[str]:
-        return [*self.cmd, "train", self.run_dir, *(["--resume"] if self.resume else [])]
+    def argv(self, resume: bool | None = None) -> list[str]:
+        resume = self.resume if resume is None else resume
+        return [*self.cmd, "train", self.run_dir, *(["--resume"] if resume else [])]
 
     def __call__(self) -> int:
+        # Slurm restarted this job's script (preemption, `scontrol requeue`, a node failure with
+        # --requeue): the run has begun, so it resumes instead of starting over
+        restarted = _int(os.environ.get("SLURM_RESTART_COUNT")) or 0
+        argv = self.argv(self.resume or restarted > 0)
         with open(Path(self.run_dir) / "worker.log", "ab") as out:  # the shared run folder, as for local runs
+            if restarted and not self.resume:
+                out.write(f"=== slurm restarted job {os.environ.get('SLURM_JOB_ID')} "
+                          f"(SLURM_RESTART_COUNT={restarted}): resuming\n".encode())
+                out.flush()
             self._proc = subprocess.Popen(
-                self.argv(), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
             rc = self._proc.wait()
@@ -88,17 +113,20 @@ class WorkerTask:
         if proc is not None and proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             # not proc.wait(): the interrupted __call__ holds the Popen's wait lock; a zombie counts as gone
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + self.stop_wait
             while supervisor.is_alive(proc.pid, None) and time.monotonic() < deadline:
                 time.sleep(0.1)
+            if supervisor.is_alive(proc.pid, None):  # stuck: Slurm kills the job soon; the resume starts
+                with contextlib.suppress(ProcessLookupError):  # from the last saved epoch either way
+                    proc.send_signal(signal.SIGKILL)
         submitit = _submitit()
-        return submitit.helpers.DelayedSubmission(WorkerTask(self.cmd, self.run_dir, resume=True))
+        return submitit.helpers.DelayedSubmission(WorkerTask(self.cmd, self.run_dir, True, self.stop_wait))
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"cmd": self.cmd, "run_dir": self.run_dir, "resume": self.resume}
+        return {"cmd": self.cmd, "run_dir": self.run_dir, "resume": self.resume, "stop_wait": self.stop_wait}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["cmd"], state["run_dir"], state["resume"])  # type: ignore[misc]
+        self.__init__(state["cmd"], state["run_dir"], state["resume"], state.get("stop_wait", 60.0))  # type: ignore[misc]
 
 
 class SlurmJob(Job):
@@ -114,16 +142,24 @@ class SlurmJob(Job):
         self.tail = protocol.EventTail(self.paths.events)
         self._finished_seen = False
         self._last_poll = float("-inf")
+        self._last_event = clock()
+        self._unreachable_since: float | None = None
         self._final: JobStatus | None = None
         self.polls = 0
 
     def events(self) -> list[Event]:
         evs = self.tail.read_new()
-        if any(isinstance(e, Finished) for e in evs):
-            self._finished_seen = True
+        if evs:
+            self._last_event = self.clock()
+        for e in evs:
+            if isinstance(e, Finished):
+                self._finished_seen = True
+            elif isinstance(e, Started):  # a requeued job's worker began again
+                self._finished_seen = False
         return evs
 
     def _state(self) -> str:
+        """The state submitit reports (sacct); the local stand-in and tests use it."""
         self.polls += 1
         try:
             state = self.job.state
@@ -131,6 +167,47 @@ class SlurmJob(Job):
         except Exception as e:  # sacct/squeue hiccup: ask again next time
             log.warning("%s: job state of %s unavailable: %s", self.run_id, self.job.job_id, e)
             return "UNKNOWN"
+
+    def _query(self) -> str:
+        """The job's state from the scheduler itself: squeue, then sacct for a job the controller
+        has forgotten (where there is accounting; submitit asks only sacct, which many clusters
+        lack); :data:`GONE` when neither knows it, :data:`UNREACHABLE` when squeue gets no answer."""
+        self.polls += 1
+        jid = str(self.job.job_id)
+        out = _run(["squeue", "--noheader", "--states=all", f"--jobs={jid}", "--format=%T"])
+        if out is None:
+            return UNREACHABLE
+        if out.returncode == 0 and out.stdout.strip():
+            return out.stdout.split()[0].upper()
+        if out.returncode != 0 and "invalid job id" not in out.stderr.lower():
+            log.warning("%s: squeue for job %s: %s", self.run_id, jid, out.stderr.strip())
+            return UNREACHABLE
+        acct = _run(["sacct", "--noheader", "--allocations", "--parsable2", f"--jobs={jid}", "--format=State"])
+        if acct is not None and acct.returncode == 0 and acct.stdout.strip():
+            return acct.stdout.split()[0].upper()
+        return GONE
+
+    def _outcome(self) -> tuple[str, Any] | None:
+        """submitit's result file of the job: ``("success", rc)`` or ``("error", traceback)``."""
+        path = Path(self.job.paths.result_pickle)
+        if not path.exists():
+            return None
+        try:
+            from submitit.core.utils import pickle_load
+
+            out = pickle_load(path)
+            return (str(out[0]), out[1])
+        except Exception as e:  # a torn write: the state decides
+            log.warning("%s: unreadable %s: %s", self.run_id, path, e)
+            return None
+
+    def _end(self, *, rc: int | None, lost: bool = False) -> JobStatus:
+        self._final = JobStatus(alive=False, returncode=rc, lost=lost)
+        return self._final
+
+    def _note(self, line: str) -> None:
+        with open(self.paths.log, "a", encoding="utf-8") as f:
+            f.write(line.rstrip() + "\n")
 
     def status(self) -> JobStatus:
         if self._final is not None:
@@ -140,6 +217,57 @@ class SlurmJob(Job):
         if now - self._last_poll < interval:
             return JobStatus(alive=True)
         self._last_poll = now
+        if self.ex.cluster != "slurm":
+            return self._local_status()
+        state = self._query()
+        if state == UNREACHABLE:
+            if self._unreachable_since is None:
+                self._unreachable_since = now
+                log.warning("%s: the Slurm controller does not answer about job %s", self.run_id, self.job.job_id)
+            quiet = now - max(self._unreachable_since, self._last_event)
+            if quiet < self.ex.scheduler_grace:
+                return JobStatus(alive=True)
+            if self._finished_seen:  # the worker said how it ended; the scheduler cannot add to that
+                return self._end(rc=0)
+            self._note(f"slurm job {self.job.job_id}: no answer from the scheduler and no event from the worker "
+                       f"for {quiet:.0f} s (scheduler_grace = {self.ex.scheduler_grace:g}): interrupted")
+            return self._end(rc=None, lost=True)
+        self._unreachable_since = None
+        if state in ALIVE_STATES:
+            return JobStatus(alive=True)
+        outcome = self._outcome()
+        if state == GONE:
+            if outcome is None and not self._finished_seen:
+                self._note(f"slurm job {self.job.job_id}: gone from the scheduler without a result: interrupted")
+                return self._end(rc=None, lost=True)
+            state = "COMPLETED" if outcome is None or outcome[0] == "success" else "FAILED"
+        if state in LOST_STATES and not self._finished_seen:
+            return self._end(rc=None, lost=True)
+        rc = 0
+        error = ""
+        if outcome is not None and outcome[0] == "error":
+            rc = 1
+            error = str(outcome[1]).strip().splitlines()[-1] if str(outcome[1]).strip() else "error"
+            self._note(f"slurm job {self.job.job_id} {state}: {error}")
+        if state in ("FAILED", "OUT_OF_MEMORY", "TIMEOUT", "CANCELLED", "PREEMPTED", "NODE_FAIL") and rc == 0:
+            rc = 1
+        if state == "TIMEOUT" or TIMED_OUT in error:
+            self._fail_time_limit()
+        return self._end(rc=rc)
+
+    def _fail_time_limit(self) -> None:
+        """The time limit ended the run for good: the worker, stopped by its SIGTERM, wrote
+        ``cancelled``; the run failed, and says why."""
+        st = runstate.load(self.paths.events)
+        restarts = sum(1 for e in protocol.read_events(self.paths.events) if isinstance(e, Started)) - 1
+        reason = (f"Slurm time limit of {self.ex.time_limit} min reached again after {max(restarts, 0)} requeue(s) "
+                  f"(max_requeues = {self.ex.max_requeues}), after epoch {st.epochs_done}: raise [slurm] time_limit "
+                  f"or max_requeues, then `tltui resume {self.run_id}` (checkpoints kept)")
+        with open(self.paths.events, "a", encoding="utf-8") as f:
+            f.write(protocol.encode(Finished(time.time(), status="failed", reason=reason, epochs_done=st.epochs_done)))
+
+    def _local_status(self) -> JobStatus:
+        """submitit's local stand-in (no scheduler): its own job state and result."""
         raw = self.job.get_info().get("jobState", "UNKNOWN") if self.ex.cluster == "local" else None
         state = str(raw).split()[0].upper() if raw else self._state()
         if raw is not None:
@@ -158,25 +286,36 @@ class SlurmJob(Job):
                 exc = self.job.exception()
                 if exc is not None:
                     rc = 1
-                    with open(self.paths.log, "a", encoding="utf-8") as f:
-                        f.write(f"slurm job {self.job.job_id} {state}: {str(exc).strip().splitlines()[-1]}\n")
+                    self._note(f"slurm job {self.job.job_id} {state}: {str(exc).strip().splitlines()[-1]}")
             if state in ("FAILED", "OUT_OF_MEMORY", "TIMEOUT", "CANCELLED") and rc == 0:
                 rc = 1
-        self._final = JobStatus(alive=False, returncode=rc, lost=lost)
-        return self._final
+        return self._end(rc=rc, lost=lost)
 
     def cancel(self, *, force: bool = False) -> None:
-        if self.ex.cluster == "local":  # the test stand-in: signal the worker process itself
+        if self.ex.cluster != "slurm":  # the test stand-in: signal the worker process itself
             pid = runstate.load(self.paths.events).pid
             if pid and supervisor.is_alive(pid, None):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL if force else signal.SIGTERM)
             return
-        cmd = ["scancel", str(self.job.job_id)] if force else ["scancel", "--signal=TERM", "--full", str(self.job.job_id)]
-        try:
-            subprocess.run(cmd, check=False, capture_output=True, timeout=30)
-        except (OSError, subprocess.TimeoutExpired) as e:
-            log.warning("%s: %s failed: %s", self.run_id, " ".join(cmd), e)
+        jid = str(self.job.job_id)
+        if not force:
+            # the job's steps only (the worker saves and ends `cancelled`); a pending job has none
+            out = _run(["scancel", "--signal=TERM", jid])
+            if out is not None and out.returncode == 0 and not out.stderr.strip():
+                return
+        out = _run(["scancel", jid])
+        if out is None or out.returncode != 0:
+            log.warning("%s: scancel %s failed: %s", self.run_id, jid, out.stderr.strip() if out else "no answer")
+
+
+def _run(argv: list[str]) -> subprocess.CompletedProcess[str] | None:
+    """A Slurm client command; ``None`` when it cannot run or does not answer in time."""
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=QUERY_TIMEOUT, check=False)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        log.warning("%s: %s", " ".join(argv), e)
+        return None
 
 
 def _int(v: Any) -> int | None:
@@ -201,6 +340,9 @@ class SlurmExecutor(Executor):
             self.time_limit = int(t.get("time_limit", 24 * 60))
             self.default_gpus = int(t.get("gpus", 0))
             self.max_requeues = int(t.get("max_requeues", 3))
+            self.signal_delay = int(t.get("signal_delay", 90))
+            self.scheduler_grace = float(t.get("scheduler_grace", 600.0))
+            self.cpus_per_task = int(t.get("cpus_per_task", 4))
         except (TypeError, ValueError) as e:
             raise WorkspaceError(f"{ws.root / 'settings.toml'}: [slurm]: a number is not a number ({e})") from e
         self.python = str(t.get("python") or sys.executable)
@@ -223,10 +365,12 @@ class SlurmExecutor(Executor):
             "name": f"tltui-{run_id}",
             "timeout_min": self.time_limit,
             "gpus_per_node": self.default_gpus if want is None else want,
-            "cpus_per_task": int(t.get("cpus_per_task", 4)),
+            "cpus_per_task": self.cpus_per_task,
             "nodes": 1,
             "tasks_per_node": 1,
         }
+        if self.cluster == "slurm":
+            params["slurm_signal_delay_s"] = self.signal_delay
         if "mem_gb" in t:
             params["mem_gb"] = float(t["mem_gb"])
         for key in ("partition", "account", "qos", "constraint"):
@@ -247,13 +391,15 @@ class SlurmExecutor(Executor):
 
     def submit(self, run_id: str, *, gpus: Sequence[int], resume: bool) -> Job:
         paths = self.ws.run_paths(run_id)
-        task = WorkerTask(self._worker_command(), str(paths.dir), resume)
+        task = WorkerTask(self._worker_command(), str(paths.dir), resume, stop_wait=max(5.0, self.signal_delay / 2))
         try:
             job = self._executor(run_id).submit(task)
         except WorkspaceError:
             raise
-        except Exception as e:
-            raise WorkspaceError(f"slurm submission failed: {e}") from e
+        except Exception as e:  # sbatch's refusal, e.g. more CPUs than a node has
+            lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+            said = next((ln for ln in reversed(lines) if "error" in ln.lower()), lines[-1] if lines else repr(e))
+            raise WorkspaceError(f"slurm submission failed: {said}") from e
         write_json(paths.dir / JOB_FILE, {"job_id": str(job.job_id), "cluster": self.cluster,
                                           "folder": str(self._folder(run_id)), "submitted": time.time()})
         with open(paths.log, "a", encoding="utf-8") as f:
