@@ -71,7 +71,7 @@ def add(
     runs = presets.expand(preset)
     specs = [(r.name, presets.dumps(r.preset), {**overrides, **r.overrides}) for r in runs]
     recs = ws.create_runs(
-        specs, preset_name=preset.name, epochs=[r.preset.train.epochs for r in runs], executor=executor
+        specs, preset_name=preset.name, epochs=[r.preset.total_epochs for r in runs], executor=executor
     )
     if start_runner:
         ensure_runner(ws)

@@ -721,3 +721,61 @@ async def test_freeze_tab_shows_how_far_each_layer_moved_and_flags_a_frozen_one_
         assert any("conv2_block1_1_bn" in l and "moved 1.2e-02  frozen but moved!" in l for l in labels)
         assert any("predictions" in l and "moved 4.2e-01" in l for l in labels)
         assert "after epoch 10: 1 frozen layer(s) moved" in str(screen.query_one("#layer-map-summary", Static).render())
+
+
+def _make_phased(ws, rid: str, boundary: int = 6) -> None:
+    """Rewrite a scripted run's events as a two-phase run: phase 2 begins after epoch ``boundary``."""
+    path = ws.run_paths(rid).events
+    events = protocol.read_events(path)
+    out = []
+    for ev in events:
+        if isinstance(ev, protocol.EpochBegin) and ev.epoch in (1, boundary + 1):
+            index = 1 if ev.epoch == 1 else 2
+            out.append(protocol.TrainPhase(
+                t=ev.t, index=index, count=2, name="head" if index == 1 else "fine-tune",
+                start_epoch=0 if index == 1 else boundary, epochs=boundary if index == 1 else 4,
+                total_epochs=boundary + 4, freeze_depth="all" if index == 1 else 2, optimizer="adam",
+                learning_rate=1e-3 if index == 1 else 1e-5))
+        out.append(ev)
+    path.write_text("".join(protocol.encode(e) for e in out))
+
+
+@sync
+async def test_a_phased_run_shows_its_phase_marks_the_boundary_and_compares_aligned(make_app, scripted):
+    ws, ids = scripted
+    rid = ids["completed"]
+    _make_phased(ws, rid)
+    app = make_app()
+    async with app.run_test(size=(200, 40)) as pilot:
+        app.open_run(rid)
+        await pilot.pause()
+        assert "epoch 10/10 · phase 2/2 fine-tune" in plain(app.screen.query_one("#run-header", Static))
+        loss = app.screen.query_one("#chart-loss", MetricChart)
+        assert loss._marks == (6.0,)  # between epoch 6 (phase 1's last) and 7
+        await pilot.press("escape")
+        app.push_screen(CompareScreen([rid, ids["running"]]))
+        await pilot.pause()
+        screen = app.screen
+        await pilot.press("t")  # time
+        await pilot.press("t")  # aligned on each run's last phase
+        assert screen.xmode == "phase"
+        chart = screen.query_one("#compare-curves", MetricChart)
+        phased = next(s for s in chart.series if s.label.startswith(rid))
+        assert phased.xs[:7] == (-5.0, -4.0, -3.0, -2.0, -1.0, 0.0, 1.0)  # epoch 7 = phase 2's first
+        await pilot.press("t")
+        assert screen.xmode == "epoch"
+
+
+def test_the_runs_table_shows_a_running_runs_phase(scripted):
+    from tltui.tui.data import RunStore
+
+    ws, ids = scripted
+    rid = ids["running"]
+    with open(ws.run_paths(rid).events, "a") as f:
+        f.write(protocol.encode(protocol.TrainPhase(t=fake_ws.NOW, index=2, count=2, start_epoch=3, epochs=2,
+                                                    total_epochs=5)))
+    store = RunStore(ws, clock=lambda: fake_ws.NOW)
+    store.refresh()
+    store.load(rid)
+    row = store.row(rid)
+    assert row.detail == "phase 2/2" and row.epochs == 5

@@ -38,10 +38,10 @@ def find_preset(ref: str, ws: Workspace | None = None) -> Path:
     candidates.append(shipped_presets_dir() / f"{ref}.toml")
     for c in candidates:
         if c.exists():
-            if ws is not None and ref == "demo":
-                from tltui.commands.demo import ensure_demo
+            from tltui.commands.demo import DEMO_PRESETS, ensure_demo
 
-                return ensure_demo(ws)  # the demo's data is generated into the workspace
+            if ws is not None and f"{ref}.toml" in DEMO_PRESETS:
+                return ensure_demo(ws, f"{ref}.toml")  # the demo's data is generated into the workspace
             return c
     return p
 

@@ -22,7 +22,9 @@ from typing import Any
 
 from tltui import runstate, supervisor
 from tltui.commands import common
-from tltui.protocol import Batch, Checkpoint, EpochEnd, Event, Finished, Log, ModelInfo, Phase, Progress, Started
+from tltui.protocol import (
+    Batch, Checkpoint, EpochEnd, Event, Finished, Log, ModelInfo, Phase, Progress, Started, TrainPhase,
+)
 from tltui.workspace import RunRecord, Workspace
 
 #: Seconds a worker gets to stop after SIGTERM before it is killed.
@@ -59,7 +61,7 @@ def run_preset(
     recs = ws.create_runs(
         [(s.name, presets.dumps(s.preset), s.overrides) for s in specs],
         preset_name=preset.name,
-        epochs=[s.preset.train.epochs for s in specs],
+        epochs=[s.preset.total_epochs for s in specs],
         queued=False,
     )
     display = display or (Display() if plain else LiveDisplay())
@@ -232,6 +234,8 @@ class Display:
             self.print(f"{rec.id} resuming after epoch {ev.initial_epoch}")
         elif isinstance(ev, Progress):
             self.progress_line(rec, ev)
+        elif isinstance(ev, TrainPhase):
+            self.print(phase_line(rec, ev))
         elif isinstance(ev, ModelInfo):
             self.print(
                 f"{rec.id} model: {ev.trainable_params:,} trainable / {ev.non_trainable_params:,} frozen parameters, "
@@ -261,6 +265,15 @@ class Display:
         for r in recs:
             r = ws.get(r.id)
             self.print(f"  {r.id} {r.status:<10} val_acc {_pct(r.best_val_acc)}  {r.name}")
+
+
+def phase_line(rec: RunRecord, ev: TrainPhase) -> str:
+    """``r0001 phase 2/2 fine-tune: epochs 4-7, freeze 3 (BatchNorm frozen), adam lr 0.0001``."""
+    first, last = ev.start_epoch + 1, ev.start_epoch + ev.epochs
+    return (
+        f"{rec.id} phase {ev.label}: epochs {first}-{last}, freeze {ev.freeze_depth} (BatchNorm {ev.batchnorm}), "
+        f"{ev.optimizer} lr {ev.learning_rate:g}, {ev.trainable_params:,} trainable parameters"
+    )
 
 
 class LiveDisplay(Display):
@@ -309,6 +322,8 @@ class LiveDisplay(Display):
             self.progress.update(self._epochs, info=ev.message)
         elif isinstance(ev, Started):
             self.progress.update(self._epochs, total=ev.epochs, completed=ev.initial_epoch, info="starting")
+        elif isinstance(ev, TrainPhase):
+            self.progress.update(self._epochs, total=ev.total_epochs, info=f"phase {ev.label}")
         elif isinstance(ev, Batch):
             m = ev.metrics
             self.progress.update(

@@ -22,7 +22,7 @@ from tltui.tui.data import RunSnapshot
 Batch = tuple[float, int, int, dict[str, float]]
 
 XMODES = ("epoch", "step", "time")
-XLABELS = {"epoch": "epoch", "step": "step", "time": "minutes"}
+XLABELS = {"epoch": "epoch", "step": "step", "time": "minutes", "phase": "epoch of the last phase"}
 
 #: The notebook's panels: (train metric, title). The validation twin is ``val_`` + metric.
 PANELS = (("loss", "Loss"), ("acc", "Accuracy"), ("top5_acc", "Top-5 accuracy"))
@@ -36,8 +36,32 @@ class Points:
     ys: tuple[float, ...]
 
 
+def phase_offset(snap: RunSnapshot) -> int:
+    """Epochs before a phased run's last phase began (0 without phases): the ``phase`` x axis puts
+    every run's last phase (the fine-tuning) at epoch 1, so runs whose earlier phases stopped at
+    different epochs line up where it starts."""
+    return snap.phase_starts[-1][1] - 1 if snap.phase_starts else 0
+
+
+def marks(snap: RunSnapshot, xmode: str = "epoch") -> tuple[float, ...]:
+    """Where each phase after the first begins on the x axis (between its first epoch and the one
+    before): vertical lines on a phased run's charts."""
+    out = []
+    ended = {h["epoch"]: h for h in snap.history}
+    for _, first, _ in snap.phase_starts:
+        before = ended.get(first - 1)
+        if xmode == "time":
+            if before is not None and before.get("t") is not None and snap.started_at is not None:
+                out.append((before["t"] - snap.started_at) / 60.0)
+            continue
+        out.append(_epoch_x(snap, {"epoch": first - 1}, xmode))
+    return tuple(out)
+
+
 def _epoch_x(snap: RunSnapshot, h: dict[str, Any], xmode: str) -> float:
     e = float(h["epoch"])
+    if xmode == "phase":
+        return e - phase_offset(snap)
     if xmode == "step" and snap.steps:
         return e * snap.steps
     if xmode == "time" and snap.started_at is not None and h.get("t") is not None:
@@ -50,7 +74,8 @@ def _batch_x(snap: RunSnapshot, t: float, epoch: int, step: int, steps: int | No
         return (t - snap.started_at) / 60.0
     if xmode == "step" and steps:
         return (epoch - 1) * steps + step
-    return (epoch - 1) + (step / steps if steps else 0.0)
+    base = phase_offset(snap) if xmode == "phase" else 0
+    return (epoch - 1 - base) + (step / steps if steps else 0.0)
 
 
 def points(snap: RunSnapshot, metric: str, xmode: str = "epoch", live: bool = True) -> Points:

@@ -101,6 +101,17 @@ class RunSnapshot:
     sweep: str | None
     version: int  # events folded so far: equal versions mean equal curves
     history_version: int  # equal: equal epoch history and model; only batches (or nothing) arrived
+    phase: str | None = None  # a phased run's phase now ("phase 2/2 fine-tune"; RunState.phase_text)
+    phase_starts: tuple[tuple[int, int, str], ...] = ()  # (index, first epoch, name) of phases 2.. (boundaries)
+
+
+def _running_detail(st: RunState) -> str | None:
+    """What the status cell of a running run shows instead of "running": the step before training
+    (``download 43%``), else a phased run's phase (``phase 2/2``)."""
+    detail = st.preparing_detail(short=True)
+    if detail is None and st.phase is not None:
+        detail = f"phase {st.phase.index}/{st.phase.count}"
+    return detail
 
 
 @dataclass(frozen=True)
@@ -290,7 +301,7 @@ class RunStore:
             val_top5_acc=val_top5, best_val_acc=best_acc, best_val_top5_acc=best_top5,
             elapsed=elapsed, eta=eta, gpus=gpus, reason=rec.reason, created=rec.created,
             loaded=st is not None,
-            detail=st.preparing_detail(short=True) if st is not None and rec.status == "running" else None,
+            detail=_running_detail(st) if st is not None and rec.status == "running" else None,
         )
 
     def rows(self) -> list[RunRow]:
@@ -316,6 +327,8 @@ class RunStore:
             sweep=rec.sweep,
             version=st.events_seen,
             history_version=st.history_version,
+            phase=st.phase_text(),
+            phase_starts=tuple(st.phase_starts()),
         )
 
     # ------------------------------------------------------------ files

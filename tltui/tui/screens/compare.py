@@ -140,7 +140,9 @@ class CompareScreen(Screen[None]):
         self.redraw()
 
     def action_xaxis(self) -> None:
-        self.xmode = "time" if self.xmode == "epoch" else "epoch"
+        """epoch -> time -> (when a run has phases) phase: aligned where each run's last phase starts."""
+        modes = ["epoch", "time"] + (["phase"] if any(s.phase_starts for s in self.snapshots()) else [])
+        self.xmode = modes[(modes.index(self.xmode) + 1) % len(modes)] if self.xmode in modes else "epoch"
         self.redraw()
 
     def action_smooth(self) -> None:

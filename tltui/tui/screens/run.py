@@ -40,10 +40,20 @@ def preset_summary(text: str) -> str:
         p = presets.loads(text)
     except PresetError:
         return "preset: (does not validate; see the Preset tab)"
-    depth = p.freeze.depth
+    if p.phases:  # per phase: its freeze, optimizer and rate
+        qs = p.phase_presets()
+        one_bn = len({q.freeze.batchnorm for q in qs}) == 1
+        steps = " → ".join(
+            f"{q.train.epochs} ep freeze {q.freeze.depth}{'' if one_bn else f' (BN {q.freeze.batchnorm})'} "
+            f"{q.train.optimizer} lr {q.train.learning_rate:g}"
+            for q in qs
+        )
+        train = f"{len(qs)} phases: {steps}" + (f" (BN {qs[0].freeze.batchnorm})" if one_bn else "")
+    else:
+        train = (f"freeze {p.freeze.depth} (BN {p.freeze.batchnorm}) · {p.train.optimizer} "
+                 f"lr {p.train.learning_rate:g}")
     return (
-        f"{p.model.backbone} ({p.model.weights}) · {p.data.source} · freeze {depth} (BN {p.freeze.batchnorm})"
-        f" · {p.train.optimizer} lr {p.train.learning_rate:g} · batch {p.data.batch_size}"
+        f"{p.model.backbone} ({p.model.weights}) · {p.data.source} · {train} · batch {p.data.batch_size}"
         f" · {p.data.image_size[0]}x{p.data.image_size[1]}"
     )
 
@@ -205,6 +215,8 @@ class RunScreen(Screen[None]):
         r = snap.row
         style = fmt.STATUS_STYLES.get(r.status, "")
         ep = f"epoch {r.epoch}/{r.epochs}" if r.epochs else f"epoch {r.epoch}"
+        if snap.phase:
+            ep += f" · {snap.phase}"
         line1 = Text.assemble(
             (r.id, "bold"), "  ", (r.name, "bold"), "  ", (f"● {r.status}", style), f"  {ep}",
             ("  gpu ", "dim"), r.gpus, ("  elapsed ", "dim"), fmt.duration(r.elapsed),
@@ -261,6 +273,7 @@ class RunScreen(Screen[None]):
             return
         self._chart_sig, self._chart_version, self._chart_at = sig, snap.version, now
         xlabel = curves.XLABELS[self.xmode]
+        marks = curves.marks(snap, self.xmode)
         for metric, title in curves.PANELS:
             val = f"val_{metric}"
             logy = self.logy and metric == "loss"
@@ -270,12 +283,12 @@ class RunScreen(Screen[None]):
             valid = self._series("val", val_pts, VAL_COLOR)
             if self.six:
                 self.query_one(f"#chart-{metric}", MetricChart).show(
-                    [train], title=f"{title} (train)", xlabel=xlabel, logy=logy)
+                    [train], title=f"{title} (train)", xlabel=xlabel, logy=logy, marks=marks)
                 self.query_one(f"#chart-{val}", MetricChart).show(
-                    [valid], title=f"{title} (val)", xlabel=xlabel, logy=logy)
+                    [valid], title=f"{title} (val)", xlabel=xlabel, logy=logy, marks=marks)
             else:
                 self.query_one(f"#chart-{metric}", MetricChart).show(
-                    [train, valid], title=title, xlabel=xlabel, logy=logy)
+                    [train, valid], title=title, xlabel=xlabel, logy=logy, marks=marks)
 
     def _series(self, label: str, pts: curves.Points, color: tuple[int, int, int]) -> Series:
         ys = ema(pts.ys) if self.smooth else pts.ys

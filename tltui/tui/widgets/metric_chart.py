@@ -45,6 +45,10 @@ def ema(values: Sequence[float], weight: float = 0.6) -> tuple[float, ...]:
     return tuple(out)
 
 
+#: The colour of a chart's vertical marks (phase boundaries).
+MARK_COLOR = (150, 150, 150)
+
+
 class MetricChart(PlotextPlot):
     """One panel: line series (or bars) with a title, optional log-y and a legend."""
 
@@ -63,6 +67,7 @@ class MetricChart(PlotextPlot):
         self._xlabel = ""
         self._logy = False
         self._ylim: tuple[float, float] | None = None
+        self._marks: tuple[float, ...] = ()
         # how often data arrived and the plot was built (tests check the redraw rate)
         self.shows = 0
         self.builds = 0
@@ -77,10 +82,13 @@ class MetricChart(PlotextPlot):
         logy: bool = False,
         ylim: tuple[float, float] | None = None,
         bars: Bars | None = None,
+        marks: Sequence[float] = (),
     ) -> None:
-        """Replace what the chart draws; the plot is rebuilt at the next repaint."""
+        """Replace what the chart draws; the plot is rebuilt at the next repaint. ``marks``: x values
+        drawn as vertical lines (a phased run's phase boundaries)."""
         self.shows += 1
         self._series = tuple(series)
+        self._marks = tuple(marks)
         self._bars = bars
         if title is not None:
             self.chart_title = title
@@ -114,6 +122,9 @@ class MetricChart(PlotextPlot):
             kind = plt.scatter if len(pts) == 1 else plt.plot
             kind(list(xs), list(ys), label=s.label or None, color=s.color, marker=s.marker)
             has_data = True
+        if has_data:
+            for x in self._marks:
+                plt.vline(x, MARK_COLOR)
         plt.title(self.chart_title if has_data else f"{self.chart_title} (no data yet)")
         if self._xlabel:
             plt.xlabel(self._xlabel)
