@@ -50,6 +50,9 @@ def test_two_phases_are_two_keras_fits_with_a_recompile_between(tmp_path: Path, 
     phases = [e for e in events if e.type == "train_phase"]
     assert [(p.index, p.count, p.start_epoch, p.epochs, p.total_epochs) for p in phases] == [(1, 2, 0, 2, 5), (2, 2, 2, 3, 5)]
     assert phases[0].trainable_params < phases[1].trainable_params
+    # phase 1 qualifies for the feature cache (frozen backbone, BatchNorm in inference mode, no
+    # augmentation) and is served by it; phase 2 trains the whole model
+    assert [e.feature_cache for e in events if e.type == "model"] == [True, False]
     ends = [e for e in events if e.type == "epoch_end"]
     assert [e.epoch for e in ends] == [1, 2, 3, 4, 5]
     state = runstate.load(RunPaths(tmp_path / "run").events)
@@ -80,6 +83,8 @@ def test_two_phases_are_two_keras_fits_with_a_recompile_between(tmp_path: Path, 
         np.testing.assert_allclose([e.metrics[key] for e in ends], history[key], rtol=1e-5, err_msg=key)
     for a, b in zip(saved.weights, plain.weights, strict=True):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-7)
+    fmap = json.loads(RunPaths(tmp_path / "run").freeze_map.read_text())  # the map of the phase training last
+    assert (fmap["depth"], fmap["phase"]) == (0, {"index": 2, "count": 2, "name": "fine-tune"})
     # the movement record counts from phase 2's start: the backbone trained, BatchNorm did not move
     moved = json.loads(RunPaths(tmp_path / "run").moved.read_text())
     assert moved["phase"] == 2 and moved["since"].startswith("phase 2/2 fine-tune start") and moved["errors"] == []

@@ -183,6 +183,10 @@ def preset_map(ws: Workspace, args: argparse.Namespace, notes: list[str]) -> dic
         )
     if preset.sweep:
         notes.append(f"{path}: the preset sweeps {', '.join(preset.sweep)}; showing its base values")
+    if preset.phases:
+        each = ", ".join(f"phase {preset.phase_label(i)}: depth {q.freeze.depth}"
+                         for i, q in enumerate(preset.phase_presets()))
+        notes.append(f"{path}: the preset trains in phases ({each}); showing [freeze] (--depth D shows another)")
     size = tuple(args.image_size) if args.image_size else tuple(preset.data.image_size)
     description = _description(ws, m.backbone, size, m.alpha, args.json)  # type: ignore[arg-type]
     classes = args.classes if args.classes is not None else _folder_classes(preset)
@@ -242,9 +246,13 @@ def render(doc: dict[str, Any], *, layers: bool = False) -> list[str]:
     src = f"run {doc['run']}: " if doc.get("run") else (f"preset {doc['preset']}: " if doc.get("preset") else "")
     n = doc.get("num_stages")
     depth_s = f"{doc['depth']}" + (f" of {n}" if n is not None else "")
+    phase = doc.get("phase")
+    phase_s = ""
+    if isinstance(phase, dict):  # a phased run's map is its current (or last) phase's
+        phase_s = f"  (phase {phase.get('index')}/{phase.get('count')}" + (f" {phase['name']}" if phase.get("name") else "") + ")"
     out = [
         f"{src}{doc.get('backbone')} ({doc.get('family')}){size_s}  "
-        f"freeze.depth = {depth_s}  freeze.batchnorm = {doc.get('batchnorm')}"
+        f"freeze.depth = {depth_s}  freeze.batchnorm = {doc.get('batchnorm')}{phase_s}"
     ]
     width = max([len("stage")] + [len(s["name"]) for s in doc["stages"]]) + 2
     head = f"  {'stage':<{width}}{'layers':>6} {'frozen':>6} {'train':>6} {'bn-inf':>6} {'params':>9} {'trainable':>10}  frozen/trainable"

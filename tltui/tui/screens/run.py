@@ -68,6 +68,10 @@ def freeze_map_view(data: dict[str, Any] | None) -> RenderableType:
         ("  depth ", "dim"), str(data.get("depth", "?")),
         ("  batchnorm ", "dim"), str(data.get("batchnorm", "?")),
     )
+    phase = data.get("phase")
+    if isinstance(phase, dict):  # a phased run records the map of the phase it trains now
+        name = f" {phase['name']}" if phase.get("name") else ""
+        head.append_text(Text.assemble(("  phase ", "dim"), f"{phase.get('index')}/{phase.get('count')}{name}"))
     table = Table(box=None, expand=False, pad_edge=False)
     stages = [s for s in data.get("stages", []) if isinstance(s, dict)]
     cols = [k for k in (stages[0] if stages else {}) if not isinstance(stages[0][k], (dict, list))]
