@@ -18,7 +18,8 @@ from tltui.errors import PresetError
 from tltui.workspace import WorkspaceError
 
 #: Modules under tltui.commands, in the order ``--help`` lists them.
-COMMANDS = ("tui", "check", "run", "queue", "runs", "control", "freeze_map", "predict", "hub", "weights", "data", "demo")
+COMMANDS = ("tui", "check", "run", "queue", "runs", "control", "freeze_map", "predict", "hub", "weights", "data", "cache",
+            "demo")
 
 #: Which module defines each top-level command, so a command imports only its own module.
 COMMAND_MODULES = {
@@ -34,6 +35,7 @@ COMMAND_MODULES = {
     "hub": "hub",
     "weights": "weights",
     "data": "data",
+    "cache": "cache",
     "demo": "demo",
     "demo-data": "demo",
 }

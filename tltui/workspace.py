@@ -42,6 +42,31 @@ def default_home() -> Path:
     return Path(platformdirs.user_data_dir("tltui", appauthor=False))
 
 
+SETTINGS_FILE = "settings.toml"
+
+
+def settings_table(root: str | os.PathLike[str], name: str) -> dict[str, Any]:
+    """The ``[name]`` table of ``<workspace>/settings.toml`` (``{}`` when absent); a broken file is
+    one clear :class:`WorkspaceError`."""
+    import tomllib
+
+    path = Path(root) / SETTINGS_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except UnicodeDecodeError as e:
+        raise WorkspaceError(f"{path}: not valid TOML ({e}); fix or remove it") from e
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise WorkspaceError(f"{path}: not valid TOML ({e}); fix or remove it") from e
+    table = data.get(name) or {}
+    if not isinstance(table, dict):
+        raise WorkspaceError(f"{path}: [{name}] must be a table")
+    return table
+
+
 def atomic_write(path: str | os.PathLike[str], data: bytes | str, mode: int = 0o600) -> None:
     """Write a file so readers see the old or the new content, never a mix."""
     path = Path(path)

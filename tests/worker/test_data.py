@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tltui import demo
-from tltui.worker import data
+from tltui.worker import data, decoded
 
 
 @pytest.fixture
@@ -64,18 +64,19 @@ def test_limit_is_deterministic(folder: Path) -> None:
     assert data.limit(files, None, seed=1) == files
 
 
-def test_decode_files_reports_corrupt_files_by_name(folder: Path) -> None:
+def test_decoding_reports_corrupt_files_by_name(folder: Path) -> None:
     bad = folder / "ring" / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\nthis is not a png")
     good_png = (folder / "ring" / "ring_0000.png").read_bytes()
     truncated = folder / "square" / "truncated.png"
     truncated.write_bytes(good_png[: len(good_png) // 2])
     files = data.scan_folder(folder).files
-    arrays, good, bad_files = data.decode_files(files, (16, 16), keep=True)
-    assert sorted(p for p, _ in bad_files) == sorted([str(bad), str(truncated)])
-    assert all(why for _, why in bad_files)
-    assert len(good) == 30 and arrays is not None and arrays.shape == (30, 16, 16, 3)
-    assert [f for f in files if f in good] == good  # file order kept
+    entry = decoded.get(folder.parent / "cache", files, (16, 16), native=lambda: (16, 16), limit_bytes=1e9)
+    assert sorted(p for p, _ in entry.bad) == sorted([str(bad), str(truncated)])
+    assert all(why for _, why in entry.bad)
+    rows = entry.meta["rows"]
+    assert len(rows) == 30 and entry.images.shape == (32, 16, 16, 3)
+    assert rows == sorted(rows) and [files[i][0] for i in rows] == [p for p, _ in files if p not in (str(bad), str(truncated))]
 
 
 def test_native_size_is_image_size_unless_all_images_share_a_smaller_size() -> None:

@@ -19,13 +19,12 @@ Their settings are tables of ``<ws>/settings.toml``::
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import tomllib
 from typing import Any
 
 from tltui.workspace import Workspace, WorkspaceError
+from tltui.workspace import settings_table as workspace_settings
 
 log = logging.getLogger("tltui.executors")
 
@@ -34,17 +33,7 @@ KNOWN = ("local", "ray", "slurm")
 
 def settings_table(ws: Workspace, name: str) -> dict[str, Any]:
     """The ``[name]`` table of ``<ws>/settings.toml`` (``{}`` when absent); a broken file is one clear error."""
-    path = ws.root / "settings.toml"
-    with contextlib.suppress(FileNotFoundError):
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-            raise WorkspaceError(f"{path}: not valid TOML ({e}); fix or remove it") from e
-        table = data.get(name) or {}
-        if not isinstance(table, dict):
-            raise WorkspaceError(f"{path}: [{name}] must be a table")
-        return table
-    return {}
+    return workspace_settings(ws.root, name)
 
 
 def default_executor(ws: Workspace) -> str:

@@ -16,10 +16,12 @@ What training sees is what inference sees, and what a plain Keras loop would see
   ``(seed, global batch index)`` (stateless random ops), not of how many iterators a process has
   made, so epoch k+1 of a resumed run sees what epoch k+1 of an uninterrupted run saw, and
   augmentation is drawn anew every epoch.
-- **Memory.** Splits that fit in :data:`CACHE_LIMIT_BYTES` are decoded once into memory and fully
-  reshuffled every epoch; larger folders are decoded batch by batch every epoch (their paths are
-  shuffled); a larger TFDS split is streamed from disk through a shuffle buffer (``data.shuffle_buffer``),
-  whose order a resumed run does not reproduce (the trainer says so).
+- **Memory.** A folder's images are decoded once, in parallel, into the decoded cache
+  (:mod:`tltui.worker.decoded`, shared by every run that uses the same files); splits that fit in
+  :data:`CACHE_LIMIT_BYTES` are loaded from it into memory, larger ones are memory-mapped and read
+  by the batch, both fully reshuffled every epoch. A larger TFDS split is streamed from disk
+  through a shuffle buffer (``data.shuffle_buffer``), whose order a resumed run does not
+  reproduce (the trainer says so).
 
 The folder scan (:func:`scan_folder`, :func:`split_files`) needs no TensorFlow.
 """
@@ -37,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from tltui import images, preflight
 from tltui.presets import Preset
-from tltui.worker import tfds_fetch
+from tltui.worker import decoded, tfds_fetch
 from tltui.worker.progress import Emit, Reporter
 from tltui.workspace import RunPaths, write_json
 
@@ -154,44 +156,6 @@ def _workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
-def decode_files(
-    files: Sequence[tuple[str, int]], size: Sequence[int], *, keep: bool, progress: Reporter | None = None
-) -> tuple[np.ndarray | None, list[tuple[str, int]], list[tuple[str, str]]]:
-    """Decode every file once, in parallel (Pillow releases the GIL). Returns the images
-    (``uint8 [n, h, w, 3]`` in file order, only with ``keep``), the files that decoded and the
-    ``(path, reason)`` of those that did not. ``progress`` advances by one per file."""
-    import numpy as np
-
-    h, w = int(size[0]), int(size[1])
-    out = np.empty((len(files), h, w, 3), dtype=np.uint8) if keep else None
-    ok = [False] * len(files)
-    bad: list[tuple[str, str]] = []
-
-    def one(i: int) -> str | None:
-        try:
-            arr = decode(files[i][0], size)
-        except images.ImageSkip as e:
-            return str(e)
-        if out is not None:
-            out[i] = arr
-        return None
-
-    with ThreadPoolExecutor(max_workers=_workers()) as pool:
-        for i, why in enumerate(pool.map(one, range(len(files)))):
-            if why is None:
-                ok[i] = True
-            else:
-                bad.append((files[i][0], why))
-            if progress is not None:
-                progress.update(i + 1)
-    if progress is not None:
-        progress.finish()
-    good = [f for f, keep_it in zip(files, ok, strict=True) if keep_it]
-    if out is not None and bad:
-        out = out[np.asarray(ok)]
-    return out, good, bad
-
-
 # --------------------------------------------------------------------------- splits
 
 
@@ -201,17 +165,19 @@ class Split:
 
     - ``images``: in memory, a tensor ``[n, ...]`` (uint8 images, or float32 features for the
       feature cache), with ``labels``;
-    - ``paths``: a folder too large for memory, decoded batch by batch at ``size``;
+    - ``mapped``: decoded images too large for memory, memory-mapped from the decoded cache
+      (:mod:`tltui.worker.decoded`) and read by the batch;
     - ``stream``: a TFDS split too large for memory, an unbatched ``(uint8 image, int32 label)``
       dataset read from disk.
     """
 
     n: int
-    labels: Any = None  # int32 numpy [n] (in memory and paths)
+    labels: Any = None  # int32 numpy [n] (in memory and mapped)
     images: Any = None
-    paths: list[str] | None = None
     size: tuple[int, int] = (0, 0)
     stream: Any = None
+    mapped: Any = None  # a memory-mapped uint8 [rows, h, w, 3] (the decoded cache), read by the batch
+    rows: Any = None  # int64 numpy [n]: the rows of ``mapped`` this split's examples are
 
     @property
     def indexed(self) -> bool:
@@ -236,24 +202,20 @@ def _fetch(split: Split) -> Callable[[Any], tuple[Any, Any]]:
     if split.images is not None:
         stored = split.images
         return lambda idx: (tf.gather(stored, idx), tf.gather(labels, idx))
-    paths = list(split.paths or [])
-    size = split.size
-    h, w = size
+    if split.mapped is not None:
+        mapped, rows = split.mapped, np.asarray(split.rows, dtype=np.int64)
+        mh, mw = mapped.shape[1:3]
 
-    def load(idx: np.ndarray) -> np.ndarray:
-        chosen = [paths[i] for i in idx.tolist()]
-        try:
-            with ThreadPoolExecutor(max_workers=_workers()) as pool:
-                return np.stack(list(pool.map(lambda p: decode(p, size), chosen)))
-        except images.ImageSkip as e:  # it decoded before training started: it changed since
-            raise DataError(f"an image changed or became unreadable while training: {e}") from None
+        def read(idx: np.ndarray) -> np.ndarray:
+            return np.ascontiguousarray(mapped[rows[idx]])  # pages in this batch's rows only
 
-    def fetch(idx: Any) -> tuple[Any, Any]:
-        x = tf.numpy_function(load, [idx], tf.uint8, stateful=False)
-        x.set_shape([None, h, w, 3])
-        return x, tf.gather(labels, idx)
+        def fetch_mapped(idx: Any) -> tuple[Any, Any]:
+            x = tf.numpy_function(read, [idx], tf.uint8, stateful=False)
+            x.set_shape([None, mh, mw, 3])
+            return x, tf.gather(labels, idx)
 
-    return fetch
+        return fetch_mapped
+    raise ValueError("a split is in memory, memory-mapped or a stream")
 
 
 def _seed(seed: int, salt: int) -> Any:
@@ -448,15 +410,32 @@ def steps_per_epoch(n: int, batch_size: int, fixed: int | None = None) -> int:
 
 
 def load(
-    preset: Preset, log: LogFn | None = None, emit: Emit | None = None, stop: Callable[[], bool] | None = None
+    preset: Preset,
+    log: LogFn | None = None,
+    emit: Emit | None = None,
+    stop: Callable[[], bool] | None = None,
+    *,
+    decoded_cache: Path | None = None,
+    decoded_limit_bytes: float = decoded.DEFAULT_LIMIT_GB * 1e9,
 ) -> Dataset:
-    """Read (and decode, where it fits in memory) the splits the preset describes; a TFDS dataset
-    not yet in ``data_dir`` is downloaded and prepared first (``data.download``). ``emit`` gets
-    :class:`~tltui.protocol.Progress` events of the long steps, ``stop`` is polled while waiting."""
+    """Read the splits the preset describes. A folder's images are decoded once into the decoded
+    cache ``decoded_cache`` (:mod:`tltui.worker.decoded`; a temporary one when ``None``) and read
+    from it, in memory when they fit; a TFDS dataset not yet in ``data_dir`` is downloaded and
+    prepared first (``data.download``). ``emit`` gets :class:`~tltui.protocol.Progress` events of
+    the long steps, ``stop`` is polled while waiting for another run."""
     log = log or (lambda level, message: None)
+    stop = stop or (lambda: False)
     if preset.data.kind == "folder":
-        return _load_folder(preset, log, emit)
-    return _load_tfds(preset, log, emit, stop or (lambda: False))
+        private = decoded_cache is None
+        if decoded_cache is None:  # this process's own, deleted when it exits
+            import atexit
+            import shutil
+            import tempfile
+
+            decoded_cache = Path(tempfile.mkdtemp(prefix="tltui-decoded-"))
+            atexit.register(shutil.rmtree, decoded_cache, True)
+        return _load_folder(preset, log, emit, stop, decoded_cache, decoded_limit_bytes, private=private)
+    return _load_tfds(preset, log, emit, stop)
 
 
 def _dataset(preset: Preset, **kw: Any) -> Dataset:
@@ -472,7 +451,16 @@ def _dataset(preset: Preset, **kw: Any) -> Dataset:
     )
 
 
-def _load_folder(preset: Preset, log: LogFn, emit: Emit | None = None) -> Dataset:
+def _load_folder(
+    preset: Preset,
+    log: LogFn,
+    emit: Emit | None,
+    stop: Callable[[], bool],
+    cache_root: Path,
+    limit_bytes: float,
+    *,
+    private: bool = False,
+) -> Dataset:
     import numpy as np
 
     d, seed = preset.data, preset.train.seed
@@ -484,32 +472,46 @@ def _load_folder(preset: Preset, log: LogFn, emit: Emit | None = None) -> Datase
     train_files = limit(all_train, d.train_limit, seed)
     val_files = limit(all_val, d.val_limit, seed + 1)
     used = train_files + val_files
-    with ThreadPoolExecutor(max_workers=_workers()) as pool:
-        sizes = [s for s in pool.map(images.probe_size, [p for p, _ in used]) if s is not None]
-    size = native_size(sizes, d.image_size)
-    keep = len(used) * size[0] * size[1] * 3 <= CACHE_LIMIT_BYTES
+
+    def native() -> tuple[int, int]:
+        with ThreadPoolExecutor(max_workers=_workers()) as pool:
+            sizes = [s for s in pool.map(images.probe_size, [p for p, _ in used]) if s is not None]
+        return native_size(sizes, d.image_size)
+
+    def waiting() -> None:
+        log("info", f"waiting: another run is decoding the same {len(used)} images into {cache_root}")
+        if emit is not None:
+            Reporter(emit, "wait", None, message="waiting for another run decoding the same images").update(0, force=True)
+
     decoding = Reporter(emit, "decode", len(used), "items", f"decoding {len(used)} images") if emit else None
-    arrays, good, bad = decode_files(used, size, keep=keep, progress=decoding)
+    entry = decoded.get(cache_root, used, d.image_size, native=native, limit_bytes=limit_bytes, source=d.source,
+                        progress=decoding, on_wait=waiting, stop=stop)
+    if entry.hit:
+        log("info", f"{len(used)} decoded images read from the cache ({entry.path})")
+    size = entry.native_size
+    bad = entry.bad
     if bad:
         shown = "; ".join(f"{p} ({why})" for p, why in bad[:10])
         more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
         log("warning", f"skipping {len(bad)} unreadable image(s): {shown}{more}")
-    bad_paths = {p for p, _ in bad}
-    n_train = sum(1 for p, _ in train_files if p not in bad_paths)
+    rows = np.asarray(entry.meta["rows"], dtype=np.int64)
+    n_train = int(np.searchsorted(rows, len(train_files)))
     if n_train == 0:
         raise DataError(f"data.source: no readable training images in {d.target}")
-    good_train, good_val = good[:n_train], good[n_train:]
+    labels = np.asarray([used[i][1] for i in rows], dtype=np.int32)
+    keep = len(rows) * size[0] * size[1] * 3 <= CACHE_LIMIT_BYTES
+    mapped = entry.images
 
-    def split_of(files: list[tuple[str, int]], rows: Any) -> Split | None:
-        if not files:
+    def split_of(part: slice) -> Split | None:
+        r = rows[part]
+        if not len(r):
             return None
-        labels = np.asarray([lab for _, lab in files], dtype=np.int32)
-        if rows is not None:
-            return in_memory(rows, labels)
-        return Split(n=len(files), labels=labels, paths=[p for p, _ in files], size=size)
+        if keep:  # fits in memory: one copy, gathered by tf
+            return in_memory(np.asarray(mapped[r]), labels[part])
+        return Split(n=len(r), labels=labels[part], mapped=mapped, rows=r, size=size)
 
-    train = split_of(good_train, arrays[:n_train] if arrays is not None else None)
-    val = split_of(good_val, arrays[n_train:] if arrays is not None else None)
+    train = split_of(slice(0, n_train))
+    val = split_of(slice(n_train, None))
     assert train is not None
     report = {
         "files_found": len(scan.files),
@@ -517,6 +519,7 @@ def _load_folder(preset: Preset, log: LogFn, emit: Emit | None = None) -> Datase
         "not_used": len(scan.files) - len(used),  # left out by data.train_limit / data.val_limit
         "ignored_files": scan.ignored,
         "in_memory": keep,
+        "decoded_cache": None if private else {"path": str(entry.path), "hit": entry.hit},
     }
     return _dataset(
         preset, source=d.source, class_names=scan.classes, native_size=size, train=train, val=val, test=None,

@@ -205,7 +205,11 @@ class Trainer:
 
         keras.utils.set_random_seed(preset.train.seed)
         self.phase("data", f"loading {preset.data.source}")
-        dataset = data_mod.load(preset, log=self.emit_log, emit=self.writer.emit, stop=self.stop)
+        from tltui.worker import decoded
+
+        cache_root, cache_limit = decoded.cache_for(self.paths.dir)
+        dataset = data_mod.load(preset, log=self.emit_log, emit=self.writer.emit, stop=self.stop,
+                                decoded_cache=cache_root, decoded_limit_bytes=cache_limit)
         data_mod.write_info(dataset, self.paths, preset.data.image_size)
         test = f" / {dataset.test_examples} test" if dataset.test is not None else ""
         self.emit_log(
@@ -684,8 +688,9 @@ def _is_user_error(e: BaseException) -> bool:
     from tltui.freeze_policy import FreezeError
     from tltui.worker.data import DataError
     from tltui.worker.model import ModelError
+    from tltui.workspace import WorkspaceError
 
-    return isinstance(e, DataError | ModelError | FreezeError)
+    return isinstance(e, DataError | ModelError | FreezeError | WorkspaceError)
 
 
 def _is_oom(e: BaseException) -> bool:
