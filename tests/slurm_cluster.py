@@ -117,8 +117,10 @@ class SlurmCluster:
         )
         log.close()
 
-    def start(self, *, timeout: float = 60.0) -> None:
-        """munged, slurmctld, slurmd; back once ``sinfo`` shows the node idle (else :class:`ClusterError`)."""
+    def start(self, *, timeout: float = 60.0, idle: bool = True) -> None:
+        """munged, slurmctld, slurmd; back once ``sinfo`` shows the node idle (else :class:`ClusterError`).
+        ``idle=False`` (a restart): once it responds, though the controller may still count a job that
+        died with the node as running (it finds out in a while)."""
         if not self.conf.exists():
             self.write_config()
         r = self.root
@@ -133,7 +135,11 @@ class SlurmCluster:
         self._wait(lambda: self._run(["scontrol", "ping"]).returncode == 0
                    and "UP" in self._run(["scontrol", "ping"]).stdout, "slurmctld to answer", timeout, "slurmctld")
         self._spawn("slurmd", [_which("slurmd"), "-D", "-f", str(self.conf)])
-        self.wait_idle(timeout)
+        if idle:
+            self.wait_idle(timeout)
+        else:
+            self._wait(lambda: self.node_state() in ("idle", "mixed", "allocated"), "the node to respond", timeout,
+                       "slurmd")
 
     def node_state(self) -> str:
         out = self._run(["sinfo", "-h", "-N", "-o", "%T"])
@@ -194,8 +200,9 @@ class SlurmCluster:
                 p.wait(5)
 
     def job_processes(self) -> list[int]:
-        """The pids of this cluster's job processes (slurmstepd and what it runs): those whose
-        environment names this cluster's ``SLURM_CONF`` and that are not its daemons."""
+        """The pids of this cluster's job processes: its ``slurmstepd`` and what they run (their
+        environment names this cluster's ``SLURM_CONF`` and a ``SLURM_JOB_ID``). Not its daemons,
+        nor the clients that merely point at it."""
         daemons = {p.pid for p in self.procs.values()}
         mark = f"SLURM_CONF={self.conf}".encode()
         pids = []
@@ -203,7 +210,11 @@ class SlurmCluster:
             if not d.name.isdigit() or int(d.name) in daemons or int(d.name) == os.getpid():
                 continue
             with contextlib.suppress(OSError):
-                if mark in (d / "environ").read_bytes().split(b"\0"):
+                env = (d / "environ").read_bytes().split(b"\0")
+                if mark not in env:
+                    continue
+                stepd = Path(os.readlink(d / "exe")).name.startswith("slurmstepd")  # Debian: slurmstepd-wlm
+                if stepd or any(v.startswith(b"SLURM_JOB_ID=") for v in env):
                     pids.append(int(d.name))
         return pids
 

@@ -208,8 +208,9 @@ def test_cancel_is_scancel_and_a_lost_scheduler_interrupts_then_resume_continues
     assert rec.status == "interrupted" and rec.epoch == 2, (rec.status, rec.reason)
     assert "no answer from the scheduler" in ws.run_paths(short.id).log.read_text()
 
-    # back: `tltui resume` submits it again and it continues from epoch 2
-    cluster.start()
+    # back: `tltui resume` submits it again and it continues from epoch 2 (the old job, if the
+    # controller still counts it as running, is cancelled first)
+    cluster.start(idle=False)
     (ws.run_paths(short.id).dir / "fault.json").unlink()
     tltui(ws, "resume", short.id)
     wait_for(lambda: helpers.finished(ws, short.id), "the resumed run")

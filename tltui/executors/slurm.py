@@ -36,6 +36,7 @@ usual worker on the run folder itself: a Slurm cluster shares its filesystem
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import logging
@@ -64,6 +65,8 @@ UNREACHABLE = "UNREACHABLE"  # squeue could not reach the controller
 GONE = "GONE"  # the controller no longer knows the job (MinJobAge) and there is no accounting to ask
 TIMED_OUT = "timed-out too many times"  # submitit's words when the requeues are spent
 QUERY_TIMEOUT = 30.0  # seconds for one squeue / sacct
+QUERY_WAIT = 0.2  # what a runner tick waits for squeue; a controller that is down takes ~20 s to say so
+_QUERIES = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="squeue")
 
 
 def _submitit() -> Any:
@@ -145,6 +148,8 @@ class SlurmJob(Job):
         self._last_event = clock()
         self._unreachable_since: float | None = None
         self._final: JobStatus | None = None
+        self._pending: concurrent.futures.Future[str] | None = None
+        self._asked_at = float("-inf")
         self.polls = 0
 
     def events(self) -> list[Event]:
@@ -212,6 +217,8 @@ class SlurmJob(Job):
     def status(self) -> JobStatus:
         if self._final is not None:
             return self._final
+        if self._pending is not None:
+            return self._answered()
         now = self.clock()
         interval = min(1.0, self.ex.poll_interval) if self._finished_seen else self.ex.poll_interval
         if now - self._last_poll < interval:
@@ -219,10 +226,22 @@ class SlurmJob(Job):
         self._last_poll = now
         if self.ex.cluster != "slurm":
             return self._local_status()
-        state = self._query()
+        # squeue in a thread, so a controller that does not answer never stalls the runner's loop
+        self._asked_at = now
+        self._pending = _QUERIES.submit(self._query)
+        return self._answered()
+
+    def _answered(self) -> JobStatus:
+        assert self._pending is not None
+        concurrent.futures.wait([self._pending], timeout=QUERY_WAIT)
+        if not self._pending.done():
+            return JobStatus(alive=True)
+        state = self._pending.result()
+        self._pending = None
+        now = self.clock()
         if state == UNREACHABLE:
             if self._unreachable_since is None:
-                self._unreachable_since = now
+                self._unreachable_since = self._asked_at
                 log.warning("%s: the Slurm controller does not answer about job %s", self.run_id, self.job.job_id)
             quiet = now - max(self._unreachable_since, self._last_event)
             if quiet < self.ex.scheduler_grace:
@@ -389,8 +408,38 @@ class SlurmExecutor(Executor):
         ex.update_parameters(**self.parameters(run_id))
         return ex
 
+    def _cancel_previous(self, run_id: str) -> None:
+        """A run's earlier job that Slurm still runs (requeued after the node came back, say, while
+        the run was given up as interrupted): cancelled before a new one, so one worker writes the run."""
+        try:
+            info = json.loads((self.ws.run_paths(run_id).dir / JOB_FILE).read_text())
+        except (OSError, ValueError):
+            return
+        if info.get("cluster") != "slurm" or not info.get("job_id"):
+            return
+        jid = str(info["job_id"])
+
+        def alive() -> bool:
+            out = _run(["squeue", "--noheader", "--states=all", f"--jobs={jid}", "--format=%T %j"])
+            if out is None or out.returncode != 0 or not out.stdout.strip():
+                return False
+            state, _, name = out.stdout.strip().partition(" ")
+            return name.strip() == f"tltui-{run_id}" and state.upper() in ALIVE_STATES  # ours, not a reused id
+
+        if not alive():
+            return
+        log.info("%s: its earlier slurm job %s still runs: scancel", run_id, jid)
+        with open(self.ws.run_paths(run_id).log, "a", encoding="utf-8") as f:
+            f.write(f"=== earlier slurm job {jid} still in the queue: cancelled before submitting again\n")
+        _run(["scancel", jid])
+        deadline = time.monotonic() + 30
+        while alive() and time.monotonic() < deadline:
+            time.sleep(1.0)
+
     def submit(self, run_id: str, *, gpus: Sequence[int], resume: bool) -> Job:
         paths = self.ws.run_paths(run_id)
+        if self.cluster == "slurm":
+            self._cancel_previous(run_id)
         task = WorkerTask(self._worker_command(), str(paths.dir), resume, stop_wait=max(5.0, self.signal_delay / 2))
         try:
             job = self._executor(run_id).submit(task)
