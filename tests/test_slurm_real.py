@@ -42,7 +42,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
         if os.environ.get("TLTUI_REQUIRE_SLURM") == "1":
             pytest.fail(f"TLTUI_REQUIRE_SLURM=1 but {why}")
         pytest.skip(why)
-    c = SlurmCluster(tmp_path_factory.mktemp("slurm"), cpus=2)
+    c = SlurmCluster(tmp_path_factory.mktemp("slurm"))
     try:
         c.start()
     except ClusterError as e:
