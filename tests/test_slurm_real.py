@@ -150,9 +150,9 @@ def test_sweep_through_sbatch_live_and_a_requeued_job_resumes_exactly(
     jobs = {rid: job_id(ws, rid) for rid in (a, b)}
     names = dict(line.split() for line in cluster.run("squeue", "-h", "-t", "all", "-o", "%i %j").splitlines())
     assert names[jobs[a]] == f"tltui-{a}" and names[jobs[b]] == f"tltui-{b}"
-    # curves arrive live: the registry has a's epochs while its job is still running
-    rec = ws.get(a)
-    assert rec.status == "running" and rec.epoch == 2 and [h["epoch"] for h in metrics(ws, a)] == [1, 2]
+    # curves arrive live: the registry has a's epochs while its job is still running (hung in epoch 3)
+    wait_for(lambda: ws.get(a).epoch == 2, "the runner to record run a's epoch 2")
+    assert ws.get(a).status == "running" and [h["epoch"] for h in metrics(ws, a)] == [1, 2]
     assert cluster.run("squeue", "-h", "-j", jobs[a], "-o", "%T").strip() == "RUNNING"
 
     (ws.run_paths(a).dir / "fault.json").unlink()
