@@ -94,3 +94,16 @@ def test_missing_tfds_message_says_how_to_prepare_offline() -> None:
     assert "\n" not in msg
     assert "tfds build cifar100" in msg and "/data/tfds" in msg and "data.data_dir" in msg
     assert "tltui data fetch tfds:cifar100" in msg and "data.download = true" in msg
+
+
+def test_augmentation_of_the_uint8_batch_equals_that_of_its_float_copy() -> None:
+    """Flip and shift run on uint8 (cheaper), the cast before the brightness: the same values."""
+    import numpy as np
+
+    x8 = np.random.default_rng(0).integers(0, 256, size=(16, 20, 24, 3), dtype=np.uint8)
+    aug = data.augmentation(7)
+    for g in (0, 5, 123):
+        a = np.asarray(aug(x8, g))
+        b = np.asarray(aug(x8.astype("float32"), g))
+        assert a.dtype == np.float32
+        np.testing.assert_array_equal(a, b)

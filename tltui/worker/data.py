@@ -287,10 +287,7 @@ def train_batches(
 
     def to_float(g: Any, batch: Any) -> tuple[Any, Any]:
         img, label = batch
-        x = tf.cast(img, tf.float32)
-        if aug is not None:
-            x = aug(x, g)
-        return x, label
+        return (aug(img, g) if aug is not None else tf.cast(img, tf.float32)), label
 
     return ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
 
@@ -312,9 +309,11 @@ def eval_batches(split: Split, batch_size: int) -> tf.data.Dataset:
 
 def augmentation(seed: int) -> Callable[[Any, Any], Any]:
     """``augment(x, g)``: random horizontal flip, shift (up to 10%, reflected, whole pixels) and
-    brightness (+-15%) per image of a float32 batch of 0..255 pixels, drawn from stateless random
-    ops seeded by ``(seed, g)``: ``g`` is the batch's index in the whole run, so every epoch gets
-    new draws and a resumed run the same draws as an uninterrupted one.
+    brightness (+-15%) per image of a batch of 0..255 pixels (uint8 or float32; float32 out), drawn
+    from stateless random ops seeded by ``(seed, g)``: ``g`` is the batch's index in the whole run,
+    so every epoch gets new draws and a resumed run the same draws as an uninterrupted one. Flip and
+    shift move whole pixels, so they run on the uint8 batch (a quarter of the bytes; the same values
+    as on its float32 copy) and the cast comes before the brightness.
 
     Plain TensorFlow ops on the whole batch (the Keras preprocessing layers cost more per batch than
     the pixels do; see docs/benchmarks.md).
@@ -337,6 +336,7 @@ def augmentation(seed: int) -> Callable[[Any, Any], Any]:
             images=x, transforms=shift, output_shape=shape[1:3], fill_value=0.0,
             interpolation="NEAREST", fill_mode="REFLECT",
         )
+        x = tf.cast(x, tf.float32)
         delta = tf.reshape((u[:, 3] * 0.3 - 0.15) * 255.0, [n, 1, 1, 1])
         return tf.clip_by_value(x + delta, 0.0, 255.0)
 
