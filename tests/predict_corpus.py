@@ -182,6 +182,8 @@ entries = images.find_images(folder)
 labels = images.folder_labels(folder, classes)
 out.write(encode(PredictStarted(len(entries), classes, labels, k, [16, 16], "--low-res" in argv)))
 top = [("red", 0.7), ("d", 0.2), ("blue", 0.1)][:k]
+if os.environ.get("FAKE_GREEN_RUN") and run_dir.endswith(os.environ["FAKE_GREEN_RUN"]):
+    top = [("green", 0.6), ("red", 0.3), ("blue", 0.1)][:k]  # another model: says "green" for everything
 for i, e in enumerate(entries, 1):
     if mode == "hang" and i == 2:
         time.sleep(60)

@@ -312,10 +312,47 @@ class Score:
             matrix[index[t]][index[p]] += n
         return {"labels": labels, "matrix": matrix}
 
+    def per_class(self) -> list[dict[str, Any]]:
+        """Per true label (in class order, those that occur): images, correct, accuracy."""
+        n: dict[str, int] = {}
+        ok: dict[str, int] = {}
+        for (t, p), k in self.pairs.items():
+            n[t] = n.get(t, 0) + k
+            if t == p:
+                ok[t] = ok.get(t, 0) + k
+        return [{"label": c, "images": n[c], "correct": ok.get(c, 0), "accuracy": ok.get(c, 0) / n[c]}
+                for c in self.classes if c in n]
+
+    def confused_pairs(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """``(true, predicted)`` pairs that differ, most frequent first (ties: class order): what a
+        100-class confusion matrix hides."""
+        order = {c: i for i, c in enumerate(self.classes)}
+        pairs = sorted(((t, p, k) for (t, p), k in self.pairs.items() if t != p),
+                       key=lambda x: (-x[2], order.get(x[0], 0), order.get(x[1], 0)))
+        return [{"true_label": t, "predicted": p, "count": k} for t, p, k in pairs[:limit]]
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "accuracy": self.accuracy,
             "top5_accuracy": self.top5_accuracy,
             "confusion": self.confusion(),
+            "per_class": self.per_class(),
+            "confused_pairs": self.confused_pairs(),
             "misclassified": list(self.misclassified),
         }
+
+    def confusion_csv(self) -> str:
+        """The confusion matrix as CSV: one row per true label with its image count and accuracy,
+        then one column per predicted label."""
+        import csv
+        import io
+
+        conf = self.confusion()
+        acc = {r["label"]: r for r in self.per_class()}
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["true_label", "images", "accuracy", *conf["labels"]])
+        for label, row in zip(conf["labels"], conf["matrix"], strict=True):
+            r = acc.get(label)
+            w.writerow([label, r["images"] if r else 0, f"{r['accuracy']:.6f}" if r else "", *row])
+        return buf.getvalue()

@@ -53,6 +53,7 @@ class PredictionRow:
     true_label: str | None = None
     rel: str = ""
     true_rank: int | None = None
+    cam: str | None = None  # the Grad-CAM overlay PNG of its top-1 class (``--cam``)
 
     @property
     def label(self) -> str:
@@ -150,6 +151,7 @@ class PredictJob:
         low_res: bool = False,
         batch_size: int = 32,
         max_pixels: int | None = None,
+        cam_dir: str | os.PathLike[str] | None = None,
         worker_cmd: Sequence[str] | None = None,
         env: Mapping[str, str] | None = None,
         popen: Callable[..., subprocess.Popen[bytes]] = subprocess.Popen,
@@ -161,6 +163,8 @@ class PredictJob:
             self._options.append("--low-res")
         if max_pixels is not None:
             self._options += ["--max-pixels", str(max_pixels)]
+        if cam_dir is not None:
+            self._options += ["--cam", str(Path(cam_dir).absolute())]
         self._env = env
         self._popen = popen
         self._proc: subprocess.Popen[bytes] | None = None
@@ -307,6 +311,8 @@ class PredictReport:
             }
             if self.labelled:
                 p["true_label"] = r.true_label
+            if r.cam is not None:
+                p["cam"] = r.cam
             preds.append(p)
         return {
             "run": self.run_id,

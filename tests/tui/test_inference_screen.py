@@ -346,3 +346,154 @@ def test_snapshot_misclassified_160x48(snap_compare: Any, setup: Any) -> None:
         await settle(pilot)
 
     assert snap_compare(make_app(ws, Scripted(records(folder)), rid), terminal_size=(160, 48), run_before=run)
+
+
+# ---------------------------------------------------------------------------- confusions and Grad-CAM
+
+
+def cam_source(calls: list) -> Any:
+    """Stands in for the worker's Grad-CAM: a red square PNG per image, in the screen's output folder."""
+
+    def make(run_dir: Path, image: Path, out_dir: Path) -> str:
+        calls.append((run_dir, image))
+        path = out_dir / f"{image.parent.name}-{image.name}.cam.png"
+        Image.new("RGB", (32, 32), (255, 0, 0)).save(path)
+        return str(path)
+
+    return make
+
+
+def make_cam_app(ws: Workspace, rid: str, calls: list, cam: Any = None) -> HostApp:
+    return HostApp(lambda: InferenceScreen(rid, workspace=ws, source=Scripted(records(Path("photos").absolute())),
+                                           folder="photos", cam_source=cam or cam_source(calls)), ws)
+
+
+def test_confusion_view_lists_pairs_and_per_class_accuracy() -> None:
+    from rich.console import Console
+
+    from tltui.images import Score
+    from tltui.tui.screens.inference import confusion_view
+
+    score = Score(CLASSES)
+    for true, pred, n in (("cat", "cat", 3), ("dog", "cat", 2), ("dog", "dog", 1), ("frog", "dog", 1)):
+        for _ in range(n):
+            score.add("x", true, pred, 0.5, 1 if true == pred else 2)
+    console = Console(width=80, record=True, color_system=None)
+    console.print(confusion_view(score))
+    text = console.export_text()
+    assert "accuracy 57.1% of 7 labelled images" in text
+    assert "lowest per-class accuracy: frog 0% (0/1), dog 33% (1/3), cat 100% (3/3)" in text
+    assert [p["count"] for p in score.confused_pairs()] == [2, 1]
+    many = Score([f"c{i}" for i in range(100)])  # CIFAR-100-like: no matrix, the top pairs
+    for i in range(20):
+        for _ in range(1 + i % 3):
+            many.add("x", f"c{i}", f"c{(i + 1) % 20}", 0.5, 2)
+    console = Console(width=80, record=True, color_system=None)
+    console.print(confusion_view(many))
+    text = console.export_text()
+    assert "20 classes: the whole matrix is in the CSV/JSON" in text and "true \\ pred" not in text
+    assert many.confused_pairs(1) == [{"true_label": "c2", "predicted": "c3", "count": 3}]
+
+
+@asynctest
+async def test_a_confused_pair_opens_the_gallery_of_its_images(setup: Any) -> None:
+    ws, rid, folder = setup
+    app = make_app(ws, Scripted(records(folder)), rid)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await classify(pilot)
+        await pilot.press("c")
+        await pilot.pause()
+        screen = screen_of(app)
+        pairs = screen.query_one("#inf-pairs")
+        assert screen.has_class("-confusion") and pairs.row_count == 1 and pairs.has_focus
+        await pilot.press("enter")
+        await settle(pilot)
+        assert not screen.has_class("-confusion") and screen.pair == ("dog", "cat")
+        table = screen.query_one("#inf-table")
+        assert table.row_count == 1 and screen.selected.path == str(folder / "dog" / "1.png")
+        assert "showing dog → cat (1)" in screen_text(screen.query_one("#inf-status"))
+        await pilot.press("m")  # another filter leaves the pair
+        assert screen.pair is None and screen.filter == "misclassified"
+
+
+@asynctest
+async def test_grad_cam_is_computed_once_on_request_and_toggled(setup: Any) -> None:
+    ws, rid, folder = setup
+    calls: list = []
+    app = make_cam_app(ws, rid, calls)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await classify(pilot)
+        screen = screen_of(app)
+        await pilot.press("g")
+        for _ in range(200):
+            await pilot.pause(0.01)
+            if screen.cams:
+                break
+        await settle(pilot)
+        item = screen.selected
+        assert calls == [(ws.run_paths(rid).dir, Path(item.path))]
+        assert screen.query_one(Thumbnail).path == screen.cams[item.path]
+        assert Path(screen.cams[item.path]).parent == ws.cache_dir / "cams" / rid
+        assert "Grad-CAM of" in screen_text(screen.query_one("#inf-topk"))
+        await pilot.press("g")  # back to the image
+        assert screen.query_one(Thumbnail).path == item.path
+        await pilot.press("g")  # and to the overlay again, without a second computation
+        await pilot.pause()
+        assert len(calls) == 1 and screen.query_one(Thumbnail).path == screen.cams[item.path]
+
+
+@asynctest
+async def test_a_run_without_a_feature_map_says_why(setup: Any) -> None:
+    ws, rid, folder = setup
+
+    def hub(run_dir: Path, image: Path, out_dir: Path) -> str:
+        raise PredictError("no Grad-CAM for this run: a TF Hub backbone is one opaque layer")
+
+    app = make_cam_app(ws, rid, [], cam=hub)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await classify(pilot)
+        await pilot.press("g")
+        for _ in range(200):
+            await pilot.pause(0.01)
+            if any("no Grad-CAM" in n.message for n in app._notifications):
+                break
+        assert any("a TF Hub backbone is one opaque layer" in n.message for n in app._notifications)
+        screen = screen_of(app)
+        assert not screen.showing_cam and screen.query_one(Thumbnail).path == screen.selected.path
+
+
+def test_snapshot_confusions_80x24(snap_compare: Any, setup: Any) -> None:
+    ws, rid, folder = setup
+
+    async def run(pilot: Any) -> None:
+        await classify(pilot)
+        await pilot.press("c")
+        await pilot.pause()
+
+    assert snap_compare(make_app(ws, Scripted(records(folder)), rid), terminal_size=(80, 24), run_before=run)
+
+
+def test_snapshot_confusions_160x48(snap_compare: Any, setup: Any) -> None:
+    ws, rid, folder = setup
+
+    async def run(pilot: Any) -> None:
+        await classify(pilot)
+        await pilot.press("c")
+        await pilot.pause()
+
+    assert snap_compare(make_app(ws, Scripted(records(folder)), rid), terminal_size=(160, 48), run_before=run)
+
+
+def test_snapshot_grad_cam_160x48(snap_compare: Any, setup: Any) -> None:
+    ws, rid, folder = setup
+
+    async def run(pilot: Any) -> None:
+        await classify(pilot)
+        await pilot.press("g")
+        for _ in range(200):
+            await pilot.pause(0.01)
+            if screen_of(pilot.app).cams:
+                break
+        await settle(pilot)
+
+    assert snap_compare(make_cam_app(ws, rid, []), terminal_size=(160, 48), run_before=run)

@@ -37,6 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="shrink each image to the training data's native size first (e.g. 32x32 for CIFAR), then upscale",
     )
     p.add_argument("--batch-size", type=common.positive_int, default=32, metavar="B", help="images per batch (default 32)")
+    p.add_argument("--against", metavar="RUN_ID_B",
+                   help="classify the folder with a second run too and report where the two disagree, side by side")
+    p.add_argument("--cam", type=Path, metavar="OUT_DIR",
+                   help="write a Grad-CAM overlay PNG of each image's top-1 class (where the model looked) into OUT_DIR")
+    p.add_argument("--confusion-csv", type=Path, metavar="OUT",
+                   help="labelled folders: write the confusion matrix with per-class accuracy to this CSV file")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print one JSON document")
     out.add_argument("--csv", type=Path, metavar="OUT", help="write one row per image to this CSV file")
@@ -66,23 +72,90 @@ def main(args: argparse.Namespace) -> int:
         raise CommandError(f"{folder}: is a file, expected a folder of images")
     if args.csv is not None and args.csv.is_dir():
         raise CommandError(f"{args.csv}: is a folder; give a file name for --csv")
-    if args.csv is not None and not args.csv.parent.is_dir():
-        raise CommandError(f"{args.csv}: folder {args.csv.parent} does not exist")
-    report = PredictReport(run_id, str(folder.absolute()))
-    job = PredictJob(run_dir, folder, top_k=args.top_k, low_res=args.low_res, batch_size=args.batch_size)
-    try:
-        with job:
-            _collect(job, report, show_progress=sys.stderr.isatty())
-    except PredictError as e:
-        raise CommandError(f"{run_id}: {e}") from None
+    for out_file in (args.csv, args.confusion_csv):
+        if out_file is not None and out_file.is_dir():
+            raise CommandError(f"{out_file}: is a folder; give a file name")
+        if out_file is not None and not out_file.parent.is_dir():
+            raise CommandError(f"{out_file}: folder {out_file.parent} does not exist")
+    if args.cam is not None and args.cam.exists() and not args.cam.is_dir():
+        raise CommandError(f"--cam {args.cam}: is a file, expected a folder (it is created if missing)")
+    other = check_run(ws, args.against) if args.against else None
+    if other is not None and other[0] == run_id:
+        raise CommandError(f"--against {args.against}: that is {run_id} itself; give another completed run")
+    report = _classify(run_id, run_dir, folder, args, cam_dir=args.cam)
+    against = _classify(other[0], other[1], folder, args) if other is not None else None
+    if args.confusion_csv is not None:
+        if report.score is None or not report.score.total:
+            raise CommandError(f"--confusion-csv: {folder} is not labelled (no subfolder per class name)")
+        atomic_write(args.confusion_csv, report.score.confusion_csv(), mode=0o644)
+        print(f"wrote the confusion matrix to {args.confusion_csv}", file=sys.stderr)
+    if args.cam is not None:
+        cams = sum(1 for r in report.rows if r.cam)
+        print(f"wrote {cams} Grad-CAM overlays to {args.cam}", file=sys.stderr)
     if args.json:
-        common.print_json(report.to_json())
+        doc = report.to_json()
+        if against is not None:
+            doc["against"] = disagreements(report, against)
+        common.print_json(doc)
     elif args.csv is not None:
         atomic_write(args.csv, report.to_csv(), mode=0o644)
         print(f"wrote {len(report.rows)} rows to {args.csv}" + _skipped_note(report), file=sys.stderr)
     else:
         print(format_report(report))
+        if against is not None:
+            print(format_disagreements(disagreements(report, against)))
     return 0
+
+
+def _classify(run_id: str, run_dir: Path, folder: Path, args: argparse.Namespace, cam_dir: Path | None = None) -> PredictReport:
+    report = PredictReport(run_id, str(folder.absolute()))
+    job = PredictJob(run_dir, folder, top_k=args.top_k, low_res=args.low_res, batch_size=args.batch_size,
+                     cam_dir=cam_dir)
+    try:
+        with job:
+            _collect(job, report, show_progress=sys.stderr.isatty())
+    except PredictError as e:
+        raise CommandError(f"{run_id}: {e}") from None
+    return report
+
+
+def disagreements(a: PredictReport, b: PredictReport) -> dict[str, Any]:
+    """Where two runs' top-1 differ on the same images (in ``a``'s order), and each one's accuracy."""
+    by_path = {r.path: r for r in b.rows}
+    rows = []
+    same = 0
+    for ra in a.rows:
+        rb = by_path.get(ra.path)
+        if rb is None:
+            continue
+        if ra.label == rb.label:
+            same += 1
+            continue
+        rows.append({
+            "path": ra.path, "rel": ra.rel, "true_label": ra.true_label,
+            "a": {"label": ra.label, "probability": ra.probability},
+            "b": {"label": rb.label, "probability": rb.probability},
+            "right": None if ra.true_label is None else ("a" if ra.correct else "b" if rb.correct else "neither"),
+        })
+    acc = {k: (r.score.accuracy if r.score is not None else None) for k, r in (("a", a), ("b", b))}
+    return {"run_a": a.run_id, "run_b": b.run_id, "both": same + len(rows), "agree": same, "disagree": rows,
+            "accuracy": acc}
+
+
+def format_disagreements(d: dict[str, Any]) -> str:
+    lines = ["", f"{d['run_a']} vs {d['run_b']}: agree on {d['agree']} of {d['both']} images, "
+             f"disagree on {len(d['disagree'])}"]
+    if d["accuracy"]["a"] is not None:
+        lines[-1] += f" (accuracy {_pct(d['accuracy']['a'])} vs {_pct(d['accuracy']['b'])})"
+    if d["disagree"]:
+        width = min(max(len(r["rel"] or r["path"]) for r in d["disagree"]), 50)
+        lines.append(f"  {'image':<{width}}  {d['run_a']:<22}  {d['run_b']:<22}  true")
+        for r in d["disagree"]:
+            a, b = (f"{x['label']} {100 * x['probability']:.0f}%" for x in (r["a"], r["b"]))
+            mark = {"a": " <", "b": " >", "neither": "  ", None: ""}[r["right"]]
+            name = r["rel"] or r["path"]
+            lines.append(f"  {name:<{width}}  {a:<22}  {b:<22}  {r['true_label'] or '-'}{mark}")
+    return "\n".join(lines)
 
 
 def _collect(job: Iterable[Record], report: PredictReport, *, show_progress: bool) -> None:
@@ -144,6 +217,14 @@ def format_report(report: PredictReport) -> str:
             f"accuracy {_pct(sc.accuracy)} ({sc.top1}/{sc.total}), top-5 accuracy {_pct(sc.top5_accuracy)}"
         )
         lines.extend(_confusion_lines(sc.confusion()))
+        pairs = sc.confused_pairs(10)
+        if pairs:
+            lines.append("most confused (true -> predicted):")
+            lines.extend(f"  {p['true_label']} -> {p['predicted']}: {p['count']}" for p in pairs)
+        worst = sorted(sc.per_class(), key=lambda r: (r["accuracy"], r["label"]))[:10]
+        if len(sc.per_class()) > 1:
+            lines.append("per-class accuracy (lowest first): " + ", ".join(
+                f"{r['label']} {_pct(r['accuracy'])} ({r['correct']}/{r['images']})" for r in worst))
         if sc.misclassified:
             lines.append(f"misclassified {len(sc.misclassified)}:")
             lines.extend(

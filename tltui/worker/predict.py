@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import queue
@@ -47,6 +48,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--low-res", action="store_true", help="shrink to the training data's native size first")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-pixels", type=int, default=images.DEFAULT_MAX_PIXELS)
+    p.add_argument("--cam", type=Path, metavar="OUT_DIR", help="write a Grad-CAM overlay PNG of each image's top-1 class")
     args = p.parse_args(argv)
     if args.top_k < 1 or args.batch_size < 1 or args.max_pixels < 1:
         p.error("--top-k, --batch-size and --max-pixels must be at least 1")
@@ -163,6 +165,18 @@ def run(args: argparse.Namespace, out: TextIO) -> None:
 
     model = load_model(RunPaths(args.run_dir).model)
     size = input_size(info, args.low_res)
+    cam_dir: Path | None = args.cam
+    if cam_dir is not None:
+        from tltui.worker import gradcam
+
+        try:
+            gradcam.split(model)
+        except gradcam.NoFeatureMap as e:
+            raise JobError(f"no Grad-CAM for this run: {e}") from None
+        try:
+            cam_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise JobError(f"{cam_dir}: cannot create the Grad-CAM folder ({e.strerror or e})") from None
     done = 0
     for batch, skipped in prefetch(_batches(entries, args.batch_size, size, args.max_pixels)):
         for entry, reason in skipped:
@@ -175,10 +189,34 @@ def run(args: argparse.Namespace, out: TextIO) -> None:
                 raise JobError(
                     f"model output has shape {tuple(probs.shape)} but the run has {len(classes)} classes"
                 )
-            for (entry, _), p in zip(batch, probs, strict=True):
-                _write(out, prediction(entry, p, classes, k, labels))
+            cams: list[str | None] = [None] * len(batch)
+            if cam_dir is not None:
+                cams = write_cams(model, x, batch, probs, cam_dir)
+            for (entry, _), p, cam in zip(batch, probs, cams, strict=True):
+                row = prediction(entry, p, classes, k, labels)
+                _write(out, row if cam is None else dataclasses.replace(row, cam=cam))
             done += len(batch)
         _write(out, Progress(done, total))
+
+
+def write_cams(model: Any, x: Any, batch: list[tuple[ImageEntry, Any]], probs: Any, cam_dir: Path) -> list[str | None]:
+    """A Grad-CAM overlay of each image's top-1 class, as fed to the model, in ``cam_dir``: its paths."""
+    import numpy as np
+
+    from tltui.worker import gradcam
+
+    heat, _ = gradcam.grad_cam(model, x, np.argmax(probs, axis=1))
+    out: list[str | None] = []
+    for (entry, arr), h in zip(batch, heat, strict=True):
+        path = cam_dir / cam_name(entry)
+        Image.fromarray(gradcam.overlay(arr, h)).save(path)
+        out.append(str(path))
+    return out
+
+
+def cam_name(entry: ImageEntry) -> str:
+    """``cat/01.jpg`` -> ``cat__01.jpg.cam.png``: one flat folder, one file per image."""
+    return (entry.rel or entry.path.name).replace("/", "__") + ".cam.png"
 
 
 def input_size(info: dict[str, Any], low_res: bool) -> list[int]:

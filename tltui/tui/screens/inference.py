@@ -36,10 +36,81 @@ FLUSH_EVERY = 64
 FILTERS = ("all", "misclassified", "skipped")
 
 
+#: ``cam_source(run_dir, image, out_dir) -> overlay PNG path``: Grad-CAM of one image's top-1 class.
+CamSource = Callable[[Path, Path, Path], str]
+
+
 def default_source(run_dir: Path, folder: Path) -> Iterable[Any]:
     from tltui.predict_client import PredictJob
 
     return PredictJob(run_dir, folder, top_k=5)
+
+
+def default_cam_source(run_dir: Path, image: Path, out_dir: Path) -> str:
+    """Grad-CAM of one image in the predict worker (TensorFlow lives there): the image is linked
+    into a folder of its own, classified with ``--cam``; returns the overlay's path."""
+    import tempfile
+
+    from tltui.predict_client import PredictJob
+
+    with tempfile.TemporaryDirectory(prefix="tltui-cam-") as tmp:
+        link = Path(tmp) / image.name
+        link.symlink_to(image.absolute())
+        with PredictJob(run_dir, tmp, top_k=1, batch_size=1, cam_dir=out_dir) as job:
+            for rec in job:
+                if isinstance(rec, PredictionRow) and rec.cam:
+                    return rec.cam
+                if isinstance(rec, Skipped):
+                    raise PredictError(f"{image.name}: {rec.reason}")
+    raise PredictError(f"{image.name}: the worker returned no Grad-CAM")
+
+
+#: Classes up to which the confusion panel draws the whole matrix (beyond: the top pairs only).
+MAX_MATRIX = 12
+
+
+def confusion_view(score: Any, width: int = 80) -> Any:
+    """The confusion panel: a heat matrix (rows true, columns predicted; up to :data:`MAX_MATRIX`
+    classes), the most confused pairs and the lowest per-class accuracies."""
+    from rich.console import Group
+    from rich.table import Table
+
+    if score is None or not score.total:
+        return Text("no labels: the folder needs one subfolder per class of the run", style="dim")
+    parts: list[Any] = [Text.assemble(("accuracy ", "dim"), (f"{100 * score.accuracy:.1f}%", "bold"),
+                                      f" of {score.total} labelled images")]
+    conf = score.confusion()
+    labels = conf["labels"]
+    if len(labels) <= MAX_MATRIX:
+        table = Table(box=None, pad_edge=False, show_header=True, header_style="dim")
+        table.add_column("true \\ pred", no_wrap=True)
+        for lbl in labels:
+            table.add_column(lbl[:6], justify="right", no_wrap=True)
+        for lbl, row in zip(labels, conf["matrix"], strict=True):
+            n = sum(row) or 1
+            cells = []
+            for j, k in enumerate(row):
+                share = k / n
+                if k == 0:
+                    cells.append(Text("·", style="dim"))
+                    continue
+                diag = labels[j] == lbl
+                level = int(55 + 200 * share)
+                bg = f"rgb(0,{level // 2},{level // 3})" if diag else f"rgb({level},{level // 5},0)"
+                cells.append(Text(str(k), style=f"bold white on {bg}"))
+            table.add_row(lbl[:16], *cells)
+        parts.append(table)
+    else:
+        parts.append(Text(f"{len(labels)} classes: the whole matrix is in the CSV/JSON (tltui predict "
+                          "--confusion-csv); the most confused pairs:", style="dim"))
+    worst = sorted(score.per_class(), key=lambda r: (r["accuracy"], r["label"]))[:5]
+    if worst:
+        parts.append(Text("lowest per-class accuracy: " + ", ".join(
+            f"{r['label']} {100 * r['accuracy']:.0f}% ({r['correct']}/{r['images']})" for r in worst),
+            style="dim"))
+    if score.confused_pairs(1):
+        parts.append(Text("most confused (true → predicted); Enter shows a pair's images:", style="bold"))
+    return Group(*parts)
 
 
 def topk_bars(row: PredictionRow | Skipped | None, width: int) -> Text:
@@ -86,6 +157,12 @@ class InferenceScreen(Screen[None]):
     InferenceScreen #inf-preview { width: 2fr; min-width: 30; padding: 0 1; border-left: vkey $primary 40%; }
     InferenceScreen #inf-thumb { height: 1fr; }
     InferenceScreen #inf-topk { height: auto; max-height: 7; }
+    InferenceScreen #inf-confusion { display: none; width: 2fr; min-width: 30; padding: 0 1;
+                                     border-left: vkey $primary 40%; }
+    InferenceScreen.-confusion #inf-confusion { display: block; }
+    InferenceScreen.-confusion #inf-preview { display: none; }
+    InferenceScreen #inf-matrix { height: auto; }
+    InferenceScreen #inf-pairs { height: 1fr; }
     """
 
     COMMANDS = {ScreenActions}
@@ -93,6 +170,8 @@ class InferenceScreen(Screen[None]):
         Binding("ctrl+r", "start", "Classify", id="inference.start"),
         Binding("ctrl+o", "browse", "Browse", id="inference.browse"),
         Binding("m", "filter('misclassified')", "Misclassified", id="inference.misclassified"),
+        Binding("c", "confusion", "Confusions", id="inference.confusion"),
+        Binding("g", "cam", "Grad-CAM", id="inference.cam"),
         Binding("s", "filter('skipped')", "Skipped", id="inference.skipped"),
         Binding("e", "export", "Export CSV", id="inference.export"),
         Binding("x", "stop", "Stop", id="inference.stop"),
@@ -106,11 +185,16 @@ class InferenceScreen(Screen[None]):
         workspace: Workspace | None = None,
         source: Source | None = None,
         folder: str | None = None,
+        cam_source: CamSource | None = None,
     ) -> None:
         super().__init__()
         self.run_id = run_id
         self._ws = workspace
         self._source = source or default_source
+        self._cam_source = cam_source or default_cam_source
+        self.pair: tuple[str, str] | None = None  # the confused pair whose images the table shows
+        self.cams: dict[str, str | None] = {}  # image path -> its Grad-CAM overlay (None: failed)
+        self.showing_cam = False
         self._initial_folder = folder or ""
         self.items: list[PredictionRow | Skipped] = []
         self.report: PredictReport | None = None
@@ -136,6 +220,10 @@ class InferenceScreen(Screen[None]):
             with Vertical(id="inf-preview"):
                 yield Thumbnail(id="inf-thumb")
                 yield Static("", id="inf-topk")
+            with Vertical(id="inf-confusion"):
+                yield Static("", id="inf-matrix")
+                pairs: DataTable[Any] = DataTable(id="inf-pairs", cursor_type="row")
+                yield pairs
         yield Footer()
 
     def _browse_root(self) -> Path:
@@ -154,6 +242,10 @@ class InferenceScreen(Screen[None]):
         table.add_column("top-1", key="label", width=24 if wide else 12)
         table.add_column("prob", key="prob", width=6)
         table.add_column("", key="ok", width=4)
+        pairs = self.query_one("#inf-pairs", DataTable)
+        pairs.add_column("true", key="true", width=16)
+        pairs.add_column("predicted", key="pred", width=16)
+        pairs.add_column("images", key="n", width=6)
         self._load_runs()
         self._show_status()
         self.query_one("#inf-folder", Input).focus()
@@ -198,7 +290,8 @@ class InferenceScreen(Screen[None]):
         total = self.started.total if self.started else (self.progress.total if self.progress else None)
         t = Text(no_wrap=True, overflow="ellipsis")
         if self.filter != "all":
-            t.append(f"showing {self.filter} ({sum(1 for it in self.items if self._keep(it))}) · ", style="bold cyan")
+            what = f"{self.pair[0]} → {self.pair[1]}" if self.filter == "pair" and self.pair else self.filter
+            t.append(f"showing {what} ({sum(1 for it in self.items if self._keep(it))}) · ", style="bold cyan")
         t.append("classifying… " if self.running else "done · ", style="bold" if self.running else "")
         t.append(f"{done}/{total} images" if total is not None else f"{done} images")
         if skipped:
@@ -238,6 +331,9 @@ class InferenceScreen(Screen[None]):
             return
         self.action_stop()
         self.items, self.started, self.progress = [], None, None
+        self.cams, self.showing_cam, self.pair = {}, False, None
+        if self.filter == "pair":
+            self.filter = "all"
         self.report = PredictReport(run_id, str(folder))
         self._folder = folder
         self.query_one("#inf-table", DataTable).clear()
@@ -303,6 +399,8 @@ class InferenceScreen(Screen[None]):
             self._set_error(error)
         else:
             self._show_status()
+        if self.has_class("-confusion"):
+            self._fill_confusion()
 
     def action_stop(self) -> None:
         job = self._job
@@ -319,6 +417,8 @@ class InferenceScreen(Screen[None]):
     def _keep(self, item: PredictionRow | Skipped) -> bool:
         if self.filter == "skipped":
             return isinstance(item, Skipped)
+        if self.filter == "pair":
+            return isinstance(item, PredictionRow) and (item.true_label, item.label) == self.pair
         if self.filter == "misclassified":
             return isinstance(item, PredictionRow) and item.correct is False
         return True
@@ -354,6 +454,7 @@ class InferenceScreen(Screen[None]):
 
     def action_filter(self, which: str) -> None:
         self.filter = "all" if self.filter == which else which
+        self.pair = None
         if self.filter == "misclassified" and self.items and not any(
             isinstance(i, PredictionRow) and i.true_label is not None for i in self.items
         ):
@@ -362,13 +463,96 @@ class InferenceScreen(Screen[None]):
         self._show_status()
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table.id != "inf-table":
+            return
         key = event.row_key.value
         self._preview(self.items[int(key)] if key is not None else None)
 
     def _preview(self, item: PredictionRow | Skipped | None) -> None:
-        self.query_one(Thumbnail).path = item.path if item is not None else None
+        cam = self.cams.get(item.path) if item is not None and self.showing_cam else None
+        self.query_one(Thumbnail).path = cam or (item.path if item is not None else None)
         width = self.query_one("#inf-preview").content_size.width or 30
-        self.query_one("#inf-topk", Static).update(topk_bars(item, width))
+        bars = topk_bars(item, width)
+        if cam is not None and isinstance(item, PredictionRow):
+            bars = Text.assemble((f"Grad-CAM of {item.label} (g: the image)\n", "bold magenta"), bars)
+        self.query_one("#inf-topk", Static).update(bars)
+
+    # ------------------------------------------------------------ confusions
+
+    def action_confusion(self) -> None:
+        """Show (or hide) the confusion panel: matrix, most confused pairs, per-class accuracy."""
+        showing = not self.has_class("-confusion")
+        self.set_class(showing, "-confusion")
+        if showing:
+            self._fill_confusion()
+            self.query_one("#inf-pairs", DataTable).focus()
+        else:
+            self.query_one("#inf-table", DataTable).focus()
+
+    def _fill_confusion(self) -> None:
+        score = self.report.score if self.report is not None else None
+        width = self.query_one("#inf-confusion").content_size.width or 40
+        self.query_one("#inf-matrix", Static).update(confusion_view(score, width))
+        table = self.query_one("#inf-pairs", DataTable)
+        table.clear()
+        for p in score.confused_pairs() if score is not None else []:
+            table.add_row(p["true_label"], p["predicted"], str(p["count"]), key=f"{p['true_label']}\0{p['predicted']}")
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.data_table.id != "inf-pairs" or event.row_key.value is None:
+            return
+        event.stop()
+        true, pred = event.row_key.value.split("\0")
+        self.filter, self.pair = "pair", (true, pred)  # the gallery of that pair's misclassified images
+        self.set_class(False, "-confusion")
+        self._rebuild()
+        self._show_status()
+        table = self.query_one("#inf-table", DataTable)
+        table.focus()
+        if table.row_count:
+            self._preview(self.selected)
+
+    # ------------------------------------------------------------ Grad-CAM
+
+    def action_cam(self) -> None:
+        """Where the model looked: the selected image's Grad-CAM (computed once, in the worker)."""
+        item = self.selected
+        if not isinstance(item, PredictionRow) or self.report is None:
+            self.notify("select a classified image first", severity="warning")
+            return
+        if self.showing_cam:
+            self.showing_cam = False
+            self._preview(item)
+            return
+        self.showing_cam = True
+        if item.cam is not None:
+            self.cams[item.path] = item.cam
+        if item.path in self.cams:
+            self._preview(item)
+            return
+        self.query_one("#inf-topk", Static).update(Text("computing Grad-CAM…", style="dim"))
+        self._compute_cam(self.workspace.run_paths(self.report.run_id).dir, item)
+
+    @work(thread=True, exclusive=True, group="cam", exit_on_error=False)
+    def _compute_cam(self, run_dir: Path, item: PredictionRow) -> None:
+        out = self.workspace.cache_dir / "cams" / run_dir.name
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            path, error = self._cam_source(run_dir, Path(item.path), out), None
+        except Exception as e:  # the worker's one line (a hub backbone has no feature map, ...)
+            path, error = None, one_line(e)
+        if not get_current_worker().is_cancelled:
+            self.app.call_from_thread(self._cam_done, item, path, error)
+
+    def _cam_done(self, item: PredictionRow, path: str | None, error: str | None) -> None:
+        if not self.is_attached:
+            return
+        if error is not None:
+            self.showing_cam = False
+            self.notify(f"no Grad-CAM: {error}", severity="error")
+        self.cams[item.path] = path
+        if self.selected is item:
+            self._preview(item)
 
     @property
     def selected(self) -> PredictionRow | Skipped | None:
