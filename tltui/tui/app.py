@@ -428,8 +428,15 @@ def _delete(ws: Workspace, ids: list[str]) -> str:
 
 def run_app(ws: Workspace, *, open_preset: str | Path | None = None) -> None:
     """Open the app on ``ws``; with ``open_preset``, start on the queue dialog with that preset."""
+    from tltui.tui import image_renderer
     from tltui.tui.signals import close_on_signals
+    from tltui.workspace import settings_table
 
+    try:
+        setting = str(settings_table(ws.root, "ui").get("images", "auto"))
+    except Exception:  # noqa: BLE001 - a broken settings file is reported where it matters; images fall back
+        setting = "auto"
+    image_renderer.setup(setting)  # asks the terminal now: once Textual reads stdin it cannot
     app = TltuiApp(ws, open_preset=open_preset)
     close_on_signals(app)  # SIGTERM / SIGHUP: close cleanly (terminal restored), runs unaffected
     app.run()

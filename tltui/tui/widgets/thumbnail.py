@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageOps
 from rich.style import Style
@@ -27,6 +28,22 @@ MAX_SOURCE = (200, 120)
 MAX_PIXELS = 64_000_000
 
 HALF_BLOCK = "▀"
+#: How images are drawn: ``halfblock`` (here), or ``kitty`` / ``sixel`` through textual-image; set
+#: once before the app starts (:func:`tltui.tui.image_renderer.setup`).
+RENDERER = "halfblock"
+
+
+def protocol_widget(renderer: str) -> type[Widget] | None:
+    """textual-image's widget for a graphics protocol (``None``: half blocks)."""
+    if renderer == "kitty":
+        from textual_image.widget import TGPImage
+
+        return TGPImage
+    if renderer == "sixel":
+        from textual_image.widget import SixelImage
+
+        return SixelImage
+    return None
 
 
 def load_preview(path: str | Path, max_size: tuple[int, int] = MAX_SOURCE) -> Image.Image:
@@ -117,6 +134,14 @@ class Thumbnail(Widget):
         super().__init__(name=name, id=id, classes=classes)
         self._image: Image.Image | None = None
         self._error: str | None = None
+        self.renderer = RENDERER
+        self._protocol = protocol_widget(self.renderer)
+
+    def compose(self) -> Any:
+        if self._protocol is not None:  # the image at the terminal's own resolution
+            widget = self._protocol(id="thumb-image")
+            widget.display = False
+            yield widget
 
     @property
     def ready(self) -> bool:
@@ -125,6 +150,8 @@ class Thumbnail(Widget):
 
     def watch_path(self, path: str | None) -> None:
         self._image, self._error = None, None
+        if self._protocol is not None and self.is_mounted:
+            self.query_one("#thumb-image").display = False
         self.refresh()
         if path is not None:
             self._decode(path)
@@ -142,6 +169,11 @@ class Thumbnail(Widget):
         if result.path != self.path:
             return
         self._image, self._error = result.image, result.error
+        if self._protocol is not None:
+            shown = self.query_one("#thumb-image")
+            shown.display = result.error is None
+            if result.error is None:
+                shown.image = result.path  # type: ignore[attr-defined]  # textual-image decodes it at full size
         self.refresh()
         self.post_message(self.Loaded(result.path, result.error))
 
@@ -152,4 +184,6 @@ class Thumbnail(Widget):
             return Text(f"no preview: {self._error}", style="dim")
         if self._image is None:
             return Text("loading…", style="dim")
+        if self._protocol is not None:
+            return Text()  # the protocol widget draws it
         return half_blocks(self._image, self.content_size.width, self.content_size.height)
