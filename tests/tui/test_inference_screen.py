@@ -497,3 +497,46 @@ def test_snapshot_grad_cam_160x48(snap_compare: Any, setup: Any) -> None:
         await settle(pilot)
 
     assert snap_compare(make_cam_app(ws, rid, []), terminal_size=(160, 48), run_before=run)
+
+
+class TwoRuns:
+    """A source whose second run calls every frog a cat (the first run's records otherwise)."""
+
+    def __init__(self, folder: Path, b_dir: Path) -> None:
+        self.folder, self.b_dir, self.calls = folder, b_dir, []
+
+    def __call__(self, run_dir: Path, folder: Path) -> Iterator[Any]:
+        self.calls.append(run_dir)
+        recs = records(self.folder)
+        if run_dir == self.b_dir:
+            recs = [PredictionRow(r.path, [("cat", 0.8), *r.top_k[1:]], r.true_label, r.rel,
+                                  1 if r.true_label == "cat" else 2)
+                    if isinstance(r, PredictionRow) and r.true_label == "frog" else r for r in recs]
+        return iter(recs)
+
+
+@asynctest
+async def test_two_runs_side_by_side_show_where_they_disagree(setup: Any) -> None:
+    ws, rid, folder = setup
+    other = completed_run(ws)
+    source = TwoRuns(folder, ws.run_paths(other).dir)
+    app = make_app(ws, source, rid)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        screen = screen_of(app)
+        screen.query_one("#inf-against").value = other
+        await classify(pilot)
+        assert source.calls == [ws.run_paths(rid).dir, ws.run_paths(other).dir]
+        table = screen.query_one("#inf-table")
+        assert f"vs {other}" in [str(c.label) for c in table.columns.values()]
+        assert f"vs {other}: agree 4/6" in screen_text(screen.query_one("#inf-status"))
+        await pilot.press("d")
+        await settle(pilot)
+        assert table.row_count == 2 and all("frog/" in screen._display_name(screen.items[int(k.value)])
+                                            for k in table.rows)
+        assert f"vs {other}:" in screen_text(screen.query_one("#inf-topk"))
+        screen.query_one("#inf-against").clear()  # back to one run: the column goes
+        await classify(pilot)
+        assert "vs" not in table.columns and screen.against is None
+        await pilot.press("d")
+        assert any("pick a second run" in n.message for n in app._notifications)

@@ -147,6 +147,7 @@ class InferenceScreen(Screen[None]):
     InferenceScreen { layout: vertical; }
     InferenceScreen #inf-controls { height: 1; margin: 0 1; }
     InferenceScreen #inf-run { width: 32; margin-right: 1; }
+    InferenceScreen #inf-against { width: 24; margin-right: 1; }
     InferenceScreen #inf-folder { width: 1fr; }
     InferenceScreen #inf-status { height: 1; padding: 0 1; background: $boost; }
     InferenceScreen #inf-status.-error { color: $error; }
@@ -156,7 +157,7 @@ class InferenceScreen(Screen[None]):
     InferenceScreen #inf-table { width: 3fr; }
     InferenceScreen #inf-preview { width: 2fr; min-width: 30; padding: 0 1; border-left: vkey $primary 40%; }
     InferenceScreen #inf-thumb { height: 1fr; }
-    InferenceScreen #inf-topk { height: auto; max-height: 7; }
+    InferenceScreen #inf-topk { height: auto; max-height: 12; }
     InferenceScreen #inf-confusion { display: none; width: 2fr; min-width: 30; padding: 0 1;
                                      border-left: vkey $primary 40%; }
     InferenceScreen.-confusion #inf-confusion { display: block; }
@@ -173,6 +174,7 @@ class InferenceScreen(Screen[None]):
         Binding("c", "confusion", "Confusions", id="inference.confusion"),
         Binding("g", "cam", "Grad-CAM", id="inference.cam"),
         Binding("s", "filter('skipped')", "Skipped", id="inference.skipped"),
+        Binding("d", "filter('disagree')", "Disagree", id="inference.disagree"),
         Binding("e", "export", "Export CSV", id="inference.export"),
         Binding("x", "stop", "Stop", id="inference.stop"),
         Binding("escape", "close", "Back", id="inference.back"),
@@ -193,6 +195,9 @@ class InferenceScreen(Screen[None]):
         self._source = source or default_source
         self._cam_source = cam_source or default_cam_source
         self.pair: tuple[str, str] | None = None  # the confused pair whose images the table shows
+        self.against: PredictReport | None = None  # the second run's predictions, side by side
+        self._rows_of: dict[str, int] = {}  # image path -> index in self.items
+        self._b_cache: tuple[dict[str, PredictionRow], tuple[int, int]] = ({}, (0, 0))
         self.cams: dict[str, str | None] = {}  # image path -> its Grad-CAM overlay (None: failed)
         self.showing_cam = False
         self._initial_folder = folder or ""
@@ -211,6 +216,7 @@ class InferenceScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         with Horizontal(id="inf-controls"):
             yield Select([], prompt="completed run", compact=True, id="inf-run")
+            yield Select([], prompt="vs run (optional)", compact=True, id="inf-against")
             yield Input(self._initial_folder, placeholder="folder of images (Enter classifies)", compact=True,
                         id="inf-folder")
         yield Static("", id="inf-status")
@@ -254,6 +260,7 @@ class InferenceScreen(Screen[None]):
         runs = [r for r in self.workspace.list_runs(["completed"])]
         select = self.query_one("#inf-run", Select)
         select.set_options([(f"{r.id} {r.name}"[:40], r.id) for r in reversed(runs)])
+        self.query_one("#inf-against", Select).set_options([(f"vs {r.id} {r.name}"[:30], r.id) for r in reversed(runs)])
         if self.run_id is not None:
             try:
                 rid = self.workspace.get(self.run_id).id
@@ -302,6 +309,11 @@ class InferenceScreen(Screen[None]):
             top5 = sum(1 for r in labelled if r.true_label in [lbl for lbl, _ in r.top_k[:5]])
             t.append(f" · top-1 {100 * top1 / len(labelled):.1f}% · top-5 {100 * top5 / len(labelled):.1f}%")
             t.append(f" ({len(labelled)} labelled)", style="dim")
+        if self.against is not None and self.against.rows:
+            b = self._b_by_path()
+            both = [r for r in rows if r.path in b]
+            agree = sum(1 for r in both if b[r.path].label == r.label)
+            t.append(f" · vs {self.against.run_id}: agree {agree}/{len(both)}", style="bold")
         status.update(t)
 
     # ------------------------------------------------------------ running
@@ -329,11 +341,25 @@ class InferenceScreen(Screen[None]):
         if not paths.model.exists():
             self._set_error(f"{run_id} has no exported model ({paths.model.name}); it cannot classify")
             return
+        against = self.query_one("#inf-against", Select).value
+        b_dir: Path | None = None
+        if against is not Select.NULL and str(against) != run_id:
+            b_dir = self.workspace.run_paths(str(against)).dir
+            if not (b_dir / "model.keras").exists():
+                self._set_error(f"{against} has no exported model; it cannot classify")
+                return
         self.action_stop()
         self.items, self.started, self.progress = [], None, None
-        self.cams, self.showing_cam, self.pair = {}, False, None
-        if self.filter == "pair":
+        self.cams, self.showing_cam, self.pair, self._rows_of = {}, False, None, {}
+        if self.filter in ("pair", "disagree"):
             self.filter = "all"
+        self.against = PredictReport(str(against), str(folder)) if b_dir is not None else None
+        table = self.query_one("#inf-table", DataTable)
+        has_vs = "vs" in table.columns
+        if self.against is not None and not has_vs:
+            table.add_column(f"vs {against}", key="vs", width=16)
+        elif self.against is None and has_vs:
+            table.remove_column("vs")
         self.report = PredictReport(run_id, str(folder))
         self._folder = folder
         self.query_one("#inf-table", DataTable).clear()
@@ -343,24 +369,33 @@ class InferenceScreen(Screen[None]):
         self._error = None
         self._show_status()
         self.query_one("#inf-table", DataTable).focus()
-        self._run(paths.dir, folder)
+        self._run(paths.dir, folder, b_dir)
 
     @work(thread=True, exclusive=True, group="inference", exit_on_error=False)
-    def _run(self, run_dir: Path, folder: Path) -> None:
+    def _run(self, run_dir: Path, folder: Path, b_dir: Path | None = None) -> None:
         worker = get_current_worker()
         error: str | None = None
         batch: list[Any] = []
         try:
-            job = self._source(run_dir, folder)
-            self._job = job
-            for rec in job:
+            for directory, take in ((run_dir, self._take), *(((b_dir, self._take_b),) if b_dir else ())):
+                job = self._source(directory, folder)
+                self._job = job
+                for rec in job:
+                    if worker.is_cancelled:
+                        break
+                    batch.append(rec)
+                    if isinstance(rec, Progress) or len(batch) >= FLUSH_EVERY:
+                        pending, batch = batch, []
+                        # blocks until the UI took the batch: a slow UI slows the reader, never floods
+                        self.app.call_from_thread(take, pending)
+                if batch:
+                    self.app.call_from_thread(take, batch)
+                    batch = []
+                close = getattr(job, "close", None)
+                if callable(close):
+                    close()
                 if worker.is_cancelled:
                     break
-                batch.append(rec)
-                if isinstance(rec, Progress) or len(batch) >= FLUSH_EVERY:
-                    pending, batch = batch, []
-                    # blocks until the UI took the batch: a slow UI slows the reader, never floods
-                    self.app.call_from_thread(self._take, pending)
         except PredictError as e:
             error = str(e)
         except Exception as e:  # a broken source must end in a status line, not a crash
@@ -386,9 +421,37 @@ class InferenceScreen(Screen[None]):
                 self.progress = rec
             elif isinstance(rec, (PredictionRow, Skipped)):
                 self.items.append(rec)
+                self._rows_of[rec.path] = len(self.items) - 1
                 if self._keep(rec):
                     self._add_row(table, len(self.items) - 1, rec)
         self._show_status()
+
+    def _take_b(self, records: list[Any]) -> None:
+        """The second run's predictions: its top-1 next to the first run's, row by row."""
+        if not self.is_attached or self.against is None:
+            return
+        table = self.query_one("#inf-table", DataTable)
+        for rec in records:
+            self.against.add(rec)
+            if isinstance(rec, PredictionRow) and rec.path in self._rows_of:
+                key = str(self._rows_of[rec.path])
+                if key in table.rows:
+                    table.update_cell(key, "vs", self._vs_cell(self.items[int(key)]))
+        self._show_status()
+
+    def _vs_cell(self, item: PredictionRow | Skipped) -> Text:
+        b = self._b_by_path().get(item.path)
+        if b is None or not isinstance(item, PredictionRow):
+            return Text("")
+        style = "" if b.label == item.label else ("bold green" if b.correct else "bold red" if b.correct is False else "bold")
+        return Text(f"{b.label} {100 * b.probability:.0f}%", style=style)
+
+    def _b_by_path(self) -> dict[str, PredictionRow]:
+        """The second run's predictions by image path (rebuilt when more arrived)."""
+        rows = self.against.rows if self.against is not None else []
+        if self._b_cache[1] != (id(self.against), len(rows)):
+            self._b_cache = ({r.path: r for r in rows}, (id(self.against), len(rows)))
+        return self._b_cache[0]
 
     def _finish(self, records: list[Any], error: str | None) -> None:
         if not self.is_attached:
@@ -419,6 +482,9 @@ class InferenceScreen(Screen[None]):
             return isinstance(item, Skipped)
         if self.filter == "pair":
             return isinstance(item, PredictionRow) and (item.true_label, item.label) == self.pair
+        if self.filter == "disagree":
+            b = self._b_by_path().get(item.path)
+            return isinstance(item, PredictionRow) and b is not None and b.label != item.label
         if self.filter == "misclassified":
             return isinstance(item, PredictionRow) and item.correct is False
         return True
@@ -436,12 +502,16 @@ class InferenceScreen(Screen[None]):
     def _add_row(self, table: DataTable[Any], index: int, item: PredictionRow | Skipped) -> None:
         name = Text(self._display_name(item), no_wrap=True, overflow="ellipsis")
         if isinstance(item, Skipped):
-            table.add_row(name, Text("skipped", style="yellow"), "", Text("⊘", style="yellow"), key=str(index))
+            extra = [""] if "vs" in table.columns else []
+            table.add_row(name, Text("skipped", style="yellow"), "", Text("⊘", style="yellow"), *extra, key=str(index))
             return
         ok = item.correct
         mark = Text("") if ok is None else Text("✓", style="green") if ok else Text("✗", style="bold red")
         prob = Text(f"{100 * item.probability:.1f}%", justify="right")
-        table.add_row(name, item.label, prob, mark, key=str(index))
+        cells = [name, item.label, prob, mark]
+        if "vs" in table.columns:
+            cells.append(self._vs_cell(item))
+        table.add_row(*cells, key=str(index))
 
     def _rebuild(self) -> None:
         table = self.query_one("#inf-table", DataTable)
@@ -453,6 +523,9 @@ class InferenceScreen(Screen[None]):
             self._preview(None)
 
     def action_filter(self, which: str) -> None:
+        if which == "disagree" and self.against is None:
+            self.notify("pick a second run (vs run) and classify again to compare", severity="warning")
+            return
         self.filter = "all" if self.filter == which else which
         self.pair = None
         if self.filter == "misclassified" and self.items and not any(
@@ -473,6 +546,10 @@ class InferenceScreen(Screen[None]):
         self.query_one(Thumbnail).path = cam or (item.path if item is not None else None)
         width = self.query_one("#inf-preview").content_size.width or 30
         bars = topk_bars(item, width)
+        b = self._b_by_path().get(item.path) if item is not None else None
+        if b is not None and self.against is not None:
+            bars = Text.assemble(bars, (f"\nvs {self.against.run_id}:\n", "bold"), topk_bars(
+                PredictionRow(b.path, b.top_k[:3], None, b.rel), width))
         if cam is not None and isinstance(item, PredictionRow):
             bars = Text.assemble((f"Grad-CAM of {item.label} (g: the image)\n", "bold magenta"), bars)
         self.query_one("#inf-topk", Static).update(bars)
