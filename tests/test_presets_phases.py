@@ -118,7 +118,11 @@ def test_check_lists_each_phase_with_what_it_freezes(tmp_path: Path, capsys) -> 
                     .replace('source = "tfds:cifar10"', f'source = "folder:{tmp_path}"'))
     (tmp_path / "a").mkdir()
     args = ["--workspace", str(tmp_path / "ws"), "check", str(path)]
-    assert main([*args, "--json"]) == 0
+    assert main([*args, "--json"]) == 0  # not described yet: no counts, and how to get them
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["runs"][0]["phases"][0]["frozen_params"] is None
+    assert any("`tltui check --params` counts the parameters" in n for n in doc["notes"])
+    assert main([*args, "--json", "--params"]) == 0
     (run,) = json.loads(capsys.readouterr().out)["runs"]
     head, fine = run["phases"]
     assert (head["label"], head["epochs"], head["depth"], head["trainable_params"]) == ("1/2 head", 2, "all", 0)

@@ -15,6 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("preset", help="preset file, or the name of a shipped/workspace preset")
     common.add_set(p)
     p.add_argument("--json", action="store_true", help="print {\"runs\": [...]} as JSON")
+    p.add_argument("--params", action="store_true",
+                   help="phases: count the backbone parameters each phase freezes, describing the backbone first "
+                        "if it is not cached yet (a TensorFlow subprocess, seconds; cached in the workspace)")
     p.set_defaults(func=main)
 
 
@@ -26,7 +29,8 @@ def main(args: argparse.Namespace) -> int:
     report = preflight.require(preset, str(path), ws)
     runs = presets.expand(preset)
     notes: list[str] = []
-    phases = {r.name: phase_rows(ws, r.preset, notes, quiet=args.json) for r in runs} if preset.phases else {}
+    phases = {r.name: phase_rows(ws, r.preset, notes, quiet=args.json, describe=args.params)
+              for r in runs} if preset.phases else {}
     if args.json:
         common.print_json(
             {
@@ -53,24 +57,31 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def phase_rows(ws: Any, preset: Any, notes: list[str], *, quiet: bool) -> list[dict[str, Any]]:
-    """One row per phase: its training settings and (from the backbone's description) the
-    backbone parameters it freezes and trains."""
+def phase_rows(ws: Any, preset: Any, notes: list[str], *, quiet: bool, describe: bool = False) -> list[dict[str, Any]]:
+    """One row per phase: its training settings and (from the backbone's description: the cached
+    one, or with ``describe`` a new one) the backbone parameters it freezes and trains."""
     from tltui import catalog, descriptions, freeze_policy
 
     description = None
     m = preset.model
+    size = tuple(preset.data.image_size)
     if catalog.is_hub(m.backbone):
         if "hub" not in " ".join(notes):
             notes.append("a TF Hub backbone is one opaque stage: its parameter counts are known once a run built it")
-    else:
+    elif describe:
         try:
             description = descriptions.get(
-                ws.cache_dir, m.backbone, tuple(preset.data.image_size), m.alpha,
+                ws.cache_dir, m.backbone, size, m.alpha,
                 on_describe=None if quiet else (lambda msg: print(msg + " ...", file=sys.stderr, flush=True)),
             )
         except descriptions.DescriptionError as e:
             notes.append(f"parameter counts unavailable: {e}")
+    else:
+        description = descriptions.load_cached(descriptions.cache_path(ws.cache_dir, m.backbone, size, m.alpha))
+        note = (f"{m.backbone} at {size[0]}x{size[1]} is not described yet: `tltui check --params` counts the "
+                "parameters each phase freezes (describes the backbone once, cached)")
+        if description is None and note not in notes:
+            notes.append(note)
     rows = []
     for i, p in enumerate(preset.phase_presets()):
         t, f = p.train, p.freeze
