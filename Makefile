@@ -19,10 +19,10 @@ run: $(STAMP)
 	$(VENV)/bin/tltui --workspace $(DEMO_WS) demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadgroup
+	$(PY) -m pytest -q -n 3 --dist loadgroup
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadgroup -m "not e2e"
+	$(PY) -m pytest -q -n 3 --dist loadgroup -m "not e2e"
 
 bench: $(STAMP)
 	$(PY) -m bench

@@ -44,3 +44,21 @@ def fake_worker_env(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     cmd = [sys.executable, str(FAKE_WORKER)]
     monkeypatch.setenv("TLTUI_WORKER_CMD", json.dumps(cmd))
     return cmd
+
+
+#: xdist groups, longest first (as measured: bench_smoke ~170 s, slurm ~150 s, train_e2e ~150 s, ray
+#: ~130 s, ...). ``--dist loadgroup`` hands groups to workers in collection order, so these start
+#: first and the short tests fill in around them: the suite's wall time is the busiest worker's.
+HEAVY_GROUPS = ("bench_smoke", "slurm", "train_e2e", "ray", "reliability_e2e", "packaging", "hub_e2e",
+                "tfds_download", "feature_cache", "predict_e2e", "freeze_resnet50", "hub_tf", "gradcam")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        group = item.get_closest_marker("xdist_group")
+        name = (group.args[0] if group.args else group.kwargs.get("name")) if group else None
+        if name in HEAVY_GROUPS:
+            return HEAVY_GROUPS.index(name)
+        return len(HEAVY_GROUPS) + (0 if item.get_closest_marker("e2e") else 1)  # other real-worker tests next
+
+    items.sort(key=rank)  # stable: file order within each rank

@@ -82,16 +82,25 @@ def _wait_forever() -> None:
         time.sleep(3600)
 
 
-def wrap_dataset(run_dir: Path, ds: Any) -> Any:
-    """The training dataset, failing inside tf.data at the ``dataset@`` fault's batch."""
+def wrap_dataset(run_dir: Path, ds: Any, steps: int | None = None, start_epoch: int = 0) -> Any:
+    """The training dataset, failing inside tf.data at the ``dataset@`` fault's batch. With
+    ``steps`` (per epoch) the batch is found by its position in the stream (tf.data and Keras
+    produce batches ahead of the training loop, so the epoch callbacks cannot tell which is which)."""
     fault = active(run_dir)
     if fault is None or fault.kind != "dataset" or ds is None:
         return ds
     import tensorflow as tf
 
+    produced = [0]
+
     def tick() -> bool:
-        _STATE["produced"] += 1
-        if fault.matches_batch(_STATE["epoch"], _STATE["produced"]):
+        produced[0] += 1
+        if steps:
+            epoch, batch = start_epoch + (produced[0] - 1) // steps + 1, (produced[0] - 1) % steps + 1
+        else:
+            _STATE["produced"] += 1
+            epoch, batch = _STATE["epoch"], _STATE["produced"]
+        if fault.matches_batch(epoch, batch):
             raise OSError(errno.EIO, f"injected read error in batch {fault.batch} of epoch {fault.epoch}")
         return True
 

@@ -429,7 +429,7 @@ class Trainer:
         ]
         from tltui.worker import faults  # test-only, inert unless TLTUI_FAULT or RUN_DIR/fault.json asks
 
-        train_ds = faults.wrap_dataset(self.paths.dir, train_ds)
+        train_ds = faults.wrap_dataset(self.paths.dir, train_ds, steps, self.initial_epoch)
         callbacks = faults.callbacks(self.paths.dir) + callbacks
         what = f"phase {preset.phase_label(k)}: " if preset.phases else ""
         self.phase("train", f"{what}training for {t.epochs} epochs of {steps} steps")

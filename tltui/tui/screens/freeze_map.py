@@ -346,6 +346,10 @@ class FreezeMapScreen(Screen[tuple[Depth, str] | None]):
             swept = [k for k in self._preset.sweep if k.startswith("freeze.")]
             if swept:
                 notes.append(f"the sweep sets {', '.join(swept)} per run; this is the base value")
+            if self._preset.phases:
+                each = ", ".join(f"phase {self._preset.phase_label(i)}: depth {q.freeze.depth}"
+                                 for i, q in enumerate(self._preset.phase_presets()))
+                notes.append(f"the preset trains in phases ({each}); this edits [freeze], the phases' default")
         if not notes:
             notes.append("+/- depth · b BatchNorm policy" + (" · saved to the preset as you go" if self.write_back else ""))
         return "  ".join(notes)
