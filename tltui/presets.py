@@ -370,8 +370,6 @@ def _set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
         if i == 1 and parts[0] == "phases":
             cur = cur[_phase_index(cur, p, key)]
             continue
-        if p == "phases" and i == 0:
-            _phase_index(cur.get(p), parts[1] if len(parts) > 2 else "", key)
         nxt = cur.get(p)
         if not isinstance(nxt, dict | list):
             nxt = {}

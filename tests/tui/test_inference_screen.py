@@ -462,7 +462,8 @@ async def test_a_run_without_a_feature_map_says_why(setup: Any) -> None:
         assert not screen.showing_cam and screen.query_one(Thumbnail).path == screen.selected.path
 
 
-def test_snapshot_confusions_80x24(snap_compare: Any, setup: Any) -> None:
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_snapshot_confusions(snap_compare: Any, setup: Any, size: tuple[int, int]) -> None:
     ws, rid, folder = setup
 
     async def run(pilot: Any) -> None:
@@ -470,18 +471,7 @@ def test_snapshot_confusions_80x24(snap_compare: Any, setup: Any) -> None:
         await pilot.press("c")
         await pilot.pause()
 
-    assert snap_compare(make_app(ws, Scripted(records(folder)), rid), terminal_size=(80, 24), run_before=run)
-
-
-def test_snapshot_confusions_160x48(snap_compare: Any, setup: Any) -> None:
-    ws, rid, folder = setup
-
-    async def run(pilot: Any) -> None:
-        await classify(pilot)
-        await pilot.press("c")
-        await pilot.pause()
-
-    assert snap_compare(make_app(ws, Scripted(records(folder)), rid), terminal_size=(160, 48), run_before=run)
+    assert snap_compare(make_app(ws, Scripted(records(folder)), rid), terminal_size=size, run_before=run)
 
 
 def test_snapshot_grad_cam_160x48(snap_compare: Any, setup: Any) -> None:

@@ -47,7 +47,7 @@ def test_decoded_once_then_read_and_equal_to_what_predict_decodes(folder: Path, 
     rows = second.meta["rows"]
     assert len(rows) == len(files) - 1
     for i in rows:  # exactly the pixels tltui predict feeds the model
-        np.testing.assert_array_equal(second.images[i], data.decode(files[i][0], (16, 16)))
+        np.testing.assert_array_equal(second.images[i], decoded.decode(files[i][0], (16, 16)))
     assert not list(root.glob(".tmp-*"))
 
 

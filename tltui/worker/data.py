@@ -29,7 +29,6 @@ The folder scan (:func:`scan_folder`, :func:`split_files`) needs no TensorFlow.
 from __future__ import annotations
 
 import math
-import os
 import random
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -143,17 +142,6 @@ def native_size(sizes: Sequence[tuple[int, int]], image_size: Sequence[int]) -> 
         if sh <= h and sw <= w:
             return sh, sw
     return h, w
-
-
-def decode(path: str, size: Sequence[int]) -> np.ndarray:
-    """One image as ``tltui predict`` decodes it, at ``size`` ([height, width]): uint8 RGB."""
-    import numpy as np
-
-    return np.asarray(images.prepare(path, size), dtype=np.uint8)
-
-
-def _workers() -> int:
-    return max(1, min(8, os.cpu_count() or 1))
 
 
 # --------------------------------------------------------------------------- splits
@@ -474,7 +462,7 @@ def _load_folder(
     used = train_files + val_files
 
     def native() -> tuple[int, int]:
-        with ThreadPoolExecutor(max_workers=_workers()) as pool:
+        with ThreadPoolExecutor(max_workers=decoded.workers()) as pool:
             sizes = [s for s in pool.map(images.probe_size, [p for p, _ in used]) if s is not None]
         return native_size(sizes, d.image_size)
 

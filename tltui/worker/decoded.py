@@ -78,7 +78,13 @@ def workspace_cache(root: str | os.PathLike[str]) -> tuple[Path, float]:
 
 
 def workers() -> int:
+    """Decoders to run in parallel: the host's cores, at most 8."""
     return max(1, min(8, os.cpu_count() or 1))
+
+
+def decode(path: str, size: Sequence[int]) -> np.ndarray:
+    """One image as ``tltui predict`` decodes it, at ``size`` ([height, width]): uint8 RGB."""
+    return np.asarray(images.prepare(path, size), dtype=np.uint8)
 
 
 def fingerprint(files: Files, size: Sequence[int]) -> str:
@@ -270,7 +276,7 @@ def _decode_rows(npy: str, rows: list[tuple[int, str]], size: tuple[int, int]) -
     try:
         for i, path in rows:
             try:
-                out[i] = np.asarray(images.prepare(path, size), dtype=np.uint8)
+                out[i] = decode(path, size)
             except images.ImageSkip as e:
                 bad[i] = str(e)
         out.flush()

@@ -114,8 +114,7 @@ class Trainer:
         self.dataset: Any = None  # data.Dataset once loaded
         self.strategy: Any = None
         self.cache_plan: Any = None  # feature_cache.Plan, decided per phase in _setup_phase
-        self.resume_meta: dict[str, Any] = {}
-        self._phase_index = 0  # the backup's metadata a resume continues from
+        self.resume_meta: dict[str, Any] = {}  # the backup's metadata a resume continues from
 
     # ------------------------------------------------------------------ events
 
@@ -304,8 +303,11 @@ class Trainer:
             self._evaluate_test(model, dataset, kept)
         return Outcome("completed", "; ".join(reasons), self.epochs_done, str(self.paths.model), kept)
 
-    def _setup_phase(self, model: Any, backbone: Any, p: presets.Preset, num_classes: int, steps: int | None) -> None:
-        """Freeze per ``p``, decide the feature cache, record the freeze map, compile (a new optimizer)."""
+    def _setup_phase(
+        self, model: Any, backbone: Any, p: presets.Preset, k: int, num_classes: int, steps: int | None
+    ) -> int:
+        """Freeze per ``p`` (phase ``k``, from 0), decide the feature cache, record the freeze map, compile
+        (a new optimizer); returns the trainable parameter count."""
         from tltui.worker import feature_cache
         from tltui.worker import model as model_mod
         from tltui.worker.freeze import apply_freeze
@@ -325,7 +327,7 @@ class Trainer:
 
             add_hub_details(freeze_map, backbone)
         ds = self.dataset
-        if self._phase_index > 0:  # its backup holds the whole model; the cache's head model is phase 1's
+        if k > 0:  # its backup holds the whole model; the cache's head model is phase 1's
             self.cache_plan = feature_cache.Plan(False, "feature cache not used: it serves a run's first phase only")
         else:
             self.cache_plan = feature_cache.plan(
@@ -334,8 +336,7 @@ class Trainer:
             )
         freeze_map["feature_cache"] = self.cache_plan.use
         if self.preset is not None and self.preset.phases:
-            freeze_map["phase"] = {"index": self._phase_index + 1, "count": len(self.preset.phases),
-                                   "name": self.preset.phases[self._phase_index].name}
+            freeze_map["phase"] = {"index": k + 1, "count": len(self.preset.phases), "name": self.preset.phases[k].name}
         write_json(self.paths.freeze_map, freeze_map)
         compile_model(model, p, num_classes, steps, self.emit_log)
         trainable = sum(_count(w.shape) for w in model.trainable_weights)
@@ -352,6 +353,7 @@ class Trainer:
         )
         if self.cache_plan.use or not backbone.trainable_weights:
             self.emit_log("info", self.cache_plan.reason)
+        return trainable
 
     def _fit_phase(
         self, model: Any, backbone: Any, dataset: Any, phases: list[presets.Preset], k: int, start: int
@@ -366,7 +368,6 @@ class Trainer:
         assert preset is not None
         p = phases[k]
         t = p.train
-        self._phase_index = k
         meta = self.resume_meta
         within = bool(meta) and not meta.get("phase_complete") and int(meta.get("phase", 0)) == k
         self.initial_epoch = int(meta["epoch"]) if within else start
@@ -377,15 +378,14 @@ class Trainer:
         self.resume_meta = {}  # later phases start fresh
         steps = dataset.steps_per_epoch
         with (self.strategy or _default_strategy()).scope():
-            self._setup_phase(model, backbone, p, dataset.num_classes, steps)
+            trainable = self._setup_phase(model, backbone, p, k, dataset.num_classes, steps)
         if preset.phases:
             self.writer.emit(
                 TrainPhase(
                     t=time.time(), index=k + 1, count=len(phases), name=preset.phases[k].name, start_epoch=start,
                     epochs=t.epochs, total_epochs=start + sum(q.train.epochs for q in phases[k:]),
                     freeze_depth=p.freeze.depth, batchnorm=p.freeze.batchnorm, optimizer=t.optimizer,
-                    learning_rate=t.learning_rate,
-                    trainable_params=sum(_count(w.shape) for w in model.trainable_weights),
+                    learning_rate=t.learning_rate, trainable_params=trainable,
                 ),
                 sync=True,
             )

@@ -197,7 +197,7 @@ class InferenceScreen(Screen[None]):
         self.pair: tuple[str, str] | None = None  # the confused pair whose images the table shows
         self.against: PredictReport | None = None  # the second run's predictions, side by side
         self._rows_of: dict[str, int] = {}  # image path -> index in self.items
-        self._b_cache: tuple[dict[str, PredictionRow], tuple[int, int]] = ({}, (0, 0))
+        self.b_rows: dict[str, PredictionRow] = {}  # the second run's predictions by image path
         self.cams: dict[str, str | None] = {}  # image path -> its Grad-CAM overlay (None: failed)
         self.showing_cam = False
         self._initial_folder = folder or ""
@@ -310,7 +310,7 @@ class InferenceScreen(Screen[None]):
             t.append(f" · top-1 {100 * top1 / len(labelled):.1f}% · top-5 {100 * top5 / len(labelled):.1f}%")
             t.append(f" ({len(labelled)} labelled)", style="dim")
         if self.against is not None and self.against.rows:
-            b = self._b_by_path()
+            b = self.b_rows
             both = [r for r in rows if r.path in b]
             agree = sum(1 for r in both if b[r.path].label == r.label)
             t.append(f" · vs {self.against.run_id}: agree {agree}/{len(both)}", style="bold")
@@ -350,7 +350,7 @@ class InferenceScreen(Screen[None]):
                 return
         self.action_stop()
         self.items, self.started, self.progress = [], None, None
-        self.cams, self.showing_cam, self.pair, self._rows_of = {}, False, None, {}
+        self.cams, self.showing_cam, self.pair, self._rows_of, self.b_rows = {}, False, None, {}, {}
         if self.filter in ("pair", "disagree"):
             self.filter = "all"
         self.against = PredictReport(str(against), str(folder)) if b_dir is not None else None
@@ -433,25 +433,19 @@ class InferenceScreen(Screen[None]):
         table = self.query_one("#inf-table", DataTable)
         for rec in records:
             self.against.add(rec)
-            if isinstance(rec, PredictionRow) and rec.path in self._rows_of:
-                key = str(self._rows_of[rec.path])
+            if isinstance(rec, PredictionRow):
+                self.b_rows[rec.path] = rec
+                key = str(self._rows_of.get(rec.path))
                 if key in table.rows:
                     table.update_cell(key, "vs", self._vs_cell(self.items[int(key)]))
         self._show_status()
 
     def _vs_cell(self, item: PredictionRow | Skipped) -> Text:
-        b = self._b_by_path().get(item.path)
+        b = self.b_rows.get(item.path)
         if b is None or not isinstance(item, PredictionRow):
             return Text("")
         style = "" if b.label == item.label else ("bold green" if b.correct else "bold red" if b.correct is False else "bold")
         return Text(f"{b.label} {100 * b.probability:.0f}%", style=style)
-
-    def _b_by_path(self) -> dict[str, PredictionRow]:
-        """The second run's predictions by image path (rebuilt when more arrived)."""
-        rows = self.against.rows if self.against is not None else []
-        if self._b_cache[1] != (id(self.against), len(rows)):
-            self._b_cache = ({r.path: r for r in rows}, (id(self.against), len(rows)))
-        return self._b_cache[0]
 
     def _finish(self, records: list[Any], error: str | None) -> None:
         if not self.is_attached:
@@ -483,7 +477,7 @@ class InferenceScreen(Screen[None]):
         if self.filter == "pair":
             return isinstance(item, PredictionRow) and (item.true_label, item.label) == self.pair
         if self.filter == "disagree":
-            b = self._b_by_path().get(item.path)
+            b = self.b_rows.get(item.path)
             return isinstance(item, PredictionRow) and b is not None and b.label != item.label
         if self.filter == "misclassified":
             return isinstance(item, PredictionRow) and item.correct is False
@@ -546,7 +540,7 @@ class InferenceScreen(Screen[None]):
         self.query_one(Thumbnail).path = cam or (item.path if item is not None else None)
         width = self.query_one("#inf-preview").content_size.width or 30
         bars = topk_bars(item, width)
-        b = self._b_by_path().get(item.path) if item is not None else None
+        b = self.b_rows.get(item.path) if item is not None else None
         if b is not None and self.against is not None:
             bars = Text.assemble(bars, (f"\nvs {self.against.run_id}:\n", "bold"), topk_bars(
                 PredictionRow(b.path, b.top_k[:3], None, b.rel), width))
