@@ -51,7 +51,7 @@ def make_photos(root: Path, n: int, size: tuple[int, int]) -> Path:
 
 
 def preset_for(folder: Path, image_size: int = 224, batch: int = BATCH, augment: bool = False) -> Any:
-    from tltui import presets
+    from tltui.core import presets
 
     return presets.from_dict({
         "name": "bench-folder",
@@ -116,7 +116,7 @@ def epoch_memory(preset: Any, cache: Path, limit_bytes: int | None = None, *, fr
 def _memory_probe(raw: dict, cache: str, limit_bytes: int | None) -> int:
     import numpy as np
 
-    from tltui import presets
+    from tltui.core import presets
     from tltui.worker import data
 
     preset = presets.from_dict(raw)
@@ -160,7 +160,7 @@ def run(tiny: bool = False) -> list[Result | Figure]:
     import tensorflow as tf  # noqa: F401 - import cost outside the timings
 
     from bench.pipeline import model_images_per_second
-    from tltui import demo, presets
+    from tltui.core import demo, presets
     from tltui.worker import data
 
     n, size, later_rounds = (24, (200, 150), 1) if tiny else (240, (1600, 1200), 5)

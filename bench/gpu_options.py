@@ -49,7 +49,7 @@ def one(option: str, tiny: bool) -> dict[str, Any]:
     import numpy as np
     import tensorflow as tf
 
-    from tltui import presets
+    from tltui.core import presets
     from tltui.worker import model as model_mod
     from tltui.worker.freeze import apply_freeze
     from tltui.worker.train import compile_model, set_precision

@@ -39,7 +39,7 @@ from bench import DEMO, PYTHON, REPO, Result, emit, median, preset_file, run_env
 
 def demo_data(root: Path) -> Path:
     """A private copy of the demo's shapes dataset (others may regenerate the shipped one)."""
-    from tltui import demo
+    from tltui.core import demo
 
     shapes = root / "shapes"
     if not demo.is_complete(shapes):
@@ -77,7 +77,7 @@ def steady_epoch(epochs: Sequence[tuple[int, float]], every: int) -> float:
 
 
 def checkpoint_every(preset: Path, sets: list[str]) -> int:
-    from tltui import presets
+    from tltui.core import presets
 
     return presets.load(preset, presets.parse_set(sets)).train.checkpoint_every
 
@@ -116,7 +116,7 @@ def bare_main(out: Path, sets: list[str], preset_path: Path = DEMO) -> int:
     """The bare script: same data, model and batch size; plain ``model.fit``."""
     import keras
 
-    from tltui import presets
+    from tltui.core import presets
     from tltui.worker import data as data_mod
     from tltui.worker import model as model_mod
     from tltui.worker.freeze import apply_freeze
@@ -149,7 +149,7 @@ def profile_main(sets: list[str], rounds: int, preset_path: Path = DEMO) -> int:
     and so does background work an epoch end leaves to the next epoch)."""
     import keras
 
-    from tltui import presets
+    from tltui.core import presets
     from tltui.worker import data as data_mod
     from tltui.worker import model as model_mod
     from tltui.worker.callbacks import (

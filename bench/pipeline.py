@@ -36,7 +36,7 @@ def cifar_like(n: int, seed: int = 0) -> tuple[Any, Any]:
 
 
 def preset_for(n: int, *, image_size: int = 224, augment: bool = True, backbone: str = "resnet50") -> Any:
-    from tltui import presets
+    from tltui.core import presets
 
     return presets.from_dict(
         {
@@ -137,7 +137,7 @@ def run(tiny: bool = False) -> list[Result | Figure]:
         )
     ]
     pipe_ips = tl_bps * BATCH
-    from tltui import presets
+    from tltui.core import presets
 
     demo = presets.load(__import__("bench").REPO / "tltui" / "presets" / "demo.toml")
     cases = [("demo preset (MobileNetV2 a0.35, 64 px)", demo, 6, 3 if tiny else 10, BATCH)]

@@ -151,7 +151,7 @@ def finished_events(epochs: int, batches_per_epoch: int, t0: float) -> str:
 def make_workspace(root: Path, *, finished: int, epochs: int, batches: int, running: int,
                    name: str = "bench-run") -> tuple[list[str], list[str]]:
     """``finished`` completed runs with full event files, ``running`` runs marked running (empty events)."""
-    from tltui.workspace import Workspace
+    from tltui.core.workspace import Workspace
 
     ws = Workspace(root)
     preset = 'name = "bench"\n[data]\nsource = "folder:/x"\n[model]\nbackbone = "resnet50"\n'

@@ -28,7 +28,7 @@ backbone = "resnet50"
 
 def populate(root: Path, n: int) -> list[str]:
     """A workspace with ``n`` runs: mostly completed with metrics, some failed, some queued."""
-    from tltui.workspace import Workspace
+    from tltui.core.workspace import Workspace
 
     ws = Workspace(root)
     ids: list[str] = []

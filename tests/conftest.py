@@ -29,7 +29,7 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
 
 @pytest.fixture
 def ws(tmp_path: Path):
-    from tltui.workspace import Workspace
+    from tltui.core.workspace import Workspace
 
     w = Workspace(tmp_path / "ws")
     yield w

@@ -44,8 +44,8 @@ _REPO = Path(__file__).resolve().parents[1]
 if str(_REPO) not in sys.path:  # runnable as a plain script from anywhere
     sys.path.insert(0, str(_REPO))
 
-from tltui import protocol  # noqa: E402  (stdlib only)
-from tltui.protocol import (  # noqa: E402
+from tltui.core import protocol  # noqa: E402  (stdlib only)
+from tltui.core.protocol import (  # noqa: E402
     Batch,
     Checkpoint,
     EpochBegin,

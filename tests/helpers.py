@@ -8,9 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tltui import protocol
-from tltui.protocol import EpochEnd
-from tltui.workspace import FINAL, Workspace
+from tltui.core import protocol
+from tltui.core.protocol import EpochEnd
+from tltui.core.workspace import FINAL, Workspace
 
 SWEEP2 = '[sweep]\n"train.seed" = [1, 2]\n'
 

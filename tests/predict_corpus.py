@@ -160,8 +160,8 @@ def make_run(ws, model_file: Path | None, *, status: str = "completed", native_s
 #: every image gets the same top-3; FAKE_MODE picks a failure to act out.
 FAKE_WORKER = r'''
 import os, sys, time
-from tltui import images
-from tltui.predict_client import PredictStarted, PredictionRow, Progress, Skipped, encode
+from tltui.core import images
+from tltui.client.predict import PredictStarted, PredictionRow, Progress, Skipped, encode
 
 argv = sys.argv[1:]
 assert argv[0] == "predict", argv

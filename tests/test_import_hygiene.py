@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 CHECK = (
-    "import sys, tltui.tui.app, tltui.commands.tui, tltui.cli\n"
+    "import sys, tltui.tui.app, tltui.commands.tui, tltui.commands.main\n"
     # screens load lazily: import every screen and widget module too
     "import pkgutil, importlib, tltui.tui.screens, tltui.tui.widgets\n"
     "for pkg in (tltui.tui.screens, tltui.tui.widgets):\n"
@@ -24,8 +24,8 @@ def test_tui_entry_imports_no_tensorflow():
 
 def test_the_cli_without_the_app_imports_no_textual():
     code = (
-        "import sys, tltui.cli, tltui.commands.tui\n"
-        "tltui.cli.build_parser()\n"
+        "import sys, tltui.commands.main, tltui.commands.tui\n"
+        "tltui.commands.main.build_parser()\n"
         "assert not any(m == 'textual' or m.startswith('textual.') for m in sys.modules), 'textual imported'\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -1,5 +1,5 @@
 import sys
 
-from tltui.cli import main
+from tltui.commands.main import main
 
 sys.exit(main())

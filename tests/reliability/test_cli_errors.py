@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tltui import cli
+from tltui.commands import main as cli
 
 CASES = [
     (["runs", "show", "r9999"], "r9999: no such run"),

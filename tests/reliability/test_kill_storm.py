@@ -4,7 +4,7 @@ history ends with exactly the configured distinct epochs.
 
 The real worker killed in the middle of a checkpoint write:
 ``test_worker_faults.py::test_kill_9_in_the_middle_of_a_checkpoint_write_then_resume``; a killed
-queue runner whose workers are adopted: ``tests/test_runner.py::test_runner_killed_*``.
+queue runner whose workers are adopted: ``tests/runner/test_runner.py::test_runner_killed_*``.
 """
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ import time
 
 import pytest
 
-from tltui import protocol, runstate, supervisor
-from tltui.protocol import EpochEnd, Started
-from tltui.workspace import Workspace
+from tltui.core import protocol, runstate
+
+from tltui.runner import supervisor
+from tltui.core.protocol import EpochEnd, Started
+from tltui.core.workspace import Workspace
 
 EPOCHS = 8
 

@@ -17,9 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from tltui import presets, supervisor
-from tltui.predict_client import PredictJob
-from tltui.workspace import Workspace
+from tltui.core import presets
+
+from tltui.runner import supervisor
+from tltui.client.predict import PredictJob
+from tltui.core.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[2]
 PKG = ROOT / "tltui"
@@ -135,7 +137,7 @@ def test_hostile_paths_are_single_argv_items(tmp_path: Path, fake_worker_env: li
     assert wp.proc.wait(timeout=60) == 0
     wp.close()
     assert str(ws.run_paths(rec.id).dir) in seen[0]
-    assert [e.type for e in __import__("tltui.protocol").protocol.read_events(ws.run_paths(rec.id).events)][-1] == "finished"
+    assert [e.type for e in __import__("tltui.core.protocol").core.protocol.read_events(ws.run_paths(rec.id).events)][-1] == "finished"
 
     folder = tmp_path / HOSTILE.replace("/", "_")
     client = PredictJob(ws.run_paths(rec.id).dir, folder, worker_cmd=[sys.executable, "-c", "import sys; sys.exit(0)"],

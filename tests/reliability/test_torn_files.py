@@ -18,9 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from tltui import cli, protocol, runstate, supervisor
-from tltui.protocol import EpochEnd, Started
-from tltui.workspace import Workspace
+from tltui.commands import main as cli
+
+from tltui.core import protocol, runstate
+
+from tltui.runner import supervisor
+from tltui.core.protocol import EpochEnd, Started
+from tltui.core.workspace import Workspace
 
 
 def write_run(ws: Workspace, epochs: int = 2, torn: bytes = b'{"type": "epoch_end", "t": 3.0, "epo') -> str:
@@ -96,7 +100,7 @@ def test_an_empty_events_file_or_none_at_all(ws: Workspace) -> None:
 KILLED_WRITER = textwrap.dedent(
     """
     import sys, time
-    from tltui import workspace
+    from tltui.core import workspace
     ws = workspace.Workspace(sys.argv[1])
     real = workspace.atomic_write
     calls = []

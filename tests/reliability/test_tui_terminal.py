@@ -23,8 +23,10 @@ from pathlib import Path
 
 import pytest
 
-from tltui import queue_ops, supervisor
-from tltui.workspace import Workspace
+from tltui.client import queue_ops
+
+from tltui.runner import supervisor
+from tltui.core.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[2]
 LEAVE_ALT_SCREEN = b"\x1b[?1049l"

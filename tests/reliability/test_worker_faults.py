@@ -20,8 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from tltui import demo, presets, protocol, queue_ops, runstate, supervisor
-from tltui.workspace import Workspace
+from tltui.core import demo, presets, protocol, runstate
+
+from tltui.client import queue_ops
+
+from tltui.runner import supervisor
+from tltui.core.workspace import Workspace
 from tests import helpers
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("reliability_e2e")]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.tui import fake_ws
-from tltui.workspace import Workspace
+from tltui.core.workspace import Workspace
 
 
 @pytest.fixture

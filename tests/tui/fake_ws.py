@@ -9,9 +9,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from tltui import protocol
-from tltui.protocol import Batch, EpochBegin, EpochEnd, Evaluated, Finished, ModelInfo, Started
-from tltui.workspace import Workspace
+from tltui.core import protocol
+from tltui.core.protocol import Batch, EpochBegin, EpochEnd, Evaluated, Finished, ModelInfo, Started
+from tltui.core.workspace import Workspace
 
 NOW = 1_780_000_000.0
 T0 = NOW - 6 * 3600

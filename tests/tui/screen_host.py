@@ -10,7 +10,7 @@ from typing import Any
 from textual.app import App
 from textual.screen import Screen
 
-from tltui.workspace import Workspace
+from tltui.core.workspace import Workspace
 
 
 class HostApp(App[None]):

@@ -18,9 +18,11 @@ from textual.worker import WorkerFailed
 from textual.widgets import Static
 
 import tltui
+import tltui.client
+import tltui.core.workspace
 from tests.tui import fake_ws
-from tltui import protocol
-from tltui.protocol import Batch
+from tltui.core import protocol
+from tltui.core.protocol import Batch
 from tltui.tui.screens.compare import CompareScreen
 from tltui.tui.screens.dialogs import ConfirmDialog, PresetPicker
 from tltui.tui.screens.help import HelpScreen
@@ -72,9 +74,9 @@ def shown_ids(app) -> list[str]:
 
 @pytest.fixture
 def fake_ops(monkeypatch):
-    """Replace ``tltui.queue_ops`` with a recorder (the real one spawns a runner)."""
+    """Replace ``tltui.client.queue_ops`` with a recorder (the real one spawns a runner)."""
     calls: list[tuple] = []
-    mod = types.ModuleType("tltui.queue_ops")
+    mod = types.ModuleType("tltui.client.queue_ops")
 
     def add(ws, path, overrides, warn=None):
         calls.append(("add", Path(path), overrides))
@@ -89,12 +91,12 @@ def fake_ops(monkeypatch):
         calls.append(("resume", rid))
 
     def boom(ws, rid):
-        raise tltui.workspace.WorkspaceError(f"{rid}: changed meanwhile; try again")
+        raise tltui.core.workspace.WorkspaceError(f"{rid}: changed meanwhile; try again")
 
     mod.add, mod.cancel, mod.resume, mod.ensure_runner = add, cancel, resume, lambda ws: 1
     mod.boom = boom
-    monkeypatch.setitem(sys.modules, "tltui.queue_ops", mod)
-    monkeypatch.setattr(tltui, "queue_ops", mod, raising=False)
+    monkeypatch.setitem(sys.modules, "tltui.client.queue_ops", mod)
+    monkeypatch.setattr(tltui.client, "queue_ops", mod, raising=False)
     return calls, mod
 
 
@@ -658,7 +660,7 @@ async def test_run_header_shows_the_test_split_next_to_the_best_validation_epoch
 @sync
 async def test_the_app_queues_to_the_workspace_default_executor(make_app, scripted, monkeypatch):
     """The app and `queue add` resolve `[executor] default` through the same function (queue_ops.add)."""
-    from tltui import queue_ops
+    from tltui.client import queue_ops
 
     ws, _ids = scripted
     monkeypatch.delenv("TLTUI_EXECUTOR", raising=False)

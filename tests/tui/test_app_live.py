@@ -8,7 +8,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from tltui import queue_ops
+from tltui.client import queue_ops
 from tltui.tui.app import TltuiApp
 from tltui.tui.widgets.metric_chart import MetricChart
 

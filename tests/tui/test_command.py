@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tltui import cli
+from tltui.commands import main as cli
 
 
 @pytest.fixture

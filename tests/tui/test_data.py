@@ -8,8 +8,8 @@ import io
 import pytest
 
 from tests.tui import fake_ws
-from tltui import protocol
-from tltui.protocol import Batch, EpochEnd
+from tltui.core import protocol
+from tltui.core.protocol import Batch, EpochEnd
 from tltui.tui import curves, data
 from tltui.tui import formatting as fmt
 
@@ -180,7 +180,7 @@ def test_formatters():
 
 
 def test_registry_is_reread_only_after_another_connection_commits(scripted):
-    from tltui.workspace import Workspace
+    from tltui.core.workspace import Workspace
 
     store, ids = store_for(scripted)
     assert store.refresh() == set()  # nothing committed since

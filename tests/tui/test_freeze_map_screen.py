@@ -12,10 +12,10 @@ import pytest
 from tests.tui.screen_host import HostApp, asynctest, screen_text
 from tltui.tui.screens.freeze_map import FreezeMapScreen, WorkerDescriber, step_depth
 from tltui.tui.widgets.layer_map import LayerMap, rows_of, strip
-from tltui.workspace import Workspace
+from tltui.core.workspace import Workspace
 
-freeze_policy = pytest.importorskip("tltui.freeze_policy", reason="freeze policy module not available yet")
-descriptions = pytest.importorskip("tltui.descriptions", reason="backbone description cache not available yet")
+freeze_policy = pytest.importorskip("tltui.core.freeze_policy", reason="freeze policy module not available yet")
+descriptions = pytest.importorskip("tltui.core.descriptions", reason="backbone description cache not available yet")
 
 STAGES = ["stem+conv2", "conv3", "conv4", "conv5"]
 

@@ -19,7 +19,7 @@ from tltui.tui.widgets.gpu_pane import (
     system_sampler,
     workspace_running_gpus,
 )
-from tltui.workspace import Workspace
+from tltui.core.workspace import Workspace
 
 GIB = 1024**3
 
@@ -94,7 +94,7 @@ def test_system_sampler_reads_fake_gpus_and_owners(monkeypatch: pytest.MonkeyPat
 
 
 def test_system_sampler_survives_nvml_and_registry_errors(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tltui import gpus
+    from tltui.core import gpus
 
     def vanished() -> dict[int, Any]:
         raise RuntimeError("NVML: GPU is lost")

@@ -13,10 +13,10 @@ import pytest
 from PIL import Image
 
 from tests.tui.screen_host import HostApp, asynctest, screen_text
-from tltui.predict_client import PredictError, PredictionRow, PredictStarted, Progress, Skipped
+from tltui.client.predict import PredictError, PredictionRow, PredictStarted, Progress, Skipped
 from tltui.tui.screens.inference import InferenceScreen, topk_bars
 from tltui.tui.widgets.thumbnail import Thumbnail, half_blocks, load_preview
-from tltui.workspace import Workspace
+from tltui.core.workspace import Workspace
 
 CLASSES = ["cat", "dog", "frog", "ship", "truck", "plane"]
 COLOURS = {"cat": (200, 120, 40), "dog": (60, 160, 220), "frog": (40, 200, 80)}
@@ -371,7 +371,7 @@ def make_cam_app(ws: Workspace, rid: str, calls: list, cam: Any = None) -> HostA
 def test_confusion_view_lists_pairs_and_per_class_accuracy() -> None:
     from rich.console import Console
 
-    from tltui.images import Score
+    from tltui.core.images import Score
     from tltui.tui.screens.inference import confusion_view
 
     score = Score(CLASSES)

@@ -14,7 +14,7 @@ from tltui.tui.screens.presets import PresetsScreen
 from tltui.tui.screens.save_as import SaveAsDialog
 from tltui.tui.toml_edit import DELETE, TomlEditError, set_keys
 from tltui.tui.widgets.preset_form import BY_KEY, parse_field, parse_sweep, show_value
-from tltui.workspace import RunRecord, Workspace
+from tltui.core.workspace import RunRecord, Workspace
 
 PRESET = """\
 # fine-tune on CIFAR-10
@@ -62,7 +62,7 @@ class Queued:
         self.paths: list[Path] = []
 
     def __call__(self, ws: Workspace, path: Path) -> list[RunRecord]:
-        from tltui import queue_ops
+        from tltui.client import queue_ops
 
         self.paths.append(path)
         return queue_ops.add(ws, path, start_runner=False)
@@ -339,7 +339,7 @@ async def test_queue_refuses_invalid_or_unsaved_shipped(folders: Any) -> None:
 @asynctest
 async def test_queue_failure_is_a_notification(folders: Any) -> None:
     def failing(ws: Workspace, path: Path) -> list[RunRecord]:
-        from tltui.workspace import WorkspaceError
+        from tltui.core.workspace import WorkspaceError
 
         raise WorkspaceError("the queue runner cannot start: disk full")
 
@@ -454,7 +454,7 @@ async def test_every_key_is_in_the_command_palette(folders: Any) -> None:
 def weights_cached() -> None:
     """Every backbone's ImageNet file in the (test's empty) Keras cache and the datasets prepared:
     no download warning, whose path would differ from run to run."""
-    from tltui import catalog
+    from tltui.core import catalog
 
     for name, spec in catalog.BACKBONES.items():
         wf = catalog.imagenet_weights(name, (spec.default_size, spec.default_size))

@@ -9,8 +9,8 @@ import functools
 import pytest
 
 from tests.tui import fake_ws
-from tltui import protocol
-from tltui.protocol import Batch, EpochBegin
+from tltui.core import protocol
+from tltui.core.protocol import Batch, EpochBegin
 from tltui.tui import app as app_mod
 from tltui.tui.screens.runs import RunsScreen
 from tltui.tui.widgets.run_table import RunTable

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tltui import demo
+from tltui.core import demo
 from tltui.worker import data, decoded
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tltui import demo, presets
-from tltui.cli import main
+from tltui.core import demo, presets
+from tltui.commands.main import main
 from tltui.worker import data, decoded
 
 
@@ -181,7 +181,7 @@ def test_runs_of_a_sweep_in_a_workspace_decode_the_folder_once(folder: Path, tmp
     WORKSPACE/cache/decoded, the second reads that and trains on the same pixels."""
     import signal
 
-    from tltui import protocol
+    from tltui.core import protocol
     from tltui.worker import train
 
     saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}

@@ -9,8 +9,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from tltui import protocol
-from tltui.protocol import EpochEnd, Log, Started
+from tltui.core import protocol
+from tltui.core.protocol import EpochEnd, Log, Started
 from tltui.worker.events import EventWriter, ignore_sigpipe
 from tltui.worker.train import BACKUP_META, BACKUP_WEIGHTS, repair_backup
 

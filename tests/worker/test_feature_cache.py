@@ -13,7 +13,9 @@ pytestmark = pytest.mark.xdist_group("feature_cache")
 
 keras = pytest.importorskip("keras")
 
-from tltui import cli, presets  # noqa: E402
+from tltui.commands import main as cli  # noqa: E402
+
+from tltui.core import presets
 from tltui.worker import feature_cache  # noqa: E402
 from tltui.worker import model as model_mod  # noqa: E402
 from tltui.worker.freeze import apply_freeze  # noqa: E402

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tltui import images, presets
-from tltui.workspace import RunPaths
+from tltui.core import images, presets
+from tltui.core.workspace import RunPaths
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("train_e2e")]
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from tltui import catalog, freeze_policy
-from tltui.freeze_policy import FreezeError
+from tltui.core import catalog, freeze_policy
+from tltui.core.freeze_policy import FreezeError
 
 pytestmark = pytest.mark.e2e
 

@@ -35,7 +35,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A completed run's folder: model.keras (tiny_cnn backbone, the worker's own classifier), classes."""
     import keras
 
-    from tltui import presets
+    from tltui.core import presets
     from tltui.worker.model import build_classifier
     from tltui.worker.train import compile_model
 
@@ -81,7 +81,7 @@ def test_the_map_of_a_class_lights_the_quadrant_its_signal_is_in(trained: Path) 
 
 
 def test_predict_cam_writes_one_overlay_per_image(trained: Path, tmp_path: Path) -> None:
-    from tltui.predict_client import decode
+    from tltui.client.predict import decode
     from tltui.worker import predict
 
     folder = tmp_path / "photos"

@@ -21,8 +21,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("hub_e2e")]
 tf = pytest.importorskip("tensorflow")
 
 import hub_models as hm  # noqa: E402
-from tltui import hubcache, presets, protocol  # noqa: E402
-from tltui.workspace import Workspace  # noqa: E402
+from tltui.core import hubcache, presets, protocol  # noqa: E402
+from tltui.core.workspace import Workspace  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -131,7 +131,7 @@ def test_frozen_run_from_a_file_url_tarball(
     np.testing.assert_allclose(load(run_dir / "model.keras").predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
 
     # ... and through `tltui predict` (the predict worker, another process)
-    from tltui import cli
+    from tltui.commands import main as cli
 
     ws.update(run_dir.name, status="completed")
     capsys.readouterr()

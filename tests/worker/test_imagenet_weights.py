@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tltui import catalog, presets
+from tltui.core import catalog, presets
 
 pytestmark = pytest.mark.e2e
 
@@ -104,8 +104,8 @@ def test_served_weights_are_in_model_keras_bit_identical_after_training_a_frozen
 ) -> None:
     import numpy as np
 
-    from tltui import demo
-    from test_train_e2e import run_in_process
+    from tltui.core import demo
+    from tests.worker.test_train_e2e import run_in_process
 
     spec = catalog.lookup(backbone)
     assert spec is not None
@@ -172,7 +172,7 @@ def test_weights_fetch_job_stores_the_file_where_keras_and_check_look(
     import json
     import shutil
 
-    from tltui import preflight
+    from tltui.core import preflight
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
     (tmp_path / "keras-home").mkdir()

@@ -9,8 +9,8 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from tltui import presets  # noqa: E402
-from tltui.catalog import BackboneSpec  # noqa: E402
+from tltui.core import presets  # noqa: E402
+from tltui.core.catalog import BackboneSpec  # noqa: E402
 from tltui.worker import model as M  # noqa: E402
 
 

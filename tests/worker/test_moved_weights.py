@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from tltui import demo, presets
-from tltui.cli import main
-from tltui.workspace import Workspace
+from tltui.core import demo, presets
+from tltui.commands.main import main
+from tltui.core.workspace import Workspace
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("train_e2e")]
 
-from test_train_e2e import restore_signals  # noqa: E402,F401 - the fixture
+from tests.worker.test_train_e2e import restore_signals  # noqa: E402,F401 - the fixture
 
 
 def train_run(ws: Workspace, folder: Path, **freeze: object) -> str:

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tltui import presets, protocol, runstate
-from tltui.workspace import RunPaths
+from tltui.core import presets, protocol, runstate
+from tltui.core.workspace import RunPaths
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_train_e2e import model_weights, restore_signals, run_in_process, shapes  # noqa: E402,F401
+from tests.worker.test_train_e2e import model_weights, restore_signals, run_in_process, shapes  # noqa: E402,F401
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("train_e2e")]
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tltui import cli
-from tltui.predict_client import PredictJob, PredictReport, Progress
+from tltui.commands import main as cli
+from tltui.client.predict import PredictJob, PredictReport, Progress
 
 import predict_corpus as pc
 

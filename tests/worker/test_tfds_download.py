@@ -22,9 +22,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("tfds_download")]
 np = pytest.importorskip("numpy")
 tfds = pytest.importorskip("tensorflow_datasets")
 
-from tltui import presets, protocol  # noqa: E402
+from tltui.core import presets, protocol  # noqa: E402
 from tltui.worker import tfds_fetch  # noqa: E402
-from test_train_e2e import restore_signals  # noqa: E402,F401 - the fixture
+from tests.worker.test_train_e2e import restore_signals  # noqa: E402,F401 - the fixture
 
 CLASSES = ["circle", "square", "cross", "star", "ring", "dot"]
 N_TRAIN, N_TEST = 36, 12
@@ -173,7 +173,7 @@ def test_two_runs_starting_together_download_once_and_the_second_says_it_waits(s
 
 
 def test_a_run_downloads_then_trains_with_progress_events(server: Server, tmp_path: Path, restore_signals: None) -> None:
-    from test_train_e2e import run_in_process
+    from tests.worker.test_train_e2e import run_in_process
 
     data_dir = tmp_path / "tfds"
     preset = presets.from_dict({
@@ -199,7 +199,7 @@ def test_a_run_downloads_then_trains_with_progress_events(server: Server, tmp_pa
 
 
 def test_data_fetch_job_and_data_ls(server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from tltui.cli import main
+    from tltui.commands.main import main
 
     data_dir = tmp_path / "tfds"
     assert tfds_fetch.main([NAME, "--data-dir", str(data_dir)]) == 0

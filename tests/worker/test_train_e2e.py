@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from tltui import demo, presets, protocol, runstate, supervisor
-from tltui.protocol import METRIC_KEYS
-from tltui.workspace import RunPaths, Workspace
+from tltui.core import demo, presets, protocol, runstate
+
+from tltui.runner import supervisor
+from tltui.core.protocol import METRIC_KEYS
+from tltui.core.workspace import RunPaths, Workspace
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("train_e2e")]
 

@@ -9,7 +9,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from tltui.cli import CommandError
+from tltui.commands.main import CommandError
 from tltui.commands import common
 
 

@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from tltui import preflight, presets
+    from tltui.core import preflight, presets
 
     ws = common.workspace(args)
     path, preset = common.load_preset(args, ws)
@@ -60,7 +60,7 @@ def main(args: argparse.Namespace) -> int:
 def phase_rows(ws: Any, preset: Any, notes: list[str], *, quiet: bool, describe: bool = False) -> list[dict[str, Any]]:
     """One row per phase: its training settings and (from the backbone's description: the cached
     one, or with ``describe`` a new one) the backbone parameters it freezes and trains."""
-    from tltui import catalog, descriptions, freeze_policy
+    from tltui.core import catalog, descriptions, freeze_policy
 
     description = None
     m = preset.model

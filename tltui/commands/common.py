@@ -9,7 +9,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from tltui.workspace import Workspace
+from tltui.core.workspace import Workspace
 
 
 def workspace(args: argparse.Namespace) -> Workspace:
@@ -53,7 +53,7 @@ def shipped_presets_dir() -> Path:
 
 
 def load_preset(args: argparse.Namespace, ws: Workspace | None = None) -> tuple[Path, Any]:
-    from tltui import presets
+    from tltui.core import presets
 
     path = find_preset(args.preset, ws)
     overrides = presets.parse_set(getattr(args, "overrides", []) or [])
@@ -67,7 +67,7 @@ def worker_job(*args: str) -> tuple[int, dict[str, Any]]:
     import os
     import subprocess
 
-    from tltui.supervisor import worker_command
+    from tltui.runner.supervisor import worker_command
 
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
     proc = subprocess.run([*worker_command(), *args], stdout=subprocess.PIPE, text=True, check=False, env=env)

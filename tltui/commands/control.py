@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    from tltui import queue_ops
+    from tltui.client import queue_ops
     from tltui.commands import common
 
     ws = common.workspace(args)
@@ -29,7 +29,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from tltui import queue_ops
+    from tltui.client import queue_ops
     from tltui.commands import common
 
     ws = common.workspace(args)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tltui.commands import common
-from tltui.preflight import tfds_data_dir
+from tltui.core.preflight import tfds_data_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:

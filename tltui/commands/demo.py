@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from tltui.commands import common
-from tltui.workspace import Workspace, atomic_write
+from tltui.core.workspace import Workspace, atomic_write
 
 DEMO_PRESET = "demo.toml"
 #: The shipped presets that train on the demo data (each gets its workspace copy).
@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_demo_data(args: argparse.Namespace) -> int:
-    from tltui import demo
+    from tltui.core import demo
 
     if args.per_class < 1 or args.size < 8:
         print("error: --per-class must be >= 1 and --size >= 8", file=sys.stderr)
@@ -81,7 +81,7 @@ def workspace_preset(ws: Workspace, name: str = DEMO_PRESET) -> Path:
 def ensure_demo(ws: Workspace, name: str = DEMO_PRESET) -> Path:
     """The workspace's demo preset (``name``: one of :data:`DEMO_PRESETS`), with its data generated
     if missing, and the other demo presets' copies; returns the preset's path."""
-    from tltui import demo
+    from tltui.core import demo
 
     data = ws.root / DATA_DIR
     if not demo.is_complete(data):
@@ -104,7 +104,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
         run_app(ws, open_preset=path)
         return 0
-    from tltui import preflight, presets
+    from tltui.core import preflight, presets
     from tltui.commands.run import run_preset
 
     preset = presets.load(path, presets.parse_set(args.overrides))

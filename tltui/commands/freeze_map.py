@@ -1,7 +1,7 @@
 """``tltui freeze-map BACKBONE|PRESET|RUN_ID``: what is frozen and what trains, stage by stage.
 
 For a backbone or a preset, the map comes from the pure policy
-(:func:`tltui.freeze_policy.build_map`) over the backbone's cached description:
+(:func:`tltui.core.freeze_policy.build_map`) over the backbone's cached description:
 no TensorFlow in this process once the description is cached. For a run, it is
 the map the worker recorded when it built the model (what actually trained).
 """
@@ -15,10 +15,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tltui import catalog, descriptions, freeze_policy
-from tltui.cli import CommandError
+from tltui.core import catalog, descriptions, freeze_policy
+from tltui.commands.main import CommandError
 from tltui.commands import common
-from tltui.workspace import Workspace
+from tltui.core.workspace import Workspace
 
 BAR_WIDTH = 20
 FROZEN_CELL = "█"
@@ -167,7 +167,7 @@ def backbone_map(ws: Workspace, args: argparse.Namespace, notes: list[str]) -> d
 
 
 def preset_map(ws: Workspace, args: argparse.Namespace, notes: list[str]) -> dict[str, Any]:
-    from tltui import preflight, presets
+    from tltui.core import preflight, presets
 
     path = common.find_preset(args.ref, ws)
     if not path.exists():

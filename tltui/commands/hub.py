@@ -12,9 +12,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tltui import hubcache
+from tltui.core import hubcache
 from tltui.commands import common
-from tltui.supervisor import worker_command
+from tltui.runner.supervisor import worker_command
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -1,7 +1,7 @@
 """``tltui predict RUN_ID FOLDER``: classify a folder of images with a completed run.
 
 Runs the predict worker (TensorFlow lives there, not here) through
-:class:`tltui.predict_client.PredictJob` and prints a table, JSON or a CSV file.
+:class:`tltui.client.predict.PredictJob` and prints a table, JSON or a CSV file.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from tltui.cli import CommandError
+from tltui.commands.main import CommandError
 from tltui.commands import common
-from tltui.predict_client import PredictError, PredictJob, PredictReport, Progress, Record
-from tltui.workspace import Workspace, atomic_write
+from tltui.client.predict import PredictError, PredictJob, PredictReport, Progress, Record
+from tltui.core.workspace import Workspace, atomic_write
 
 #: Confusion matrices with more labels than this are left out of the text report (use --json).
 MAX_TEXT_CONFUSION = 12

@@ -1,6 +1,6 @@
 """``tltui queue add|ls|move|pause|resume-queue|runner``: the run queue, headless.
 
-Imports only argparse at module level; the work happens in :mod:`tltui.queue_ops`.
+Imports only argparse at module level; the work happens in :mod:`tltui.client.queue_ops`.
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ def _ws(args: argparse.Namespace) -> Any:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
-    from tltui import presets, queue_ops
+    from tltui.core import presets
+    from tltui.client import queue_ops
     from tltui.commands import common
 
     ws = _ws(args)
@@ -69,7 +70,8 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 def queue_rows(ws: Any) -> list[dict[str, Any]]:
     """Running runs (oldest start first), then the queue in start order, with progress."""
-    from tltui import live, runstate
+    from tltui.client import live
+    from tltui.core import runstate
 
     running = sorted(ws.list_runs(["running"]), key=lambda r: (r.started or 0, r.seq))
     rows: list[dict[str, Any]] = []
@@ -103,7 +105,7 @@ def _progress(row: dict[str, Any]) -> str:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    from tltui import queue_ops
+    from tltui.client import queue_ops
     from tltui.commands import common
 
     ws = _ws(args)
@@ -131,7 +133,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_move(args: argparse.Namespace) -> int:
-    from tltui import queue_ops
+    from tltui.client import queue_ops
 
     ws = _ws(args)
     queue_ops.move(ws, args.run_id, args.to)
@@ -141,7 +143,7 @@ def cmd_move(args: argparse.Namespace) -> int:
 
 
 def cmd_pause(args: argparse.Namespace) -> int:
-    from tltui import queue_ops
+    from tltui.client import queue_ops
 
     queue_ops.pause(_ws(args))
     print("queue paused: running runs go on, no new run starts (`tltui queue resume-queue` to go on)")
@@ -149,7 +151,7 @@ def cmd_pause(args: argparse.Namespace) -> int:
 
 
 def cmd_unpause(args: argparse.Namespace) -> int:
-    from tltui import queue_ops
+    from tltui.client import queue_ops
 
     queue_ops.unpause(_ws(args))
     print("queue resumed")
@@ -157,7 +159,7 @@ def cmd_unpause(args: argparse.Namespace) -> int:
 
 
 def cmd_runner(args: argparse.Namespace) -> int:
-    from tltui import queue_ops
+    from tltui.client import queue_ops
     from tltui.commands import common
 
     ws = _ws(args)

@@ -20,12 +20,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tltui import runstate, supervisor
+from tltui.core import runstate
+
+from tltui.runner import supervisor
 from tltui.commands import common
-from tltui.protocol import (
+from tltui.core.protocol import (
     Batch, Checkpoint, EpochEnd, Event, Finished, Log, ModelInfo, Phase, Progress, Started, TrainPhase,
 )
-from tltui.workspace import RunRecord, Workspace
+from tltui.core.workspace import RunRecord, Workspace
 
 #: Seconds a worker gets to stop after SIGTERM before it is killed.
 GRACE_SECONDS = 30.0
@@ -41,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from tltui import preflight
+    from tltui.core import preflight
 
     ws = common.workspace(args)
     path, preset = common.load_preset(args, ws)
@@ -55,7 +57,7 @@ def run_preset(
     ws: Workspace, preset: Any, *, plain: bool = True, display: Display | None = None
 ) -> int:
     """Record the preset's runs and train them in order; the exit code of ``tltui run``."""
-    from tltui import presets
+    from tltui.core import presets
 
     specs = presets.expand(preset)
     recs = ws.create_runs(

@@ -8,11 +8,11 @@ import sys
 import time
 from typing import Any
 
-from tltui import runstate
+from tltui.core import runstate
 from tltui.commands import common
 from tltui.commands.run import test_summary
-from tltui.protocol import TOP5_MIN_CLASSES
-from tltui.workspace import RunRecord, Workspace, WorkspaceError
+from tltui.core.protocol import TOP5_MIN_CLASSES
+from tltui.core.workspace import RunRecord, Workspace, WorkspaceError
 
 
 def register(sub: argparse._SubParsersAction) -> None:

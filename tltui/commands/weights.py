@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from tltui import catalog
+from tltui.core import catalog
 from tltui.commands import common
 
 
@@ -54,7 +54,7 @@ def targets(args: argparse.Namespace) -> list[Target]:
             if catalog.imagenet_weights(name, (side, side)) is None:
                 raise ValueError(f"{name}: has no ImageNet weights")
             continue
-        from tltui import presets
+        from tltui.core import presets
 
         ws = common.workspace(args)
         path = common.find_preset(name, ws)

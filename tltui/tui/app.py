@@ -31,10 +31,10 @@ from textual.screen import Screen
 from textual.widgets import Footer
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from tltui.errors import PresetError
+from tltui.core.errors import PresetError
 from tltui.tui.data import Clock, RunStore, load_summary
 from tltui.tui.screens.runs import RunsScreen
-from tltui.workspace import ACTIVE, RESUMABLE, Workspace, WorkspaceError
+from tltui.core.workspace import ACTIVE, RESUMABLE, Workspace, WorkspaceError
 
 POLL_SECONDS = 0.1
 REGISTRY_SECONDS = 1.0
@@ -305,7 +305,7 @@ class TltuiApp(App[None]):
         """Queue a preset (a sweep queues one run per combination); ``queue_ops`` starts the runner."""
 
         def op(ws: Workspace) -> str:
-            from tltui import queue_ops
+            from tltui.client import queue_ops
 
             warnings: list[str] = []
             recs = queue_ops.add(ws, preset_path, dict(overrides or {}), warn=warnings.append)
@@ -321,7 +321,7 @@ class TltuiApp(App[None]):
             return
 
         def op(ws: Workspace) -> str:
-            from tltui import queue_ops
+            from tltui.client import queue_ops
 
             for rid in ids:
                 queue_ops.cancel(ws, rid)
@@ -336,7 +336,7 @@ class TltuiApp(App[None]):
             return
 
         def op(ws: Workspace) -> str:
-            from tltui import queue_ops
+            from tltui.client import queue_ops
 
             for rid in ids:
                 queue_ops.resume(ws, rid)
@@ -430,7 +430,7 @@ def run_app(ws: Workspace, *, open_preset: str | Path | None = None) -> None:
     """Open the app on ``ws``; with ``open_preset``, start on the queue dialog with that preset."""
     from tltui.tui import image_renderer
     from tltui.tui.signals import close_on_signals
-    from tltui.workspace import settings_table
+    from tltui.core.workspace import settings_table
 
     try:
         setting = str(settings_table(ws.root, "ui").get("images", "auto"))

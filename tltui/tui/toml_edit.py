@@ -14,7 +14,7 @@ import tomlkit
 from tomlkit.exceptions import TOMLKitError
 from tomlkit.items import Table
 
-from tltui.workspace import atomic_write
+from tltui.core.workspace import atomic_write
 
 
 class _Delete:

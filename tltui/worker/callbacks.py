@@ -17,7 +17,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from tltui.protocol import METRIC_KEYS, Batch, Checkpoint, EpochBegin, EpochEnd
+from tltui.core.protocol import METRIC_KEYS, Batch, Checkpoint, EpochBegin, EpochEnd
 from tltui.worker.archive import ArchivePlan, BackgroundWriter, read_values
 from tltui.worker.events import EventWriter
 

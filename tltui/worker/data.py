@@ -2,7 +2,7 @@
 
 What training sees is what inference sees, and what a plain Keras loop would see:
 
-- **Decoding.** Folder images are decoded by :func:`tltui.images.prepare`, the function
+- **Decoding.** Folder images are decoded by :func:`tltui.core.images.prepare`, the function
   ``tltui predict`` uses: Pillow, EXIF orientation applied, palette/CMYK/16-bit converted,
   resized to the pipeline's native size. Every file with an image extension is used or reported
   by name (``data.json`` counts them); files of other types are listed as ignored.
@@ -36,11 +36,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tltui import images, preflight
-from tltui.presets import Preset
+from tltui.core import images, preflight
+from tltui.core.presets import Preset
 from tltui.worker import decoded, tfds_fetch
 from tltui.worker.progress import Emit, Reporter
-from tltui.workspace import RunPaths, write_json
+from tltui.core.workspace import RunPaths, write_json
 
 if TYPE_CHECKING:
     import numpy as np
@@ -409,7 +409,7 @@ def load(
     """Read the splits the preset describes. A folder's images are decoded once into the decoded
     cache ``decoded_cache`` (:mod:`tltui.worker.decoded`; a temporary one when ``None``) and read
     from it, in memory when they fit; a TFDS dataset not yet in ``data_dir`` is downloaded and
-    prepared first (``data.download``). ``emit`` gets :class:`~tltui.protocol.Progress` events of
+    prepared first (``data.download``). ``emit`` gets :class:`~tltui.core.protocol.Progress` events of
     the long steps, ``stop`` is polled while waiting for another run."""
     log = log or (lambda level, message: None)
     stop = stop or (lambda: False)

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from tltui import images
+from tltui.core import images
 
 #: Bumped when decoding changes (a new Pillow path, another resize): old entries stop matching.
 DECODE_VERSION = 1
@@ -58,7 +58,7 @@ def cache_for(run_dir: str | os.PathLike[str]) -> tuple[Path, float]:
     """Where a run's decoded images are cached and the cache's size limit in bytes: the workspace's
     ``cache/decoded`` (``[cache] decoded_gb`` of its settings) for a run in a workspace, else
     ``RUN_DIR/decoded``."""
-    from tltui.hubcache import workspace_root_of_run
+    from tltui.core.hubcache import workspace_root_of_run
 
     root = workspace_root_of_run(run_dir)
     if root is None:
@@ -68,7 +68,7 @@ def cache_for(run_dir: str | os.PathLike[str]) -> tuple[Path, float]:
 
 def workspace_cache(root: str | os.PathLike[str]) -> tuple[Path, float]:
     """A workspace's decoded-image cache folder and its size limit in bytes (``[cache] decoded_gb``)."""
-    from tltui.workspace import WorkspaceError, settings_table
+    from tltui.core.workspace import WorkspaceError, settings_table
 
     root = Path(root)
     gb = settings_table(root, "cache").get("decoded_gb", DEFAULT_LIMIT_GB)

@@ -3,7 +3,7 @@
 Builds the classifier around a backbone (``weights=None``: no download) and
 writes its description: the backbone's layers with their stages, and the
 layers before it (resize, preprocessing). The CLI and the TUI cache this file
-and compute freeze maps from it without TensorFlow (:func:`tltui.freeze_policy.build_map`).
+and compute freeze maps from it without TensorFlow (:func:`tltui.core.freeze_policy.build_map`).
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from typing import Any
 
 import keras
 
-from tltui import catalog, freeze_policy, presets
-from tltui.errors import PresetError
+from tltui.core import catalog, freeze_policy, presets
+from tltui.core.errors import PresetError
 from tltui.worker import model as model_mod
 from tltui.worker.freeze import describe_backbone, layer_info
-from tltui.workspace import atomic_write
+from tltui.core.workspace import atomic_write
 
 
 class DescribeError(Exception):

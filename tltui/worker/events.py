@@ -15,9 +15,9 @@ import signal
 import threading
 from pathlib import Path
 
-from tltui import protocol
-from tltui.protocol import Event
-from tltui.workspace import RunPaths
+from tltui.core import protocol
+from tltui.core.protocol import Event
+from tltui.core.workspace import RunPaths
 
 
 def ignore_sigpipe() -> None:

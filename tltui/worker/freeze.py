@@ -1,6 +1,6 @@
 """Apply the freeze policy to a real Keras model and return its freeze map.
 
-The decision is :func:`tltui.freeze_policy.plan` over the backbone's layer
+The decision is :func:`tltui.core.freeze_policy.plan` over the backbone's layer
 description; this module only describes layers and sets ``layer.trainable``.
 Changing ``trainable`` takes effect at the next ``compile()``.
 """
@@ -12,8 +12,8 @@ from typing import Any
 
 import keras
 
-from tltui import freeze_policy
-from tltui.stages import HEAD_STAGE, INPUT_STAGE, LayerInfo
+from tltui.core import freeze_policy
+from tltui.core.stages import HEAD_STAGE, INPUT_STAGE, LayerInfo
 
 
 def _output_shape(layer: keras.Layer) -> tuple[int | None, ...] | None:
@@ -76,7 +76,7 @@ def apply_freeze(
 
     Layers of ``model`` before the backbone get stage ``input`` (frozen: nothing
     to train), after it ``head`` (always trainable). Raises
-    :class:`tltui.freeze_policy.FreezeError` when ``depth`` exceeds the stages.
+    :class:`tltui.core.freeze_policy.FreezeError` when ``depth`` exceeds the stages.
     ``name``/``image_size`` (the preset's backbone name and input size) label the map.
     """
     bb_layers, order = describe_backbone(backbone, family)

@@ -22,10 +22,10 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from tltui import hubcache
-from tltui.catalog import BackboneSpec
-from tltui.hubcache import Handle, HubError
-from tltui.presets import Preset
+from tltui.core import hubcache
+from tltui.core.catalog import BackboneSpec
+from tltui.core.hubcache import Handle, HubError
+from tltui.core.presets import Preset
 from tltui.worker import progress
 from tltui.worker.hub_layer import HubModule, ModuleInfo, inspect_module, module_variables
 
@@ -48,7 +48,7 @@ def cache_for(runs_dir: str | os.PathLike[str] | None) -> Path:
     env = os.environ.get("TFHUB_CACHE_DIR")
     if env:
         return Path(env)
-    from tltui.workspace import default_home
+    from tltui.core.workspace import default_home
 
     return hubcache.cache_root(default_home())
 

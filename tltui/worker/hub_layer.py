@@ -24,7 +24,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from tltui.hubcache import HubError
+from tltui.core.hubcache import HubError
 
 _ASSET_DIR = "saved_model"
 

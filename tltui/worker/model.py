@@ -21,10 +21,10 @@ from typing import Any
 
 import keras
 
-from tltui import catalog
-from tltui.catalog import BackboneSpec
-from tltui.presets import Preset
-from tltui.workspace import format_run_id
+from tltui.core import catalog
+from tltui.core.catalog import BackboneSpec
+from tltui.core.presets import Preset
+from tltui.core.workspace import format_run_id
 
 BACKBONE_NAME = "backbone"
 

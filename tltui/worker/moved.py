@@ -8,7 +8,7 @@ takes, each layer with weights gets
   beta; ``||w - w0||`` itself when ``w0`` is all zeros), and
 - ``bn_drift``: the same over a BatchNormalization layer's moving mean and variance,
 
-written to ``RUN_DIR/moved.json`` (read back with :meth:`tltui.workspace.RunPaths.read_moved`). A layer the freeze map says is frozen must read exactly 0 in
+written to ``RUN_DIR/moved.json`` (read back with :meth:`tltui.core.workspace.RunPaths.read_moved`). A layer the freeze map says is frozen must read exactly 0 in
 both; anything else is listed under ``errors``.
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from tltui.workspace import write_json
+from tltui.core.workspace import write_json
 
 START_FILE = "start.weights.h5"
 MOVED_VERSION = 1

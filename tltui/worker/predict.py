@@ -3,7 +3,7 @@
 Loads the run's ``model.keras`` (``safe_mode=True``), streams the folder's
 images in batches (a generator: never the whole folder in memory), and writes
 one JSON line per image, per skipped file and per batch (progress) to the
-output channel (see :mod:`tltui.predict_client`). A fatal problem is one
+output channel (see :mod:`tltui.client.predict`). A fatal problem is one
 ``{"type": "error"}`` line and exit code 2. Stdout is never the channel:
 TensorFlow and Keras print there.
 """
@@ -25,10 +25,10 @@ from typing import Any, TextIO, TypeVar
 
 from PIL import Image
 
-from tltui import images
-from tltui.images import ImageEntry, ImageSkip
-from tltui.predict_client import PredictionRow, PredictStarted, Progress, Skipped, encode
-from tltui.workspace import RunPaths
+from tltui.core import images
+from tltui.core.images import ImageEntry, ImageSkip
+from tltui.client.predict import PredictionRow, PredictStarted, Progress, Skipped, encode
+from tltui.core.workspace import RunPaths
 
 T = TypeVar("T")
 

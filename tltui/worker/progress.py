@@ -1,5 +1,5 @@
 """Progress of the long steps before epoch 1 (downloads, dataset preparation, decoding,
-feature extraction) as :class:`tltui.protocol.Progress` events, at a bounded rate.
+feature extraction) as :class:`tltui.core.protocol.Progress` events, at a bounded rate.
 
 No TensorFlow here: the reporters are plain callables and a polling thread.
 """
@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from tltui.protocol import Progress
+from tltui.core.protocol import Progress
 
 Emit = Callable[[Progress], None]
 #: Seconds between two progress events of one reporter (the first and the last always go out).

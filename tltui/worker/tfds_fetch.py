@@ -187,7 +187,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("name")
     p.add_argument("--data-dir")
     args = p.parse_args(argv)
-    from tltui.preflight import tfds_data_dir
+    from tltui.core.preflight import tfds_data_dir
 
     data_dir = str(tfds_data_dir(args.data_dir))
 

@@ -26,10 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tltui import __version__, presets
-from tltui.errors import PresetError
-from tltui.protocol import TOP5_MIN_CLASSES, Evaluated, Finished, Log, ModelInfo, Phase, Started, TrainPhase
-from tltui.workspace import RunPaths, write_json
+from tltui import __version__
+
+from tltui.core import presets
+from tltui.core.errors import PresetError
+from tltui.core.protocol import TOP5_MIN_CLASSES, Evaluated, Finished, Log, ModelInfo, Phase, Started, TrainPhase
+from tltui.core.workspace import RunPaths, write_json
 from tltui.worker.events import EventWriter, ignore_sigpipe
 
 log = logging.getLogger("tltui.worker.train")
@@ -246,7 +248,7 @@ class Trainer:
         if not self.resume:
             shutil.rmtree(self.paths.backup, ignore_errors=True)
             return 0
-        from tltui import runstate
+        from tltui.core import runstate
 
         recorded = runstate.load(self.paths.events).epochs_done
         epoch = repair_backup(self.paths.backup, max_epoch=recorded)
@@ -685,10 +687,10 @@ def _count(shape: Any) -> int:
 
 
 def _is_user_error(e: BaseException) -> bool:
-    from tltui.freeze_policy import FreezeError
+    from tltui.core.freeze_policy import FreezeError
     from tltui.worker.data import DataError
     from tltui.worker.model import ModelError
-    from tltui.workspace import WorkspaceError
+    from tltui.core.workspace import WorkspaceError
 
     return isinstance(e, DataError | ModelError | FreezeError | WorkspaceError)
 

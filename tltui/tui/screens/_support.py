@@ -8,7 +8,7 @@ from typing import Any
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-from tltui.workspace import Workspace
+from tltui.core.workspace import Workspace
 
 
 def workspace_for(app: Any, explicit: Workspace | None) -> Workspace:

@@ -13,7 +13,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Label, OptionList
 from textual.widgets.option_list import Option
 
-from tltui.errors import PresetError
+from tltui.core.errors import PresetError
 
 
 
@@ -65,7 +65,7 @@ def discover_presets(dirs: list[tuple[str, Path]]) -> list[PresetChoice]:
     A file name found in an earlier folder hides the same name in later ones, as
     :func:`tltui.commands.common.find_preset` resolves names (the workspace's ``demo`` over the
     shipped one)."""
-    from tltui import presets
+    from tltui.core import presets
 
     out = []
     seen: set[str] = set()

@@ -31,10 +31,10 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Select, Static
 
-from tltui import catalog
+from tltui.core import catalog
 from tltui.tui.screens._support import ScreenActions, one_line, workspace_for
 from tltui.tui.widgets.layer_map import LayerMap
-from tltui.workspace import Workspace, WorkspaceError
+from tltui.core.workspace import Workspace, WorkspaceError
 
 #: ``describe(cache_dir, backbone, (h, w), alpha, on_describe) -> description``
 Describer = Callable[[Path, str, tuple[int, int], float | None, Callable[[str], None]], dict[str, Any]]
@@ -45,7 +45,7 @@ _CACHED = re.compile(r"^(?P<name>.+?)(?:-a[0-9.]+)?-(?P<h>\d+)x(?P<w>\d+)\.json$
 
 
 class WorkerDescriber:
-    """Describes through :func:`tltui.descriptions.get` (cache, else the worker subprocess);
+    """Describes through :func:`tltui.core.descriptions.get` (cache, else the worker subprocess);
     :meth:`cancel` kills a running worker so closing the screen never waits for TensorFlow."""
 
     def __init__(self) -> None:
@@ -55,7 +55,7 @@ class WorkerDescriber:
     def __call__(
         self, cache_dir: Path, name: str, size: tuple[int, int], alpha: float | None, on_describe: Callable[[str], None]
     ) -> dict[str, Any]:
-        from tltui import descriptions
+        from tltui.core import descriptions
 
         return descriptions.get(cache_dir, name, size, alpha, run=self._run, on_describe=on_describe)
 
@@ -111,7 +111,7 @@ def step_depth(depth: Depth, num_stages: int, delta: int) -> Depth:
 
 def head_for(description: dict[str, Any], dropout: float = 0.0) -> list[Any]:
     """The standard classifier head after this backbone (class count unknown: Dense shows 0 params)."""
-    from tltui.freeze_policy import standard_head
+    from tltui.core.freeze_policy import standard_head
 
     features = None
     layers = description.get("layers") or []
@@ -163,7 +163,7 @@ class FreezeMapScreen(Screen[tuple[Depth, str] | None]):
         self._ws = workspace
         self._describer: Describer = describer or WorkerDescriber()
         self._description: dict[str, Any] | None = None
-        self._preset: Any = None  # tltui.presets.Preset in preset mode
+        self._preset: Any = None  # tltui.core.presets.Preset in preset mode
         self.depth: Depth = 0
         self.batchnorm = "frozen"
         self._initial: tuple[Depth, str] | None = None
@@ -234,7 +234,7 @@ class FreezeMapScreen(Screen[tuple[Depth, str] | None]):
         self.set_status("  ".join(self._run_warnings(run_id)) or "recorded by the worker when the model was built")
 
     def _run_warnings(self, run_id: str) -> list[str]:
-        from tltui import preflight, presets
+        from tltui.core import preflight, presets
 
         try:
             preset = presets.load(self.workspace.run_paths(run_id).preset)
@@ -245,7 +245,7 @@ class FreezeMapScreen(Screen[tuple[Depth, str] | None]):
     # ------------------------------------------------------------ preset mode
 
     def _load_preset(self) -> None:
-        from tltui import presets
+        from tltui.core import presets
 
         label = self.preset_path.name if self.preset_path else "(unsaved preset)"
         self._title(f"[b]Freeze map[/b] · {label}")
@@ -319,7 +319,7 @@ class FreezeMapScreen(Screen[tuple[Depth, str] | None]):
 
     def _redraw(self) -> bool:
         """Recompute the map for the current depth/policy; ``False`` (and an error line) if it does not fit."""
-        from tltui.freeze_policy import FreezeError, build_map
+        from tltui.core.freeze_policy import FreezeError, build_map
 
         if self._description is None:
             return False
@@ -336,8 +336,8 @@ class FreezeMapScreen(Screen[tuple[Depth, str] | None]):
     def _notes(self) -> str:
         notes: list[str] = []
         if self._preset is not None:
-            from tltui import preflight
-            from tltui.presets import FreezeConfig
+            from tltui.core import preflight
+            from tltui.core.presets import FreezeConfig
 
             current = self._preset.model_copy(
                 update={"freeze": FreezeConfig(depth=self.depth, batchnorm=self.batchnorm)}  # type: ignore[arg-type]

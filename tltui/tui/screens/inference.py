@@ -1,7 +1,7 @@
 """The inference screen: classify a folder of images with a completed run.
 
 Pick a run and a folder (typed, or browsed with a directory tree); the predict
-worker runs in its own process (:class:`tltui.predict_client.PredictJob`) and a
+worker runs in its own process (:class:`tltui.client.predict.PredictJob`) and a
 thread here hands its records to the UI a batch at a time, so results fill in
 as batches finish. The selected image is drawn in the terminal with its top-5
 as bars. Filters show only misclassified (labelled folders) or skipped files;
@@ -23,10 +23,10 @@ from textual.screen import Screen
 from textual.widgets import DataTable, DirectoryTree, Footer, Input, Select, Static
 from textual.worker import get_current_worker
 
-from tltui.predict_client import PredictError, PredictionRow, PredictReport, PredictStarted, Progress, Skipped
+from tltui.client.predict import PredictError, PredictionRow, PredictReport, PredictStarted, Progress, Skipped
 from tltui.tui.screens._support import ScreenActions, one_line, workspace_for
 from tltui.tui.widgets.thumbnail import Thumbnail
-from tltui.workspace import Workspace, atomic_write
+from tltui.core.workspace import Workspace, atomic_write
 
 #: ``source(run_dir, folder) -> records``; the default runs the predict worker.
 Source = Callable[[Path, Path], Iterable[Any]]
@@ -41,7 +41,7 @@ CamSource = Callable[[Path, Path, Path], str]
 
 
 def default_source(run_dir: Path, folder: Path) -> Iterable[Any]:
-    from tltui.predict_client import PredictJob
+    from tltui.client.predict import PredictJob
 
     return PredictJob(run_dir, folder, top_k=5)
 
@@ -51,7 +51,7 @@ def default_cam_source(run_dir: Path, image: Path, out_dir: Path) -> str:
     into a folder of its own, classified with ``--cam``; returns the overlay's path."""
     import tempfile
 
-    from tltui.predict_client import PredictJob
+    from tltui.client.predict import PredictJob
 
     with tempfile.TemporaryDirectory(prefix="tltui-cam-") as tmp:
         link = Path(tmp) / image.name

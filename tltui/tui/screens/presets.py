@@ -33,7 +33,7 @@ from tltui.tui.toml_edit import TomlEditError, set_keys
 from tltui.tui.screens.save_as import SaveAsDialog
 from tltui.tui.widgets.preset_form import PresetForm
 from tltui.tui.widgets.toml_editor import TomlEditor
-from tltui.workspace import RunRecord, Workspace, atomic_write
+from tltui.core.workspace import RunRecord, Workspace, atomic_write
 
 #: ``queue(ws, preset_path) -> runs``: what the queue key does (tests inject a runner-less one).
 QueueFn = Callable[[Workspace, Path], list[RunRecord]]
@@ -43,7 +43,7 @@ VALIDATE_DELAY = 0.3
 
 
 def default_queue(ws: Workspace, path: Path) -> list[RunRecord]:
-    from tltui import queue_ops
+    from tltui.client import queue_ops
 
     return queue_ops.add(ws, path)
 
@@ -298,7 +298,7 @@ class PresetsScreen(Screen[None]):
 
     def validate(self) -> Validation | None:
         """Validate the current text now; updates the status, the marks and :attr:`validation`."""
-        from tltui import preflight, presets
+        from tltui.core import preflight, presets
 
         if self.current is None:
             return None
@@ -320,7 +320,7 @@ class PresetsScreen(Screen[None]):
         return result
 
     def _show_validation(self, v: Validation, text: str) -> None:
-        from tltui.presets import locate
+        from tltui.core.presets import locate
 
         lines: set[int] = set()
         for issue in v.errors:

@@ -17,7 +17,7 @@ from textual.containers import Grid, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Log, Static, TabbedContent, TabPane
 
-from tltui.errors import PresetError
+from tltui.core.errors import PresetError
 from tltui.tui import curves
 from tltui.tui import formatting as fmt
 from tltui.tui.data import RunSnapshot
@@ -34,7 +34,7 @@ LIVE_CHART_SECONDS = 1.0
 
 def preset_summary(text: str) -> str:
     """One line: backbone, data, freeze policy, optimizer, batch, image size."""
-    from tltui import presets
+    from tltui.core import presets
 
     try:
         p = presets.loads(text)

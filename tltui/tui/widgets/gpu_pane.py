@@ -1,6 +1,6 @@
 """The GPU pane: utilisation and memory per GPU with a short history, and who uses it.
 
-A sampler (injected; by default NVML through :mod:`tltui.gpus`, the registry for
+A sampler (injected; by default NVML through :mod:`tltui.core.gpus`, the registry for
 which run holds which GPU, and ``psutil`` for CPU and RAM) runs in a thread once
 a second and hands an immutable :class:`PaneSample` to the UI. A sampler that
 fails yields an empty reading; the pane never raises because a GPU vanished.
@@ -83,7 +83,7 @@ def system_sampler(running_gpus: Callable[[], dict[str, list[int] | None]] | Non
             else:
                 on_cpu.append(run_id)
         try:
-            from tltui import gpus as gpu_api
+            from tltui.core import gpus as gpu_api
 
             infos = sorted(gpu_api.sample().values(), key=lambda g: g.index)
         except Exception:  # NVML errors and vanished devices: no GPU readings this tick
@@ -189,7 +189,7 @@ class GpuPane(Widget):
             self._own_ws.close()
 
     def _default_running_gpus(self) -> Callable[[], dict[str, list[int] | None]] | None:
-        from tltui.workspace import Workspace
+        from tltui.core.workspace import Workspace
 
         ws = getattr(self.app, "ws", None)
         if not isinstance(ws, Workspace):

@@ -1,6 +1,6 @@
 """The freeze map: what trains and what is frozen, stage by stage and layer by layer.
 
-Renders a freeze map dict (the shape ``tltui.freeze_policy.build_map`` returns
+Renders a freeze map dict (the shape ``tltui.core.freeze_policy.build_map`` returns
 and the worker records as a run's ``freeze_map.json``): a summary, a one-line
 strip of the whole network, and a collapsible tree stage -> block -> layer.
 Pure rendering: the widget never computes a policy itself.

@@ -21,8 +21,8 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import Input, Label, Select
 
-from tltui import catalog
-from tltui.presets import parse_value
+from tltui.core import catalog
+from tltui.core.presets import parse_value
 from tltui.tui.toml_edit import DELETE
 
 

@@ -1,0 +1,249 @@
+"""The Slurm executor against a real scheduler: a one-node cluster (``tests/slurm_cluster.py``)
+runs the real TensorFlow worker on tiny data through ``sbatch``.
+
+Skipped, saying why, where Slurm is not installed or not root; ``TLTUI_REQUIRE_SLURM=1``
+(set by ``.ci/run``, which installs it) makes that a failure instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import helpers
+from tests.slurm_cluster import ClusterError, SlurmCluster, missing
+from tltui.core import demo, protocol, runstate
+from tltui.client import queue_ops
+from tltui.core.protocol import Started
+from tltui.core.workspace import Workspace
+
+pytest.importorskip("submitit")
+
+pytestmark = [pytest.mark.slurm, pytest.mark.e2e, pytest.mark.xdist_group("slurm")]
+
+TIMEOUT = 240.0
+POLL = 2.0  # [slurm] poll_interval of these tests
+GRACE = 4.0  # [slurm] scheduler_grace
+
+wait_for = functools.partial(helpers.wait_for, timeout=TIMEOUT, every=0.1)
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
+    why = missing()
+    if why:
+        if os.environ.get("TLTUI_REQUIRE_SLURM") == "1":
+            pytest.fail(f"TLTUI_REQUIRE_SLURM=1 but {why}")
+        pytest.skip(why)
+    c = SlurmCluster(tmp_path_factory.mktemp("slurm"))
+    try:
+        c.start()
+    except ClusterError as e:
+        c.stop()
+        if os.environ.get("TLTUI_REQUIRE_SLURM") == "1":
+            pytest.fail(f"the one-node Slurm cluster did not start: {e}")
+        pytest.skip(f"the one-node Slurm cluster did not start: {e}")
+    yield c
+    c.stop()
+
+
+@pytest.fixture
+def sws(ws: Workspace, cluster: SlurmCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Workspace]:
+    """A workspace whose runs go to the cluster; ``squeue`` calls are logged (the poll interval)."""
+    cluster.wait_idle()
+    monkeypatch.setenv("SLURM_CONF", str(cluster.conf))
+    monkeypatch.delenv("TLTUI_WORKER_CMD", raising=False)
+    monkeypatch.delenv("TLTUI_SLURM_CLUSTER", raising=False)
+    monkeypatch.setenv("TLTUI_RUNNER_IDLE_TIMEOUT", "30")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    real = subprocess.run(["which", "squeue"], capture_output=True, text=True).stdout.strip()
+    (shim / "squeue").write_text(f'#!/bin/sh\necho "$(date +%s.%N) $*" >> {tmp_path / "squeue.log"}\nexec {real} "$@"\n')
+    (shim / "squeue").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shim}:{os.environ['PATH']}")
+    (ws.root / "settings.toml").write_text(
+        f'[slurm]\npoll_interval = {POLL}\ncpus_per_task = 1\ntime_limit = 10\nscheduler_grace = {GRACE}\n'
+    )
+    yield ws
+    queue_ops.stop_runner(ws)
+    with_jobs = cluster.run("squeue", "-h", "-o", "%i").split()
+    if with_jobs:
+        cluster.run("scancel", *with_jobs)
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return demo.generate(tmp_path_factory.mktemp("data") / "shapes", per_class=8, size=16,
+                         shapes=("circle", "square", "cross"))
+
+
+def preset(root: Path, shapes: Path, epochs: int, sweep: str = "", name: str = "q") -> Path:
+    p = root / f"{name}.toml"
+    p.write_text(
+        f'name = "{name}"\n[data]\nsource = "folder:{shapes}"\nimage_size = [16, 16]\nbatch_size = 8\n'
+        f'validation_fraction = 0.25\n[model]\nbackbone = "tiny_cnn"\nweights = "none"\ndropout = 0.5\n'
+        f'[train]\nepochs = {epochs}\nsteps_per_epoch = 5\ncheckpoint_every = 0\nlearning_rate = 0.01\n{sweep}'
+    )
+    return p
+
+
+def fault(ws: Workspace, rid: str, spec: str) -> None:
+    (ws.run_paths(rid).dir / "fault.json").write_text(json.dumps({"fault": spec}))
+
+
+def job_id(ws: Workspace, rid: str) -> str:
+    return json.loads((ws.run_paths(rid).dir / "slurm_job.json").read_text())["job_id"]
+
+
+def starts(ws: Workspace, rid: str) -> list[int]:
+    return [e.initial_epoch for e in protocol.read_events(ws.run_paths(rid).events) if isinstance(e, Started)]
+
+
+def metrics(ws: Workspace, rid: str) -> list[dict]:
+    hist = runstate.load(ws.run_paths(rid).events).history_list()
+    return [{k: v for k, v in h.items() if k not in ("t", "epoch_seconds")} for h in hist]
+
+
+def model_weights(path: Path) -> list:
+    import keras
+
+    return [v.numpy() for v in keras.saving.load_model(path, compile=False).weights]
+
+
+def tltui(ws: Workspace, *args: str) -> subprocess.CompletedProcess[str]:
+    out = subprocess.run([sys.executable, "-m", "tltui", "--workspace", str(ws.root), *args],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out
+
+
+def squeue_polls(log: Path, jid: str) -> list[float]:
+    return [float(line.split()[0]) for line in log.read_text().splitlines() if f"--jobs={jid}" in line]
+
+
+def test_sweep_through_sbatch_live_and_a_requeued_job_resumes_exactly(
+    sws: Workspace, cluster: SlurmCluster, shapes: Path, tmp_path: Path
+) -> None:
+    """Two runs, two sbatch jobs, the real worker. One is requeued by the scheduler (`scontrol
+    requeue`: its processes are killed, its script restarts) in epoch 3: it continues from epoch 2,
+    and its history and weights are those of the other run, which nobody interrupted (the sweep's
+    axis, early-stopping patience beyond the epochs, does not change the training)."""
+    import numpy as np
+
+    ws = sws
+    sweep = '[sweep]\n"train.early_stopping_patience" = [10, 11]\n'
+    a, b = (r.id for r in queue_ops.add(ws, preset(tmp_path, shapes, 4, sweep), executor="slurm", start_runner=False))
+    fault(ws, a, "hang@epoch3,batch2")  # waits after epoch 2's backup
+    queue_ops.ensure_runner(ws)
+
+    hit = ws.run_paths(a).dir / "fault.hit"
+    wait_for(hit.exists, "run a to reach epoch 3")
+    # both went through sbatch: the scheduler runs them, and it says so
+    jobs = {rid: job_id(ws, rid) for rid in (a, b)}
+    names = dict(line.split() for line in cluster.run("squeue", "-h", "-t", "all", "-o", "%i %j").splitlines())
+    assert names[jobs[a]] == f"tltui-{a}" and names[jobs[b]] == f"tltui-{b}"
+    # curves arrive live: the registry has a's epochs while its job is still running (hung in epoch 3)
+    wait_for(lambda: ws.get(a).epoch == 2, "the runner to record run a's epoch 2")
+    assert ws.get(a).status == "running" and [h["epoch"] for h in metrics(ws, a)] == [1, 2]
+    assert cluster.run("squeue", "-h", "-j", jobs[a], "-o", "%T").strip() == "RUNNING"
+
+    (ws.run_paths(a).dir / "fault.json").unlink()
+    cluster.run("scontrol", "requeue", jobs[a])
+    wait_for(lambda: helpers.finished(ws, a, b), "both runs to finish")
+    for rid in (a, b):
+        assert ws.get(rid).status == "completed", (ws.get(rid).reason, ws.run_paths(rid).log.read_text()[-2000:])
+        assert ws.get(rid).epoch == 4
+    assert job_id(ws, a) == jobs[a]  # the same job, restarted by Slurm
+    assert "SLURM_RESTART_COUNT=1" in ws.run_paths(a).log.read_text()
+    assert starts(ws, b) == [0] and starts(ws, a) == [0, 2]
+    assert metrics(ws, a) == metrics(ws, b)  # every metric, float for float
+    assert len({h["loss"] for h in metrics(ws, a)}) == 4
+    for x, y in zip(model_weights(ws.run_paths(a).model), model_weights(ws.run_paths(b).model), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+    # the scheduler was asked about each job no more often than poll_interval (once a second
+    # after the worker's `finished` event)
+    fin_b = runstate.load(ws.run_paths(b).events).finished
+    polls = squeue_polls(tmp_path / "squeue.log", jobs[b])
+    assert len(polls) >= 2
+    gaps = [(t1, t1 - t0) for t0, t1 in zip(polls, polls[1:])]
+    assert all(g >= 0.9 for _, g in gaps), gaps
+    assert all(g >= POLL - 0.1 for t, g in gaps if t < fin_b.t), gaps
+
+
+def test_cancel_is_scancel_and_a_lost_scheduler_interrupts_then_resume_continues(
+    sws: Workspace, cluster: SlurmCluster, shapes: Path, tmp_path: Path
+) -> None:
+    ws = sws
+    (long,) = queue_ops.add(ws, preset(tmp_path, shapes, 200, name="long"), executor="slurm", start_runner=False)
+    (short,) = queue_ops.add(ws, preset(tmp_path, shapes, 4, name="short"), executor="slurm", start_runner=False)
+    fault(ws, short.id, "hang@epoch3,batch2")
+    queue_ops.ensure_runner(ws)
+
+    # `tltui cancel`: scancel --signal=TERM; the worker saves and ends cancelled, the job ends
+    wait_for(lambda: ws.get(long.id).epoch >= 1, "the long run's first epoch")
+    jid = job_id(ws, long.id)
+    tltui(ws, "cancel", long.id)
+    wait_for(lambda: helpers.finished(ws, long.id), "the cancel")
+    rec = ws.get(long.id)
+    assert rec.status == "cancelled" and "stopped by SIGTERM" in rec.reason, rec.reason
+    wait_for(lambda: cluster.run("squeue", "-h", "-t", "all", "-j", jid, "-o", "%T").strip() == "COMPLETED",
+             "the cancelled job to end")
+
+    # the scheduler goes away (daemons stopped, the node's job processes killed): interrupted
+    wait_for((ws.run_paths(short.id).dir / "fault.hit").exists, "the short run to reach epoch 3")
+    old = job_id(ws, short.id)
+    cluster.stop_daemons()
+    cluster.kill_jobs()
+    wait_for(lambda: helpers.finished(ws, short.id), "the run to be given up")
+    rec = ws.get(short.id)
+    assert rec.status == "interrupted" and rec.epoch == 2, (rec.status, rec.reason)
+    assert "no answer from the scheduler" in ws.run_paths(short.id).log.read_text()
+
+    # back: `tltui resume` submits it again and it continues from epoch 2 (the old job, if the
+    # controller still counts it as running, is cancelled first)
+    cluster.start(idle=False)
+    (ws.run_paths(short.id).dir / "fault.json").unlink()
+    tltui(ws, "resume", short.id)
+    wait_for(lambda: helpers.finished(ws, short.id), "the resumed run")
+    rec = ws.get(short.id)
+    assert rec.status == "completed", (rec.reason, ws.run_paths(short.id).log.read_text()[-2000:])
+    assert job_id(ws, short.id) != old
+    assert starts(ws, short.id) == [0, 2]
+    assert [h["epoch"] for h in metrics(ws, short.id)] == [1, 2, 3, 4]
+
+
+def test_time_limit_requeues_and_resumes_up_to_max_requeues_then_fails(
+    sws: Workspace, cluster: SlurmCluster, shapes: Path, tmp_path: Path
+) -> None:
+    """A 1-minute limit with USR2 50 s before it: each job is signalled after 10-40 s of its
+    minute, stops its worker, and requeues itself resuming; the second time (max_requeues = 1)
+    the run fails, saying the time limit ended it."""
+    ws = sws
+    (ws.root / "settings.toml").write_text(
+        f'[slurm]\npoll_interval = {POLL}\ncpus_per_task = 1\ntime_limit = 1\nsignal_delay = 50\nmax_requeues = 1\n'
+    )
+    (rec,) = queue_ops.add(ws, preset(tmp_path, shapes, 100000, name="slow"), executor="slurm")
+    rid = rec.id
+    wait_for(lambda: helpers.finished(ws, rid), "the time limit to end the run")
+    rec = ws.get(rid)
+    assert rec.status == "failed", (rec.status, rec.reason)
+    assert rec.reason.startswith("Slurm time limit of 1 min reached again after 1 requeue(s) (max_requeues = 1)")
+    s = starts(ws, rid)
+    # the requeued job resumes after the last epoch the first one completed (on a loaded machine
+    # the signal may come before epoch 1 ended: then that is 0)
+    events = protocol.read_events(ws.run_paths(rid).events)
+    second = [i for i, e in enumerate(events) if isinstance(e, Started)][1]
+    done_first = max((e.epoch for e in events[:second] if e.type == "epoch_end"), default=0)
+    assert len(s) == 2 and s[0] == 0 and s[1] == done_first <= rec.epoch
+    epochs = helpers.epochs_in_file(ws, rid)
+    assert sorted(set(epochs)) == list(range(1, rec.epoch + 1))  # no hole where it was requeued

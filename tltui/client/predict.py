@@ -1,0 +1,358 @@
+"""Inference on an image folder: the predict worker's records and the client that runs it.
+
+Core module (stdlib only). The worker (``python -m tltui.worker predict``)
+writes one JSON object per line to a pipe; :class:`PredictJob` starts it
+(argv list, no shell) and yields typed records as they arrive:
+:class:`PredictStarted` once, then :class:`PredictionRow`, :class:`Skipped` and
+:class:`Progress` in any mix. A worker failure raises :class:`PredictError`
+with one line; :meth:`PredictJob.cancel` (from any thread) ends the iteration
+quietly. :class:`PredictReport` folds the records into the JSON/CSV reports
+that the CLI and the TUI export.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import subprocess
+import tempfile
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from tltui.core.images import Score
+from tltui.runner.supervisor import worker_command
+
+# ---------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class PredictStarted:
+    """The worker found ``total`` candidate files; ``labels`` is set for a labelled folder."""
+
+    total: int
+    classes: list[str]
+    labels: list[str] | None
+    top_k: int
+    image_size: list[int]
+    low_res: bool = False
+
+
+@dataclass(frozen=True)
+class PredictionRow:
+    """Top-k of one image, highest probability first. ``true_rank``: 1-based rank of the
+    true class among all classes (labelled folders only)."""
+
+    path: str
+    top_k: list[tuple[str, float]]
+    true_label: str | None = None
+    rel: str = ""
+    true_rank: int | None = None
+    cam: str | None = None  # the Grad-CAM overlay PNG of its top-1 class (``--cam``)
+
+    @property
+    def label(self) -> str:
+        return self.top_k[0][0]
+
+    @property
+    def probability(self) -> float:
+        return self.top_k[0][1]
+
+    @property
+    def correct(self) -> bool | None:
+        return None if self.true_label is None else self.label == self.true_label
+
+
+@dataclass(frozen=True)
+class Skipped:
+    path: str
+    reason: str
+    rel: str = ""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Files handled so far (predicted or skipped) out of ``total``."""
+
+    done: int
+    total: int
+
+
+Record = PredictStarted | PredictionRow | Skipped | Progress
+
+
+class PredictError(Exception):
+    """The job could not run or died; ``str(e)`` is one line for the user."""
+
+
+def encode(rec: Record | dict[str, Any]) -> str:
+    """One JSON line. The worker also sends ``{"type": "error", "message": ...}`` dicts."""
+    if isinstance(rec, dict):
+        d = rec
+    elif isinstance(rec, PredictStarted):
+        d = {"type": "start", **rec.__dict__}
+    elif isinstance(rec, PredictionRow):
+        d = {"type": "prediction", **rec.__dict__, "top_k": [list(p) for p in rec.top_k]}
+    elif isinstance(rec, Skipped):
+        d = {"type": "skipped", **rec.__dict__}
+    else:
+        d = {"type": "progress", **rec.__dict__}
+    return json.dumps(d, separators=(",", ":")) + "\n"
+
+
+def decode(line: str | bytes) -> Record | str | None:
+    """A record, an error message (``str``), or ``None`` for a line that is not ours."""
+    try:
+        d = json.loads(line)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(d, dict):
+        return None
+    kind = d.pop("type", None)
+    try:
+        if kind == "prediction":
+            d["top_k"] = [(str(lbl), float(p)) for lbl, p in d["top_k"]]
+            return PredictionRow(**d)
+        if kind == "skipped":
+            return Skipped(**d)
+        if kind == "progress":
+            return Progress(**d)
+        if kind == "start":
+            return PredictStarted(**d)
+        if kind == "error":
+            return str(d.get("message") or "predict worker failed")
+    except (TypeError, ValueError, KeyError):
+        return None
+    return None
+
+
+# ---------------------------------------------------------------------------- client
+
+
+class PredictJob:
+    """One run of the predict worker. Iterate it (once) to get records as they arrive.
+
+    Safe to use from a thread: iteration blocks on the pipe; :meth:`cancel` from
+    another thread kills the worker, which ends the iteration without an error.
+    Use as a context manager (or call :meth:`close`) so the worker never outlives it.
+    """
+
+    def __init__(
+        self,
+        run_dir: str | os.PathLike[str],
+        folder: str | os.PathLike[str],
+        *,
+        top_k: int = 5,
+        low_res: bool = False,
+        batch_size: int = 32,
+        max_pixels: int | None = None,
+        cam_dir: str | os.PathLike[str] | None = None,
+        worker_cmd: Sequence[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        popen: Callable[..., subprocess.Popen[bytes]] = subprocess.Popen,
+    ) -> None:
+        self._cmd = list(worker_cmd or worker_command())
+        self._targets = [str(Path(run_dir).absolute()), str(Path(folder).absolute())]
+        self._options = ["--top-k", str(top_k), "--batch-size", str(batch_size)]
+        if low_res:
+            self._options.append("--low-res")
+        if max_pixels is not None:
+            self._options += ["--max-pixels", str(max_pixels)]
+        if cam_dir is not None:
+            self._options += ["--cam", str(Path(cam_dir).absolute())]
+        self._env = env
+        self._popen = popen
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: Any = None
+        self._cancelled = threading.Event()
+        self._lock = threading.Lock()
+
+    def __iter__(self) -> Iterator[Record]:
+        r, w = os.pipe()
+        argv = [*self._cmd, "predict", *self._targets, "--out-fd", str(w), *self._options]
+        child_env = dict(os.environ)
+        child_env.update(self._env or {})
+        child_env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        child_env["PYTHONUNBUFFERED"] = "1"
+        self._log = tempfile.TemporaryFile()
+        with self._lock:
+            if self._cancelled.is_set():
+                os.close(r)
+                os.close(w)
+                return
+            try:
+                self._proc = self._popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=self._log,
+                    stderr=subprocess.STDOUT,
+                    pass_fds=(w,),
+                    env=child_env,
+                    start_new_session=True,
+                    close_fds=True,
+                )
+            except OSError as e:
+                os.close(r)
+                raise PredictError(f"cannot start the predict worker ({argv[0]}): {e.strerror or e}") from None
+            finally:
+                os.close(w)
+        error: str | None = None
+        with os.fdopen(r, "rb") as pipe:
+            for line in pipe:
+                rec = decode(line)
+                if isinstance(rec, str):
+                    error = rec
+                elif rec is not None:
+                    yield rec
+        rc = self._proc.wait()
+        if self._cancelled.is_set():
+            return
+        if error is not None:
+            raise PredictError(error)
+        if rc != 0:
+            how = f"killed by signal {-rc}" if rc < 0 else f"exited with code {rc}"
+            tail = self._log_tail()
+            raise PredictError(f"predict worker {how}" + (f": {tail}" if tail else ""))
+
+    def _log_tail(self) -> str:
+        if self._log is None:
+            return ""
+        self._log.seek(0, os.SEEK_END)
+        self._log.seek(max(0, self._log.tell() - 4096))
+        lines = [ln.strip() for ln in self._log.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+        return lines[-1] if lines else ""
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def cancel(self) -> None:
+        """Stop the worker (idempotent, any thread); the iteration then ends quietly."""
+        with self._lock:
+            self._cancelled.set()
+            proc = self._proc
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def close(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self.cancel()
+            self._proc.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> PredictJob:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# ---------------------------------------------------------------------------- report
+
+
+@dataclass
+class PredictReport:
+    """Everything a finished (or partial) job produced, ready for JSON or CSV export."""
+
+    run_id: str
+    folder: str
+    started: PredictStarted | None = None
+    rows: list[PredictionRow] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    score: Score | None = None
+    progress: Progress | None = None
+
+    def add(self, rec: Record) -> None:
+        if isinstance(rec, PredictStarted):
+            self.started = rec
+            if rec.labels:
+                self.score = Score(rec.classes)
+        elif isinstance(rec, PredictionRow):
+            self.rows.append(rec)
+            if self.score is not None and rec.true_label is not None:
+                self.score.add(rec.path, rec.true_label, rec.label, rec.probability, rec.true_rank)
+        elif isinstance(rec, Skipped):
+            self.skipped.append(rec)
+        elif isinstance(rec, Progress):
+            self.progress = rec
+
+    @property
+    def labelled(self) -> bool:
+        return self.score is not None
+
+    def summary(self) -> dict[str, Any]:
+        s: dict[str, Any] = {
+            "images": len(self.rows) + len(self.skipped),
+            "predicted": len(self.rows),
+            "skipped": len(self.skipped),
+        }
+        if self.score is not None:
+            s.update(self.score.to_dict())
+        return s
+
+    def to_json(self) -> dict[str, Any]:
+        preds = []
+        for r in self.rows:
+            p: dict[str, Any] = {
+                "path": r.path,
+                "top_k": [{"label": lbl, "probability": prob} for lbl, prob in r.top_k],
+            }
+            if self.labelled:
+                p["true_label"] = r.true_label
+            if r.cam is not None:
+                p["cam"] = r.cam
+            preds.append(p)
+        return {
+            "run": self.run_id,
+            "folder": self.folder,
+            "predictions": preds,
+            "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+            "summary": self.summary(),
+        }
+
+    def to_csv(self) -> str:
+        """One row per predicted image; top-k labels and probabilities joined with ``;``."""
+        buf = io.StringIO()
+        write_csv(buf, self.rows)
+        return buf.getvalue()
+
+
+CSV_COLUMNS = (
+    "path",
+    "top1_label",
+    "top1_probability",
+    "top_k_labels",
+    "top_k_probabilities",
+    "true_label",
+    "correct",
+)
+
+
+def write_csv(out: TextIO, rows: Sequence[PredictionRow]) -> None:
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    for r in rows:
+        correct = r.correct
+        w.writerow(
+            [
+                r.path,
+                r.label,
+                f"{r.probability:.6f}",
+                ";".join(lbl for lbl, _ in r.top_k),
+                ";".join(f"{p:.6f}" for _, p in r.top_k),
+                r.true_label or "",
+                "" if correct is None else str(correct).lower(),
+            ]
+        )

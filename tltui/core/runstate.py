@@ -1,0 +1,227 @@
+"""What a run's events add up to: history, best epoch, live progress.
+
+Pure folding over :mod:`tltui.core.protocol` events, shared by the CLI, the queue
+runner and the TUI. ``events.jsonl`` is the durable record; this module is the
+one place that interprets it. A resumed run may repeat an epoch that was cut
+short; the last ``epoch_end`` for an epoch number wins, so the history holds
+each epoch once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tltui.core import protocol
+from tltui.core.protocol import (
+    Batch,
+    Checkpoint,
+    EpochBegin,
+    EpochEnd,
+    Evaluated,
+    Event,
+    Finished,
+    ModelInfo,
+    Phase,
+    Progress,
+    Started,
+    TrainPhase,
+)
+
+
+@dataclass
+class RunState:
+    """Mutable accumulator; call :meth:`apply` per event in file order."""
+
+    history: dict[int, dict[str, Any]] = field(default_factory=dict)
+    epochs: int | None = None
+    epoch: int | None = None  # epoch in progress (1-based)
+    step: int = 0
+    steps: int | None = None
+    live: dict[str, float] = field(default_factory=dict)  # metrics of the latest batch
+    batches: list[tuple[float, int, int, dict[str, float]]] = field(default_factory=list)
+    model: dict[str, Any] = field(default_factory=dict)
+    started_at: float | None = None
+    first_started_at: float | None = None
+    last_event_at: float | None = None
+    finished: Finished | None = None
+    checkpoints: list[str] = field(default_factory=list)
+    test: dict[str, Any] | None = None  # the Evaluated event: split, examples, weights_epoch, metrics
+    preparing: Progress | None = None  # the latest progress of a step before training, until the next step
+    phases: dict[int, TrainPhase] = field(default_factory=dict)  # a phased run's phases so far, by index
+    phase: TrainPhase | None = None  # the phase training now (or last)
+    devices: list[str] = field(default_factory=list)
+    host: str = ""
+    pid: int | None = None
+    events_seen: int = 0
+    history_version: int = 0  # bumped by every event but a batch: history-only views redraw on it
+    skipped_lines: int = 0  # set by load(): unreadable lines (a torn write, foreign text), skipped
+
+    def apply(self, ev: Event) -> None:
+        if isinstance(ev, Phase | EpochBegin | Finished):
+            self.preparing = None  # a new step (or training, or the end): the previous one's progress is over
+        self.events_seen += 1
+        self.last_event_at = ev.t
+        if not isinstance(ev, Batch):
+            self.history_version += 1
+        if isinstance(ev, Started):
+            self.started_at = ev.t
+            self.first_started_at = self.first_started_at or ev.t
+            self.epochs = ev.epochs
+            self.steps = ev.steps_per_epoch
+            self.devices = list(ev.devices)
+            self.host = ev.host
+            self.pid = ev.pid
+            self.finished = None
+            self.test = None  # a resume evaluates again at its end
+            # a resume drops epochs after the point it restarts from
+            for e in [e for e in self.history if e > ev.initial_epoch]:
+                del self.history[e]
+        elif isinstance(ev, TrainPhase):
+            for i in [i for i in self.phases if i >= ev.index]:
+                del self.phases[i]  # a resume announces its phase again
+            self.phases[ev.index] = ev
+            self.phase = ev
+            self.epochs = ev.total_epochs or self.epochs
+        elif isinstance(ev, ModelInfo):
+            self.model = {
+                "total_params": ev.total_params,
+                "trainable_params": ev.trainable_params,
+                "non_trainable_params": ev.non_trainable_params,
+                "num_classes": ev.num_classes,
+                "feature_cache": ev.feature_cache,
+            }
+        elif isinstance(ev, Progress):
+            self.preparing = ev
+        elif isinstance(ev, EpochBegin):
+            self.epoch = ev.epoch
+            self.step = 0
+            self.live = {}
+        elif isinstance(ev, Batch):
+            self.epoch = ev.epoch
+            self.step = ev.step
+            if ev.steps:
+                self.steps = ev.steps
+            self.live = dict(ev.metrics)
+            self.batches.append((ev.t, ev.epoch, ev.step, dict(ev.metrics)))
+            if len(self.batches) > 5000:
+                del self.batches[: len(self.batches) - 4000]
+        elif isinstance(ev, EpochEnd):
+            entry: dict[str, Any] = {"epoch": ev.epoch, **ev.metrics}
+            entry["lr"] = ev.lr
+            entry["epoch_seconds"] = ev.epoch_seconds
+            entry["t"] = ev.t
+            if self.phase is not None:
+                entry["phase"] = self.phase.index
+            self.history[ev.epoch] = entry
+            self.step = 0
+        elif isinstance(ev, Evaluated):
+            self.test = {
+                "split": ev.split,
+                "examples": ev.examples,
+                "weights_epoch": ev.weights_epoch,
+                **ev.metrics,
+            }
+        elif isinstance(ev, Checkpoint):
+            self.checkpoints.append(ev.path)
+        elif isinstance(ev, Finished):
+            self.finished = ev
+
+    # ------------------------------------------------------------ derived views
+
+    @property
+    def epochs_done(self) -> int:
+        return max(self.history, default=0)
+
+    def history_list(self) -> list[dict[str, Any]]:
+        return [self.history[e] for e in sorted(self.history)]
+
+    def best(self) -> dict[str, Any] | None:
+        """Best epoch by val_acc (ties: the earlier epoch, as Keras's EarlyStopping picks it), with
+        that epoch's val_top5_acc; ``best_val_top5_acc`` is the highest val_top5_acc of any epoch,
+        at ``best_val_top5_epoch``."""
+        rows = [h for h in self.history_list() if h.get("val_acc") is not None]
+        if not rows:
+            return None
+        b = max(rows, key=lambda h: (h["val_acc"], -h["epoch"]))
+        top5 = [h for h in rows if h.get("val_top5_acc") is not None]
+        b5 = max(top5, key=lambda h: (h["val_top5_acc"], -h["epoch"])) if top5 else None
+        return {
+            "epoch": b["epoch"],
+            "val_acc": b["val_acc"],
+            "val_top5_acc": b.get("val_top5_acc"),
+            "best_val_top5_acc": b5["val_top5_acc"] if b5 else None,
+            "best_val_top5_epoch": b5["epoch"] if b5 else None,
+        }
+
+    def phase_text(self) -> str | None:
+        """``"phase 2/2 fine-tune"`` for a phased run, ``None`` for a run without phases."""
+        return f"phase {self.phase.label}" if self.phase is not None else None
+
+    def phase_starts(self) -> list[tuple[int, int, str]]:
+        """``(index, first epoch, name)`` of each phase after the first: where charts mark a boundary."""
+        return [(p.index, p.start_epoch + 1, p.name) for i, p in sorted(self.phases.items()) if i > 1]
+
+    def preparing_detail(self, short: bool = False) -> str | None:
+        """The step before training in progress: ``download 43%`` (short, for a table cell) or
+        ``downloading tfds:cifar100: 43% (70.1 / 162.2 MB, 0:12 left)``; ``None`` when none is."""
+        p = self.preparing
+        if p is None:
+            return None
+        return progress_text(p, short)
+
+    def progress(self) -> float:
+        """0..1 over all configured epochs, including the epoch in progress."""
+        if not self.epochs:
+            return 0.0
+        done = float(self.epochs_done)
+        if self.epoch and self.epoch > self.epochs_done and self.steps:
+            done += min(1.0, self.step / self.steps)
+        return min(1.0, done / self.epochs)
+
+    def eta_seconds(self) -> float | None:
+        """Remaining time from the mean of the last epochs' durations."""
+        if not self.epochs or self.finished is not None:
+            return None
+        secs = [h["epoch_seconds"] for h in self.history_list()[-5:] if h.get("epoch_seconds")]
+        if not secs:
+            return None
+        per_epoch = sum(secs) / len(secs)
+        return max(0.0, (self.epochs - self.progress() * self.epochs) * per_epoch)
+
+
+_SHORT = {"download": "download", "prepare": "prepare", "decode": "decode", "weights": "weights",
+          "features": "features", "wait": "waiting"}
+
+
+def progress_text(p: Progress, short: bool = False) -> str:
+    """One :class:`Progress` event as text (see :meth:`RunState.preparing_detail`)."""
+    frac = p.fraction
+    if short:
+        word = _SHORT.get(p.phase, p.phase[:8])
+        if p.phase == "wait":
+            return word
+        if frac is not None:
+            return f"{word} {100 * frac:.0f}%"
+        return f"{word} {p.done / 1e6:.0f}MB" if p.unit == "bytes" else f"{word} {p.done:.0f}"
+    if p.unit == "bytes":
+        amount = f"{p.done / 1e6:.1f}" + (f" / {p.total / 1e6:.1f} MB" if p.total else " MB")
+    else:
+        amount = f"{p.done:.0f}" + (f" / {p.total:.0f}" if p.total else "")
+    pct = f"{100 * frac:.0f}% " if frac is not None else ""
+    left = ""
+    if p.eta is not None and frac is not None and frac < 1:
+        s = int(p.eta)
+        left = f", {s // 60}:{s % 60:02d} left"
+    return f"{p.message}: {pct}({amount}{left})" if p.phase != "wait" else p.message
+
+
+def load(path: str | Path) -> RunState:
+    """Fold a whole ``events.jsonl`` (missing file: an empty state)."""
+    st = RunState()
+    tail = protocol.EventTail(path)
+    for ev in tail.read_new():
+        st.apply(ev)
+    st.skipped_lines = tail.torn + (1 if tail.pending else 0)
+    return st

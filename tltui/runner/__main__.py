@@ -1,0 +1,5 @@
+import sys
+
+from tltui.runner.loop import main
+
+sys.exit(main())

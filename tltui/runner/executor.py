@@ -1,0 +1,190 @@
+"""How the queue runner launches workers: one small interface, a local default.
+
+The scheduler (:mod:`tltui.runner.loop`) talks only to :class:`Executor` and
+:class:`Job`, so a cluster backend (Slurm, Ray) can slot in later by adding a
+class to :data:`EXECUTORS`; the TUI never sees executors at all (it reads the
+registry and the run's ``events.jsonl``).
+
+A run's worker always appends its events to ``events.jsonl`` itself; a job's
+:meth:`Job.events` is a live convenience, never the record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import signal
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+from tltui.core import protocol
+
+from tltui.runner import supervisor
+from tltui.core.protocol import Event
+from tltui.core.workspace import RunRecord, Workspace
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """``alive``; once not, ``returncode`` (negative: killed by that signal;
+    ``None``: unknown, e.g. a worker this process did not start)."""
+
+    alive: bool
+    returncode: int | None = None
+    lost: bool = False  # the job vanished with its node/cluster: the run is ``interrupted``, not failed
+
+
+class Job(ABC):
+    """One launched worker as the scheduler sees it."""
+
+    run_id: str
+    pid: int | None
+
+    def fileno(self) -> int | None:
+        """A descriptor that turns readable when events arrive, for ``selectors``; ``None``: poll."""
+        return None
+
+    @abstractmethod
+    def events(self) -> list[Event]:
+        """Events that arrived since the last call (never blocks)."""
+
+    @abstractmethod
+    def status(self) -> JobStatus: ...
+
+    @abstractmethod
+    def cancel(self, *, force: bool = False) -> None:
+        """Ask the worker to stop (it checkpoints and ends ``cancelled``); ``force``: kill it."""
+
+    def close(self) -> None:
+        """Release what the job holds in this process (never touches the worker)."""
+
+
+class Executor(ABC):
+    """Launches and re-attaches workers for one workspace."""
+
+    name: str
+
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+
+    @abstractmethod
+    def submit(self, run_id: str, *, gpus: Sequence[int], resume: bool) -> Job:
+        """Start the worker of a run on these devices (``[]``: CPU)."""
+
+    @abstractmethod
+    def adopt(self, rec: RunRecord) -> Job | None:
+        """Take over a running run whose supervisor is gone; ``None`` if its worker is gone too."""
+
+    def logs(self, run_id: str, lines: int = supervisor.LOG_TAIL_LINES) -> str:
+        """The tail of a run's worker log, one line."""
+        return supervisor.log_tail(self.ws.run_paths(run_id).log, lines)
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    """Signal the worker's process group (it leads its own session), else the pid."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+
+
+class LocalJob(Job):
+    """A worker this process started: a child with an event pipe."""
+
+    def __init__(self, wp: supervisor.WorkerProc) -> None:
+        self.wp = wp
+        self.run_id = wp.run_id
+        self.pid = wp.pid
+
+    def fileno(self) -> int | None:
+        return None if self.wp.eof else self.wp.fd
+
+    def events(self) -> list[Event]:
+        return [] if self.wp.eof else self.wp.read_events()
+
+    def status(self) -> JobStatus:
+        rc = self.wp.proc.poll()
+        return JobStatus(alive=rc is None, returncode=rc)
+
+    def cancel(self, *, force: bool = False) -> None:
+        if self.wp.proc.poll() is None:
+            _signal_group(self.wp.pid, signal.SIGKILL if force else signal.SIGTERM)
+
+    def close(self) -> None:
+        self.wp.close()
+
+
+class AdoptedJob(Job):
+    """A worker started by a supervisor that died: watched by pid + start time,
+    its events tailed from ``events.jsonl``."""
+
+    def __init__(self, run_id: str, pid: int, pid_start: float | None, events_path: os.PathLike[str]) -> None:
+        self.run_id = run_id
+        self.pid = pid
+        self.pid_start = pid_start
+        self.tail = protocol.EventTail(events_path)
+
+    def events(self) -> list[Event]:
+        return self.tail.read_new()
+
+    def status(self) -> JobStatus:
+        return JobStatus(alive=supervisor.is_alive(self.pid, self.pid_start))
+
+    def cancel(self, *, force: bool = False) -> None:
+        if supervisor.is_alive(self.pid, self.pid_start):
+            _signal_group(self.pid, signal.SIGKILL if force else signal.SIGTERM)
+
+
+class LocalExecutor(Executor):
+    """Workers as child processes on this machine (``python -m tltui.worker train``)."""
+
+    name = "local"
+
+    def submit(self, run_id: str, *, gpus: Sequence[int], resume: bool) -> Job:
+        return LocalJob(supervisor.spawn_worker(self.ws, run_id, resume=resume, gpus=list(gpus)))
+
+    def adopt(self, rec: RunRecord) -> Job | None:
+        if not supervisor.is_alive(rec.pid, rec.pid_start):
+            return None
+        assert rec.pid is not None
+        return AdoptedJob(rec.id, rec.pid, rec.pid_start, self.ws.run_paths(rec.id).events)
+
+
+class _Executors(Mapping[str, type[Executor]]):
+    """Executor classes by name; cluster ones (``tltui.runner.executors.*``) are imported on first use,
+    so neither the core nor the local executor imports ray or submitit."""
+
+    def __init__(self, entries: dict[str, type[Executor] | str]) -> None:
+        self._entries = entries
+
+    def __getitem__(self, name: str) -> type[Executor]:
+        entry = self._entries[name]
+        if isinstance(entry, str):
+            module, _, attr = entry.partition(":")
+            entry = self._entries[name] = getattr(importlib.import_module(module), attr)
+        return entry
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+EXECUTORS: Mapping[str, type[Executor]] = _Executors({
+    LocalExecutor.name: LocalExecutor,
+    "ray": "tltui.runner.executors.ray:RayExecutor",
+    "slurm": "tltui.runner.executors.slurm:SlurmExecutor",
+})
+
+
+def signal_worker(rec: RunRecord, sig: int = signal.SIGTERM) -> bool:
+    """Signal a run's worker if it is still the process the registry names. Returns whether it was."""
+    if not supervisor.is_alive(rec.pid, rec.pid_start):
+        return False
+    assert rec.pid is not None
+    _signal_group(rec.pid, sig)
+    return True

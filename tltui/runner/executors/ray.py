@@ -1,0 +1,398 @@
+"""Runs as Ray jobs: ``JobSubmissionClient.submit_job`` to the cluster in ``[ray] address``.
+
+Each run is one Ray job whose entrypoint is :mod:`tltui.runner.executors.ray_relay` wrapping
+the usual worker command (``python -m tltui.worker train RUN_DIR
+--events-fd N [--resume]``), with ``entrypoint_num_gpus = train.gpus`` (0 when
+unset) and ``entrypoint_num_cpus = [ray] num_cpus``.
+
+How events reach the client, whatever the node's filesystem: the relay echoes
+every event to the job's stdout with a prefix, and :class:`RayJob` follows the
+job's log stream (``tail_job_logs``, a websocket, so no re-reading of the whole
+log) in a thread. When the node does not share the run folder ("relay" mode,
+detected per job with a token file the client writes just before submitting),
+the client appends the events to its own ``events.jsonl`` (deduplicated by
+line, so a re-attached tail that replays the log from the start adds
+nothing); when it does ("shared" mode), the worker writes that file itself and
+the stream only feeds the runner. Either way the TUI tails a local file and
+sees an event as soon as the log stream brings it (a few hundred ms).
+
+Status, cancel and logs are Ray's (``get_job_info``, ``stop_job``,
+``get_job_logs``). A job Ray no longer knows, whose supervisor died with its
+node, or a cluster unreachable for ``[ray] lost_after`` seconds, makes the run
+``interrupted``; ``tltui resume`` submits a new job (any node) with
+``--resume``. The job's output (without event lines) is appended to the run's
+``worker.log`` when it ends, so failure reasons read the same as local runs.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import logging
+import os
+import secrets
+import shlex
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tltui.runner.executors import ray_relay as event_relay
+
+from tltui.core import protocol
+
+from tltui.runner import supervisor
+from tltui.runner.executor import Executor, Job, JobStatus
+from tltui.runner.executors import missing_extra, settings_table
+from tltui.core.protocol import Event
+from tltui.core.workspace import RunRecord, Workspace, WorkspaceError, atomic_write, write_json
+
+log = logging.getLogger("tltui.runner.executors.ray")
+
+JOB_FILE = "ray_job.json"
+DEFAULT_ADDRESS = "http://127.0.0.1:8265"
+_LOST_ERRORS = {"JOB_SUPERVISOR_ACTOR_DIED", "JOB_SUPERVISOR_ACTOR_UNKNOWN_FAILURE"}
+
+
+def _client_class() -> Any:
+    try:
+        from ray.job_submission import JobSubmissionClient
+    except ImportError as e:
+        raise missing_extra("ray", "ray", e) from e
+    return JobSubmissionClient
+
+
+def _not_found(e: Exception) -> bool:
+    text = str(e)
+    return isinstance(e, RuntimeError) and ("404" in text or "does not exist" in text or "not found" in text.lower())
+
+
+class RayJob(Job):
+    """One Ray job, followed through its log stream (a thread) and polled for status."""
+
+    def __init__(self, ex: RayExecutor, run_id: str, submission_id: str) -> None:
+        self.ex = ex
+        self.run_id = run_id
+        self.submission_id = submission_id
+        self.pid = None
+        self.paths = ex.ws.run_paths(run_id)
+        self.mode: str | None = None
+        self.node_host: str | None = None
+        self._lock = threading.Lock()
+        self._events: list[Event] = []
+        self._given: set[str] = set()  # event lines handed to the runner (a re-tail replays them)
+        self._in_file: set[str] = set()  # event lines already in the local events.jsonl
+        with contextlib.suppress(OSError):
+            self._in_file = {ln.strip() for ln in self.paths.events.read_text("utf-8", "replace").splitlines()}
+        self._log: collections.deque[str] = collections.deque(maxlen=2000)
+        self._partial = ""
+        self._r, self._w = os.pipe()
+        for fd in (self._r, self._w):
+            os.set_blocking(fd, False)
+        self._stop = threading.Event()
+        self._closed = False
+        self._final: JobStatus | None = None
+        self._cached = JobStatus(alive=True)
+        self._last_poll = float("-inf")
+        self._unreachable_since: float | None = None
+        self._message = ""
+        self._thread = threading.Thread(target=self._tail_loop, name=f"ray-tail-{run_id}", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------ the log stream
+
+    def _tail_loop(self) -> None:
+        import asyncio
+
+        while not self._stop.is_set():
+            try:
+                asyncio.run(self._tail_once())
+                return  # the stream ended normally: the job is over
+            except Exception as e:  # a dropped connection: re-attach (the log replays from its start)
+                log.info("%s: log stream of %s broke (%s); re-attaching", self.run_id, self.submission_id, e)
+            self._stop.wait(1.0)
+
+    async def _tail_once(self) -> None:
+        with self._lock:
+            self._partial = ""
+            self._log.clear()
+        async for chunk in self.ex.client.tail_job_logs(self.submission_id):
+            self._feed(chunk)
+            if self._stop.is_set():
+                return
+
+    def _feed(self, chunk: str, *, final: bool = False) -> None:
+        with self._lock:
+            if self._closed:  # a later runner re-attaches and relays the rest
+                return
+            text = self._partial + chunk
+            lines = text.split("\n")
+            self._partial = "" if final else lines.pop()
+            woke = False
+            for line in lines:
+                woke |= self._line(line.rstrip("\r"))
+            if woke:  # under the lock: close() cannot hand this fd number to another file meanwhile
+                with contextlib.suppress(OSError):
+                    os.write(self._w, b"x")
+
+    def _line(self, line: str) -> bool:
+        kind, payload = event_relay.parse_line(line)
+        if kind == "mode":
+            with contextlib.suppress(ValueError, AttributeError):
+                info = json.loads(payload)
+                self.mode, self.node_host = info.get("mode"), info.get("host")
+            return False
+        if kind == "log":
+            if line.strip():
+                self._log.append(line)
+            return False
+        if payload in self._given:
+            return False
+        ev = protocol.decode(payload)
+        if ev is None:
+            return False
+        self._given.add(payload)
+        if self.mode == "relay" and payload not in self._in_file:
+            with open(self.paths.events, "a", encoding="utf-8") as f:
+                f.write(payload + "\n")
+            self._in_file.add(payload)
+        self._events.append(ev)
+        return True
+
+    # ------------------------------------------------------------ Job
+
+    def fileno(self) -> int | None:
+        return None if self._final is not None or self._closed else self._r
+
+    def events(self) -> list[Event]:
+        with self._lock:
+            if not self._closed:
+                with contextlib.suppress(OSError):
+                    while os.read(self._r, 4096):
+                        pass
+            out, self._events = self._events, []
+        return out
+
+    def status(self) -> JobStatus:
+        if self._final is not None:
+            return self._final
+        now = time.monotonic()
+        if now - self._last_poll < self.ex.poll_interval:
+            return self._cached
+        self._last_poll = now
+        from ray.job_submission import JobStatus as RayStatus
+
+        try:
+            info = self.ex.client.get_job_info(self.submission_id)
+        except Exception as e:
+            if _not_found(e):
+                self._message = f"ray: job {self.submission_id} is gone from the cluster"
+                return self._finish(JobStatus(alive=False, returncode=None, lost=True))
+            if self._unreachable_since is None:
+                self._unreachable_since = now
+                log.warning("%s: Ray cluster at %s unreachable: %s", self.run_id, self.ex.address, e)
+            if now - self._unreachable_since >= self.ex.lost_after:
+                self._message = f"ray: cluster at {self.ex.address} unreachable for {self.ex.lost_after:.0f} s"
+                return self._finish(JobStatus(alive=False, returncode=None, lost=True))
+            return self._cached
+        self._unreachable_since = None
+        if not info.status.is_terminal():
+            return self._cached
+        rc = info.driver_exit_code
+        error = str(getattr(info.error_type, "value", info.error_type) or "")
+        self._message = f"ray: job {self.submission_id} {info.status.value}" + (f": {info.message}" if info.message else "")
+        lost = False
+        if info.status == RayStatus.SUCCEEDED:
+            rc = 0 if rc is None else rc
+        elif info.status == RayStatus.STOPPED:
+            rc = -signal.SIGTERM if rc is None else rc
+        elif rc is None:
+            lost = error in _LOST_ERRORS
+            rc = None if lost else 1
+        if rc is not None and rc > 128 and rc - 128 in signal.Signals._value2member_map_:
+            rc = -(rc - 128)  # a shell in between reports a signal as 128 + N
+        return self._finish(JobStatus(alive=False, returncode=rc, lost=lost))
+
+    def _finish(self, st: JobStatus) -> JobStatus:
+        """The job is over: let the stream drain, fetch the whole log once (deduplicated), keep the output."""
+        self._thread.join(timeout=3.0)
+        self._stop.set()
+        full = None
+        with contextlib.suppress(Exception):
+            full = self.ex.client.get_job_logs(self.submission_id)
+        if full is not None:
+            with self._lock:
+                self._log.clear()
+                self._partial = ""
+            self._feed(full, final=True)
+        with contextlib.suppress(OSError), open(self.paths.log, "a", encoding="utf-8") as f:
+            f.write(f"\n=== ray job {self.submission_id} on {self.node_host or '?'} ({self.mode or '?'} folder)\n")
+            for line in self._log:
+                f.write(line + "\n")
+            if self._message:
+                f.write(self._message + "\n")
+        self._final = st
+        return st
+
+    def cancel(self, *, force: bool = False) -> None:
+        try:
+            self.ex.client.stop_job(self.submission_id)  # SIGTERM; Ray kills after RAY_JOB_STOP_WAIT_TIME_S
+        except Exception as e:
+            log.warning("%s: stop_job(%s) failed: %s", self.run_id, self.submission_id, e)
+
+    def close(self) -> None:
+        self._stop.set()
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for fd in (self._r, self._w):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+
+class RayExecutor(Executor):
+    """Submits runs to the Ray cluster named in ``[ray]`` of ``<ws>/settings.toml``.
+
+    Settings (all optional): ``address`` (also ``$TLTUI_RAY_ADDRESS``; default
+    ``http://127.0.0.1:8265``), ``num_cpus`` (per run, default 1),
+    ``default_gpus`` (when a preset leaves ``train.gpus`` unset, default 0),
+    ``shared_fs`` (``"auto"``, ``true`` or ``false``: whether nodes see the
+    workspace at the same path), ``python`` (the interpreter on the nodes,
+    default this one), ``env_vars`` (a table passed to the job),
+    ``poll_interval`` (s, default 0.5), ``lost_after`` (s of an unreachable
+    cluster before runs count as interrupted, default 120), ``stop_wait``
+    (s from SIGTERM to SIGKILL on cancel, default 30).
+    """
+
+    name = "ray"
+
+    def __init__(self, ws: Workspace) -> None:
+        super().__init__(ws)
+        t = settings_table(ws, "ray")
+        self.address = str(os.environ.get("TLTUI_RAY_ADDRESS") or t.get("address") or DEFAULT_ADDRESS)
+        shared = t.get("shared_fs", "auto")
+        self.shared = {True: "yes", False: "no"}.get(shared, str(shared))
+        if self.shared not in ("auto", "yes", "no"):
+            raise WorkspaceError(f"{ws.root / 'settings.toml'}: [ray] shared_fs must be \"auto\", true or false")
+        try:
+            self.num_cpus = float(t.get("num_cpus", 1))
+            self.default_gpus = int(t.get("default_gpus", 0))
+            self.poll_interval = float(t.get("poll_interval", 0.5))
+            self.lost_after = float(t.get("lost_after", 120))
+            self.stop_wait = int(t.get("stop_wait", 30))
+            self.submit_retry = float(t.get("submit_retry", 15))
+        except (TypeError, ValueError) as e:
+            raise WorkspaceError(f"{ws.root / 'settings.toml'}: [ray]: a number is not a number ({e})") from e
+        self.python = str(t.get("python") or sys.executable)
+        self.env_vars = {str(k): str(v) for k, v in (t.get("env_vars") or {}).items()}
+        self._client: Any = None
+        self._client_lock = threading.Lock()
+
+    @property
+    def client(self) -> Any:
+        with self._client_lock:
+            if self._client is None:
+                cls = _client_class()
+                try:
+                    self._client = cls(self.address)
+                except Exception as e:
+                    raise WorkspaceError(
+                        f"cannot reach the Ray cluster at {self.address} ({e}); check [ray] address in settings.toml"
+                    ) from e
+            return self._client
+
+    def _worker_command(self) -> list[str]:
+        if os.environ.get(supervisor.WORKER_CMD_ENV):
+            return supervisor.worker_command()
+        return [self.python, "-m", "tltui.worker"]
+
+    def submit(self, run_id: str, *, gpus: Sequence[int], resume: bool) -> Job:
+        from tltui.runner.loop import requested_gpus
+
+        paths = self.ws.run_paths(run_id)
+        want = requested_gpus(self.ws, run_id)
+        n_gpus = self.default_gpus if want is None else want
+        token = secrets.token_hex(8)
+        atomic_write(paths.dir / event_relay.TOKEN_FILE, token)
+        env = {k: v for k, v in os.environ.items() if k.startswith("TLTUI_") and k != supervisor.WORKER_CMD_ENV}
+        env.update(PYTHONUNBUFFERED="1", RAY_JOB_STOP_WAIT_TIME_S=str(self.stop_wait))
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", os.environ.get("TF_CPP_MIN_LOG_LEVEL", "1"))
+        if n_gpus == 0:
+            env["CUDA_VISIBLE_DEVICES"] = "-1"
+        env[event_relay.FILES_ENV] = ""
+        if self.shared != "yes":
+            try:
+                env[event_relay.FILES_ENV] = event_relay.pack_files(paths.dir, with_events=resume)
+            except ValueError as e:
+                if self.shared == "no":
+                    raise WorkspaceError(str(e)) from e
+                log.warning("%s", e)
+        env.update(self.env_vars)
+        cmd = [
+            self.python, "-m", "tltui.runner.executors.ray_relay", "--run-dir", str(paths.dir), "--token", token,
+            "--shared", self.shared, "--", *self._worker_command(), "train", "{run_dir}", "--events-fd", "0",
+        ]
+        if resume:
+            cmd.append("--resume")
+        sid = f"tltui-{run_id}-{time.strftime('%Y%m%d%H%M%S')}-{token[:6]}"
+        write_json(paths.dir / JOB_FILE, {"address": self.address, "submission_id": sid, "submitted": time.time()})
+        deadline = time.monotonic() + self.submit_retry
+        while True:
+            try:
+                self.client.submit_job(
+                    entrypoint=shlex.join(cmd),
+                    submission_id=sid,
+                    entrypoint_num_cpus=self.num_cpus,
+                    entrypoint_num_gpus=n_gpus,
+                    runtime_env={"env_vars": env},
+                    metadata={"tltui_run": run_id, "tltui_workspace": str(self.ws.root)},
+                )
+                break
+            except WorkspaceError:
+                raise
+            except Exception as e:
+                # a head that is starting up answers "No available agent ... try again later"
+                if "try again" in str(e) and time.monotonic() < deadline:
+                    time.sleep(1.0)
+                    continue
+                raise WorkspaceError(f"Ray cluster at {self.address} refused the job: {e}") from e
+        with open(paths.log, "a", encoding="utf-8") as f:
+            f.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} ray job {sid} at {self.address}: {shlex.join(cmd)}\n")
+        return RayJob(self, run_id, sid)
+
+    def job_id(self, run_id: str) -> str | None:
+        try:
+            return str(json.loads((self.ws.run_paths(run_id).dir / JOB_FILE).read_text())["submission_id"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def adopt(self, rec: RunRecord) -> Job | None:
+        sid = self.job_id(rec.id)
+        if sid is None:
+            return None
+        try:
+            self.client.get_job_info(sid)
+        except Exception as e:
+            if _not_found(e):
+                return None
+            log.warning("%s: Ray cluster at %s unreachable while adopting (%s); watching anyway", rec.id, self.address, e)
+        return RayJob(self, rec.id, sid)
+
+    def logs(self, run_id: str, lines: int = supervisor.LOG_TAIL_LINES) -> str:
+        sid = self.job_id(run_id)
+        if sid is not None:
+            with contextlib.suppress(Exception):
+                text = self.client.get_job_logs(sid)
+                out = [ln.strip() for ln in text.splitlines()
+                       if ln.strip() and event_relay.parse_line(ln)[0] == "log"]
+                return " | ".join(out[-lines:])
+        return super().logs(run_id, lines)
+
+
+def job_file(ws: Workspace, run_id: str) -> Path:
+    return ws.run_paths(run_id).dir / JOB_FILE

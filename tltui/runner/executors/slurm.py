@@ -1,0 +1,478 @@
+"""Runs as Slurm jobs, submitted through submitit (``[slurm]`` of ``<ws>/settings.toml``).
+
+Each run is one job (``sbatch`` via :class:`submitit.AutoExecutor`) running the
+usual worker on the run folder itself: a Slurm cluster shares its filesystem
+(submitit needs that for its own files), so the worker writes
+``events.jsonl`` where the TUI tails it and the runner follows it the same way
+(:class:`SlurmJob` reads new lines every runner tick).
+
+- Resources: ``partition``, ``time_limit`` (minutes), ``gpus`` (when a preset
+  leaves ``train.gpus`` unset; default 0), ``cpus_per_task`` (default 4),
+  ``mem_gb``, ``account``, ``qos``, ``constraint``, ``additional`` (a table of
+  extra ``#SBATCH`` options), ``setup`` (shell lines before the worker, e.g.
+  ``module load cuda``), ``python`` (the interpreter on the nodes).
+- Time limits: Slurm sends USR2 ``signal_delay`` seconds (default 90) before
+  the limit; submitit calls :meth:`WorkerTask.checkpoint`, which stops the
+  worker (SIGTERM: it saves its BackupAndRestore state; SIGKILL if it has not
+  stopped within half of ``signal_delay``) and requeues the same job with
+  ``--resume``, so it goes on from the last completed epoch. After
+  ``max_requeues`` (default 3) such requeues the run ends ``failed``, saying so.
+- Preemption and ``scontrol requeue``: Slurm restarts the job's script
+  (``SLURM_RESTART_COUNT`` > 0), and the worker resumes from the last completed
+  epoch; these do not count against ``max_requeues``.
+- Status is asked of the scheduler (``squeue``; ``sacct`` for jobs the
+  controller has forgotten, where there is accounting) at most every
+  ``poll_interval`` seconds (default 30; once a second after the worker's
+  ``finished`` event). Node failures (``NODE_FAIL``, ``BOOT_FAIL``, an
+  unrequeued ``PREEMPTED``...) make the run ``interrupted``; so does a scheduler
+  that does not answer while the worker writes nothing for ``scheduler_grace``
+  seconds (default 600). ``tltui resume`` continues it.
+- ``tltui cancel``: ``scancel --signal=TERM`` (the worker saves and ends
+  ``cancelled``), plain ``scancel`` for a job still pending or one that does not
+  stop.
+- ``cluster``: ``"slurm"`` (default); ``"local"`` runs the same submitit job as
+  a local process (the tests without a scheduler use it).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from tltui.core import protocol, runstate
+
+from tltui.runner import supervisor
+from tltui.runner.executor import Executor, Job, JobStatus
+from tltui.runner.executors import missing_extra, settings_table
+from tltui.core.protocol import Event, Finished, Started
+from tltui.core.workspace import RunRecord, Workspace, WorkspaceError, write_json
+
+log = logging.getLogger("tltui.runner.executors.slurm")
+
+JOB_FILE = "slurm_job.json"
+LOST_STATES = {"NODE_FAIL", "BOOT_FAIL", "PREEMPTED", "DEADLINE", "REVOKED", "INTERRUPTED", "NO PROCESS AND NO RESULT"}
+ALIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SUSPENDED",
+                "CONFIGURING", "COMPLETING", "STAGE_OUT", "SIGNALING", "UNKNOWN", "READY"}
+UNREACHABLE = "UNREACHABLE"  # squeue could not reach the controller
+GONE = "GONE"  # the controller no longer knows the job (MinJobAge) and there is no accounting to ask
+TIMED_OUT = "timed-out too many times"  # submitit's words when the requeues are spent
+QUERY_TIMEOUT = 30.0  # seconds for one squeue / sacct
+QUERY_WAIT = 0.2  # what a runner tick waits for squeue; a controller that is down takes ~20 s to say so
+_QUERIES = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="squeue")
+
+
+def _submitit() -> Any:
+    try:
+        import submitit
+    except ImportError as e:
+        raise missing_extra("slurm", "slurm", e) from e
+    return submitit
+
+
+class WorkerTask:
+    """What a Slurm job runs: the worker on the run folder; requeued with ``--resume`` on preemption."""
+
+    def __init__(self, cmd: Sequence[str], run_dir: str, resume: bool, stop_wait: float = 60.0) -> None:
+        self.cmd = list(cmd)
+        self.run_dir = run_dir
+        self.resume = resume
+        self.stop_wait = stop_wait  # seconds between SIGTERM and SIGKILL when the job must stop
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def argv(self, resume: bool | None = None) -> list[str]:
+        resume = self.resume if resume is None else resume
+        return [*self.cmd, "train", self.run_dir, *(["--resume"] if resume else [])]
+
+    def __call__(self) -> int:
+        # Slurm restarted this job's script (preemption, `scontrol requeue`, a node failure with
+        # --requeue): the run has begun, so it resumes instead of starting over
+        restarted = _int(os.environ.get("SLURM_RESTART_COUNT")) or 0
+        argv = self.argv(self.resume or restarted > 0)
+        with open(Path(self.run_dir) / "worker.log", "ab") as out:  # the shared run folder, as for local runs
+            if restarted and not self.resume:
+                out.write(f"=== slurm restarted job {os.environ.get('SLURM_JOB_ID')} "
+                          f"(SLURM_RESTART_COUNT={restarted}): resuming\n".encode())
+                out.flush()
+            self._proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+            rc = self._proc.wait()
+        if rc != 0:
+            raise RuntimeError(f"worker exited with code {rc}")
+        return rc
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
+        """Called by submitit on preemption/timeout: stop the worker cleanly, requeue it resuming."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            # not proc.wait(): the interrupted __call__ holds the Popen's wait lock; a zombie counts as gone
+            deadline = time.monotonic() + self.stop_wait
+            while supervisor.is_alive(proc.pid, None) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if supervisor.is_alive(proc.pid, None):  # stuck: Slurm kills the job soon; the resume starts
+                with contextlib.suppress(ProcessLookupError):  # from the last saved epoch either way
+                    proc.send_signal(signal.SIGKILL)
+        submitit = _submitit()
+        return submitit.helpers.DelayedSubmission(WorkerTask(self.cmd, self.run_dir, True, self.stop_wait))
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"cmd": self.cmd, "run_dir": self.run_dir, "resume": self.resume, "stop_wait": self.stop_wait}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["cmd"], state["run_dir"], state["resume"], state.get("stop_wait", 60.0))  # type: ignore[misc]
+
+
+class SlurmJob(Job):
+    """A submitted job: events tailed from the shared ``events.jsonl``, status polled sparingly."""
+
+    def __init__(self, ex: SlurmExecutor, run_id: str, job: Any, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ex = ex
+        self.run_id = run_id
+        self.job = job
+        self.pid = None
+        self.clock = clock
+        self.paths = ex.ws.run_paths(run_id)
+        self.tail = protocol.EventTail(self.paths.events)
+        self._finished_seen = False
+        self._last_poll = float("-inf")
+        self._last_event = clock()
+        self._unreachable_since: float | None = None
+        self._final: JobStatus | None = None
+        self._pending: concurrent.futures.Future[str] | None = None
+        self._asked_at = float("-inf")
+        self.polls = 0
+
+    def events(self) -> list[Event]:
+        evs = self.tail.read_new()
+        if evs:
+            self._last_event = self.clock()
+        for e in evs:
+            if isinstance(e, Finished):
+                self._finished_seen = True
+            elif isinstance(e, Started):  # a requeued job's worker began again
+                self._finished_seen = False
+        return evs
+
+    def _state(self) -> str:
+        """The state submitit reports (sacct); the local stand-in and tests use it."""
+        self.polls += 1
+        try:
+            state = self.job.state
+            return str(state).split()[0].upper() if state else "UNKNOWN"
+        except Exception as e:  # sacct/squeue hiccup: ask again next time
+            log.warning("%s: job state of %s unavailable: %s", self.run_id, self.job.job_id, e)
+            return "UNKNOWN"
+
+    def _query(self) -> str:
+        """The job's state from the scheduler itself: squeue, then sacct for a job the controller
+        has forgotten (where there is accounting; submitit asks only sacct, which many clusters
+        lack); :data:`GONE` when neither knows it, :data:`UNREACHABLE` when squeue gets no answer."""
+        self.polls += 1
+        jid = str(self.job.job_id)
+        out = _run(["squeue", "--noheader", "--states=all", f"--jobs={jid}", "--format=%T"])
+        if out is None:
+            return UNREACHABLE
+        if out.returncode == 0 and out.stdout.strip():
+            return out.stdout.split()[0].upper()
+        if out.returncode != 0 and "invalid job id" not in out.stderr.lower():
+            log.warning("%s: squeue for job %s: %s", self.run_id, jid, out.stderr.strip())
+            return UNREACHABLE
+        acct = _run(["sacct", "--noheader", "--allocations", "--parsable2", f"--jobs={jid}", "--format=State"])
+        if acct is not None and acct.returncode == 0 and acct.stdout.strip():
+            return acct.stdout.split()[0].upper()
+        return GONE
+
+    def _outcome(self) -> tuple[str, Any] | None:
+        """submitit's result file of the job: ``("success", rc)`` or ``("error", traceback)``."""
+        path = Path(self.job.paths.result_pickle)
+        if not path.exists():
+            return None
+        try:
+            from submitit.core.utils import pickle_load
+
+            out = pickle_load(path)
+            return (str(out[0]), out[1])
+        except Exception as e:  # a torn write: the state decides
+            log.warning("%s: unreadable %s: %s", self.run_id, path, e)
+            return None
+
+    def _end(self, *, rc: int | None, lost: bool = False) -> JobStatus:
+        self._final = JobStatus(alive=False, returncode=rc, lost=lost)
+        return self._final
+
+    def _note(self, line: str) -> None:
+        with open(self.paths.log, "a", encoding="utf-8") as f:
+            f.write(line.rstrip() + "\n")
+
+    def status(self) -> JobStatus:
+        if self._final is not None:
+            return self._final
+        if self._pending is not None:
+            return self._answered()
+        now = self.clock()
+        interval = min(1.0, self.ex.poll_interval) if self._finished_seen else self.ex.poll_interval
+        if now - self._last_poll < interval:
+            return JobStatus(alive=True)
+        self._last_poll = now
+        if self.ex.cluster != "slurm":
+            return self._local_status()
+        # squeue in a thread, so a controller that does not answer never stalls the runner's loop
+        self._asked_at = now
+        self._pending = _QUERIES.submit(self._query)
+        return self._answered()
+
+    def _answered(self) -> JobStatus:
+        assert self._pending is not None
+        concurrent.futures.wait([self._pending], timeout=QUERY_WAIT)
+        if not self._pending.done():
+            return JobStatus(alive=True)
+        state = self._pending.result()
+        self._pending = None
+        now = self.clock()
+        if state == UNREACHABLE:
+            if self._unreachable_since is None:
+                self._unreachable_since = self._asked_at
+                log.warning("%s: the Slurm controller does not answer about job %s", self.run_id, self.job.job_id)
+            quiet = now - max(self._unreachable_since, self._last_event)
+            if quiet < self.ex.scheduler_grace:
+                return JobStatus(alive=True)
+            if self._finished_seen:  # the worker said how it ended; the scheduler cannot add to that
+                return self._end(rc=0)
+            self._note(f"slurm job {self.job.job_id}: no answer from the scheduler and no event from the worker "
+                       f"for {quiet:.0f} s (scheduler_grace = {self.ex.scheduler_grace:g}): interrupted")
+            return self._end(rc=None, lost=True)
+        self._unreachable_since = None
+        if state in ALIVE_STATES:
+            return JobStatus(alive=True)
+        outcome = self._outcome()
+        if state == GONE:
+            if outcome is None and not self._finished_seen:
+                self._note(f"slurm job {self.job.job_id}: gone from the scheduler without a result: interrupted")
+                return self._end(rc=None, lost=True)
+            state = "COMPLETED" if outcome is None or outcome[0] == "success" else "FAILED"
+        if state in LOST_STATES and not self._finished_seen:
+            return self._end(rc=None, lost=True)
+        rc = 0
+        error = ""
+        if outcome is not None and outcome[0] == "error":
+            rc = 1
+            error = str(outcome[1]).strip().splitlines()[-1] if str(outcome[1]).strip() else "error"
+            self._note(f"slurm job {self.job.job_id} {state}: {error}")
+        if state in ("FAILED", "OUT_OF_MEMORY", "TIMEOUT", "CANCELLED", "PREEMPTED", "NODE_FAIL") and rc == 0:
+            rc = 1
+        if state == "TIMEOUT" or TIMED_OUT in error:
+            self._fail_time_limit()
+        return self._end(rc=rc)
+
+    def _fail_time_limit(self) -> None:
+        """The time limit ended the run for good: the worker, stopped by its SIGTERM, wrote
+        ``cancelled``; the run failed, and says why."""
+        st = runstate.load(self.paths.events)
+        restarts = sum(1 for e in protocol.read_events(self.paths.events) if isinstance(e, Started)) - 1
+        reason = (f"Slurm time limit of {self.ex.time_limit} min reached again after {max(restarts, 0)} requeue(s) "
+                  f"(max_requeues = {self.ex.max_requeues}), after epoch {st.epochs_done}: raise [slurm] time_limit "
+                  f"or max_requeues, then `tltui resume {self.run_id}` (checkpoints kept)")
+        with open(self.paths.events, "a", encoding="utf-8") as f:
+            f.write(protocol.encode(Finished(time.time(), status="failed", reason=reason, epochs_done=st.epochs_done)))
+
+    def _local_status(self) -> JobStatus:
+        """submitit's local stand-in (no scheduler): its own job state and result."""
+        raw = self.job.get_info().get("jobState", "UNKNOWN") if self.ex.cluster == "local" else None
+        state = str(raw).split()[0].upper() if raw else self._state()
+        if raw is not None:
+            self.polls += 1
+            if raw == "NO PROCESS AND NO RESULT" and supervisor.is_alive(_int(self.job.job_id), None):
+                state = "RUNNING"  # re-attached local job: its process is not our child
+            else:
+                state = {"FINISHED": "COMPLETED"}.get(state, state)
+        if state in ALIVE_STATES:
+            return JobStatus(alive=True)
+        lost = state in LOST_STATES and not self._finished_seen
+        rc: int | None = None
+        if not lost:
+            rc = 0
+            with contextlib.suppress(Exception):
+                exc = self.job.exception()
+                if exc is not None:
+                    rc = 1
+                    self._note(f"slurm job {self.job.job_id} {state}: {str(exc).strip().splitlines()[-1]}")
+            if state in ("FAILED", "OUT_OF_MEMORY", "TIMEOUT", "CANCELLED") and rc == 0:
+                rc = 1
+        return self._end(rc=rc, lost=lost)
+
+    def cancel(self, *, force: bool = False) -> None:
+        if self.ex.cluster != "slurm":  # the test stand-in: signal the worker process itself
+            pid = runstate.load(self.paths.events).pid
+            if pid and supervisor.is_alive(pid, None):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL if force else signal.SIGTERM)
+            return
+        jid = str(self.job.job_id)
+        if not force:
+            # the job's steps only (the worker saves and ends `cancelled`); a pending job has none
+            out = _run(["scancel", "--signal=TERM", jid])
+            if out is not None and out.returncode == 0 and not out.stderr.strip():
+                return
+        out = _run(["scancel", jid])
+        if out is None or out.returncode != 0:
+            log.warning("%s: scancel %s failed: %s", self.run_id, jid, out.stderr.strip() if out else "no answer")
+
+
+def _run(argv: list[str]) -> subprocess.CompletedProcess[str] | None:
+    """A Slurm client command; ``None`` when it cannot run or does not answer in time."""
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=QUERY_TIMEOUT, check=False)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        log.warning("%s: %s", " ".join(argv), e)
+        return None
+
+
+def _int(v: Any) -> int | None:
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return None
+
+
+class SlurmExecutor(Executor):
+    name = "slurm"
+
+    def __init__(self, ws: Workspace) -> None:
+        super().__init__(ws)
+        t = settings_table(ws, "slurm")
+        self.settings = t
+        self.cluster = str(os.environ.get("TLTUI_SLURM_CLUSTER") or t.get("cluster") or "slurm")
+        if self.cluster not in ("slurm", "local", "debug"):
+            raise WorkspaceError(f"{ws.root / 'settings.toml'}: [slurm] cluster must be \"slurm\" (or \"local\" for tests)")
+        try:
+            self.poll_interval = float(t.get("poll_interval", 30.0))
+            self.time_limit = int(t.get("time_limit", 24 * 60))
+            self.default_gpus = int(t.get("gpus", 0))
+            self.max_requeues = int(t.get("max_requeues", 3))
+            self.signal_delay = int(t.get("signal_delay", 90))
+            self.scheduler_grace = float(t.get("scheduler_grace", 600.0))
+            self.cpus_per_task = int(t.get("cpus_per_task", 4))
+        except (TypeError, ValueError) as e:
+            raise WorkspaceError(f"{ws.root / 'settings.toml'}: [slurm]: a number is not a number ({e})") from e
+        self.python = str(t.get("python") or sys.executable)
+
+    def _worker_command(self) -> list[str]:
+        if os.environ.get(supervisor.WORKER_CMD_ENV):
+            return supervisor.worker_command()
+        return [self.python, "-m", "tltui.worker"]
+
+    def _folder(self, run_id: str) -> Path:
+        return self.ws.run_paths(run_id).dir / "slurm"
+
+    def parameters(self, run_id: str) -> dict[str, Any]:
+        """submitit parameters for a run (generic names; ``slurm_*`` ones only reach Slurm)."""
+        from tltui.runner.loop import requested_gpus
+
+        want = requested_gpus(self.ws, run_id)
+        t = self.settings
+        params: dict[str, Any] = {
+            "name": f"tltui-{run_id}",
+            "timeout_min": self.time_limit,
+            "gpus_per_node": self.default_gpus if want is None else want,
+            "cpus_per_task": self.cpus_per_task,
+            "nodes": 1,
+            "tasks_per_node": 1,
+        }
+        if self.cluster == "slurm":
+            params["slurm_signal_delay_s"] = self.signal_delay
+        if "mem_gb" in t:
+            params["mem_gb"] = float(t["mem_gb"])
+        for key in ("partition", "account", "qos", "constraint"):
+            if t.get(key):
+                params[f"slurm_{key}"] = str(t[key])
+        if t.get("additional"):
+            params["slurm_additional_parameters"] = dict(t["additional"])
+        if t.get("setup"):
+            params["slurm_setup"] = [str(x) for x in t["setup"]]
+        return params
+
+    def _executor(self, run_id: str) -> Any:
+        submitit = _submitit()
+        ex = submitit.AutoExecutor(folder=self._folder(run_id), cluster=self.cluster,
+                                   slurm_max_num_timeout=self.max_requeues)
+        ex.update_parameters(**self.parameters(run_id))
+        return ex
+
+    def _cancel_previous(self, run_id: str) -> None:
+        """A run's earlier job that Slurm still runs (requeued after the node came back, say, while
+        the run was given up as interrupted): cancelled before a new one, so one worker writes the run."""
+        try:
+            info = json.loads((self.ws.run_paths(run_id).dir / JOB_FILE).read_text())
+        except (OSError, ValueError):
+            return
+        if info.get("cluster") != "slurm" or not info.get("job_id"):
+            return
+        jid = str(info["job_id"])
+
+        def alive() -> bool:
+            out = _run(["squeue", "--noheader", "--states=all", f"--jobs={jid}", "--format=%T %j"])
+            if out is None or out.returncode != 0 or not out.stdout.strip():
+                return False
+            state, _, name = out.stdout.strip().partition(" ")
+            return name.strip() == f"tltui-{run_id}" and state.upper() in ALIVE_STATES  # ours, not a reused id
+
+        if not alive():
+            return
+        log.info("%s: its earlier slurm job %s still runs: scancel", run_id, jid)
+        with open(self.ws.run_paths(run_id).log, "a", encoding="utf-8") as f:
+            f.write(f"=== earlier slurm job {jid} still in the queue: cancelled before submitting again\n")
+        _run(["scancel", jid])
+        deadline = time.monotonic() + 30
+        while alive() and time.monotonic() < deadline:
+            time.sleep(1.0)
+
+    def submit(self, run_id: str, *, gpus: Sequence[int], resume: bool) -> Job:
+        paths = self.ws.run_paths(run_id)
+        if self.cluster == "slurm":
+            self._cancel_previous(run_id)
+        task = WorkerTask(self._worker_command(), str(paths.dir), resume, stop_wait=max(5.0, self.signal_delay / 2))
+        try:
+            job = self._executor(run_id).submit(task)
+        except WorkspaceError:
+            raise
+        except Exception as e:  # sbatch's refusal, e.g. more CPUs than a node has
+            lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+            said = next((ln for ln in reversed(lines) if "error" in ln.lower()), lines[-1] if lines else repr(e))
+            raise WorkspaceError(f"slurm submission failed: {said}") from e
+        write_json(paths.dir / JOB_FILE, {"job_id": str(job.job_id), "cluster": self.cluster,
+                                          "folder": str(self._folder(run_id)), "submitted": time.time()})
+        with open(paths.log, "a", encoding="utf-8") as f:
+            f.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} slurm job {job.job_id} ({self.cluster}): "
+                    f"{' '.join(task.argv())}\n")
+        return SlurmJob(self, run_id, job)
+
+    def adopt(self, rec: RunRecord) -> Job | None:
+        try:
+            info = json.loads((self.ws.run_paths(rec.id).dir / JOB_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+        submitit = _submitit()
+        if info.get("cluster") in ("local", "debug"):
+            from submitit.local.local import LocalJob
+
+            if not supervisor.is_alive(_int(info.get("job_id")), None):
+                return None
+            job = LocalJob(info["folder"], info["job_id"])
+        else:
+            job = submitit.SlurmJob(info["folder"], info["job_id"])
+        return SlurmJob(self, rec.id, job)
+
+    def logs(self, run_id: str, lines: int = supervisor.LOG_TAIL_LINES) -> str:
+        return super().logs(run_id, lines)

@@ -1,0 +1,277 @@
+"""Start a worker process for a run and turn what it does into registry updates.
+
+Used by ``tltui run`` (foreground) and by the queue runner. Stdlib only. The
+worker writes every event to its ``events.jsonl`` itself; the pipe is only the
+live channel, so losing this process never loses data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tltui.core import protocol, runstate
+from tltui.core.protocol import EpochEnd, Event, Finished, Started
+from tltui.core.workspace import Workspace
+
+#: Replaces ``python -m tltui.worker`` (a JSON list); tests point it at a scripted fake worker.
+WORKER_CMD_ENV = "TLTUI_WORKER_CMD"
+LOG_TAIL_LINES = 5
+
+
+def worker_command() -> list[str]:
+    raw = os.environ.get(WORKER_CMD_ENV)
+    if raw:
+        cmd = json.loads(raw)
+        if not isinstance(cmd, list) or not all(isinstance(x, str) for x in cmd):
+            raise ValueError(f"{WORKER_CMD_ENV} must be a JSON list of strings")
+        return cmd
+    return [sys.executable, "-m", "tltui.worker"]
+
+
+def process_start_time(pid: int) -> float | None:
+    """When a process started (seconds since boot, from /proc), to tell a pid's owner apart
+    from a later process that reuses the number. ``None`` if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read().decode()
+        fields = stat[stat.rindex(")") + 2 :].split()
+        return float(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def is_alive(pid: int | None, start: float | None) -> bool:
+    if not pid:
+        return False
+    now_start = process_start_time(pid)
+    if now_start is None:
+        return False
+    if start is not None and abs(now_start - start) > 0.05:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().decode().rsplit(")", 1)[1].split()[0]
+        return state != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+@dataclass
+class WorkerProc:
+    """A started worker: its process and the read end of its event pipe."""
+
+    run_id: str
+    proc: subprocess.Popen[bytes]
+    fd: int
+    started: float = field(default_factory=time.time)
+    _buf: bytes = b""
+    _eof: bool = False
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def read_events(self) -> list[Event]:
+        """Events available on the pipe now (non-blocking). Sets ``eof`` when the writer is gone."""
+        out: list[Event] = []
+        while True:
+            try:
+                chunk = os.read(self.fd, 65536)
+            except BlockingIOError:
+                break
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self._eof = True
+                break
+            self._buf += chunk
+        *lines, self._buf = self._buf.split(b"\n")
+        for line in lines:
+            ev = protocol.decode(line)
+            if ev is not None:
+                out.append(ev)
+        return out
+
+    @property
+    def eof(self) -> bool:
+        return self._eof
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+    def signal(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.proc.pid, sig)
+
+
+def spawn_worker(
+    ws: Workspace,
+    run_id: str,
+    *,
+    resume: bool = False,
+    gpus: Sequence[int] | None = None,
+    env: Mapping[str, str] | None = None,
+    popen: Callable[..., subprocess.Popen[bytes]] = subprocess.Popen,
+) -> WorkerProc:
+    """Start ``python -m tltui.worker train RUN_DIR`` in its own session.
+
+    ``gpus``: device indexes for ``CUDA_VISIBLE_DEVICES`` (empty: CPU only;
+    ``None``: leave the environment as it is). Output goes to the run's log.
+    """
+    paths = ws.run_paths(run_id)
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    child_env = dict(os.environ)
+    child_env.update(env or {})
+    child_env.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    child_env["PYTHONUNBUFFERED"] = "1"
+    if gpus is not None:
+        child_env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+        child_env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpus) if gpus else "-1"
+    cmd = [*worker_command(), "train", str(paths.dir), "--events-fd", str(w)]
+    if resume:
+        cmd.append("--resume")
+    with open(paths.log, "ab") as log:
+        log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {shlex.join(cmd)}\n".encode())
+        log.flush()
+        try:
+            proc = popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                pass_fds=(w,),
+                env=child_env,
+                start_new_session=True,
+                close_fds=True,
+            )
+        except BaseException:
+            os.close(r)  # a long-lived runner must not leak a pipe per failed start
+            raise
+        finally:
+            os.close(w)
+    return WorkerProc(run_id, proc, r)
+
+
+# ---------------------------------------------------------------------------- registry side
+
+
+def record_started(ws: Workspace, run_id: str, pid: int, gpus: Sequence[int] | None = None) -> None:
+    """Mark a run running with worker ``pid``; the calling process becomes its owner
+    (a queue runner adopts a running run only when its owner is gone)."""
+    me = os.getpid()
+    ws.update(
+        run_id,
+        status="running",
+        pid=pid,
+        pid_start=process_start_time(pid),
+        owner_pid=me,
+        owner_start=process_start_time(me),
+        host=socket.gethostname(),
+        gpus=list(gpus) if gpus is not None else None,
+        started=time.time(),
+        reason=None,
+        finished=None,
+        queue_pos=None,
+    )
+
+
+def record_event(ws: Workspace, run_id: str, ev: Event, state: runstate.RunState) -> None:
+    """Keep the registry's summary columns (progress, best) in step with the events."""
+    if isinstance(ev, EpochEnd):
+        best = state.best() or {}
+        ws.update(
+            run_id,
+            epoch=state.epochs_done,
+            best_val_acc=best.get("val_acc"),
+            best_val_top5_acc=best.get("best_val_top5_acc"),
+            best_epoch=best.get("epoch"),
+        )
+    elif isinstance(ev, Started):
+        ws.update(run_id, epochs=ev.epochs)
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 8192))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    tail = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("===")]
+    return " | ".join(tail[-lines:])
+
+
+def exit_reason(returncode: int | None, state: runstate.RunState, log_path: Path) -> str:
+    """Why a worker that sent no ``finished`` event ended, in one line."""
+    if returncode is not None and returncode < 0:
+        try:
+            how = f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            how = f"killed by signal {-returncode}"
+    elif returncode is None:
+        how = "worker vanished"
+    else:
+        how = f"worker exited with code {returncode}"
+    where = f" after epoch {state.epochs_done}" if state.epochs_done else " before the first epoch ended"
+    tail = log_tail(log_path)
+    return f"{how}{where}" + (f"; log: {tail}" if tail else "")
+
+
+def record_exit(
+    ws: Workspace,
+    run_id: str,
+    returncode: int | None,
+    *,
+    cancelled: bool = False,
+    interrupted: bool = False,
+) -> str:
+    """Set the final status of a run whose worker is gone, from its events file.
+
+    Returns the status written. A ``finished`` event decides; without one the run
+    is ``cancelled`` (we asked it to stop), ``interrupted`` (we lost track of it)
+    or ``failed`` with the exit reason and the tail of its log.
+    """
+    paths = ws.run_paths(run_id)
+    state = runstate.load(paths.events)
+    fin: Finished | None = state.finished
+    if fin is not None:
+        status, reason = fin.status, fin.reason or None
+    elif cancelled:
+        status, reason = "cancelled", f"cancelled after epoch {state.epochs_done}"
+    elif interrupted:
+        status, reason = "interrupted", exit_reason(returncode, state, paths.log)
+    else:
+        status, reason = "failed", exit_reason(returncode, state, paths.log)
+    best = state.best() or {}
+    ws.update(
+        run_id,
+        status=status,
+        reason=reason,
+        pid=None,
+        pid_start=None,
+        finished=time.time(),
+        epoch=state.epochs_done,
+        best_val_acc=best.get("val_acc"),
+        best_val_top5_acc=best.get("best_val_top5_acc"),
+        best_epoch=best.get("epoch"),
+        cancel_requested=False,
+    )
+    return status
