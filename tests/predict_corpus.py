@@ -161,7 +161,7 @@ def make_run(ws, model_file: Path | None, *, status: str = "completed", native_s
 FAKE_WORKER = r'''
 import os, sys, time
 from tltui.core import images
-from tltui.client.predict import PredictStarted, PredictionRow, Progress, Skipped, encode
+from tltui.core.predict_records import PredictStarted, PredictionRow, Progress, Skipped, encode
 
 argv = sys.argv[1:]
 assert argv[0] == "predict", argv

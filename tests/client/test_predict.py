@@ -10,17 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tltui.client.predict import (
-    PredictError,
-    PredictionRow,
-    PredictJob,
-    PredictReport,
-    PredictStarted,
-    Progress,
-    Skipped,
-    decode,
-    encode,
-)
+from tltui.client.predict import PredictError, PredictJob, PredictReport
+from tltui.core.predict_records import PredictionRow, PredictStarted, Progress, Skipped, decode, encode
 
 import predict_corpus as pc
 

@@ -90,11 +90,11 @@ def test_resume_of_a_started_run_asks_the_worker_to_continue(ws: Workspace, tmp_
 
 
 def test_pause_flag(ws: Workspace) -> None:
-    assert not queue_ops.is_paused(ws)
+    assert not ws.is_paused()
     queue_ops.pause(ws)
-    assert queue_ops.is_paused(ws)
+    assert ws.is_paused()
     queue_ops.unpause(ws, start_runner=False)
-    assert not queue_ops.is_paused(ws)
+    assert not ws.is_paused()
 
 
 def test_live_progress_follows_the_events_file(ws: Workspace, tmp_path: Path) -> None:

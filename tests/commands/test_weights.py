@@ -31,7 +31,7 @@ def test_check_warns_once_per_file_a_run_will_download(tmp_path: Path, monkeypat
     (w,) = weights_warnings(preset())
     fname = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
     assert f"https://storage.googleapis.com/tensorflow/keras-applications/resnet/{fname}" in w
-    assert f"`tltui weights fetch resnet50`" in w and f"copy {fname} to {models}/" in w
+    assert "`tltui weights fetch resnet50`" in w and f"copy {fname} to {models}/" in w
     assert weights_warnings(preset(weights="none")) == []
     assert weights_warnings(preset(backbone="hub:/nowhere")) == []
     swept = presets.from_dict({"name": "p", "data": {"source": "tfds:cifar10"}, "model": {"backbone": "resnet50"},

@@ -10,7 +10,6 @@ from PIL import Image
 
 from tltui.core import demo, presets
 from tltui.commands.main import main
-from tltui.commands import common
 
 
 def _digest(root: Path) -> str:
@@ -46,7 +45,7 @@ def test_demo_data_command_writes_shapes_and_photos(tmp_path: Path, capsys) -> N
 
 def test_shipped_presets_pass_check(tmp_path: Path, capsys) -> None:
     """By name, as a user types them; the demo's data is generated into the workspace on the way."""
-    shipped = common.shipped_presets_dir()
+    shipped = presets.shipped_presets_dir()
     names = sorted(p.stem for p in shipped.glob("*.toml"))
     assert {"demo", "cifar100-resnet50-transfer", "cifar100-resnet50-freeze-sweep", "cifar100-resnet50-scratch"} <= set(names)
     before = sorted(p.name for p in shipped.iterdir())
@@ -60,7 +59,7 @@ def test_shipped_presets_pass_check(tmp_path: Path, capsys) -> None:
 
 
 def test_demo_preset_lives_in_the_workspace_next_to_its_generated_data(tmp_path: Path) -> None:
-    from tltui.commands.demo import ensure_demo
+    from tltui.core.demo import ensure_demo
     from tltui.core.workspace import Workspace
 
     ws = Workspace(tmp_path / "ws")
@@ -70,7 +69,7 @@ def test_demo_preset_lives_in_the_workspace_next_to_its_generated_data(tmp_path:
     assert p.data.source == "folder:" + str((ws.root / "demo-data" / "shapes").resolve())
     assert demo.is_complete(ws.root / "demo-data" / "shapes")
     assert p.model.weights == "none"
-    shipped = presets.load(common.shipped_presets_dir() / "demo.toml")
+    shipped = presets.load(presets.shipped_presets_dir() / "demo.toml")
     assert shipped.model_dump(exclude={"data"}) == p.model_dump(exclude={"data"})  # only the source moved
     path.write_text(path.read_text().replace("epochs = 10", "epochs = 3"))
     assert ensure_demo(ws) == path and presets.load(path).train.epochs == 3  # an edited copy is kept

@@ -22,7 +22,7 @@ from tltui.core import protocol, runstate
 
 from tltui.client import queue_ops
 
-from tltui.runner import loop as runner, supervisor
+from tltui.runner import supervisor
 from tltui.core.protocol import EpochEnd, Started
 from tltui.core.workspace import RunRecord, Workspace
 from tests import helpers
@@ -359,8 +359,8 @@ def test_runner_exits_when_idle(qws: Workspace, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("TLTUI_RUNNER_IDLE_TIMEOUT", "0.5")
     queue_ops.ensure_runner(ws)
     wait_for(lambda: queue_ops.runner_status(ws) is None, "the idle runner to exit")
-    assert not runner.info_path(ws).exists()
-    assert "idle" in runner.log_path(ws).read_text()
+    assert not ws.runner_info.exists()
+    assert "idle" in ws.runner_log.read_text()
 
 
 def test_cancel_racing_starts_never_loses_or_repeats_a_run(

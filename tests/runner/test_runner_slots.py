@@ -10,7 +10,6 @@ import pytest
 
 from tltui.core import gpus
 
-from tltui.runner import loop as runner
 from tltui.core.gpus import GpuInfo
 from tltui.runner.loop import Settings, free_gpus, load_settings, pick_gpus
 from tltui.core.workspace import Workspace
@@ -46,7 +45,7 @@ def test_busy_gpus_are_skipped_unless_we_share_them_on_purpose() -> None:
 
 def test_settings_from_file_and_environment(ws: Workspace) -> None:
     assert load_settings(ws, {}) == Settings()
-    runner.settings_path(ws).write_text(
+    ws.settings_file.write_text(
         "[runner]\nidle_timeout = 5\ncpu_slots = 2\nmax_runs_per_gpu = 'x'\n[tui]\ntheme = 'dark'\n"
     )
     s = load_settings(ws, {"TLTUI_RUNNER_CPU_SLOTS": "3", "TLTUI_RUNNER_CANCEL_GRACE": "-1"})
@@ -55,7 +54,7 @@ def test_settings_from_file_and_environment(ws: Workspace) -> None:
 
 
 def test_broken_settings_file_falls_back_to_defaults(ws: Workspace) -> None:
-    runner.settings_path(ws).write_text("[runner\n")
+    ws.settings_file.write_text("[runner\n")
     assert load_settings(ws, {}) == Settings()
 
 
@@ -64,7 +63,7 @@ def test_requested_gpus_reads_the_run_preset(ws: Workspace) -> None:
         [("a", "[train]\ngpus = 2\n", {}), ("b", "[train]\nepochs = 1\n", {}), ("c", "not toml [", {})],
         preset_name="p",
     )
-    assert [runner.requested_gpus(ws, r.id) for r in recs] == [2, None, None]
+    assert [ws.requested_gpus(r.id) for r in recs] == [2, None, None]
 
 
 def test_fake_inventory(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -81,7 +81,7 @@ def test_the_map_of_a_class_lights_the_quadrant_its_signal_is_in(trained: Path) 
 
 
 def test_predict_cam_writes_one_overlay_per_image(trained: Path, tmp_path: Path) -> None:
-    from tltui.client.predict import decode
+    from tltui.core.predict_records import decode
     from tltui.worker import predict
 
     folder = tmp_path / "photos"

@@ -16,7 +16,6 @@ from tltui.core.workspace import Workspace
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("train_e2e")]
 
-from tests.worker.test_train_e2e import restore_signals  # noqa: E402,F401 - the fixture
 
 
 def train_run(ws: Workspace, folder: Path, **freeze: object) -> str:

@@ -4,7 +4,6 @@ fits, and kill -9 at a phase boundary and inside phase 2, resumed, equal to the 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ import pytest
 from tltui.core import presets, protocol, runstate
 from tltui.core.workspace import RunPaths
 
-from tests.worker.test_train_e2e import model_weights, restore_signals, run_in_process, shapes  # noqa: E402,F401
+from tests.worker.test_train_e2e import model_weights, run_in_process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("train_e2e")]
 

@@ -24,7 +24,6 @@ tfds = pytest.importorskip("tensorflow_datasets")
 
 from tltui.core import presets, protocol  # noqa: E402
 from tltui.worker import tfds_fetch  # noqa: E402
-from tests.worker.test_train_e2e import restore_signals  # noqa: E402,F401 - the fixture
 
 CLASSES = ["circle", "square", "cross", "star", "ring", "dot"]
 N_TRAIN, N_TEST = 36, 12

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tltui.core import demo, presets, protocol, runstate
+from tltui.core import presets, protocol, runstate
 
 from tltui.runner import supervisor
 from tltui.core.protocol import METRIC_KEYS
@@ -31,19 +31,6 @@ def tiny_preset(source: str, **overrides: object) -> presets.Preset:
         "train": {"epochs": 2, "checkpoint_every": 0, "learning_rate": 0.01},
     }
     return presets.from_dict(raw, overrides=overrides)
-
-
-@pytest.fixture
-def shapes(tmp_path: Path) -> Path:
-    return demo.generate(tmp_path / "shapes", per_class=8, size=16, shapes=("circle", "square", "cross"))
-
-
-@pytest.fixture
-def restore_signals():
-    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    yield
-    for s, h in saved.items():
-        signal.signal(s, h)
 
 
 def run_in_process(run_dir: Path, preset: presets.Preset) -> tuple[int, list[protocol.Event]]:

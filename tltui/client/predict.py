@@ -1,6 +1,6 @@
-"""Inference on an image folder: the predict worker's records and the client that runs it.
+"""Inference on an image folder: the client that runs the predict worker.
 
-Core module (stdlib only). The worker (``python -m tltui.worker predict``)
+The records are :mod:`tltui.core.predict_records`. The worker (``python -m tltui.worker predict``)
 writes one JSON object per line to a pipe; :class:`PredictJob` starts it
 (argv list, no shell) and yields typed records as they arrive:
 :class:`PredictStarted` once, then :class:`PredictionRow`, :class:`Skipped` and
@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import json
 import os
 import subprocess
 import tempfile
@@ -25,110 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from tltui.core.errors import TltuiError
 from tltui.core.images import Score
+from tltui.core.predict_records import PredictionRow, PredictStarted, Progress, Record, Skipped, decode
 from tltui.runner.supervisor import worker_command
 
-# ---------------------------------------------------------------------------- records
-
-
-@dataclass(frozen=True)
-class PredictStarted:
-    """The worker found ``total`` candidate files; ``labels`` is set for a labelled folder."""
-
-    total: int
-    classes: list[str]
-    labels: list[str] | None
-    top_k: int
-    image_size: list[int]
-    low_res: bool = False
-
-
-@dataclass(frozen=True)
-class PredictionRow:
-    """Top-k of one image, highest probability first. ``true_rank``: 1-based rank of the
-    true class among all classes (labelled folders only)."""
-
-    path: str
-    top_k: list[tuple[str, float]]
-    true_label: str | None = None
-    rel: str = ""
-    true_rank: int | None = None
-    cam: str | None = None  # the Grad-CAM overlay PNG of its top-1 class (``--cam``)
-
-    @property
-    def label(self) -> str:
-        return self.top_k[0][0]
-
-    @property
-    def probability(self) -> float:
-        return self.top_k[0][1]
-
-    @property
-    def correct(self) -> bool | None:
-        return None if self.true_label is None else self.label == self.true_label
-
-
-@dataclass(frozen=True)
-class Skipped:
-    path: str
-    reason: str
-    rel: str = ""
-
-
-@dataclass(frozen=True)
-class Progress:
-    """Files handled so far (predicted or skipped) out of ``total``."""
-
-    done: int
-    total: int
-
-
-Record = PredictStarted | PredictionRow | Skipped | Progress
-
-
-class PredictError(Exception):
+class PredictError(TltuiError):
     """The job could not run or died; ``str(e)`` is one line for the user."""
-
-
-def encode(rec: Record | dict[str, Any]) -> str:
-    """One JSON line. The worker also sends ``{"type": "error", "message": ...}`` dicts."""
-    if isinstance(rec, dict):
-        d = rec
-    elif isinstance(rec, PredictStarted):
-        d = {"type": "start", **rec.__dict__}
-    elif isinstance(rec, PredictionRow):
-        d = {"type": "prediction", **rec.__dict__, "top_k": [list(p) for p in rec.top_k]}
-    elif isinstance(rec, Skipped):
-        d = {"type": "skipped", **rec.__dict__}
-    else:
-        d = {"type": "progress", **rec.__dict__}
-    return json.dumps(d, separators=(",", ":")) + "\n"
-
-
-def decode(line: str | bytes) -> Record | str | None:
-    """A record, an error message (``str``), or ``None`` for a line that is not ours."""
-    try:
-        d = json.loads(line)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(d, dict):
-        return None
-    kind = d.pop("type", None)
-    try:
-        if kind == "prediction":
-            d["top_k"] = [(str(lbl), float(p)) for lbl, p in d["top_k"]]
-            return PredictionRow(**d)
-        if kind == "skipped":
-            return Skipped(**d)
-        if kind == "progress":
-            return Progress(**d)
-        if kind == "start":
-            return PredictStarted(**d)
-        if kind == "error":
-            return str(d.get("message") or "predict worker failed")
-    except (TypeError, ValueError, KeyError):
-        return None
-    return None
 
 
 # ---------------------------------------------------------------------------- client

@@ -23,11 +23,10 @@ from typing import Any
 from tltui.runner import executor as executor_mod
 from tltui.core import runstate
 from tltui.runner import supervisor
-from tltui.runner.loop import PAUSED_KEY, info_path, is_paused, log_path
-from tltui.core.workspace import RESUMABLE, RunRecord, Workspace, WorkspaceError
+from tltui.core.workspace import PAUSED_KEY, RESUMABLE, RunRecord, Workspace, WorkspaceError
 
 __all__ = [
-    "add", "cancel", "resume", "move", "pause", "unpause", "is_paused",
+    "add", "cancel", "resume", "move", "pause", "unpause",
     "runner_status", "needs_runner", "ensure_runner", "stop_runner", "wake_runner",
 ]
 
@@ -171,12 +170,12 @@ def runner_status(ws: Workspace) -> dict[str, Any] | None:
         if p.poll() is not None:
             _spawned.remove(p)
     try:
-        info = json.loads(info_path(ws).read_text())
+        info = json.loads(ws.runner_info.read_text())
     except (OSError, ValueError):
         return None
     if not isinstance(info, dict) or not supervisor.is_alive(info.get("pid"), info.get("pid_start")):
         return None
-    info["log"] = str(log_path(ws))
+    info["log"] = str(ws.runner_log)
     return info
 
 
@@ -184,7 +183,7 @@ def needs_runner(ws: Workspace) -> bool:
     """Whether work is waiting for a runner: startable queued runs, or running runs
     whose supervisor died (their worker needs adopting or their end recording).
     Clients (the TUI at start) call :func:`ensure_runner` when this is true."""
-    if ws.queue() and not is_paused(ws):
+    if ws.queue() and not ws.is_paused():
         return True
     return any(not supervisor.is_alive(r.owner_pid, r.owner_start) for r in ws.list_runs(["running"]))
 
@@ -197,11 +196,11 @@ def ensure_runner(ws: Workspace) -> int:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(int(status["pid"]), signal.SIGUSR1)
         return int(status["pid"])
-    _rotate(log_path(ws))
+    _rotate(ws.runner_log)
     env = dict(os.environ)
     # the runner imports this very tltui, whatever its cwd (-P: no cwd on sys.path)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_PKG_PARENT), env.get("PYTHONPATH")) if p)
-    log = open(log_path(ws), "ab")  # noqa: SIM115 - handed to the child
+    log = open(ws.runner_log, "ab")  # noqa: SIM115 - handed to the child
     try:
         proc = subprocess.Popen(
             [sys.executable, "-P", "-m", "tltui.runner", "--workspace", str(ws.root)],
@@ -224,7 +223,7 @@ def ensure_runner(ws: Workspace) -> int:
         if proc.poll() not in (None, 0):
             break
         time.sleep(0.05)
-    raise WorkspaceError(f"the queue runner did not start; see {log_path(ws)}")
+    raise WorkspaceError(f"the queue runner did not start; see {ws.runner_log}")
 
 
 def _rotate(path: Path, limit: int = 1 << 20) -> None:

@@ -9,7 +9,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from tltui.commands.main import CommandError
+from tltui.core.errors import CommandError
 from tltui.commands import common
 
 
@@ -26,13 +26,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _root(args: argparse.Namespace) -> tuple[Path, float]:
-    from tltui.worker import decoded
+    from tltui.core import decoded_store as decoded
 
     return decoded.workspace_cache(common.workspace(args).root)
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    from tltui.worker import decoded
+    from tltui.core import decoded_store as decoded
 
     root, limit = _root(args)
     rows = []
@@ -55,7 +55,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
-    from tltui.worker import decoded
+    from tltui.core import decoded_store as decoded
 
     root, _ = _root(args)
     found = decoded.entries(root)

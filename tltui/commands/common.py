@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -27,35 +26,10 @@ def add_set(p: argparse.ArgumentParser) -> None:
     )
 
 
-def find_preset(ref: str, ws: Workspace | None = None) -> Path:
-    """A preset path from what the user typed: a file, or the name of a shipped or workspace preset."""
-    p = Path(ref).expanduser()
-    if p.exists() or p.suffix == ".toml" or "/" in ref:
-        return p
-    candidates = []
-    if ws is not None:
-        candidates.append(ws.presets_dir / f"{ref}.toml")
-    candidates.append(shipped_presets_dir() / f"{ref}.toml")
-    for c in candidates:
-        if c.exists():
-            from tltui.commands.demo import DEMO_PRESETS, ensure_demo
-
-            if ws is not None and f"{ref}.toml" in DEMO_PRESETS:
-                return ensure_demo(ws, f"{ref}.toml")  # the demo's data is generated into the workspace
-            return c
-    return p
-
-
-def shipped_presets_dir() -> Path:
-    """The presets shipped inside the package (``tltui/presets/``): one folder, found the same way
-    from a checkout, an editable install and a wheel. Read-only as far as tltui is concerned."""
-    return Path(str(resources.files("tltui") / "presets"))
-
-
 def load_preset(args: argparse.Namespace, ws: Workspace | None = None) -> tuple[Path, Any]:
     from tltui.core import presets
 
-    path = find_preset(args.preset, ws)
+    path = presets.find_preset(args.preset, ws)
     overrides = presets.parse_set(getattr(args, "overrides", []) or [])
     return path, presets.load(path, overrides)
 

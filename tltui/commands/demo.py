@@ -12,14 +12,7 @@ import sys
 from pathlib import Path
 
 from tltui.commands import common
-from tltui.core.workspace import Workspace, atomic_write
-
-DEMO_PRESET = "demo.toml"
-#: The shipped presets that train on the demo data (each gets its workspace copy).
-DEMO_PRESETS = (DEMO_PRESET, "demo-two-phase.toml")
-DATA_DIR = Path("demo-data") / "shapes"  # under the workspace
-PHOTOS_DIR = Path("demo-data") / "photos"
-
+from tltui.core.demo import DATA_DIR, PHOTOS_DIR, ensure_demo, workspace_preset
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo-data", help="generate the synthetic shapes dataset (no download)")
@@ -61,36 +54,6 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
     if preset is not None:
         print(f"{preset}: the demo preset (`tltui run demo`)")
     return 0
-
-
-def workspace_preset(ws: Workspace, name: str = DEMO_PRESET) -> Path:
-    """``WORKSPACE/presets/demo.toml`` (or another of :data:`DEMO_PRESETS`): the shipped demo preset
-    with ``data.source`` pointing at the workspace's demo data. Written once; an existing copy
-    (perhaps edited) is left alone."""
-    import tomlkit
-
-    path = ws.presets_dir / name
-    if not path.exists():
-        doc = tomlkit.parse((common.shipped_presets_dir() / name).read_text(encoding="utf-8"))
-        rel = Path("..") / DATA_DIR  # relative to the preset file: the workspace can move
-        doc["data"]["source"] = f"folder:{rel.as_posix()}"  # type: ignore[index]
-        atomic_write(path, tomlkit.dumps(doc))
-    return path
-
-
-def ensure_demo(ws: Workspace, name: str = DEMO_PRESET) -> Path:
-    """The workspace's demo preset (``name``: one of :data:`DEMO_PRESETS`), with its data generated
-    if missing, and the other demo presets' copies; returns the preset's path."""
-    from tltui.core import demo
-
-    data = ws.root / DATA_DIR
-    if not demo.is_complete(data):
-        print(f"generating the demo dataset in {data} ...", file=sys.stderr)
-        demo.generate(data)
-        demo.generate_photos(ws.root / PHOTOS_DIR)
-    for other in DEMO_PRESETS:
-        workspace_preset(ws, other)
-    return workspace_preset(ws, name)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

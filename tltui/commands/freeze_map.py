@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tltui.core import catalog, descriptions, freeze_policy
-from tltui.commands.main import CommandError
+from tltui.core.errors import CommandError
 from tltui.commands import common
 from tltui.core.workspace import Workspace
 
@@ -129,10 +129,7 @@ def _description(ws: Workspace, name: str, image_size: tuple[int, int], alpha: f
         if not quiet:
             print(msg + " ...", file=sys.stderr, flush=True)
 
-    try:
-        return descriptions.get(ws.cache_dir, name, image_size, alpha, on_describe=tell)
-    except descriptions.DescriptionError as e:
-        raise CommandError(str(e)) from None
+    return descriptions.get(ws.cache_dir, name, image_size, alpha, on_describe=tell)
 
 
 def _build(
@@ -141,10 +138,7 @@ def _build(
     last = description["layers"][-1].get("output_shape") or [None]
     features = last[-1] if isinstance(last[-1], int) else None
     head = freeze_policy.standard_head(features, classes, dropout)
-    try:
-        doc = freeze_policy.build_map(description, depth, batchnorm, head_layers=head)
-    except freeze_policy.FreezeError as e:
-        raise CommandError(str(e)) from None
+    doc = freeze_policy.build_map(description, depth, batchnorm, head_layers=head)
     doc["num_classes"] = classes
     return doc
 
@@ -169,7 +163,7 @@ def backbone_map(ws: Workspace, args: argparse.Namespace, notes: list[str]) -> d
 def preset_map(ws: Workspace, args: argparse.Namespace, notes: list[str]) -> dict[str, Any]:
     from tltui.core import preflight, presets
 
-    path = common.find_preset(args.ref, ws)
+    path = presets.find_preset(args.ref, ws)
     if not path.exists():
         raise CommandError(
             f"{args.ref}: not a backbone, a preset or a run id (backbones: {', '.join(sorted(catalog.BACKBONES))})"
@@ -194,7 +188,7 @@ def preset_map(ws: Workspace, args: argparse.Namespace, notes: list[str]) -> dic
     batchnorm = args.batchnorm or f.batchnorm
     try:
         doc = _build(description, depth, batchnorm, classes, m.dropout)
-    except CommandError as e:
+    except freeze_policy.FreezeError as e:  # a depth or policy the preset asked for: say which preset
         raise CommandError(f"{path}: {e}") from None
     doc["preset"] = preset.name
     effective = preset.model_copy(update={"freeze": presets.FreezeConfig(depth=depth, batchnorm=batchnorm)})

@@ -42,11 +42,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     ws = common.workspace(args)
     cache = hubcache.cache_root(ws.root)
     handle = _absolute(args.handle)
-    try:
-        hubcache.parse(handle)
-    except hubcache.HubError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    hubcache.parse(handle)  # a bad handle is a HubError: one line from tltui.commands.main
     cmd = [*worker_command(), "hub-fetch", handle, "--cache", str(cache), "--timeout", str(args.timeout)]
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=False)
     if proc.returncode != 0:

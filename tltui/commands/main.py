@@ -14,8 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from tltui import __version__
-from tltui.core.errors import PresetError
-from tltui.core.workspace import WorkspaceError
+from tltui.core.errors import TltuiError
 
 #: Modules under tltui.commands, in the order ``--help`` lists them.
 COMMANDS = ("tui", "check", "run", "queue", "runs", "control", "freeze_map", "predict", "hub", "weights", "data", "cache",
@@ -46,10 +45,6 @@ EXIT_USAGE = 2
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, no usage dump
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
-
-
-class CommandError(Exception):
-    """A user error a command reports as one line (exit 2)."""
 
 
 def _chosen_module(argv: Sequence[str]) -> str | None:
@@ -101,12 +96,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args([*argv, "tui"])
     try:
         return int(args.func(args) or 0)
-    except PresetError as e:
-        for issue in e.issues:
-            print(f"error: {issue}", file=sys.stderr)
-        return EXIT_USAGE
-    except (WorkspaceError, CommandError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except TltuiError as e:  # the one place a user error becomes its lines on stderr
+        for line in e.lines():
+            print(f"error: {line}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from tltui.commands.main import CommandError
+from tltui.core.errors import CommandError
 from tltui.commands import common
 from tltui.client.predict import PredictError, PredictJob, PredictReport, Progress, Record
 from tltui.core.workspace import Workspace, atomic_write

@@ -54,10 +54,9 @@ def _ws(args: argparse.Namespace) -> Any:
 def cmd_add(args: argparse.Namespace) -> int:
     from tltui.core import presets
     from tltui.client import queue_ops
-    from tltui.commands import common
 
     ws = _ws(args)
-    path = common.find_preset(args.preset, ws)
+    path = presets.find_preset(args.preset, ws)
     overrides = presets.parse_set(args.overrides)
     recs = queue_ops.add(
         ws, path, overrides, start_runner=not args.no_runner, executor=getattr(args, "executor", None),
@@ -110,7 +109,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
     ws = _ws(args)
     rows = queue_rows(ws)
-    paused = queue_ops.is_paused(ws)
+    paused = ws.is_paused()
     runner = queue_ops.runner_status(ws)
     if args.json:
         common.print_json({"paused": paused, "runner": runner, "runs": rows})

@@ -17,9 +17,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from tltui.core import presets
     from tltui.tui.app import run_app
 
     ws = common.workspace(args)
     preset = getattr(args, "preset", None)
-    run_app(ws, open_preset=common.find_preset(preset, ws) if preset else None)
+    run_app(ws, open_preset=presets.find_preset(preset, ws) if preset else None)
     return 0

@@ -57,7 +57,7 @@ def targets(args: argparse.Namespace) -> list[Target]:
         from tltui.core import presets
 
         ws = common.workspace(args)
-        path = common.find_preset(name, ws)
+        path = presets.find_preset(name, ws)
         if not path.is_file():
             known = ", ".join(catalog.BACKBONES)
             raise ValueError(f"{name}: neither a backbone ({known}) nor a preset file or name")

@@ -10,16 +10,24 @@ from __future__ import annotations
 import math
 import random
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFilter
+
+from tltui.core.workspace import Workspace, atomic_write
 
 SHAPES = ("circle", "square", "triangle", "star", "cross", "ring")
 DEFAULT_PER_CLASS = 300
 DEFAULT_SIZE = 48
 PHOTOS_PER_CLASS = 2
 PHOTO_SIZE = 160
+DEMO_PRESET = "demo.toml"
+#: The shipped presets that train on the demo data (each gets its workspace copy).
+DEMO_PRESETS = (DEMO_PRESET, "demo-two-phase.toml")
+DATA_DIR = Path("demo-data") / "shapes"  # under the workspace
+PHOTOS_DIR = Path("demo-data") / "photos"
 #: Written last; its presence means the dataset is complete.
 MARKER = ".complete"
 
@@ -125,3 +133,33 @@ def generate_photos(root: str | Path, *, per_class: int = PHOTOS_PER_CLASS, size
 
 def is_complete(root: str | Path) -> bool:
     return (Path(root) / MARKER).is_file()
+
+
+def workspace_preset(ws: Workspace, name: str = DEMO_PRESET) -> Path:
+    """``WORKSPACE/presets/demo.toml`` (or another of :data:`DEMO_PRESETS`): the shipped demo preset
+    with ``data.source`` pointing at the workspace's demo data. Written once; an existing copy
+    (perhaps edited) is left alone."""
+    import tomlkit
+
+    from tltui.core.presets import shipped_presets_dir
+
+    path = ws.presets_dir / name
+    if not path.exists():
+        doc = tomlkit.parse((shipped_presets_dir() / name).read_text(encoding="utf-8"))
+        rel = Path("..") / DATA_DIR  # relative to the preset file: the workspace can move
+        doc["data"]["source"] = f"folder:{rel.as_posix()}"  # type: ignore[index]
+        atomic_write(path, tomlkit.dumps(doc))
+    return path
+
+
+def ensure_demo(ws: Workspace, name: str = DEMO_PRESET) -> Path:
+    """The workspace's demo preset (``name``: one of :data:`DEMO_PRESETS`), with its data generated
+    if missing, and the other demo presets' copies; returns the preset's path."""
+    data = ws.root / DATA_DIR
+    if not is_complete(data):
+        print(f"generating the demo dataset in {data} ...", file=sys.stderr)
+        generate(data)
+        generate_photos(ws.root / PHOTOS_DIR)
+    for other in DEMO_PRESETS:
+        workspace_preset(ws, other)
+    return workspace_preset(ws, name)

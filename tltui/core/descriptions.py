@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tltui.core.errors import TltuiError
 from tltui.core import catalog
 from tltui.core.freeze_policy import DESCRIPTION_VERSION
 from tltui.core.stages import HUB_STAGE
@@ -23,7 +24,7 @@ from tltui.core.stages import HUB_STAGE
 DESCRIBE_TIMEOUT_S = 900
 
 
-class DescriptionError(Exception):
+class DescriptionError(TltuiError):
     """A description that could not be made or read (one line)."""
 
 

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+from tltui.core.errors import TltuiError
 from tltui.core import stages as stages_mod
 from tltui.core.stages import HEAD_STAGE, INPUT_STAGE, LayerInfo, StageError
 
@@ -45,7 +46,7 @@ BATCHNORM_POLICIES = ("frozen", "trainable")
 DESCRIPTION_VERSION = 2  # 2: backbones built under their own names (ConvNeXt layer names)
 
 
-class FreezeError(ValueError):
+class FreezeError(TltuiError, ValueError):
     """A freeze setting that does not fit the backbone (one line, names the field)."""
 
 

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal
 
+from tltui.core.errors import TltuiError
 from tltui.core import catalog
 
 TARBALL_SUFFIXES = (".tar.gz", ".tgz", ".tar")
@@ -50,7 +51,7 @@ Kind = Literal["local", "tarball", "kaggle", "tfhub"]
 State = Literal["missing", "ready", "incomplete", "downloading", "stale_lock"]
 
 
-class HubError(Exception):
+class HubError(TltuiError):
     """A problem with a hub handle or the cache a user can fix (one line)."""
 
 

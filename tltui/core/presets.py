@@ -14,14 +14,19 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tltui.core.errors import TltuiError
 from tltui.core import catalog
 from tltui.core.errors import PresetError, PresetIssue
+
+if TYPE_CHECKING:
+    from tltui.core.workspace import Workspace
 
 MAX_PRESET_BYTES = 1_000_000
 MAX_SWEEP_RUNS = 1000
@@ -350,7 +355,7 @@ def parse_set(items: Iterable[str]) -> dict[str, Any]:
     return out
 
 
-class KeyPathError(ValueError):
+class KeyPathError(TltuiError, ValueError):
     """A dotted key that names no place in the preset (``phases.3`` of a two-phase preset)."""
 
 
@@ -545,3 +550,28 @@ def dumps(preset: Preset) -> str:
 def get(preset: Preset, key: str) -> Any:
     """Value of a dotted key (``"freeze.depth"``) in a preset."""
     return _get_dotted(preset.model_dump(mode="python"), key)
+
+
+def find_preset(ref: str, ws: Workspace | None = None) -> Path:
+    """A preset path from what the user typed: a file, or the name of a shipped or workspace preset."""
+    p = Path(ref).expanduser()
+    if p.exists() or p.suffix == ".toml" or "/" in ref:
+        return p
+    candidates = []
+    if ws is not None:
+        candidates.append(ws.presets_dir / f"{ref}.toml")
+    candidates.append(shipped_presets_dir() / f"{ref}.toml")
+    for c in candidates:
+        if c.exists():
+            from tltui.core.demo import DEMO_PRESETS, ensure_demo
+
+            if ws is not None and f"{ref}.toml" in DEMO_PRESETS:
+                return ensure_demo(ws, f"{ref}.toml")  # the demo's data is generated into the workspace
+            return c
+    return p
+
+
+def shipped_presets_dir() -> Path:
+    """The presets shipped inside the package (``tltui/presets/``): one folder, found the same way
+    from a checkout, an editable install and a wheel. Read-only as far as tltui is concerned."""
+    return Path(str(resources.files("tltui") / "presets"))

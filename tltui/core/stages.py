@@ -24,6 +24,8 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
+from tltui.core.errors import TltuiError
+
 #: The single opaque stage of a TF Hub module (its insides are not Keras layers).
 HUB_STAGE = "hub_module"
 #: Pseudo-stages of the classifier around the backbone.
@@ -84,7 +86,7 @@ class LayerInfo:
         )
 
 
-class StageError(Exception):
+class StageError(TltuiError):
     """A backbone's layers do not fit its family's stage map (a tltui bug or a new Keras)."""
 
 

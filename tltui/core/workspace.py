@@ -23,6 +23,8 @@ from typing import Any
 
 import platformdirs
 
+from tltui.core.errors import TltuiError
+
 STATUSES = ("queued", "running", "completed", "failed", "cancelled", "interrupted")
 ACTIVE = ("queued", "running")
 RESUMABLE = ("failed", "cancelled", "interrupted")
@@ -31,7 +33,7 @@ FINAL = ("completed", "failed", "cancelled", "interrupted")
 SCHEMA_VERSION = 1
 
 
-class WorkspaceError(Exception):
+class WorkspaceError(TltuiError):
     """A user-facing problem with the workspace or a run id (one line)."""
 
 
@@ -43,6 +45,8 @@ def default_home() -> Path:
 
 
 SETTINGS_FILE = "settings.toml"
+#: The registry meta key that pauses the queue.
+PAUSED_KEY = "queue_paused"
 
 
 def settings_table(root: str | os.PathLike[str], name: str) -> dict[str, Any]:
@@ -283,6 +287,39 @@ class Workspace:
     @property
     def cache_dir(self) -> Path:
         return self.root / "cache"
+
+    @property
+    def settings_file(self) -> Path:
+        return self.root / SETTINGS_FILE
+
+    # the queue runner's files: one runner per workspace holds the lock, says who it is in
+    # runner.json and logs to runner.log (clients read them; only the runner writes them)
+    @property
+    def runner_lock(self) -> Path:
+        return self.root / "runner.lock"
+
+    @property
+    def runner_info(self) -> Path:
+        return self.root / "runner.json"
+
+    @property
+    def runner_log(self) -> Path:
+        return self.root / "runner.log"
+
+    def is_paused(self) -> bool:
+        """The queue is paused: the runner starts no new run (running ones go on)."""
+        return self.get_meta(PAUSED_KEY, "0") == "1"
+
+    def requested_gpus(self, run_id: str) -> int | None:
+        """``train.gpus`` of a run's resolved preset (``None``: not set or unreadable)."""
+        import tomllib
+
+        try:
+            data = tomllib.loads(self.run_paths(run_id).preset.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            return None
+        value = (data.get("train") or {}).get("gpus")
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
 
     def run_paths(self, run_id: str) -> RunPaths:
         return RunPaths(self.runs_dir / run_id)

@@ -55,28 +55,6 @@ from tltui.core.workspace import RunRecord, Workspace, write_json
 
 log = logging.getLogger("tltui.runner")
 
-PAUSED_KEY = "queue_paused"
-
-
-# ---------------------------------------------------------------------------- files
-
-
-def lock_path(ws: Workspace) -> Path:
-    return ws.root / "runner.lock"
-
-
-def info_path(ws: Workspace) -> Path:
-    return ws.root / "runner.json"
-
-
-def log_path(ws: Workspace) -> Path:
-    return ws.root / "runner.log"
-
-
-def settings_path(ws: Workspace) -> Path:
-    return ws.root / "settings.toml"
-
-
 # ---------------------------------------------------------------------------- settings
 
 
@@ -101,9 +79,9 @@ def load_settings(ws: Workspace, env: Mapping[str, str] | None = None) -> Settin
     table: dict[str, Any] = {}
     with contextlib.suppress(FileNotFoundError):
         try:
-            table = tomllib.loads(settings_path(ws).read_text(encoding="utf-8")).get("runner", {}) or {}
+            table = tomllib.loads(ws.settings_file.read_text(encoding="utf-8")).get("runner", {}) or {}
         except (tomllib.TOMLDecodeError, UnicodeDecodeError, AttributeError) as e:
-            log.warning("%s: ignored (%s)", settings_path(ws), e)
+            log.warning("%s: ignored (%s)", ws.settings_file, e)
             table = {}
     values: dict[str, Any] = {}
     for f in fields(Settings):
@@ -124,16 +102,6 @@ def load_settings(ws: Workspace, env: Mapping[str, str] | None = None) -> Settin
 
 
 # ---------------------------------------------------------------------------- slots
-
-
-def requested_gpus(ws: Workspace, run_id: str) -> int | None:
-    """``train.gpus`` of a run's resolved preset (``None``: not set or unreadable)."""
-    try:
-        data = tomllib.loads(ws.run_paths(run_id).preset.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return None
-    value = (data.get("train") or {}).get("gpus")
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def free_gpus(
@@ -253,21 +221,21 @@ class Runner:
     def publish(self) -> None:
         """Tell clients this runner is up (``runner.json``, written atomically)."""
         write_json(
-            info_path(self.ws),
+            self.ws.runner_info,
             {"pid": self.me, "pid_start": self.me_start, "started": time.time(), "host": self.host,
              "workspace": str(self.ws.root)},
         )
 
     def unpublish(self) -> None:
         with contextlib.suppress(OSError, ValueError):
-            if json.loads(info_path(self.ws).read_text()).get("pid") == self.me:
-                info_path(self.ws).unlink()
+            if json.loads(self.ws.runner_info.read_text()).get("pid") == self.me:
+                self.ws.runner_info.unlink()
 
     def _retire(self) -> bool:
         """Leave on idle without stranding work: a client that saw ``runner.json`` before
         it went has already committed its runs, so one last look finds them."""
         self.unpublish()
-        self._startable = not is_paused(self.ws) and bool(self.ws.queue())
+        self._startable = not self.ws.is_paused() and bool(self.ws.queue())
         if self._startable or self.jobs:
             self.publish()
             return False
@@ -316,7 +284,7 @@ class Runner:
             self._last_scan = now
             self.adopt_orphans()
             self.handle_cancels()
-            self._startable = not is_paused(self.ws) and bool(self.ws.queue())
+            self._startable = not self.ws.is_paused() and bool(self.ws.queue())
             if self._startable and not self.stopping:
                 self.schedule()
 
@@ -418,7 +386,7 @@ class Runner:
             if rec.executor != "local" and rec.executor in EXECUTORS:
                 self.start(rec, [])  # a cluster schedules its own devices: submit now, it queues the job
                 continue
-            want = requested_gpus(self.ws, rec.id)
+            want = self.ws.requested_gpus(rec.id)
             need = (1 if self.gpu_indexes else 0) if want is None else want
             if need > len(self.gpu_indexes):
                 have = len(self.gpu_indexes)
@@ -472,10 +440,6 @@ class Runner:
         return True
 
 
-def is_paused(ws: Workspace) -> bool:
-    return ws.get_meta(PAUSED_KEY, "0") == "1"
-
-
 # ---------------------------------------------------------------------------- entry point
 
 
@@ -491,7 +455,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO, stream=sys.stdout, format=f"%(asctime)s runner[{os.getpid()}] %(message)s"
     )
     ws = Workspace(args.workspace)
-    fd = os.open(lock_path(ws), os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(ws.runner_lock, os.O_RDWR | os.O_CREAT, 0o600)
     # wait a little: a runner that is retiring right now still holds the lock
     deadline = time.monotonic() + args.lock_wait
     while True:
@@ -500,7 +464,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             break
         except BlockingIOError:
             if time.monotonic() >= deadline:
-                log.info("another queue runner holds %s: exiting", lock_path(ws))
+                log.info("another queue runner holds %s: exiting", ws.runner_lock)
                 return 0
             time.sleep(0.05)
     settings = load_settings(ws)

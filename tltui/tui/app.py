@@ -285,7 +285,7 @@ class TltuiApp(App[None]):
         self.push_screen(HelpScreen(sections))
 
     def action_queue_preset(self) -> None:
-        from tltui.commands.common import shipped_presets_dir
+        from tltui.core.presets import shipped_presets_dir
         from tltui.tui.screens.dialogs import PresetPicker, discover_presets
 
         choices = discover_presets([("workspace", self.ws.presets_dir), ("shipped", shipped_presets_dir())])

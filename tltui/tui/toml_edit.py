@@ -14,6 +14,7 @@ import tomlkit
 from tomlkit.exceptions import TOMLKitError
 from tomlkit.items import Table
 
+from tltui.core.errors import TltuiError
 from tltui.core.workspace import atomic_write
 
 
@@ -26,7 +27,7 @@ class _Delete:
 DELETE: Any = _Delete()
 
 
-class TomlEditError(ValueError):
+class TomlEditError(TltuiError, ValueError):
     """The text is not TOML (or a key's parent is not a table); one line."""
 
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tltui.worker.errors import WorkerError
 from tltui.core import images, preflight
 from tltui.core.presets import Preset
 from tltui.worker import decoded, tfds_fetch
@@ -58,7 +59,7 @@ EPOCH_LIMIT = 1 << 40
 LogFn = Callable[[str, str], None]  # (level, message)
 
 
-class DataError(Exception):
+class DataError(WorkerError):
     """A data problem the user can fix (one line naming the source and what to do)."""
 
 

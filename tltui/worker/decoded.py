@@ -32,49 +32,35 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from tltui.core import images
+from tltui.core.decoded_store import (  # noqa: F401 - the store's names, used here and by callers
+    DECODE_VERSION,
+    DEFAULT_LIMIT_GB,
+    IMAGES,
+    LOCK_DIR,
+    META,
+    Entry,
+    cache_for,
+    entries,
+    entry_bytes,
+    evict,
+    last_used,
+    read_entry,
+    touch,
+    workspace_cache,
+)
 
 #: Bumped when decoding changes (a new Pillow path, another resize): old entries stop matching.
-DECODE_VERSION = 1
-#: The size beyond which the oldest-used entries are deleted (``[cache] decoded_gb``).
-DEFAULT_LIMIT_GB = 20.0
 #: Fewer files than this are decoded by threads (a process pool takes about a second to start).
 PROCESS_POOL_MIN_FILES = 200
 #: Files per process-pool task.
 CHUNK = 16
-LOCK_DIR = ".locks"
-IMAGES, META = "images.npy", "meta.json"
-
 Files = Sequence[tuple[str, int]]  # (path, label)
-
-
-def cache_for(run_dir: str | os.PathLike[str]) -> tuple[Path, float]:
-    """Where a run's decoded images are cached and the cache's size limit in bytes: the workspace's
-    ``cache/decoded`` (``[cache] decoded_gb`` of its settings) for a run in a workspace, else
-    ``RUN_DIR/decoded``."""
-    from tltui.core.hubcache import workspace_root_of_run
-
-    root = workspace_root_of_run(run_dir)
-    if root is None:
-        return Path(run_dir) / "decoded", DEFAULT_LIMIT_GB * 1e9
-    return workspace_cache(root)
-
-
-def workspace_cache(root: str | os.PathLike[str]) -> tuple[Path, float]:
-    """A workspace's decoded-image cache folder and its size limit in bytes (``[cache] decoded_gb``)."""
-    from tltui.core.workspace import WorkspaceError, settings_table
-
-    root = Path(root)
-    gb = settings_table(root, "cache").get("decoded_gb", DEFAULT_LIMIT_GB)
-    if isinstance(gb, bool) or not isinstance(gb, int | float) or gb < 0:
-        raise WorkspaceError(f"{root / 'settings.toml'}: [cache] decoded_gb must be a number of GB >= 0, got {gb!r}")
-    return root / "cache" / "decoded", float(gb) * 1e9
 
 
 def workers() -> int:
@@ -97,80 +83,6 @@ def fingerprint(files: Files, size: Sequence[int]) -> str:
         except OSError:
             h.update(f"\0{path}\0{label}\0missing".encode())  # reported when it is decoded
     return h.hexdigest()[:24]
-
-
-@dataclass
-class Entry:
-    """A complete cache entry: rows of ``images`` (memory-mapped) for the files that decoded."""
-
-    path: Path
-    meta: dict[str, Any]
-    hit: bool  # read as it was (True) or built now (False)
-
-    @property
-    def images(self) -> np.ndarray:
-        return np.load(self.path / IMAGES, mmap_mode="r")
-
-    @property
-    def native_size(self) -> tuple[int, int]:
-        h, w = self.meta["native_size"]
-        return int(h), int(w)
-
-    @property
-    def bad(self) -> list[tuple[str, str]]:
-        return [(p, why) for p, why in self.meta["skipped"]]
-
-
-def read_entry(path: Path) -> Entry | None:
-    try:
-        meta = json.loads((path / META).read_text())
-    except (OSError, ValueError):
-        return None
-    if meta.get("version") != DECODE_VERSION or not (path / IMAGES).is_file():
-        return None
-    return Entry(path, meta, hit=True)
-
-
-def touch(entry: Entry) -> None:
-    """Mark an entry used now (eviction is oldest-used first)."""
-    with contextlib.suppress(OSError):
-        os.utime(entry.path / META)
-
-
-def entries(root: Path) -> list[Entry]:
-    """Every complete entry under ``root``, most recently used first."""
-    out = []
-    with contextlib.suppress(OSError):
-        for p in root.iterdir():
-            if p.is_dir() and not p.name.startswith("."):
-                e = read_entry(p)
-                if e is not None:
-                    out.append(e)
-    return sorted(out, key=lambda e: last_used(e), reverse=True)
-
-
-def last_used(entry: Entry) -> float:
-    try:
-        return (entry.path / META).stat().st_mtime
-    except OSError:
-        return 0.0
-
-
-def entry_bytes(entry: Entry) -> int:
-    return int(entry.meta.get("bytes", 0))
-
-
-def evict(root: Path, limit_bytes: float, keep: Path | None = None) -> list[Path]:
-    """Delete the oldest-used entries until the rest fit in ``limit_bytes`` (never ``keep``)."""
-    removed = []
-    total = 0
-    for e in entries(root):
-        total += entry_bytes(e)
-        if total > limit_bytes and e.path != keep:
-            shutil.rmtree(e.path, ignore_errors=True)
-            removed.append(e.path)
-            total -= entry_bytes(e)
-    return removed
 
 
 @contextlib.contextmanager

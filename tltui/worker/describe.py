@@ -16,6 +16,7 @@ from typing import Any
 
 import keras
 
+from tltui.worker.errors import WorkerError
 from tltui.core import catalog, freeze_policy, presets
 from tltui.core.errors import PresetError
 from tltui.worker import model as model_mod
@@ -23,7 +24,7 @@ from tltui.worker.freeze import describe_backbone, layer_info
 from tltui.core.workspace import atomic_write
 
 
-class DescribeError(Exception):
+class DescribeError(WorkerError):
     """A backbone that cannot be described (one line)."""
 
 

@@ -15,13 +15,15 @@ from typing import Any
 
 import numpy as np
 
+from tltui.worker.errors import WorkerError
+
 #: The overlay's heat colours, from cold to hot (a short "jet"): interpolated per pixel.
 HEAT = np.array([[0, 0, 128], [0, 0, 255], [0, 255, 255], [255, 255, 0], [255, 0, 0], [128, 0, 0]], dtype=np.float32)
 #: How much of the heat map covers the image in an overlay.
 ALPHA = 0.45
 
 
-class NoFeatureMap(Exception):
+class NoFeatureMap(WorkerError):
     """The model has no convolutional feature map to explain (one line: why)."""
 
 

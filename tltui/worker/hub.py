@@ -27,6 +27,7 @@ from tltui.core.catalog import BackboneSpec
 from tltui.core.hubcache import Handle, HubError
 from tltui.core.presets import Preset
 from tltui.worker import progress
+from tltui.worker.errors import ModelError
 from tltui.worker.hub_layer import HubModule, ModuleInfo, inspect_module, module_variables
 
 __all__ = ["HubModule", "build_hub_classifier", "hub_freeze_map", "main", "resolve"]
@@ -170,14 +171,13 @@ def build_hub_classifier(
     Input: ``(None, None, 3)`` pixels 0..255; ``Resizing(image_size)``, ``Rescaling(1/255)``
     (TF Hub image modules take [0, 1]), the backbone (a functional model around the
     :class:`HubModule`), then optional Dropout, Dense(num_classes), float32 softmax.
-    Raises :class:`tltui.worker.model.ModelError` (one line) for any user-fixable problem.
+    Raises :class:`tltui.worker.errors.ModelError` (one line) for any user-fixable problem.
     """
-    from tltui.worker import model as model_mod
 
     if num_classes < 2:
-        raise model_mod.ModelError(f"the data has {num_classes} class(es); a classifier needs at least 2")
+        raise ModelError(f"the data has {num_classes} class(es); a classifier needs at least 2")
     if preset.model.weights == "none":
-        raise model_mod.ModelError(
+        raise ModelError(
             'model.weights = "none": a hub backbone brings its own weights; remove model.weights'
         )
     try:
@@ -185,7 +185,7 @@ def build_hub_classifier(
         path = resolve(handle, cache_for(runs_dir))
         layer = load_hub_layer(path, preset)
     except HubError as e:
-        raise model_mod.ModelError(str(e)) from None
+        raise ModelError(str(e)) from None
     h, w = preset.data.image_size
     bb_in = keras.Input(shape=(h, w, 3), name="hub_input", dtype="float32")
     backbone = keras.Model(bb_in, layer(bb_in), name=BACKBONE_NAME)
@@ -199,6 +199,8 @@ def build_hub_classifier(
     out = keras.layers.Activation("softmax", dtype="float32", name="predictions")(x)
     model = keras.Model(inp, out, name="hub_classifier")
     weights = preset.model.weights
+    if weights.endswith(".weights.h5") or weights.startswith("run:"):
+        from tltui.worker import model as model_mod  # model imports this module; these two are its own loaders
     if weights.endswith(".weights.h5"):
         model_mod.load_weights_file(model, backbone, Path(weights))
     elif weights.startswith("run:"):

@@ -25,6 +25,7 @@ from tltui.core import catalog
 from tltui.core.catalog import BackboneSpec
 from tltui.core.presets import Preset
 from tltui.core.workspace import format_run_id
+from tltui.worker.errors import ModelError
 
 BACKBONE_NAME = "backbone"
 
@@ -32,10 +33,6 @@ BACKBONE_NAME = "backbone"
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 _TORCH_MEAN = (0.485, 0.456, 0.406)
 _TORCH_STD = (0.229, 0.224, 0.225)
-
-
-class ModelError(Exception):
-    """A problem building the model that the user can fix (one line)."""
 
 
 def backbone_spec(preset: Preset) -> BackboneSpec:

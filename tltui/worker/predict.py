@@ -3,7 +3,7 @@
 Loads the run's ``model.keras`` (``safe_mode=True``), streams the folder's
 images in batches (a generator: never the whole folder in memory), and writes
 one JSON line per image, per skipped file and per batch (progress) to the
-output channel (see :mod:`tltui.client.predict`). A fatal problem is one
+output channel (see :mod:`tltui.core.predict_records`). A fatal problem is one
 ``{"type": "error"}`` line and exit code 2. Stdout is never the channel:
 TensorFlow and Keras print there.
 """
@@ -25,15 +25,16 @@ from typing import Any, TextIO, TypeVar
 
 from PIL import Image
 
+from tltui.worker.errors import WorkerError
 from tltui.core import images
 from tltui.core.images import ImageEntry, ImageSkip
-from tltui.client.predict import PredictionRow, PredictStarted, Progress, Skipped, encode
+from tltui.core.predict_records import PredictionRow, PredictStarted, Progress, Skipped, encode
 from tltui.core.workspace import RunPaths
 
 T = TypeVar("T")
 
 
-class JobError(Exception):
+class JobError(WorkerError):
     """Stops the job; the message is the one line the user sees."""
 
 

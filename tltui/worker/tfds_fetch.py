@@ -20,13 +20,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from tltui.worker.errors import WorkerError
 from tltui.worker.progress import Emit, Reporter, polling, tree_bytes
 
 LOCK_DIR = ".tltui-locks"
 LogFn = Callable[[str, str], None]
 
 
-class FetchError(Exception):
+class FetchError(WorkerError):
     """The dataset is not there and cannot be brought (one line: what, where, how)."""
 
 

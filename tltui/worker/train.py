@@ -26,10 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tltui.worker.errors import WorkerError
 from tltui import __version__
 
 from tltui.core import presets
-from tltui.core.errors import PresetError
+from tltui.core.errors import PresetError, TltuiError
 from tltui.core.protocol import TOP5_MIN_CLASSES, Evaluated, Finished, Log, ModelInfo, Phase, Started, TrainPhase
 from tltui.core.workspace import RunPaths, write_json
 from tltui.worker.events import EventWriter, ignore_sigpipe
@@ -37,7 +38,7 @@ from tltui.worker.events import EventWriter, ignore_sigpipe
 log = logging.getLogger("tltui.worker.train")
 
 
-class TrainError(Exception):
+class TrainError(WorkerError):
     """A failure with a one-line reason the user can act on."""
 
 
@@ -687,12 +688,8 @@ def _count(shape: Any) -> int:
 
 
 def _is_user_error(e: BaseException) -> bool:
-    from tltui.core.freeze_policy import FreezeError
-    from tltui.worker.data import DataError
-    from tltui.worker.model import ModelError
-    from tltui.core.workspace import WorkspaceError
-
-    return isinstance(e, DataError | ModelError | FreezeError | WorkspaceError)
+    """A failure the user can fix: its message is the run's reason as it is."""
+    return isinstance(e, TltuiError)
 
 
 def _is_oom(e: BaseException) -> bool:

@@ -312,10 +312,8 @@ class RayExecutor(Executor):
         return [self.python, "-m", "tltui.worker"]
 
     def submit(self, run_id: str, *, gpus: Sequence[int], resume: bool) -> Job:
-        from tltui.runner.loop import requested_gpus
-
         paths = self.ws.run_paths(run_id)
-        want = requested_gpus(self.ws, run_id)
+        want = self.ws.requested_gpus(run_id)
         n_gpus = self.default_gpus if want is None else want
         token = secrets.token_hex(8)
         atomic_write(paths.dir / event_relay.TOKEN_FILE, token)

@@ -378,9 +378,7 @@ class SlurmExecutor(Executor):
 
     def parameters(self, run_id: str) -> dict[str, Any]:
         """submitit parameters for a run (generic names; ``slurm_*`` ones only reach Slurm)."""
-        from tltui.runner.loop import requested_gpus
-
-        want = requested_gpus(self.ws, run_id)
+        want = self.ws.requested_gpus(run_id)
         t = self.settings
         params: dict[str, Any] = {
             "name": f"tltui-{run_id}",

@@ -63,7 +63,7 @@ def discover_presets(dirs: list[tuple[str, Path]]) -> list[PresetChoice]:
     """Every ``*.toml`` in the given folders, validated (an invalid one carries its first error).
 
     A file name found in an earlier folder hides the same name in later ones, as
-    :func:`tltui.commands.common.find_preset` resolves names (the workspace's ``demo`` over the
+    :func:`tltui.core.presets.find_preset` resolves names (the workspace's ``demo`` over the
     shipped one)."""
     from tltui.core import presets
 

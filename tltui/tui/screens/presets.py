@@ -156,7 +156,7 @@ class PresetsScreen(Screen[None]):
     def on_mount(self) -> None:
         self.workspace = workspace_for(self.app, self._ws)
         if self._shipped_dir is None:
-            from tltui.commands.common import shipped_presets_dir
+            from tltui.core.presets import shipped_presets_dir
 
             self._shipped_dir = shipped_presets_dir()
         self._layout_for(self.app.size.width)
