@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from tltui.core.status import RunStatus
 from tltui.runner import executor as executor_mod
 from tltui.core import runstate
 from tltui.runner import supervisor
@@ -91,15 +92,15 @@ def cancel(ws: Workspace, run_id: str) -> RunRecord:
     rid = ws.resolve_id(run_id)
     for _ in range(10):  # the run may change status between our read and our write
         rec = ws.get(rid)
-        if rec.status == "queued":
+        if rec.status == RunStatus.QUEUED:
             done = ws.update(
-                rid, expect=["queued"], status="cancelled", queue_pos=None, finished=time.time(),
+                rid, expect=[RunStatus.QUEUED], status=RunStatus.CANCELLED, queue_pos=None, finished=time.time(),
                 reason="cancelled before it started", cancel_requested=False,
             )
             if done is not None:
                 return done
-        elif rec.status == "running":
-            done = ws.update(rid, expect=["running"], cancel_requested=True)
+        elif rec.status == RunStatus.RUNNING:
+            done = ws.update(rid, expect=[RunStatus.RUNNING], cancel_requested=True)
             if done is not None:
                 _deliver_cancel(ws, done)
                 return done
@@ -185,7 +186,7 @@ def needs_runner(ws: Workspace) -> bool:
     Clients (the TUI at start) call :func:`ensure_runner` when this is true."""
     if ws.queue() and not ws.is_paused():
         return True
-    return any(not supervisor.is_alive(r.owner_pid, r.owner_start) for r in ws.list_runs(["running"]))
+    return any(not supervisor.is_alive(r.owner_pid, r.owner_start) for r in ws.list_runs([RunStatus.RUNNING]))
 
 
 def ensure_runner(ws: Workspace) -> int:

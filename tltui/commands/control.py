@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from tltui.core.status import RunStatus
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     c = sub.add_parser("cancel", help="cancel a queued or running run (checkpoints are kept)")
@@ -21,7 +23,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     ws = common.workspace(args)
     for ref in args.run_id:
         rec = queue_ops.cancel(ws, ref)
-        if rec.status == "cancelled":
+        if rec.status == RunStatus.CANCELLED:
             print(f"{rec.id}: cancelled (it had not started)")
         else:
             print(f"{rec.id}: stopping (the worker saves a checkpoint, then the run is cancelled)")

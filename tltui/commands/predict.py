@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from tltui.core.status import RunStatus
 from tltui.core.errors import CommandError
 from tltui.commands import common
 from tltui.client.predict import PredictError, PredictJob, PredictReport, Progress, Record
@@ -52,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def check_run(ws: Workspace, run_id: str) -> tuple[str, Path]:
     """The canonical id and folder of a run that can predict; :class:`CommandError` otherwise."""
     rec = ws.get(run_id)
-    if rec.status != "completed":
+    if rec.status != RunStatus.COMPLETED:
         raise CommandError(f"{rec.id}: is {rec.status}, not completed; only a completed run can predict")
     paths = ws.run_paths(rec.id)
     if not paths.model.is_file():

@@ -9,6 +9,8 @@ import argparse
 import sys
 from typing import Any
 
+from tltui.core.status import RunStatus
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("queue", help="queue runs and manage the detached queue runner")
@@ -72,7 +74,7 @@ def queue_rows(ws: Any) -> list[dict[str, Any]]:
     from tltui.client import live
     from tltui.core import runstate
 
-    running = sorted(ws.list_runs(["running"]), key=lambda r: (r.started or 0, r.seq))
+    running = sorted(ws.list_runs([RunStatus.RUNNING]), key=lambda r: (r.started or 0, r.seq))
     rows: list[dict[str, Any]] = []
     for r in running:
         prog = live.progress(runstate.load(ws.run_paths(r.id).events), r)
@@ -89,7 +91,7 @@ def queue_rows(ws: Any) -> list[dict[str, Any]]:
 
 
 def _device(row: dict[str, Any]) -> str:
-    if row["status"] != "running":
+    if row["status"] != RunStatus.RUNNING:
         return "-" if row.get("executor", "local") == "local" else row["executor"]
     if row.get("executor", "local") != "local":
         return f"{row['executor']}:{row.get('host') or '?'}"
@@ -126,7 +128,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     print("\n".join(lines))
     if paused:
         print("queue paused: `tltui queue resume-queue` starts queued runs again")
-    elif not runner and any(r["status"] == "queued" for r in rows):
+    elif not runner and any(r["status"] == RunStatus.QUEUED for r in rows):
         print("no queue runner: `tltui queue runner start`")
     return 0
 

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tltui.core.status import RunStatus
 from tltui.core import runstate
 
 from tltui.runner import supervisor
@@ -75,14 +76,14 @@ def run_preset(
             statuses.append(status)
             if stop.requested:
                 for left in recs[i + 1 :]:
-                    ws.update(left.id, status="cancelled", reason="not started: the sweep was stopped with Ctrl-C",
+                    ws.update(left.id, status=RunStatus.CANCELLED, reason="not started: the sweep was stopped with Ctrl-C",
                               finished=time.time())
-                    statuses.append("cancelled")
+                    statuses.append(RunStatus.CANCELLED)
                 break
     display.summary(ws, recs)
     if stop.requested:
         return EXIT_INTERRUPTED
-    return 0 if all(s == "completed" for s in statuses) else 1
+    return 0 if all(s == RunStatus.COMPLETED for s in statuses) else 1
 
 
 class StopSignals:

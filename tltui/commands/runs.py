@@ -8,6 +8,7 @@ import sys
 import time
 from typing import Any
 
+from tltui.core.status import RunStatus
 from tltui.core import runstate
 from tltui.commands import common
 from tltui.commands.run import test_summary
@@ -91,7 +92,7 @@ def run_details(ws: Workspace, rec: RunRecord) -> dict[str, Any]:
         elapsed = sum(h.get("epoch_seconds") or 0.0 for h in st.history_list())
     return {
         **_summary(rec),
-        "pid": rec.pid if rec.status == "running" else None,
+        "pid": rec.pid if rec.status == RunStatus.RUNNING else None,
         "host": rec.host,
         "dir": str(paths.dir),
         "preset_path": str(paths.preset),
@@ -109,7 +110,7 @@ def run_details(ws: Workspace, rec: RunRecord) -> dict[str, Any]:
         "timings": {
             "train_seconds": elapsed,
             "wall_seconds": (rec.finished or time.time()) - rec.started if rec.started else None,
-            "eta_seconds": st.eta_seconds() if rec.status == "running" else None,
+            "eta_seconds": st.eta_seconds() if rec.status == RunStatus.RUNNING else None,
         },
     }
 
@@ -118,7 +119,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     ws = common.workspace(args)
     rec = ws.get(args.run_id)
     d = run_details(ws, rec)
-    skipped = runstate.load(ws.run_paths(rec.id).events).skipped_lines if rec.status != "running" else 0
+    skipped = runstate.load(ws.run_paths(rec.id).events).skipped_lines if rec.status != RunStatus.RUNNING else 0
     if skipped:  # once per command, on stderr: the history above it is still right
         print(
             f"warning: {ws.run_paths(rec.id).events}: skipped {skipped} unreadable line(s) "
@@ -160,7 +161,7 @@ def cmd_rm(args: argparse.Namespace) -> int:
     ws = common.workspace(args)
     recs = [ws.get(r) for r in args.run_id]
     for rec in recs:
-        if rec.status == "running":
+        if rec.status == RunStatus.RUNNING:
             raise WorkspaceError(f"{rec.id}: is running; cancel it first (`tltui cancel {rec.id}`)")
     if not args.yes:
         answer = input(f"delete {', '.join(r.id for r in recs)} and their files? [y/N] ")

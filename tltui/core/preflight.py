@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tltui.core.status import RunStatus
 from tltui.core import catalog, presets, stages
 from tltui.core.errors import PresetError
 from tltui.core.presets import Preset, PresetIssue
@@ -46,7 +47,7 @@ def check(preset: Preset, file: str, ws: Workspace | None = None) -> Report:
             except WorkspaceError as e:
                 errors.append(PresetIssue(file, None, "model.weights", str(e)))
             else:
-                if rec.status != "completed" or not ws.run_paths(rec.id).model.exists():
+                if rec.status != RunStatus.COMPLETED or not ws.run_paths(rec.id).model.exists():
                     errors.append(
                         PresetIssue(file, None, "model.weights", f"run {rec.id} is {rec.status}, not completed with a model")
                     )

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from tltui.core.status import RunStatus
+
 PROTOCOL_VERSION = 1
 
 #: Metric keys as they appear in events and in run history (Keras ``logs`` names).
@@ -171,7 +173,7 @@ class Finished(Event):
     """Last event of a worker. ``status``: completed | failed | cancelled."""
 
     type: ClassVar[str] = "finished"
-    status: str = "completed"
+    status: str = RunStatus.COMPLETED
     reason: str = ""
     epochs_done: int = 0
     model_path: str | None = None

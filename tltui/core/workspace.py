@@ -24,11 +24,8 @@ from typing import Any
 import platformdirs
 
 from tltui.core.errors import TltuiError
+from tltui.core.status import ACTIVE, FINAL, RESUMABLE, RunStatus  # noqa: F401 - ACTIVE/FINAL/RESUMABLE: part of this module's API
 
-STATUSES = ("queued", "running", "completed", "failed", "cancelled", "interrupted")
-ACTIVE = ("queued", "running")
-RESUMABLE = ("failed", "cancelled", "interrupted")
-FINAL = ("completed", "failed", "cancelled", "interrupted")
 
 SCHEMA_VERSION = 1
 
@@ -409,7 +406,7 @@ class Workspace:
                     "INSERT INTO runs(id, seq, name, status, created, preset_name, sweep, queue_pos,"
                     " overrides, executor, epochs, updated) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
-                        run_id, seq, name, "queued", now, preset_name, sweep, qpos,
+                        run_id, seq, name, RunStatus.QUEUED, now, preset_name, sweep, qpos,
                         json.dumps(overrides, sort_keys=True), executor,
                         epochs[i] if epochs else None, now,
                     ),
@@ -481,7 +478,7 @@ class Workspace:
 
         with self.transaction() as c:
             rec = self._get(c, run_id)
-            if rec.status == "running":
+            if rec.status == RunStatus.RUNNING:
                 raise WorkspaceError(f"{run_id}: is running; cancel it first")
             c.execute("DELETE FROM runs WHERE id = ?", (run_id,))
         shutil.rmtree(self.run_paths(run_id).dir, ignore_errors=True)
@@ -490,7 +487,7 @@ class Workspace:
         """Put a queued run at 1-based position ``to`` of the queue."""
         with self.transaction() as c:
             rec = self._get(c, run_id)
-            if rec.status != "queued" or rec.queue_pos is None:
+            if rec.status != RunStatus.QUEUED or rec.queue_pos is None:
                 raise WorkspaceError(f"{run_id}: is {rec.status}, not queued")
             ids = [
                 r[0]

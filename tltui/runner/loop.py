@@ -46,6 +46,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from tltui.core.status import RunStatus
 from tltui.core import gpus as gpus_mod
 from tltui.core import runstate
 from tltui.runner import supervisor
@@ -315,7 +316,7 @@ class Runner:
     # ------------------------------------------------------------ adoption and cancel
 
     def adopt_orphans(self) -> None:
-        for rec in self.ws.list_runs(["running"]):
+        for rec in self.ws.list_runs([RunStatus.RUNNING]):
             if rec.id in self.jobs:
                 continue
             if rec.owner_pid != self.me and supervisor.is_alive(rec.owner_pid, rec.owner_start):
@@ -327,7 +328,7 @@ class Runner:
                 continue
             rec = self._with_worker_pid(rec)
             job = ex.adopt(rec)
-            claimed = self.ws.update(rec.id, expect=["running"], owner_pid=self.me, owner_start=self.me_start)
+            claimed = self.ws.update(rec.id, expect=[RunStatus.RUNNING], owner_pid=self.me, owner_start=self.me_start)
             if claimed is None:
                 continue
             if job is None:
@@ -357,7 +358,7 @@ class Runner:
         return replace(rec, pid=pid, pid_start=supervisor.process_start_time(pid))
 
     def handle_cancels(self) -> None:
-        for rec in self.ws.list_runs(["running"]):
+        for rec in self.ws.list_runs([RunStatus.RUNNING]):
             t = self.jobs.get(rec.id)
             if t is None or not rec.cancel_requested or t.term_sent is not None:
                 continue
@@ -377,7 +378,7 @@ class Runner:
         queue = self.ws.queue()
         if not queue:
             return
-        running = [r for r in self.ws.list_runs(["running"]) if r.executor == "local"]
+        running = [r for r in self.ws.list_runs([RunStatus.RUNNING]) if r.executor == "local"]
         usage = collections.Counter(g for r in running for g in (r.gpus or []))
         cpu_used = sum(1 for r in running if not r.gpus)
         inventory = self._gpu_now() if self.gpu_indexes else {}
@@ -411,13 +412,13 @@ class Runner:
                 usage.update(devices)
 
     def _fail_queued(self, rec: RunRecord, reason: str) -> None:
-        if self.ws.update(rec.id, expect=["queued"], status="failed", reason=reason, queue_pos=None, finished=time.time()):
+        if self.ws.update(rec.id, expect=[RunStatus.QUEUED], status=RunStatus.FAILED, reason=reason, queue_pos=None, finished=time.time()):
             log.info("%s: not started: %s", rec.id, reason)
 
     def start(self, rec: RunRecord, devices: list[int]) -> bool:
         """Claim a queued run (compare-and-set) and launch its worker. False if it was not ours to start."""
         claimed = self.ws.update(
-            rec.id, expect=["queued"], status="running", queue_pos=None, gpus=devices, pid=None, pid_start=None,
+            rec.id, expect=[RunStatus.QUEUED], status=RunStatus.RUNNING, queue_pos=None, gpus=devices, pid=None, pid_start=None,
             owner_pid=self.me, owner_start=self.me_start, host=self.host, started=time.time(),
             finished=None, reason=None,
         )
@@ -427,7 +428,7 @@ class Runner:
             ex = self.executor(rec.executor)
             job = ex.submit(rec.id, gpus=devices, resume=claimed.resume)
         except Exception as e:  # e.g. a bad TLTUI_WORKER_CMD or a full process table
-            self.ws.update(rec.id, status="failed", reason=f"could not start the worker: {e}", finished=time.time())
+            self.ws.update(rec.id, status=RunStatus.FAILED, reason=f"could not start the worker: {e}", finished=time.time())
             log.exception("%s: could not start", rec.id)
             return True
         supervisor.record_started(self.ws, rec.id, job.pid or 0, devices)

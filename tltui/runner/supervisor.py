@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tltui.core.status import RunStatus
 from tltui.core import protocol, runstate
 from tltui.core.protocol import EpochEnd, Event, Finished, Started
 from tltui.core.workspace import Workspace
@@ -177,7 +178,7 @@ def record_started(ws: Workspace, run_id: str, pid: int, gpus: Sequence[int] | N
     me = os.getpid()
     ws.update(
         run_id,
-        status="running",
+        status=RunStatus.RUNNING,
         pid=pid,
         pid_start=process_start_time(pid),
         owner_pid=me,
@@ -255,11 +256,11 @@ def record_exit(
     if fin is not None:
         status, reason = fin.status, fin.reason or None
     elif cancelled:
-        status, reason = "cancelled", f"cancelled after epoch {state.epochs_done}"
+        status, reason = RunStatus.CANCELLED, f"cancelled after epoch {state.epochs_done}"
     elif interrupted:
-        status, reason = "interrupted", exit_reason(returncode, state, paths.log)
+        status, reason = RunStatus.INTERRUPTED, exit_reason(returncode, state, paths.log)
     else:
-        status, reason = "failed", exit_reason(returncode, state, paths.log)
+        status, reason = RunStatus.FAILED, exit_reason(returncode, state, paths.log)
     best = state.best() or {}
     ws.update(
         run_id,

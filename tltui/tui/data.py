@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tltui.core.status import RunStatus
 from tltui.core.protocol import EventTail
 from tltui.core.runstate import RunState
 from tltui.core.workspace import FINAL, RunRecord, Workspace, atomic_write
@@ -227,7 +228,7 @@ class RunStore:
         changed: set[str] = set()
         urgent: set[str] = set()
         for rid, rec in self._records.items():
-            if rec.status != "running" and rid not in self._watched:
+            if rec.status != RunStatus.RUNNING and rid not in self._watched:
                 continue
             if rid not in self._states:
                 self.load(rid)
@@ -259,7 +260,7 @@ class RunStore:
         st = self._states.get(run_id)
         now = self.clock()
         started = rec.started
-        if rec.status == "running":
+        if rec.status == RunStatus.RUNNING:
             elapsed = now - started if started else None
         elif started and rec.finished:
             elapsed = rec.finished - started
@@ -270,7 +271,7 @@ class RunStore:
         best_acc, best_top5 = rec.best_val_acc, rec.best_val_top5_acc
         if st is not None:
             epochs = st.epochs or epochs
-            epoch = st.epoch if (rec.status == "running" and st.epoch) else st.epochs_done
+            epoch = st.epoch if (rec.status == RunStatus.RUNNING and st.epoch) else st.epochs_done
             progress = st.progress()
             hist = st.history_list()
             if hist:
@@ -279,19 +280,19 @@ class RunStore:
             if best is not None:
                 best_acc = best["val_acc"]
                 best_top5 = best.get("best_val_top5_acc")
-            if rec.status == "running":
+            if rec.status == RunStatus.RUNNING:
                 eta = st.eta_seconds()
         elif epochs:
             progress = min(1.0, epoch / epochs)
-        if rec.status == "completed":
+        if rec.status == RunStatus.COMPLETED:
             progress = 1.0
         if rec.gpus:
             gpus = ",".join(str(g) for g in rec.gpus)
-        elif rec.status == "running":
+        elif rec.status == RunStatus.RUNNING:
             gpus = "cpu"
         else:
             gpus = "-"
-        if rec.executor != "local" and rec.status in ("running", "completed", "failed", "interrupted", "cancelled"):
+        if rec.executor != "local" and rec.status in (RunStatus.RUNNING, RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.INTERRUPTED, RunStatus.CANCELLED):
             # where a cluster run executes: "ray:node7/0" (executor, host, devices)
             where = f"{rec.executor}:{rec.host or '?'}"
             gpus = where if gpus in ("-", "cpu") else f"{where}/{gpus}"
@@ -301,7 +302,7 @@ class RunStore:
             val_top5_acc=val_top5, best_val_acc=best_acc, best_val_top5_acc=best_top5,
             elapsed=elapsed, eta=eta, gpus=gpus, reason=rec.reason, created=rec.created,
             loaded=st is not None,
-            detail=_running_detail(st) if st is not None and rec.status == "running" else None,
+            detail=_running_detail(st) if st is not None and rec.status == RunStatus.RUNNING else None,
         )
 
     def rows(self) -> list[RunRow]:
@@ -321,7 +322,7 @@ class RunStore:
             model=dict(st.model),
             best=st.best(),
             test=dict(st.test) if st.test else None,
-            preparing=st.preparing_detail() if rec.status == "running" else None,
+            preparing=st.preparing_detail() if rec.status == RunStatus.RUNNING else None,
             devices=tuple(st.devices),
             overrides=dict(rec.overrides),
             sweep=rec.sweep,

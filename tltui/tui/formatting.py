@@ -5,13 +5,15 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from tltui.core.status import RunStatus
+
 STATUS_STYLES = {
-    "queued": "cyan",
-    "running": "bold yellow",
-    "completed": "green",
-    "failed": "bold red",
-    "cancelled": "magenta",
-    "interrupted": "red",
+    RunStatus.QUEUED: "cyan",
+    RunStatus.RUNNING: "bold yellow",
+    RunStatus.COMPLETED: "green",
+    RunStatus.FAILED: "bold red",
+    RunStatus.CANCELLED: "magenta",
+    RunStatus.INTERRUPTED: "red",
 }
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tltui.core.status import RunStatus
 from tltui.worker.errors import WorkerError
 from tltui import __version__
 
@@ -100,7 +101,7 @@ def main(argv: list[str]) -> int:
             ),
             sync=True,
         )
-    return 1 if outcome.status == "failed" else 0
+    return 1 if outcome.status == RunStatus.FAILED else 0
 
 
 class Trainer:
@@ -155,7 +156,7 @@ class Trainer:
         if isinstance(e, StopRequested | KeyboardInterrupt | Stopped):
             how = self.stop.signal_name or "SIGINT"
             done = self.epochs_done
-            return Outcome("cancelled", f"stopped by {how} after epoch {done}; checkpoints kept", done)
+            return Outcome(RunStatus.CANCELLED, f"stopped by {how} after epoch {done}; checkpoints kept", done)
         traceback.print_exc()
         if isinstance(e, NaNLoss | TrainError | DiskFull):
             reason = str(e)
@@ -176,7 +177,7 @@ class Trainer:
         else:
             first = (str(e).strip().splitlines() or [""])[0][:200]
             reason = f"{type(e).__name__}: {first} (traceback in worker.log)"
-        return Outcome("failed", reason, self.epochs_done)
+        return Outcome(RunStatus.FAILED, reason, self.epochs_done)
 
     def _run(self) -> Outcome:
         self.preset = presets.load(self.paths.preset)
@@ -304,7 +305,7 @@ class Trainer:
         save_atomic(model, self.paths.model)
         if dataset.test is not None:
             self._evaluate_test(model, dataset, kept)
-        return Outcome("completed", "; ".join(reasons), self.epochs_done, str(self.paths.model), kept)
+        return Outcome(RunStatus.COMPLETED, "; ".join(reasons), self.epochs_done, str(self.paths.model), kept)
 
     def _setup_phase(
         self, model: Any, backbone: Any, p: presets.Preset, k: int, num_classes: int, steps: int | None

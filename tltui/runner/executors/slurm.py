@@ -49,6 +49,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from tltui.core.status import RunStatus
 from tltui.core import protocol, runstate
 
 from tltui.runner import supervisor
@@ -285,7 +286,7 @@ class SlurmJob(Job):
                   f"(max_requeues = {self.ex.max_requeues}), after epoch {st.epochs_done}: raise [slurm] time_limit "
                   f"or max_requeues, then `tltui resume {self.run_id}` (checkpoints kept)")
         with open(self.paths.events, "a", encoding="utf-8") as f:
-            f.write(protocol.encode(Finished(time.time(), status="failed", reason=reason, epochs_done=st.epochs_done)))
+            f.write(protocol.encode(Finished(time.time(), status=RunStatus.FAILED, reason=reason, epochs_done=st.epochs_done)))
 
     def _local_status(self) -> JobStatus:
         """submitit's local stand-in (no scheduler): its own job state and result."""

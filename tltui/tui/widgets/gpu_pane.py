@@ -18,6 +18,8 @@ from textual import work
 from textual.message import Message
 from textual.widget import Widget
 
+from tltui.core.status import RunStatus
+
 HISTORY = 60
 SPARKS = "▁▂▃▄▅▆▇█"
 _GIB = 1024**3
@@ -106,7 +108,7 @@ def workspace_running_gpus(ws: Any) -> Callable[[], dict[str, list[int] | None]]
     """``{run_id: gpus}`` of the running runs of workspace ``ws`` (for :func:`system_sampler`)."""
 
     def read() -> dict[str, list[int] | None]:
-        return {r.id: r.gpus for r in ws.list_runs(["running"])}
+        return {r.id: r.gpus for r in ws.list_runs([RunStatus.RUNNING])}
 
     return read
 
