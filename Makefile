@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 DEMO_WS ?= .tltui-demo
 
-.PHONY: install run test test-fast bench clean
+.PHONY: install run lint test test-fast bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,13 @@ install: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/tltui --workspace $(DEMO_WS) demo
 
-test: $(STAMP)
+# ruff, the import contracts of pyproject.toml [tool.importlinter], and mypy on tltui/core
+lint: $(STAMP)
+	$(VENV)/bin/ruff check tltui tests bench
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
+
+test: lint
 	$(PY) -m pytest -q -n 3 --dist loadgroup
 
 test-fast: $(STAMP)

@@ -35,7 +35,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, Literal, cast
 
 from tltui.core.errors import TltuiError
 from tltui.core import catalog
@@ -292,7 +292,7 @@ def fetch_archive(
             raise HubError(offline_message(handle, cache, describe_error(e))) from None
         with response:
             try:
-                _extract(_Counting(response, progress) if progress else response, tmp)
+                _extract(cast(IO[bytes], _Counting(response, progress) if progress else response), tmp)
             except (tarfile.TarError, EOFError, OSError) as e:
                 if isinstance(e, (socket.timeout, TimeoutError, ConnectionError)):
                     raise HubError(offline_message(handle, cache, describe_error(e))) from None

@@ -80,7 +80,7 @@ def find_images(folder: str | os.PathLike[str]) -> list[ImageEntry]:
     root = Path(folder)
     found: list[tuple[tuple[str, ...], ImageEntry]] = []
     seen: set[tuple[int, int]] = set()
-    stack = [(root, ())]
+    stack: list[tuple[Path, tuple[str, ...]]] = [(root, ())]
     while stack:
         d, parts = stack.pop()
         try:
@@ -145,7 +145,7 @@ def open_rgb(
     with f, warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            im = Image.open(f, formats=PIL_FORMATS)
+            im: Image.Image = Image.open(f, formats=PIL_FORMATS)
             w, h = im.size
             if w * h > max_pixels:
                 raise ImageSkip(f"too large to decode safely ({w}x{h} pixels, limit {max_pixels:,})")
@@ -177,11 +177,11 @@ def to_rgb(im: Image.Image) -> Image.Image:
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
         im = im.convert("I").point(lambda v: v * (1 / 256))
     elif im.mode == "I":
-        hi = im.getextrema()[1]
+        hi = float(im.getextrema()[1])  # type: ignore[arg-type]  # one band: (min, max)
         if hi > 255:  # 16-bit samples stored in a 32-bit mode (some PNG/TIFF decoders)
             im = im.point(lambda v: v * (255 / hi if hi > 65535 else 1 / 256))
     elif im.mode == "F":
-        lo, hi = im.getextrema()
+        lo, hi = (float(v) for v in im.getextrema())  # type: ignore[arg-type]  # one band: (min, max)
         if hi <= 1.0:
             im = im.point(lambda v: v * 255)
     if im.mode in ("I", "F"):

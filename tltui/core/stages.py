@@ -78,11 +78,11 @@ class LayerInfo:
         return cls(
             name=str(d["name"]),
             type=str(d["type"]),
-            params=int(d.get("params", 0)),  # type: ignore[arg-type]
+            params=int(d.get("params", 0)),  # type: ignore[call-overload]
             output_shape=tuple(shape) if isinstance(shape, list) else None,  # type: ignore[arg-type]
             has_weights=bool(d.get("has_weights", False)),
             stage=str(d.get("stage", "")),
-            trainable_params=int(d["trainable_params"]) if d.get("trainable_params") is not None else None,  # type: ignore[arg-type]
+            trainable_params=int(d["trainable_params"]) if d.get("trainable_params") is not None else None,  # type: ignore[call-overload]
         )
 
 
@@ -318,7 +318,7 @@ def _assign_inception(layers: Sequence[LayerInfo]) -> list[LayerInfo]:
     group = {k: _INCEPTION[1] if k <= 2 else _INCEPTION[2] if k <= 7 else _INCEPTION[3] for k in range(11)}
     out: list[LayerInfo] = []
     outs = iter(block_out)
-    nxt = next(outs)
+    nxt: int | None = next(outs)
     for i, layer in enumerate(layers):
         if i <= stem_end:
             stage = _INCEPTION[0]

@@ -456,9 +456,9 @@ class Workspace:
         process changed the run first).
         """
         fields["updated"] = time.time()
-        for c in _JSON_COLS & fields.keys():
-            if fields[c] is not None:
-                fields[c] = json.dumps(fields[c], sort_keys=True)
+        for col in _JSON_COLS & fields.keys():
+            if fields[col] is not None:
+                fields[col] = json.dumps(fields[col], sort_keys=True)
         for flag in ("cancel_requested", "resume"):
             if flag in fields:
                 fields[flag] = int(bool(fields[flag]))
