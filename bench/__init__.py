@@ -1,4 +1,4 @@
-"""Side-by-side benchmarks for tltui (issue 8): ``python -m bench`` runs them all.
+"""Side-by-side benchmarks for tltui: ``python -m bench`` runs them all.
 
 Each module measures two things in the same process run (interleaved where it
 matters) and prints their ratio next to its target, e.g.::

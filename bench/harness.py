@@ -216,10 +216,10 @@ def profile_main(sets: list[str], rounds: int, preset_path: Path = DEMO) -> int:
             starts: list[float] = []
             cpu: list[float] = []
 
-            class Clock(keras.callbacks.Callback):
+            class Clock(keras.callbacks.Callback):  # starts/cpu: this iteration's lists, used within it
                 def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
-                    starts.append(time.time())
-                    cpu.append(time.process_time())
+                    starts.append(time.time())  # noqa: B023
+                    cpu.append(time.process_time())  # noqa: B023
 
             model.fit(
                 train, validation_data=val, epochs=4, steps_per_epoch=ds.steps_per_epoch,

@@ -1,4 +1,4 @@
-"""The app's entry points never load TensorFlow or Keras (DESIGN.md invariant 1)."""
+"""The app's entry points never load TensorFlow or Keras (docs/architecture.md, invariant 1)."""
 
 from __future__ import annotations
 

@@ -8,13 +8,11 @@ import json
 import threading
 from pathlib import Path
 
+import predict_corpus as pc
 import pytest
 
 from tltui.client.predict import PredictError, PredictJob, PredictReport
 from tltui.core.predict_records import PredictionRow, PredictStarted, Progress, Skipped, decode, encode
-
-import predict_corpus as pc
-
 
 
 @pytest.fixture

@@ -10,10 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tltui.commands import main as cli
-
 from tltui.client import live, queue_ops
-
+from tltui.commands import main as cli
 from tltui.core import protocol, runstate
 from tltui.core.errors import PresetError
 from tltui.core.protocol import EpochBegin, EpochEnd, Started
@@ -180,7 +178,7 @@ print(json.dumps(cancelled))
 
 def test_three_processes_add_cancel_and_list_500_runs_at_once(ws: Workspace, tmp_path: Path) -> None:
     p = write_preset(tmp_path, f'[sweep]\n"train.seed" = {list(range(10))}\n')
-    ws.conn  # the registry exists before the race starts
+    _ = ws.conn  # the registry exists before the race starts
     procs = [
         subprocess.Popen([sys.executable, "-c", code, str(ws.root), str(p)], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)

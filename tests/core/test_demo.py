@@ -8,8 +8,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from tltui.core import demo, presets
 from tltui.commands.main import main
+from tltui.core import demo, presets
 
 
 def _digest(root: Path) -> str:

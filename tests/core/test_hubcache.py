@@ -169,7 +169,7 @@ def test_links_and_path_traversal_in_an_archive_are_refused(tmp_path: Path) -> N
     "error",
     [
         urllib.error.URLError(socket.gaierror(-2, "Name or service not known")),
-        socket.timeout("timed out"),
+        TimeoutError("timed out"),
         ConnectionRefusedError(111, "Connection refused"),
     ],
 )
@@ -198,7 +198,7 @@ def test_a_download_that_stalls_midway_is_reported_as_offline(tmp_path: Path) ->
     class Stalling(io.BytesIO):
         def read(self, n: int = -1) -> bytes:
             if self.tell() > len(blob) // 2:
-                raise socket.timeout("timed out")
+                raise TimeoutError("timed out")
             return super().read(min(n, 64) if n and n > 0 else 64)
 
     cache = tmp_path / "cache"
@@ -326,8 +326,8 @@ def test_cli_hub_ls(ws, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> N
 def test_cli_hub_fetch_rejects_a_bad_handle_without_starting_a_worker(
     ws, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tltui.commands.main import main
     from tltui.commands import hub as hub_cmd
+    from tltui.commands.main import main
 
     monkeypatch.setattr(hub_cmd.subprocess, "run", no_network)
     assert main(["--workspace", str(ws.root), "hub", "fetch", "gs://bucket/m.tar.gz"]) == 2

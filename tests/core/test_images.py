@@ -7,13 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import predict_corpus as pc
 import pytest
 from PIL import Image
 
 from tltui.core import images
 from tltui.core.images import ImageSkip, Score
-
-import predict_corpus as pc
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tltui.core import preflight, presets
 from tltui.commands.main import main
+from tltui.core import preflight, presets
 from tltui.core.presets import PresetError
 
 BASE = """\

@@ -17,10 +17,9 @@ import time
 import pytest
 
 from tltui.core import protocol, runstate
-
-from tltui.runner import supervisor
 from tltui.core.protocol import EpochEnd, Started
 from tltui.core.workspace import Workspace
+from tltui.runner import supervisor
 
 EPOCHS = 8
 

@@ -17,11 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from tltui.core import presets
-
-from tltui.runner import supervisor
 from tltui.client.predict import PredictJob
+from tltui.core import presets
 from tltui.core.workspace import Workspace
+from tltui.runner import supervisor
 
 ROOT = Path(__file__).resolve().parents[2]
 PKG = ROOT / "tltui"

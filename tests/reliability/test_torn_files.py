@@ -19,12 +19,10 @@ from pathlib import Path
 import pytest
 
 from tltui.commands import main as cli
-
 from tltui.core import protocol, runstate
-
-from tltui.runner import supervisor
 from tltui.core.protocol import EpochEnd, Started
 from tltui.core.workspace import Workspace
+from tltui.runner import supervisor
 
 
 def write_run(ws: Workspace, epochs: int = 2, torn: bytes = b'{"type": "epoch_end", "t": 3.0, "epo') -> str:

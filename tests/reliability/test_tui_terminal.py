@@ -7,6 +7,7 @@ The signal tests start the real ``tltui`` in a pseudo-terminal (Python's ``pty``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import os
 import pty
@@ -24,9 +25,8 @@ from pathlib import Path
 import pytest
 
 from tltui.client import queue_ops
-
-from tltui.runner import supervisor
 from tltui.core.workspace import Workspace
+from tltui.runner import supervisor
 
 ROOT = Path(__file__).resolve().parents[2]
 LEAVE_ALT_SCREEN = b"\x1b[?1049l"
@@ -81,10 +81,8 @@ class Terminal:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
-        try:
+        with contextlib.suppress(OSError):
             os.close(self.master)
-        except OSError:
-            pass
 
 
 COLOUR = re.compile(rb"\x1b\[[0-9;]*?[34]8;(5;\d+|2;\d+;\d+;\d+)")

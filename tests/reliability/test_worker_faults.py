@@ -9,24 +9,20 @@ kill-mid-checkpoint test start real worker processes.
 
 from __future__ import annotations
 
-from typing import Any
-
-from collections.abc import Callable
-
 import json
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tltui.core import demo, presets, protocol, runstate
-
-from tltui.client import queue_ops
-
-from tltui.runner import supervisor
-from tltui.core.workspace import Workspace
 from tests import helpers
+from tltui.client import queue_ops
+from tltui.core import demo, presets, protocol, runstate
+from tltui.core.workspace import Workspace
+from tltui.runner import supervisor
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("reliability_e2e")]
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tltui.core import demo, presets
 from tltui.commands.main import main
+from tltui.core import demo, presets
 from tltui.worker import data, decoded
 
 

@@ -14,7 +14,6 @@ pytestmark = pytest.mark.xdist_group("feature_cache")
 keras = pytest.importorskip("keras")
 
 from tltui.commands import main as cli  # noqa: E402
-
 from tltui.core import presets
 from tltui.worker import feature_cache  # noqa: E402
 from tltui.worker import model as model_mod  # noqa: E402

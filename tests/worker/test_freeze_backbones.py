@@ -1,4 +1,4 @@
-"""DESIGN.md invariant 6: for every supported backbone, depth and BatchNorm policy, the
+"""docs/architecture.md, invariant 6: for every supported backbone, depth and BatchNorm policy, the
 real Keras model's ``trainable`` flags equal the pure policy's map over its description.
 
 Each backbone is built once (random weights, smallest legal input) and every

@@ -18,6 +18,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("hub_tf")]
 tf = pytest.importorskip("tensorflow")
 
 import hub_models as hm  # noqa: E402
+
 from tltui.core import hubcache, presets  # noqa: E402
 from tltui.worker import hub  # noqa: E402
 from tltui.worker.model import ModelError, backbone_spec, build_classifier  # noqa: E402

@@ -21,6 +21,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("hub_e2e")]
 tf = pytest.importorskip("tensorflow")
 
 import hub_models as hm  # noqa: E402
+
 from tltui.core import hubcache, presets, protocol  # noqa: E402
 from tltui.core.workspace import Workspace  # noqa: E402
 

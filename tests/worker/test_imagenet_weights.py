@@ -104,8 +104,8 @@ def test_served_weights_are_in_model_keras_bit_identical_after_training_a_frozen
 ) -> None:
     import numpy as np
 
-    from tltui.core import demo
     from tests.worker.test_train_e2e import run_in_process
+    from tltui.core import demo
 
     spec = catalog.lookup(backbone)
     assert spec is not None

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tltui.core import demo, presets
 from tltui.commands.main import main
+from tltui.core import demo, presets
 from tltui.core.workspace import Workspace
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("train_e2e")]

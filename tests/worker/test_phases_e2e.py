@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.worker.test_train_e2e import model_weights, run_in_process
 from tltui.core import presets, protocol, runstate
 from tltui.core.workspace import RunPaths
-
-from tests.worker.test_train_e2e import model_weights, run_in_process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("train_e2e")]
 

@@ -7,14 +7,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import predict_corpus as pc
 import pytest
 
 from tltui.core import images
 from tltui.core.images import ImageEntry
-from tltui.worker import predict
 from tltui.core.workspace import RunPaths
-
-import predict_corpus as pc
+from tltui.worker import predict
 
 
 def _run_dir(tmp_path: Path, data: dict | None, preset: str = pc.PRESET.format(h=48, w=40)) -> Path:

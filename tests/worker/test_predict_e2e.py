@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import predict_corpus as pc
 import pytest
 
-from tltui.commands import main as cli
 from tltui.client.predict import PredictJob, PredictReport, Progress
-
-import predict_corpus as pc
+from tltui.commands import main as cli
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("predict_e2e")]
 

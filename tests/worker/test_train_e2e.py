@@ -15,10 +15,9 @@ from pathlib import Path
 import pytest
 
 from tltui.core import presets, protocol, runstate
-
-from tltui.runner import supervisor
 from tltui.core.protocol import METRIC_KEYS
 from tltui.core.workspace import RunPaths, Workspace
+from tltui.runner import supervisor
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("train_e2e")]
 

@@ -29,6 +29,7 @@ from tltui.core.images import Score
 from tltui.core.predict_records import PredictionRow, PredictStarted, Progress, Record, Skipped, decode
 from tltui.runner.supervisor import worker_command
 
+
 class PredictError(TltuiError):
     """The job could not run or died; ``str(e)`` is one line for the user."""
 
@@ -81,7 +82,7 @@ class PredictJob:
         child_env.update(self._env or {})
         child_env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         child_env["PYTHONUNBUFFERED"] = "1"
-        self._log = tempfile.TemporaryFile()
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - the worker's stderr, closed in close()
         with self._lock:
             if self._cancelled.is_set():
                 os.close(r)

@@ -20,11 +20,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from tltui.core.status import RunStatus
-from tltui.runner import executor as executor_mod
 from tltui.core import runstate
-from tltui.runner import supervisor
+from tltui.core.status import RunStatus
 from tltui.core.workspace import PAUSED_KEY, RESUMABLE, RunRecord, Workspace, WorkspaceError
+from tltui.runner import executor as executor_mod
+from tltui.runner import supervisor
 
 __all__ = [
     "add", "cancel", "resume", "move", "pause", "unpause",

@@ -82,7 +82,7 @@ def _nvml() -> Any | None:
             try:
                 pynvml.nvmlInit()
                 _nvml_ready = True
-            except Exception:  # NVMLError_LibraryNotFound, DriverNotLoaded, ...
+            except Exception:  # noqa: BLE001 - NVMLError_LibraryNotFound, DriverNotLoaded, ...
                 _nvml_ready = False
         return pynvml if _nvml_ready else None
 
@@ -106,7 +106,7 @@ def _read_device(nv: Any, i: int) -> GpuInfo | None:
             mem_used=int(mem.used),
             util=util,
         )
-    except Exception:  # a device that vanished or errs is simply not offered
+    except Exception:  # noqa: BLE001 - a device that vanished or errs is simply not offered
         return None
 
 
@@ -120,7 +120,7 @@ def discover() -> list[GpuInfo]:
         return []
     try:
         count = int(nv.nvmlDeviceGetCount())
-    except Exception:
+    except Exception:  # noqa: BLE001 - NVML that cannot count its devices offers none
         return []
     return [g for g in (_read_device(nv, i) for i in range(count)) if g is not None]
 

@@ -37,8 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal, cast
 
-from tltui.core.errors import TltuiError
 from tltui.core import catalog
+from tltui.core.errors import TltuiError
 
 TARBALL_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")

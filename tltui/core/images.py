@@ -139,7 +139,7 @@ def open_rgb(
     if st.st_size == 0:
         raise ImageSkip("empty file")
     try:
-        f = open(p, "rb")
+        f = open(p, "rb")  # noqa: SIM115 - the `with` below closes it; opening is where a read error is told apart
     except OSError as e:
         raise ImageSkip(f"cannot read: {e.strerror or e}") from None
     with f, warnings.catch_warnings():

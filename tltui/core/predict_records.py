@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 
-
-
 @dataclass(frozen=True)
 class PredictStarted:
     """The worker found ``total`` candidate files; ``labels`` is set for a labelled folder."""

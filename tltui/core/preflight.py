@@ -11,10 +11,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tltui.core.status import RunStatus
 from tltui.core import catalog, presets, stages
 from tltui.core.errors import PresetError
 from tltui.core.presets import Preset, PresetIssue
+from tltui.core.status import RunStatus
 from tltui.core.workspace import Workspace, WorkspaceError
 
 

@@ -21,9 +21,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from tltui.core.errors import TltuiError
 from tltui.core import catalog
-from tltui.core.errors import PresetError, PresetIssue
+from tltui.core.errors import PresetError, PresetIssue, TltuiError
 
 if TYPE_CHECKING:
     from tltui.core.workspace import Workspace

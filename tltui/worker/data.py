@@ -36,12 +36,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tltui.worker.errors import WorkerError
 from tltui.core import images, preflight
 from tltui.core.presets import Preset
-from tltui.worker import decoded, tfds_fetch
-from tltui.worker.progress import Emit, Reporter
 from tltui.core.workspace import RunPaths, write_json
+from tltui.worker import decoded, tfds_fetch
+from tltui.worker.errors import WorkerError
+from tltui.worker.progress import Emit, Reporter
 
 if TYPE_CHECKING:
     import numpy as np

@@ -168,7 +168,6 @@ def build(
     import time
 
     from tltui.worker import data
-
     from tltui.worker.progress import Reporter
 
     t0 = time.perf_counter()

@@ -91,8 +91,8 @@ def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = ALPHA) -> np.nda
     """``image`` (uint8 ``[H, W, 3]``) with ``heat`` upsampled (bilinear) and blended over it."""
     from PIL import Image
 
-    H, W = image.shape[:2]
-    big = np.asarray(Image.fromarray((np.clip(heat, 0, 1) * 255).astype(np.uint8)).resize((W, H), Image.BILINEAR))
+    h, w = image.shape[:2]
+    big = np.asarray(Image.fromarray((np.clip(heat, 0, 1) * 255).astype(np.uint8)).resize((w, h), Image.BILINEAR))
     colours = colorize(big.astype(np.float32) / 255)
     return (image.astype(np.float32) * (1 - alpha) + colours.astype(np.float32) * alpha).astype(np.uint8)
 

@@ -72,7 +72,7 @@ def _image_size(spec: Any) -> tuple[int | None, int | None]:
 
 def inspect_module(loaded: Any, label: str) -> ModuleInfo:
     """How to call ``loaded`` (a ``tf.saved_model.load`` result). Raises :class:`HubError`."""
-    fn = getattr(loaded, "__call__", None)
+    fn = getattr(loaded, "__call__", None)  # noqa: B004 - the restored tf.function (its concrete_functions), not callability
     concrete = list(getattr(fn, "concrete_functions", []) or [])
     if concrete:
         from tensorflow.python.util import tf_inspect
@@ -103,7 +103,7 @@ def module_variables(loaded: Any, info: ModuleInfo) -> tuple[list[tf.Variable], 
         all_vars = list(loaded.variables)
         trainable_ids = {id(v) for v in loaded.trainable_variables}
     else:
-        fn = getattr(loaded, "__call__", None) if info.endpoint == "__call__" else loaded.signatures[info.endpoint]
+        fn = getattr(loaded, "__call__", None) if info.endpoint == "__call__" else loaded.signatures[info.endpoint]  # noqa: B004 - the tf.function
         fns = list(getattr(fn, "concrete_functions", None) or [fn])
         seen: dict[int, tf.Variable] = {}
         for cf in fns:

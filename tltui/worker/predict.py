@@ -25,11 +25,11 @@ from typing import Any, TextIO, TypeVar
 
 from PIL import Image
 
-from tltui.worker.errors import WorkerError
 from tltui.core import images
 from tltui.core.images import ImageEntry, ImageSkip
 from tltui.core.predict_records import PredictionRow, PredictStarted, Progress, Skipped, encode
 from tltui.core.workspace import RunPaths
+from tltui.worker.errors import WorkerError
 
 T = TypeVar("T")
 
@@ -58,7 +58,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
-    out = os.fdopen(args.out_fd, "w", buffering=1) if args.out_fd is not None else open(args.out, "w", buffering=1)
+    out = os.fdopen(args.out_fd, "w", buffering=1) if args.out_fd is not None else open(args.out, "w", buffering=1)  # noqa: SIM115 - closed in finally
     try:
         run(args, out)
     except JobError as e:
@@ -127,7 +127,7 @@ def load_model(path: Path) -> Any:
 
     try:
         return keras.models.load_model(path, safe_mode=True, compile=False)
-    except Exception as e:  # Keras raises ValueError/TypeError/OSError and more for bad files
+    except Exception as e:  # noqa: BLE001 - Keras raises ValueError/TypeError/OSError and more for bad files
         msg = str(e)
         if "safe_mode" in msg or "Lambda" in msg:
             raise JobError(
@@ -282,7 +282,7 @@ def prefetch(items: Iterator[T], depth: int = 2) -> Iterator[T]:
                 if stop.is_set():
                     return
             q.put(("end", None))
-        except BaseException as e:  # handed to the consumer, which re-raises it
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer, which re-raises it
             q.put(("error", e))
 
     t = threading.Thread(target=produce, name="predict-decode", daemon=True)

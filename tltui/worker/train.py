@@ -10,6 +10,7 @@ progress, tracebacks) goes to stdout/stderr, which the parent sends to
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
 import logging
@@ -26,14 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tltui.core.status import RunStatus
-from tltui.worker.errors import WorkerError
 from tltui import __version__
-
 from tltui.core import presets
 from tltui.core.errors import PresetError, TltuiError
 from tltui.core.protocol import TOP5_MIN_CLASSES, Evaluated, Finished, Log, ModelInfo, Phase, Started, TrainPhase
+from tltui.core.status import RunStatus
 from tltui.core.workspace import RunPaths, write_json
+from tltui.worker.errors import WorkerError
 from tltui.worker.events import EventWriter, ignore_sigpipe
 
 log = logging.getLogger("tltui.worker.train")
@@ -236,9 +236,8 @@ class Trainer:
         self.phase("build", f"building {preset.model.backbone} (weights: {preset.model.weights})")
         set_precision(preset)
         self.dataset = dataset
-        from tltui.worker import progress
-
         from tltui.worker import model as model_mod
+        from tltui.worker import progress
 
         with strategy.scope(), progress.sending_to(self.writer.emit):
             model, backbone = model_mod.build_classifier(preset, dataset.num_classes, runs_dir=self.paths.dir.parent)
@@ -731,8 +730,6 @@ def _error_detail(msg: str) -> str:
 def _versions() -> dict[str, str]:
     out = {"tltui": __version__, "python": platform.python_version()}
     for mod in ("tensorflow", "keras"):
-        try:
+        with contextlib.suppress(Exception):  # a version we cannot read is left out of the record
             out[mod] = __import__(mod).__version__
-        except Exception:  # noqa: BLE001
-            pass
     return out
