@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import PYTHON, Figure, Result, emit, median, run_env, tiny_flag, timed_run
+from bench import PYTHON, Figure, Result, emit, median, run_env, timed_run, tiny_flag
 
 PRESET = """name = "bench"
 [data]

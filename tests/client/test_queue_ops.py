@@ -59,6 +59,25 @@ def test_add_refuses_a_bad_preset_before_recording_anything(ws: Workspace, tmp_p
     assert ws.list_runs() == []
 
 
+def test_add_and_check_refuse_a_bad_settings_file_with_its_line(
+    ws: Workspace, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Whatever the executor: the runner these runs go to would ignore the bad value."""
+    p = write_preset(tmp_path)
+    ws.settings_file.write_text("[runner]\ncpu_slot = 2\n")
+    with pytest.raises(PresetError, match=r"settings.toml:2: runner.cpu_slot: unknown key; did you mean 'cpu_slots'"):
+        queue_ops.add(ws, p, {}, start_runner=False, executor="local")
+    code, out, err = run_cli(ws, "queue", "add", str(p), "--no-runner", capsys=capsys)
+    assert code == 2 and out == "" and err.startswith(f"error: {ws.settings_file}:2: runner.cpu_slot: unknown key")
+    assert len(err.splitlines()) == 1
+    code, out, err = run_cli(ws, "check", str(p), capsys=capsys)
+    assert code == 2 and err.startswith(f"error: {ws.settings_file}:2: runner.cpu_slot: ") and len(err.splitlines()) == 1
+    assert ws.list_runs() == []
+    ws.settings_file.write_text('[executor]\ndefault = "kubernetes"\n')
+    with pytest.raises(PresetError, match=r"settings.toml:2: executor.default: 'kubernetes' is not one of local, ray"):
+        queue_ops.add(ws, p, {}, start_runner=False)
+
+
 def test_cancel_resume_move_refuse_what_makes_no_sense(ws: Workspace, tmp_path: Path) -> None:
     a, b = queue_ops.add(ws, write_preset(tmp_path, '[sweep]\n"train.seed" = [1, 2]\n'), {}, start_runner=False)
     with pytest.raises(WorkspaceError, match="only failed, cancelled, interrupted runs can be resumed"):

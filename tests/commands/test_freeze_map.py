@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from tests.core.test_freeze_policy import resnet50_description
-
 from tltui.commands import main as cli
-
 from tltui.core import descriptions
 from tltui.core.workspace import Workspace, write_json
 
@@ -59,7 +58,7 @@ def test_json_schema(cached: Workspace, capsys: pytest.CaptureFixture[str]) -> N
     assert {"backbone", "depth", "batchnorm", "stages", "layers", "totals"} <= set(doc)
     assert doc["depth"] == "all" and doc["batchnorm"] == "trainable" and doc["num_classes"] == 100
     for row in doc["layers"]:
-        assert LAYER_KEYS <= set(row)
+        assert set(row) >= LAYER_KEYS
         assert isinstance(row["trainable"], bool) and isinstance(row["params"], int)
     head = [r for r in doc["layers"] if r["stage"] == "head"]
     assert [r["type"] for r in head] == ["GlobalAveragePooling2D", "Dense", "Activation"]

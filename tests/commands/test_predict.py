@@ -7,12 +7,11 @@ import json
 import os
 from pathlib import Path
 
+import predict_corpus as pc
 import pytest
 
 from tltui.commands import main as cli
 from tltui.runner.supervisor import WORKER_CMD_ENV
-
-import predict_corpus as pc
 
 
 @pytest.fixture
@@ -168,8 +167,8 @@ def test_predict_is_listed_in_help(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_progress_bar_path_collects_every_record(capsys: pytest.CaptureFixture[str]) -> None:
-    from tltui.commands import predict as cmd
     from tltui.client.predict import PredictionRow, PredictReport, PredictStarted, Progress, Skipped
+    from tltui.commands import predict as cmd
 
     recs = [
         PredictStarted(2, pc.CLASSES, None, 1, [16, 16]),

@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from tltui.core import demo, protocol
 from tltui.commands.main import main
+from tltui.core import demo, protocol
 from tltui.core.protocol import METRIC_KEYS
+
 
 def e2e(fn):
     """Runs the real TensorFlow worker: slow, one group so the trained run is shared."""
@@ -209,8 +210,8 @@ class TestWithFakeWorker:
         assert rec.status == "failed" and "exited with code 3" in rec.reason and rec.epoch == 1
 
     def test_a_worker_that_ignores_sigterm_is_killed_after_the_grace(self, tmp_path: Path, monkeypatch) -> None:
-        from tltui.core import presets as presets_mod
         from tltui.commands.run import Display, StopSignals, train_one
+        from tltui.core import presets as presets_mod
         from tltui.core.workspace import Workspace
 
         monkeypatch.setenv("TLTUI_FAKE_IGNORE_TERM", "1")
@@ -230,8 +231,8 @@ class TestWithFakeWorker:
     def test_live_display_renders_progress(self, tmp_path: Path) -> None:
         from rich.console import Console
 
-        from tltui.core import presets as presets_mod
         from tltui.commands.run import LiveDisplay, run_preset
+        from tltui.core import presets as presets_mod
         from tltui.core.workspace import Workspace
 
         buf = io.StringIO()
@@ -246,8 +247,8 @@ def test_runs_show_and_the_end_line_report_the_test_split_apart_from_validation(
     """Scripted runs: the best epoch's val_top5 (not the best of any epoch), the test split on its
     own line, and top-5 called n/a when there are too few classes for it to mean anything."""
     from tests.tui import fake_ws
-    from tltui.core import runstate
     from tltui.commands.run import end_line
+    from tltui.core import runstate
     from tltui.core.workspace import Workspace
 
     ws = Workspace(tmp_path / "ws")
@@ -278,8 +279,8 @@ def test_runs_show_and_the_end_line_report_the_test_split_apart_from_validation(
 
 
 def test_plain_output_prints_a_step_before_training_once_per_quarter() -> None:
-    from tltui.core import runstate
     from tltui.commands.run import Display
+    from tltui.core import runstate
     from tltui.core.protocol import Progress
     from tltui.core.workspace import RunRecord
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tltui.core import catalog, preflight, presets
 from tltui.commands.main import main
+from tltui.core import catalog, preflight, presets
 
 
 def preset(**model: object) -> presets.Preset:

@@ -53,7 +53,7 @@ def test_a_torn_last_line_is_skipped_by_every_reader_and_reported_once(ws: Works
     assert err.splitlines() == [f"warning: {events}: skipped 1 unreadable line(s) (a write cut short by a crash)"]
 
     # the TUI's data layer: loads, polls again and again, never re-counts or crashes
-    from tltui.tui.data import RunStore
+    from tltui.tui.store import RunStore
 
     store = RunStore(ws)
     store.refresh(force=True)

@@ -18,16 +18,13 @@ from typing import Any
 
 import pytest
 
-from tltui.core import protocol, runstate
-
+from tests import helpers
+from tests.helpers import SWEEP2, finished, script, write_preset
 from tltui.client import queue_ops
-
-from tltui.runner import supervisor
+from tltui.core import protocol, runstate
 from tltui.core.protocol import EpochEnd, Started
 from tltui.core.workspace import RunRecord, Workspace
-from tests import helpers
-from tests.helpers import finished, script, write_preset
-from tests.helpers import SWEEP2
+from tltui.runner import supervisor
 
 TIMEOUT = 30.0
 

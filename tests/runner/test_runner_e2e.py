@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from tests import helpers
-from tltui.core import protocol, runstate
 from tltui.client import queue_ops
-from tltui.runner import supervisor
+from tltui.core import protocol, runstate
 from tltui.core.protocol import EpochEnd, Started
 from tltui.core.workspace import Workspace
+from tltui.runner import supervisor
 
 TIMEOUT = 240.0
 

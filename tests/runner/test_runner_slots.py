@@ -9,10 +9,10 @@ import types
 import pytest
 
 from tltui.core import gpus
-
 from tltui.core.gpus import GpuInfo
-from tltui.runner.loop import Settings, free_gpus, load_settings, pick_gpus
+from tltui.core.settings import RunnerSettings as Settings
 from tltui.core.workspace import Workspace
+from tltui.runner.loop import free_gpus, load_settings, pick_gpus
 
 GIB = 1024**3
 
@@ -43,19 +43,29 @@ def test_busy_gpus_are_skipped_unless_we_share_them_on_purpose() -> None:
     assert free_gpus(busy, {}, Settings(gpu_busy_util=100, gpu_busy_memory=1.0), set()) == [0, 1, 2]
 
 
-def test_settings_from_file_and_environment(ws: Workspace) -> None:
+def test_settings_from_file_and_environment(ws: Workspace, caplog: pytest.LogCaptureFixture) -> None:
+    """The runner never dies of a bad settings.toml: each bad value is one logged line and keeps its
+    default (a bad variable: the file's value)."""
     assert load_settings(ws, {}) == Settings()
     ws.settings_file.write_text(
-        "[runner]\nidle_timeout = 5\ncpu_slots = 2\nmax_runs_per_gpu = 'x'\n[tui]\ntheme = 'dark'\n"
+        "[runner]\nidle_timeout = 5\ncpu_slots = 2\ncancel_grace = 10\nmax_runs_per_gpu = 'x'\n[tui]\ntheme = 'dark'\n"
     )
-    s = load_settings(ws, {"TLTUI_RUNNER_CPU_SLOTS": "3", "TLTUI_RUNNER_CANCEL_GRACE": "-1"})
-    assert (s.idle_timeout, s.cpu_slots, s.max_runs_per_gpu, s.cancel_grace) == (5.0, 3, 1, 30.0)
+    with caplog.at_level("WARNING", logger="tltui.runner"):
+        s = load_settings(ws, {"TLTUI_RUNNER_CPU_SLOTS": "3", "TLTUI_RUNNER_CANCEL_GRACE": "-1"})
+    assert (s.idle_timeout, s.cpu_slots, s.max_runs_per_gpu, s.cancel_grace) == (5.0, 3, 1, 10.0)
     assert isinstance(s.cpu_slots, int)
+    logged = [r.getMessage() for r in caplog.records]
+    assert len(logged) == 3, logged
+    assert any(m.startswith(f"{ws.settings_file}:5: runner.max_runs_per_gpu: ") for m in logged)
+    assert any(m.startswith("TLTUI_RUNNER_CANCEL_GRACE: runner.cancel_grace: ") for m in logged)
+    assert any(m.startswith(f"{ws.settings_file}:6: tui: unknown table") for m in logged)
 
 
-def test_broken_settings_file_falls_back_to_defaults(ws: Workspace) -> None:
+def test_broken_settings_file_falls_back_to_defaults(ws: Workspace, caplog: pytest.LogCaptureFixture) -> None:
     ws.settings_file.write_text("[runner\n")
-    assert load_settings(ws, {}) == Settings()
+    with caplog.at_level("WARNING", logger="tltui.runner"):
+        assert load_settings(ws, {}) == Settings()
+    assert "TOML syntax error" in caplog.text and "the runner uses the default" in caplog.text
 
 
 def test_requested_gpus_reads_the_run_preset(ws: Workspace) -> None:

@@ -9,10 +9,9 @@ import sys
 import time
 
 from tltui.core import protocol, runstate
-
-from tltui.runner import supervisor
 from tltui.core.protocol import EpochEnd, Finished, Started
 from tltui.core.workspace import Workspace
+from tltui.runner import supervisor
 
 
 def test_is_alive_checks_pid_and_start_time() -> None:

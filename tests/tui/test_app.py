@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import functools
+import io
 import sys
 import types
 from pathlib import Path
 
 import pytest
 from rich.console import Console
-from textual.screen import Screen
-from textual.widget import Widget
-from textual.worker import WorkerFailed
 from textual.widgets import Static
+from textual.worker import WorkerFailed
 
 import tltui
 import tltui.client
@@ -23,13 +21,17 @@ import tltui.core.workspace
 from tests.tui import fake_ws
 from tltui.core import protocol
 from tltui.core.protocol import Batch
-from tltui.tui.screens.compare import CompareScreen
-from tltui.tui.screens.dialogs import ConfirmDialog, PresetPicker
-from tltui.tui.screens.help import HelpScreen
 from tltui.tui import curves
 from tltui.tui.screens import run as run_mod
+from tltui.tui.screens.compare import CompareScreen
+from tltui.tui.screens.dialogs import ConfirmDialog, PresetPicker
+from tltui.tui.screens.freeze_map import FreezeMapScreen
+from tltui.tui.screens.help import HelpScreen
+from tltui.tui.screens.inference import InferenceScreen
+from tltui.tui.screens.presets import PresetsScreen
 from tltui.tui.screens.run import RunScreen
 from tltui.tui.screens.runs import RunsScreen
+from tltui.tui.widgets import gpu_pane
 from tltui.tui.widgets.metric_chart import MetricChart
 from tltui.tui.widgets.run_table import RunTable
 
@@ -285,17 +287,39 @@ async def test_open_preset_starts_on_the_picker_with_it_highlighted(make_app, tm
 
 
 @sync
-async def test_help_lists_the_keys(make_app):
+async def test_help_lists_the_keys_of_this_screen_and_of_the_app(make_app, scripted):
+    _ws, ids = scripted
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("question_mark")
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)
         text = plain(app.screen.query_one("#help-text", Static))
-        for words in ("Compare", "Export CSV", "Log-y loss", "runs.cancel"):
-            assert words in text
+        for words in ("This screen: Runs", "Compare", "runs.cancel", "Reverse sort", "runs.inference",
+                      "App: every screen", "app.quit", "Command palette"):
+            assert words in text  # hidden from the footer (S, i) is not hidden from the help
+        assert "Log-y loss" not in text  # the run screen's keys: on its own help
         await pilot.press("escape")
         assert isinstance(app.screen, RunsScreen)
+        app.open_run(ids["running"])
+        await pilot.pause()
+        await pilot.press("question_mark")
+        await pilot.pause()
+        text = plain(app.screen.query_one("#help-text", Static))
+        assert "This screen: Run" in text and "Log-y loss" in text and "run.logy" in text
+        assert "runs.cancel" not in text and "app.help" in text
+
+
+@sync
+async def test_help_shows_the_keys_the_keymap_sets(make_app, scripted):
+    ws, _ids = scripted
+    (ws.root / "keymap.toml").write_text('"runs.compare" = "k"\n')
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        app.action_help()
+        await pilot.pause()
+        lines = plain(app.screen.query_one("#help-text", Static)).splitlines()
+        assert [line.split() for line in lines if "runs.compare" in line] == [["k", "Compare", "runs.compare"]]
 
 
 @sync
@@ -314,56 +338,45 @@ async def test_command_palette_runs_actions(make_app):
         assert isinstance(app.screen, CompareScreen)
 
 
-class _Probe(Screen):
-    def __init__(self, **kwargs):
-        super().__init__()
-        self.kwargs = kwargs
-
-
-class _ProbePane(Widget):
-    pass
-
-
 @pytest.mark.parametrize(
-    ("key", "module", "cls", "expect"),
-    [
-        ("p", "tltui.tui.screens.presets", "PresetsScreen", {}),
-        ("f", "tltui.tui.screens.freeze_map", "FreezeMapScreen", {"run_id": "r0001"}),
-        ("i", "tltui.tui.screens.inference", "InferenceScreen", {"run_id": "r0001"}),
-    ],
+    ("key", "cls", "run_id"),
+    [("p", PresetsScreen, None), ("f", FreezeMapScreen, "r0001"), ("i", InferenceScreen, "r0001")],
 )
 @sync
-async def test_other_screens_open_lazily_or_explain(make_app, monkeypatch, key, module, cls, expect):
-    monkeypatch.setitem(sys.modules, module, None)  # import fails
+async def test_keys_open_the_presets_freeze_map_and_inference_screens(make_app, key, cls, run_id):
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press(key)
+        await pilot.pause()
+        assert isinstance(app.screen, cls)
+        assert getattr(app.screen, "run_id", None) == run_id  # the run under the cursor
+        await pilot.press("escape")
         await pilot.pause()
         assert isinstance(app.screen, RunsScreen)
-        assert any(f"{cls} is not available" in n.message for n in app._notifications)
-    mod = types.ModuleType(module)
-    setattr(mod, cls, _Probe)
-    monkeypatch.setitem(sys.modules, module, mod)
+
+
+@sync
+async def test_inference_opens_on_a_completed_run_only(make_app, scripted):
+    _ws, ids = scripted
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press(key)
+        await goto(pilot, ids["running"])
+        await pilot.press("i")
         await pilot.pause()
-        assert isinstance(app.screen, _Probe) and app.screen.kwargs == expect
+        assert isinstance(app.screen, InferenceScreen) and app.screen.run_id is None
 
 
 @sync
 async def test_g_toggles_the_gpu_pane(make_app, monkeypatch):
-    mod = types.ModuleType("tltui.tui.widgets.gpu_pane")
-    mod.GpuPane = _ProbePane
-    monkeypatch.setitem(sys.modules, "tltui.tui.widgets.gpu_pane", mod)
+    monkeypatch.setattr(gpu_pane, "system_sampler", lambda running_gpus=None: gpu_pane.PaneSample)  # no NVML
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("g")
         await pilot.pause()
-        assert len(app.screen.query(_ProbePane)) == 1
+        assert len(app.screen.query(gpu_pane.GpuPane)) == 1
         await pilot.press("g")
         await pilot.pause()
-        assert len(app.screen.query(_ProbePane)) == 0
+        assert len(app.screen.query(gpu_pane.GpuPane)) == 0
 
 
 @sync
@@ -443,7 +456,7 @@ async def test_live_events_reach_the_charts_at_a_bounded_rate(make_app, scripted
                 for i in range(n):
                     f.write(protocol.encode(Batch(t=fake_ws.NOW, epoch=3, step=26 + i % 24, steps=50,
                                                   metrics={"loss": loss})))
-            app._poll()
+            app.ticker.poll()
             app.redraw_now()
 
         # batches only, right after the charts were drawn: they wait (at most LIVE_CHART_SECONDS)
@@ -468,7 +481,7 @@ async def test_live_events_reach_the_charts_at_a_bounded_rate(make_app, scripted
         with open(ws.run_paths(rid).events, "a") as f:
             f.write(protocol.encode(protocol.EpochEnd(t=fake_ws.NOW, epoch=3, metrics=fake_ws.metrics(3, 0.7),
                                                       epoch_seconds=60.0)))
-        app._poll()
+        app.ticker.poll()
         app.redraw_now()
         await pilot.pause()
         assert chart.shows == shows + 1
@@ -544,7 +557,7 @@ async def test_compare_redraws_for_epochs_not_for_batches(make_app, scripted):
         def append(event) -> None:
             with open(ws.run_paths(rid).events, "a") as f:
                 f.write(protocol.encode(event))
-            app._poll()
+            app.ticker.poll()
             app.redraw_now()
 
         append(Batch(t=fake_ws.NOW, epoch=3, step=40, steps=50, metrics={"loss": 1.0}))
@@ -603,15 +616,15 @@ FREEZE_MAP = {
 }
 
 
-@pytest.mark.parametrize("layer_map_installed", [True, False])
+@pytest.mark.parametrize("readable", [True, False])
 @sync
-async def test_freeze_map_tab_shows_the_recorded_map(make_app, scripted, monkeypatch, layer_map_installed):
+async def test_freeze_map_tab_shows_the_recorded_map(make_app, scripted, readable):
+    """The layer map; a map it cannot read (an older or damaged one) falls back to the stage table."""
     import json
 
     ws, ids = scripted
-    ws.run_paths(ids["completed"]).freeze_map.write_text(json.dumps(FREEZE_MAP))
-    if not layer_map_installed:
-        monkeypatch.setitem(sys.modules, "tltui.tui.widgets.layer_map", None)
+    damaged = {**FREEZE_MAP, "layers": [{"name": "conv2_block1_1_conv", "params": "n/a"}]}
+    ws.run_paths(ids["completed"]).freeze_map.write_text(json.dumps(FREEZE_MAP if readable else damaged))
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         app.open_run(ids["completed"])
@@ -619,9 +632,10 @@ async def test_freeze_map_tab_shows_the_recorded_map(make_app, scripted, monkeyp
         screen = app.screen
         screen.query_one("#run-tabs").active = "tab-freeze"
         await pilot.pause()
-        if layer_map_installed:
+        if readable:
             assert len(screen.query("#layer-map")) == 1 and not screen.query_one("#freeze-fallback").display
         else:
+            assert len(screen.query("#layer-map")) == 0 and screen.query_one("#freeze-fallback").display
             text = plain(screen.query_one("#freeze-view", Static))
             assert "resnet50" in text and "conv2" in text and "trainable_params 204900" in text
 
@@ -769,7 +783,7 @@ async def test_a_phased_run_shows_its_phase_marks_the_boundary_and_compares_alig
 
 
 def test_the_runs_table_shows_a_running_runs_phase(scripted):
-    from tltui.tui.data import RunStore
+    from tltui.tui.store import RunStore
 
     ws, ids = scripted
     rid = ids["running"]

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from tests.tui.screen_host import HostApp, asynctest, screen_text
+from tltui.core.workspace import Workspace
 from tltui.tui.screens.freeze_map import FreezeMapScreen, WorkerDescriber, step_depth
 from tltui.tui.widgets.layer_map import LayerMap, rows_of, strip
-from tltui.core.workspace import Workspace
 
 freeze_policy = pytest.importorskip("tltui.core.freeze_policy", reason="freeze policy module not available yet")
 descriptions = pytest.importorskip("tltui.core.descriptions", reason="backbone description cache not available yet")

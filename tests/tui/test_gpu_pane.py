@@ -10,6 +10,7 @@ from textual.app import App, ComposeResult
 from textual.widgets import Footer, Static
 
 from tests.tui.screen_host import asynctest, screen_text
+from tltui.core.workspace import Workspace
 from tltui.tui.widgets.gpu_pane import (
     DeviceReading,
     GpuPane,
@@ -19,7 +20,6 @@ from tltui.tui.widgets.gpu_pane import (
     system_sampler,
     workspace_running_gpus,
 )
-from tltui.core.workspace import Workspace
 
 GIB = 1024**3
 

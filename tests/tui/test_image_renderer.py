@@ -35,7 +35,7 @@ def never() -> str | None:
         ("auto", KITTY, False, never, "halfblock"),  # not a terminal (piped, tests)
         ("halfblock", KITTY, True, never, "halfblock"),  # overridden in settings
         ("sixel", {"TERM": "xterm"}, True, never, "sixel"),
-        ("auto", {**KITTY, "TLTUI_IMAGES": "halfblock"}, True, never, "halfblock"),  # and by the environment
+        ("auto", {**KITTY, "TLTUI_IMAGES": "halfblock"}, True, lambda: "kitty", "kitty"),  # tltui.core.settings reads it
         ("bogus", KITTY, True, never, "halfblock"),
     ],
 )
@@ -48,8 +48,15 @@ def test_the_renderer_follows_the_terminal_and_the_settings(setting, env, tty, p
 
 def test_setup_tells_the_thumbnail(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(thumbnail, "RENDERER", "kitty")
-    monkeypatch.setenv("TLTUI_IMAGES", "halfblock")
-    assert image_renderer.setup().renderer == "halfblock" and thumbnail.RENDERER == "halfblock"
+    assert image_renderer.setup("halfblock").renderer == "halfblock" and thumbnail.RENDERER == "halfblock"
+
+
+def test_the_renderers_are_the_settings_choices() -> None:
+    from typing import get_args
+
+    from tltui.core.settings import UiSettings
+
+    assert get_args(UiSettings.model_fields["images"].annotation) == image_renderer.RENDERERS
 
 
 class FakeProtocolImage(Widget):
@@ -90,3 +97,32 @@ async def test_in_protocol_mode_the_thumbnail_hands_the_file_to_the_protocol_wid
             if thumb.ready:
                 break
         assert not shown.display and "no preview" in str(thumb.render())
+
+
+def test_the_app_reads_ui_images_once_and_refuses_a_bad_settings_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``run_app``: ``[ui] images`` (``TLTUI_IMAGES`` wins) picks the renderer; a bad settings.toml is
+    one error line from the CLI, before the terminal is asked anything or the app opens."""
+    from tltui.core.errors import PresetError
+    from tltui.core.workspace import Workspace
+    from tltui.tui import app as app_mod
+    from tltui.tui import signals
+
+    ws = Workspace(tmp_path / "ws")
+    seen: list[str] = []
+    monkeypatch.setattr(image_renderer, "setup", lambda setting="auto": seen.append(setting))
+    monkeypatch.setattr(app_mod.TltuiApp, "run", lambda self: None)
+    monkeypatch.setattr(signals, "close_on_signals", lambda app: None)
+    monkeypatch.delenv("TLTUI_IMAGES", raising=False)
+    ws.settings_file.write_text('[ui]\nimages = "sixel"\n')
+    app_mod.run_app(ws)
+    monkeypatch.setenv("TLTUI_IMAGES", "halfblock")
+    app_mod.run_app(ws)
+    assert seen == ["sixel", "halfblock"]
+    ws.settings_file.write_text('[ui]\nimages = "ascii"\n')
+    with pytest.raises(PresetError) as e:
+        app_mod.run_app(ws)
+    assert e.value.lines() == [
+        f"{ws.settings_file}:2: ui.images: Input should be 'auto', 'halfblock', 'kitty' or 'sixel' (got 'ascii')"]
+    assert seen == ["sixel", "halfblock"]

@@ -14,9 +14,9 @@ from PIL import Image
 
 from tests.tui.screen_host import HostApp, asynctest, screen_text
 from tltui.client.predict import PredictError, PredictionRow, PredictStarted, Progress, Skipped
+from tltui.core.workspace import Workspace
 from tltui.tui.screens.inference import InferenceScreen, topk_bars
 from tltui.tui.widgets.thumbnail import Thumbnail, half_blocks, load_preview
-from tltui.core.workspace import Workspace
 
 CLASSES = ["cat", "dog", "frog", "ship", "truck", "plane"]
 COLOURS = {"cat": (200, 120, 40), "dog": (60, 160, 220), "frog": (40, 200, 80)}

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 
 from tests.tui.screen_host import HostApp, asynctest, screen_text
+from tltui.core.workspace import RunRecord, Workspace
 from tltui.tui.screens import presets as presets_screen
 from tltui.tui.screens.presets import PresetsScreen
 from tltui.tui.screens.save_as import SaveAsDialog
 from tltui.tui.toml_edit import DELETE, TomlEditError, set_keys
 from tltui.tui.widgets.preset_form import BY_KEY, parse_field, parse_sweep, show_value
-from tltui.core.workspace import RunRecord, Workspace
 
 PRESET = """\
 # fine-tune on CIFAR-10

@@ -11,7 +11,7 @@ import pytest
 from tests.tui import fake_ws
 from tltui.core import protocol
 from tltui.core.protocol import Batch, EpochBegin
-from tltui.tui import app as app_mod
+from tltui.tui import ticker as ticker_mod
 from tltui.tui.screens.runs import RunsScreen
 from tltui.tui.widgets.run_table import RunTable
 
@@ -33,13 +33,13 @@ def append(ws, rid: str, event) -> None:
 
 def long_ago(app) -> None:
     """As if the last redraw was long ago and none is pending (start-up may have deferred one)."""
-    app._last_redraw = float("-inf")
-    app._redraw_due = float("inf")
+    app.ticker._last_redraw = float("-inf")
+    app.ticker._redraw_due = float("inf")
 
 
 def time_passes(app) -> None:
     """As if the rate limit's interval was over: the next poll tick redraws what is pending."""
-    app._redraw_due = float("-inf")
+    app.ticker._redraw_due = float("-inf")
 
 
 def count_redraws(monkeypatch, screen: RunsScreen) -> list[set[str]]:
@@ -64,7 +64,7 @@ async def test_a_poll_that_finds_events_redraws_without_waiting_for_a_tick(make_
         calls = count_redraws(monkeypatch, app.screen)
         long_ago(app)
         append(ws, rid, EpochBegin(t=fake_ws.NOW, epoch=7))
-        app._poll()
+        app.ticker.poll()
         assert calls == [{rid}]
         await pilot.pause()
         assert "7/10" in app.screen.query_one(RunTable).get_cell(rid, "epoch").plain
@@ -75,21 +75,21 @@ async def test_a_poll_that_finds_events_redraws_without_waiting_for_a_tick(make_
 async def test_redraws_are_rate_limited_and_the_last_change_is_not_lost(make_app, scripted, monkeypatch):
     ws, ids = scripted
     rid = ids["running"]
-    monkeypatch.setattr(app_mod, "REDRAW_SECONDS", 3600.0)
+    monkeypatch.setattr(ticker_mod, "REDRAW_SECONDS", 3600.0)
     app = make_app(background=False)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         calls = count_redraws(monkeypatch, app.screen)
         long_ago(app)
         append(ws, rid, EpochBegin(t=fake_ws.NOW, epoch=7))
-        app._poll()
+        app.ticker.poll()
         append(ws, rid, EpochBegin(t=fake_ws.NOW, epoch=8))
-        app._poll()
+        app.ticker.poll()
         assert len(calls) == 1  # the second one waits for the interval...
-        app._poll()
-        assert len(calls) == 1 and app._redraw_due < float("inf")  # ...pending, not dropped
+        app.ticker.poll()
+        assert len(calls) == 1 and app.ticker._redraw_due < float("inf")  # ...pending, not dropped
         time_passes(app)
-        app._poll()  # a tick that finds nothing new still carries out the pending redraw
+        app.ticker.poll()  # a tick that finds nothing new still carries out the pending redraw
         assert len(calls) == 2 and rid in calls[1]
         await pilot.pause()
         assert "8/10" in app.screen.query_one(RunTable).get_cell(rid, "epoch").plain
@@ -99,27 +99,27 @@ async def test_redraws_are_rate_limited_and_the_last_change_is_not_lost(make_app
 async def test_batch_events_wait_for_the_longer_interval_and_an_epoch_cuts_it_short(make_app, scripted, monkeypatch):
     ws, ids = scripted
     rid = ids["running"]
-    monkeypatch.setattr(app_mod, "REDRAW_SECONDS", 600.0)
-    monkeypatch.setattr(app_mod, "BATCH_REDRAW_SECONDS", 3600.0)
+    monkeypatch.setattr(ticker_mod, "REDRAW_SECONDS", 600.0)
+    monkeypatch.setattr(ticker_mod, "BATCH_REDRAW_SECONDS", 3600.0)
     app = make_app(background=False)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         calls = count_redraws(monkeypatch, app.screen)
         long_ago(app)
-        app._last_redraw = app_mod.time.monotonic()  # just redrawn
+        app.ticker._last_redraw = ticker_mod.time.monotonic()  # just redrawn
         append(ws, rid, Batch(t=fake_ws.NOW, epoch=3, step=40, steps=50, metrics={"loss": 1.0}))
-        app._poll()
+        app.ticker.poll()
         assert calls == []
-        assert app._redraw_due - app._last_redraw == pytest.approx(3600.0)  # a step counter can wait
+        assert app.ticker._redraw_due - app.ticker._last_redraw == pytest.approx(3600.0)  # a step counter can wait
         append(ws, rid, EpochBegin(t=fake_ws.NOW, epoch=4))
-        app._poll()
-        assert app._redraw_due - app._last_redraw == pytest.approx(600.0)  # an epoch cannot: due sooner
+        app.ticker.poll()
+        assert app.ticker._redraw_due - app.ticker._last_redraw == pytest.approx(600.0)  # an epoch cannot: due sooner
         append(ws, rid, Batch(t=fake_ws.NOW, epoch=4, step=1, steps=50, metrics={"loss": 1.0}))
-        app._poll()
-        assert calls == [] and app._redraw_due - app._last_redraw == pytest.approx(600.0)  # a batch rides along
+        app.ticker.poll()
+        assert calls == [] and app.ticker._redraw_due - app.ticker._last_redraw == pytest.approx(600.0)  # a batch rides along
         time_passes(app)
-        app._poll()
-        assert calls == [{rid}] and app._redraw_due == float("inf")
+        app.ticker.poll()
+        assert calls == [{rid}] and app.ticker._redraw_due == float("inf")
         await pilot.pause()
         assert "4/10" in app.screen.query_one(RunTable).get_cell(rid, "epoch").plain
 
@@ -129,49 +129,45 @@ async def test_an_unchanged_file_costs_no_redraw(make_app, scripted, monkeypatch
     app = make_app(background=False)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        app._poll()  # whatever was pending
+        app.ticker.poll()  # whatever was pending
         calls = count_redraws(monkeypatch, app.screen)
         long_ago(app)
-        app._poll()
+        app.ticker.poll()
         assert calls == []
 
 
 @sync
 async def test_patching_a_row_repaints_that_row_only(make_app, scripted):
     _ws, ids = scripted
-    rid, other = ids["running"], ids["completed"]
+    rid = ids["running"]
     app = make_app(background=False)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         table = app.screen.query_one(RunTable)
         await pilot.pause()
-        assert any(k[0] == other for k in table._cell_render_cache.keys())  # the other row was drawn
-        generation = table._update_count  # every render cache of DataTable is keyed on it
-
-        def cached(run_id):
-            return {k[1].value for k in table._cell_render_cache.keys() if k[0] == run_id}
-
-        assert "elapsed" in cached(rid) and "name" in cached(rid)
-        others_before = cached(other)
+        refreshed, drawn = [], []
+        refresh, render_line = table.refresh, table.render_line
+        table.refresh = lambda *regions, **kw: refreshed.append(regions) or refresh(*regions, **kw)
+        table.render_line = lambda y: drawn.append(y) or render_line(y)
         row = app.store.row(rid)
         table.update_run(dataclasses.replace(row, elapsed=4 * 3600.0), False)
         assert table.get_cell(rid, "elapsed").plain == "4h00m"
-        # exactly the changed cell's render went: the row's other cells and other rows stay
-        assert "elapsed" not in cached(rid) and "name" in cached(rid)
-        assert cached(other) == others_before
-        # no table-wide invalidation (update_cell would re-render every visible cell)
-        assert table._update_count == generation
+        # one refresh of the row's line (below the header); no table-wide invalidation
+        y = table.get_row_index(rid) + 1
+        assert [(r.y, r.height) for regions in refreshed for r in regions] == [(y, 1)]
         await pilot.pause()
+        assert set(drawn) == {y}  # no other line of the table was rendered again
         assert "4h00m" in app.export_screenshot()
-        # same visible text (elapsed within the same second): nothing is rebuilt
+        # same visible text (elapsed within the same second): nothing is repainted
+        refreshed.clear()
         table.update_run(dataclasses.replace(row, elapsed=4 * 3600.0 + 0.2), False)
-        assert table.get_cell(rid, "elapsed").plain == "4h00m"
+        assert table.get_cell(rid, "elapsed").plain == "4h00m" and refreshed == []
 
 
 @sync
 async def test_one_tick_polls_the_tails_and_every_tenth_reads_the_registry(make_app, monkeypatch):
-    monkeypatch.setattr(app_mod, "POLL_SECONDS", 0.01)
-    monkeypatch.setattr(app_mod, "REGISTRY_SECONDS", 0.1)
+    monkeypatch.setattr(ticker_mod, "POLL_SECONDS", 0.01)
+    monkeypatch.setattr(ticker_mod, "REGISTRY_SECONDS", 0.1)
     app = make_app(background=False)
     polls, refreshes = [], []
     async with app.run_test(size=SIZE) as pilot:
@@ -188,7 +184,7 @@ async def test_one_tick_polls_the_tails_and_every_tenth_reads_the_registry(make_
 
 @sync
 async def test_a_failing_tick_ends_the_app_with_its_error(make_app, monkeypatch):
-    monkeypatch.setattr(app_mod, "POLL_SECONDS", 0.01)
+    monkeypatch.setattr(ticker_mod, "POLL_SECONDS", 0.01)
     app = make_app(background=False)
 
     def broken():

@@ -35,6 +35,17 @@ def test_preprocessing_layers_match_keras_applications(mode: str, module: str) -
     np.testing.assert_allclose(m.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-4)
 
 
+def test_every_family_has_a_builder_and_alpha_follows_the_family() -> None:
+    from tltui.core import catalog
+
+    for fam in catalog.FAMILIES.values():  # "hub": tltui.worker.hub builds the whole classifier
+        assert fam.build in M.BUILDERS or fam.build == "hub", fam.name
+        assert fam.preprocess in catalog.PREPROCESS_MODES
+    spec = catalog.TEST_BACKBONES["tiny_cnn"]
+    with pytest.raises(M.ModelError, match="only MobileNet backbones have a width multiplier"):
+        M.build_backbone(spec, tiny(**{"model.alpha": 0.5}), imagenet=False)
+
+
 def test_classifier_contract() -> None:
     model, backbone = M.build_classifier(tiny(**{"model.dropout": 0.2}), 4)
     assert backbone.name == "backbone" and model.get_layer("backbone") is backbone

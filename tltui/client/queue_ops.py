@@ -54,12 +54,16 @@ def add(
     is recorded. ``warn`` receives the recipe warnings. Returns the new runs in
     queue order; with ``start_runner`` the queue runner is started if needed.
     ``executor=None``: the workspace's default (``$TLTUI_EXECUTOR``, else ``[executor] default``
-    of its settings, else local), resolved here for the CLI and the app alike.
+    of its settings, else local), resolved here for the CLI and the app alike. A bad
+    ``settings.toml`` (any table: the runner these runs go to would ignore it) is a
+    :class:`PresetError` naming its lines, before anything is recorded.
     """
     from tltui.core import preflight, presets  # pydantic: only when adding
+    from tltui.core.settings import Settings
     from tltui.runner.executors import default_executor
 
-    executor = executor or default_executor(ws)
+    settings = Settings.load(ws)
+    executor = executor or default_executor(ws, settings)
     if executor not in executor_mod.EXECUTORS:
         raise WorkspaceError(f"unknown executor {executor!r} (known: {', '.join(executor_mod.EXECUTORS)})")
     path = Path(preset_path)

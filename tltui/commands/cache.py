@@ -9,8 +9,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from tltui.core.errors import CommandError
 from tltui.commands import common
+from tltui.core.errors import CommandError
 
 
 def register(sub: argparse._SubParsersAction) -> None:

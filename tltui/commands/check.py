@@ -1,5 +1,6 @@
-"""``tltui check PRESET``: validate a preset and print the runs its sweep expands to (and, for a
-preset with ``[[phases]]``, each phase with what it freezes)."""
+"""``tltui check PRESET``: validate a preset (and the workspace's ``settings.toml``, which
+``queue add`` reads) and print the runs its sweep expands to (and, for a preset with
+``[[phases]]``, each phase with what it freezes)."""
 
 from __future__ import annotations
 
@@ -23,10 +24,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from tltui.core import preflight, presets
+    from tltui.core.settings import Settings
 
     ws = common.workspace(args)
     path, preset = common.load_preset(args, ws)
     report = preflight.require(preset, str(path), ws)
+    Settings.load(ws)  # `queue add` refuses a bad settings.toml: say so here too
     runs = presets.expand(preset)
     notes: list[str] = []
     phases = {r.name: phase_rows(ws, r.preset, notes, quiet=args.json, describe=args.params)

@@ -14,6 +14,7 @@ from pathlib import Path
 from tltui.commands import common
 from tltui.core.demo import DATA_DIR, PHOTOS_DIR, ensure_demo, workspace_preset
 
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo-data", help="generate the synthetic shapes dataset (no download)")
     p.add_argument("dir", nargs="?", type=Path, help=f"where to write it (default: WORKSPACE/{DATA_DIR})")
@@ -67,8 +68,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
         run_app(ws, open_preset=path)
         return 0
-    from tltui.core import preflight, presets
     from tltui.commands.run import run_preset
+    from tltui.core import preflight, presets
 
     preset = presets.load(path, presets.parse_set(args.overrides))
     preflight.require(preset, str(path), ws)

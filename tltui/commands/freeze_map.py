@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tltui.commands import common
 from tltui.core import catalog, descriptions, freeze_policy
 from tltui.core.errors import CommandError
-from tltui.commands import common
 from tltui.core.workspace import Workspace
 
 BAR_WIDTH = 20

@@ -12,8 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tltui.core import hubcache
 from tltui.commands import common
+from tltui.core import hubcache
 from tltui.runner.supervisor import worker_command
 
 
@@ -44,7 +44,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     handle = _absolute(args.handle)
     hubcache.parse(handle)  # a bad handle is a HubError: one line from tltui.commands.main
     cmd = [*worker_command(), "hub-fetch", handle, "--cache", str(cache), "--timeout", str(args.timeout)]
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=False)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         errors = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
         print(errors[-1] if errors else f"error: hub-fetch failed (exit {proc.returncode}): "

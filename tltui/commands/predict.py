@@ -12,10 +12,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from tltui.core.status import RunStatus
-from tltui.core.errors import CommandError
-from tltui.commands import common
 from tltui.client.predict import PredictError, PredictJob, PredictReport, Progress, Record
+from tltui.commands import common
+from tltui.core.errors import CommandError
+from tltui.core.status import RunStatus
 from tltui.core.workspace import Workspace, atomic_write
 
 #: Confusion matrices with more labels than this are left out of the text report (use --json).
@@ -165,7 +165,8 @@ def _collect(job: Iterable[Record], report: PredictReport, *, show_progress: boo
             report.add(rec)
         return
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+    from rich.progress import Progress as Bar
 
     with Bar(
         TextColumn("{task.description}"),

@@ -22,9 +22,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override a preset field (dotted key, TOML value), e.g. --set train.epochs=3",
     )
-    add.add_argument(
-        "--executor", choices=["local", "ray", "slurm"], default=None,
-        help="where the runs execute (default: [executor] default in <workspace>/settings.toml, else local)",
+    from tltui.runner.executor import EXECUTORS
+
+    add.add_argument(  # the registry as choices: its entry points are read only if --executor is given or shown
+        "--executor", choices=EXECUTORS, default=None, metavar="EXECUTOR",
+        help="where the runs execute: %(choices)s (default: [executor] default in <workspace>/settings.toml, else local)",
     )
     add.add_argument("--no-runner", action="store_true", help="queue only; do not start the queue runner")
     add.set_defaults(func=cmd_add)
@@ -54,8 +56,8 @@ def _ws(args: argparse.Namespace) -> Any:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
-    from tltui.core import presets
     from tltui.client import queue_ops
+    from tltui.core import presets
 
     ws = _ws(args)
     path = presets.find_preset(args.preset, ws)

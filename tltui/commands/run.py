@@ -20,15 +20,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tltui.core.status import RunStatus
-from tltui.core import runstate
-
-from tltui.runner import supervisor
 from tltui.commands import common
+from tltui.core import runstate
 from tltui.core.protocol import (
-    Batch, Checkpoint, EpochEnd, Event, Finished, Log, ModelInfo, Phase, Progress, Started, TrainPhase,
+    Batch,
+    Checkpoint,
+    EpochEnd,
+    Event,
+    Finished,
+    Log,
+    ModelInfo,
+    Phase,
+    Progress,
+    Started,
+    TrainPhase,
 )
+from tltui.core.status import RunStatus
 from tltui.core.workspace import RunRecord, Workspace
+from tltui.runner import supervisor
 
 #: Seconds a worker gets to stop after SIGTERM before it is killed.
 GRACE_SECONDS = 30.0

@@ -8,11 +8,11 @@ import sys
 import time
 from typing import Any
 
-from tltui.core.status import RunStatus
-from tltui.core import runstate
 from tltui.commands import common
 from tltui.commands.run import test_summary
+from tltui.core import runstate
 from tltui.core.protocol import TOP5_MIN_CLASSES
+from tltui.core.status import RunStatus
 from tltui.core.workspace import RunRecord, Workspace, WorkspaceError
 
 

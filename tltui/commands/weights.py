@@ -11,8 +11,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from tltui.core import catalog
 from tltui.commands import common
+from tltui.core import catalog
 
 
 def register(sub: argparse._SubParsersAction) -> None:

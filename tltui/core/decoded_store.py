@@ -39,14 +39,15 @@ def cache_for(run_dir: str | os.PathLike[str]) -> tuple[Path, float]:
 
 
 def workspace_cache(root: str | os.PathLike[str]) -> tuple[Path, float]:
-    """A workspace's decoded-image cache folder and its size limit in bytes (``[cache] decoded_gb``)."""
-    from tltui.core.workspace import WorkspaceError, settings_table
+    """A workspace's decoded-image cache folder and its size limit in bytes (``[cache] decoded_gb``).
+
+    A problem with ``[cache]`` (or with the file as a whole) is a ``PresetError``; one elsewhere in
+    the settings is not this caller's business (the worker reads this, long after ``queue add``)."""
+    from tltui.core.settings import Settings
 
     root = Path(root)
-    gb = settings_table(root, "cache").get("decoded_gb", DEFAULT_LIMIT_GB)
-    if isinstance(gb, bool) or not isinstance(gb, int | float) or gb < 0:
-        raise WorkspaceError(f"{root / 'settings.toml'}: [cache] decoded_gb must be a number of GB >= 0, got {gb!r}")
-    return root / "cache" / "decoded", float(gb) * 1e9
+    gb = Settings.load(root, strict=False).check("cache").cache.decoded_gb
+    return root / "cache" / "decoded", gb * 1e9
 
 
 @dataclass

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tltui.core.errors import TltuiError
 from tltui.core import catalog
+from tltui.core.errors import TltuiError
 from tltui.core.freeze_policy import DESCRIPTION_VERSION
 from tltui.core.stages import HUB_STAGE
 

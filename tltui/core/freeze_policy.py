@@ -2,7 +2,7 @@
 
 The worker applies :func:`plan` to the real Keras model; the CLI and the TUI
 call :func:`build_map` on a cached description. Both therefore show and do the
-same thing (DESIGN.md invariant 6). No TensorFlow here.
+same thing (docs/architecture.md, invariant 6). No TensorFlow here.
 
 Semantics:
 
@@ -24,8 +24,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from tltui.core.errors import TltuiError
 from tltui.core import stages as stages_mod
+from tltui.core.errors import TltuiError
 from tltui.core.stages import HEAD_STAGE, INPUT_STAGE, LayerInfo, StageError
 
 __all__ = [

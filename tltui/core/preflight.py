@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tltui.core import catalog, presets, stages
+from tltui.core import catalog, presets
 from tltui.core.errors import PresetError
 from tltui.core.presets import Preset, PresetIssue
 from tltui.core.status import RunStatus
@@ -137,10 +137,8 @@ def download_warnings(preset: Preset) -> list[str]:
 
 def backbone_stages(backbone: str) -> int | None:
     """How many stages ``freeze.depth`` ranges over for a backbone (``None``: unknown backbone)."""
-    if catalog.is_hub(backbone):
-        return stages.num_stages("hub")
-    spec = catalog.lookup(backbone)
-    return stages.num_stages(spec.family) if spec is not None else None
+    family = catalog.family_of(backbone)
+    return family.num_stages if family is not None else None
 
 
 def freeze_depth_errors(preset: Preset, file: str) -> list[PresetIssue]:

@@ -26,7 +26,6 @@ import platformdirs
 from tltui.core.errors import TltuiError
 from tltui.core.status import ACTIVE, FINAL, RESUMABLE, RunStatus  # noqa: F401 - ACTIVE/FINAL/RESUMABLE: part of this module's API
 
-
 SCHEMA_VERSION = 1
 
 
@@ -44,28 +43,6 @@ def default_home() -> Path:
 SETTINGS_FILE = "settings.toml"
 #: The registry meta key that pauses the queue.
 PAUSED_KEY = "queue_paused"
-
-
-def settings_table(root: str | os.PathLike[str], name: str) -> dict[str, Any]:
-    """The ``[name]`` table of ``<workspace>/settings.toml`` (``{}`` when absent); a broken file is
-    one clear :class:`WorkspaceError`."""
-    import tomllib
-
-    path = Path(root) / SETTINGS_FILE
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {}
-    except UnicodeDecodeError as e:
-        raise WorkspaceError(f"{path}: not valid TOML ({e}); fix or remove it") from e
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise WorkspaceError(f"{path}: not valid TOML ({e}); fix or remove it") from e
-    table = data.get(name) or {}
-    if not isinstance(table, dict):
-        raise WorkspaceError(f"{path}: [{name}] must be a table")
-    return table
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes | str, mode: int = 0o600) -> None:

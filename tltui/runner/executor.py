@@ -1,9 +1,10 @@
 """How the queue runner launches workers: one small interface, a local default.
 
 The scheduler (:mod:`tltui.runner.loop`) talks only to :class:`Executor` and
-:class:`Job`, so a cluster backend (Slurm, Ray) can slot in later by adding a
-class to :data:`EXECUTORS`; the TUI never sees executors at all (it reads the
-registry and the run's ``events.jsonl``).
+:class:`Job`, so a cluster backend slots in by adding its class to :data:`EXECUTORS`
+(built-ins: Ray, Slurm), or from a separate package through the entry-point group
+``tltui.executors``; the TUI never sees executors at all (it reads the registry
+and the run's ``events.jsonl``).
 
 A run's worker always appends its events to ``events.jsonl`` itself; a job's
 :meth:`Job.events` is a live convenience, never the record.
@@ -18,12 +19,12 @@ import signal
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from importlib import metadata
 
 from tltui.core import protocol
-
-from tltui.runner import supervisor
 from tltui.core.protocol import Event
-from tltui.core.workspace import RunRecord, Workspace
+from tltui.core.workspace import RunRecord, Workspace, WorkspaceError
+from tltui.runner import supervisor
 
 
 @dataclass(frozen=True)
@@ -153,28 +154,64 @@ class LocalExecutor(Executor):
         return AdoptedJob(rec.id, rec.pid, rec.pid_start, self.ws.run_paths(rec.id).events)
 
 
-class _Executors(Mapping[str, type[Executor]]):
-    """Executor classes by name; cluster ones (``tltui.runner.executors.*``) are imported on first use,
-    so neither the core nor the local executor imports ray or submitit."""
+#: The entry-point group through which an installed package adds an executor, e.g. in its pyproject.toml:
+#: ``[project.entry-points."tltui.executors"]`` ``kube = "tltui_kube:KubeExecutor"``.
+ENTRY_POINT_GROUP = "tltui.executors"
 
-    def __init__(self, entries: dict[str, type[Executor] | str]) -> None:
-        self._entries = entries
+
+class _Executors(Mapping[str, type[Executor]]):
+    """Executor classes by name: the built-ins, then the entry points of :data:`ENTRY_POINT_GROUP`
+    (a built-in name wins). Entries are ``"module:Class"`` strings (or entry points) imported on first
+    use, so neither the core nor the local executor imports ray or submitit, and asking which names
+    exist imports no executor at all."""
+
+    def __init__(self, builtin: dict[str, type[Executor] | str]) -> None:
+        self._builtin = builtin
+        self._entries: dict[str, type[Executor] | str | metadata.EntryPoint] | None = None
+
+    def _all(self) -> dict[str, type[Executor] | str | metadata.EntryPoint]:
+        if self._entries is None:
+            entries: dict[str, type[Executor] | str | metadata.EntryPoint] = dict(self._builtin)
+            for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+                entries.setdefault(ep.name, ep)
+            self._entries = entries
+        return self._entries
+
+    def refresh(self) -> None:
+        """Read the installed entry points again (after installing a plugin in this process; tests)."""
+        self._entries = None
 
     def __getitem__(self, name: str) -> type[Executor]:
-        entry = self._entries[name]
-        if isinstance(entry, str):
-            module, _, attr = entry.partition(":")
-            entry = self._entries[name] = getattr(importlib.import_module(module), attr)
-        return entry
+        entries = self._all()
+        entry = entries[name]
+        if isinstance(entry, type):
+            return entry
+        where = entry if isinstance(entry, str) else entry.value
+        try:
+            if isinstance(entry, str):
+                module, _, attr = entry.partition(":")
+                cls = getattr(importlib.import_module(module), attr)
+            else:
+                cls = entry.load()
+        except Exception as e:  # noqa: BLE001 - a broken plugin: one line, where it came from
+            raise WorkspaceError(f"executor {name!r} ({where}) does not load: {type(e).__name__}: {e}") from e
+        if not (isinstance(cls, type) and issubclass(cls, Executor)):
+            raise WorkspaceError(f"executor {name!r} ({where}) is not a tltui.runner.executor.Executor subclass")
+        entries[name] = cls
+        return cls
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._all()
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._entries)
+        return iter(self._all())
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._all())
 
 
-EXECUTORS: Mapping[str, type[Executor]] = _Executors({
+#: The one list of executors: ``[executor] default``, ``tltui queue add --executor`` and the runner read it.
+EXECUTORS = _Executors({
     LocalExecutor.name: LocalExecutor,
     "ray": "tltui.runner.executors.ray:RayExecutor",
     "slurm": "tltui.runner.executors.slurm:SlurmExecutor",

@@ -6,7 +6,7 @@
 ``<ws>/runner.lock`` for its whole life and describes itself in
 ``<ws>/runner.json`` (pid + start time).
 
-Each tick (at most :attr:`Settings.tick` seconds, sooner when a worker pipe,
+Each tick (at most :attr:`RunnerSettings.tick` seconds, sooner when a worker pipe,
 a child exit or a client's ``SIGUSR1`` wakes it) it:
 
 1. reads worker pipes and keeps the registry's summary columns current;
@@ -18,7 +18,7 @@ a child exit or a client's ``SIGUSR1`` wakes it) it:
 4. starts queued runs in queue order while slots are free and the queue is
    not paused.
 
-It exits after :attr:`Settings.idle_timeout` seconds with no worker to watch
+It exits after :attr:`RunnerSettings.idle_timeout` seconds with no worker to watch
 and nothing startable (an empty or paused queue), and on
 SIGTERM (leaving workers running for the next runner to adopt). SIGHUP is
 ignored. Every registry change is a compare-and-set on the run's status, so a
@@ -40,73 +40,42 @@ import signal
 import socket
 import sys
 import time
-import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tltui.core.status import RunStatus
 from tltui.core import gpus as gpus_mod
 from tltui.core import runstate
+from tltui.core.errors import TltuiError
+from tltui.core.protocol import EpochEnd, Event, Started
+from tltui.core.settings import RunnerSettings, Settings
+from tltui.core.status import RunStatus
+from tltui.core.workspace import RunRecord, Workspace, write_json
 from tltui.runner import supervisor
 from tltui.runner.executor import EXECUTORS, Executor, Job
-from tltui.core.protocol import EpochEnd, Event, Started
-from tltui.core.workspace import RunRecord, Workspace, write_json
 
 log = logging.getLogger("tltui.runner")
 
 # ---------------------------------------------------------------------------- settings
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The ``[runner]`` table of ``<ws>/settings.toml``; each key also reads the
-    environment variable ``TLTUI_RUNNER_<KEY>`` (which wins), e.g.
-    ``TLTUI_RUNNER_IDLE_TIMEOUT=5``."""
-
-    idle_timeout: float = 60.0  # seconds with nothing queued or running before the runner exits
-    cancel_grace: float = 30.0  # seconds between SIGTERM and SIGKILL when cancelling
-    max_runs_per_gpu: int = 1
-    cpu_slots: int = 1  # concurrent CPU-only runs
-    gpu_busy_util: float = 50.0  # percent: a GPU no run of ours uses, busier than this, is skipped
-    gpu_busy_memory: float = 0.5  # fraction of memory used by others above which a GPU is skipped
-    tick: float = 0.2  # longest sleep between checks
-
-
-def load_settings(ws: Workspace, env: Mapping[str, str] | None = None) -> Settings:
-    """Settings from the workspace file and the environment; bad values are logged and ignored."""
-    env = os.environ if env is None else env
-    table: dict[str, Any] = {}
-    with contextlib.suppress(FileNotFoundError):
-        try:
-            table = tomllib.loads(ws.settings_file.read_text(encoding="utf-8")).get("runner", {}) or {}
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError, AttributeError) as e:
-            log.warning("%s: ignored (%s)", ws.settings_file, e)
-            table = {}
-    values: dict[str, Any] = {}
-    for f in fields(Settings):
-        raw = env.get(f"TLTUI_RUNNER_{f.name.upper()}", table.get(f.name))
-        if raw is None:
-            continue
-        kind = int if f.type == "int" else float
-        try:
-            value = kind(raw)
-        except (TypeError, ValueError):
-            log.warning("runner setting %s = %r is not a number; using the default", f.name, raw)
-            continue
-        if value < 0 or (f.name in ("max_runs_per_gpu", "tick") and value <= 0):
-            log.warning("runner setting %s = %r is out of range; using the default", f.name, raw)
-            continue
-        values[f.name] = value
-    return replace(Settings(), **values)
+def load_settings(ws: Workspace, env: Mapping[str, str] | None = None) -> RunnerSettings:
+    """The ``[runner]`` table (:class:`tltui.core.settings.RunnerSettings`, env ``TLTUI_RUNNER_<KEY>``
+    wins). Read once, when the runner starts; it never dies of a bad ``settings.toml``: each problem
+    is logged in one line and that value keeps its default (``tltui queue add`` refuses the file)."""
+    settings = Settings.load(ws, env, strict=False)
+    for issue in settings.issues:
+        ours = issue.field is None or issue.field.split(".")[0] == "runner"
+        log.warning("%s%s", issue, " (the runner uses the default)" if ours else "")
+    return settings.runner
 
 
 # ---------------------------------------------------------------------------- slots
 
 
 def free_gpus(
-    inventory: Mapping[int, gpus_mod.GpuInfo], usage: Mapping[int, int], settings: Settings, held: set[int]
+    inventory: Mapping[int, gpus_mod.GpuInfo], usage: Mapping[int, int], settings: RunnerSettings, held: set[int]
 ) -> list[int]:
     """GPUs a run may get now, least-used first.
 
@@ -128,7 +97,7 @@ def pick_gpus(
     need: int,
     inventory: Mapping[int, gpus_mod.GpuInfo],
     usage: Mapping[int, int],
-    settings: Settings,
+    settings: RunnerSettings,
     held: set[int],
 ) -> list[int] | None:
     """``need`` devices from :func:`free_gpus`, or ``None`` if not enough are free now."""
@@ -151,7 +120,7 @@ class _Tracked:
 class Runner:
     """The scheduling loop. ``clock`` and the GPU inventory are injectable for tests."""
 
-    def __init__(self, ws: Workspace, settings: Settings | None = None, *, clock: Any = time.monotonic) -> None:
+    def __init__(self, ws: Workspace, settings: RunnerSettings | None = None, *, clock: Any = time.monotonic) -> None:
         self.ws = ws
         self.settings = settings or load_settings(ws)
         self.clock = clock
@@ -323,7 +292,7 @@ class Runner:
                 continue  # a live `tltui run` (or another supervisor) watches it
             try:
                 ex = self.executor(rec.executor if rec.executor in EXECUTORS else "local")
-            except Exception as e:  # e.g. a broken [ray] table: keep supervising the other runs
+            except Exception as e:  # noqa: BLE001 - e.g. a broken [ray] table: keep supervising the other runs
                 log.warning("%s: cannot watch its %s job: %s", rec.id, rec.executor, e)
                 continue
             rec = self._with_worker_pid(rec)
@@ -428,7 +397,9 @@ class Runner:
             ex = self.executor(rec.executor)
             job = ex.submit(rec.id, gpus=devices, resume=claimed.resume)
         except Exception as e:  # e.g. a bad TLTUI_WORKER_CMD or a full process table
-            self.ws.update(rec.id, status=RunStatus.FAILED, reason=f"could not start the worker: {e}", finished=time.time())
+            why = "; ".join(e.lines()) if isinstance(e, TltuiError) else str(e)  # e.g. a bad [ray] table
+            self.ws.update(rec.id, status=RunStatus.FAILED, reason=f"could not start the worker: {why}",
+                           finished=time.time())
             log.exception("%s: could not start", rec.id)
             return True
         supervisor.record_started(self.ws, rec.id, job.pid or 0, devices)
@@ -470,9 +441,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             time.sleep(0.05)
     settings = load_settings(ws)
     if args.idle_timeout is not None:
-        settings = replace(settings, idle_timeout=args.idle_timeout)
+        settings = settings.model_copy(update={"idle_timeout": args.idle_timeout})
     if args.cancel_grace is not None:
-        settings = replace(settings, cancel_grace=args.cancel_grace)
+        settings = settings.model_copy(update={"cancel_grace": args.cancel_grace})
     runner = Runner(ws, settings)
     runner.install_signals()
     runner.publish()

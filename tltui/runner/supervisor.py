@@ -20,9 +20,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tltui.core.status import RunStatus
 from tltui.core import protocol, runstate
 from tltui.core.protocol import EpochEnd, Event, Finished, Started
+from tltui.core.status import RunStatus
 from tltui.core.workspace import Workspace
 
 #: Replaces ``python -m tltui.worker`` (a JSON list); tests point it at a scripted fake worker.

@@ -1,4 +1,4 @@
-"""Turn a :class:`~tltui.tui.data.RunSnapshot` into chart points. Pure; no Textual.
+"""Turn a :class:`~tltui.tui.store.RunSnapshot` into chart points. Pure; no Textual.
 
 A train curve is one point per finished epoch plus, while an epoch runs, one point
 per reported batch of that epoch (Keras batch metrics are running means over the
@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tltui.tui.data import RunSnapshot
+from tltui.tui.store import RunSnapshot
 
-#: (time, epoch, step, metrics), as :class:`~tltui.tui.data.RunSnapshot` holds them
+#: (time, epoch, step, metrics), as :class:`~tltui.tui.store.RunSnapshot` holds them
 Batch = tuple[float, int, int, dict[str, float]]
 
 XMODES = ("epoch", "step", "time")

@@ -7,7 +7,8 @@ half-block characters.
   ``textual-image``;
 - ``halfblock``: tltui's own ``▀`` cells (every true-colour terminal; the fallback).
 
-``[ui] images`` in ``<workspace>/settings.toml`` (or ``$TLTUI_IMAGES``) picks one: ``auto`` (the
+``[ui] images`` in ``<workspace>/settings.toml`` (or ``$TLTUI_IMAGES``; both read by
+:mod:`tltui.core.settings`, which refuses other values) picks one: ``auto`` (the
 default) asks the terminal, except inside tmux or screen, which do not pass the protocols through
 (half blocks there, as over a plain SSH session whose terminal answers no query). The terminal is
 asked once, before the app starts: once Textual reads stdin it would swallow the answer.
@@ -21,8 +22,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-RENDERERS = ("auto", "halfblock", "kitty", "sixel")
-ENV = "TLTUI_IMAGES"
+RENDERERS = ("auto", "halfblock", "kitty", "sixel")  # = tltui.core.settings.UiSettings.images
 
 log = logging.getLogger("tltui.tui.images")
 
@@ -52,10 +52,11 @@ def choose(
     is_tty: bool,
     probe: Callable[[], str | None] = detected_protocol,
 ) -> Choice:
-    """The renderer for ``setting`` (one of :data:`RENDERERS`) in a terminal described by ``env``."""
-    setting = env.get(ENV, setting) or "auto"
+    """The renderer for ``setting`` (one of :data:`RENDERERS`: ``[ui] images`` with ``TLTUI_IMAGES``
+    applied) in a terminal described by ``env``."""
+    setting = setting or "auto"
     if setting not in RENDERERS:
-        return Choice("halfblock", f"{ENV} / [ui] images = {setting!r} is not one of {', '.join(RENDERERS)}")
+        return Choice("halfblock", f"[ui] images = {setting!r} is not one of {', '.join(RENDERERS)}")
     if setting != "auto":
         return Choice(setting, f"set to {setting}")
     term = env.get("TERM", "")

@@ -16,12 +16,12 @@ from typing import Any
 
 import keras
 
-from tltui.worker.errors import WorkerError
 from tltui.core import catalog, freeze_policy, presets
 from tltui.core.errors import PresetError
-from tltui.worker import model as model_mod
-from tltui.worker.freeze import describe_backbone, layer_info
 from tltui.core.workspace import atomic_write
+from tltui.worker import model as model_mod
+from tltui.worker.errors import WorkerError
+from tltui.worker.freeze import describe_backbone, layer_info
 
 
 class DescribeError(WorkerError):

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from tltui.core import catalog
+
 #: In-memory feature cache at most this big (train + validation), else train normally.
 CACHE_LIMIT_BYTES = 2 * 1024**3
 #: Training steps per call for the head on cached features (see :func:`build`).
@@ -84,8 +86,8 @@ def plan(
     """Decide after the freeze is applied (``layer.trainable`` set) and before training."""
     if preset.train.feature_cache == "off":
         return Plan(False, 'feature cache off (train.feature_cache = "off")')
-    if family == "hub":
-        return Plan(False, "feature cache not used: hub backbones are not cached")
+    if not catalog.family(family).feature_cache:
+        return Plan(False, f"feature cache not used: {family} backbones are not cached")
     layers = _walk(backbone)
     bn = [l for l in layers[1:] if "BatchNormalization" in type(l).__name__ and l.trainable]
     others = [l for l in layers[1:] if l.trainable_weights and "BatchNormalization" not in type(l).__name__]

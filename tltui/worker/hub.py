@@ -22,7 +22,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from tltui.core import hubcache
+from tltui.core import catalog, hubcache
 from tltui.core.catalog import BackboneSpec
 from tltui.core.hubcache import Handle, HubError
 from tltui.core.presets import Preset
@@ -114,8 +114,7 @@ def _resolve_with_tensorflow_hub(handle: Handle, cache: Path, timeout: float) ->
 
 def hub_spec(preset: Preset) -> BackboneSpec:
     """The catalog-style spec of a ``hub:`` backbone (family ``hub``: one opaque stage)."""
-    h, _w = preset.data.image_size
-    return BackboneSpec(preset.model.backbone, "hub", "", "", h, 8, "none")
+    return catalog.hub_spec(preset.model.backbone, preset.data.image_size)
 
 
 def load_hub_layer(path: Path, preset: Preset) -> HubModule:
@@ -262,7 +261,7 @@ def hub_freeze_map(model: keras.Model, backbone: keras.Model, preset: Preset) ->
     doc = apply_freeze(
         model,
         backbone,
-        "hub",
+        catalog.HUB_FAMILY,
         preset.freeze.depth,
         preset.freeze.batchnorm,
         name=preset.model.backbone,

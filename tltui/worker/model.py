@@ -15,7 +15,7 @@ Only built-in layers and ops, so ``model.keras`` loads with plain
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,14 +59,27 @@ def tiny_cnn(input_shape: tuple[int, int, int], name: str = BACKBONE_NAME) -> ke
 
 
 def build_backbone(spec: BackboneSpec, preset: Preset, imagenet: bool) -> keras.Model:
+    """The backbone, built as its family's ``build`` says (see :data:`BUILDERS`)."""
+    family = catalog.family(spec.family)
+    if preset.model.alpha is not None and not family.alpha:
+        raise ModelError(f"model.alpha: only MobileNet backbones have a width multiplier, not {spec.name}")
+    build = BUILDERS.get(family.build)
+    if build is None:
+        raise ModelError(f"backbone {spec.name}: family {family.name} has no builder {family.build!r}")
+    backbone = build(spec, preset, imagenet)
+    set_bn_momentum(backbone, preset.model.bn_momentum)
+    return backbone
+
+
+def _build_tiny_cnn(spec: BackboneSpec, preset: Preset, imagenet: bool) -> keras.Model:
+    h, w = preset.data.image_size
+    return tiny_cnn((h, w, 3))
+
+
+def _build_application(spec: BackboneSpec, preset: Preset, imagenet: bool) -> keras.Model:
+    """``keras.applications.<spec.constructor>`` without its top."""
     h, w = preset.data.image_size
     shape = (h, w, 3)
-    if preset.model.alpha is not None and spec.family not in ("mobilenet_v2", "mobilenet_v3"):
-        raise ModelError(f"model.alpha: only MobileNet backbones have a width multiplier, not {spec.name}")
-    if spec.family == "tiny":
-        backbone = tiny_cnn(shape)
-        set_bn_momentum(backbone, preset.model.bn_momentum)
-        return backbone
     kwargs: dict[str, object] = {
         "include_top": False,
         "weights": "imagenet" if imagenet else None,
@@ -85,8 +98,15 @@ def build_backbone(spec: BackboneSpec, preset: Preset, imagenet: bool) -> keras.
     except ValueError as e:
         raise ModelError(f"model.backbone = {spec.name!r}: {_first_line(e)}") from e
     backbone.name = BACKBONE_NAME
-    set_bn_momentum(backbone, preset.model.bn_momentum)
     return backbone
+
+
+#: How each ``Family.build`` is built (``hub``: :func:`tltui.worker.hub.build_hub_classifier`
+#: builds the whole classifier, see :func:`build_classifier`).
+BUILDERS: dict[str, Callable[[BackboneSpec, Preset, bool], keras.Model]] = {
+    "application": _build_application,
+    "tiny_cnn": _build_tiny_cnn,
+}
 
 
 @contextlib.contextmanager

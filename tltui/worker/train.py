@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from tltui import __version__
-from tltui.core import presets
+from tltui.core import catalog, presets
 from tltui.core.errors import PresetError, TltuiError
 from tltui.core.protocol import TOP5_MIN_CLASSES, Evaluated, Finished, Log, ModelInfo, Phase, Started, TrainPhase
 from tltui.core.status import RunStatus
@@ -325,7 +325,7 @@ class Trainer:
             name=p.model.backbone,
             image_size=list(p.data.image_size),
         )
-        if spec.family == "hub":
+        if catalog.is_hub(p.model.backbone):
             from tltui.worker.hub import add_hub_details
 
             add_hub_details(freeze_map, backbone)

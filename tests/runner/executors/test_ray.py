@@ -26,16 +26,19 @@ import pytest
 
 pytest.importorskip("ray.job_submission")
 
-from tltui.core import protocol, runstate  # noqa: E402
-
+from tests import helpers  # noqa: E402
+from tests.helpers import (  # noqa: E402
+    SWEEP2,  # noqa: E402
+    epochs_in_file,
+    finished,
+    script,
+    write_preset,
+)
 from tltui.client import queue_ops
-
-from tltui.runner import supervisor
+from tltui.core import protocol, runstate  # noqa: E402
 from tltui.core.protocol import Started  # noqa: E402
 from tltui.core.workspace import Workspace  # noqa: E402
-from tests import helpers  # noqa: E402
-from tests.helpers import epochs_in_file, finished, script, write_preset  # noqa: E402
-from tests.helpers import SWEEP2  # noqa: E402
+from tltui.runner import supervisor
 
 pytestmark = pytest.mark.xdist_group("ray")
 
@@ -194,7 +197,7 @@ def test_cancel_stops_the_ray_job(rws: Workspace, tmp_path: Path) -> None:
     wait_for(lambda: finished(ws, rid), "the cancel to land")
     rec = ws.get(rid)
     assert rec.status == "cancelled" and rec.epoch < 30
-    from ray.job_submission import JobSubmissionClient, JobStatus
+    from ray.job_submission import JobStatus, JobSubmissionClient
 
     sid = json.loads((ws.run_paths(rid).dir / "ray_job.json").read_text())["submission_id"]
     assert JobSubmissionClient(json_address(ws)).get_job_status(sid) in (JobStatus.STOPPED, JobStatus.SUCCEEDED)

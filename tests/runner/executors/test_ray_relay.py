@@ -8,10 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tltui.runner.executors import ray_relay as event_relay
-
 from tltui.core import protocol
 from tltui.core.protocol import EpochEnd, Finished
+from tltui.runner.executors import ray_relay as event_relay
 
 FAKE = Path(__file__).resolve().parents[2] / "fake_worker.py"
 

@@ -17,16 +17,20 @@ import pytest
 
 submitit = pytest.importorskip("submitit")
 
-from tltui.core import protocol, runstate  # noqa: E402
-
+from tests import helpers  # noqa: E402
+from tests.helpers import (  # noqa: E402
+    SWEEP2,  # noqa: E402
+    epochs_in_file,
+    finished,
+    script,
+    write_preset,
+)
 from tltui.client import queue_ops
-from tltui.runner.executor import EXECUTORS  # noqa: E402
-from tltui.runner.executors.slurm import SlurmExecutor, SlurmJob  # noqa: E402
+from tltui.core import protocol, runstate  # noqa: E402
 from tltui.core.protocol import Finished, Started  # noqa: E402
 from tltui.core.workspace import Workspace  # noqa: E402
-from tests import helpers  # noqa: E402
-from tests.helpers import epochs_in_file, finished, script, write_preset  # noqa: E402
-from tests.helpers import SWEEP2  # noqa: E402
+from tltui.runner.executor import EXECUTORS  # noqa: E402
+from tltui.runner.executors.slurm import SlurmExecutor, SlurmJob  # noqa: E402
 
 TIMEOUT = 60.0
 
@@ -77,6 +81,20 @@ def test_registered_lazily_and_settings_become_sbatch_parameters(ws: Workspace, 
     # submitit accepts them all (it rejects unknown names)
     auto = submitit.AutoExecutor(folder=tmp_path / "sub", cluster="local")
     auto.update_parameters(**p)
+
+
+def test_a_bad_slurm_table_fails_the_executor_a_bad_other_table_does_not(ws: Workspace) -> None:
+    """In the runner, a typo in [slurm] fails the Slurm runs (the reason names its line); one in [ui]
+    is not theirs to fail on (queue add refuses it)."""
+    from tltui.core.errors import PresetError
+
+    ws.settings_file.write_text('[slurm]\ncpus_per_task = 0\n[ui]\nimages = "ascii"\n')
+    with pytest.raises(PresetError) as e:
+        SlurmExecutor(ws)
+    assert e.value.lines() == [f"{ws.settings_file}:2: slurm.cpus_per_task: Input should be greater than or equal "
+                               "to 1 (got 0)"]
+    ws.settings_file.write_text('[slurm]\ncpus_per_task = 2\n[ui]\nimages = "ascii"\n')
+    assert SlurmExecutor(ws).cpus_per_task == 2
 
 
 class _StubJob:

@@ -19,8 +19,8 @@ import pytest
 
 from tests import helpers
 from tests.slurm_cluster import ClusterError, SlurmCluster, missing
-from tltui.core import demo, protocol, runstate
 from tltui.client import queue_ops
+from tltui.core import demo, protocol, runstate
 from tltui.core.protocol import Started
 from tltui.core.workspace import Workspace
 

@@ -4,7 +4,7 @@
 never imports ``ray`` or ``submitit``; each module imports its engine inside
 its functions and says which extra to install when it is missing.
 
-Their settings are tables of ``<ws>/settings.toml``::
+Their settings are tables of ``<ws>/settings.toml`` (:mod:`tltui.core.settings` has every key)::
 
     [executor]
     default = "local"            # what `tltui queue add` uses without --executor
@@ -20,30 +20,27 @@ Their settings are tables of ``<ws>/settings.toml``::
 from __future__ import annotations
 
 import logging
-import os
-from typing import Any
+from typing import TYPE_CHECKING
 
 from tltui.core.workspace import Workspace, WorkspaceError
-from tltui.core.workspace import settings_table as workspace_settings
+from tltui.runner.executor import EXECUTORS
+
+if TYPE_CHECKING:  # pydantic: not for ray_relay, which runs on the nodes
+    from tltui.core.settings import Settings
 
 log = logging.getLogger("tltui.runner.executors")
 
-KNOWN = ("local", "ray", "slurm")
 
+def default_executor(ws: Workspace, settings: Settings | None = None) -> str:
+    """``$TLTUI_EXECUTOR``, else ``[executor] default`` of the settings, else ``local``; a name
+    that is not an executor is a ``PresetError`` naming the variable or the line."""
+    from tltui.core.settings import Settings
 
-def settings_table(ws: Workspace, name: str) -> dict[str, Any]:
-    """The ``[name]`` table of ``<ws>/settings.toml`` (``{}`` when absent); a broken file is one clear error."""
-    return workspace_settings(ws.root, name)
-
-
-def default_executor(ws: Workspace) -> str:
-    """``$TLTUI_EXECUTOR``, else ``[executor] default`` of the settings, else ``local``."""
-    name = os.environ.get("TLTUI_EXECUTOR") or settings_table(ws, "executor").get("default") or "local"
-    if name not in KNOWN:
-        raise WorkspaceError(
-            f"{ws.root / 'settings.toml'}: [executor] default = {name!r} is not one of {', '.join(KNOWN)}"
-        )
-    return str(name)
+    settings = settings or Settings.load(ws)
+    name = settings.executor.default
+    if name not in EXECUTORS:
+        raise settings.error("executor.default", f"{name!r} is not one of {', '.join(EXECUTORS)}")
+    return name
 
 
 def missing_extra(engine: str, extra: str, err: ImportError) -> WorkspaceError:

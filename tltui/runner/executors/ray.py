@@ -41,20 +41,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tltui.runner.executors import ray_relay as event_relay
-
 from tltui.core import protocol
-
+from tltui.core.protocol import Event
+from tltui.core.settings import Settings
+from tltui.core.workspace import RunRecord, Workspace, WorkspaceError, atomic_write, write_json
 from tltui.runner import supervisor
 from tltui.runner.executor import Executor, Job, JobStatus
-from tltui.runner.executors import missing_extra, settings_table
-from tltui.core.protocol import Event
-from tltui.core.workspace import RunRecord, Workspace, WorkspaceError, atomic_write, write_json
+from tltui.runner.executors import missing_extra
+from tltui.runner.executors import ray_relay as event_relay
 
 log = logging.getLogger("tltui.runner.executors.ray")
 
 JOB_FILE = "ray_job.json"
-DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 _LOST_ERRORS = {"JOB_SUPERVISOR_ACTOR_DIED", "JOB_SUPERVISOR_ACTOR_UNKNOWN_FAILURE"}
 
 
@@ -112,7 +110,7 @@ class RayJob(Job):
             try:
                 asyncio.run(self._tail_once())
                 return  # the stream ended normally: the job is over
-            except Exception as e:  # a dropped connection: re-attach (the log replays from its start)
+            except Exception as e:  # noqa: BLE001 - a dropped connection: re-attach (the log replays from its start)
                 log.info("%s: log stream of %s broke (%s); re-attaching", self.run_id, self.submission_id, e)
             self._stop.wait(1.0)
 
@@ -188,7 +186,7 @@ class RayJob(Job):
 
         try:
             info = self.ex.client.get_job_info(self.submission_id)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - the Ray client raises its own and HTTP errors; _not_found tells them apart
             if _not_found(e):
                 self._message = f"ray: job {self.submission_id} is gone from the cluster"
                 return self._finish(JobStatus(alive=False, returncode=None, lost=True))
@@ -241,7 +239,7 @@ class RayJob(Job):
     def cancel(self, *, force: bool = False) -> None:
         try:
             self.ex.client.stop_job(self.submission_id)  # SIGTERM; Ray kills after RAY_JOB_STOP_WAIT_TIME_S
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - a stop that fails is logged; the job's state still decides
             log.warning("%s: stop_job(%s) failed: %s", self.run_id, self.submission_id, e)
 
     def close(self) -> None:
@@ -266,30 +264,26 @@ class RayExecutor(Executor):
     default this one), ``env_vars`` (a table passed to the job),
     ``poll_interval`` (s, default 0.5), ``lost_after`` (s of an unreachable
     cluster before runs count as interrupted, default 120), ``stop_wait``
-    (s from SIGTERM to SIGKILL on cancel, default 30).
+    (s from SIGTERM to SIGKILL on cancel, default 30), ``submit_retry`` (s a submission is
+    retried while the cluster refuses it, default 15). :class:`tltui.core.settings.RaySettings`
+    validates them; a problem with ``[ray]`` fails the run that needed it, one elsewhere does not.
     """
 
     name = "ray"
 
     def __init__(self, ws: Workspace) -> None:
         super().__init__(ws)
-        t = settings_table(ws, "ray")
-        self.address = str(os.environ.get("TLTUI_RAY_ADDRESS") or t.get("address") or DEFAULT_ADDRESS)
-        shared = t.get("shared_fs", "auto")
-        self.shared = {True: "yes", False: "no"}.get(shared, str(shared))
-        if self.shared not in ("auto", "yes", "no"):
-            raise WorkspaceError(f"{ws.root / 'settings.toml'}: [ray] shared_fs must be \"auto\", true or false")
-        try:
-            self.num_cpus = float(t.get("num_cpus", 1))
-            self.default_gpus = int(t.get("default_gpus", 0))
-            self.poll_interval = float(t.get("poll_interval", 0.5))
-            self.lost_after = float(t.get("lost_after", 120))
-            self.stop_wait = int(t.get("stop_wait", 30))
-            self.submit_retry = float(t.get("submit_retry", 15))
-        except (TypeError, ValueError) as e:
-            raise WorkspaceError(f"{ws.root / 'settings.toml'}: [ray]: a number is not a number ({e})") from e
-        self.python = str(t.get("python") or sys.executable)
-        self.env_vars = {str(k): str(v) for k, v in (t.get("env_vars") or {}).items()}
+        t = Settings.load(ws, strict=False).check("ray").ray
+        self.address = t.address
+        self.shared = {True: "yes", False: "no"}.get(t.shared_fs, "auto")
+        self.num_cpus = t.num_cpus
+        self.default_gpus = t.default_gpus
+        self.poll_interval = t.poll_interval
+        self.lost_after = t.lost_after
+        self.stop_wait = t.stop_wait
+        self.submit_retry = t.submit_retry
+        self.python = t.python or sys.executable
+        self.env_vars = dict(t.env_vars)
         self._client: Any = None
         self._client_lock = threading.Lock()
 
@@ -375,7 +369,7 @@ class RayExecutor(Executor):
             return None
         try:
             self.client.get_job_info(sid)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - the Ray client raises its own and HTTP errors; _not_found tells them apart
             if _not_found(e):
                 return None
             log.warning("%s: Ray cluster at %s unreachable while adopting (%s); watching anyway", rec.id, self.address, e)

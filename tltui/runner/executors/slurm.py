@@ -49,14 +49,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from tltui.core.status import RunStatus
 from tltui.core import protocol, runstate
-
+from tltui.core.protocol import Event, Finished, Started
+from tltui.core.settings import Settings
+from tltui.core.status import RunStatus
+from tltui.core.workspace import RunRecord, Workspace, WorkspaceError, write_json
 from tltui.runner import supervisor
 from tltui.runner.executor import Executor, Job, JobStatus
-from tltui.runner.executors import missing_extra, settings_table
-from tltui.core.protocol import Event, Finished, Started
-from tltui.core.workspace import RunRecord, Workspace, WorkspaceError, write_json
+from tltui.runner.executors import missing_extra
 
 log = logging.getLogger("tltui.runner.executors.slurm")
 
@@ -172,7 +172,7 @@ class SlurmJob(Job):
         try:
             state = self.job.state
             return str(state).split()[0].upper() if state else "UNKNOWN"
-        except Exception as e:  # sacct/squeue hiccup: ask again next time
+        except Exception as e:  # noqa: BLE001 - sacct/squeue hiccup: ask again next time
             log.warning("%s: job state of %s unavailable: %s", self.run_id, self.job.job_id, e)
             return "UNKNOWN"
 
@@ -205,7 +205,7 @@ class SlurmJob(Job):
 
             out = pickle_load(path)
             return (str(out[0]), out[1])
-        except Exception as e:  # a torn write: the state decides
+        except Exception as e:  # noqa: BLE001 - a torn write: the state decides
             log.warning("%s: unreadable %s: %s", self.run_id, path, e)
             return None
 
@@ -352,22 +352,18 @@ class SlurmExecutor(Executor):
 
     def __init__(self, ws: Workspace) -> None:
         super().__init__(ws)
-        t = settings_table(ws, "slurm")
+        # validated by tltui.core.settings.SlurmSettings; a problem with [slurm] fails the run that needed it
+        t = Settings.load(ws, strict=False).check("slurm").slurm
         self.settings = t
-        self.cluster = str(os.environ.get("TLTUI_SLURM_CLUSTER") or t.get("cluster") or "slurm")
-        if self.cluster not in ("slurm", "local", "debug"):
-            raise WorkspaceError(f"{ws.root / 'settings.toml'}: [slurm] cluster must be \"slurm\" (or \"local\" for tests)")
-        try:
-            self.poll_interval = float(t.get("poll_interval", 30.0))
-            self.time_limit = int(t.get("time_limit", 24 * 60))
-            self.default_gpus = int(t.get("gpus", 0))
-            self.max_requeues = int(t.get("max_requeues", 3))
-            self.signal_delay = int(t.get("signal_delay", 90))
-            self.scheduler_grace = float(t.get("scheduler_grace", 600.0))
-            self.cpus_per_task = int(t.get("cpus_per_task", 4))
-        except (TypeError, ValueError) as e:
-            raise WorkspaceError(f"{ws.root / 'settings.toml'}: [slurm]: a number is not a number ({e})") from e
-        self.python = str(t.get("python") or sys.executable)
+        self.cluster = t.cluster
+        self.poll_interval = t.poll_interval
+        self.time_limit = t.time_limit
+        self.default_gpus = t.gpus
+        self.max_requeues = t.max_requeues
+        self.signal_delay = t.signal_delay
+        self.scheduler_grace = t.scheduler_grace
+        self.cpus_per_task = t.cpus_per_task
+        self.python = t.python or sys.executable
 
     def _worker_command(self) -> list[str]:
         if os.environ.get(supervisor.WORKER_CMD_ENV):
@@ -391,15 +387,15 @@ class SlurmExecutor(Executor):
         }
         if self.cluster == "slurm":
             params["slurm_signal_delay_s"] = self.signal_delay
-        if "mem_gb" in t:
-            params["mem_gb"] = float(t["mem_gb"])
+        if t.mem_gb is not None:
+            params["mem_gb"] = t.mem_gb
         for key in ("partition", "account", "qos", "constraint"):
-            if t.get(key):
-                params[f"slurm_{key}"] = str(t[key])
-        if t.get("additional"):
-            params["slurm_additional_parameters"] = dict(t["additional"])
-        if t.get("setup"):
-            params["slurm_setup"] = [str(x) for x in t["setup"]]
+            if getattr(t, key):
+                params[f"slurm_{key}"] = getattr(t, key)
+        if t.additional:
+            params["slurm_additional_parameters"] = dict(t.additional)
+        if t.setup:
+            params["slurm_setup"] = list(t.setup)
         return params
 
     def _executor(self, run_id: str) -> Any:

@@ -21,15 +21,6 @@ def workspace_for(app: Any, explicit: Workspace | None) -> Workspace:
     return Workspace()
 
 
-def one_line(exc: BaseException) -> str:
-    """A failure as the one line a user sees (the first issue of a preset error)."""
-    issues = getattr(exc, "issues", None)
-    if issues:
-        return str(issues[0]) + (f" (+{len(issues) - 1} more)" if len(issues) > 1 else "")
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
 class ScreenActions(Provider):
     """Command-palette entries for every key binding of the screen the palette opened on."""
 

@@ -6,11 +6,11 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from tltui.tui import curves, data
+from tltui.tui import curves, store
 from tltui.tui import formatting as fmt
+from tltui.tui.screens.base import RunsView
 from tltui.tui.widgets.metric_chart import Bars, MetricChart, Series, ema
 
 METRICS = (
@@ -30,12 +30,20 @@ RESULT_COLUMNS = (
 )
 
 
-def _label(snap: data.RunSnapshot) -> str:
+def _label(snap: store.RunSnapshot) -> str:
     name = snap.row.name if len(snap.row.name) <= 24 else snap.row.name[:23] + "…"
     return f"{snap.row.id} {name}"
 
 
-class CompareScreen(Screen[None]):
+class CompareScreen(RunsView):
+    DEFAULT_CSS = """
+    CompareScreen .title { height: 1; padding: 0 1; background: $boost; }
+    CompareScreen #compare-charts { height: 1fr; min-height: 8; }
+    CompareScreen #compare-curves { width: 2fr; }
+    CompareScreen #compare-bars { width: 1fr; }
+    CompareScreen #results { height: auto; max-height: 45%; }
+    """
+
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", id="compare.back"),
         Binding("m", "metric", "Metric", id="compare.metric"),
@@ -86,7 +94,7 @@ class CompareScreen(Screen[None]):
         if gone or ids & set(self.run_ids):
             self.redraw()
 
-    def snapshots(self) -> list[data.RunSnapshot]:
+    def snapshots(self) -> list[store.RunSnapshot]:
         return [self.app.store.snapshot(rid) for rid in self.run_ids]
 
     def redraw(self) -> None:
@@ -101,10 +109,10 @@ class CompareScreen(Screen[None]):
         for s in snaps:
             pts = curves.points(s, key, self.xmode, live=False)
             ys = ema(pts.ys) if self.smooth else pts.ys
-            series.append(Series(_label(s), pts.xs, ys, data.run_color(s.row.id)))
+            series.append(Series(_label(s), pts.xs, ys, store.run_color(s.row.id)))
         self.query_one("#compare-curves", MetricChart).show(
             series, title=title, xlabel=curves.XLABELS[self.xmode])
-        swept, bars = data.sweep_bars(snaps)
+        swept, bars = store.sweep_bars(snaps)
         bar_chart = self.query_one("#compare-bars", MetricChart)
         bar_chart.display = bool(bars)
         if bars:
@@ -117,12 +125,12 @@ class CompareScreen(Screen[None]):
             f"[b]Compare[/b] {len(snaps)} runs  ·  [dim]m metric · t x axis · s smooth · e export CSV[/]"
         )
 
-    def _fill_table(self, snaps: list[data.RunSnapshot]) -> None:
+    def _fill_table(self, snaps: list[store.RunSnapshot]) -> None:
         table = self.query_one("#results", DataTable)
         keep = table.cursor_row
         table.clear()
-        for r in data.results(snaps):
-            swatch = Text("■ ", style=data.hex_color(data.run_color(r.id)))
+        for r in store.results(snaps):
+            swatch = Text("■ ", style=store.hex_color(store.run_color(r.id)))
             table.add_row(
                 swatch + Text(f"{r.id} {r.name}"), str(r.epochs),
                 Text(fmt.pct(r.val_acc), style="bold"), fmt.pct(r.val_top5_acc),
@@ -150,9 +158,9 @@ class CompareScreen(Screen[None]):
         self.redraw()
 
     def action_export(self) -> None:
-        rows = data.results(self.snapshots())
+        rows = store.results(self.snapshots())
         try:
-            path = data.export_results(self.app.store.ws, rows, self.app.store.clock())
+            path = store.export_results(self.app.store.ws, rows, self.app.store.clock())
         except OSError as e:
             self.notify(f"cannot write the CSV: {e}", severity="error")
             return

@@ -16,9 +16,19 @@ from textual.widgets.option_list import Option
 from tltui.core.errors import PresetError
 
 
-
 class ConfirmDialog(ModalScreen[bool]):
     """Ask a question; dismisses with ``True`` (yes) or ``False``."""
+
+    DEFAULT_CSS = """
+    ConfirmDialog { align: center middle; }
+    ConfirmDialog #dialog {
+        width: 90%; max-width: 100; height: auto; max-height: 90%; padding: 0 1;
+        border: thick $primary; background: $surface;
+    }
+    ConfirmDialog #question { width: 1fr; padding: 1 0; }
+    ConfirmDialog #buttons { height: auto; align-horizontal: right; }
+    ConfirmDialog #buttons Button { margin-left: 1; }
+    """
 
     BINDINGS = [
         Binding("y", "answer(True)", "Yes", id="confirm.yes"),
@@ -85,6 +95,16 @@ def discover_presets(dirs: list[tuple[str, Path]]) -> list[PresetChoice]:
 
 class PresetPicker(ModalScreen[Path | None]):
     """Pick a preset to queue; dismisses with its path, or ``None``."""
+
+    DEFAULT_CSS = """
+    PresetPicker { align: center middle; }
+    PresetPicker #dialog {
+        width: 90%; max-width: 100; height: auto; max-height: 90%; padding: 0 1;
+        border: thick $primary; background: $surface;
+    }
+    PresetPicker #question { width: 1fr; padding: 1 0; }
+    PresetPicker #preset-list { height: auto; max-height: 20; }
+    """
 
     BINDINGS = [Binding("escape", "dismiss_none", "Close", id="picker.close")]
 

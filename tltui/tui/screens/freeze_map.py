@@ -32,9 +32,10 @@ from textual.screen import Screen
 from textual.widgets import Footer, Select, Static
 
 from tltui.core import catalog
-from tltui.tui.screens._support import ScreenActions, one_line, workspace_for
-from tltui.tui.widgets.layer_map import LayerMap
+from tltui.core.errors import one_line
 from tltui.core.workspace import Workspace, WorkspaceError
+from tltui.tui.screens._support import ScreenActions, workspace_for
+from tltui.tui.widgets.layer_map import LayerMap
 
 #: ``describe(cache_dir, backbone, (h, w), alpha, on_describe) -> description``
 Describer = Callable[[Path, str, tuple[int, int], float | None, Callable[[str], None]], dict[str, Any]]
@@ -238,7 +239,7 @@ class FreezeMapScreen(Screen[tuple[Depth, str] | None]):
 
         try:
             preset = presets.load(self.workspace.run_paths(run_id).preset)
-        except Exception:  # an old or damaged preset only costs the warnings
+        except Exception:  # noqa: BLE001 - an old or damaged preset only costs the warnings
             return []
         return [f"⚠ {w}" for w in preflight.recipe_warnings(preset)]
 
@@ -305,7 +306,7 @@ class FreezeMapScreen(Screen[tuple[Depth, str] | None]):
         try:
             description = self._describer(self.workspace.cache_dir, name, size, alpha, said)
             head = head_for(description, dropout)
-        except Exception as e:  # DescriptionError, a worker crash: one line on screen
+        except Exception as e:  # noqa: BLE001 - DescriptionError, a worker crash: one line on screen
             self.app.call_from_thread(self.set_status, one_line(e), error=True)
             return
         self.app.call_from_thread(self._described, description, head)

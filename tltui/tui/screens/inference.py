@@ -24,9 +24,11 @@ from textual.widgets import DataTable, DirectoryTree, Footer, Input, Select, Sta
 from textual.worker import get_current_worker
 
 from tltui.client.predict import PredictError, PredictionRow, PredictReport, PredictStarted, Progress, Skipped
-from tltui.tui.screens._support import ScreenActions, one_line, workspace_for
-from tltui.tui.widgets.thumbnail import Thumbnail
+from tltui.core.errors import one_line
+from tltui.core.status import RunStatus
 from tltui.core.workspace import Workspace, atomic_write
+from tltui.tui.screens._support import ScreenActions, workspace_for
+from tltui.tui.widgets.thumbnail import Thumbnail
 
 #: ``source(run_dir, folder) -> records``; the default runs the predict worker.
 Source = Callable[[Path, Path], Iterable[Any]]
@@ -257,14 +259,14 @@ class InferenceScreen(Screen[None]):
         self.query_one("#inf-folder", Input).focus()
 
     def _load_runs(self) -> None:
-        runs = [r for r in self.workspace.list_runs(["completed"])]
+        runs = [r for r in self.workspace.list_runs([RunStatus.COMPLETED])]
         select = self.query_one("#inf-run", Select)
         select.set_options([(f"{r.id} {r.name}"[:40], r.id) for r in reversed(runs)])
         self.query_one("#inf-against", Select).set_options([(f"vs {r.id} {r.name}"[:30], r.id) for r in reversed(runs)])
         if self.run_id is not None:
             try:
                 rid = self.workspace.get(self.run_id).id
-            except Exception as e:  # an unknown id: say so, let the user pick
+            except Exception as e:  # noqa: BLE001 - an unknown id: say so, let the user pick
                 self._set_error(one_line(e))
                 return
             if rid in {r.id for r in runs}:
@@ -398,7 +400,7 @@ class InferenceScreen(Screen[None]):
                     break
         except PredictError as e:
             error = str(e)
-        except Exception as e:  # a broken source must end in a status line, not a crash
+        except Exception as e:  # noqa: BLE001 - a broken source must end in a status line, not a crash
             error = one_line(e)
         finally:
             job = self._job
@@ -610,7 +612,7 @@ class InferenceScreen(Screen[None]):
         try:
             out.mkdir(parents=True, exist_ok=True)
             path, error = self._cam_source(run_dir, Path(item.path), out), None
-        except Exception as e:  # the worker's one line (a hub backbone has no feature map, ...)
+        except Exception as e:  # noqa: BLE001 - the worker's one line (a hub backbone has no feature map, ...)
             path, error = None, one_line(e)
         if not get_current_worker().is_cancelled:
             self.app.call_from_thread(self._cam_done, item, path, error)

@@ -28,12 +28,13 @@ from textual.timer import Timer
 from textual.widgets import Footer, OptionList, Static, TextArea
 from textual.widgets.option_list import Option
 
-from tltui.tui.screens._support import ScreenActions, one_line, workspace_for
-from tltui.tui.toml_edit import TomlEditError, set_keys
+from tltui.core.errors import one_line
+from tltui.core.workspace import RunRecord, Workspace, atomic_write
+from tltui.tui.screens._support import ScreenActions, workspace_for
 from tltui.tui.screens.save_as import SaveAsDialog
+from tltui.tui.toml_edit import TomlEditError, set_keys
 from tltui.tui.widgets.preset_form import PresetForm
 from tltui.tui.widgets.toml_editor import TomlEditor
-from tltui.core.workspace import RunRecord, Workspace, atomic_write
 
 #: ``queue(ws, preset_path) -> runs``: what the queue key does (tests inject a runner-less one).
 QueueFn = Callable[[Workspace, Path], list[RunRecord]]
@@ -210,7 +211,7 @@ class PresetsScreen(Screen[None]):
         ol = self.query_one("#preset-list", OptionList)
         try:
             ol.replace_option_prompt(e.id, self._entry_label(e))
-        except Exception:  # the list was rebuilt meanwhile: the next rebuild labels it
+        except Exception:  # noqa: BLE001 - the list was rebuilt meanwhile: the next rebuild labels it
             pass
 
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
@@ -449,7 +450,7 @@ class PresetsScreen(Screen[None]):
         ws = Workspace(self.workspace.root)  # a connection per thread
         try:
             runs = self._queue_fn(ws, path)
-        except Exception as e:  # PresetError, WorkspaceError, a runner that cannot start: one line
+        except Exception as e:  # noqa: BLE001 - PresetError, WorkspaceError, a runner that cannot start: one line
             self.app.call_from_thread(self.notify, f"not queued: {one_line(e)}", severity="error", timeout=8)
             return
         finally:

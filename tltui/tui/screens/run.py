@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.console import Group, RenderableType
 from rich.syntax import Syntax
@@ -14,18 +14,20 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Footer, Log, Static, TabbedContent, TabPane
 
 from tltui.core.errors import PresetError
+from tltui.core.status import RunStatus
 from tltui.tui import curves
 from tltui.tui import formatting as fmt
-from tltui.tui.data import RunSnapshot
+from tltui.tui.screens.base import RunsView
+from tltui.tui.store import RunSnapshot
+from tltui.tui.widgets.layer_map import LayerMap
 from tltui.tui.widgets.metric_chart import MetricChart, Series, ema
 
 TRAIN_COLOR = (31, 119, 180)
 VAL_COLOR = (255, 127, 14)
-FAILED = ("failed", "interrupted")
+FAILED = (RunStatus.FAILED, RunStatus.INTERRUPTED)
 FAILURE_LOG_LINES = 8
 #: while only batches arrive, the charts are rebuilt at most this often (three plotext builds
 #: cost ~0.1 s of CPU); an epoch's end, the run's end or a toggle redraws them at once
@@ -88,16 +90,17 @@ def freeze_map_view(data: dict[str, Any] | None) -> RenderableType:
     return Group(head, table, tail, Text("Press f for the freeze map explorer.", style="dim"))
 
 
-def _layer_map_widget() -> Any:
-    """The freeze map explorer's tree widget, if this installation has it."""
-    try:
-        from tltui.tui.widgets.layer_map import LayerMap
-    except ImportError:
-        return None
-    return LayerMap(id="layer-map")
+class RunScreen(RunsView):
+    DEFAULT_CSS = """
+    RunScreen #run-header { height: auto; padding: 0 1; background: $boost; }
+    RunScreen #run-failure { height: auto; max-height: 10; padding: 0 1; border-left: thick $error; margin: 0 1; }
+    RunScreen #run-tabs { height: 1fr; }
+    RunScreen #run-tabs TabPane { padding: 0; }
+    RunScreen #charts { grid-size: 3 1; grid-gutter: 0 1; height: 1fr; }
+    RunScreen #charts.six { grid-size: 3 2; }
+    RunScreen #log-view { height: 1fr; }
+    """
 
-
-class RunScreen(Screen[None]):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", id="run.back"),
         Binding("v", "panels", "3/6 panels", id="run.panels"),
@@ -110,7 +113,7 @@ class RunScreen(Screen[None]):
         Binding("i", "app.inference", "Inference", show=False, id="run.inference"),
     ]
     #: the app redraws this screen at most this often (six plotext charts per redraw)
-    redraw_seconds = 0.25
+    redraw_seconds: ClassVar[float] = 0.25
 
     def __init__(self, run_id: str) -> None:
         super().__init__()
@@ -132,16 +135,13 @@ class RunScreen(Screen[None]):
         yield Static(id="run-header")
         yield Static(id="run-failure")
         with TabbedContent(id="run-tabs"):
-            with TabPane("Charts", id="tab-charts"):
-                with Grid(id="charts"):
-                    for key in ("loss", "acc", "top5_acc", "val_loss", "val_acc", "val_top5_acc"):
-                        yield MetricChart(id=f"chart-{key}")
-            with TabPane("Freeze map", id="tab-freeze"):
-                with VerticalScroll(id="freeze-fallback"):
-                    yield Static(id="freeze-view")
-            with TabPane("Preset", id="tab-preset"):
-                with VerticalScroll():
-                    yield Static(id="preset-view")
+            with TabPane("Charts", id="tab-charts"), Grid(id="charts"):
+                for key in ("loss", "acc", "top5_acc", "val_loss", "val_acc", "val_top5_acc"):
+                    yield MetricChart(id=f"chart-{key}")
+            with TabPane("Freeze map", id="tab-freeze"), VerticalScroll(id="freeze-fallback"):
+                yield Static(id="freeze-view")
+            with TabPane("Preset", id="tab-preset"), VerticalScroll():
+                yield Static(id="preset-view")
             with TabPane("Log", id="tab-log"):
                 yield Log(id="log-view", highlight=False)
         yield Footer()
@@ -166,7 +166,7 @@ class RunScreen(Screen[None]):
 
     def _refresh_moved(self) -> None:
         """An epoch ended: the worker wrote a new weights-moved record; show it in the layer map."""
-        layers = self.query("#layer-map")
+        layers = self.query(LayerMap)
         if not layers:
             return
         data = self.app.store.freeze_map(self.run_id)
@@ -175,16 +175,17 @@ class RunScreen(Screen[None]):
                 layers.first().show(data)
 
     def _show_freeze_map(self, data: dict[str, Any] | None) -> None:
-        """The full layer map when that widget is installed and the map reads; else a stage table."""
-        layer_map = _layer_map_widget() if data else None
-        if layer_map is not None:
-            self.query_one("#tab-freeze", TabPane).mount(layer_map, before=0)
-            try:
+        """The full layer map when the map reads; else a stage table."""
+        if data:
+            layer_map = LayerMap(id="layer-map")
+            try:  # before mounting: a map it cannot read fails here, not later in its on_mount
                 layer_map.show(data)
+            except (KeyError, TypeError, ValueError, AttributeError):
+                pass  # the stage table below still reads it
+            else:
+                self.query_one("#tab-freeze", TabPane).mount(layer_map, before=0)
                 self.query_one("#freeze-fallback").display = False
                 return
-            except (KeyError, TypeError, ValueError, AttributeError):
-                layer_map.remove()  # a map this widget cannot read: the stage table below still can
         self.query_one("#freeze-view", Static).update(freeze_map_view(data))
 
     def target_ids(self) -> list[str]:

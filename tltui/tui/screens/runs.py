@@ -5,18 +5,24 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import Footer, Input, Static
 
 from tltui.tui import formatting as fmt
-from tltui.tui.data import RunRow
+from tltui.tui.screens.base import RunsView
+from tltui.tui.store import RunRow
 from tltui.tui.widgets.run_table import COLUMN_KEYS, RunTable, matches, sort_rows
 
 SORTABLE = COLUMN_KEYS[1:]
 
 
-class RunsScreen(Screen[None]):
+class RunsScreen(RunsView):
     """Runs (home). Reads rows from ``app.store``; the app tells it what changed."""
+
+    DEFAULT_CSS = """
+    RunsScreen .title { height: 1; padding: 0 1; background: $boost; }
+    RunsScreen #filter { height: 3; margin: 0 1; }
+    RunsScreen #runs-status { height: 1; padding: 0 1; color: $text-muted; }
+    """
 
     BINDINGS = [
         Binding("enter", "open", "Open", id="runs.open"),
@@ -137,13 +143,13 @@ class RunsScreen(Screen[None]):
         if rid:
             self.app.open_run(rid)
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+    def on_run_table_row_selected(self, event: RunTable.RowSelected) -> None:
         event.stop()
-        if event.row_key.value:
-            self.app.open_run(event.row_key.value)
+        if event.run_id:
+            self.app.open_run(event.run_id)
 
-    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
-        key = event.column_key.value
+    def on_run_table_header_selected(self, event: RunTable.HeaderSelected) -> None:
+        key = event.column_key
         if key in SORTABLE:
             self.sort_reverse = not self.sort_reverse if key == self.sort_key else False
             self.sort_key = key

@@ -74,7 +74,7 @@ def system_sampler(running_gpus: Callable[[], dict[str, list[int] | None]] | Non
         if running_gpus is not None:
             try:
                 owners = running_gpus()
-            except Exception:  # a busy or missing registry only hides the "used by" column
+            except Exception:  # noqa: BLE001 - a busy or missing registry only hides the "used by" column
                 owners = {}
         by_gpu: dict[int, list[str]] = {}
         on_cpu: list[str] = []
@@ -88,7 +88,7 @@ def system_sampler(running_gpus: Callable[[], dict[str, list[int] | None]] | Non
             from tltui.core import gpus as gpu_api
 
             infos = sorted(gpu_api.sample().values(), key=lambda g: g.index)
-        except Exception:  # NVML errors and vanished devices: no GPU readings this tick
+        except Exception:  # noqa: BLE001 - NVML errors and vanished devices: no GPU readings this tick
             infos = []
         devices = tuple(
             DeviceReading(g.index, g.name, float(g.util), g.mem_used, g.mem_total, tuple(by_gpu.get(g.index, ())))
@@ -97,7 +97,7 @@ def system_sampler(running_gpus: Callable[[], dict[str, list[int] | None]] | Non
         try:
             vm = psutil.virtual_memory()
             host = HostReading(psutil.cpu_percent(interval=None), vm.total - vm.available, vm.total, tuple(on_cpu))
-        except Exception:
+        except Exception:  # noqa: BLE001 - psutil on an odd host: no host reading this tick
             host = None
         return PaneSample(devices, host)
 
@@ -212,7 +212,7 @@ class GpuPane(Widget):
         assert self._sampler is not None
         try:
             sample = self._sampler()
-        except Exception as e:  # a sampler must never take the UI down
+        except Exception as e:  # noqa: BLE001 - a sampler must never take the UI down
             sample = PaneSample(error=str(e).splitlines()[0] if str(e) else type(e).__name__)
         self.post_message(self.Sampled(sample))
 

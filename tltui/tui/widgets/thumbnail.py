@@ -160,7 +160,7 @@ class Thumbnail(Widget):
     def _decode(self, path: str) -> None:
         try:
             result = _Decoded(path, load_preview(path), None)
-        except Exception as e:  # arbitrary user files: any decoder error means "no preview"
+        except Exception as e:  # noqa: BLE001 - arbitrary user files: any decoder error means "no preview"
             result = _Decoded(path, None, str(e).splitlines()[0] if str(e) else type(e).__name__)
         if not get_current_worker().is_cancelled:
             self.app.call_from_thread(self._show, result)

@@ -13,7 +13,6 @@ from rich.style import Style
 from rich.text import Text
 from textual.widgets import TextArea
 
-
 _HIGHLIGHT = [
     (re.compile(r"^\s*\[\[?[^\]]*\]\]?"), Style(bold=True, color="magenta")),
     (re.compile(r'^\s*("(?:[^"\\]|\\.)*"|[A-Za-z0-9_\-.]+)\s*(?==)'), Style(color="cyan")),

@@ -10,13 +10,14 @@ import pytest
 from tests.tui import fake_ws
 from tltui.core import protocol
 from tltui.core.protocol import Batch, EpochEnd
-from tltui.tui import curves, data
+from tltui.tui import curves
 from tltui.tui import formatting as fmt
+from tltui.tui import store as run_store
 
 
-def store_for(scripted) -> tuple[data.RunStore, dict[str, str]]:
+def store_for(scripted) -> tuple[run_store.RunStore, dict[str, str]]:
     ws, ids = scripted
-    store = data.RunStore(ws, clock=lambda: fake_ws.NOW)
+    store = run_store.RunStore(ws, clock=lambda: fake_ws.NOW)
     store.refresh()
     return store, ids
 
@@ -78,7 +79,7 @@ def test_summaries_load_off_thread_and_install_once(scripted):
     store, ids = store_for(scripted)
     pending = store.unloaded_final()
     assert ids["completed"] in pending and ids["running"] not in pending and ids["queued"] not in pending
-    state, tail = data.load_summary(scripted[0].run_paths(ids["completed"]).events)
+    state, tail = run_store.load_summary(scripted[0].run_paths(ids["completed"]).events)
     assert state.batches == [] and state.epochs_done == 10
     assert store.install(ids["completed"], state, tail)
     assert not store.install(ids["completed"], state, tail)
@@ -98,13 +99,13 @@ def test_results_use_the_best_epoch_and_export_as_csv(scripted):
     store, ids = store_for(scripted)
     sweep = [rid for rid in store.ids if store.record(rid).sweep]
     snaps = [store.snapshot(rid) for rid in sweep]
-    rows = data.results(snaps)
+    rows = run_store.results(snaps)
     assert [r.epochs for r in rows] == [8, 8, 8, 8]
     assert all(r.best_epoch == 8 and r.seconds == 480.0 and r.trainable_params == 204_900 for r in rows)
-    swept, bars = data.sweep_bars(snaps)
+    swept, bars = run_store.sweep_bars(snaps)
     assert swept == "freeze.depth" and [b[0] for b in bars] == ["0", "1", "2", "3"]
     assert bars[0][1] > bars[3][1]
-    path = data.export_results(scripted[0], rows, fake_ws.NOW)
+    path = run_store.export_results(scripted[0], rows, fake_ws.NOW)
     assert path.parent == scripted[0].root / "exports"
     parsed = list(csv.DictReader(io.StringIO(path.read_text())))
     assert [p["id"] for p in parsed] == sweep and float(parsed[0]["val_acc"]) == rows[0].val_acc
@@ -118,14 +119,14 @@ def test_results_use_the_best_epoch_and_export_as_csv(scripted):
 def test_runs_that_are_not_a_sweep_get_no_bars(scripted):
     store, ids = store_for(scripted)
     snaps = [store.snapshot(ids["completed"]), store.snapshot(ids["failed"])]
-    assert data.sweep_bars(snaps) == ("", [])
+    assert run_store.sweep_bars(snaps) == ("", [])
 
 
 def test_run_colours_are_stable_and_from_the_palette():
-    assert data.run_color("r0001") == data.run_color("r0001")
-    assert data.run_color("r0001") in data.PALETTE
-    assert len({data.run_color(f"r{i:04d}") for i in range(1, 40)}) > 5
-    assert data.hex_color((255, 0, 16)) == "#ff0010"
+    assert run_store.run_color("r0001") == run_store.run_color("r0001")
+    assert run_store.run_color("r0001") in run_store.PALETTE
+    assert len({run_store.run_color(f"r{i:04d}") for i in range(1, 40)}) > 5
+    assert run_store.hex_color((255, 0, 16)) == "#ff0010"
 
 
 def test_curves_on_each_x_axis(scripted):

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tltui.core.status import RunStatus
 from tltui.core.protocol import EventTail
 from tltui.core.runstate import RunState
+from tltui.core.status import RunStatus
 from tltui.core.workspace import FINAL, RunRecord, Workspace, atomic_write
 
 Clock = Callable[[], float]

@@ -1,0 +1,444 @@
+"""Workspace settings: ``WORKSPACE/settings.toml``, ``WORKSPACE/keymap.toml`` and every ``TLTUI_*``
+environment variable tltui reads.
+
+``settings.toml`` has one table per part of tltui, each a pydantic model that refuses unknown keys
+(:class:`RunnerSettings` ``[runner]``, :class:`ExecutorSettings` ``[executor]``,
+:class:`RaySettings` ``[ray]``, :class:`SlurmSettings` ``[slurm]``, :class:`CacheSettings`
+``[cache]``, :class:`UiSettings` ``[ui]``), gathered in :class:`Settings`. :meth:`Settings.load`
+reads the file (a missing file: every default) and applies the environment overrides declared on
+the fields (``json_schema_extra={"env": ...}``; the environment wins). Every problem is one
+:class:`~tltui.core.errors.PresetIssue` naming the file, line and ``table.key``, or the variable::
+
+    /home/me/.local/share/tltui/settings.toml:3: runner.tick: Input should be greater than 0 (got 0)
+    TLTUI_RUNNER_CPU_SLOTS: runner.cpu_slots: Input should be a valid integer, unable to parse ... (got 'two')
+
+and all of them are raised together as one :class:`~tltui.core.errors.PresetError` (a
+:class:`~tltui.core.errors.TltuiError`: the CLI prints its lines once). ``strict=False`` never
+raises: a bad key or variable keeps its default and its issue is kept in :attr:`Settings.issues`
+(the queue runner logs them; a long-lived process must not die of a typo made while it runs), and
+:meth:`Settings.check` raises those of the tables a caller needs (a Ray job needs ``[ray]``, not
+``[ui]``). :func:`load_keymap` reads ``keymap.toml`` with the same errors.
+
+Environment variables (an empty value counts as unset):
+
+Settings overrides, applied by :meth:`Settings.load`:
+
+- ``TLTUI_RUNNER_IDLE_TIMEOUT``, ``TLTUI_RUNNER_CANCEL_GRACE``, ``TLTUI_RUNNER_MAX_RUNS_PER_GPU``,
+  ``TLTUI_RUNNER_CPU_SLOTS``, ``TLTUI_RUNNER_GPU_BUSY_UTIL``, ``TLTUI_RUNNER_GPU_BUSY_MEMORY``,
+  ``TLTUI_RUNNER_TICK``: the ``[runner]`` key of the same name (the tests shorten
+  ``TLTUI_RUNNER_IDLE_TIMEOUT`` and ``TLTUI_RUNNER_CANCEL_GRACE``).
+- ``TLTUI_EXECUTOR``: ``[executor] default``, the executor ``queue add`` uses without ``--executor``.
+- ``TLTUI_RAY_ADDRESS``: ``[ray] address``, the Ray cluster's job server.
+- ``TLTUI_SLURM_CLUSTER``: ``[slurm] cluster`` (``local``: submitit's local stand-in, for tests).
+- ``TLTUI_IMAGES``: ``[ui] images``, how the app draws images.
+
+Read where they are used:
+
+- ``TLTUI_HOME``: the workspace folder when ``--workspace`` is not given
+  (:func:`tltui.core.workspace.default_home`).
+- ``TLTUI_WORKER_CMD``: the worker's command line as a JSON list instead of
+  ``python -m tltui.worker`` (:mod:`tltui.runner.supervisor`); the tests point it at
+  ``tests/fake_worker.py``.
+- ``TLTUI_RELAY_FILES``: internal: the small files of a run folder, which the Ray executor ships to
+  a node without the workspace for :mod:`tltui.runner.executors.ray_relay`.
+- ``TLTUI_RELAY_SCRATCH``: the node-local folder where ``ray_relay`` runs such a run (default
+  ``$TMPDIR/tltui-relay-UID``).
+- ``TLTUI_FAKE_GPUS``: test-only: a fake GPU inventory, a count or a JSON list (:mod:`tltui.core.gpus`).
+- ``TLTUI_FAULT``: test-only: a fault the training worker injects (:mod:`tltui.worker.faults`,
+  ``docs/reliability.md``).
+- ``TLTUI_TEST_BACKBONES``: test-only: ``1`` enables the test backbones such as ``tiny_cnn``
+  (:mod:`tltui.core.catalog`).
+
+Read by the test suite only: ``TLTUI_FAKE_EPOCH_SECONDS``, ``TLTUI_FAKE_STEPS``,
+``TLTUI_FAKE_CRASH_AT``, ``TLTUI_FAKE_EXIT_CODE``, ``TLTUI_FAKE_NAN_AT``, ``TLTUI_FAKE_IGNORE_TERM``
+(the scripted worker, ``tests/fake_worker.py``) and ``TLTUI_REQUIRE_SLURM`` (``1``: a one-node Slurm
+cluster that does not start fails the suite instead of skipping; set by ``.ci/run``).
+
+``tests/core/test_settings.py`` fails when the code reads a ``TLTUI_*`` name this list leaves out.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+
+from tltui.core.errors import PresetError, PresetIssue
+from tltui.core.workspace import SETTINGS_FILE
+
+KEYMAP_FILE = "keymap.toml"
+MAX_BYTES = 1_000_000
+DEFAULT_RAY_ADDRESS = "http://127.0.0.1:8265"
+
+
+def _env(name: str) -> dict[str, Any]:
+    return {"env": name}
+
+
+class _Table(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    @classmethod
+    def env_overrides(cls) -> dict[str, str]:
+        """``{key: the environment variable that overrides it}``."""
+        out: dict[str, str] = {}
+        for name, f in cls.model_fields.items():
+            extra = f.json_schema_extra
+            if isinstance(extra, dict) and isinstance(extra.get("env"), str):
+                out[name] = str(extra["env"])
+        return out
+
+
+class RunnerSettings(_Table):
+    """``[runner]``: the detached queue runner's slots and timings."""
+
+    idle_timeout: float = Field(60.0, ge=0, description="seconds with nothing queued or running before the runner exits",
+                                json_schema_extra=_env("TLTUI_RUNNER_IDLE_TIMEOUT"))
+    cancel_grace: float = Field(30.0, ge=0, description="seconds between SIGTERM and SIGKILL when cancelling",
+                                json_schema_extra=_env("TLTUI_RUNNER_CANCEL_GRACE"))
+    max_runs_per_gpu: int = Field(1, ge=1, description="runs of ours sharing one GPU",
+                                  json_schema_extra=_env("TLTUI_RUNNER_MAX_RUNS_PER_GPU"))
+    cpu_slots: int = Field(1, ge=0, description="concurrent CPU-only runs", json_schema_extra=_env("TLTUI_RUNNER_CPU_SLOTS"))
+    gpu_busy_util: float = Field(50.0, ge=0, description="percent: a GPU none of our runs use, busier than this, is skipped",
+                                 json_schema_extra=_env("TLTUI_RUNNER_GPU_BUSY_UTIL"))
+    gpu_busy_memory: float = Field(0.5, ge=0, description="fraction of memory others use above which a GPU is skipped",
+                                   json_schema_extra=_env("TLTUI_RUNNER_GPU_BUSY_MEMORY"))
+    tick: float = Field(0.2, gt=0, description="longest sleep between checks (seconds)",
+                        json_schema_extra=_env("TLTUI_RUNNER_TICK"))
+
+
+class ExecutorSettings(_Table):
+    """``[executor]``: where ``queue add`` sends runs without ``--executor``. Any name here: the
+    runner's package knows which executors exist and checks it
+    (``tltui.runner.executors.default_executor``, with :meth:`Settings.error`)."""
+
+    default: str = Field("local", min_length=1, description="local, ray or slurm",
+                         json_schema_extra=_env("TLTUI_EXECUTOR"))
+
+
+class RaySettings(_Table):
+    """``[ray]``: the Ray cluster (``tltui.runner.executors.ray``)."""
+
+    address: str = Field(DEFAULT_RAY_ADDRESS, min_length=1, description="the cluster's job server (dashboard)",
+                         json_schema_extra=_env("TLTUI_RAY_ADDRESS"))
+    num_cpus: float = Field(1.0, ge=0, description="CPUs per run")
+    default_gpus: int = Field(0, ge=0, description="GPUs when a preset leaves train.gpus unset")
+    shared_fs: Literal["auto"] | bool = Field("auto", description="do the nodes see the workspace at the same path?")
+    python: str | None = Field(None, min_length=1, description="the interpreter with tltui on the nodes (None: this one)")
+    env_vars: dict[str, str] = Field(default_factory=dict, description="environment variables of the jobs")
+    poll_interval: float = Field(0.5, gt=0, description="seconds between job status checks")
+    lost_after: float = Field(120.0, ge=0, description="seconds of an unreachable cluster before runs are interrupted")
+    stop_wait: int = Field(30, ge=0, description="seconds from SIGTERM to SIGKILL on cancel")
+    submit_retry: float = Field(15.0, ge=0, description="seconds a submission is retried while the cluster is busy")
+
+    @field_validator("shared_fs", mode="plain")
+    @classmethod
+    def _shared_fs(cls, v: object) -> Literal["auto"] | bool:
+        if v == "auto" or isinstance(v, bool):
+            return v  # type: ignore[return-value]
+        raise ValueError(f'expected "auto", true or false, got {v!r}')
+
+    @field_validator("env_vars", mode="before")
+    @classmethod
+    def _env_vars(cls, v: object) -> object:
+        """Numbers and booleans become their text, as the job's environment holds only strings."""
+        if isinstance(v, dict):
+            return {k: str(x) if isinstance(x, int | float) else x for k, x in v.items()}
+        return v
+
+
+class SlurmSettings(_Table):
+    """``[slurm]``: Slurm jobs through submitit (``tltui.runner.executors.slurm``)."""
+
+    cluster: Literal["slurm", "local", "debug"] = Field(
+        "slurm", description='"slurm"; "local" runs the same job as a local process (tests)',
+        json_schema_extra=_env("TLTUI_SLURM_CLUSTER"))
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    time_limit: int = Field(24 * 60, ge=1, description="minutes")
+    gpus: int = Field(0, ge=0, description="GPUs when a preset leaves train.gpus unset")
+    cpus_per_task: int = Field(4, ge=1)
+    mem_gb: float | None = Field(None, gt=0)
+    additional: dict[str, Any] = Field(default_factory=dict, description="extra #SBATCH options")
+    setup: list[str] = Field(default_factory=list, description="shell lines before the worker")
+    python: str | None = Field(None, min_length=1, description="the interpreter with tltui on the nodes (None: this one)")
+    max_requeues: int = Field(3, ge=0, description="time limits that requeue the run with --resume before it fails")
+    signal_delay: int = Field(90, ge=0, description="seconds before the time limit that Slurm signals the job")
+    poll_interval: float = Field(30.0, gt=0, description="seconds between scheduler status checks")
+    scheduler_grace: float = Field(600.0, ge=0, description="seconds of no scheduler answer and no worker event "
+                                   "before runs are interrupted")
+
+
+class CacheSettings(_Table):
+    """``[cache]``: the decoded-image cache (``tltui.core.decoded_store``)."""
+
+    decoded_gb: float = Field(20.0, ge=0, description="GB beyond which the oldest-used entries are deleted")
+
+
+class UiSettings(_Table):
+    """``[ui]``: the app."""
+
+    images: Literal["auto", "halfblock", "kitty", "sixel"] = Field(
+        "auto", description="how images are drawn (auto: ask the terminal)", json_schema_extra=_env("TLTUI_IMAGES"))
+
+
+class Settings(_Table):
+    """The whole ``settings.toml``; read it with :meth:`load`."""
+
+    runner: RunnerSettings = Field(default_factory=RunnerSettings)
+    executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
+    ray: RaySettings = Field(default_factory=RaySettings)
+    slurm: SlurmSettings = Field(default_factory=SlurmSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    ui: UiSettings = Field(default_factory=UiSettings)
+
+    TABLES: ClassVar[dict[str, type[_Table]]] = {
+        "runner": RunnerSettings, "executor": ExecutorSettings, "ray": RaySettings, "slurm": SlurmSettings,
+        "cache": CacheSettings, "ui": UiSettings,
+    }
+
+    _file: Path | None = PrivateAttr(None)
+    _text: str | None = PrivateAttr(None)
+    _issues: tuple[PresetIssue, ...] = PrivateAttr(())
+    _from_env: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @classmethod
+    def load(cls, where: Any, env: Mapping[str, str] | None = None, *, strict: bool = True) -> Settings:
+        """The settings of a workspace (a :class:`~tltui.core.workspace.Workspace` or its folder) and
+        the environment (default ``os.environ``). ``strict``: any problem raises one
+        :class:`PresetError` listing them all; else each bad value keeps its default and the
+        problems are in :attr:`issues`."""
+        path = _root(where) / SETTINGS_FILE
+        env = os.environ if env is None else env
+        file = str(path)
+        issues: list[PresetIssue] = []
+        text, data = _read_toml(path, issues)
+        for name, value in data.items():
+            if name not in cls.TABLES:
+                what = "table" if isinstance(value, dict) else "key"
+                issues.append(PresetIssue(file, _locate(text, name), name,
+                                          _unknown(what, name, list(cls.TABLES), "tables")))
+        tables: dict[str, _Table] = {}
+        from_env: dict[str, str] = {}
+        for name, model in cls.TABLES.items():
+            raw = data.get(name, {})
+            if not isinstance(raw, dict):
+                issues.append(PresetIssue(file, _locate(text, name), name,
+                                          f"expected a table [{name}], got {_shown(raw)}"))
+                raw = {}
+            table, errors = _validate(model, raw, strict=True)
+            issues += _issues(errors, model, name, file=file, text=text)
+            variables = model.env_overrides()
+            overrides = {key: env[var] for key, var in variables.items() if env.get(var)}
+            if overrides:  # strings, parsed as pydantic's lax mode does ("5" is a number there)
+                _, errors = _validate(model, {**table.model_dump(), **overrides}, strict=False)
+                issues += _issues(errors, model, name, variables=variables)
+                bad = {str(e["loc"][0]) for e in errors if e["loc"]}
+                good = {key: value for key, value in overrides.items() if key not in bad}
+                table, _ = _validate(model, {**table.model_dump(), **good}, strict=False)  # a bad one: the file's
+                from_env.update({f"{name}.{key}": variables[key] for key in good})
+            tables[name] = table
+        issues.sort(key=lambda i: (i.file != file, i.line or 0))  # the file's in line order, then the variables
+        settings = cls.model_validate(tables)
+        settings._file, settings._text, settings._issues, settings._from_env = path, text, tuple(issues), from_env
+        if strict and issues:
+            raise PresetError(issues)
+        return settings
+
+    @property
+    def file(self) -> Path | None:
+        """The ``settings.toml`` these were read from (``None``: not read from a file)."""
+        return self._file
+
+    @property
+    def issues(self) -> list[PresetIssue]:
+        """What :meth:`load` with ``strict=False`` ignored (each bad value kept its default)."""
+        return list(self._issues)
+
+    def check(self, *tables: str) -> Settings:
+        """Raise the issues of these tables (and of the file as a whole: unreadable, not TOML) as
+        one :class:`PresetError`; ``self`` when there are none."""
+        mine = [i for i in self._issues if i.field is None or i.field.split(".")[0] in tables]
+        if mine:
+            raise PresetError(mine)
+        return self
+
+    def error(self, field: str, message: str) -> PresetError:
+        """A problem with a value found beyond the schema (``executor.default`` names no executor
+        the runner knows), located like the schema's: the variable it came from, else its line."""
+        var = self._from_env.get(field)
+        if var is not None:
+            return PresetError([PresetIssue(var, None, field, message)])
+        file = str(self._file) if self._file is not None else SETTINGS_FILE
+        return PresetError([PresetIssue(file, _locate(self._text, field), field, message)])
+
+
+def load_keymap(where: Any) -> dict[str, str]:
+    """``keymap.toml`` of a workspace (a :class:`~tltui.core.workspace.Workspace` or its folder):
+    ``"binding.id" = "key"`` lines (the ids the help screen shows; a bare dotted key or a
+    ``[runs]`` table reads the same), ``{}`` when the file is missing. Raises one
+    :class:`PresetError` naming the file, line and binding of every bad entry."""
+    path = _root(where) / KEYMAP_FILE
+    file = str(path)
+    issues: list[PresetIssue] = []
+    text, data = _read_toml(path, issues)
+    out: dict[str, str] = {}
+    for binding, value in _flatten(data):
+        if isinstance(value, str) and value.strip() and not any(c.isspace() for c in value):
+            out[binding] = value
+        else:
+            issues.append(PresetIssue(file, _locate(text, binding), binding,
+                                      f'expected the key(s) to bind, like "k" or "ctrl+k,f2" (got {_shown(value)})'))
+    if issues:
+        raise PresetError(issues)
+    return out
+
+
+# ---------------------------------------------------------------------------- reading and errors
+
+
+def _root(where: Any) -> Path:
+    """A workspace folder, given it or a ``Workspace`` (a path's own ``.root`` is ``/``)."""
+    return Path(where) if isinstance(where, str | os.PathLike) else Path(where.root)
+
+
+def _read_toml(path: Path, issues: list[PresetIssue]) -> tuple[str | None, dict[str, Any]]:
+    """The text and the data of a TOML file (``(None, {})``: missing); a problem with the file as a
+    whole is appended to ``issues`` (and reads as ``{}``)."""
+    file = str(path)
+    try:
+        blob = path.read_bytes()
+    except FileNotFoundError:
+        return None, {}
+    except IsADirectoryError:
+        issues.append(PresetIssue(file, None, None, "is a directory, expected a TOML file"))
+        return None, {}
+    except OSError as e:
+        issues.append(PresetIssue(file, None, None, f"cannot read it ({e.strerror or e})"))
+        return None, {}
+    if len(blob) > MAX_BYTES:
+        issues.append(PresetIssue(file, None, None, f"file is larger than {MAX_BYTES} bytes"))
+        return None, {}
+    try:
+        text = blob.decode("utf-8")
+    except UnicodeDecodeError as e:
+        issues.append(PresetIssue(file, blob[: e.start].count(b"\n") + 1, None, "not UTF-8 text"))
+        return None, {}
+    try:
+        return text, tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        m = re.search(r"\(at line (\d+), column (\d+)\)", str(e))
+        line = int(m.group(1)) if m else (text.count("\n") + 1 if "end of document" in str(e) else None)
+        msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(e)) or "invalid TOML"
+        issues.append(PresetIssue(file, line, None, f"TOML syntax error: {msg}"))
+        return text, {}
+
+
+def _validate(model: type[_Table], raw: Mapping[str, Any], *, strict: bool) -> tuple[_Table, list[dict[str, Any]]]:
+    """The table, each key that does not validate left at its default, and the errors of those."""
+    data = dict(raw)
+    errors: list[dict[str, Any]] = []
+    for _ in range(len(data) + 1):
+        try:
+            return model.model_validate(data, strict=strict), errors
+        except ValidationError as e:
+            found: list[dict[str, Any]] = [dict(err) for err in e.errors(include_url=False)]
+            errors += found
+            bad = {str(err["loc"][0]) for err in found if err["loc"]} & data.keys()
+            if not bad:
+                break
+            for key in bad:
+                del data[key]
+    return model(), errors
+
+
+_TYPE_TAGS = {"str", "int", "float", "bool", "none", "dict", "list", "function-plain", "function-after",
+              "function-before"}
+
+
+def _issues(errors: list[dict[str, Any]], model: type[_Table], table: str, *, file: str = SETTINGS_FILE,
+            text: str | None = None, variables: Mapping[str, str] | None = None) -> list[PresetIssue]:
+    """Pydantic errors of one table as issues, one per field: at their line of ``file``, or, for
+    values from the environment (``variables``: key -> variable), naming the variable."""
+    out: dict[str, PresetIssue] = {}
+    for err in errors:
+        loc = [p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p in _TYPE_TAGS))]
+        key = str(loc[0]) if loc else ""
+        field = table + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
+        etype, inp = err["type"], err.get("input")
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if etype == "extra_forbidden":
+            msg = _unknown("key", key, list(model.model_fields), "keys")
+        elif not isinstance(inp, dict | list) or etype.endswith("_type"):
+            msg = msg if "got " in msg else f"{msg} (got {_shown(inp)})"
+        if variables is not None:
+            out.setdefault(field, PresetIssue(variables.get(key, "environment"), None, field, msg))
+        else:
+            out.setdefault(field, PresetIssue(file, _locate(text, field), field, msg))
+    return list(out.values())
+
+
+def _unknown(what: str, name: str, known: list[str], plural: str) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown {what}{hint} (known {plural}: {', '.join(known)})"
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for k, v in data.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out += _flatten(v, f"{name}.")
+        else:
+            out.append((name, v))
+    return out
+
+
+# ---------------------------------------------------------------------------- locating lines
+# the approach of tltui.core.presets.locate, for files without arrays of tables
+
+_HEADER = re.compile(r"^\s*\[\s*([^\]\[]+?)\s*\]\s*(#.*)?$")
+_KEY = re.compile(r"""^\s*("(?:[^"\\]|\\.)*"|'[^']*'|[A-Za-z0-9_\-]+(?:\s*\.\s*[A-Za-z0-9_\-]+)*)\s*=""")
+
+
+def _unquote(k: str) -> str:
+    k = k.strip()
+    if len(k) >= 2 and k[0] == k[-1] and k[0] in "\"'":
+        return k[1:-1]
+    return ".".join(p.strip().strip("\"'") for p in k.split("."))
+
+
+def _locate(text: str | None, field: str) -> int | None:
+    """The 1-based line of a dotted ``table.key`` (the line of ``key =`` under ``[table]``), else of
+    the nearest enclosing table or key that is there (its header, or an inline table's line)."""
+    if text is None:
+        return None
+    best, best_len, table = None, -1, ""
+    for no, line in enumerate(text.splitlines(), 1):
+        m = _HEADER.match(line)
+        if m:
+            table = _unquote(m.group(1))
+            here = table
+        else:
+            m = _KEY.match(line)
+            if not m:
+                continue
+            key = _unquote(m.group(1))
+            here = f"{table}.{key}" if table else key
+        if (field == here or field.startswith(here + ".") or field.startswith(here + "[")) and len(here) > best_len:
+            best, best_len = no, len(here)
+    return best
