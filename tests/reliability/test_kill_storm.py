@@ -4,7 +4,7 @@ history ends with exactly the configured distinct epochs.
 
 The real worker killed in the middle of a checkpoint write:
 ``test_worker_faults.py::test_kill_9_in_the_middle_of_a_checkpoint_write_then_resume``; a killed
-queue runner whose workers are adopted: ``tests/runner/test_runner.py::test_runner_killed_*``.
+queue runner whose workers are adopted: ``tests/runner/test_loop.py::test_runner_killed_*``.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tltui.commands import common
+from tltui.core.errors import CommandError
 from tltui.core.preflight import tfds_data_dir
 
 
@@ -37,8 +38,7 @@ def data_dir(args: argparse.Namespace) -> Path:
 def cmd_fetch(args: argparse.Namespace) -> int:
     name = args.source.removeprefix("tfds:")
     if not name or args.source.startswith("folder:"):
-        print(f"error: expected tfds:NAME, got {args.source!r}", file=sys.stderr)
-        return 2
+        raise CommandError(f"expected tfds:NAME, got {args.source!r}")
     root = data_dir(args)
     rc, reply = common.worker_job("data-fetch", name, "--data-dir", str(root))
     if "error" in reply or rc != 0:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tltui.commands import common
 from tltui.core.demo import DATA_DIR, PHOTOS_DIR, ensure_demo, workspace_preset
+from tltui.core.errors import CommandError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,8 +38,7 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
     from tltui.core import demo
 
     if args.per_class < 1 or args.size < 8:
-        print("error: --per-class must be >= 1 and --size >= 8", file=sys.stderr)
-        return 2
+        raise CommandError("--per-class must be >= 1 and --size >= 8")
     if args.dir is None:
         ws = common.workspace(args)
         root = ws.root / DATA_DIR
@@ -62,8 +62,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     path = ensure_demo(ws)
     if not args.headless:
         if args.overrides:
-            print("error: --set needs --headless (edit the preset in the app instead)", file=sys.stderr)
-            return 2
+            raise CommandError("--set needs --headless (edit the preset in the app instead)")
         from tltui.tui.app import run_app
 
         run_app(ws, open_preset=path)

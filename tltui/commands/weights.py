@@ -13,6 +13,7 @@ from typing import Any
 
 from tltui.commands import common
 from tltui.core import catalog
+from tltui.core.errors import CommandError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -52,7 +53,7 @@ def targets(args: argparse.Namespace) -> list[Target]:
             side = args.image_size or spec.default_size
             out.append(Target(name, (side, side), args.alpha))
             if catalog.imagenet_weights(name, (side, side)) is None:
-                raise ValueError(f"{name}: has no ImageNet weights")
+                raise CommandError(f"{name}: has no ImageNet weights")
             continue
         from tltui.core import presets
 
@@ -60,7 +61,7 @@ def targets(args: argparse.Namespace) -> list[Target]:
         path = presets.find_preset(name, ws)
         if not path.is_file():
             known = ", ".join(catalog.BACKBONES)
-            raise ValueError(f"{name}: neither a backbone ({known}) nor a preset file or name")
+            raise CommandError(f"{name}: neither a backbone ({known}) nor a preset file or name")
         preset = presets.load(path)
         for p in presets.run_presets(preset):
             if p.model.weights == "imagenet" and catalog.imagenet_weights(p.model.backbone, p.data.image_size) is not None:
@@ -92,11 +93,7 @@ def fetch_one(t: Target, quiet: bool) -> dict[str, Any]:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    try:
-        todo = targets(args)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    todo = targets(args)
     results = [fetch_one(t, args.json) for t in todo]
     if args.json:
         common.print_json({"weights": results})

@@ -199,7 +199,7 @@ class RunTable(ScrollView, can_focus=True):
             return self.table
 
     def __init__(self, *, id: str | None = None) -> None:
-        ScrollView.__init__(self, id=id)
+        super().__init__(id=id)
         self._order: list[str] = []  # run ids, top to bottom
         self._index: dict[str, int] = {}
         self._shown: dict[str, tuple[RunRow, bool]] = {}
