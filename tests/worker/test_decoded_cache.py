@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tltui.commands.main import main
-from tltui.core import demo, presets
+from tltui.core import decoded_store, demo, presets
 from tltui.worker import data, decoded
 
 
@@ -103,7 +103,7 @@ def test_a_build_killed_half_way_leaves_no_entry(folder: Path, tmp_path: Path, m
     monkeypatch.setattr(decoded, "_decode_rows", dies)
     with pytest.raises(KeyboardInterrupt):
         decoded.get(root, files, (16, 16), native=lambda: (16, 16), limit_bytes=1e9)
-    assert decoded.entries(root) == [] and not list(root.glob(".tmp-*"))
+    assert decoded_store.entries(root) == [] and not list(root.glob(".tmp-*"))
     monkeypatch.undo()
     assert not decoded.get(root, files, (16, 16), native=lambda: (16, 16), limit_bytes=1e9).hit
 
@@ -115,11 +115,11 @@ def test_oldest_used_entries_are_evicted_beyond_the_limit(folder: Path, tmp_path
     made = []
     for i, s in enumerate(sizes):
         made.append(decoded.get(root, files, s, native=lambda s=s: s, limit_bytes=1e9))
-        os.utime(made[-1].path / decoded.META, (1000 + i, 1000 + i))
-    os.utime(made[0].path / decoded.META, (2000, 2000))  # the first is used again: now the newest
-    limit = decoded.entry_bytes(made[0]) + decoded.entry_bytes(made[2]) + 1
-    decoded.evict(root, limit)
-    assert sorted(e.path for e in decoded.entries(root)) == sorted([made[0].path, made[2].path])
+        os.utime(made[-1].path / decoded_store.META, (1000 + i, 1000 + i))
+    os.utime(made[0].path / decoded_store.META, (2000, 2000))  # the first is used again: now the newest
+    limit = decoded_store.entry_bytes(made[0]) + decoded_store.entry_bytes(made[2]) + 1
+    decoded_store.evict(root, limit)
+    assert sorted(e.path for e in decoded_store.entries(root)) == sorted([made[0].path, made[2].path])
 
 
 def test_the_process_pool_decodes_the_same_pixels(folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -155,8 +155,8 @@ def test_memory_mapped_splits_give_the_batches_in_memory_ones_do(
 
 def test_cache_ls_and_rm(folder: Path, tmp_path: Path, capsys) -> None:
     ws = tmp_path / "ws"
-    root, limit = decoded.workspace_cache(ws)
-    assert root == ws / "cache" / "decoded" and limit == decoded.DEFAULT_LIMIT_GB * 1e9
+    root, limit = decoded_store.workspace_cache(ws)
+    assert root == ws / "cache" / "decoded" and limit == decoded_store.DEFAULT_LIMIT_GB * 1e9
     files = files_of(folder)
     a = decoded.get(root, files, (16, 16), native=lambda: (16, 16), limit_bytes=limit, source=f"folder:{folder}")
     decoded.get(root, files, (20, 20), native=lambda: (20, 20), limit_bytes=limit)
@@ -166,10 +166,10 @@ def test_cache_ls_and_rm(folder: Path, tmp_path: Path, capsys) -> None:
     mine = next(e for e in doc["entries"] if e["key"] == a.path.name)
     assert (mine["source"], mine["images"], mine["native_size"]) == (f"folder:{folder}", len(files), [16, 16])
     assert main(["--workspace", str(ws), "cache", "rm", a.path.name[:8]]) == 0
-    assert [e.path for e in decoded.entries(root)] != [a.path] and not a.path.exists()
+    assert [e.path for e in decoded_store.entries(root)] != [a.path] and not a.path.exists()
     assert main(["--workspace", str(ws), "cache", "rm", "zzzz"]) == 2
     assert "no entry with a key starting 'zzzz'" in capsys.readouterr().err
-    assert main(["--workspace", str(ws), "cache", "rm", "--all"]) == 0 and decoded.entries(root) == []
+    assert main(["--workspace", str(ws), "cache", "rm", "--all"]) == 0 and decoded_store.entries(root) == []
     (ws / "settings.toml").write_text("[cache]\ndecoded_gb = \"lots\"\n")
     assert main(["--workspace", str(ws), "cache", "ls"]) == 2
     err = capsys.readouterr().err.splitlines()[-1]

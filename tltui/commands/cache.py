@@ -1,5 +1,5 @@
 """``tltui cache ls|rm``: the decoded-image cache (``WORKSPACE/cache/decoded``, see
-:mod:`tltui.worker.decoded`): what it holds, and freeing it."""
+:mod:`tltui.core.decoded_store`): what it holds, and freeing it."""
 
 from __future__ import annotations
 
@@ -26,21 +26,21 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _root(args: argparse.Namespace) -> tuple[Path, float]:
-    from tltui.core import decoded_store as decoded
+    from tltui.core import decoded_store as store
 
-    return decoded.workspace_cache(common.workspace(args).root)
+    return store.workspace_cache(common.workspace(args).root)
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    from tltui.core import decoded_store as decoded
+    from tltui.core import decoded_store as store
 
     root, limit = _root(args)
     rows = []
-    for e in decoded.entries(root):
+    for e in store.entries(root):
         rows.append({
             "key": e.path.name, "source": e.meta.get("source", ""), "images": len(e.meta.get("rows", [])),
             "skipped": len(e.meta.get("skipped", [])), "native_size": e.meta.get("native_size"),
-            "bytes": decoded.entry_bytes(e), "last_used": decoded.last_used(e), "path": str(e.path),
+            "bytes": store.entry_bytes(e), "last_used": store.last_used(e), "path": str(e.path),
         })
     total = sum(r["bytes"] for r in rows)
     if args.json:
@@ -55,10 +55,10 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
-    from tltui.core import decoded_store as decoded
+    from tltui.core import decoded_store as store
 
     root, _ = _root(args)
-    found = decoded.entries(root)
+    found = store.entries(root)
     if args.all:
         chosen = found
     else:
@@ -73,7 +73,7 @@ def cmd_rm(args: argparse.Namespace) -> int:
             chosen += match
     freed = 0
     for e in chosen:
-        freed += decoded.entry_bytes(e)
+        freed += store.entry_bytes(e)
         shutil.rmtree(e.path, ignore_errors=True)
     print(f"removed {len(chosen)} entr{'y' if len(chosen) == 1 else 'ies'}, {freed / 1e6:.1f} MB freed", file=sys.stderr)
     return 0

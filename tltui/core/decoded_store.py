@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+#: Bumped when decoding changes (a new Pillow path, another resize): old entries stop matching.
 DECODE_VERSION = 1
 #: The size beyond which the oldest-used entries are deleted (``[cache] decoded_gb``).
 DEFAULT_LIMIT_GB = 20.0

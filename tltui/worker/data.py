@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tltui.core import images, preflight
+from tltui.core import decoded_store, images, preflight
 from tltui.core.presets import Preset
 from tltui.core.workspace import RunPaths, write_json
 from tltui.worker import decoded, tfds_fetch
@@ -405,7 +405,7 @@ def load(
     stop: Callable[[], bool] | None = None,
     *,
     decoded_cache: Path | None = None,
-    decoded_limit_bytes: float = decoded.DEFAULT_LIMIT_GB * 1e9,
+    decoded_limit_bytes: float = decoded_store.DEFAULT_LIMIT_GB * 1e9,
 ) -> Dataset:
     """Read the splits the preset describes. A folder's images are decoded once into the decoded
     cache ``decoded_cache`` (:mod:`tltui.worker.decoded`; a temporary one when ``None``) and read

@@ -38,24 +38,8 @@ from typing import Any
 import numpy as np
 
 from tltui.core import images
-from tltui.core.decoded_store import (  # noqa: F401 - the store's names, used here and by callers
-    DECODE_VERSION,
-    DEFAULT_LIMIT_GB,
-    IMAGES,
-    LOCK_DIR,
-    META,
-    Entry,
-    cache_for,
-    entries,
-    entry_bytes,
-    evict,
-    last_used,
-    read_entry,
-    touch,
-    workspace_cache,
-)
+from tltui.core.decoded_store import DECODE_VERSION, IMAGES, LOCK_DIR, META, Entry, evict, read_entry, touch
 
-#: Bumped when decoding changes (a new Pillow path, another resize): old entries stop matching.
 #: Fewer files than this are decoded by threads (a process pool takes about a second to start).
 PROCESS_POOL_MIN_FILES = 200
 #: Files per process-pool task.

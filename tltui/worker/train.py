@@ -208,9 +208,9 @@ class Trainer:
 
         keras.utils.set_random_seed(preset.train.seed)
         self.phase("data", f"loading {preset.data.source}")
-        from tltui.worker import decoded
+        from tltui.core import decoded_store
 
-        cache_root, cache_limit = decoded.cache_for(self.paths.dir)
+        cache_root, cache_limit = decoded_store.cache_for(self.paths.dir)
         dataset = data_mod.load(preset, log=self.emit_log, emit=self.writer.emit, stop=self.stop,
                                 decoded_cache=cache_root, decoded_limit_bytes=cache_limit)
         data_mod.write_info(dataset, self.paths, preset.data.image_size)
