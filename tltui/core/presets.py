@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from tltui.core import catalog
+from tltui.core import catalog, tomlpos
 from tltui.core.errors import PresetError, PresetIssue, TltuiError
 
 if TYPE_CHECKING:
@@ -248,51 +248,11 @@ class RunSpec:
 
 # --------------------------------------------------------------------------- locating lines
 
-_HEADER = re.compile(r"^\s*\[\s*([^\]\[]+?)\s*\]\s*(#.*)?$")
-_ARRAY_HEADER = re.compile(r"^\s*\[\[\s*([^\]\[]+?)\s*\]\]\s*(#.*)?$")
-_KEY = re.compile(r'^\s*("(?:[^"\\]|\\.)*"|[A-Za-z0-9_\-]+(?:\s*\.\s*[A-Za-z0-9_\-]+)*)\s*=')
-
-
-def _unquote(k: str) -> str:
-    k = k.strip()
-    return k[1:-1] if len(k) >= 2 and k[0] == '"' and k[-1] == '"' else k.replace(" ", "")
-
 
 def locate(text: str, loc: tuple[str | int, ...]) -> int | None:
-    """Best-effort 1-based line of a field given its pydantic location.
-
-    Finds ``key =`` under the right ``[table]``; falls back to the table header.
-    """
-    parts = [str(p) for p in loc if isinstance(p, str)]
-    if not parts:
-        return None
-    table, best, arrays = "", None, 0
-    for no, line in enumerate(text.splitlines(), 1):
-        m = _ARRAY_HEADER.match(line)
-        if m and _unquote(m.group(1)) == "phases":
-            arrays += 1
-            table = f"phases.{arrays}"
-            if table == ".".join(parts[:2]) and best is None:
-                best = no
-            continue
-        m = _HEADER.match(line)
-        if m:
-            table = _unquote(m.group(1))
-            if arrays and table.startswith("phases."):  # [phases.train] after [[phases]]: that phase's table
-                table = f"phases.{arrays}.{table.removeprefix('phases.')}"
-            if len(parts) >= 1 and table == ".".join(parts[:1]) and best is None:
-                best = no
-            continue
-        m = _KEY.match(line)
-        if not m:
-            continue
-        key = _unquote(m.group(1))
-        full = f"{table}.{key}" if table else key
-        if full == ".".join(parts) or (len(parts) > 2 and full == ".".join(parts[:2])):
-            return no
-        if table == "sweep" and len(parts) >= 2 and parts[0] == "sweep" and key == parts[1]:
-            return no
-    return best
+    """Best-effort 1-based line of a field given its pydantic location (phases counted from 1);
+    see :func:`tltui.core.tomlpos.locate`."""
+    return tomlpos.locate(text, ".".join(str(p) for p in loc if isinstance(p, str)))
 
 
 def _field_name(loc: tuple[str | int, ...]) -> str:

@@ -70,6 +70,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from tltui.core.errors import PresetError, PresetIssue
+from tltui.core.tomlpos import locate as _locate
 from tltui.core.workspace import SETTINGS_FILE
 
 KEYMAP_FILE = "keymap.toml"
@@ -406,39 +407,3 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]
         else:
             out.append((name, v))
     return out
-
-
-# ---------------------------------------------------------------------------- locating lines
-# the approach of tltui.core.presets.locate, for files without arrays of tables
-
-_HEADER = re.compile(r"^\s*\[\s*([^\]\[]+?)\s*\]\s*(#.*)?$")
-_KEY = re.compile(r"""^\s*("(?:[^"\\]|\\.)*"|'[^']*'|[A-Za-z0-9_\-]+(?:\s*\.\s*[A-Za-z0-9_\-]+)*)\s*=""")
-
-
-def _unquote(k: str) -> str:
-    k = k.strip()
-    if len(k) >= 2 and k[0] == k[-1] and k[0] in "\"'":
-        return k[1:-1]
-    return ".".join(p.strip().strip("\"'") for p in k.split("."))
-
-
-def _locate(text: str | None, field: str) -> int | None:
-    """The 1-based line of a dotted ``table.key`` (the line of ``key =`` under ``[table]``), else of
-    the nearest enclosing table or key that is there (its header, or an inline table's line)."""
-    if text is None:
-        return None
-    best, best_len, table = None, -1, ""
-    for no, line in enumerate(text.splitlines(), 1):
-        m = _HEADER.match(line)
-        if m:
-            table = _unquote(m.group(1))
-            here = table
-        else:
-            m = _KEY.match(line)
-            if not m:
-                continue
-            key = _unquote(m.group(1))
-            here = f"{table}.{key}" if table else key
-        if (field == here or field.startswith(here + ".") or field.startswith(here + "[")) and len(here) > best_len:
-            best, best_len = no, len(here)
-    return best
