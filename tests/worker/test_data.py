@@ -71,12 +71,14 @@ def test_decoding_reports_corrupt_files_by_name(folder: Path) -> None:
     truncated = folder / "square" / "truncated.png"
     truncated.write_bytes(good_png[: len(good_png) // 2])
     files = data.scan_folder(folder).files
-    entry = decoded.get(folder.parent / "cache", files, (16, 16), native=lambda: (16, 16), limit_bytes=1e9)
+    entry = decoded.get(folder.parent / "cache", files, (16, 16), native=lambda _: (16, 16), limit_bytes=1e9)
     assert sorted(p for p, _ in entry.bad) == sorted([str(bad), str(truncated)])
     assert all(why for _, why in entry.bad)
     rows = entry.meta["rows"]
     assert len(rows) == 30 and entry.images.shape == (32, 16, 16, 3)
-    assert rows == sorted(rows) and [files[i][0] for i in rows] == [p for p, _ in files if p not in (str(bad), str(truncated))]
+    assert rows == sorted(rows) and [files[i][0] for i in rows] == [
+        p for p, _ in files if p not in (str(bad), str(truncated))
+    ]
 
 
 def test_native_size_is_image_size_unless_all_images_share_a_smaller_size() -> None:

@@ -37,11 +37,19 @@ def cmd_ls(args: argparse.Namespace) -> int:
     root, limit = _root(args)
     rows = []
     for e in store.entries(root):
-        rows.append({
-            "key": e.path.name, "source": e.meta.get("source", ""), "images": len(e.meta.get("rows", [])),
-            "skipped": len(e.meta.get("skipped", [])), "native_size": e.meta.get("native_size"),
-            "bytes": store.entry_bytes(e), "last_used": store.last_used(e), "path": str(e.path),
-        })
+        rows.append(
+            {
+                "key": e.path.name,
+                "source": e.meta.get("source", ""),
+                "images": len(e.meta.get("rows", [])),
+                "skipped": len(e.meta.get("skipped", [])),
+                "native_size": e.meta.get("native_size"),
+                "bytes": store.entry_bytes(e),
+                "last_used": store.last_used(e),
+                "path": str(e.path),
+                "current": e.current,  # False: written by an older tltui, never read again (`cache rm` frees it)
+            }
+        )
     total = sum(r["bytes"] for r in rows)
     if args.json:
         common.print_json({"root": str(root), "limit_bytes": limit, "bytes": total, "entries": rows})
@@ -50,7 +58,10 @@ def cmd_ls(args: argparse.Namespace) -> int:
     for r in rows:
         used = datetime.datetime.fromtimestamp(r["last_used"]).strftime("%Y-%m-%d %H:%M")
         h, w = r["native_size"] or (0, 0)
-        print(f"  {r['key']}  {r['images']:>7} images {h}x{w}  {r['bytes'] / 1e6:>9.1f} MB  used {used}  {r['source']}")
+        old = "" if r["current"] else "  (old format: never read again)"
+        print(
+            f"  {r['key']}  {r['images']:>7} images {h}x{w}  {r['bytes'] / 1e6:>9.1f} MB  used {used}  {r['source']}{old}"
+        )
     return 0
 
 
@@ -75,5 +86,7 @@ def cmd_rm(args: argparse.Namespace) -> int:
     for e in chosen:
         freed += store.entry_bytes(e)
         shutil.rmtree(e.path, ignore_errors=True)
-    print(f"removed {len(chosen)} entr{'y' if len(chosen) == 1 else 'ies'}, {freed / 1e6:.1f} MB freed", file=sys.stderr)
+    print(
+        f"removed {len(chosen)} entr{'y' if len(chosen) == 1 else 'ies'}, {freed / 1e6:.1f} MB freed", file=sys.stderr
+    )
     return 0

@@ -2,29 +2,36 @@
 
 The worker builds entries (:mod:`tltui.worker.decoded`); ``tltui cache ls|rm`` lists and removes
 them. An entry is ``KEY/images.npy`` (uint8 ``[n, h, w, 3]``, read memory-mapped) and
-``KEY/meta.json`` (native size, files and labels in row order, the ones that did not decode, its
-size); ``meta.json``'s mtime is when it was last used. Numpy and stdlib only.
+``KEY/meta.json`` (the folder's files and labels in row order, their sizes, the native size, the
+files that did not decode, its size); ``meta.json``'s mtime is when it was last used.
+
+A run that reads an entry holds a shared ``flock`` on ``.locks/KEY.use`` while it opens it (and,
+for a memory-mapped split, as long as the split lives); the size cap and the removal of a changed
+folder's entries take that lock exclusively, without waiting, so they skip an entry in use. Numpy
+and stdlib only.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-#: Bumped when decoding changes (a new Pillow path, another resize): old entries stop matching.
-DECODE_VERSION = 1
+#: Bumped when decoding or an entry's layout changes: older entries are never read again (their
+#: keys differ too); they are listed, and evicted like any other. 2: rows are the folder's files.
+DECODE_VERSION = 2
 #: The size beyond which the oldest-used entries are deleted (``[cache] decoded_gb``).
 DEFAULT_LIMIT_GB = 20.0
 LOCK_DIR = ".locks"
 IMAGES, META = "images.npy", "meta.json"
-
 
 
 def cache_for(run_dir: str | os.PathLike[str]) -> tuple[Path, float]:
@@ -53,11 +60,23 @@ def workspace_cache(root: str | os.PathLike[str]) -> tuple[Path, float]:
 
 @dataclass
 class Entry:
-    """A complete cache entry: rows of ``images`` (memory-mapped) for the files that decoded."""
+    """A complete cache entry: rows of ``images`` (memory-mapped), one per file of ``meta["files"]``;
+    the rows in ``meta["rows"]`` hold a decoded image. An entry returned by the worker's ``get``
+    holds its use lock until :meth:`release` (or until it is garbage-collected)."""
 
     path: Path
     meta: dict[str, Any]
     hit: bool  # read as it was (True) or built now (False)
+    _release: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def key(self) -> str:
+        return self.path.name
+
+    @property
+    def current(self) -> bool:
+        """Written in this version's layout (only those are read)."""
+        return self.meta.get("version") == DECODE_VERSION
 
     @property
     def images(self) -> np.ndarray:
@@ -69,16 +88,49 @@ class Entry:
         return int(h), int(w)
 
     @property
+    def sizes(self) -> list[tuple[int, int] | None]:
+        """Each file's (height, width) as its header says (``None``: unreadable), in row order."""
+        return [(int(s[0]), int(s[1])) if s else None for s in self.meta["sizes"]]
+
+    @property
     def bad(self) -> list[tuple[str, str]]:
         return [(p, why) for p, why in self.meta["skipped"]]
 
+    def hold(self, fd: int) -> None:
+        """Keep ``fd`` (a shared lock on the entry's use lock) open while this entry is used."""
+        self._release = weakref.finalize(self, os.close, fd)
+
+    def release(self) -> None:
+        """No longer used by this process: the size cap may remove it."""
+        if self._release is not None:
+            self._release()
+
+
+def use_lock(root: Path, key: str) -> Path:
+    return root / LOCK_DIR / f"{key}.use"
+
+
+def hold(root: Path, key: str) -> int:
+    """A shared lock on ``key``'s use lock (waits only while a removal is under way): the entry is
+    not removed while the returned fd is open."""
+    path = use_lock(root, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
 
 def read_entry(path: Path) -> Entry | None:
+    """The complete entry at ``path`` (of any version: see :attr:`Entry.current`), or ``None``."""
     try:
         meta = json.loads((path / META).read_text())
     except (OSError, ValueError):
         return None
-    if meta.get("version") != DECODE_VERSION or not (path / IMAGES).is_file():
+    if not isinstance(meta, dict) or not (path / IMAGES).is_file():
         return None
     return Entry(path, meta, hit=True)
 
@@ -112,14 +164,34 @@ def entry_bytes(entry: Entry) -> int:
     return int(entry.meta.get("bytes", 0))
 
 
+def remove_unused(entry: Entry) -> bool:
+    """Delete ``entry`` unless a run holds it (then ``False``): under its use lock, taken exclusively
+    without waiting, so a run that is opening it never finds it half deleted."""
+    path = use_lock(entry.path.parent, entry.key)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        shutil.rmtree(entry.path, ignore_errors=True)
+        return True
+    finally:
+        os.close(fd)
+
+
 def evict(root: Path, limit_bytes: float, keep: Path | None = None) -> list[Path]:
-    """Delete the oldest-used entries until the rest fit in ``limit_bytes`` (never ``keep``)."""
+    """Delete the oldest-used entries until the rest fit in ``limit_bytes`` (never ``keep``, nor an
+    entry a run holds: the cache may then stay above the limit until those runs end)."""
     removed = []
     total = 0
     for e in entries(root):
         total += entry_bytes(e)
-        if total > limit_bytes and e.path != keep:
-            shutil.rmtree(e.path, ignore_errors=True)
+        if total > limit_bytes and e.path != keep and remove_unused(e):
             removed.append(e.path)
             total -= entry_bytes(e)
     return removed

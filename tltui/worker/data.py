@@ -17,11 +17,12 @@ What training sees is what inference sees, and what a plain Keras loop would see
   made, so epoch k+1 of a resumed run sees what epoch k+1 of an uninterrupted run saw, and
   augmentation is drawn anew every epoch.
 - **Memory.** A folder's images are decoded once, in parallel, into the decoded cache
-  (:mod:`tltui.worker.decoded`, shared by every run that uses the same files); splits that fit in
-  :data:`CACHE_LIMIT_BYTES` are loaded from it into memory, larger ones are memory-mapped and read
-  by the batch, both fully reshuffled every epoch. A larger TFDS split is streamed from disk
-  through a shuffle buffer (``data.shuffle_buffer``), whose order a resumed run does not
-  reproduce (the trainer says so).
+  (:mod:`tltui.worker.decoded`: one entry of all the folder's files, shared by every run on the
+  folder whatever its seed, validation fraction or limits; a run picks its rows by index); splits
+  that fit in :data:`CACHE_LIMIT_BYTES` are loaded from it into memory, larger ones are
+  memory-mapped and read by the batch, both fully reshuffled every epoch. A larger TFDS split is
+  streamed from disk through a shuffle buffer (``data.shuffle_buffer``), whose order a resumed run
+  does not reproduce (the trainer says so).
 
 The folder scan (:func:`scan_folder`, :func:`split_files`) needs no TensorFlow.
 """
@@ -31,7 +32,6 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -139,7 +139,7 @@ def native_size(sizes: Sequence[tuple[int, int]], image_size: Sequence[int]) -> 
     h, w = int(image_size[0]), int(image_size[1])
     distinct = set(sizes)
     if len(distinct) == 1:
-        (sh, sw), = distinct
+        ((sh, sw),) = distinct
         if sh <= h and sw <= w:
             return sh, sw
     return h, w
@@ -167,6 +167,7 @@ class Split:
     stream: Any = None
     mapped: Any = None  # a memory-mapped uint8 [rows, h, w, 3] (the decoded cache), read by the batch
     rows: Any = None  # int64 numpy [n]: the rows of ``mapped`` this split's examples are
+    entry: Any = None  # the decoded-cache entry ``mapped`` is read from, held while the split lives
 
     @property
     def indexed(self) -> bool:
@@ -291,9 +292,7 @@ def eval_batches(split: Split, batch_size: int) -> tf.data.Dataset:
     else:
         ds = split.stream.batch(batch_size)
     ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y))
-    return ds.apply(tf.data.experimental.assert_cardinality(math.ceil(split.n / batch_size))).prefetch(
-        tf.data.AUTOTUNE
-    )
+    return ds.apply(tf.data.experimental.assert_cardinality(math.ceil(split.n / batch_size))).prefetch(tf.data.AUTOTUNE)
 
 
 def augmentation(seed: int) -> Callable[[Any, Any], Any]:
@@ -322,8 +321,12 @@ def augmentation(seed: int) -> Callable[[Any, Any], Any]:
         one, zero = tf.ones([n]), tf.zeros([n])
         shift = tf.stack([one, zero, -dx, zero, one, -dy, zero, zero], axis=1)
         x = tf.raw_ops.ImageProjectiveTransformV3(
-            images=x, transforms=shift, output_shape=shape[1:3], fill_value=0.0,
-            interpolation="NEAREST", fill_mode="REFLECT",
+            images=x,
+            transforms=shift,
+            output_shape=shape[1:3],
+            fill_value=0.0,
+            interpolation="NEAREST",
+            fill_mode="REFLECT",
         )
         x = tf.cast(x, tf.float32)
         delta = tf.reshape((u[:, 3] * 0.3 - 0.15) * 255.0, [n, 1, 1, 1])
@@ -450,68 +453,120 @@ def _load_folder(
     *,
     private: bool = False,
 ) -> Dataset:
+    """The run's splits, picked by index from the decoded-cache entry of the whole folder (one
+    entry whatever the seed, validation fraction or limits): the same images, in the same order and
+    at the same native size, as decoding the run's own files would give."""
     import numpy as np
 
     d, seed = preset.data, preset.train.seed
     scan = scan_folder(d.target)
     if scan.ignored:
         shown = ", ".join(scan.ignored[:5]) + (f" and {len(scan.ignored) - 5} more" if len(scan.ignored) > 5 else "")
-        log("warning", f"ignoring {len(scan.ignored)} file(s) that are not images ({', '.join(sorted(IMAGE_EXTS))}): {shown}")
+        log(
+            "warning",
+            f"ignoring {len(scan.ignored)} file(s) that are not images ({', '.join(sorted(IMAGE_EXTS))}): {shown}",
+        )
     all_train, all_val = split_files(scan.files, d.validation_fraction, seed)
     train_files = limit(all_train, d.train_limit, seed)
     val_files = limit(all_val, d.val_limit, seed + 1)
     used = train_files + val_files
-
-    def native() -> tuple[int, int]:
-        with ThreadPoolExecutor(max_workers=decoded.workers()) as pool:
-            sizes = [s for s in pool.map(images.probe_size, [p for p, _ in used]) if s is not None]
-        return native_size(sizes, d.image_size)
+    n = len(scan.files)
 
     def waiting() -> None:
-        log("info", f"waiting: another run is decoding the same {len(used)} images into {cache_root}")
+        log("info", f"waiting: another run is decoding the same {n} images into {cache_root}")
         if emit is not None:
-            Reporter(emit, "wait", None, message="waiting for another run decoding the same images").update(0, force=True)
+            Reporter(emit, "wait", None, message="waiting for another run decoding the same images").update(
+                0, force=True
+            )
 
-    decoding = Reporter(emit, "decode", len(used), "items", f"decoding {len(used)} images") if emit else None
-    entry = decoded.get(cache_root, used, d.image_size, native=native, limit_bytes=limit_bytes, source=d.source,
-                        progress=decoding, on_wait=waiting, stop=stop)
+    def get(at: tuple[int, int] | None, sizes: Any = None) -> decoded_store.Entry:
+        decoding = Reporter(emit, "decode", n, "items", f"decoding {n} images") if emit else None
+        return decoded.get(
+            cache_root,
+            scan.files,
+            d.image_size,
+            native=lambda s: native_size(s, d.image_size),
+            at=at,
+            sizes=sizes,
+            limit_bytes=limit_bytes,
+            source=d.source,
+            folder=str(Path(d.target).resolve()),
+            progress=decoding,
+            on_wait=waiting,
+            stop=stop,
+        )
+
+    def rescan() -> Sequence[tuple[str, int]]:
+        return scan_folder(d.target).files
+
+    entry = get(None)
+    built = not entry.hit
+    row_of = {p: i for i, (p, _) in enumerate(scan.files)}
+    sizes = entry.sizes
+    # the native size the run's own files choose, as before the entry was shared: a limit may pick
+    # files that all share one small size, while the folder's do not (then an entry at that size)
+    want = native_size([s for s in (sizes[row_of[p]] for p, _ in used) if s is not None], d.image_size)
+    if want != entry.native_size:
+        other = get(want, sizes)
+        entry.release()
+        entry = other
+        built = built or not entry.hit
+    if built:  # the folder changed (or is new): its older entries go, unless a run holds them
+        decoded.drop_stale(cache_root, entry, rescan)
     if entry.hit:
         log("info", f"{len(used)} decoded images read from the cache ({entry.path})")
     size = entry.native_size
-    bad = entry.bad
+    why = dict(entry.bad)
+    bad = [(p, why[p]) for p, _ in used if p in why]
     if bad:
-        shown = "; ".join(f"{p} ({why})" for p, why in bad[:10])
+        shown = "; ".join(f"{p} ({reason})" for p, reason in bad[:10])
         more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
         log("warning", f"skipping {len(bad)} unreadable image(s): {shown}{more}")
-    rows = np.asarray(entry.meta["rows"], dtype=np.int64)
-    n_train = int(np.searchsorted(rows, len(train_files)))
-    if n_train == 0:
+
+    def rows_of(files: Sequence[tuple[str, int]]) -> tuple[Any, Any]:
+        """The entry's rows of ``files`` that decoded, in the files' order, and their labels."""
+        kept = [(row_of[p], label) for p, label in files if p not in why]
+        rows, labels = zip(*kept, strict=True) if kept else ((), ())
+        return np.asarray(rows, dtype=np.int64), np.asarray(labels, dtype=np.int32)
+
+    train_rows, train_labels = rows_of(train_files)
+    val_rows, val_labels = rows_of(val_files)
+    if not len(train_rows):
+        entry.release()
         raise DataError(f"data.source: no readable training images in {d.target}")
-    labels = np.asarray([used[i][1] for i in rows], dtype=np.int32)
-    keep = len(rows) * size[0] * size[1] * 3 <= CACHE_LIMIT_BYTES
+    keep = (len(train_rows) + len(val_rows)) * size[0] * size[1] * 3 <= CACHE_LIMIT_BYTES
     mapped = entry.images
 
-    def split_of(part: slice) -> Split | None:
-        r = rows[part]
-        if not len(r):
+    def split_of(rows: Any, labels: Any) -> Split | None:
+        if not len(rows):
             return None
         if keep:  # fits in memory: one copy, gathered by tf
-            return in_memory(np.asarray(mapped[r]), labels[part])
-        return Split(n=len(r), labels=labels[part], mapped=mapped, rows=r, size=size)
+            return in_memory(np.asarray(mapped[rows]), labels)
+        return Split(n=len(rows), labels=labels, mapped=mapped, rows=rows, size=size, entry=entry)
 
-    train = split_of(slice(0, n_train))
-    val = split_of(slice(n_train, None))
+    try:
+        train = split_of(train_rows, train_labels)
+        val = split_of(val_rows, val_labels)
+    finally:
+        if keep:  # copied: the entry may go now; a mapped split holds it as long as it lives
+            entry.release()
     assert train is not None
     report = {
         "files_found": len(scan.files),
-        "skipped": [{"path": p, "reason": why} for p, why in bad],
+        "skipped": [{"path": p, "reason": reason} for p, reason in bad],
         "not_used": len(scan.files) - len(used),  # left out by data.train_limit / data.val_limit
         "ignored_files": scan.ignored,
         "in_memory": keep,
         "decoded_cache": None if private else {"path": str(entry.path), "hit": entry.hit},
     }
     return _dataset(
-        preset, source=d.source, class_names=scan.classes, native_size=size, train=train, val=val, test=None,
+        preset,
+        source=d.source,
+        class_names=scan.classes,
+        native_size=size,
+        train=train,
+        val=val,
+        test=None,
         report=report,
     )
 
@@ -546,17 +601,17 @@ def _load_tfds(preset: Preset, log: LogFn, emit: Emit | None, stop: Callable[[],
             read_config=tfds.ReadConfig(shuffle_seed=preset.train.seed),
         )
     except tfds.core.registered.DatasetNotFoundError as e:
-        raise DataError(f"data.source = \"tfds:{name}\": unknown TFDS dataset ({str(e).splitlines()[0][:120]})") from e
+        raise DataError(f'data.source = "tfds:{name}": unknown TFDS dataset ({str(e).splitlines()[0][:120]})') from e
     except (AssertionError, FileNotFoundError) as e:
         raise DataError(tfds_fetch.not_prepared(name, data_dir, "its files are missing")) from e
     except ValueError as e:
         if "supervised" in str(e):
-            raise DataError(f"data.source = \"tfds:{name}\": the dataset has no (image, label) supervised keys") from e
+            raise DataError(f'data.source = "tfds:{name}": the dataset has no (image, label) supervised keys') from e
         raise DataError(_bad_split(name, data_dir, wanted, e)) from e
     image_key, label_key = info.supervised_keys
     class_names = list(getattr(info.features[label_key], "names", None) or [])
     if not class_names:
-        raise DataError(f"data.source = \"tfds:{name}\": label {label_key!r} is not a class label")
+        raise DataError(f'data.source = "tfds:{name}": label {label_key!r} is not a class label')
     shape = info.features[image_key].shape
     fixed = bool(shape[0] and shape[1])
     size = (int(shape[0]), int(shape[1])) if fixed else (int(d.image_size[0]), int(d.image_size[1]))
@@ -583,13 +638,17 @@ def _load_tfds(preset: Preset, log: LogFn, emit: Emit | None, stop: Callable[[],
             n = min(n, limits[fname]) if n is not None else None
         if n is None:
             raise DataError(
-                f"{fname} = \"{split_name}\": tfds:{name} does not say how many examples it has; "
+                f'{fname} = "{split_name}": tfds:{name} does not say how many examples it has; '
                 f"set a limit ({fname.replace('_split', '_limit')})"
             )
         if n * per_image <= budget:
             budget -= n * per_image
             xs, ys = [], []
-            reading = Reporter(emit, "decode", n, "items", f"reading {split_name} of tfds:{name} into memory") if emit else None
+            reading = (
+                Reporter(emit, "decode", n, "items", f"reading {split_name} of tfds:{name} into memory")
+                if emit
+                else None
+            )
             for x, y in ds.batch(1024).as_numpy_iterator():
                 xs.append(x)
                 ys.append(y)
@@ -598,10 +657,13 @@ def _load_tfds(preset: Preset, log: LogFn, emit: Emit | None, stop: Callable[[],
             if reading is not None:
                 reading.finish()
             if not ys:
-                raise DataError(f"{fname} = \"{split_name}\": tfds:{name} has no examples in it")
+                raise DataError(f'{fname} = "{split_name}": tfds:{name} has no examples in it')
             splits[fname] = in_memory(np.concatenate(xs), np.concatenate(ys))
         else:
-            log("info", f"{fname} = \"{split_name}\": {n} images do not fit the in-memory limit; read from disk each epoch")
+            log(
+                "info",
+                f'{fname} = "{split_name}": {n} images do not fit the in-memory limit; read from disk each epoch',
+            )
             splits[fname] = Split(n=n, stream=ds, size=size)
     return _dataset(
         preset,
@@ -630,8 +692,8 @@ def _bad_split(name: str, data_dir: str, wanted: list[tuple[str, str]], e: Value
         if missing:
             f, s = missing[0]
             hint = ' or "" for none' if f == "data.test_split" else ""
-            return f"{f} = \"{s}\": tfds:{name} has no such split (it has: {', '.join(have)}); use one of them{hint}"
-    return f"data.source = \"tfds:{name}\": {detail} (check data.train_split / val_split / test_split)"
+            return f'{f} = "{s}": tfds:{name} has no such split (it has: {", ".join(have)}); use one of them{hint}'
+    return f'data.source = "tfds:{name}": {detail} (check data.train_split / val_split / test_split)'
 
 
 def _split_examples(info: Any, split: str, ds: Any) -> int | None:
