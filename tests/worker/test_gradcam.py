@@ -1,14 +1,20 @@
 """Grad-CAM where the answer is known: a tiny classifier learns a class from a bright square in one
-quadrant; the map of that class must light that quadrant. Then ``predict --cam`` end to end."""
+quadrant; the map of that class must light that quadrant. Then ``predict --cam`` end to end. Then, for
+one backbone of every family, saved and loaded as ``predict`` loads it: the map explains the model's
+own prediction (its logits are the model's, its class the model's top-1, its feature map that of the
+backbone's real preprocessing)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+
+from tltui.core import catalog, presets
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("gradcam")]
 
@@ -35,15 +41,18 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A completed run's folder: model.keras (tiny_cnn backbone, the worker's own classifier), classes."""
     import keras
 
-    from tltui.core import presets
     from tltui.worker.model import build_classifier
     from tltui.worker.train import compile_model
 
-    preset = presets.from_dict({
-        "name": "cam", "data": {"source": "folder:/x", "image_size": [SIZE, SIZE]},
-        "model": {"backbone": "tiny_cnn", "weights": "none"}, "freeze": {"batchnorm": "trainable"},
-        "train": {"learning_rate": 0.01},
-    })
+    preset = presets.from_dict(
+        {
+            "name": "cam",
+            "data": {"source": "folder:/x", "image_size": [SIZE, SIZE]},
+            "model": {"backbone": "tiny_cnn", "weights": "none"},
+            "freeze": {"batchnorm": "trainable"},
+            "train": {"learning_rate": 0.01},
+        }
+    )
     keras.utils.set_random_seed(1)
     model, _ = build_classifier(preset, 2)
     compile_model(model, preset, 2, None, lambda *a: None)
@@ -109,3 +118,116 @@ def test_a_model_without_a_feature_map_says_why() -> None:
     out = keras.layers.Dense(2, activation="softmax", name="predictions")(x)
     with pytest.raises(gradcam.NoFeatureMap, match="no convolutional feature map"):
         gradcam.split(keras.Model(inp, out))
+
+
+def test_a_tf_hub_model_says_in_one_line_why_it_has_no_map(tmp_path: Path) -> None:
+    import hub_models as hm
+
+    from tltui.worker import gradcam, predict
+    from tltui.worker.model import build_classifier
+
+    module = hm.save_callable(tmp_path / "module")
+    preset = presets.from_dict(
+        {
+            "name": "hub",
+            "data": {"source": "folder:/x", "image_size": [16, 16]},
+            "model": {"backbone": f"hub:{module}"},
+        }
+    )
+    model, _ = build_classifier(preset, 2)
+    model.save(tmp_path / "model.keras")
+    loaded = predict.load_model(tmp_path / "model.keras")
+    for call in (lambda: gradcam.split(loaded), lambda: gradcam.grad_cam(loaded, np.zeros((1, 16, 16, 3), "float32"))):
+        with pytest.raises(gradcam.NoFeatureMap, match="TF Hub backbone .* no convolutional feature map") as e:
+            call()
+        assert "\n" not in str(e.value)
+
+
+# --------------------------------------------------------------------------- every family
+
+
+def first_backbone_of_each_family() -> dict[str, str]:
+    """Family -> its first backbone in the catalog (the smallest), and the test-only tiny_cnn."""
+    first: dict[str, str] = {}
+    for spec in [*catalog.BACKBONES.values(), *catalog.TEST_BACKBONES.values()]:
+        first.setdefault(spec.family, spec.name)
+    return first
+
+
+FAMILY_BACKBONES = first_backbone_of_each_family()
+#: scikit-image's sample photos (a test dependency; its files only, no import).
+PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg")
+#: Input sides that leave at least a 2x2 feature map (most backbones downsample 32x; InceptionV3
+#: needs 107), or the backbone's least (Xception: 71, a 3x3 map).
+CAM_SIZE, CAM_SIZES = 64, {"inception_v3": 107}
+
+
+def test_every_family_but_tf_hub_has_a_backbone_in_the_check_below() -> None:
+    assert set(FAMILY_BACKBONES) == set(catalog.FAMILIES) - {catalog.HUB_FAMILY}
+
+
+def photos(size: int) -> np.ndarray:
+    """Real colour photos (the RGB->BGR swap matters on them), float32 pixels 0..255 at ``size``; the
+    quadrant images when scikit-image is not installed."""
+    spec = importlib.util.find_spec("skimage")
+    if spec is None or spec.origin is None:
+        images = list(quadrant_images(len(PHOTOS))[0])
+    else:
+        images = [np.asarray(Image.open(Path(spec.origin).parent / "data" / n).convert("RGB")) for n in PHOTOS]
+    resized = [np.asarray(Image.fromarray(i).resize((size, size), Image.BILINEAR)) for i in images]
+    return np.stack(resized).astype("float32")
+
+
+@pytest.mark.parametrize("backbone", sorted(FAMILY_BACKBONES.values()))
+def test_the_map_explains_the_models_own_prediction(backbone: str, tmp_path: Path) -> None:
+    """Photos through an untrained classifier (weights "none") whose BatchNorm statistics are the
+    photos' own, so that its features and logits are far from zero and from ties, as a trained one's.
+    It fails for ResNet and VGG when the caffe preprocessing's RGB->BGR flip is skipped."""
+    import keras
+    import tensorflow as tf
+    from keras.applications import imagenet_utils
+
+    from tltui.worker import gradcam, predict
+    from tltui.worker.model import build_classifier, set_bn_momentum
+
+    spec = catalog.lookup(backbone)
+    assert spec is not None
+    size = max(CAM_SIZES.get(backbone, CAM_SIZE), spec.min_size)
+    x = photos(size)
+    preset = presets.from_dict(
+        {
+            "name": "cam",
+            "data": {"source": "folder:/x", "image_size": [size, size]},
+            "model": {"backbone": backbone, "weights": "none", "dropout": 0.2},
+        }
+    )
+    keras.utils.set_random_seed(0)
+    built, bb = build_classifier(preset, 10)
+    set_bn_momentum(bb, 0.0)  # one pass in training mode sets the moving statistics to the photos' own
+    built(x, training=True)
+    built.save(tmp_path / "model.keras")
+    model = predict.load_model(tmp_path / "model.keras")  # as predict --cam and the inference screen do
+    probs = np.asarray(model.predict_on_batch(x))  # what predict shows (a traced graph)
+    top2 = np.sort(probs, axis=1)[:, -2:]
+    assert (top2[:, 1] - top2[:, 0] > 1e-4).all(), probs  # no near-tie: the top-1 is not a matter of rounding
+
+    heat, chosen = gradcam.grad_cam(model, x)
+    np.testing.assert_array_equal(chosen, probs.argmax(axis=1))
+    # The backbone's map of the images as keras.applications' own preprocess_input makes them: with
+    # global average pooling then a Dense layer, Grad-CAM is relu(A . W[:, c]) scaled to 1 (= CAM).
+    pre = x.copy() if spec.preprocess == "none" else imagenet_utils.preprocess_input(x.copy(), mode=spec.preprocess)
+    fmap = np.asarray(model.get_layer("backbone")(pre, training=False))
+    kernel = model.get_layer("logits").get_weights()[0]
+    cam = np.maximum(np.einsum("nhwk,kn->nhw", fmap, kernel[:, chosen]), 0)
+    peak = cam.reshape(len(x), -1).max(axis=1).reshape(-1, 1, 1)
+    expected = np.where(peak > 0, cam / np.where(peak > 0, peak, 1), 0)
+    assert heat.shape == expected.shape and heat.shape[1] * heat.shape[2] > 1
+    np.testing.assert_allclose(heat, expected, rtol=0, atol=1e-3)  # flip skipped: off by 0.1 (VGG16), 1 (ResNet50)
+
+    features, head = gradcam.split(model)
+    cam_probs = tf.nn.softmax(head(features(x, training=False), training=False)).numpy()
+    np.testing.assert_allclose(cam_probs, np.asarray(model(x, training=False)), rtol=1e-5, atol=1e-7)
+    # The traced graph predict runs rounds differently from an eager call of the same operations
+    # (fused kernels): by up to ~3e-5 on these models. Skipping caffe's RGB->BGR flip moved VGG16's
+    # probabilities by ~5e-3 and ResNet50's by ~0.7.
+    np.testing.assert_allclose(cam_probs, probs, rtol=1e-5, atol=2e-4)

@@ -1,12 +1,20 @@
 """Grad-CAM: where a run's model looked for the class it predicted.
 
 tltui's classifiers are one chain (``tltui.worker.model.build_classifier``): input, resize,
-preprocessing, the backbone (a ``keras.applications`` model without its top, whose output is
-the last convolutional feature map), global average pooling, optional dropout, the Dense
-``logits``, softmax. Grad-CAM (Selvaraju et al., 2017) of class ``c`` weighs each channel of that
-feature map ``A`` by the mean gradient of the logit ``y_c`` over the map, sums, keeps the positive
-part: ``relu(sum_k mean_ij(dy_c/dA_kij) * A_k)``, scaled to 0..1. A TF Hub backbone is one layer
-that returns a feature vector: it has no feature map, and :class:`NoFeatureMap` says so.
+preprocessing, the backbone (a nested functional model named ``backbone`` whose output is the last
+convolutional feature map), global average pooling, optional dropout, the Dense ``logits``,
+softmax. Grad-CAM (Selvaraju et al., 2017) of class ``c`` weighs each channel of that feature map
+``A`` by the mean gradient of the logit ``y_c`` over the map, sums, keeps the positive part:
+``relu(sum_k mean_ij(dy_c/dA_kij) * A_k)``, scaled to 0..1.
+
+The maps are computed through the model's own graph: :func:`split` cuts it at the backbone's output
+tensor into two ``keras.Model`` over the same layers and operations, so every operation between the
+pixels and the logits runs, not only the layers ``model.layers`` lists (caffe preprocessing's
+RGB->BGR flip, in ResNet and VGG models, is an operation, not a layer). The logits a map explains
+are those of the prediction shown. Models saved by older tltui versions have the same chain and
+work as ``keras.models.load_model`` returns them.
+
+A TF Hub backbone returns a feature vector: it has no feature map, and :class:`NoFeatureMap` says so.
 """
 
 from __future__ import annotations
@@ -27,53 +35,80 @@ class NoFeatureMap(WorkerError):
     """The model has no convolutional feature map to explain (one line: why)."""
 
 
-def split(model: Any) -> tuple[list[Any], Any, list[Any]]:
-    """(layers before the backbone, the backbone, layers after it), in call order."""
-    layers = [l for l in model.layers if type(l).__name__ != "InputLayer"]
-    names = [l.name for l in layers]
-    if "backbone" not in names:
+def _producer(tensor: Any) -> tuple[Any, Any]:
+    """The operation that made a symbolic tensor of a functional graph, and the node (that call)."""
+    op, node_index, _ = tensor._keras_history
+    return op, op._inbound_nodes[node_index]
+
+
+def _ancestor(tensor: Any, name: str) -> Any | None:
+    """The first tensor made by an operation named ``name`` on the way from ``tensor`` back to the
+    inputs, following this graph's own calls (a layer shared with another model is not confused)."""
+    stack, seen = [tensor], set()
+    while stack:
+        t = stack.pop()
+        op, node = _producer(t)
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if op.name == name:
+            return t
+        stack.extend(node.input_tensors)
+    return None
+
+
+def split(model: Any) -> tuple[Any, Any]:
+    """The model's own graph cut at the backbone's output: ``(features, head)``, two ``keras.Model``
+    over the model's layers and operations (no weights copied), ``features`` from the model's input
+    to the backbone's feature map, ``head`` from that map to the logits; ``head(features(x))`` is the
+    model's output before its softmax. Raises :class:`NoFeatureMap` (one line) when the model is not
+    a tltui classifier with a convolutional backbone."""
+    import keras
+
+    if len(model.outputs) != 1:
+        raise NoFeatureMap(f"the model has {len(model.outputs)} outputs (not a tltui classifier)")
+    out = model.outputs[0]
+    fmap = _ancestor(out, "backbone")
+    if fmap is None:
         raise NoFeatureMap("the model has no layer named 'backbone' (not a tltui classifier)")
-    i = names.index("backbone")
-    backbone = layers[i]
-    if type(backbone).__name__ == "HubModule" or len(getattr(backbone, "output_shape", ()) or ()) != 4:
+    if type(_producer(fmap)[0]).__name__ == "HubModule" or len(fmap.shape) != 4:
         raise NoFeatureMap(
             "a TF Hub backbone is one opaque layer that returns a feature vector: there is no convolutional "
             "feature map to compute Grad-CAM on"
         )
-    head = layers[i + 1 :]
-    if not head or head[-1].name != "predictions":
+    op, node = _producer(out)
+    if op.name != "predictions":
         raise NoFeatureMap("the model's head does not end in 'predictions' (not a tltui classifier)")
-    return layers[:i], backbone, head
+    logits = node.input_tensors[0] if len(node.input_tensors) == 1 else None
+    if logits is None or _producer(logits)[0].name != "logits" or _ancestor(logits, "backbone") is not fmap:
+        raise NoFeatureMap("the model's head has no 'logits' layer after its backbone (not a tltui classifier)")
+    try:
+        # An intermediate tensor as input: Keras gives the head its own Input (it adds a node to the
+        # head's layers, as any call does) and checks the logits need nothing but the feature map.
+        head = keras.Model(fmap, logits, name=f"{model.name}_head")
+    except ValueError:
+        raise NoFeatureMap("the model's logits need more than its backbone's output (not a tltui classifier)") from None
+    return keras.Model(model.input, fmap, name=f"{model.name}_features"), head
 
 
 def grad_cam(model: Any, x: np.ndarray, classes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Heat maps ``[n, h', w']`` in 0..1 (the feature map's resolution) and the class each one explains
-    (``classes``, else each image's top-1), for a float32 batch ``x`` of 0..255 pixels."""
+    (``classes``, else each image's top-1 by the model's own logits), for a float32 batch ``x`` of
+    0..255 pixels as the model takes them."""
     import tensorflow as tf
 
-    before, backbone, head = split(model)
-    h = tf.convert_to_tensor(x, dtype=tf.float32)
-    for layer in before:
-        h = layer(h, training=False)
-    with tf.GradientTape() as tape:
-        fmap = backbone(h, training=False)
+    features, head = split(model)
+    fmap = features(tf.convert_to_tensor(x, dtype=tf.float32), training=False)
+    # Only the head is differentiated: the gradient never runs back through the backbone.
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
         tape.watch(fmap)
-        z = fmap
-        logits = None
-        for layer in head:
-            if layer.name == "predictions":
-                break
-            z = layer(z, training=False)
-            if layer.name == "logits":
-                logits = z
-        if logits is None:
-            raise NoFeatureMap("the model's head has no 'logits' layer (not a tltui classifier)")
+        logits = head(fmap, training=False)
         chosen = np.argmax(logits.numpy(), axis=1) if classes is None else np.asarray(classes)
         # samples do not interact (inference mode): the gradient of the sum is each one's own
         target = tf.reduce_sum(tf.gather(logits, chosen, axis=1, batch_dims=1))
-    grads = tape.gradient(target, fmap)
+    grads = tf.cast(tape.gradient(target, fmap), tf.float32)
     weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
-    cam = tf.nn.relu(tf.reduce_sum(weights * fmap, axis=-1)).numpy()
+    cam = tf.nn.relu(tf.reduce_sum(weights * tf.cast(fmap, tf.float32), axis=-1)).numpy()
     peak = cam.reshape(len(cam), -1).max(axis=1).reshape(-1, 1, 1)
     return np.where(peak > 0, cam / np.where(peak > 0, peak, 1), 0.0).astype(np.float32), chosen
 
