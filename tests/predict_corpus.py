@@ -141,14 +141,16 @@ backbone = "test_tiny"
 """
 
 
-def make_run(ws, model_file: Path | None, *, status: str = "completed", native_size=(4, 4), image_size=(16, 16)) -> str:
+def make_run(
+    ws, model_file: Path | None, *, status: str = "completed", native_size=(4, 4), image_size=(16, 16), classes=CLASSES
+) -> str:
     """A registry row plus a run folder holding the files a completed run has."""
     rec = ws.create_runs([("colour", PRESET.format(h=image_size[0], w=image_size[1]), {})], preset_name="test")[0]
     paths = ws.run_paths(rec.id)
     if model_file is not None:
         paths.model.write_bytes(model_file.read_bytes())
-    paths.classes.write_text(json.dumps(CLASSES))
-    info = {"source": "folder:/nowhere", "num_classes": len(CLASSES), "image_size": list(image_size)}
+    paths.classes.write_text(json.dumps(classes))
+    info = {"source": "folder:/nowhere", "num_classes": len(classes), "image_size": list(image_size)}
     if native_size is not None:
         info["native_size"] = list(native_size)
     paths.data_info.write_text(json.dumps(info))
@@ -156,18 +158,22 @@ def make_run(ws, model_file: Path | None, *, status: str = "completed", native_s
     return rec.id
 
 
-#: Stands in for ``python -m tltui.worker``. Real discovery and labels, fake model:
-#: every image gets the same top-3; FAKE_MODE picks a failure to act out.
+#: Stands in for ``python -m tltui.worker``. Real discovery, labels, resolution choice (the run's
+#: ``data.json``) and Grad-CAM file names, fake model: every image gets the same top-3 (a ``--cam``
+#: overlay is a copy of the image); FAKE_MODE picks a failure to act out.
 FAKE_WORKER = r'''
-import os, sys, time
+import json, os, sys, time
+from pathlib import Path
 from tltui.core import images
 from tltui.core.predict_records import PredictStarted, PredictionRow, Progress, Skipped, encode
+from tltui.worker.predict import cam_name, use_low_res
 
 argv = sys.argv[1:]
 assert argv[0] == "predict", argv
 run_dir, folder = argv[1], argv[2]
 fd = int(argv[argv.index("--out-fd") + 1])
 k = int(argv[argv.index("--top-k") + 1])
+cam_dir = Path(argv[argv.index("--cam") + 1]) if "--cam" in argv else None
 out = os.fdopen(fd, "w", buffering=1)
 mode = os.environ.get("FAKE_MODE", "ok")
 print("some TensorFlow noise on stdout", flush=True)
@@ -177,24 +183,34 @@ if mode == "error":
 if mode == "crash":
     print("Traceback: boom at the end", file=sys.stderr, flush=True)
     sys.exit(3)
-classes = ["red", "green", "blue", "d", "e", "f"]
+classes_file, data_file = Path(run_dir, "classes.json"), Path(run_dir, "data.json")
+classes = json.loads(classes_file.read_text()) if classes_file.exists() else ["red", "green", "blue", "d", "e", "f"]
+info = json.loads(data_file.read_text()) if data_file.exists() else {}
+info = {"image_size": info.get("image_size", [16, 16]), "native_size": info.get("native_size")}
+low_res = use_low_res(info, True if "--low-res" in argv else False if "--full-res" in argv else None)
+k = min(k, len(classes))
 entries = images.find_images(folder)
 labels = images.folder_labels(folder, classes)
-out.write(encode(PredictStarted(len(entries), classes, labels, k, [16, 16], "--low-res" in argv)))
-top = [("red", 0.7), ("d", 0.2), ("blue", 0.1)][:k]
+out.write(encode(PredictStarted(len(entries), classes, labels, k, info["image_size"], low_res, info["native_size"])))
+top = [("red", 0.7), ("d", 0.2), ("blue", 0.1)] if "d" in classes else [("red", 0.7), ("blue", 0.2), ("green", 0.1)]
+top = top[:k]
 if os.environ.get("FAKE_GREEN_RUN") and run_dir.endswith(os.environ["FAKE_GREEN_RUN"]):
     top = [("green", 0.6), ("red", 0.3), ("blue", 0.1)][:k]  # another model: says "green" for everything
 for i, e in enumerate(entries, 1):
     if mode == "hang" and i == 2:
         time.sleep(60)
     try:
-        images.open_rgb(e.path)
+        im = images.open_rgb(e.path)
     except images.ImageSkip as exc:
         out.write(encode(Skipped(str(e.path), str(exc), e.rel)))
     else:
         true = images.true_label(e, labels)
-        rank = None if true is None else ([c for c, _ in top].index(true) + 1 if true in dict(top) else 6)
-        out.write(encode(PredictionRow(str(e.path), top, true, e.rel, rank)))
+        rank = None if true is None else ([c for c, _ in top].index(true) + 1 if true in dict(top) else min(6, len(classes)))
+        cam = None
+        if cam_dir is not None:
+            cam = str(cam_dir / cam_name(e))
+            im.save(cam, format="PNG")
+        out.write(encode(PredictionRow(str(e.path), top, true, e.rel, rank, cam)))
     out.write(encode(Progress(i, len(entries))))
 '''
 

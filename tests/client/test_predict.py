@@ -129,6 +129,21 @@ def test_worker_argv_is_a_list_with_the_options(tmp_path: Path, corpus: Path) ->
     assert "shell" not in seen["kw"]
 
 
+@pytest.mark.parametrize(("low_res", "flags"), [(None, []), (True, ["--low-res"]), (False, ["--full-res"])])
+def test_resolution_flag_is_passed_only_when_asked(
+    tmp_path: Path, corpus: Path, low_res: bool | None, flags: list[str]
+) -> None:
+    seen: list[list[str]] = []
+
+    def popen(argv: list[str], **kw: object) -> None:
+        seen.append(argv)
+        raise OSError("refused by test")
+
+    with pytest.raises(PredictError):
+        list(PredictJob(tmp_path, corpus, low_res=low_res, worker_cmd=["w"], popen=popen))
+    assert [a for a in seen[0] if a in ("--low-res", "--full-res")] == flags
+
+
 # ---------------------------------------------------------------------------- report
 
 
@@ -183,3 +198,20 @@ def test_report_csv_has_one_row_per_image() -> None:
         "correct": "false",
     }
     assert rows[0]["correct"] == "true"
+
+
+def test_top5_is_null_with_a_reason_when_every_class_is_in_the_top5() -> None:
+    rep = PredictReport("r0001", "/p", top_k=5)
+    rep.add(PredictStarted(2, ["red", "green", "blue"], ["red", "green"], 3, [16, 16], True, [4, 4]))
+    rep.add(PredictionRow("/p/red/1.png", [("red", 0.8), ("green", 0.15), ("blue", 0.05)], "red", "red/1.png", 1))
+    rep.add(PredictionRow("/p/green/2.png", [("red", 0.5), ("blue", 0.3), ("green", 0.2)], "green", "green/2.png", 3))
+    na = "top-5 n/a with 3 classes (it would be 100% by construction)"
+    assert rep.top5_na == na and rep.top5_accuracy is None
+    doc = rep.to_json()
+    assert doc["summary"]["accuracy"] == pytest.approx(0.5)
+    assert doc["summary"]["top5_accuracy"] is None and doc["summary"]["top5_note"] == na
+    assert (doc["low_res"], doc["native_size"], doc["image_size"], doc["top_k"]) == (True, [4, 4], [16, 16], 3)
+    assert doc["top_k_note"] == na  # --top-k 5 with 3 classes: each image lists them all
+    six = _report()  # 6 classes: top-5 is a real number, and no note
+    assert six.top5_na is None and six.top5_accuracy == pytest.approx(2 / 3)
+    assert "top5_note" not in six.to_json()["summary"] and "top_k_note" not in six.to_json()

@@ -223,3 +223,94 @@ def test_against_a_second_run_lists_where_they_disagree(
     assert any("red/a_red.png" in ln and "red 70%" in ln and "green 60%" in ln and ln.endswith("red <") for ln in out.splitlines())
     assert _run(ws, a, str(corpus), "--against", a) == 2
     assert "that is" in _one_error_line(capsys)
+
+
+RGB = ["red", "green", "blue"]
+TOP5_NA = "top-5 n/a with 3 classes (it would be 100% by construction)"
+
+
+def test_top5_is_na_with_fewer_than_six_classes(
+    ws, corpus: Path, model_file: Path, fake_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_id = pc.make_run(ws, model_file, classes=RGB)
+    assert _run(ws, run_id, str(corpus)) == 0
+    out = capsys.readouterr().out
+    assert f"accuracy 33.3% (4/12), {TOP5_NA}" in out.splitlines()
+    assert "top-5 accuracy" not in out and "top-5 100" not in out
+    assert "each image lists" not in out  # the accuracy line already says it for the default top-5
+    assert _run(ws, run_id, str(corpus), "--json") == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["summary"]["top5_accuracy"] is None and doc["summary"]["top5_note"] == TOP5_NA
+    assert doc["top_k"] == 3 and doc["top_k_note"] == TOP5_NA
+
+
+def test_top_k_at_least_the_number_of_classes_says_so(
+    ws, tmp_path: Path, corpus: Path, model_file: Path, fake_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_id = pc.make_run(ws, model_file)  # 6 classes: top-5 accuracy is a number
+    assert _run(ws, run_id, str(corpus), "--top-k", "10") == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "top-10 n/a with 6 classes (it would be 100% by construction): each image lists all 6 classes" in out
+    assert "accuracy 33.3% (4/12), top-5 accuracy 75.0%" in out
+    assert _run(ws, run_id, str(corpus), "--top-k", "5") == 0
+    assert "each image lists" not in capsys.readouterr().out
+    flat = tmp_path / "flat"  # unlabelled, 3 classes: no accuracy line, so the lists' line says it
+    flat.mkdir()
+    pc.solid(pc.RED).save(flat / "one.png")
+    rgb = pc.make_run(ws, model_file, classes=RGB)
+    assert _run(ws, rgb, str(flat)) == 0
+    assert f"{TOP5_NA}: each image lists all 3 classes" in capsys.readouterr().out.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("flags", "native", "low_res", "note"),
+    [
+        ([], (4, 4), True, "images shrunk to 4x4 first, as the training images were (--full-res to turn off)\n"),
+        (["--full-res"], (4, 4), False, ""),
+        (["--low-res"], (4, 4), True, ""),  # asked for: nothing to point out
+        ([], (16, 16), False, ""),  # trained at the input size: nothing to shrink
+        ([], None, False, ""),  # a run without a recorded native size
+    ],
+)
+def test_the_default_resolution_follows_training_and_says_so(
+    ws,
+    corpus: Path,
+    model_file: Path,
+    fake_env: None,
+    capsys: pytest.CaptureFixture[str],
+    flags: list[str],
+    native: tuple[int, int] | None,
+    low_res: bool,
+    note: str,
+) -> None:
+    run_id = pc.make_run(ws, model_file, native_size=native, image_size=(16, 16))
+    assert _run(ws, run_id, str(corpus), "--json", *flags) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)["low_res"] is low_res
+    assert out.err == note
+
+
+def test_low_res_and_full_res_exclude_each_other(ws, corpus: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        _run(ws, "1", str(corpus), "--low-res", "--full-res")
+    assert e.value.code == 2 and "not allowed with argument" in _one_error_line(capsys)
+
+
+def test_a_second_run_that_trained_at_another_size_gets_its_own_note() -> None:
+    from tltui.client.predict import PredictReport, PredictStarted
+    from tltui.commands.predict import low_res_notes
+
+    def report(run_id: str, native: list[int] | None, low_res: bool = True) -> PredictReport:
+        r = PredictReport(run_id, "/p")
+        r.add(PredictStarted(1, pc.CLASSES, None, 5, [224, 224], low_res and native is not None, native))
+        return r
+
+    shrunk = "images shrunk to 32x32 first, as the training images were"
+    assert low_res_notes(report("r1", [32, 32]), None) == [shrunk]
+    assert low_res_notes(report("r1", [32, 32]), report("r2", [32, 32])) == [shrunk]  # once
+    assert low_res_notes(report("r1", [32, 32]), report("r2", [64, 64])) == [
+        shrunk,
+        "r2: images shrunk to 64x64 first, as the training images were",
+    ]
+    assert low_res_notes(report("r1", None), report("r2", [32, 32])) == [f"r2: {shrunk}"]
+    assert low_res_notes(report("r1", [224, 224]), None) == []  # trained at the input size

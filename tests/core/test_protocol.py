@@ -72,3 +72,12 @@ def test_tail_of_random_bytes_never_raises(tmp_path_factory, chunks: list[bytes]
         with open(p, "ab") as f:
             f.write(c)
         tail.read_new()
+
+
+def test_top_k_is_na_exactly_when_every_class_is_in_every_top_k() -> None:
+    assert protocol.top_k_na(3) == "top-5 n/a with 3 classes (it would be 100% by construction)"
+    assert protocol.top_k_na(3, why=False) == "top-5 n/a with 3 classes"
+    assert protocol.top_k_na(6, k=10) == "top-10 n/a with 6 classes (it would be 100% by construction)"
+    assert protocol.top_k_na(6, k=5) is None and protocol.top_k_na(None) is None
+    # the training metrics' threshold and the reports' wording agree
+    assert [n for n in range(1, 10) if protocol.top_k_na(n) is None] == list(range(protocol.TOP5_MIN_CLASSES, 10))

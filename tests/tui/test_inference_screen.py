@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import threading
 from collections.abc import Iterator
@@ -45,14 +46,15 @@ def completed_run(ws: Workspace) -> str:
     return rec.id
 
 
-def records(folder: Path) -> list[Any]:
-    """What the predict worker would say for :func:`make_folder` (one dog is called a cat)."""
-    out: list[Any] = [PredictStarted(7, CLASSES, CLASSES, 5, [32, 32])]
+def records(folder: Path, classes: list[str] = CLASSES, **started: Any) -> list[Any]:
+    """What the predict worker would say for :func:`make_folder` (one dog is called a cat); ``started``:
+    more fields of the start record."""
+    out: list[Any] = [PredictStarted(7, classes, classes, min(5, len(classes)), [32, 32], **started)]
     done = 0
     for label in COLOURS:
         for n in range(2):
             guess = "cat" if (label, n) == ("dog", 1) else label
-            others = [c for c in CLASSES if c != guess][:4]
+            others = [c for c in classes if c != guess][:4]
             top = [(guess, 0.7), *[(c, round(0.3 / (i + 2), 4)) for i, c in enumerate(others)]]
             rank = 1 if guess == label else 2
             path = folder / label / f"{n}.png"
@@ -66,22 +68,27 @@ def records(folder: Path) -> list[Any]:
 
 
 class Scripted:
-    """A prediction source: yields the records, optionally waiting at a gate after the first batch."""
+    """A prediction source: yields the records, optionally waiting at a gate after the first batch.
+    Asked for full resolution (``low_res=False``), its start record says so."""
 
     def __init__(self, recs: list[Any], gate: threading.Event | None = None, error: str | None = None) -> None:
         self.recs = recs
         self.gate = gate
         self.error = error
         self.calls: list[tuple[Path, Path]] = []
+        self.low_res: list[bool | None] = []  # what each call asked for
         self.cancelled = False
 
-    def __call__(self, run_dir: Path, folder: Path) -> Iterator[Any]:
+    def __call__(self, run_dir: Path, folder: Path, low_res: bool | None = None) -> Iterator[Any]:
         self.calls.append((run_dir, folder))
-        return self._iter()
+        self.low_res.append(low_res)
+        return self._iter(low_res)
 
-    def _iter(self) -> Iterator[Any]:
+    def _iter(self, low_res: bool | None) -> Iterator[Any]:
         first_progress = True
         for rec in self.recs:
+            if isinstance(rec, PredictStarted) and low_res is not None:
+                rec = dataclasses.replace(rec, low_res=low_res)
             yield rec
             if isinstance(rec, Progress) and first_progress and self.gate is not None:
                 first_progress = False
@@ -352,13 +359,13 @@ def test_snapshot_misclassified_160x48(snap_compare: Any, setup: Any) -> None:
 
 
 def cam_source(calls: list) -> Any:
-    """Stands in for the worker's Grad-CAM: a red square PNG per image, in the screen's output folder."""
+    """Stands in for the worker's Grad-CAM: a red square PNG per image, where the screen asks for it."""
 
-    def make(run_dir: Path, image: Path, out_dir: Path) -> str:
+    def make(run_dir: Path, image: Path, out_file: Path, low_res: bool | None) -> str:
         calls.append((run_dir, image))
-        path = out_dir / f"{image.parent.name}-{image.name}.cam.png"
-        Image.new("RGB", (32, 32), (255, 0, 0)).save(path)
-        return str(path)
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (32, 32), (255, 0, 0)).save(out_file)
+        return str(out_file)
 
     return make
 
@@ -432,21 +439,22 @@ async def test_grad_cam_is_computed_once_on_request_and_toggled(setup: Any) -> N
         await settle(pilot)
         item = screen.selected
         assert calls == [(ws.run_paths(rid).dir, Path(item.path))]
-        assert screen.query_one(Thumbnail).path == screen.cams[item.path]
-        assert Path(screen.cams[item.path]).parent == ws.cache_dir / "cams" / rid
+        cam = screen.cams[(rid, "cat/0.png")]
+        assert screen.query_one(Thumbnail).path == cam
+        assert Path(cam).is_relative_to(ws.cache_dir / "cams" / rid) and cam.endswith("/cat/0.png.cam.png")
         assert "Grad-CAM of" in screen_text(screen.query_one("#inf-topk"))
         await pilot.press("g")  # back to the image
         assert screen.query_one(Thumbnail).path == item.path
         await pilot.press("g")  # and to the overlay again, without a second computation
         await pilot.pause()
-        assert len(calls) == 1 and screen.query_one(Thumbnail).path == screen.cams[item.path]
+        assert len(calls) == 1 and screen.query_one(Thumbnail).path == cam
 
 
 @asynctest
 async def test_a_run_without_a_feature_map_says_why(setup: Any) -> None:
     ws, rid, folder = setup
 
-    def hub(run_dir: Path, image: Path, out_dir: Path) -> str:
+    def hub(run_dir: Path, image: Path, out_file: Path, low_res: bool | None) -> str:
         raise PredictError("no Grad-CAM for this run: a TF Hub backbone is one opaque layer")
 
     app = make_cam_app(ws, rid, [], cam=hub)
@@ -495,7 +503,7 @@ class TwoRuns:
     def __init__(self, folder: Path, b_dir: Path) -> None:
         self.folder, self.b_dir, self.calls = folder, b_dir, []
 
-    def __call__(self, run_dir: Path, folder: Path) -> Iterator[Any]:
+    def __call__(self, run_dir: Path, folder: Path, low_res: bool | None = None) -> Iterator[Any]:
         self.calls.append(run_dir)
         recs = records(self.folder)
         if run_dir == self.b_dir:
@@ -530,3 +538,132 @@ async def test_two_runs_side_by_side_show_where_they_disagree(setup: Any) -> Non
         assert "vs" not in table.columns and screen.against is None
         await pilot.press("d")
         assert any("pick a second run" in n.message for n in app._notifications)
+
+
+# ---------------------------------------------------------------------------- one image, one Grad-CAM
+
+
+def copying_cam_source(calls: list) -> Any:
+    """Stands in for the worker's Grad-CAM: the image itself, so an overlay shows whose it is."""
+
+    def make(run_dir: Path, image: Path, out_file: Path, low_res: bool | None) -> str:
+        calls.append((run_dir, image))
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        Image.open(image).convert("RGB").save(out_file)
+        return str(out_file)
+
+    return make
+
+
+def same_pixels(a: str | Path, b: str | Path) -> bool:
+    return Image.open(a).convert("RGB").tobytes() == Image.open(b).convert("RGB").tobytes()
+
+
+async def cam_of_selected(pilot: Any) -> str:
+    """Press g until the selected image's Grad-CAM shows (a first press may only leave CAM mode)."""
+    screen = screen_of(pilot.app)
+    for _ in range(2):
+        await pilot.press("g")
+        for _ in range(200):
+            await settle(pilot)
+            path = screen.query_one(Thumbnail).path
+            if not screen.showing_cam or (path and path.endswith(".cam.png")):
+                break
+            await pilot.pause(0.01)
+        if screen.showing_cam:
+            return str(screen.query_one(Thumbnail).path)
+    raise AssertionError("no Grad-CAM shown")
+
+
+@asynctest
+async def test_same_named_images_in_two_class_folders_and_two_runs_keep_their_own_grad_cam(setup: Any) -> None:
+    ws, rid, folder = setup  # cat/0.png, dog/0.png, frog/0.png: one file name, three images
+    other = completed_run(ws)
+    calls: list = []
+    source, cam = Scripted(records(folder.absolute())), copying_cam_source(calls)
+    app = HostApp(lambda: InferenceScreen(rid, workspace=ws, source=source, folder=str(folder), cam_source=cam), ws)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await classify(pilot)
+        screen = screen_of(app)
+        assert screen.selected.rel == "cat/0.png"
+        cat = await cam_of_selected(pilot)
+        await pilot.press("down", "down", "down")
+        assert screen.selected.rel == "dog/0.png"
+        dog = await cam_of_selected(pilot)
+        assert cat != dog and len(calls) == 2
+        assert same_pixels(cat, folder / "cat" / "0.png") and same_pixels(dog, folder / "dog" / "0.png")
+        await pilot.press("up", "up", "up")  # back to the cat: its own map, not the dog's drawn over it
+        await settle(pilot)
+        assert screen.selected.rel == "cat/0.png" and screen.showing_cam
+        assert screen.query_one(Thumbnail).path == cat and same_pixels(cat, folder / "cat" / "0.png")
+        assert "Grad-CAM of cat" in screen_text(screen.query_one("#inf-topk")) and len(calls) == 2
+
+        screen.query_one("#inf-run").value = other  # the same image under another run: that run's map
+        await classify(pilot)
+        assert screen.selected.rel == "cat/0.png"
+        cat_b = await cam_of_selected(pilot)
+        assert calls[-1] == (ws.run_paths(other).dir, folder.absolute() / "cat" / "0.png") and len(calls) == 3
+        assert cat_b != cat and Path(cat_b).is_relative_to(ws.cache_dir / "cams" / other)
+        assert screen.cams == {(other, "cat/0.png"): cat_b}
+
+
+def test_default_cam_source_puts_each_overlay_where_it_is_asked(
+    ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker names an overlay after the file name alone; two images called 0.png must not share it."""
+    import json
+
+    import predict_corpus as pc
+
+    from tltui.runner.supervisor import WORKER_CMD_ENV
+    from tltui.tui.screens.inference import cam_file, default_cam_source
+
+    monkeypatch.setenv(WORKER_CMD_ENV, json.dumps(pc.fake_worker_cmd(tmp_path)))
+    folder = make_folder(tmp_path)
+    run_id = pc.make_run(ws, None)
+    run_dir, cams = ws.run_paths(run_id).dir, ws.cache_dir / "cams"
+    made = {}
+    for rel in ("cat/0.png", "dog/0.png"):
+        out = cam_file(cams, run_id, folder, rel, low_res=True)
+        made[rel] = default_cam_source(run_dir, folder / rel, out, True)
+        assert made[rel] == str(out)
+    assert made["cat/0.png"] != made["dog/0.png"]
+    assert all(same_pixels(made[rel], folder / rel) for rel in made)
+    assert sorted(p.name for p in Path(made["cat/0.png"]).parents[1].iterdir()) == ["cat", "dog"]  # no leftovers
+    assert cam_file(cams, run_id, folder, "cat/0.png", low_res=False) != Path(made["cat/0.png"])
+    assert cam_file(cams, "r9999", folder, "cat/0.png", low_res=True) != Path(made["cat/0.png"])
+
+
+# ---------------------------------------------------------------------------- top-5 and resolution
+
+
+@asynctest
+async def test_header_says_top5_is_na_with_three_classes(setup: Any) -> None:
+    ws, rid, folder = setup
+    app = make_app(ws, Scripted(records(folder, classes=list(COLOURS))), rid)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await classify(pilot)
+        status = screen_text(screen_of(app).query_one("#inf-status"))
+        assert "done · 7/7 images · 1 skipped · top-1 83.3% · top-5 n/a with 3 classes (6 labelled)" in status
+        assert "100.0%" not in status
+
+
+@asynctest
+async def test_images_go_through_the_training_size_unless_full_resolution_is_asked(setup: Any) -> None:
+    ws, rid, folder = setup
+    source = Scripted(records(folder, low_res=True, native_size=[8, 8]))
+    app = make_app(ws, source, rid)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await classify(pilot)
+        screen = screen_of(app)
+        status = screen_text(screen.query_one("#inf-status"))
+        assert "images shrunk to 8x8 first, as the training images were (f: full resolution)" in status
+        await pilot.press("f")  # classifies again, at full resolution
+        await settle(pilot)
+        assert source.low_res == [None, False] and len(screen.items) == 7
+        status = screen_text(screen.query_one("#inf-status"))
+        assert "images resized straight to 32x32, the model's input (f: as the training images were)" in status
+        await pilot.press("f")
+        await settle(pilot)
+        assert source.low_res == [None, False, None]
+        assert "images shrunk to 8x8 first" in screen_text(screen.query_one("#inf-status"))

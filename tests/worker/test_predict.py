@@ -35,6 +35,33 @@ def test_read_run_takes_sizes_from_data_json(tmp_path: Path) -> None:
     assert predict.input_size(info, low_res=True) == [8, 4]
 
 
+@pytest.mark.parametrize(
+    ("native", "size", "expected"),
+    [
+        ([32, 32], [224, 224], True),  # CIFAR upscaled inside the model: go through 32x32 as training did
+        ([32, 48], [224, 224], True),
+        ([224, 224], [224, 224], False),  # photos kept at the input size: nothing to shrink
+        (None, [224, 224], False),  # a run from before data.json recorded it
+        ([256, 256], [224, 224], False),  # larger than the input: the model shrinks it anyway
+        ([32, 256], [224, 224], False),
+    ],
+)
+def test_the_default_resolution_follows_training(native: list[int] | None, size: list[int], expected: bool) -> None:
+    assert predict.low_res_by_default(native, size) is expected
+    info = {"native_size": native, "image_size": size}
+    assert predict.use_low_res(info, None) is expected
+    assert predict.use_low_res(info, True) is True and predict.use_low_res(info, False) is False
+
+
+def test_low_res_and_full_res_flags() -> None:
+    base = ["run", "folder", "--out", "x"]
+    assert predict.parse_args(base).low_res is None
+    assert predict.parse_args([*base, "--low-res"]).low_res is True
+    assert predict.parse_args([*base, "--full-res"]).low_res is False
+    with pytest.raises(SystemExit):
+        predict.parse_args([*base, "--low-res", "--full-res"])
+
+
 def test_read_run_falls_back_to_the_preset_image_size(tmp_path: Path) -> None:
     info = predict.read_run(_run_dir(tmp_path, None))
     assert info["image_size"] == [48, 40] and info["native_size"] is None

@@ -79,3 +79,44 @@ def test_model_with_a_lambda_layer_is_refused(ws, tmp_path: Path, models: Path, 
     err = capsys.readouterr().err
     assert err.count("\n") == 1, err
     assert err.startswith(f"error: {run_id}: ") and "refused to load" in err and "Lambda" in err
+
+
+def sharp_photos(folder: Path) -> Path:
+    """Photo-like images, much larger and sharper than the run's 4x4 training images: fine red and
+    blue lines on black (what a CIFAR run meets in a folder of real photos)."""
+    import numpy as np
+    from PIL import Image
+
+    (folder / "red").mkdir(parents=True)
+    x = np.zeros((64, 64, 3), np.uint8)
+    x[:, ::8, 0] = 255
+    x[::8, :, 2] = 255
+    Image.fromarray(x).save(folder / "red" / "lines.png")
+    Image.fromarray(x[:40, :56]).save(folder / "red" / "crop.png")
+    return folder
+
+
+def test_by_default_images_go_through_the_training_size_as_with_low_res(
+    ws, tmp_path: Path, models: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    folder = sharp_photos(tmp_path / "photos")
+    run_id = pc.make_run(ws, models / "model.keras", native_size=(4, 4), image_size=(16, 16))
+
+    def predict(*flags: str) -> tuple[dict, str]:
+        assert cli.main(["--workspace", str(ws.root), "predict", run_id, str(folder), "--json", *flags]) == 0
+        out = capsys.readouterr()
+        doc = json.loads(out.out)
+        return {p["path"]: p["top_k"] for p in doc["predictions"]} | {"low_res": doc["low_res"]}, out.err
+
+    default, default_err = predict()
+    low, low_err = predict("--low-res")
+    full, full_err = predict("--full-res")
+    assert default == low and default["low_res"] is True and full["low_res"] is False
+    assert default_err.strip() == "images shrunk to 4x4 first, as the training images were (--full-res to turn off)"
+    assert low_err == full_err == ""  # asked for explicitly: nothing to point out
+    paths = [p for p in default if p != "low_res"]
+    assert len(paths) == 2
+    gaps = [abs(a["probability"] - b["probability"]) for p in paths for a, b in zip(default[p], full[p], strict=True)]
+    assert max(gaps) > 1e-3  # the full-resolution path feeds the model other pixels

@@ -27,6 +27,7 @@ from typing import Any, TextIO
 from tltui.core.errors import TltuiError
 from tltui.core.images import Score
 from tltui.core.predict_records import PredictionRow, PredictStarted, Progress, Record, Skipped, decode
+from tltui.core.protocol import top_k_na
 from tltui.runner.supervisor import worker_command
 
 
@@ -51,7 +52,7 @@ class PredictJob:
         folder: str | os.PathLike[str],
         *,
         top_k: int = 5,
-        low_res: bool = False,
+        low_res: bool | None = None,
         batch_size: int = 32,
         max_pixels: int | None = None,
         cam_dir: str | os.PathLike[str] | None = None,
@@ -62,8 +63,8 @@ class PredictJob:
         self._cmd = list(worker_cmd or worker_command())
         self._targets = [str(Path(run_dir).absolute()), str(Path(folder).absolute())]
         self._options = ["--top-k", str(top_k), "--batch-size", str(batch_size)]
-        if low_res:
-            self._options.append("--low-res")
+        if low_res is not None:  # None: the worker goes through the native size when training did
+            self._options.append("--low-res" if low_res else "--full-res")
         if max_pixels is not None:
             self._options += ["--max-pixels", str(max_pixels)]
         if cam_dir is not None:
@@ -167,10 +168,14 @@ class PredictJob:
 
 @dataclass
 class PredictReport:
-    """Everything a finished (or partial) job produced, ready for JSON or CSV export."""
+    """Everything a finished (or partial) job produced, ready for JSON or CSV export.
+
+    ``top_k``: the classes per image asked for (``--top-k``); the worker lists at most all classes.
+    """
 
     run_id: str
     folder: str
+    top_k: int | None = None
     started: PredictStarted | None = None
     rows: list[PredictionRow] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
@@ -195,6 +200,25 @@ class PredictReport:
     def labelled(self) -> bool:
         return self.score is not None
 
+    @property
+    def num_classes(self) -> int | None:
+        return len(self.started.classes) if self.started is not None else None
+
+    @property
+    def top5_na(self) -> str | None:
+        """Why top-5 accuracy is not reported (5 classes or fewer), else ``None``."""
+        return top_k_na(self.num_classes)
+
+    @property
+    def top5_accuracy(self) -> float | None:
+        """Top-5 accuracy of the labelled images; ``None`` without any, or when :attr:`top5_na`."""
+        return None if self.score is None or self.top5_na else self.score.top5_accuracy
+
+    @property
+    def top_k_note(self) -> str | None:
+        """``--top-k K`` with K at least the number of classes: every image lists them all."""
+        return top_k_na(self.num_classes, self.top_k) if self.top_k is not None else None
+
     def summary(self) -> dict[str, Any]:
         s: dict[str, Any] = {
             "images": len(self.rows) + len(self.skipped),
@@ -203,6 +227,8 @@ class PredictReport:
         }
         if self.score is not None:
             s.update(self.score.to_dict())
+            if self.top5_na:  # null, and why, rather than 100% by construction
+                s["top5_accuracy"], s["top5_note"] = None, self.top5_na
         return s
 
     def to_json(self) -> dict[str, Any]:
@@ -217,9 +243,18 @@ class PredictReport:
             if r.cam is not None:
                 p["cam"] = r.cam
             preds.append(p)
+        doc: dict[str, Any] = {"run": self.run_id, "folder": self.folder}
+        if self.started is not None:  # what the images went through: as training, or full size
+            doc.update(
+                low_res=self.started.low_res,
+                native_size=self.started.native_size,
+                image_size=self.started.image_size,
+                top_k=self.started.top_k,
+            )
+            if self.top_k_note:
+                doc["top_k_note"] = self.top_k_note
         return {
-            "run": self.run_id,
-            "folder": self.folder,
+            **doc,
             "predictions": preds,
             "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
             "summary": self.summary(),

@@ -27,15 +27,28 @@ def register(sub: argparse._SubParsersAction) -> None:
         "predict",
         help="classify a folder of images with a completed run",
         description="Top-k classes for every image under FOLDER (recursive). If FOLDER has one "
-        "subfolder per class name, also reports accuracy, top-5 accuracy and a confusion matrix.",
+        "subfolder per class name, also reports accuracy, top-5 accuracy (with 6 classes or more) and a "
+        "confusion matrix. Images go through the training data's native size when it is smaller than the "
+        "model's input (CIFAR's 32x32, upscaled inside the model), as the training images did.",
     )
     p.add_argument("run_id", metavar="RUN_ID")
     p.add_argument("folder", metavar="FOLDER", type=Path)
     p.add_argument("--top-k", type=common.positive_int, default=5, metavar="K", help="classes per image (default 5)")
-    p.add_argument(
+    res = p.add_mutually_exclusive_group()
+    res.add_argument(
         "--low-res",
-        action="store_true",
-        help="shrink each image to the training data's native size first (e.g. 32x32 for CIFAR), then upscale",
+        dest="low_res",
+        action="store_const",
+        const=True,
+        help="shrink each image to the training data's native size first (e.g. 32x32 for CIFAR), then upscale "
+        "(the default when that size is smaller than the model's input)",
+    )
+    res.add_argument(
+        "--full-res",
+        dest="low_res",
+        action="store_const",
+        const=False,
+        help="resize each image straight to the model's input size, even when training went through a smaller one",
     )
     p.add_argument("--batch-size", type=common.positive_int, default=32, metavar="B", help="images per batch (default 32)")
     p.add_argument("--against", metavar="RUN_ID_B",
@@ -85,6 +98,9 @@ def main(args: argparse.Namespace) -> int:
         raise CommandError(f"--against {args.against}: that is {run_id} itself; give another completed run")
     report = _classify(run_id, run_dir, folder, args, cam_dir=args.cam)
     against = _classify(other[0], other[1], folder, args) if other is not None else None
+    if args.low_res is None:  # the default followed training: say so, once
+        for note in low_res_notes(report, against):
+            print(f"{note} (--full-res to turn off)", file=sys.stderr)
     if args.confusion_csv is not None:
         if report.score is None or not report.score.total:
             raise CommandError(f"--confusion-csv: {folder} is not labelled (no subfolder per class name)")
@@ -109,7 +125,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _classify(run_id: str, run_dir: Path, folder: Path, args: argparse.Namespace, cam_dir: Path | None = None) -> PredictReport:
-    report = PredictReport(run_id, str(folder.absolute()))
+    report = PredictReport(run_id, str(folder.absolute()), top_k=args.top_k)
     job = PredictJob(run_dir, folder, top_k=args.top_k, low_res=args.low_res, batch_size=args.batch_size,
                      cam_dir=cam_dir)
     try:
@@ -118,6 +134,17 @@ def _classify(run_id: str, run_dir: Path, folder: Path, args: argparse.Namespace
     except PredictError as e:
         raise CommandError(f"{run_id}: {e}") from None
     return report
+
+
+def low_res_notes(report: PredictReport, against: PredictReport | None) -> list[str]:
+    """Each run's note when its images went through a smaller native size, as its training images
+    did: once when both runs went through the same size, else the second one's names its run."""
+    a = report.started.low_res_note() if report.started is not None else None
+    b = against.started.low_res_note() if against is not None and against.started is not None else None
+    notes = [a] if a else []
+    if against is not None and b and b != a:
+        notes.append(f"{against.run_id}: {b}")
+    return notes
 
 
 def disagreements(a: PredictReport, b: PredictReport) -> dict[str, Any]:
@@ -213,11 +240,13 @@ def format_report(report: PredictReport) -> str:
     s = report.summary()
     lines.append("")
     lines.append(f"{root}: {s['predicted']} predicted, {s['skipped']} skipped")
+    scored = report.score is not None and report.score.total > 0
+    if report.top_k_note and not (scored and report.top_k == 5):  # else the accuracy line says it
+        lines.append(f"{report.top_k_note}: each image lists all {report.num_classes} classes")
     if report.score is not None and report.score.total:
         sc = report.score
-        lines.append(
-            f"accuracy {_pct(sc.accuracy)} ({sc.top1}/{sc.total}), top-5 accuracy {_pct(sc.top5_accuracy)}"
-        )
+        top5 = report.top5_na or f"top-5 accuracy {_pct(report.top5_accuracy)}"
+        lines.append(f"accuracy {_pct(sc.accuracy)} ({sc.top1}/{sc.total}), {top5}")
         lines.extend(_confusion_lines(sc.confusion()))
         pairs = sc.confused_pairs(10)
         if pairs:

@@ -15,7 +15,9 @@ from typing import Any
 
 @dataclass(frozen=True)
 class PredictStarted:
-    """The worker found ``total`` candidate files; ``labels`` is set for a labelled folder."""
+    """The worker found ``total`` candidate files; ``labels`` is set for a labelled folder.
+    ``low_res``: images are shrunk to the training data's ``native_size`` first (then the model
+    upscales them to ``image_size``, as it upscaled the training images)."""
 
     total: int
     classes: list[str]
@@ -23,6 +25,15 @@ class PredictStarted:
     top_k: int
     image_size: list[int]
     low_res: bool = False
+    native_size: list[int] | None = None
+
+    def low_res_note(self) -> str | None:
+        """``"images shrunk to 32x32 first, as the training images were"`` when they were (and that
+        differs from the model's input size), else ``None``."""
+        if not self.low_res or not self.native_size or list(self.native_size) == list(self.image_size):
+            return None
+        h, w = self.native_size  # height x width, as the rest of tltui writes sizes
+        return f"images shrunk to {h}x{w} first, as the training images were"
 
 
 @dataclass(frozen=True)

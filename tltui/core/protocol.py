@@ -25,8 +25,21 @@ METRIC_KEYS = ("loss", "acc", "top5_acc", "val_loss", "val_acc", "val_top5_acc")
 #: Keys of the held-out test evaluation (:class:`Evaluated`). ``top5`` keys are absent when the
 #: data has 5 classes or fewer (top-5 accuracy would be 100 % by construction).
 TEST_KEYS = ("test_loss", "test_acc", "test_top5_acc")
-#: Top-5 accuracy is reported only above this many classes.
+#: Top-5 accuracy is reported only with this many classes or more (:func:`top_k_na` with k = 5).
 TOP5_MIN_CLASSES = 6
+#: Why :func:`top_k_na` says n/a.
+TOP_K_NA_WHY = "it would be 100% by construction"
+
+
+def top_k_na(num_classes: int | None, k: int = 5, *, why: bool = True) -> str | None:
+    """``"top-5 n/a with 3 classes (it would be 100% by construction)"`` when a top-k accuracy says
+    nothing (``k >= num_classes``: every class is in every top-k), else ``None``. The one wording of
+    every place that reports top-5 (the CLI, the app, ``--json`` notes); ``why=False`` drops the
+    parenthesis where a line has no room for it."""
+    if num_classes is None or k < num_classes:
+        return None
+    text = f"top-{k} n/a with {num_classes} classes"
+    return f"{text} ({TOP_K_NA_WHY})" if why else text
 
 
 @dataclass(frozen=True)

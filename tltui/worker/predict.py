@@ -46,7 +46,21 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     out.add_argument("--out-fd", type=int, help="write JSON lines to this inherited file descriptor")
     out.add_argument("--out", type=Path, help="write JSON lines to this file")
     p.add_argument("--top-k", type=int, default=5)
-    p.add_argument("--low-res", action="store_true", help="shrink to the training data's native size first")
+    res = p.add_mutually_exclusive_group()
+    res.add_argument(
+        "--low-res",
+        dest="low_res",
+        action="store_const",
+        const=True,
+        help="shrink to the training data's native size first (the default when it is smaller)",
+    )
+    res.add_argument(
+        "--full-res",
+        dest="low_res",
+        action="store_const",
+        const=False,
+        help="resize straight to the model's input size",
+    )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-pixels", type=int, default=images.DEFAULT_MAX_PIXELS)
     p.add_argument("--cam", type=Path, metavar="OUT_DIR", help="write a Grad-CAM overlay PNG of each image's top-1 class")
@@ -151,13 +165,14 @@ def run(args: argparse.Namespace, out: TextIO) -> None:
         raise JobError(
             f"{RunPaths(args.run_dir).data_info}: no native_size for this run's data; --low-res needs it"
         )
+    low_res = use_low_res(info, args.low_res)
     # Pillow's own bomb check (in Image.open) uses the same limit as ours
     Image.MAX_IMAGE_PIXELS = args.max_pixels
     entries = images.find_images(folder)
     labels = images.folder_labels(folder, classes)
     k = min(args.top_k, len(classes))
     total = len(entries)
-    _write(out, PredictStarted(total, classes, labels, k, info["image_size"], args.low_res))
+    _write(out, PredictStarted(total, classes, labels, k, info["image_size"], low_res, info["native_size"]))
     if not entries:
         _write(out, Progress(0, 0))
         return
@@ -165,7 +180,7 @@ def run(args: argparse.Namespace, out: TextIO) -> None:
     import numpy as np
 
     model = load_model(RunPaths(args.run_dir).model)
-    size = input_size(info, args.low_res)
+    size = input_size(info, low_res)
     cam_dir: Path | None = args.cam
     if cam_dir is not None:
         from tltui.worker import gradcam
@@ -218,6 +233,20 @@ def write_cams(model: Any, x: Any, batch: list[tuple[ImageEntry, Any]], probs: A
 def cam_name(entry: ImageEntry) -> str:
     """``cat/01.jpg`` -> ``cat__01.jpg.cam.png``: one flat folder, one file per image."""
     return (entry.rel or entry.path.name).replace("/", "__") + ".cam.png"
+
+
+def low_res_by_default(native_size: list[int] | None, image_size: list[int]) -> bool:
+    """Whether training went through a smaller native size (CIFAR's 32 px, upscaled inside the
+    model to 224): then predict shrinks images to it first by default, so a sharp photo looks
+    like what training saw (the model upscales it as it upscaled the training images)."""
+    if native_size is None or list(native_size) == list(image_size):
+        return False
+    return all(n <= s for n, s in zip(native_size, image_size, strict=True))
+
+
+def use_low_res(info: dict[str, Any], requested: bool | None) -> bool:
+    """``--low-res`` (True), ``--full-res`` (False), or neither (None): as training saw the data."""
+    return low_res_by_default(info["native_size"], info["image_size"]) if requested is None else requested
 
 
 def input_size(info: dict[str, Any], low_res: bool) -> list[int]:

@@ -5,11 +5,15 @@ worker runs in its own process (:class:`tltui.client.predict.PredictJob`) and a
 thread here hands its records to the UI a batch at a time, so results fill in
 as batches finish. The selected image is drawn in the terminal with its top-5
 as bars. Filters show only misclassified (labelled folders) or skipped files;
-``e`` exports the predictions as CSV next to the run.
+``e`` exports the predictions as CSV next to the run. Images go through the training data's
+native size when it is smaller than the model's input, as the training images did (``f``: full
+resolution); the status says so.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -25,46 +29,63 @@ from textual.worker import get_current_worker
 
 from tltui.client.predict import PredictError, PredictionRow, PredictReport, PredictStarted, Progress, Skipped
 from tltui.core.errors import one_line
+from tltui.core.protocol import top_k_na
 from tltui.core.status import RunStatus
 from tltui.core.workspace import Workspace, atomic_write
 from tltui.tui.screens._support import ScreenActions, workspace_for
 from tltui.tui.widgets.thumbnail import Thumbnail
 
-#: ``source(run_dir, folder) -> records``; the default runs the predict worker.
-Source = Callable[[Path, Path], Iterable[Any]]
+#: ``source(run_dir, folder, low_res) -> records``; the default runs the predict worker. ``low_res``:
+#: ``None`` as the training images were (the worker decides), ``False`` full resolution.
+Source = Callable[[Path, Path, bool | None], Iterable[Any]]
 
 #: Records handed to the UI at once at most (a Progress record also flushes).
 FLUSH_EVERY = 64
 FILTERS = ("all", "misclassified", "skipped")
 
 
-#: ``cam_source(run_dir, image, out_dir) -> overlay PNG path``: Grad-CAM of one image's top-1 class.
-CamSource = Callable[[Path, Path, Path], str]
+#: ``cam_source(run_dir, image, out_file, low_res) -> out_file``: the Grad-CAM overlay of one image's
+#: top-1 class, written to ``out_file``, with the images at the resolution they were classified at.
+CamSource = Callable[[Path, Path, Path, bool | None], str]
 
 
-def default_source(run_dir: Path, folder: Path) -> Iterable[Any]:
+def default_source(run_dir: Path, folder: Path, low_res: bool | None = None) -> Iterable[Any]:
     from tltui.client.predict import PredictJob
 
-    return PredictJob(run_dir, folder, top_k=5)
+    return PredictJob(run_dir, folder, top_k=5, low_res=low_res)
 
 
-def default_cam_source(run_dir: Path, image: Path, out_dir: Path) -> str:
+def default_cam_source(run_dir: Path, image: Path, out_file: Path, low_res: bool | None = None) -> str:
     """Grad-CAM of one image in the predict worker (TensorFlow lives there): the image is linked
-    into a folder of its own, classified with ``--cam``; returns the overlay's path."""
+    into a folder of its own and classified with ``--cam``; the overlay is moved to ``out_file``
+    (the worker names it after the file name alone, which other images may share)."""
     import tempfile
 
     from tltui.client.predict import PredictJob
 
-    with tempfile.TemporaryDirectory(prefix="tltui-cam-") as tmp:
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    with (
+        tempfile.TemporaryDirectory(prefix="tltui-cam-") as tmp,
+        tempfile.TemporaryDirectory(prefix=".cam-", dir=out_file.parent) as cams,  # same file system
+    ):
         link = Path(tmp) / image.name
         link.symlink_to(image.absolute())
-        with PredictJob(run_dir, tmp, top_k=1, batch_size=1, cam_dir=out_dir) as job:
+        with PredictJob(run_dir, tmp, top_k=1, batch_size=1, cam_dir=cams, low_res=low_res) as job:
             for rec in job:
                 if isinstance(rec, PredictionRow) and rec.cam:
-                    return rec.cam
+                    os.replace(rec.cam, out_file)
+                    return str(out_file)
                 if isinstance(rec, Skipped):
                     raise PredictError(f"{image.name}: {rec.reason}")
     raise PredictError(f"{image.name}: the worker returned no Grad-CAM")
+
+
+def cam_file(cams_dir: Path, run_id: str, folder: Path, rel: str, low_res: bool) -> Path:
+    """Where the screen keeps one image's Grad-CAM: per run, per classified folder and resolution,
+    at the image's path relative to that folder. ``a/01.png`` and ``b/01.png``, the same name in
+    two folders, and one image under two runs never share an overlay."""
+    digest = hashlib.sha256(f"{Path(folder).absolute()}\0{low_res}".encode()).hexdigest()[:12]
+    return cams_dir / run_id / digest / f"{rel}.cam.png"
 
 
 #: Classes up to which the confusion panel draws the whole matrix (beyond: the top pairs only).
@@ -151,7 +172,8 @@ class InferenceScreen(Screen[None]):
     InferenceScreen #inf-run { width: 32; margin-right: 1; }
     InferenceScreen #inf-against { width: 24; margin-right: 1; }
     InferenceScreen #inf-folder { width: 1fr; }
-    InferenceScreen #inf-status { height: 1; padding: 0 1; background: $boost; }
+    InferenceScreen #inf-status { height: auto; max-height: 2; padding: 0 1; background: $boost;
+                                  text-wrap: nowrap; text-overflow: ellipsis; }
     InferenceScreen #inf-status.-error { color: $error; }
     InferenceScreen #inf-body { height: 1fr; }
     InferenceScreen #inf-browser { width: 32; display: none; border-right: vkey $primary 40%; }
@@ -175,6 +197,7 @@ class InferenceScreen(Screen[None]):
         Binding("m", "filter('misclassified')", "Misclassified", id="inference.misclassified"),
         Binding("c", "confusion", "Confusions", id="inference.confusion"),
         Binding("g", "cam", "Grad-CAM", id="inference.cam"),
+        Binding("f", "full_res", "Full resolution", show=False, id="inference.full_res"),
         Binding("s", "filter('skipped')", "Skipped", id="inference.skipped"),
         Binding("d", "filter('disagree')", "Disagree", id="inference.disagree"),
         Binding("e", "export", "Export CSV", id="inference.export"),
@@ -200,8 +223,10 @@ class InferenceScreen(Screen[None]):
         self.against: PredictReport | None = None  # the second run's predictions, side by side
         self._rows_of: dict[str, int] = {}  # image path -> index in self.items
         self.b_rows: dict[str, PredictionRow] = {}  # the second run's predictions by image path
-        self.cams: dict[str, str | None] = {}  # image path -> its Grad-CAM overlay (None: failed)
+        # (run id, path relative to the classified folder) -> its Grad-CAM overlay (None: failed)
+        self.cams: dict[tuple[str, str], str | None] = {}
         self.showing_cam = False
+        self.full_res = False  # True: images resized straight to the model's input (f)
         self._initial_folder = folder or ""
         self.items: list[PredictionRow | Skipped] = []
         self.report: PredictReport | None = None
@@ -309,14 +334,38 @@ class InferenceScreen(Screen[None]):
         if labelled:
             top1 = sum(1 for r in labelled if r.correct)
             top5 = sum(1 for r in labelled if r.true_label in [lbl for lbl, _ in r.top_k[:5]])
-            t.append(f" · top-1 {100 * top1 / len(labelled):.1f}% · top-5 {100 * top5 / len(labelled):.1f}%")
+            na = top_k_na(len(self.started.classes) if self.started else None, why=False)  # 100% by construction
+            top5_text = na or f"top-5 {100 * top5 / len(labelled):.1f}%"
+            t.append(f" · top-1 {100 * top1 / len(labelled):.1f}% · {top5_text}")
             t.append(f" ({len(labelled)} labelled)", style="dim")
         if self.against is not None and self.against.rows:
             b = self.b_rows
             both = [r for r in rows if r.path in b]
             agree = sum(1 for r in both if b[r.path].label == r.label)
             t.append(f" · vs {self.against.run_id}: agree {agree}/{len(both)}", style="bold")
+        note = self._resolution_note()
+        if note is not None:
+            t.append(f"\n{note}", style="dim")
         status.update(t)
+
+    def _resolution_note(self) -> str | None:
+        """What the images went through, when not straight to the model's input as a user would
+        assume: shrunk to the training data's size first (the default), or full size on request."""
+        started = self.started
+        if started is None:
+            return None
+        note = started.low_res_note()
+        notes = [note] if note else []
+        b = self.against.started if self.against is not None and self.against.started is not None else None
+        b_note = b.low_res_note() if b is not None else None
+        if self.against is not None and b_note and b_note != note:  # the second run trained at another size
+            notes.append(f"{self.against.run_id}: {b_note}")
+        if notes:
+            return "; ".join(notes) + " (f: full resolution)"
+        if self.full_res:
+            h, w = started.image_size
+            return f"images resized straight to {h}x{w}, the model's input (f: as the training images were)"
+        return None
 
     # ------------------------------------------------------------ running
 
@@ -351,6 +400,7 @@ class InferenceScreen(Screen[None]):
                 self._set_error(f"{against} has no exported model; it cannot classify")
                 return
         self.action_stop()
+        self.workers.cancel_group(self, "cam")  # a Grad-CAM of the previous results is not wanted now
         self.items, self.started, self.progress = [], None, None
         self.cams, self.showing_cam, self.pair, self._rows_of, self.b_rows = {}, False, None, {}, {}
         if self.filter in ("pair", "disagree"):
@@ -371,16 +421,16 @@ class InferenceScreen(Screen[None]):
         self._error = None
         self._show_status()
         self.query_one("#inf-table", DataTable).focus()
-        self._run(paths.dir, folder, b_dir)
+        self._run(paths.dir, folder, b_dir, False if self.full_res else None)
 
     @work(thread=True, exclusive=True, group="inference", exit_on_error=False)
-    def _run(self, run_dir: Path, folder: Path, b_dir: Path | None = None) -> None:
+    def _run(self, run_dir: Path, folder: Path, b_dir: Path | None = None, low_res: bool | None = None) -> None:
         worker = get_current_worker()
         error: str | None = None
         batch: list[Any] = []
         try:
             for directory, take in ((run_dir, self._take), *(((b_dir, self._take_b),) if b_dir else ())):
-                job = self._source(directory, folder)
+                job = self._source(directory, folder, low_res)
                 self._job = job
                 for rec in job:
                     if worker.is_cancelled:
@@ -538,7 +588,7 @@ class InferenceScreen(Screen[None]):
         self._preview(self.items[int(key)] if key is not None else None)
 
     def _preview(self, item: PredictionRow | Skipped | None) -> None:
-        cam = self.cams.get(item.path) if item is not None and self.showing_cam else None
+        cam = self.cams.get(self._cam_key(item)) if item is not None and self.showing_cam else None
         self.query_one(Thumbnail).path = cam or (item.path if item is not None else None)
         width = self.query_one("#inf-preview").content_size.width or 30
         bars = topk_bars(item, width)
@@ -598,32 +648,42 @@ class InferenceScreen(Screen[None]):
             self._preview(item)
             return
         self.showing_cam = True
+        key = self._cam_key(item)
         if item.cam is not None:
-            self.cams[item.path] = item.cam
-        if item.path in self.cams:
+            self.cams[key] = item.cam
+        if key in self.cams:
             self._preview(item)
             return
         self.query_one("#inf-topk", Static).update(Text("computing Grad-CAM…", style="dim"))
-        self._compute_cam(self.workspace.run_paths(self.report.run_id).dir, item)
+        low_res = self.started.low_res if self.started is not None else None
+        out = cam_file(
+            self.workspace.cache_dir / "cams", self.report.run_id, Path(self.report.folder), key[1], bool(low_res)
+        )
+        self._compute_cam(self.workspace.run_paths(self.report.run_id).dir, item, out, low_res, self.report)
+
+    def _cam_key(self, item: PredictionRow | Skipped) -> tuple[str, str]:
+        """An image's Grad-CAM is its run's and its own: (run id, path relative to the classified
+        folder), never the bare file name that ``a/01.png`` and ``b/01.png`` share."""
+        return (self.report.run_id if self.report is not None else "", self._display_name(item))
 
     @work(thread=True, exclusive=True, group="cam", exit_on_error=False)
-    def _compute_cam(self, run_dir: Path, item: PredictionRow) -> None:
-        out = self.workspace.cache_dir / "cams" / run_dir.name
+    def _compute_cam(
+        self, run_dir: Path, item: PredictionRow, out: Path, low_res: bool | None, report: PredictReport
+    ) -> None:
         try:
-            out.mkdir(parents=True, exist_ok=True)
-            path, error = self._cam_source(run_dir, Path(item.path), out), None
+            path, error = self._cam_source(run_dir, Path(item.path), out, low_res), None
         except Exception as e:  # noqa: BLE001 - the worker's one line (a hub backbone has no feature map, ...)
             path, error = None, one_line(e)
         if not get_current_worker().is_cancelled:
-            self.app.call_from_thread(self._cam_done, item, path, error)
+            self.app.call_from_thread(self._cam_done, item, path, error, report)
 
-    def _cam_done(self, item: PredictionRow, path: str | None, error: str | None) -> None:
-        if not self.is_attached:
+    def _cam_done(self, item: PredictionRow, path: str | None, error: str | None, report: PredictReport) -> None:
+        if not self.is_attached or report is not self.report:  # classified again meanwhile
             return
         if error is not None:
             self.showing_cam = False
             self.notify(f"no Grad-CAM: {error}", severity="error")
-        self.cams[item.path] = path
+        self.cams[self._cam_key(item)] = path
         if self.selected is item:
             self._preview(item)
 
@@ -664,6 +724,19 @@ class InferenceScreen(Screen[None]):
             return None
         folder = Path(self.report.folder).name or "folder"
         return self.workspace.run_paths(self.report.run_id).dir / f"predictions-{folder}.csv"
+
+    def action_full_res(self) -> None:
+        """Resize images straight to the model's input, or (again, the default) first to the size
+        the training images had; classifies again when there are results."""
+        self.full_res = not self.full_res
+        self.notify(
+            "full resolution: images resized straight to the model's input"
+            if self.full_res
+            else "images go through the training data's size first, as the training images did",
+            timeout=3,
+        )
+        if self.report is not None:
+            self.action_start()
 
     def action_export(self) -> None:
         path = self.export_path()

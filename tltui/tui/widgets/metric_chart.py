@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rich.text import Text
 from textual.app import RenderResult
 from textual_plotext import PlotextPlot
 
@@ -68,6 +69,7 @@ class MetricChart(PlotextPlot):
         self._logy = False
         self._ylim: tuple[float, float] | None = None
         self._marks: tuple[float, ...] = ()
+        self._note: str | None = None
         # how often data arrived and the plot was built (tests check the redraw rate)
         self.shows = 0
         self.builds = 0
@@ -83,12 +85,15 @@ class MetricChart(PlotextPlot):
         ylim: tuple[float, float] | None = None,
         bars: Bars | None = None,
         marks: Sequence[float] = (),
+        note: str | None = None,
     ) -> None:
         """Replace what the chart draws; the plot is rebuilt at the next repaint. ``marks``: x values
-        drawn as vertical lines (a phased run's phase boundaries)."""
+        drawn as vertical lines (a phased run's phase boundaries). ``note``: drawn under the title
+        instead of an empty plot when there is no data (why there never will be)."""
         self.shows += 1
         self._series = tuple(series)
         self._marks = tuple(marks)
+        self._note = note
         self._bars = bars
         if title is not None:
             self.chart_title = title
@@ -108,6 +113,10 @@ class MetricChart(PlotextPlot):
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1]
         self.builds += 1
+        if self._note is not None and not self._has_data():
+            note = Text.assemble((self.chart_title, "bold"), "\n\n", (self._note, "dim"), justify="center")
+            self._cache = (key, note)
+            return note
         plt = self.plt
         plt.clear_figure()
         has_data = False
@@ -135,6 +144,11 @@ class MetricChart(PlotextPlot):
         result = super().render()
         self._cache = (key, result)
         return result
+
+    def _has_data(self) -> bool:
+        return bool(self._bars is not None and self._bars.labels) or any(
+            _finite(y) and (not self._logy or y > 0) for s in self._series for y in s.ys
+        )
 
 
 def _finite(y: float | None) -> bool:
