@@ -103,10 +103,29 @@ def test_depth_0_all_head_and_input(layers: list[LayerInfo], bn: str) -> None:
             assert t0 and ta
         elif l.stage == "input":
             assert not t0 and not ta
-        elif l.is_batchnorm:
+        elif l.is_batchnorm and bn != "inference":
             assert t0 == ta == (bn == "trainable")
-        else:
+        else:  # BatchNorm under "inference": its gamma/beta follow the stage like any layer
             assert t0 and not ta
+
+
+@given(described_backbones(), st.sampled_from(freeze_policy.BATCHNORM_POLICIES), st.integers(0, 4))
+def test_frozen_stages_and_batchnorm_run_in_inference_mode(layers: list[LayerInfo], bn: str, depth: int) -> None:
+    """What runs in inference mode while the model trains: every layer a frozen stage holds (its Dropout and
+    stochastic depth off), BatchNorm everywhere unless the policy trains it; the head never."""
+    order = [s for s in dict.fromkeys(l.stage for l in layers) if s not in ("input", "head")]
+    depth = min(depth, len(order))
+    frozen = set(order[:depth])
+    modes = freeze_policy.inference_mode(layers, depth, bn, order)
+    flags = freeze_policy.plan(layers, depth, bn, order)
+    for l, inf, t in zip(layers, modes, flags, strict=True):
+        if l.stage in ("head", "input"):
+            assert not inf
+        elif l.is_batchnorm:
+            assert inf == (bn != "trainable")
+            assert t == (bn == "trainable" or (bn == "inference" and l.stage not in frozen))
+        else:
+            assert inf == (l.stage in frozen) == (not t)
 
 
 @pytest.mark.parametrize("depth", [5, 17])

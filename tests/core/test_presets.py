@@ -149,7 +149,7 @@ BROKEN: list[tuple[str, str, str]] = [
     ("depth-word", _with("depth = 2", 'depth = "most"'), "freeze.depth: expected a number of macro-blocks"),
     ("depth-bool", _with("depth = 2", "depth = true"), "freeze.depth: expected a number of macro-blocks"),
     ("depth-float", _with("depth = 2", "depth = 2.5"), "freeze.depth: expected a number of macro-blocks"),
-    ("batchnorm-bad", _with('batchnorm = "frozen"', 'batchnorm = "on"'), "p.toml:11: freeze.batchnorm: Input should be 'frozen' or 'trainable'"),
+    ("batchnorm-bad", _with('batchnorm = "frozen"', 'batchnorm = "on"'), "p.toml:11: freeze.batchnorm: Input should be 'frozen', 'inference' or 'trainable'"),
     ("epochs-zero", _with("epochs = 3", "epochs = 0"), "p.toml:13: train.epochs: Input should be greater than or equal to 1"),
     ("epochs-huge", _with("epochs = 3", "epochs = 10000000"), "train.epochs: Input should be less than or equal to 100000"),
     ("optimizer-bad", _with('optimizer = "sgd"', 'optimizer = "lion"'), "p.toml:14: train.optimizer: Input should be 'sgd', 'adam', 'adamw' or 'rmsprop'"),

@@ -63,7 +63,7 @@ def test_each_phase_overrides_its_fields_and_keeps_the_rest() -> None:
     ("extra", "expected"),
     [
         ("train.momentum = 0.1\n", "p.toml:24: phases.2.train.momentum: a phase may set only freeze.depth"),
-        ("freeze.batchnorm = \"on\"\n", "p.toml:24: phases.2.freeze.batchnorm: Input should be 'frozen' or 'trainable'"),
+        ("freeze.batchnorm = \"on\"\n", "p.toml:24: phases.2.freeze.batchnorm: Input should be 'frozen', 'inference' or 'trainable'"),
         ("train.optimizer = \"lion\"\n", "p.toml:24: phases.2.train.optimizer: Input should be"),
         ("colour = 1\n", "p.toml:24: phases.2.colour: a phase may set only"),
     ],

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.e2e
 keras = pytest.importorskip("keras")
 
 from tltui.worker import describe  # noqa: E402
-from tltui.worker.freeze import apply_freeze, layer_info  # noqa: E402
+from tltui.worker.freeze import apply_freeze, layer_info, runs_in_inference_mode  # noqa: E402
 
 ALL = [*catalog.BACKBONES, *catalog.TEST_BACKBONES]
 # ResNet50 serves two tests: same xdist worker, built once.
@@ -86,6 +86,9 @@ def test_real_trainable_flags_equal_the_pure_map(name: str) -> None:
             assert [(r["name"], r["trainable"]) for r in recorded["layers"]] == real, where
             assert _strip(pure) == _strip(recorded), where
             assert recorded["totals"]["trainable_params"] == keras_trainable_params(model), where
+            inference = [runs_in_inference_mode(l) for l in [*model.layers[: outer.index(backbone)], *backbone.layers,
+                                                             *model.layers[outer.index(backbone) + 1 :]]]
+            assert [r["inference"] for r in recorded["layers"]] == inference, where
             assert all(s["layers"] > 0 for s in recorded["stages"]), where
     with pytest.raises(FreezeError, match=f"has {n} stages"):
         apply_freeze(model, backbone, spec.family, n + 1, "frozen")
@@ -115,6 +118,70 @@ def test_frozen_batchnorm_runs_in_inference_mode() -> None:
         before = bn.moving_mean.numpy()
         model(x, training=True)
         assert (not np.allclose(before, bn.moving_mean.numpy())) is moves
+
+
+def test_inference_policy_trains_gamma_beta_and_keeps_the_statistics() -> None:
+    """``batchnorm = "inference"`` (keras.io's recipe): in an unfrozen stage BatchNorm's gamma/beta train
+    while its moving statistics stay bit-identical; a frozen stage does not move at all. (The recipe's own
+    ``base_model(x, training=False)`` does not do this in Keras 3: the outer fit's ``training=True``
+    reaches the nested model, keras-team/keras#20285.)"""
+    import numpy as np
+
+    model, backbone, _ = describe.build("tiny_cnn", (16, 16))
+    doc = apply_freeze(model, backbone, "tiny", 1, "inference")
+    rows = {r["name"]: r for r in doc["layers"]}
+    assert rows["block2_bn"]["trainable"] and rows["block2_bn"]["bn_inference"] and rows["block2_bn"]["inference"]
+    assert rows["block2_bn"]["trainable_params"] == 2 * 16  # gamma and beta, not the statistics
+    assert not rows["block1_bn"]["trainable"] and rows["block1_conv"]["inference"]
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).uniform(0, 255, (8, 16, 16, 3)).astype("float32")
+    y = np.arange(8) % 2  # describe.build's classifier has 2 classes
+    bn2, bn1 = backbone.get_layer("block2_bn"), backbone.get_layer("block1_bn")
+    before = {v.path: v.numpy().copy() for v in [*bn2.weights, *bn1.weights, *backbone.get_layer("block1_conv").weights]}
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    after = {v.path: v.numpy() for v in [*bn2.weights, *bn1.weights, *backbone.get_layer("block1_conv").weights]}
+    moved = {p for p in before if not np.array_equal(before[p], after[p])}
+    assert moved == {bn2.gamma.path, bn2.beta.path}
+
+
+def test_a_frozen_backbone_runs_its_random_layers_in_inference_mode() -> None:
+    """EfficientNet's stochastic depth (Dropout inside the blocks) is off in frozen stages: the frozen
+    backbone's features are the same in training and inference mode, so the feature cache may serve it."""
+    import numpy as np
+
+    from tltui.core import presets
+    from tltui.worker import feature_cache
+
+    size = small_size("efficientnet_b0")
+    model, backbone, spec = describe.build("efficientnet_b0", size)
+    x = np.random.default_rng(0).uniform(0, 255, (2, *size, 3)).astype("float32")
+    drops = [l for l in backbone.layers if isinstance(l, keras.layers.Dropout) and l.rate > 0]
+    assert drops
+    apply_freeze(model, backbone, spec.family, "all", "frozen")
+    np.testing.assert_array_equal(backbone(x, training=True).numpy(), backbone(x, training=False).numpy())
+    preset = presets.from_dict({"name": "e", "data": {"source": "folder:/x", "augment": False},
+                                "model": {"backbone": "efficientnet_b0", "weights": "none"},
+                                "freeze": {"depth": "all"}})
+    assert feature_cache.plan(preset, model, backbone, spec.family, 10, 2).use
+    apply_freeze(model, backbone, spec.family, 1, "frozen")  # the unfrozen stages draw again
+    assert not np.array_equal(backbone(x, training=True).numpy(), backbone(x, training=False).numpy())
+    assert not feature_cache.plan(preset, model, backbone, spec.family, 10, 2).use
+
+
+@RESNET50
+def test_resnet50_inference_policy_trains_what_the_keras_io_recipe_trains() -> None:
+    """Phase 2 of cifar100-resnet50-two-phase (depth 2, 100 classes): the keras.io recipe unfreezes conv4
+    and conv5 with their BatchNorm gamma/beta, 22,289,508 trainable parameters; "frozen" keeps those
+    43,008 gamma/beta frozen too."""
+    model, backbone, _ = build("resnet50")
+    head = model.get_layer("logits")  # describe.build's classifier has 2 classes
+    counts = {}
+    for policy in ("inference", "frozen"):
+        doc = apply_freeze(model, backbone, "resnet", 2, policy)
+        backbone_and_head = keras_trainable_params(model) - sum(math.prod(w.shape) for w in head.weights)
+        counts[policy] = backbone_and_head + 2048 * 100 + 100  # the cifar100 head
+        assert doc["totals"]["trainable_params"] == keras_trainable_params(model)
+    assert counts == {"inference": 22_289_508, "frozen": 22_289_508 - 43_008}
 
 
 def test_freeze_map_cli_describes_once_through_the_worker(tmp_path: Path) -> None:

@@ -9,13 +9,21 @@ Semantics:
 - ``depth = d`` freezes the first ``d`` stages of the backbone (see
   :mod:`tltui.core.stages`); 0 freezes nothing; ``"all"`` freezes every backbone layer;
   ``d`` larger than the number of stages is an error.
-- ``batchnorm = "frozen"`` (keras.io recipe, the default): every BatchNormalization
-  layer of the backbone is frozen whatever the depth; frozen BatchNorm runs in
-  inference mode in Keras 3.
+- ``batchnorm = "frozen"`` (the default): every BatchNormalization layer of the
+  backbone is frozen whatever the depth (its statistics and its gamma/beta); frozen
+  BatchNorm runs in inference mode in Keras 3.
+- ``batchnorm = "inference"`` (the keras.io transfer-learning recipe): every
+  BatchNormalization layer runs in inference mode (it normalizes with its moving
+  statistics, which never change), and its gamma/beta train as its stage says.
 - ``batchnorm = "trainable"`` (the notebook's policy): BatchNorm layers train even
-  inside frozen stages; only the other layers follow the depth.
+  inside frozen stages, with batch statistics; only the other layers follow the depth.
 - Head layers always train; layers before the backbone (resize, preprocessing)
   never do (they have nothing to train).
+
+Besides what trains, :func:`inference_mode` says which layers run in inference mode
+while the model trains: every layer of a frozen stage (so Dropout and stochastic depth
+inside a frozen backbone are off, as keras.io's ``base_model(x, training=False)``
+intends), and BatchNorm as the policy says. The head trains in training mode.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ __all__ = [
     "BATCHNORM_POLICIES",
     "FreezeError",
     "LayerInfo",
+    "inference_mode",
     "StageError",
     "build_map",
     "describe_stages",
@@ -42,7 +51,7 @@ __all__ = [
     "validate_depth",
 ]
 
-BATCHNORM_POLICIES = ("frozen", "trainable")
+BATCHNORM_POLICIES = ("frozen", "inference", "trainable")
 DESCRIPTION_VERSION = 2  # 2: backbones built under their own names (ConvNeXt layer names)
 
 
@@ -87,22 +96,50 @@ def plan(
     ``stage_order`` lists the backbone's stages input-to-output; by default, the
     order in which stages first appear in ``layers``.
     """
-    if batchnorm not in BATCHNORM_POLICIES:
-        raise FreezeError(f'freeze.batchnorm: expected "frozen" or "trainable", got {batchnorm!r}')
-    order = _stage_order(layers, stage_order)
-    validate_depth(depth, len(order))
-    frozen = set(order) if depth == "all" else set(order[: int(depth)])
+    frozen = _frozen_stages(layers, depth, batchnorm, stage_order)
     out: list[bool] = []
     for l in layers:
         if l.stage == HEAD_STAGE:
             out.append(True)
         elif l.stage == INPUT_STAGE:
             out.append(False)
-        elif l.is_batchnorm:
+        elif l.is_batchnorm and batchnorm != "inference":
             out.append(batchnorm == "trainable")
         else:
             out.append(l.stage not in frozen)
     return out
+
+
+def inference_mode(
+    layers: Sequence[LayerInfo],
+    depth: int | str,
+    batchnorm: str,
+    stage_order: Sequence[str] | None = None,
+) -> list[bool]:
+    """Per layer (same order as ``layers``): does it run in inference mode while the model trains?
+    Every layer of a frozen stage does (Dropout and stochastic depth off, BatchNorm on its moving
+    statistics), BatchNorm everywhere unless the policy is ``"trainable"``; the head and the layers
+    before the backbone keep the mode of the call."""
+    frozen = _frozen_stages(layers, depth, batchnorm, stage_order)
+    out: list[bool] = []
+    for l in layers:
+        if l.stage in (HEAD_STAGE, INPUT_STAGE):
+            out.append(False)
+        elif l.is_batchnorm:
+            out.append(batchnorm != "trainable")
+        else:
+            out.append(l.stage in frozen)
+    return out
+
+
+def _frozen_stages(
+    layers: Sequence[LayerInfo], depth: int | str, batchnorm: str, stage_order: Sequence[str] | None
+) -> set[str]:
+    if batchnorm not in BATCHNORM_POLICIES:
+        raise FreezeError(f"freeze.batchnorm: expected one of {', '.join(map(repr, BATCHNORM_POLICIES))}, got {batchnorm!r}")
+    order = _stage_order(layers, stage_order)
+    validate_depth(depth, len(order))
+    return set(order) if depth == "all" else set(order[: int(depth)])
 
 
 def standard_head(features: int | None, num_classes: int | None, dropout: float = 0.0) -> list[LayerInfo]:
@@ -159,9 +196,12 @@ def map_document(
     flags: Sequence[bool],
     order: Sequence[str],
 ) -> dict[str, Any]:
-    """Assemble the JSON document from layers and their trainable flags."""
+    """Assemble the JSON document from layers and their trainable flags. Each layer row says whether it
+    trains (``trainable``, ``trainable_params``: what the optimizer updates) and whether it runs in
+    inference mode while the model trains (``inference``; ``bn_inference`` for BatchNorm)."""
     rows: list[dict[str, Any]] = []
-    for l, t in zip(layers, flags, strict=True):
+    modes = inference_mode(layers, depth, batchnorm, order)
+    for l, t, inf in zip(layers, flags, modes, strict=True):
         rows.append(
             {
                 "name": l.name,
@@ -171,7 +211,8 @@ def map_document(
                 "params": l.params,
                 "trainable_params": l.weight_params if t else 0,
                 "output_shape": list(l.output_shape) if l.output_shape is not None else None,
-                "bn_inference": bool(l.is_batchnorm and not t),
+                "inference": bool(inf),
+                "bn_inference": bool(l.is_batchnorm and (inf or not t)),
             }
         )
     all_stages = (

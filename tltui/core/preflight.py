@@ -208,9 +208,9 @@ def _recipe_warnings(preset: Preset) -> list[str]:
             "weights = \"none\" with a frozen backbone: the head trains on random features; "
             "use weights = \"imagenet\" or freeze.depth = 0"
         )
-    if m.weights == "none" and f.batchnorm == "frozen" and not catalog.is_hub(m.backbone):
+    if m.weights == "none" and f.batchnorm in ("frozen", "inference") and not catalog.is_hub(m.backbone):
         out.append(
-            "weights = \"none\" with freeze.batchnorm = \"frozen\": BatchNorm keeps its initial statistics "
+            f"weights = \"none\" with freeze.batchnorm = \"{f.batchnorm}\": BatchNorm keeps its initial statistics "
             "(mean 0, variance 1) and a network trained from scratch barely learns; set freeze.batchnorm = \"trainable\""
         )
     # A frozen hub module runs in inference mode whatever the policy (HubModule.call): no drift.

@@ -110,7 +110,7 @@ class ModelConfig(_Strict):
 
 class FreezeConfig(_Strict):
     depth: int | str = 0
-    batchnorm: Literal["frozen", "trainable"] = "frozen"
+    batchnorm: Literal["frozen", "inference", "trainable"] = "frozen"
 
     @field_validator("depth", mode="plain")
     @classmethod
@@ -130,6 +130,9 @@ class TrainConfig(_Strict):
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     lr_schedule: Literal["constant", "cosine"] = "constant"
     early_stopping_patience: int = Field(0, ge=0, description="0 turns early stopping off")
+    restore_best: bool = Field(
+        True, description="model.keras (and the test split) = the best val_acc epoch of the whole run; false: the last"
+    )
     checkpoint_every: int = Field(5, ge=0, description="epochs; 0 turns periodic checkpoints off")
     seed: int = 42
     mixed_precision: bool | Literal["mixed_float16", "mixed_bfloat16"] = False
@@ -149,7 +152,7 @@ MAX_PHASES = 10
 
 class PhaseFreeze(_Strict):
     depth: int | str | None = None
-    batchnorm: Literal["frozen", "trainable"] | None = None
+    batchnorm: Literal["frozen", "inference", "trainable"] | None = None
 
     @field_validator("depth", mode="plain")
     @classmethod

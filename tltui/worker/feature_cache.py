@@ -64,8 +64,11 @@ def _walk(layer: Any) -> list[Any]:
 
 
 def _stochastic(layer: Any) -> bool:
+    """A random layer that draws while the model trains (one the freeze runs in inference mode does not)."""
+    from tltui.worker.freeze import runs_in_inference_mode
+
     name = type(layer).__name__
-    if name not in STOCHASTIC_TYPES:
+    if name not in STOCHASTIC_TYPES or runs_in_inference_mode(layer):
         return False
     rate = getattr(layer, "rate", None)
     if rate is None:

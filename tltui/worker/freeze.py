@@ -44,6 +44,29 @@ def layer_info(layer: keras.Layer) -> LayerInfo:
     )
 
 
+def run_in_inference_mode(layer: keras.Layer, on: bool) -> None:
+    """Make ``layer`` run in inference mode while the model trains (``on``), or follow the call's mode.
+
+    Keras 3 hands the outer call's ``training`` to every layer that lists ``"training"`` in its
+    ``_call_context_args``: a Functional model injects it into each layer it calls, overriding even
+    an explicit ``base_model(x, training=False)`` of a nested model (keras-team/keras#20285; seen on
+    Keras 3.15: BatchNorm statistics move and Dropout drops under it). A layer that does not list it
+    keeps its call signature's default, ``training=None``, which every built-in layer treats as
+    inference. ``tests/worker/test_freeze_backbones.py`` checks the effect on real backbones, so a
+    Keras change that breaks this fails a test. A layer of another Keras (tf_keras, TF Hub) is left
+    as it is: a frozen ``hub.KerasLayer`` runs in inference mode by itself."""
+    context = getattr(layer, "_call_context_args", None)
+    if not isinstance(context, set | frozenset):
+        return
+    layer._call_context_args = (set(context) - {"training"}) if on else (set(context) | {"training"})
+
+
+def runs_in_inference_mode(layer: keras.Layer) -> bool:
+    """Whether :func:`run_in_inference_mode` holds ``layer`` in inference mode."""
+    context = getattr(layer, "_call_context_args", None)
+    return isinstance(context, set | frozenset) and "training" not in context
+
+
 def _size(shape: Any) -> int:
     n = 1
     for d in shape:
@@ -94,8 +117,10 @@ def apply_freeze(
     # its sublayers' weights, so the containers stay trainable and each layer decides.
     model.trainable = True
     real = outer[:idx] + list(backbone.layers) + outer[idx + 1 :]
-    for layer, flag in zip(real, flags, strict=True):
+    modes = freeze_policy.inference_mode(layers, depth, batchnorm, order)
+    for layer, flag, inference in zip(real, flags, modes, strict=True):
         layer.trainable = flag
+        run_in_inference_mode(layer, inference)
     description = {"backbone": name or backbone.name, "family": family, "image_size": image_size}
     return freeze_policy.map_document(description, depth, batchnorm, layers, flags, order)
 
