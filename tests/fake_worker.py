@@ -146,7 +146,7 @@ def train(run_dir: Path, events_fd: int | None, resume: bool) -> int:
     cvd = os.environ.get("CUDA_VISIBLE_DEVICES", "")
     devices = [f"GPU:{i}" for i, d in enumerate(cvd.split(",")) if d and d != "-1"] or ["CPU:0"]
     w.emit(Started(time.time(), pid=os.getpid(), host=socket.gethostname(), devices=devices, epochs=epochs,
-                   initial_epoch=initial, steps_per_epoch=steps,
+                   initial_epoch=initial, steps_per_epoch=steps, restore_best=bool(tr.get("restore_best", True)),
                    versions={"fake_worker": "1", "CUDA_VISIBLE_DEVICES": cvd}))
     w.emit(ModelInfo(time.time(), total_params=1000, trainable_params=100, non_trainable_params=900, num_classes=3))
     step_sleep = float(cfg["epoch_seconds"]) / steps
@@ -177,7 +177,9 @@ def train(run_dir: Path, events_fd: int | None, resume: bool) -> int:
             path.write_bytes(b"fake checkpoint")
             w.emit(Checkpoint(time.time(), epoch=epoch, path=str(path)))
     w.emit(Log(time.time(), message="fake training done"))
-    w.emit(Finished(time.time(), status="completed", epochs_done=epochs))
+    # the curves only rise: the best val_acc epoch is the last one, whatever train.restore_best says
+    w.emit(Finished(time.time(), status="completed", epochs_done=epochs, model_epoch=epochs,
+                    model_rule="best" if tr.get("restore_best", True) else "last"))
     return 0
 
 

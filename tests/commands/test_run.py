@@ -73,7 +73,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
 @e2e
 def test_run_completes_and_prints_one_line_per_epoch(trained: dict) -> None:
     assert trained["rc"] == 0, trained["out"]
-    lines = [ln for ln in trained["out"].splitlines() if " epoch " in ln]
+    lines = [ln for ln in trained["out"].splitlines() if ln.startswith("r0001 epoch ")]
     assert [ln.split()[2] for ln in lines] == ["1/3", "2/3", "3/3"]
     assert "r0001 completed" in trained["out"]
 
@@ -88,6 +88,9 @@ def test_runs_show_has_the_full_history(trained: dict) -> None:
         assert h["lr"] == pytest.approx(0.01)
         assert h["epoch_seconds"] > 0
     assert d["best"]["epoch"] in (1, 2, 3)
+    # model.keras holds the best val_acc epoch (train.restore_best, the default), and says so
+    assert d["kept"] == {**d["kept"], "epoch": d["best"]["epoch"], "rule": "best", "final": True}
+    assert d["kept"]["val_acc"] == d["best"]["val_acc"]
     assert d["params"]["trainable_params"] > 0 and d["params"]["num_classes"] == 3
     assert d["model_path"] and Path(d["model_path"]).is_file()
     assert d["checkpoints"] == [str(Path(d["dir"]) / "checkpoints" / "epoch-0002.keras")]
@@ -244,7 +247,7 @@ class TestWithFakeWorker:
 
 
 def test_runs_show_and_the_end_line_report_the_test_split_apart_from_validation(tmp_path: Path) -> None:
-    """Scripted runs: the best epoch's val_top5 (not the best of any epoch), the test split on its
+    """Scripted runs: the kept epoch's val_top5 (not the best of any epoch), the test split on its
     own line, and top-5 called n/a when there are too few classes for it to mean anything."""
     from tests.tui import fake_ws
     from tltui.commands.run import end_line
@@ -264,17 +267,17 @@ def test_runs_show_and_the_end_line_report_the_test_split_apart_from_validation(
     assert "n/a" not in out.getvalue()  # 100 classes
 
     state = runstate.load(ws.run_paths(rid).events)
-    state.history[3]["val_top5_acc"] = 0.999  # a better top-5 at another epoch is not the best epoch's
+    state.history[3]["val_top5_acc"] = 0.999  # a better top-5 at another epoch is not the kept epoch's
     line = end_line(ws.get(rid), state)
-    assert line.startswith(f"{rid} completed: best val_acc {100 * m['val_acc']:.1f}% (epoch 10), "
-                           f"val_top5 {100 * m['val_top5_acc']:.1f}%; test_acc ")
+    assert line.startswith(f"{rid} completed: model.keras = epoch 10 (the best val_acc of the run): "
+                           f"val_acc {100 * m['val_acc']:.1f}%, val_top5 {100 * m['val_top5_acc']:.1f}%; test_acc ")
     assert line.endswith("(test, 10000 images, weights of epoch 10)")
 
     ws.run_paths(rid).classes.write_text(json.dumps(["a", "b", "c"]))
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         assert main(["--workspace", str(ws.root), "runs", "show", rid]) == 0
-    assert "top-5: n/a with 3 classes (it would be 100% by construction)" in out.getvalue()
+    assert "top-5 n/a with 3 classes (it would be 100% by construction)" in out.getvalue().splitlines()
     ws.close()
 
 

@@ -70,3 +70,59 @@ def test_best_has_no_top5_when_the_run_has_too_few_classes() -> None:
     st.apply(EpochEnd(t=1.0, epoch=1, metrics={"loss": 1.0, "val_acc": 0.7}))
     b = st.best()
     assert b is not None and b["val_top5_acc"] is None and b["best_val_top5_acc"] is None
+
+
+def test_kept_is_the_epoch_model_keras_holds() -> None:
+    """Before the end: the best val_acc so far with restore_best, else the last epoch; at the end: the
+    epoch the worker saved, whatever the history's maximum says (an older worker kept the last)."""
+    for restore_best, during in ((True, 2), (False, 3)):
+        st = RunState()
+        st.apply(Started(t=0.0, epochs=3, restore_best=restore_best))
+        assert st.kept() is None
+        for e, v in [(1, 0.3), (2, 0.5), (3, 0.45)]:
+            st.apply(_epoch(e, v))
+        k = st.kept()
+        assert k is not None and (k["epoch"], k["final"]) == (during, False)
+        assert k["rule"] == ("best" if restore_best else "last") and k["val_acc"] == st.history[during]["val_acc"]
+    st.apply(Finished(t=9.0, status="completed", epochs_done=3, model_epoch=3))  # no model_rule: an older worker
+    assert st.kept() == {**st.kept(), "epoch": 3, "rule": "last", "final": True, "val_acc": 0.45}  # type: ignore[dict-item]
+    failed = RunState()
+    failed.apply(Started(t=0.0, epochs=3, restore_best=True))
+    failed.apply(_epoch(1, 0.3))
+    failed.apply(Finished(t=2.0, status="failed", epochs_done=1))
+    assert failed.kept()["final"] is False  # type: ignore[index]  # no model.keras
+
+
+def test_elapsed_adds_the_segments_of_a_resumed_run() -> None:
+    st = RunState()
+    assert st.elapsed() is None
+    st.apply(Started(t=100.0, epochs=2))
+    st.apply(EpochEnd(t=150.0, epoch=1))
+    st.apply(Finished(t=166.0, status="cancelled"))
+    st.apply(Started(t=1000.0, epochs=2, initial_epoch=1))  # resumed 834 s later: not counted
+    assert st.elapsed(1010.0) == 66.0 + 10.0
+    st.apply(EpochEnd(t=1040.0, epoch=2))
+    st.apply(Finished(t=1059.0, status="completed"))
+    assert st.elapsed() == 66.0 + 59.0
+
+
+def test_phases_list_says_what_each_phase_did() -> None:
+    from tltui.core.protocol import ModelInfo, TrainPhase
+
+    st = RunState()
+    st.apply(Started(t=0.0, epochs=5))
+    st.apply(ModelInfo(t=0.0, trainable_params=51, feature_cache=True))
+    st.apply(TrainPhase(t=0.0, index=1, count=2, name="head", start_epoch=0, epochs=2, total_epochs=5,
+                        freeze_depth="all", optimizer="adam", learning_rate=1e-3, trainable_params=51))
+    for e in (1, 2):
+        st.apply(_epoch(e, 0.1 * e))
+    assert st.phases_list()[0]["last_epoch"] == 2 and st.phases_list()[0]["epochs_trained"] == 2
+    st.apply(ModelInfo(t=0.0, trainable_params=900, feature_cache=False))
+    st.apply(TrainPhase(t=0.0, index=2, count=2, name="ft", start_epoch=2, epochs=3, total_epochs=5,
+                        freeze_depth=0, optimizer="sgd", learning_rate=1e-4, trainable_params=900))
+    st.apply(_epoch(3, 0.4))
+    st.apply(Finished(t=9.0, status="completed", epochs_done=3))  # phase 2 stopped early after epoch 3
+    one, two = st.phases_list()
+    assert (one["first_epoch"], one["last_epoch"], one["feature_cache"], one["trainable_params"]) == (1, 2, True, 51)
+    assert (two["first_epoch"], two["last_epoch"], two["feature_cache"], two["optimizer"]) == (3, 3, False, "sgd")
+    assert RunState().phases_list() == []

@@ -60,7 +60,8 @@ def metrics(epoch: float, quality: float) -> dict[str, float]:
 def write_events(path: Path, *, start: float, epochs: int, done: int, quality: float,
                  in_progress_steps: int = 0, finished: str | None = "completed", reason: str = "") -> None:
     lines = [
-        Started(t=start, pid=4242, host="gpu-box", devices=["GPU:0"], epochs=epochs, steps_per_epoch=STEPS),
+        Started(t=start, pid=4242, host="gpu-box", devices=["GPU:0"], epochs=epochs, steps_per_epoch=STEPS,
+                restore_best=True),
         ModelInfo(t=start + 5, total_params=23_792_612, trainable_params=204_900,
                   non_trainable_params=23_587_712, num_classes=100),
     ]
@@ -86,7 +87,8 @@ def write_events(path: Path, *, start: float, epochs: int, done: int, quality: f
                                metrics={"test_loss": m["val_loss"] + 0.03, "test_acc": m["val_acc"] - 0.012,
                                         "test_top5_acc": m["val_top5_acc"] - 0.01}))
     if finished:
-        lines.append(Finished(t=t + 1, status=finished, reason=reason, epochs_done=done))
+        kept = {"model_epoch": done, "model_rule": "best"} if finished == "completed" else {}  # the curves only rise
+        lines.append(Finished(t=t + 1, status=finished, reason=reason, epochs_done=done, **kept))
     path.write_text("".join(protocol.encode(ev) for ev in lines))
 
 

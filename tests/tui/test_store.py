@@ -95,13 +95,13 @@ def test_deleted_runs_drop_out_of_the_store(scripted):
     assert store.record(ids["completed"]) is None and ids["completed"] not in store.ids
 
 
-def test_results_use_the_best_epoch_and_export_as_csv(scripted):
+def test_results_use_the_kept_epoch_and_export_as_csv(scripted):
     store, ids = store_for(scripted)
     sweep = [rid for rid in store.ids if store.record(rid).sweep]
     snaps = [store.snapshot(rid) for rid in sweep]
     rows = run_store.results(snaps)
     assert [r.epochs for r in rows] == [8, 8, 8, 8]
-    assert all(r.best_epoch == 8 and r.seconds == 480.0 and r.trainable_params == 204_900 for r in rows)
+    assert all(r.kept_epoch == 8 and r.seconds == 480.0 and r.trainable_params == 204_900 for r in rows)
     swept, bars = run_store.sweep_bars(snaps)
     assert swept == "freeze.depth" and [b[0] for b in bars] == ["0", "1", "2", "3"]
     assert bars[0][1] > bars[3][1]

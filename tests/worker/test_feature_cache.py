@@ -142,7 +142,8 @@ def test_worker_run_uses_the_cache_and_exports_a_complete_classifier(ws, tmp_pat
     assert full.get_layer("backbone") is not None
     probs = full.predict(np.full((2, 16, 16, 3), 128.0, "float32"), verbose=0)
     assert probs.shape == (2, 3) and probs.dtype == np.float32
-    ckpt = keras.models.load_model(paths.checkpoints / "epoch-0002.keras", compile=False)
+    kept = events[-1]["model_epoch"]  # the best val_acc epoch: model.keras holds its weights (train.restore_best)
+    ckpt = keras.models.load_model(paths.checkpoints / f"epoch-{kept:04d}.keras", compile=False)
     assert ckpt.get_layer("backbone") is not None
     for a, b in zip(ckpt.get_layer("logits").get_weights(), full.get_layer("logits").get_weights(), strict=True):
         np.testing.assert_allclose(a, b)

@@ -41,7 +41,9 @@ def test_two_phases_are_two_keras_fits_with_a_recompile_between(tmp_path: Path, 
     from tltui.worker.model import build_classifier
     from tltui.worker.train import compile_model
 
-    preset = two_phase(f"folder:{shapes}", **{"data.augment": False, "data.shuffle_buffer": 0})
+    # model.keras then holds the last epoch, what plain Keras's model holds after the second fit
+    preset = two_phase(f"folder:{shapes}", **{"data.augment": False, "data.shuffle_buffer": 0,
+                                              "train.restore_best": False})
     rc, events = run_in_process(tmp_path / "run", preset)
     assert rc == 0, events[-1]
     phases = [e for e in events if e.type == "train_phase"]
@@ -83,12 +85,23 @@ def test_two_phases_are_two_keras_fits_with_a_recompile_between(tmp_path: Path, 
     fmap = json.loads(RunPaths(tmp_path / "run").freeze_map.read_text())  # the map of the phase training last
     assert (fmap["depth"], fmap["phase"]) == (0, {"index": 2, "count": 2, "name": "fine-tune"})
     # the movement record counts from phase 2's start: the backbone trained, BatchNorm did not move
+    assert (events[-1].model_epoch, events[-1].model_rule) == (5, "last")
     moved = json.loads(RunPaths(tmp_path / "run").moved.read_text())
-    assert moved["phase"] == 2 and moved["since"].startswith("phase 2/2 fine-tune start") and moved["errors"] == []
+    assert moved["phase"] == 2 and moved["since"].startswith("the start of phase 2/2 fine-tune") and moved["errors"] == []
     by_name = {r["name"]: r for r in moved["layers"]}
     assert all(r["moved"] > 0 for r in moved["layers"] if r["trainable"])
     assert all(r["moved"] == 0 and not r["bn_drift"] for r in moved["layers"] if not r["trainable"])
     assert any(not r["trainable"] for r in by_name.values())  # the BatchNorm layers, frozen in phase 2
+    # phase 1 keeps its own map and record; its backbone ran from cached features, measured at the phase's end
+    paths = RunPaths(tmp_path / "run")
+    assert json.loads(paths.moved_of(2).read_text()) == moved
+    first_map = json.loads(paths.freeze_map_of(1).read_text())
+    assert (first_map["depth"], first_map["phase"]["index"], first_map["feature_cache"]) == ("all", 1, True)
+    first = json.loads(paths.moved_of(1).read_text())
+    assert (first["phase"], first["feature_cache"], first["measured"], first["epoch"]) == (1, True, "all", 2)
+    rows = {r["name"]: r for r in first["layers"]}
+    assert rows["block1_conv"]["moved"] == 0.0 and rows["block2_bn"]["bn_drift"] == 0.0  # measured, not assumed
+    assert rows["logits"]["moved"] > 0 and first["errors"] == []
 
 
 def test_failed_at_the_boundary_and_inside_phase_2_resumes_exactly(tmp_path: Path, shapes: Path, restore_signals) -> None:
@@ -134,7 +147,7 @@ def test_failed_at_the_boundary_and_inside_phase_2_resumes_exactly(tmp_path: Pat
         return [{k: v for k, v in h.items() if k not in ("t", "epoch_seconds")} for h in state.history_list()]
 
     assert metrics(b) == metrics(a)
-    assert a.finished.model_epoch == b.finished.model_epoch == 5
+    assert a.finished.model_epoch == b.finished.model_epoch == a.best()["epoch"]  # the kept epoch survives resumes
     assert "phase 1/2 head stopped early after epoch 2" in a.finished.reason
     for x, y in zip(model_weights(RunPaths(tmp_path / "plain").model), model_weights(paths.model), strict=True):
         np.testing.assert_array_equal(x, y)

@@ -185,7 +185,9 @@ def test_a_run_is_epochs_x_steps_optimizer_steps_and_what_plain_keras_fit_gives(
     tmp_path: Path, shapes: Path, restore_signals
 ) -> None:
     """18 training images in batches of 8: 3 steps per epoch (the last one of 2 images), never a 4th;
-    the cosine schedule is where Keras puts it, and the numbers are model.fit's on the same arrays."""
+    the cosine schedule is where Keras puts it, and the numbers are model.fit's on the same arrays;
+    model.keras holds what plain Keras's ``ModelCheckpoint(monitor="val_acc", save_best_only=True)``
+    keeps (train.restore_best)."""
     import keras
     import numpy as np
 
@@ -215,9 +217,16 @@ def test_a_run_is_epochs_x_steps_optimizer_steps_and_what_plain_keras_fit_gives(
     for layer in backbone.layers:  # freeze.batchnorm = "frozen" (the default): BatchNorm in inference mode
         layer.trainable = not isinstance(layer, keras.layers.BatchNormalization)
     compile_model(plain, preset, 3, 3, lambda *a: None)
-    history = plain.fit(x, y, batch_size=8, epochs=3, shuffle=False, validation_data=(xv, yv), verbose=0).history
+    best = tmp_path / "plain-best.weights.h5"
+    keep = keras.callbacks.ModelCheckpoint(best, monitor="val_acc", mode="max", save_best_only=True,
+                                           save_weights_only=True)
+    history = plain.fit(x, y, batch_size=8, epochs=3, shuffle=False, validation_data=(xv, yv), verbose=0,
+                        callbacks=[keep]).history
     assert int(plain.optimizer.iterations.numpy()) == 9
     for key in ("loss", "acc", "val_loss", "val_acc"):
         np.testing.assert_allclose([e.metrics[key] for e in ends], history[key], rtol=1e-5, err_msg=key)
+    plain.load_weights(best)
     for a, b in zip(saved.weights, plain.weights, strict=True):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-7)
+    kept_epoch = 1 + int(np.argmax(history["val_acc"]))  # the first of equals, as ModelCheckpoint keeps it
+    assert events[-1].model_epoch == kept_epoch and events[-1].model_rule == "best"

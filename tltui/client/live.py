@@ -46,9 +46,10 @@ class LiveRuns:
 
 
 def progress(state: runstate.RunState, rec: RunRecord | None = None) -> dict[str, Any]:
-    """What a queue listing shows about a run: epoch x/N, step, fraction, live and best metrics."""
+    """What a queue listing shows about a run: epoch x/N, step, fraction, live metrics and the kept epoch's
+    val_acc (``best_val_acc``, ``best_epoch``: the epoch ``model.keras`` holds or would hold now)."""
     epochs = state.epochs or (rec.epochs if rec else None)
-    best = state.best() or {}
+    best = state.kept() or {}
     current = state.epoch if state.epoch and state.epoch > state.epochs_done else None
     return {
         "epoch": state.epochs_done,

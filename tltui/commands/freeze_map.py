@@ -46,6 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--moved", action="store_true",
                    help="for a run: how far each stage's (with --layers, each layer's) weights moved since the "
                    "run started; a frozen layer that moved is an error (exit 1)")
+    p.add_argument("--phase", type=common.positive_int, default=None, metavar="N",
+                   help="a phased run or preset: phase N's map (and with --moved, its record); default: a run's "
+                   "current or last phase, a preset's [freeze]")
     p.add_argument("--json", action="store_true", help="print the map as one JSON document")
     common.add_set(p)
     p.set_defaults(func=main)
@@ -82,7 +85,9 @@ def main(args: argparse.Namespace) -> int:
         doc = run_map(ws, args)
         if args.moved:
             if doc.get("moved") is None:
-                raise CommandError(f"{doc['run']}: no weights-moved record yet (the worker writes moved.json at each epoch end)")
+                what = f" of phase {args.phase}" if args.phase else ""
+                raise CommandError(f"{doc['run']}: no weights-moved record{what} yet (the worker writes it at each "
+                                   "epoch end)")
             if args.json:
                 common.print_json(doc)
             else:
@@ -109,10 +114,15 @@ def run_map(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
             "apply to a backbone or preset"
         )
     rec = ws.get(args.ref)
-    path = ws.run_paths(rec.id).freeze_map
+    paths = ws.run_paths(rec.id)
+    if args.phase is not None:
+        _check_run_phase(rec.id, paths.freeze_map, args.phase)
+    path = paths.freeze_map_of(args.phase)
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
+        if args.phase is not None:
+            raise CommandError(f"{rec.id} ({rec.status}): phase {args.phase} has not started") from None
         raise CommandError(
             f"{rec.id} ({rec.status}) has no freeze map yet: the worker records {path.name} when it builds "
             "the model"
@@ -120,8 +130,21 @@ def run_map(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
     except (OSError, ValueError) as e:
         raise CommandError(f"{path}: unreadable freeze map ({e})") from None
     doc.setdefault("run", rec.id)
-    doc["moved"] = ws.run_paths(rec.id).read_moved()
+    doc["moved"] = paths.read_moved(args.phase)
     return doc
+
+
+def _check_run_phase(run_id: str, current_map: Path, phase: int) -> None:
+    """``--phase N`` names a phase the run has (its latest map says how many)."""
+    try:
+        latest = json.loads(current_map.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # no map yet: the phase's own file decides below
+    info = latest.get("phase") if isinstance(latest, dict) else None
+    if not isinstance(info, dict):
+        raise CommandError(f"{run_id}: --phase: the run does not train in phases")
+    if not 1 <= phase <= int(info.get("count") or 0):
+        raise CommandError(f"{run_id}: --phase {phase}: the run has phases 1..{info.get('count')}")
 
 
 def _description(ws: Workspace, name: str, image_size: tuple[int, int], alpha: float | None, quiet: bool) -> dict[str, Any]:
@@ -146,6 +169,8 @@ def _build(
 def backbone_map(ws: Workspace, args: argparse.Namespace, notes: list[str]) -> dict[str, Any]:
     if args.overrides:
         raise CommandError("--set applies to a preset, not to a backbone name")
+    if args.phase is not None:
+        raise CommandError("--phase applies to a phased run or preset, not to a backbone name")
     spec = catalog.lookup(args.ref)
     if spec is None:  # a hub: handle
         raise CommandError(
@@ -177,10 +202,19 @@ def preset_map(ws: Workspace, args: argparse.Namespace, notes: list[str]) -> dic
         )
     if preset.sweep:
         notes.append(f"{path}: the preset sweeps {', '.join(preset.sweep)}; showing its base values")
-    if preset.phases:
+    phase_doc = None
+    if args.phase is not None:
+        phases = preset.phase_presets()
+        if not preset.phases:
+            raise CommandError(f"{path}: --phase: the preset does not train in phases")
+        if args.phase > len(phases):
+            raise CommandError(f"{path}: --phase {args.phase}: the preset has phases 1..{len(phases)}")
+        f = phases[args.phase - 1].freeze
+        phase_doc = {"index": args.phase, "count": len(phases), "name": preset.phases[args.phase - 1].name}
+    elif preset.phases:
         each = ", ".join(f"phase {preset.phase_label(i)}: depth {q.freeze.depth}"
                          for i, q in enumerate(preset.phase_presets()))
-        notes.append(f"{path}: the preset trains in phases ({each}); showing [freeze] (--depth D shows another)")
+        notes.append(f"{path}: the preset trains in phases ({each}); showing [freeze] (--phase N shows a phase's)")
     size = tuple(args.image_size) if args.image_size else tuple(preset.data.image_size)
     description = _description(ws, m.backbone, size, m.alpha, args.json)  # type: ignore[arg-type]
     classes = args.classes if args.classes is not None else _folder_classes(preset)
@@ -191,6 +225,8 @@ def preset_map(ws: Workspace, args: argparse.Namespace, notes: list[str]) -> dic
     except freeze_policy.FreezeError as e:  # a depth or policy the preset asked for: say which preset
         raise CommandError(f"{path}: {e}") from None
     doc["preset"] = preset.name
+    if phase_doc is not None:
+        doc["phase"] = phase_doc
     effective = preset.model_copy(update={"freeze": presets.FreezeConfig(depth=depth, batchnorm=batchnorm)})
     doc["warnings"] = preflight.recipe_warnings(effective)
     notes.extend(doc["warnings"])
@@ -295,10 +331,17 @@ def render_moved(doc: dict[str, Any], *, layers: bool = False) -> list[str]:
         by_stage.setdefault(stage_of.get(r["name"], "head"), []).append(r)
     order = [s["name"] for s in doc.get("stages", [])] + [s for s in by_stage if s not in {x["name"] for x in doc.get("stages", [])}]
     width = max([len("stage")] + [len(s) for s in order]) + 2
-    since = moved.get("since") or "run start"
-    out = [f"run {doc.get('run')}: weights moved since {since} (after epoch {moved.get('epoch')}), "
-           "||w - w0|| / ||w0||, largest per stage",
-           f"  {'stage':<{width}}{'frozen':>7} {'moved':>9} {'train':>7} {'moved':>9} {'bn drift':>9}"]
+    since = moved.get("since") or "the start of the run"
+    if since == "run start":  # records written before version 2
+        since = "the start of the run"
+    out = [f"run {doc.get('run')}: weights moved from {since} to the end of epoch {moved.get('epoch')}, "
+           "||w - w0|| / ||w0||, largest per stage"]
+    outside = [r["name"] for r in moved["layers"] if r.get("in_graph") is False]
+    if moved.get("feature_cache"):
+        out.append("  the backbone ran from cached features (feature cache): it was not in the graph that trained; "
+                   + ("measured when the phase ended" if moved.get("measured") == "all" else
+                      f"its {len(outside)} layers are measured when the phase ends"))
+    out.append(f"  {'stage':<{width}}{'frozen':>7} {'moved':>9} {'train':>7} {'moved':>9} {'bn drift':>9}")
 
     def top(rows: list[dict[str, Any]], key: str) -> float | None:
         vals = [r[key] for r in rows if r.get(key) is not None]
@@ -321,6 +364,8 @@ def render_moved(doc: dict[str, Any], *, layers: bool = False) -> list[str]:
     if errors:
         shown = ", ".join(errors[:8]) + (f" and {len(errors) - 8} more" if len(errors) > 8 else "")
         out.append(f"  ERROR: {len(errors)} frozen layer(s) moved: {shown}")
+    elif outside:
+        out.append(f"  every frozen layer measured reads exactly 0 ({len(outside)} not measured yet)")
     else:
         out.append("  every frozen layer reads exactly 0")
     return out

@@ -202,16 +202,15 @@ def epoch_line(rec: RunRecord, ev: EpochEnd, state: runstate.RunState) -> str:
 
 
 def end_line(rec: RunRecord, state: runstate.RunState | None = None) -> str:
-    """``r0001 completed: best val_acc 81.2% (epoch 7), val_top5 97.0%; test_acc 80.4% ...``:
-    val_top5 of that same epoch, the test split as evaluated with the weights the run kept."""
+    """``r0001 completed: model.keras = epoch 7 (the best val_acc of the run): val_acc 81.2%, val_top5
+    97.0%; test_acc 80.4% ...``: the epoch ``model.keras`` holds and its validation metrics, the test
+    split as evaluated with those same weights."""
     line = f"{rec.id} {rec.status}"
-    best = state.best() if state is not None else None
-    if best is not None:
-        line += f": best val_acc {_pct(best['val_acc']).strip()} (epoch {best['epoch']})"
-        if best.get("val_top5_acc") is not None:
-            line += f", val_top5 {_pct(best['val_top5_acc']).strip()}"
+    kept = state.kept_text() if state is not None else None
+    if kept is not None:
+        line += f": {kept}"
     elif rec.best_val_acc is not None:
-        line += f": best val_acc {_pct(rec.best_val_acc).strip()} (epoch {rec.best_epoch})"
+        line += f": val_acc {_pct(rec.best_val_acc).strip()} (epoch {rec.best_epoch})"
     test = state.test if state is not None else None
     if test:
         line += f"; {test_summary(test)}"
@@ -346,11 +345,12 @@ class LiveDisplay(Display):
             )
             self.progress.update(self._epochs, info=f"epoch {ev.epoch}  {eta}")
         elif isinstance(ev, EpochEnd):
-            best = state.best() or {}
+            kept = state.kept() or {}
+            word = "best" if kept.get("rule") == "best" else "last"
             self.progress.update(
                 self._epochs,
                 completed=state.epochs_done,
-                info=f"best val_acc {_pct(best.get('val_acc')).strip()}  {eta}",
+                info=f"{word} val_acc {_pct(kept.get('val_acc')).strip()}  {eta}",
             )
             self.progress.reset(self._batches, total=state.steps, info="")
         elif isinstance(ev, Checkpoint):

@@ -11,7 +11,7 @@ from typing import Any
 from tltui.commands import common
 from tltui.commands.run import test_summary
 from tltui.core import runstate
-from tltui.core.protocol import TOP5_MIN_CLASSES
+from tltui.core.protocol import MODEL_RULES, top_k_na
 from tltui.core.status import RunStatus
 from tltui.core.workspace import RunRecord, Workspace, WorkspaceError
 
@@ -103,13 +103,18 @@ def run_details(ws: Workspace, rec: RunRecord) -> dict[str, Any]:
         "checkpoints": sorted(str(p) for p in paths.checkpoints.glob("*.keras")) if paths.checkpoints.exists() else [],
         "overrides": rec.overrides,
         "history": [{k: v for k, v in h.items() if k != "t"} for h in st.history_list()],
-        "best": st.best(),
+        "kept": st.kept(),  # the epoch model.keras holds (or would hold now): epoch, rule, final, val metrics
+        "best": st.best(),  # the best val_acc epoch (the kept one unless train.restore_best = false)
         "test": st.test,  # split, examples, weights_epoch, test_loss, test_acc[, test_top5_acc]
-        "params": st.model or None,
+        "params": st.model or None,  # of the phase that trains last (a phased run: see "phases")
+        "phases": st.phases_list(),  # a phased run's phases: epochs, optimizer, lr, freeze, params, feature cache
         "num_classes": len(classes) if isinstance(classes, list) else None,
         "timings": {
             "train_seconds": elapsed,
-            "wall_seconds": (rec.finished or time.time()) - rec.started if rec.started else None,
+            # every worker segment of a resumed run (not the pause between them)
+            "wall_seconds": st.elapsed(time.time() if rec.status == RunStatus.RUNNING else None)
+            if st.started_at is not None else ((rec.finished or time.time()) - rec.started if rec.started else None),
+            "first_started": st.first_started_at,
             "eta_seconds": st.eta_seconds() if rec.status == RunStatus.RUNNING else None,
         },
     }
@@ -134,27 +139,50 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"reason: {d['reason']}")
     print(f"dir: {d['dir']}")
     if d["model_path"]:
-        print(f"model: {d['model_path']}")
-    if d["params"]:
+        k = d["kept"]
+        held = f" (epoch {k['epoch']}: {MODEL_RULES.get(k['rule'], k['rule'])})" if k and k["final"] else ""
+        print(f"model: {d['model_path']}{held}")
+    if d["params"] and not d["phases"]:
         p = d["params"]
         print(f"params: {p['trainable_params']:,} trainable / {p['non_trainable_params']:,} frozen")
+    if d["phases"]:
+        print("phases:")
+        for ph in d["phases"]:
+            print(f"  {phase_line(ph)}")
     if d["history"]:
-        print(f"{'epoch':>5} {'loss':>8} {'acc':>7} {'top5':>7} {'val_loss':>8} {'val_acc':>7} {'val_top5':>8} {'secs':>6}")
+        phased = bool(d["phases"])
+        print(f"{'epoch':>5}{' ph' if phased else ''} {'loss':>8} {'acc':>7} {'top5':>7} {'val_loss':>8} {'val_acc':>7} "
+              f"{'val_top5':>8} {'lr':>9} {'secs':>6}")
         for h in d["history"]:
+            ph = f" {h.get('phase', ''):>2}" if phased else ""
+            lr = "-" if h.get("lr") is None else f"{h['lr']:.3g}"
             print(
-                f"{h['epoch']:>5} {h.get('loss', float('nan')):>8.4f} {_fmt_pct(h.get('acc')):>7} "
+                f"{h['epoch']:>5}{ph} {h.get('loss', float('nan')):>8.4f} {_fmt_pct(h.get('acc')):>7} "
                 f"{_fmt_pct(h.get('top5_acc')):>7} {h.get('val_loss', float('nan')):>8.4f} "
-                f"{_fmt_pct(h.get('val_acc')):>7} {_fmt_pct(h.get('val_top5_acc')):>8} {h.get('epoch_seconds') or 0:>6.1f}"
+                f"{_fmt_pct(h.get('val_acc')):>7} {_fmt_pct(h.get('val_top5_acc')):>8} {lr:>9} "
+                f"{h.get('epoch_seconds') or 0:>6.1f}"
             )
-    if d["best"]:
-        b = d["best"]
-        print(f"best: epoch {b['epoch']} val_acc {_fmt_pct(b['val_acc'])} val_top5 {_fmt_pct(b['val_top5_acc'])}")
+    if d["kept"]:
+        print(f"result: {runstate.kept_text(d['kept'])}")
+    b = d["best"]
+    if b and (not d["kept"] or b["epoch"] != d["kept"]["epoch"]):  # a better epoch that model.keras does not hold
+        print(f"best: epoch {b['epoch']} val_acc {_fmt_pct(b['val_acc'])} val_top5 {_fmt_pct(b['val_top5_acc'])} "
+              "(not the epoch model.keras holds)")
     if d["test"]:
         print(f"test: {test_summary(d['test'])}")
-    n = d["num_classes"]
-    if d["history"] and n is not None and n < TOP5_MIN_CLASSES:
-        print(f"top-5: n/a with {n} classes (it would be 100% by construction)")
+    if d["history"] and (na := top_k_na(d["num_classes"])):
+        print(na)
     return 0
+
+
+def phase_line(ph: dict[str, Any]) -> str:
+    """``1/2 head: epochs 1-3, adam lr 0.001, freeze all (BatchNorm frozen), 6,405 trainable params, feature
+    cache`` (one phase of :meth:`tltui.core.runstate.RunState.phases_list`)."""
+    name = f" {ph['name']}" if ph["name"] else ""
+    cache = ", feature cache (the backbone ran once, from cached features)" if ph["feature_cache"] else ""
+    return (f"{ph['index']}/{ph['count']}{name}: epochs {ph['first_epoch']}-{ph['last_epoch']}, {ph['optimizer']} "
+            f"lr {ph['learning_rate']:g}, freeze {ph['freeze_depth']} (BatchNorm {ph['batchnorm']}), "
+            f"{ph['trainable_params']:,} trainable params{cache}")
 
 
 def cmd_rm(args: argparse.Namespace) -> int:

@@ -55,7 +55,9 @@ class Event:
 
 @dataclass(frozen=True)
 class Started(Event):
-    """The worker is up; ``initial_epoch`` > 0 when resuming."""
+    """The worker is up; ``initial_epoch`` > 0 when resuming. ``restore_best``: ``model.keras`` will
+    hold the best epoch by val_acc over the whole run (``train.restore_best``); ``False`` (and every
+    run before that setting): the last epoch, or early stopping's best when it ended the last phase."""
 
     type: ClassVar[str] = "started"
     pid: int = 0
@@ -65,6 +67,7 @@ class Started(Event):
     initial_epoch: int = 0
     steps_per_epoch: int | None = None
     versions: dict[str, str] = field(default_factory=dict)
+    restore_best: bool = False
 
 
 @dataclass(frozen=True)
@@ -191,6 +194,17 @@ class Finished(Event):
     epochs_done: int = 0
     model_path: str | None = None
     model_epoch: int | None = None  # the epoch whose weights model.keras holds
+    #: why model.keras holds that epoch: "best" (best val_acc of the run, train.restore_best), "early_stopping"
+    #: (the last phase's early stopping restored its best), "last" (the last epoch); "" from older workers
+    model_rule: str = ""
+
+
+#: What each :attr:`Finished.model_rule` (and :meth:`tltui.core.runstate.RunState.kept`'s ``rule``) means.
+MODEL_RULES = {
+    "best": "the best val_acc of the run",
+    "early_stopping": "early stopping's best epoch",
+    "last": "the last epoch",
+}
 
 
 EVENT_TYPES: dict[str, type[Event]] = {

@@ -28,6 +28,7 @@ from tltui.core.protocol import (
     Started,
     TrainPhase,
 )
+from tltui.core.status import RunStatus
 
 
 @dataclass
@@ -50,6 +51,7 @@ class RunState:
     test: dict[str, Any] | None = None  # the Evaluated event: split, examples, weights_epoch, metrics
     preparing: Progress | None = None  # the latest progress of a step before training, until the next step
     phases: dict[int, TrainPhase] = field(default_factory=dict)  # a phased run's phases so far, by index
+    phase_models: dict[int, dict[str, Any]] = field(default_factory=dict)  # each phase's model info (ModelInfo)
     phase: TrainPhase | None = None  # the phase training now (or last)
     devices: list[str] = field(default_factory=list)
     host: str = ""
@@ -57,11 +59,16 @@ class RunState:
     events_seen: int = 0
     history_version: int = 0  # bumped by every event but a batch: history-only views redraw on it
     skipped_lines: int = 0  # set by load(): unreadable lines (a torn write, foreign text), skipped
+    restore_best: bool = False  # the worker keeps the best val_acc epoch (Started.restore_best)
+    worked_before: float = 0.0  # seconds of the worker segments before the latest start (resumes)
 
     def apply(self, ev: Event) -> None:
         if isinstance(ev, Phase | EpochBegin | Finished):
             self.preparing = None  # a new step (or training, or the end): the previous one's progress is over
         self.events_seen += 1
+        if isinstance(ev, Started) and self.started_at is not None and self.last_event_at is not None:
+            # a resume: the previous worker's segment ended at its last event
+            self.worked_before += max(0.0, self.last_event_at - self.started_at)
         self.last_event_at = ev.t
         if not isinstance(ev, Batch):
             self.history_version += 1
@@ -73,6 +80,7 @@ class RunState:
             self.devices = list(ev.devices)
             self.host = ev.host
             self.pid = ev.pid
+            self.restore_best = ev.restore_best
             self.finished = None
             self.test = None  # a resume evaluates again at its end
             # a resume drops epochs after the point it restarts from
@@ -83,6 +91,7 @@ class RunState:
                 del self.phases[i]  # a resume announces its phase again
             self.phases[ev.index] = ev
             self.phase = ev
+            self.phase_models[ev.index] = dict(self.model)  # the ModelInfo of this phase came just before
             self.epochs = ev.total_epochs or self.epochs
         elif isinstance(ev, ModelInfo):
             self.model = {
@@ -137,6 +146,48 @@ class RunState:
     def history_list(self) -> list[dict[str, Any]]:
         return [self.history[e] for e in sorted(self.history)]
 
+    def elapsed(self, now: float | None = None) -> float | None:
+        """Seconds the run's workers have been at it, every segment of a resumed run together (not the
+        time between a cancel and its resume). ``now``: the run is still going, its segment ends now;
+        else at its last event."""
+        if self.started_at is None:
+            return None
+        end = now if now is not None else (self.last_event_at or self.started_at)
+        return self.worked_before + max(0.0, end - self.started_at)
+
+    def kept(self) -> dict[str, Any] | None:
+        """The epoch whose weights ``model.keras`` holds, with that epoch's validation metrics: the run's
+        result. For a completed run it is the epoch the worker saved (``Finished.model_epoch``); before
+        that, the epoch it would save if the run ended now: the best val_acc so far with
+        ``train.restore_best``, else the last epoch. ``rule`` says which (``best``, ``early_stopping``,
+        ``last``); ``final`` whether ``model.keras`` exists with these weights."""
+        hist = self.history_list()
+        if not hist:
+            return None
+        fin = self.finished
+        if fin is not None and fin.status == RunStatus.COMPLETED and fin.model_epoch in self.history:
+            epoch = int(fin.model_epoch)  # type: ignore[arg-type]
+            rule = fin.model_rule or ("last" if epoch == self.epochs_done else "early_stopping")
+            final = True
+        else:
+            best = self.best() if self.restore_best else None
+            epoch, rule = (best["epoch"], "best") if best is not None else (hist[-1]["epoch"], "last")
+            final = False
+        h = self.history[epoch]
+        return {
+            "epoch": epoch,
+            "rule": rule,
+            "final": final,
+            "val_acc": h.get("val_acc"),
+            "val_top5_acc": h.get("val_top5_acc"),
+            "val_loss": h.get("val_loss"),
+        }
+
+    def kept_text(self) -> str | None:
+        """The run's result in one line (:func:`kept_text`), ``None`` before its first epoch."""
+        k = self.kept()
+        return None if k is None else kept_text(k)
+
     def best(self) -> dict[str, Any] | None:
         """Best epoch by val_acc (ties: the earlier epoch, as Keras's EarlyStopping picks it), with
         that epoch's val_top5_acc; ``best_val_top5_acc`` is the highest val_top5_acc of any epoch,
@@ -158,6 +209,31 @@ class RunState:
     def phase_text(self) -> str | None:
         """``"phase 2/2 fine-tune"`` for a phased run, ``None`` for a run without phases."""
         return f"phase {self.phase.label}" if self.phase is not None else None
+
+    def phases_list(self) -> list[dict[str, Any]]:
+        """A phased run's phases so far: index, count, name, first and last epoch (planned; the last epoch
+        trained once the phase is over), optimizer, learning rate, freeze depth and BatchNorm policy,
+        trainable parameters and whether the feature cache served it. Empty for a run without phases."""
+        out = []
+        items = sorted(self.phases.items())
+        for n, (i, p) in enumerate(items):
+            nxt = items[n + 1][1].start_epoch if n + 1 < len(items) else None
+            trained = [e for e in self.history if e > p.start_epoch and (nxt is None or e <= nxt)]
+            model = self.phase_models.get(i, {})
+            if nxt is not None:
+                last = nxt
+            else:  # the last phase so far: as planned, or where it ended
+                last = max(trained) if self.finished is not None and trained else p.start_epoch + p.epochs
+            out.append({
+                "index": p.index, "count": p.count, "name": p.name,
+                "first_epoch": p.start_epoch + 1, "last_epoch": last,
+                "epochs_trained": len(trained), "epochs": p.epochs,
+                "optimizer": p.optimizer, "learning_rate": p.learning_rate,
+                "freeze_depth": p.freeze_depth, "batchnorm": p.batchnorm,
+                "trainable_params": p.trainable_params,
+                "feature_cache": bool(model.get("feature_cache")),
+            })
+        return out
 
     def phase_starts(self) -> list[tuple[int, int, str]]:
         """``(index, first epoch, name)`` of each phase after the first: where charts mark a boundary."""
@@ -189,6 +265,21 @@ class RunState:
             return None
         per_epoch = sum(secs) / len(secs)
         return max(0.0, (self.epochs - self.progress() * self.epochs) * per_epoch)
+
+
+def kept_text(kept: dict[str, Any]) -> str:
+    """``model.keras = epoch 4 (the best val_acc of the run): val_acc 41.7%, val_top5 90.0%`` for a
+    completed run (``final``), ``epoch 4 (the best val_acc of the run): val_acc 41.7%`` before."""
+    rule = protocol.MODEL_RULES.get(kept.get("rule", ""), kept.get("rule", ""))
+    what = f"epoch {kept['epoch']} ({rule})"
+    metrics = f"val_acc {_pct(kept.get('val_acc'))}"
+    if kept.get("val_top5_acc") is not None:
+        metrics += f", val_top5 {_pct(kept['val_top5_acc'])}"
+    return f"model.keras = {what}: {metrics}" if kept.get("final") else f"{what}: {metrics}"
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
 
 
 _SHORT = {"download": "download", "prepare": "prepare", "decode": "decode", "weights": "weights",

@@ -125,13 +125,25 @@ class RunPaths:
 
     @property
     def moved(self) -> Path:
-        """How far each layer's weights moved since the run started (``tltui.worker.moved``)."""
+        """How far each layer's weights moved since the run (a phased run: its current or last phase)
+        started (``tltui.worker.moved``)."""
         return self.dir / "moved.json"
 
-    def read_moved(self) -> dict[str, Any] | None:
-        """The weights-moved record, or ``None`` (none yet, unreadable, or not a record)."""
+    def phase_dir(self, phase: int) -> Path:
+        """A phased run's records of phase ``phase`` (from 1): ``freeze_map.json``, ``moved.json``."""
+        return self.dir / "phases" / str(phase)
+
+    def freeze_map_of(self, phase: int | None = None) -> Path:
+        return self.freeze_map if phase is None else self.phase_dir(phase) / "freeze_map.json"
+
+    def moved_of(self, phase: int | None = None) -> Path:
+        return self.moved if phase is None else self.phase_dir(phase) / "moved.json"
+
+    def read_moved(self, phase: int | None = None) -> dict[str, Any] | None:
+        """The weights-moved record (of phase ``phase`` of a phased run), or ``None`` (none yet,
+        unreadable, or not a record)."""
         try:
-            doc = json.loads(self.moved.read_text(encoding="utf-8"))
+            doc = json.loads(self.moved_of(phase).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
         return doc if isinstance(doc, dict) and isinstance(doc.get("layers"), list) else None

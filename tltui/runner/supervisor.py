@@ -193,15 +193,15 @@ def record_started(ws: Workspace, run_id: str, pid: int, gpus: Sequence[int] | N
 
 
 def record_event(ws: Workspace, run_id: str, ev: Event, state: runstate.RunState) -> None:
-    """Keep the registry's summary columns (progress, best) in step with the events."""
-    if isinstance(ev, EpochEnd):
-        best = state.best() or {}
+    """Keep the registry's summary columns (progress, the kept epoch) in step with the events."""
+    if isinstance(ev, EpochEnd | Finished):
+        kept = state.kept() or {}
         ws.update(
             run_id,
             epoch=state.epochs_done,
-            best_val_acc=best.get("val_acc"),
-            best_val_top5_acc=best.get("best_val_top5_acc"),
-            best_epoch=best.get("epoch"),
+            best_val_acc=kept.get("val_acc"),
+            best_val_top5_acc=kept.get("val_top5_acc"),
+            best_epoch=kept.get("epoch"),
         )
     elif isinstance(ev, Started):
         ws.update(run_id, epochs=ev.epochs)
@@ -261,7 +261,7 @@ def record_exit(
         status, reason = RunStatus.INTERRUPTED, exit_reason(returncode, state, paths.log)
     else:
         status, reason = RunStatus.FAILED, exit_reason(returncode, state, paths.log)
-    best = state.best() or {}
+    kept = state.kept() or {}
     ws.update(
         run_id,
         status=status,
@@ -270,9 +270,9 @@ def record_exit(
         pid_start=None,
         finished=time.time(),
         epoch=state.epochs_done,
-        best_val_acc=best.get("val_acc"),
-        best_val_top5_acc=best.get("best_val_top5_acc"),
-        best_epoch=best.get("epoch"),
+        best_val_acc=kept.get("val_acc"),
+        best_val_top5_acc=kept.get("val_top5_acc"),
+        best_epoch=kept.get("epoch"),
         cancel_requested=False,
     )
     return status

@@ -72,8 +72,8 @@ class RunRow:
     progress: float
     val_acc: float | None
     val_top5_acc: float | None
-    best_val_acc: float | None
-    best_val_top5_acc: float | None
+    best_val_acc: float | None  # the kept epoch's (what model.keras holds or would hold now: RunState.kept)
+    best_val_top5_acc: float | None  # ... and its val_top5_acc
     elapsed: float | None
     eta: float | None
     gpus: str
@@ -94,7 +94,7 @@ class RunSnapshot:
     steps: int | None
     started_at: float | None
     model: dict[str, Any]
-    best: dict[str, Any] | None
+    best: dict[str, Any] | None  # the best val_acc epoch (RunState.best)
     test: dict[str, Any] | None  # the held-out test evaluation (RunState.test), once training ended
     preparing: str | None  # the step before training in progress, in words (RunState.preparing_detail)
     devices: tuple[str, ...]
@@ -104,6 +104,7 @@ class RunSnapshot:
     history_version: int  # equal: equal epoch history and model; only batches (or nothing) arrived
     phase: str | None = None  # a phased run's phase now ("phase 2/2 fine-tune"; RunState.phase_text)
     phase_starts: tuple[tuple[int, int, str], ...] = ()  # (index, first epoch, name) of phases 2.. (boundaries)
+    kept: dict[str, Any] | None = None  # the epoch model.keras holds, or would hold now (RunState.kept)
 
 
 def _running_detail(st: RunState) -> str | None:
@@ -126,7 +127,7 @@ class ResultRow:
     top5_acc: float | None
     val_acc: float | None
     val_top5_acc: float | None
-    best_epoch: int | None
+    kept_epoch: int | None  # the epoch model.keras holds; the metrics above are that epoch's
     seconds: float | None
     trainable_params: int | None
     test_acc: float | None = None  # the test split, evaluated once with the kept weights
@@ -134,7 +135,7 @@ class ResultRow:
 
     CSV_FIELDS = (
         "id", "name", "epochs", "acc", "top5_acc", "val_acc", "val_top5_acc",
-        "best_epoch", "test_acc", "test_top5_acc", "seconds", "trainable_params",
+        "kept_epoch", "test_acc", "test_top5_acc", "seconds", "trainable_params",
     )
 
 
@@ -260,7 +261,9 @@ class RunStore:
         st = self._states.get(run_id)
         now = self.clock()
         started = rec.started
-        if rec.status == RunStatus.RUNNING:
+        if st is not None and st.started_at is not None:  # every worker segment of a resumed run
+            elapsed = st.elapsed(now if rec.status == RunStatus.RUNNING else None)
+        elif rec.status == RunStatus.RUNNING:
             elapsed = now - started if started else None
         elif started and rec.finished:
             elapsed = rec.finished - started
@@ -276,10 +279,9 @@ class RunStore:
             hist = st.history_list()
             if hist:
                 val_acc, val_top5 = hist[-1].get("val_acc"), hist[-1].get("val_top5_acc")
-            best = st.best()
-            if best is not None:
-                best_acc = best["val_acc"]
-                best_top5 = best.get("best_val_top5_acc")
+            kept = st.kept()
+            if kept is not None:
+                best_acc, best_top5 = kept["val_acc"], kept.get("val_top5_acc")
             if rec.status == RunStatus.RUNNING:
                 eta = st.eta_seconds()
         elif epochs:
@@ -330,6 +332,7 @@ class RunStore:
             history_version=st.history_version,
             phase=st.phase_text(),
             phase_starts=tuple(st.phase_starts()),
+            kept=st.kept(),
         )
 
     # ------------------------------------------------------------ files
@@ -371,19 +374,19 @@ class RunStore:
 
 
 def results(snaps: Iterable[RunSnapshot]) -> list[ResultRow]:
-    """The notebook's table: metrics at the best epoch (what ``restore_best_weights`` keeps)."""
+    """The notebook's table: metrics at the epoch ``model.keras`` holds (the best by default)."""
     out = []
     for s in snaps:
         hist = s.history
-        best_epoch = s.best["epoch"] if s.best else None
-        at = next((h for h in hist if h["epoch"] == best_epoch), hist[-1] if hist else {})
+        kept_epoch = s.kept["epoch"] if s.kept else None
+        at = next((h for h in hist if h["epoch"] == kept_epoch), hist[-1] if hist else {})
         secs = sum(h.get("epoch_seconds") or 0.0 for h in hist) if hist else None
         out.append(
             ResultRow(
                 id=s.row.id, name=s.row.name, epochs=len(hist),
                 acc=at.get("acc"), top5_acc=at.get("top5_acc"),
                 val_acc=at.get("val_acc"), val_top5_acc=at.get("val_top5_acc"),
-                best_epoch=best_epoch, seconds=secs,
+                kept_epoch=kept_epoch, seconds=secs,
                 trainable_params=s.model.get("trainable_params"),
                 test_acc=(s.test or {}).get("test_acc"), test_top5_acc=(s.test or {}).get("test_top5_acc"),
             )
@@ -392,7 +395,7 @@ def results(snaps: Iterable[RunSnapshot]) -> list[ResultRow]:
 
 
 def sweep_bars(snaps: Sequence[RunSnapshot]) -> tuple[str, list[tuple[str, float]]]:
-    """Best val_acc per swept value: ``(label of the swept keys, [(value, best)])``.
+    """The kept epoch's val_acc per swept value: ``(label of the swept keys, [(value, val_acc)])``.
 
     Empty when the runs share no swept key (they are not a sweep).
     """
@@ -403,7 +406,7 @@ def sweep_bars(snaps: Sequence[RunSnapshot]) -> tuple[str, list[tuple[str, float
     bars = []
     for s in snaps:
         label = ",".join(str(s.overrides.get(k)) for k in varying)
-        bars.append((label, s.best["val_acc"] if s.best else 0.0))
+        bars.append((label, (s.kept or {}).get("val_acc") or 0.0))
     return ", ".join(varying), bars
 
 

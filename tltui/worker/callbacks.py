@@ -18,8 +18,10 @@ import keras
 import numpy as np
 
 from tltui.core.protocol import METRIC_KEYS, Batch, Checkpoint, EpochBegin, EpochEnd
+from tltui.worker import kept as kept_mod
 from tltui.worker.archive import ArchivePlan, BackgroundWriter, read_values
 from tltui.worker.events import EventWriter
+from tltui.worker.kept import KEPT_PREFIX, KeptWeights
 
 #: At most this many batch events per second (plus the last step of each epoch).
 BATCH_EVENTS_PER_SECOND = 10.0
@@ -419,9 +421,11 @@ class EpochBackup(keras.callbacks.Callback):
         moved: Any = None,
         phase: int = 0,
         phase_start: int = 0,
+        kept: KeptWeights | None = None,
     ) -> None:
         super().__init__()
         self.directory = Path(directory)
+        self.kept = kept  # the run's kept epoch (train.restore_best): considered at each epoch end
         self.phase, self.phase_start = phase, phase_start
         self.moved = moved  # a tltui.worker.moved.MovedWeights: fed the same snapshot, at no extra read
         self.weights = self.directory / BACKUP_WEIGHTS
@@ -461,14 +465,14 @@ class EpochBackup(keras.callbacks.Callback):
     # ------------------------------------------------------------------ save
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self.save(epoch + 1)
+        self.save(epoch + 1, logs=logs)
 
     def save_boundary(self, model: keras.Model, epoch: int) -> None:
         """The end of this phase (after ``epoch``): what the next phase starts from."""
         self.set_model(model)
         self.save(epoch, boundary=True)
 
-    def save(self, epoch: int, *, boundary: bool = False) -> None:
+    def save(self, epoch: int, *, boundary: bool = False, logs: dict | None = None) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         values = read_values(backup_state(self.model, seeds=True, optimizer=not boundary))
         meta: dict = {"epoch": epoch, "batch": 0}
@@ -484,10 +488,14 @@ class EpochBackup(keras.callbacks.Callback):
                 _link_or_copy(self.weights, self.weights.with_name(BACKUP_WEIGHTS + ".bkp"))
                 _replace_with(self.meta.with_name(BACKUP_META + ".bkp"), self.meta.read_bytes())
             _write_replacing(self.weights, lambda tmp: write_backup(tmp, values, epoch))
+            if self.kept is not None:
+                if not boundary:  # the file the classifier trains in is linked; the head's is not the whole model
+                    self.kept.consider(epoch, logs, self.weights if self.model is self.kept.model else None)
+                meta["kept"] = self.kept.state()
             _replace_with(self.meta, json.dumps(meta).encode())
             self._remove_unreferenced_best()
             if self.moved is not None and not boundary:
-                self.moved.record(values[: len(self.model.weights)], epoch)
+                self.moved.record(values[: len(self.model.weights)], epoch)  # the model that trains (fit's)
         except OSError as e:
             if e.errno == errno.ENOSPC:
                 raise DiskFull(self.weights) from e
@@ -507,19 +515,31 @@ class EpochBackup(keras.callbacks.Callback):
         return name
 
     def _remove_unreferenced_best(self) -> None:
-        keep = {self._best_file}
-        with contextlib.suppress(OSError, ValueError, KeyError, TypeError, AttributeError):
-            keep.add(json.loads(self.meta.with_name(BACKUP_META + ".bkp").read_text())["early_stopping"]["weights"])
-        for f in self.directory.glob(f"{BEST_PREFIX}*.weights.h5"):
-            if f.name not in keep:
-                with contextlib.suppress(OSError):
-                    f.unlink()
+        """Delete the best- and kept-weights files that neither the current metadata nor the previous
+        copy names (a resume may fall back to the previous copy)."""
+        keep: set[str | None] = set()
+        for meta in (self.meta, self.meta.with_name(BACKUP_META + ".bkp")):
+            with contextlib.suppress(OSError, ValueError):
+                keep.update(referenced_files(json.loads(meta.read_text())))
+        for pattern in (f"{BEST_PREFIX}*.weights.h5", f"{KEPT_PREFIX}*.weights.h5"):
+            for f in self.directory.glob(pattern):
+                if f.name not in keep:
+                    with contextlib.suppress(OSError):
+                        f.unlink()
 
 
 def best_weights_file(meta: dict) -> str | None:
     """The best-weights file a backup's metadata names (``None``: none)."""
     es = meta.get("early_stopping")
     return es.get("weights") if isinstance(es, dict) else None
+
+
+def referenced_files(meta: Any) -> list[str]:
+    """Every weights file besides the pair itself that a backup's metadata needs: early stopping's
+    best weights and the run's kept epoch."""
+    if not isinstance(meta, dict):
+        return []
+    return [f for f in (best_weights_file(meta), kept_mod.referenced(meta)) if isinstance(f, str)]
 
 
 def write_backup(path: Path, values: list, epoch: int) -> None:

@@ -30,7 +30,17 @@ from typing import Any
 from tltui import __version__
 from tltui.core import catalog, presets
 from tltui.core.errors import PresetError, TltuiError
-from tltui.core.protocol import TOP5_MIN_CLASSES, Evaluated, Finished, Log, ModelInfo, Phase, Started, TrainPhase
+from tltui.core.protocol import (
+    MODEL_RULES,
+    TOP5_MIN_CLASSES,
+    Evaluated,
+    Finished,
+    Log,
+    ModelInfo,
+    Phase,
+    Started,
+    TrainPhase,
+)
 from tltui.core.status import RunStatus
 from tltui.core.workspace import RunPaths, write_json
 from tltui.worker.errors import WorkerError
@@ -67,6 +77,7 @@ class Outcome:
     epochs_done: int = 0
     model_path: str | None = None
     model_epoch: int | None = None
+    model_rule: str = ""
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -98,6 +109,7 @@ def main(argv: list[str]) -> int:
                 epochs_done=outcome.epochs_done,
                 model_path=outcome.model_path,
                 model_epoch=outcome.model_epoch,
+                model_rule=outcome.model_rule,
             ),
             sync=True,
         )
@@ -119,6 +131,7 @@ class Trainer:
         self.strategy: Any = None
         self.cache_plan: Any = None  # feature_cache.Plan, decided per phase in _setup_phase
         self.resume_meta: dict[str, Any] = {}  # the backup's metadata a resume continues from
+        self.kept: Any = None  # kept.KeptWeights with train.restore_best: the run's best epoch so far
 
     # ------------------------------------------------------------------ events
 
@@ -195,6 +208,7 @@ class Trainer:
                 initial_epoch=self.initial_epoch,
                 steps_per_epoch=preset.train.steps_per_epoch,
                 versions=_versions(),
+                restore_best=preset.train.restore_best,
             ),
             sync=True,
         )
@@ -277,35 +291,51 @@ class Trainer:
     def _train(self, model: Any, backbone: Any, dataset: Any) -> Outcome:
         """Every phase (one, for a preset without ``[[phases]]``), then ``model.keras`` and the test split."""
         from tltui.worker.callbacks import save_atomic
+        from tltui.worker.kept import KeptWeights
 
         preset = self.preset
         assert preset is not None
         phases = preset.phase_presets()
         k, start = self._resume_point(len(phases))
+        if preset.train.restore_best:
+            self.kept = KeptWeights(self.paths.backup, model)
+            self.kept.restore(self.resume_meta.get("kept"))
         reasons: list[str] = []
         while True:
             early, backup = self._fit_phase(model, backbone, dataset, phases, k, start)
             done = self.epochs_done
-            kept = (early.kept_epoch if early is not None else None) or done
+            holds = (early.kept_epoch if early is not None else None) or done  # the epoch the weights are now
             if early is not None and early.stopped_epoch > 0:
                 where = f"phase {preset.phase_label(k)} " if preset.phases else ""
                 reasons.append(
                     f"{where}stopped early after epoch {done}: val_acc did not improve for "
-                    f"{phases[k].train.early_stopping_patience} epochs (weights of the best epoch, {kept}, kept)"
+                    f"{phases[k].train.early_stopping_patience} epochs"
                 )
                 if k < len(phases) - 1:
-                    self.emit_log("info", reasons[-1])
+                    self.emit_log("info", f"{reasons[-1]}; the next phase starts from its best epoch, {holds}")
             if k == len(phases) - 1:
                 break
             # the next phase starts from these weights (early stopping's best, if it kept one)
             backup.save_boundary(model, done)
             k, start = k + 1, done
-        self.phase("save", f"saving {self.paths.model} (the weights of epoch {kept})")
+        kept, rule = self._final_weights(holds, "early_stopping" if holds != done else "last")
+        self.phase("save", f"saving {self.paths.model} (the weights of epoch {kept}: {MODEL_RULES[rule]})")
         save_atomic(model, self.paths.model)
         if dataset.test is not None:
             self._evaluate_test(model, dataset, kept)
-        return Outcome(RunStatus.COMPLETED, "; ".join(reasons), self.epochs_done, str(self.paths.model), kept)
+        return Outcome(RunStatus.COMPLETED, "; ".join(reasons), self.epochs_done, str(self.paths.model), kept, rule)
 
+    def _final_weights(self, holds: int, rule: str) -> tuple[int, str]:
+        """Put the weights ``model.keras`` gets in the model: the run's best epoch with ``train.restore_best``
+        (when it kept one), else what the model holds now (epoch ``holds``, by ``rule``)."""
+        kept = self.kept
+        if kept is None or kept.epoch is None:
+            return holds, rule
+        if kept.epoch != holds:
+            kept.load_into()
+            self.emit_log("info", f"model.keras gets the weights of epoch {kept.epoch}, the best val_acc of the run "
+                                  f"({100 * (kept.value or 0):.1f}%), not those of epoch {holds}")
+        return kept.epoch, "best"
     def _setup_phase(
         self, model: Any, backbone: Any, p: presets.Preset, k: int, num_classes: int, steps: int | None
     ) -> int:
@@ -340,6 +370,8 @@ class Trainer:
         freeze_map["feature_cache"] = self.cache_plan.use
         if self.preset is not None and self.preset.phases:
             freeze_map["phase"] = {"index": k + 1, "count": len(self.preset.phases), "name": self.preset.phases[k].name}
+            self.paths.phase_dir(k + 1).mkdir(parents=True, exist_ok=True)
+            write_json(self.paths.freeze_map_of(k + 1), freeze_map)  # each phase keeps its own
         write_json(self.paths.freeze_map, freeze_map)
         compile_model(model, p, num_classes, steps, self.emit_log)
         trainable = sum(_count(w.shape) for w in model.trainable_weights)
@@ -417,12 +449,10 @@ class Trainer:
         # epoch again (a backup ahead of the events, killed right after it, is rolled back by
         # _prepare_backup). EpochBackup is Keras's BackupAndRestore(save_freq="epoch",
         # double_checkpoint=True, delete_checkpoint=False), cheaper, plus seeds and early stopping.
-        backup = EpochBackup(
-            self.paths.backup, early_stopping=early, moved=self._moved(fit_model, fresh=self.initial_epoch == start,
-                                                                       phase=k if preset.phases else None,
-                                                                       start=start),
-            phase=k, phase_start=start,
-        )
+        moved = self._moved(model, fit_model, fresh=self.initial_epoch == start, phase=k if preset.phases else None,
+                            start=start)
+        backup = EpochBackup(self.paths.backup, early_stopping=early, moved=moved, phase=k, phase_start=start,
+                             kept=self.kept)
         callbacks: list[keras.callbacks.Callback] = [
             *([early] if early is not None else []),
             backup,
@@ -450,18 +480,23 @@ class Trainer:
             # fit raised (stop, NaN, ...): the checkpoint being written in the background still lands (its
             # own error, if any, is second to fit's); after a normal end on_train_end has waited already
             checkpoints.drain()
+        if moved is not None and moved.feature_cache:  # the backbone was not in the graph: measure it now
+            moved.record_all(self.epochs_done)
         return early, backup
 
-    def _moved(self, fit_model: Any, *, fresh: bool, phase: int | None = None, start: int = 0) -> Any:
-        """The per-layer movement record (``moved.json``) of the model that trains, or ``None``; a phase
-        of a phased run counts from its own start."""
+    def _moved(self, model: Any, fit_model: Any, *, fresh: bool, phase: int | None = None, start: int = 0) -> Any:
+        """The per-layer movement record (``moved.json``, and the phase's own in a phased run) of the
+        classifier, fed by the model that trains, or ``None``; a phase of a phased run counts from its own
+        start."""
         from tltui.worker.moved import MovedWeights
 
-        since = "run start"
+        since = "the start of the run"
+        outs = [self.paths.moved]
         if phase is not None and self.preset is not None:
-            since = f"phase {self.preset.phase_label(phase)} start (after epoch {start})"
-        moved = MovedWeights(fit_model, self.paths.backup, self.paths.moved, fresh=fresh, since=since,
-                             phase=None if phase is None else phase + 1)
+            since = f"the start of phase {self.preset.phase_label(phase)} (after epoch {start})"
+            outs.append(self.paths.moved_of(phase + 1))
+        moved = MovedWeights(model, self.paths.backup, outs, fresh=fresh, since=since,
+                             phase=None if phase is None else phase + 1, fit_model=fit_model)
         if not moved.active:
             self.emit_log("info", f"weights moved per layer: not recorded ({moved.why})")
             return None
@@ -536,8 +571,7 @@ def repair_backup(backup: Path, max_epoch: int | None = None) -> int | None:
             continue
         if _h5_epoch(weights) not in (None, epoch):  # killed between the weights and the metadata
             continue
-        best = _meta_best_file(meta)
-        if best is not None and not _h5_readable(backup / best):  # early stopping's best weights are gone
+        if not all(_h5_readable(backup / f) for f in _meta_files(meta)):  # early stopping's or the kept weights
             continue
         if i > 0:
             shutil.copyfile(weights, pairs[0][0])
@@ -555,13 +589,14 @@ def _meta_epoch(path: Path) -> int | None:
     return epoch if isinstance(epoch, int) and epoch >= 0 else None
 
 
-def _meta_best_file(path: Path) -> str | None:
-    from tltui.worker.callbacks import best_weights_file
+def _meta_files(path: Path) -> list[str]:
+    """The weights files besides the pair that a backup's metadata names (they must be readable too)."""
+    from tltui.worker.callbacks import referenced_files
 
     try:
-        return best_weights_file(json.loads(path.read_text()))
-    except (OSError, ValueError, AttributeError):
-        return None
+        return referenced_files(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return []
 
 
 def _h5_epoch(path: Path) -> int | None:

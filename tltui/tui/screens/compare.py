@@ -25,7 +25,7 @@ METRICS = (
 RESULT_COLUMNS = (
     # held-out numbers first (they fit 80 columns), then the training side
     ("run", "Run"), ("epochs", "Epochs"), ("val_acc", "Val acc"), ("val_top5", "Val top-5"),
-    ("test", "Test"), ("test5", "Test top-5"), ("best", "Best ep"), ("acc", "Acc"), ("top5", "Top-5"),
+    ("test", "Test"), ("test5", "Test top-5"), ("kept", "Kept ep"), ("acc", "Acc"), ("top5", "Top-5"),
     ("time", "Time"), ("params", "Trainable"),
 )
 
@@ -134,7 +134,7 @@ class CompareScreen(RunsView):
             table.add_row(
                 swatch + Text(f"{r.id} {r.name}"), str(r.epochs),
                 Text(fmt.pct(r.val_acc), style="bold"), fmt.pct(r.val_top5_acc),
-                fmt.pct(r.test_acc), fmt.pct(r.test_top5_acc), str(r.best_epoch or "-"),
+                fmt.pct(r.test_acc), fmt.pct(r.test_top5_acc), str(r.kept_epoch or "-"),
                 fmt.pct(r.acc), fmt.pct(r.top5_acc), fmt.duration(r.seconds), fmt.params(r.trainable_params),
                 key=r.id,
             )

@@ -17,6 +17,7 @@ from textual.containers import Grid, VerticalScroll
 from textual.widgets import Footer, Log, Static, TabbedContent, TabPane
 
 from tltui.core.errors import PresetError
+from tltui.core.protocol import top_k_na
 from tltui.core.status import RunStatus
 from tltui.tui import curves
 from tltui.tui import formatting as fmt
@@ -227,18 +228,19 @@ class RunScreen(RunsView):
             ("  gpu ", "dim"), r.gpus, ("  elapsed ", "dim"), fmt.duration(r.elapsed),
             ("  eta ", "dim"), fmt.duration(r.eta),
         )
-        if snap.best:
+        if snap.kept:  # the epoch model.keras holds (or would hold now) and its numbers
+            k = snap.kept
+            top5 = top_k_na(snap.model.get("num_classes"), why=False) or f"top-5 {fmt.pct(k.get('val_top5_acc'))}"
+            word = "kept" if k["final"] else ("best" if k["rule"] == "best" else "last")
             line1.append_text(Text.assemble(
-                ("  best ", "dim"), (fmt.pct(snap.best["val_acc"]), "bold green"),
-                f"  top-5 {fmt.pct(snap.best.get('val_top5_acc'))} @ {snap.best['epoch']}",
+                (f"  {word} ", "dim"), (fmt.pct(k["val_acc"]), "bold green"), f"  {top5} @ {k['epoch']}",
             ))
         if snap.preparing:
             line1.append_text(Text.assemble(("  ", ""), (snap.preparing, "yellow")))
         if snap.test:
-            line1.append_text(Text.assemble(
-                ("  test ", "dim"), (fmt.pct(snap.test.get("test_acc")), "bold"),
-                f"  top-5 {fmt.pct(snap.test.get('test_top5_acc'))}",
-            ))
+            na = top_k_na(snap.model.get("num_classes"), why=False)
+            top5 = na or f"top-5 {fmt.pct(snap.test.get('test_top5_acc'))}"
+            line1.append_text(Text.assemble(("  test ", "dim"), (fmt.pct(snap.test.get("test_acc")), "bold"), f"  {top5}"))
         line2 = Text(self._preset_summary, style="dim")
         if snap.model:
             line2.append(
@@ -279,21 +281,24 @@ class RunScreen(RunsView):
         self._chart_sig, self._chart_version, self._chart_at = sig, snap.version, now
         xlabel = curves.XLABELS[self.xmode]
         marks = curves.marks(snap, self.xmode)
+        # with 5 classes or fewer the worker records no top-5 (100% by construction): say so in its panel
+        top5_na = top_k_na(snap.model.get("num_classes"))
         for metric, title in curves.PANELS:
             val = f"val_{metric}"
             logy = self.logy and metric == "loss"
+            note = top5_na if metric == "top5_acc" else None
             train_pts = curves.points(snap, metric, self.xmode)
             val_pts = curves.points(snap, val, self.xmode)
             train = self._series("train", train_pts, TRAIN_COLOR)
             valid = self._series("val", val_pts, VAL_COLOR)
             if self.six:
                 self.query_one(f"#chart-{metric}", MetricChart).show(
-                    [train], title=f"{title} (train)", xlabel=xlabel, logy=logy, marks=marks)
+                    [train], title=f"{title} (train)", xlabel=xlabel, logy=logy, marks=marks, note=note)
                 self.query_one(f"#chart-{val}", MetricChart).show(
-                    [valid], title=f"{title} (val)", xlabel=xlabel, logy=logy, marks=marks)
+                    [valid], title=f"{title} (val)", xlabel=xlabel, logy=logy, marks=marks, note=note)
             else:
                 self.query_one(f"#chart-{metric}", MetricChart).show(
-                    [train, valid], title=title, xlabel=xlabel, logy=logy, marks=marks)
+                    [train, valid], title=title, xlabel=xlabel, logy=logy, marks=marks, note=note)
 
     def _series(self, label: str, pts: curves.Points, color: tuple[int, int, int]) -> Series:
         ys = ema(pts.ys) if self.smooth else pts.ys

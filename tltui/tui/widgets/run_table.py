@@ -73,9 +73,10 @@ COLUMNS: tuple[Column, ...] = tuple(Column(*c) for c in (
      lambda r: r.status),
     ("epoch", "Epoch", 8 + BAR_WIDTH, lambda r, s: _epoch_cell(r), lambda r: r.progress),
     ("val_acc", "Val acc", 7, lambda r, s: _right(fmt.pct(r.val_acc)), lambda r: _low(r.val_acc)),
-    ("best", "Best", 6, lambda r, s: _right(fmt.pct(r.best_val_acc), "bold"), lambda r: _low(r.best_val_acc)),
+    # the kept epoch's: what model.keras holds (the best val_acc epoch unless train.restore_best = false)
+    ("best", "Kept", 6, lambda r, s: _right(fmt.pct(r.best_val_acc), "bold"), lambda r: _low(r.best_val_acc)),
     ("top5", "Top-5", 6, lambda r, s: _right(fmt.pct(r.val_top5_acc)), lambda r: _low(r.val_top5_acc)),
-    ("best5", "Best-5", 6, lambda r, s: _right(fmt.pct(r.best_val_top5_acc)),
+    ("best5", "Kept-5", 6, lambda r, s: _right(fmt.pct(r.best_val_top5_acc)),
      lambda r: _low(r.best_val_top5_acc)),
     ("elapsed", "Elapsed", 7, lambda r, s: _right(fmt.duration(r.elapsed)), lambda r: r.elapsed or 0.0),
     ("eta", "ETA", 6, lambda r, s: _right(fmt.duration(r.eta)), lambda r: r.eta if r.eta is not None else float("inf")),
