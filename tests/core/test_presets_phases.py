@@ -105,6 +105,9 @@ def test_recipe_warnings_per_phase_and_between_phases() -> None:
     drift = presets.loads(BASE, overrides={"phases.1.freeze.batchnorm": "trainable"})
     assert any(w.startswith("phase 1/2 head: freeze.batchnorm = \"trainable\" while the backbone is frozen")
                for w in preflight.recipe_warnings(drift))
+    partly = presets.loads(BASE, overrides={"phases.2.freeze.batchnorm": "trainable"})  # depth 2 of 4
+    assert any(w.startswith("phase 2/2 fine-tune: freeze.batchnorm = \"trainable\" while stages of the backbone are "
+                            "frozen") for w in preflight.recipe_warnings(partly))
     too_deep = presets.loads(BASE, overrides={"phases.2.freeze.depth": 9})
     (issue,) = preflight.freeze_depth_errors(too_deep, "p.toml")
     assert issue.field == "phases.2.freeze.depth" and "resnet50 has 4 stages, got depth 9" in issue.message

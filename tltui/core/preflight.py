@@ -216,8 +216,9 @@ def _recipe_warnings(preset: Preset) -> list[str]:
     # A frozen hub module runs in inference mode whatever the policy (HubModule.call): no drift.
     if f.batchnorm == "trainable" and frozen_some and m.weights != "none" and not catalog.is_hub(m.backbone):
         out.append(
-            "freeze.batchnorm = \"trainable\" while the backbone is frozen: BatchNorm statistics drift "
-            "on a small dataset and destroy pretrained features (keras.io recipe: keep BatchNorm frozen)"
+            f"freeze.batchnorm = \"trainable\" while {'the backbone is' if f.depth == 'all' else 'stages of the backbone are'} "
+            "frozen: BatchNorm statistics drift on a small dataset and destroy pretrained features (keras.io recipe: "
+            "keep BatchNorm in inference mode, \"frozen\" or \"inference\")"
         )
     d = preset.data
     if d.kind == "tfds" and d.test_split and d.test_split == d.val_split:
