@@ -84,7 +84,6 @@ class SlurmCluster:
             f"SlurmUser=root\nSlurmdUser=root\n"
             f"AuthType=auth/munge\nCredType=cred/munge\n"
             f"AuthInfo=socket={self.munge_socket},cred_expire=5\n"  # a requeued job waits this long (default 120 s)
-
             f"ProctrackType=proctrack/linuxproc\n"
             f"TaskPlugin=task/none\n"
             f"JobAcctGatherType=jobacct_gather/none\n"
@@ -112,7 +111,11 @@ class SlurmCluster:
     def _spawn(self, name: str, argv: list[str]) -> None:
         log = open(self.root / "log" / f"{name}.out", "ab")  # noqa: SIM115 (kept by the child)
         self.procs[name] = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=self.env,
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
             start_new_session=True,
         )
         log.close()
@@ -125,21 +128,34 @@ class SlurmCluster:
             self.write_config()
         r = self.root
         if "munged" not in self.procs:
-            self._spawn("munged", [
-                _which("munged"), "--foreground", "--force", f"--socket={self.munge_socket}",
-                f"--key-file={r / 'munge' / 'munge.key'}", f"--pid-file={r / 'run' / 'munged.pid'}",
-                f"--log-file={r / 'log' / 'munged.log'}", f"--seed-file={r / 'munge' / 'munged.seed'}",
-            ])
+            self._spawn(
+                "munged",
+                [
+                    _which("munged"),
+                    "--foreground",
+                    "--force",
+                    f"--socket={self.munge_socket}",
+                    f"--key-file={r / 'munge' / 'munge.key'}",
+                    f"--pid-file={r / 'run' / 'munged.pid'}",
+                    f"--log-file={r / 'log' / 'munged.log'}",
+                    f"--seed-file={r / 'munge' / 'munged.seed'}",
+                ],
+            )
             self._wait(lambda: self.munge_socket.exists(), "munged's socket", 15.0, "munged")
         self._spawn("slurmctld", [_which("slurmctld"), "-D", "-f", str(self.conf)])
-        self._wait(lambda: self._run(["scontrol", "ping"]).returncode == 0
-                   and "UP" in self._run(["scontrol", "ping"]).stdout, "slurmctld to answer", timeout, "slurmctld")
+        self._wait(
+            lambda: self._run(["scontrol", "ping"]).returncode == 0 and "UP" in self._run(["scontrol", "ping"]).stdout,
+            "slurmctld to answer",
+            timeout,
+            "slurmctld",
+        )
         self._spawn("slurmd", [_which("slurmd"), "-D", "-f", str(self.conf)])
         if idle:
             self.wait_idle(timeout)
         else:
-            self._wait(lambda: self.node_state() in ("idle", "mixed", "allocated"), "the node to respond", timeout,
-                       "slurmd")
+            self._wait(
+                lambda: self.node_state() in ("idle", "mixed", "allocated"), "the node to respond", timeout, "slurmd"
+            )
 
     def node_state(self) -> str:
         out = self._run(["sinfo", "-h", "-N", "-o", "%T"])
@@ -161,10 +177,13 @@ class SlurmCluster:
                 return
             p = self.procs.get(daemon)
             if p is not None and p.poll() is not None:
-                raise ClusterError(f"{daemon} exited with code {p.returncode} waiting for {what}: {self.log_tail(daemon)}")
+                raise ClusterError(
+                    f"{daemon} exited with code {p.returncode} waiting for {what}: {self.log_tail(daemon)}"
+                )
             time.sleep(0.2)
-        raise ClusterError(f"timed out after {timeout:.0f} s waiting for {what} ({self.node_state()}): "
-                           f"{self.log_tail(daemon)}")
+        raise ClusterError(
+            f"timed out after {timeout:.0f} s waiting for {what} ({self.node_state()}): {self.log_tail(daemon)}"
+        )
 
     def log_tail(self, daemon: str, lines: int = 5) -> str:
         text = ""
@@ -218,12 +237,13 @@ class SlurmCluster:
                     pids.append(int(d.name))
         return pids
 
-    def kill_jobs(self) -> None:
-        """SIGKILL to every job process of this cluster (what a node crash does to them)."""
-        for _ in range(3):  # a dying step may still fork once
-            pids = [p for p in self.job_processes() if _alive(p)]
-            if not pids:
-                return
+    def kill_jobs(self, timeout: float = 30.0) -> None:
+        """SIGKILL to every job process of this cluster (what a node crash does to them), until none is
+        left: a dying step may still fork, however long a loaded machine takes to get there."""
+        deadline = time.monotonic() + timeout
+        while pids := [p for p in self.job_processes() if _alive(p)]:
+            if time.monotonic() > deadline:
+                raise ClusterError(f"job processes {pids} still alive {timeout:.0f} s after SIGKILL")
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
@@ -272,8 +292,11 @@ def main(argv: list[str]) -> int:
     cluster = SlurmCluster(Path(argv[0]).resolve())
     try:
         cluster.start()
-        print(f"node {socket.gethostname()} (localhost) idle; in another shell:\n  export SLURM_CONF={cluster.conf}\n"
-              f"Ctrl-C stops the cluster", flush=True)
+        print(
+            f"node {socket.gethostname()} (localhost) idle; in another shell:\n  export SLURM_CONF={cluster.conf}\n"
+            f"Ctrl-C stops the cluster",
+            flush=True,
+        )
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         signal.sigwait({signal.SIGINT, signal.SIGTERM})
     except ClusterError as e:

@@ -28,6 +28,7 @@ def e2e(fn):
     """Runs the real TensorFlow worker: slow, one group so the trained run is shared."""
     return pytest.mark.e2e(pytest.mark.xdist_group("train_e2e")(fn))
 
+
 ROOT = Path(__file__).resolve().parents[2]
 THREE_CLASS_KEYS = tuple(k for k in METRIC_KEYS if "top5" not in k)  # top-5 only with >= 6 classes
 
@@ -147,8 +148,18 @@ def test_ctrl_c_cancels_the_run_and_exits_130(tmp_path: Path) -> None:
     preset = make_tiny(tmp_path)
     ws = tmp_path / "ws"
     cmd = [
-        sys.executable, "-m", "tltui", "--workspace", str(ws), "run", str(preset), "--plain",
-        "--set", "train.epochs=500", "--set", "train.steps_per_epoch=20",
+        sys.executable,
+        "-m",
+        "tltui",
+        "--workspace",
+        str(ws),
+        "run",
+        str(preset),
+        "--plain",
+        "--set",
+        "train.epochs=500",
+        "--set",
+        "train.steps_per_epoch=20",
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     events = ws / "runs" / "r0001" / "events.jsonl"
@@ -164,7 +175,9 @@ def test_ctrl_c_cancels_the_run_and_exits_130(tmp_path: Path) -> None:
     assert "Traceback" not in err
     show = subprocess.run(
         [sys.executable, "-m", "tltui", "--workspace", str(ws), "runs", "show", "r0001", "--json"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     d = json.loads(show.stdout)
     assert d["status"] == "cancelled"
@@ -225,10 +238,10 @@ class TestWithFakeWorker:
         stop = StopSignals()
         stop.count = 1  # as if Ctrl-C came right away
         out = io.StringIO()
-        start = time.monotonic()
-        assert train_one(w, rec, Display(out=out), stop, grace=0.5) == "cancelled"
-        assert time.monotonic() - start < 20
+        assert train_one(w, rec, Display(out=out), stop, grace=0.5) == "cancelled"  # returns: not left waiting
         assert "stopping the worker" in out.getvalue()
+        # it ignored SIGTERM and never reported its end: it was killed after the grace, not waited for
+        assert not any(e.type == "finished" for e in protocol.read_events(w.run_paths(rec.id).events))
         assert w.get(rec.id).status == "cancelled"
 
     def test_live_display_renders_progress(self, tmp_path: Path) -> None:
@@ -261,16 +274,20 @@ def test_runs_show_and_the_end_line_report_the_test_split_apart_from_validation(
     with contextlib.redirect_stdout(out):
         assert main(["--workspace", str(ws.root), "runs", "show", rid]) == 0
     m = fake_ws.metrics(10, 0.78)
-    test_line = (f"test: test_acc {100 * (m['val_acc'] - 0.012):.1f}%, test_top5 {100 * (m['val_top5_acc'] - 0.01):.1f}% "
-                 "(test, 10000 images, weights of epoch 10)")
+    test_line = (
+        f"test: test_acc {100 * (m['val_acc'] - 0.012):.1f}%, test_top5 {100 * (m['val_top5_acc'] - 0.01):.1f}% "
+        "(test, 10000 images, weights of epoch 10)"
+    )
     assert test_line in out.getvalue().splitlines()
     assert "n/a" not in out.getvalue()  # 100 classes
 
     state = runstate.load(ws.run_paths(rid).events)
     state.history[3]["val_top5_acc"] = 0.999  # a better top-5 at another epoch is not the kept epoch's
     line = end_line(ws.get(rid), state)
-    assert line.startswith(f"{rid} completed: model.keras = epoch 10 (the best val_acc of the run): "
-                           f"val_acc {100 * m['val_acc']:.1f}%, val_top5 {100 * m['val_top5_acc']:.1f}%; test_acc ")
+    assert line.startswith(
+        f"{rid} completed: model.keras = epoch 10 (the best val_acc of the run): "
+        f"val_acc {100 * m['val_acc']:.1f}%, val_top5 {100 * m['val_top5_acc']:.1f}%; test_acc "
+    )
     assert line.endswith("(test, 10000 images, weights of epoch 10)")
 
     ws.run_paths(rid).classes.write_text(json.dumps(["a", "b", "c"]))
@@ -292,8 +309,13 @@ def test_plain_output_prints_a_step_before_training_once_per_quarter() -> None:
     rec = RunRecord(id="r0001", seq=1, name="x", status="running", created=0.0)
     state = runstate.RunState()
     for done in range(0, 101, 5):
-        display.event(rec, Progress(t=0.0, phase="download", done=done * 1e6, total=100e6, unit="bytes",
-                                    message="downloading tfds:cifar100"), state)
+        display.event(
+            rec,
+            Progress(
+                t=0.0, phase="download", done=done * 1e6, total=100e6, unit="bytes", message="downloading tfds:cifar100"
+            ),
+            state,
+        )
     lines = out.getvalue().splitlines()
     assert [ln.split(": ")[1].split()[0] for ln in lines] == ["0%", "25%", "50%", "75%", "100%"]
     assert lines[1] == "r0001 downloading tfds:cifar100: 25% (25.0 / 100.0 MB)"

@@ -3,6 +3,7 @@ handing the file to a graphics-protocol widget (a stand-in here) instead of draw
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,13 @@ def never() -> str | None:
         ("auto", KITTY, False, never, "halfblock"),  # not a terminal (piped, tests)
         ("halfblock", KITTY, True, never, "halfblock"),  # overridden in settings
         ("sixel", {"TERM": "xterm"}, True, never, "sixel"),
-        ("auto", {**KITTY, "TLTUI_IMAGES": "halfblock"}, True, lambda: "kitty", "kitty"),  # tltui.core.settings reads it
+        (
+            "auto",
+            {**KITTY, "TLTUI_IMAGES": "halfblock"},
+            True,
+            lambda: "kitty",
+            "kitty",
+        ),  # tltui.core.settings reads it
         ("bogus", KITTY, True, never, "halfblock"),
     ],
 )
@@ -70,6 +77,14 @@ class ThumbApp(App[None]):
         yield Thumbnail(id="t")
 
 
+async def decoded(pilot: Any, thumb: Thumbnail, timeout: float = 30.0) -> None:
+    """Pause until the thumbnail's worker thread has read its file (a condition: the machine may be slow)."""
+    deadline = time.monotonic() + timeout
+    while not thumb.ready:
+        assert time.monotonic() < deadline, f"the thumbnail did not read {thumb.path} in {timeout:.0f} s"
+        await pilot.pause(0.01)
+
+
 @asynctest
 async def test_in_protocol_mode_the_thumbnail_hands_the_file_to_the_protocol_widget(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -85,17 +100,11 @@ async def test_in_protocol_mode_the_thumbnail_hands_the_file_to_the_protocol_wid
         shown = app.query_one("#thumb-image", FakeProtocolImage)
         assert thumb.renderer == "kitty" and not shown.display
         thumb.path = str(good)
-        for _ in range(100):
-            await pilot.pause(0.01)
-            if thumb.ready:
-                break
+        await decoded(pilot, thumb)
         assert shown.display and shown.image == str(good)
         assert "▀" not in str(thumb.render())  # no half blocks under the protocol image
         thumb.path = str(bad)
-        for _ in range(100):
-            await pilot.pause(0.01)
-            if thumb.ready:
-                break
+        await decoded(pilot, thumb)
         assert not shown.display and "no preview" in str(thumb.render())
 
 
@@ -124,5 +133,6 @@ def test_the_app_reads_ui_images_once_and_refuses_a_bad_settings_file(
     with pytest.raises(PresetError) as e:
         app_mod.run_app(ws)
     assert e.value.lines() == [
-        f"{ws.settings_file}:2: ui.images: Input should be 'auto', 'halfblock', 'kitty' or 'sixel' (got 'ascii')"]
+        f"{ws.settings_file}:2: ui.images: Input should be 'auto', 'halfblock', 'kitty' or 'sixel' (got 'ascii')"
+    ]
     assert seen == ["sixel", "halfblock"]

@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import io
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -109,7 +110,8 @@ def make_app(ws: Workspace, source: Any, run_id: str | None = None, folder: str 
 
 async def settle(pilot: Any) -> None:
     """Wait until the prediction thread is done and the selected image is decoded."""
-    for _ in range(500):
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
         await pilot.app.workers.wait_for_complete(
             [w for w in pilot.app.workers if w.group in ("inference", "thumbnail")]
         )
@@ -117,6 +119,14 @@ async def settle(pilot: Any) -> None:
         screen = pilot.app.screen
         if not isinstance(screen, InferenceScreen) or (not screen.running and screen.query_one(Thumbnail).ready):
             return
+        await pilot.pause(0.01)
+
+
+async def until(pilot: Any, condition: Any, timeout: float = 30.0) -> None:
+    """Pause until ``condition()`` holds (a condition, not a time: the machine may be slow)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not reached in {timeout:.0f} s"
         await pilot.pause(0.01)
 
 
@@ -178,10 +188,7 @@ async def test_results_fill_in_batch_by_batch(setup: Any) -> None:
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
         await pilot.press("ctrl+r")
-        for _ in range(500):  # wait for the first batch (the source then waits at the gate)
-            await pilot.pause(0.02)
-            if screen_of(app).items:
-                break
+        await until(pilot, lambda: screen_of(app).items)  # the first batch (the source then waits at the gate)
         screen = screen_of(app)
         assert len(screen.items) == 3  # cat/0, cat/1, broken.jpg
         assert screen.running and "classifying… 3/7 images" in screen_text(app)
@@ -304,10 +311,7 @@ async def test_stop_and_close_cancel_the_job(setup: Any) -> None:
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
         await pilot.press("ctrl+r")
-        for _ in range(500):
-            await pilot.pause(0.02)
-            if screen_of(app).items:
-                break
+        await until(pilot, lambda: screen_of(app).items)
         await pilot.press("x")
         assert not screen_of(app).running
         gate.set()
@@ -371,8 +375,16 @@ def cam_source(calls: list) -> Any:
 
 
 def make_cam_app(ws: Workspace, rid: str, calls: list, cam: Any = None) -> HostApp:
-    return HostApp(lambda: InferenceScreen(rid, workspace=ws, source=Scripted(records(Path("photos").absolute())),
-                                           folder="photos", cam_source=cam or cam_source(calls)), ws)
+    return HostApp(
+        lambda: InferenceScreen(
+            rid,
+            workspace=ws,
+            source=Scripted(records(Path("photos").absolute())),
+            folder="photos",
+            cam_source=cam or cam_source(calls),
+        ),
+        ws,
+    )
 
 
 def test_confusion_view_lists_pairs_and_per_class_accuracy() -> None:
@@ -432,10 +444,7 @@ async def test_grad_cam_is_computed_once_on_request_and_toggled(setup: Any) -> N
         await classify(pilot)
         screen = screen_of(app)
         await pilot.press("g")
-        for _ in range(200):
-            await pilot.pause(0.01)
-            if screen.cams:
-                break
+        await until(pilot, lambda: screen.cams)
         await settle(pilot)
         item = screen.selected
         assert calls == [(ws.run_paths(rid).dir, Path(item.path))]
@@ -461,10 +470,7 @@ async def test_a_run_without_a_feature_map_says_why(setup: Any) -> None:
     async with app.run_test(size=(160, 48)) as pilot:
         await classify(pilot)
         await pilot.press("g")
-        for _ in range(200):
-            await pilot.pause(0.01)
-            if any("no Grad-CAM" in n.message for n in app._notifications):
-                break
+        await until(pilot, lambda: any("no Grad-CAM" in n.message for n in app._notifications))
         assert any("a TF Hub backbone is one opaque layer" in n.message for n in app._notifications)
         screen = screen_of(app)
         assert not screen.showing_cam and screen.query_one(Thumbnail).path == screen.selected.path
@@ -488,10 +494,7 @@ def test_snapshot_grad_cam_160x48(snap_compare: Any, setup: Any) -> None:
     async def run(pilot: Any) -> None:
         await classify(pilot)
         await pilot.press("g")
-        for _ in range(200):
-            await pilot.pause(0.01)
-            if screen_of(pilot.app).cams:
-                break
+        await until(pilot, lambda: screen_of(pilot.app).cams)
         await settle(pilot)
 
     assert snap_compare(make_cam_app(ws, rid, []), terminal_size=(160, 48), run_before=run)
@@ -507,9 +510,14 @@ class TwoRuns:
         self.calls.append(run_dir)
         recs = records(self.folder)
         if run_dir == self.b_dir:
-            recs = [PredictionRow(r.path, [("cat", 0.8), *r.top_k[1:]], r.true_label, r.rel,
-                                  1 if r.true_label == "cat" else 2)
-                    if isinstance(r, PredictionRow) and r.true_label == "frog" else r for r in recs]
+            recs = [
+                PredictionRow(
+                    r.path, [("cat", 0.8), *r.top_k[1:]], r.true_label, r.rel, 1 if r.true_label == "cat" else 2
+                )
+                if isinstance(r, PredictionRow) and r.true_label == "frog"
+                else r
+                for r in recs
+            ]
         return iter(recs)
 
 
@@ -530,8 +538,9 @@ async def test_two_runs_side_by_side_show_where_they_disagree(setup: Any) -> Non
         assert f"vs {other}: agree 4/6" in screen_text(screen.query_one("#inf-status"))
         await pilot.press("d")
         await settle(pilot)
-        assert table.row_count == 2 and all("frog/" in screen._display_name(screen.items[int(k.value)])
-                                            for k in table.rows)
+        assert table.row_count == 2 and all(
+            "frog/" in screen._display_name(screen.items[int(k.value)]) for k in table.rows
+        )
         assert f"vs {other}:" in screen_text(screen.query_one("#inf-topk"))
         screen.query_one("#inf-against").clear()  # back to one run: the column goes
         await classify(pilot)
@@ -564,7 +573,8 @@ async def cam_of_selected(pilot: Any) -> str:
     screen = screen_of(pilot.app)
     for _ in range(2):
         await pilot.press("g")
-        for _ in range(200):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
             await settle(pilot)
             path = screen.query_one(Thumbnail).path
             if not screen.showing_cam or (path and path.endswith(".cam.png")):

@@ -15,8 +15,13 @@ usual worker on the run folder itself: a Slurm cluster shares its filesystem
   the limit; submitit calls :meth:`WorkerTask.checkpoint`, which stops the
   worker (SIGTERM: it saves its BackupAndRestore state; SIGKILL if it has not
   stopped within half of ``signal_delay``) and requeues the same job with
-  ``--resume``, so it goes on from the last completed epoch. After
-  ``max_requeues`` (default 3) such requeues the run ends ``failed``, saying so.
+  ``--resume``, so it goes on from the last completed epoch, or from the start
+  when none completed. A job Slurm ends at its limit without that (its warning
+  came before the job could take it) is requeued by the runner. The rule, in
+  :class:`TimeLimit`: a job that reaches its limit requeues while
+  ``max_requeues`` (default 3) lasts, whether or not it completed an epoch; the
+  run ends ``failed``, saying why, when the budget is spent or when it reaches
+  the limit again with no epoch completed since its last requeue.
 - Preemption and ``scontrol requeue``: Slurm restarts the job's script
   (``SLURM_RESTART_COUNT`` > 0), and the worker resumes from the last completed
   epoch; these do not count against ``max_requeues``.
@@ -46,6 +51,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +59,7 @@ from tltui.core import protocol, runstate
 from tltui.core.protocol import Event, Finished, Started
 from tltui.core.settings import Settings
 from tltui.core.status import RunStatus
-from tltui.core.workspace import RunRecord, Workspace, WorkspaceError, write_json
+from tltui.core.workspace import RunPaths, RunRecord, Workspace, WorkspaceError, write_json
 from tltui.runner import supervisor
 from tltui.runner.executor import Executor, Job, JobStatus
 from tltui.runner.executors import missing_extra
@@ -61,12 +67,27 @@ from tltui.runner.executors import missing_extra
 log = logging.getLogger("tltui.runner.executors.slurm")
 
 JOB_FILE = "slurm_job.json"
+LIMIT_FILE = "slurm_time_limit.json"  # the TimeLimit of the run's job: which time-limit requeue it is
 LOST_STATES = {"NODE_FAIL", "BOOT_FAIL", "PREEMPTED", "DEADLINE", "REVOKED", "INTERRUPTED", "NO PROCESS AND NO RESULT"}
-ALIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SUSPENDED",
-                "CONFIGURING", "COMPLETING", "STAGE_OUT", "SIGNALING", "UNKNOWN", "READY"}
+ALIVE_STATES = {
+    "PENDING",
+    "RUNNING",
+    "REQUEUED",
+    "REQUEUE_HOLD",
+    "REQUEUE_FED",
+    "RESIZING",
+    "SUSPENDED",
+    "CONFIGURING",
+    "COMPLETING",
+    "STAGE_OUT",
+    "SIGNALING",
+    "UNKNOWN",
+    "READY",
+}
 UNREACHABLE = "UNREACHABLE"  # squeue could not reach the controller
 GONE = "GONE"  # the controller no longer knows the job (MinJobAge) and there is no accounting to ask
-TIMED_OUT = "timed-out too many times"  # submitit's words when the requeues are spent
+TIMED_OUT = "timed-out too many times"  # submitit's words when its count of timeouts is spent (older jobs)
+SUBMITIT_TIMEOUTS = 1_000_000  # submitit's own count never ends a job: TimeLimit decides
 QUERY_TIMEOUT = 30.0  # seconds for one squeue / sacct
 QUERY_WAIT = 0.2  # what a runner tick waits for squeue; a controller that is down takes ~20 s to say so
 _QUERIES = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="squeue")
@@ -80,33 +101,113 @@ def _submitit() -> Any:
     return submitit
 
 
-class WorkerTask:
-    """What a Slurm job runs: the worker on the run folder; requeued with ``--resume`` on preemption."""
+class TimeLimitReached(RuntimeError):
+    """Raised in a job by :meth:`WorkerTask.checkpoint` when the time limit ends the run (no requeue)."""
 
-    def __init__(self, cmd: Sequence[str], run_dir: str, resume: bool, stop_wait: float = 60.0) -> None:
+
+@dataclass(frozen=True)
+class TimeLimit:
+    """A job's time limit, the requeues it has cost the run so far, and the rule for a job that reaches it.
+
+    The job requeues, resuming from its last completed epoch, while ``max_requeues`` lasts, whether
+    or not it completed an epoch: on a busy cluster a job may be signalled before its first epoch
+    ends (a slow start, data to decode), and the next one starts better off. The run fails when the
+    budget is spent, or when the job reaches the limit again with no epoch completed since its last
+    requeue: the next one would do the same. A new submission (a new run, ``tltui resume``) starts
+    with the whole budget.
+    """
+
+    minutes: int
+    max_requeues: int
+    requeues: int = 0  # time-limit requeues since the run was submitted
+    epochs_at_requeue: int = 0  # epochs done at the last of them
+
+    def reason(self, epochs_done: int, run_id: str) -> str | None:
+        """``None``: requeue; else why the run fails here, in one line."""
+        head = f"Slurm time limit of {self.minutes} min reached"
+        where = f"after epoch {epochs_done}" if epochs_done else "before the first epoch ended"
+        then = f"then `tltui resume {run_id}` (checkpoints kept)"
+        if self.requeues >= self.max_requeues:
+            if not self.requeues:
+                return f"{head} {where} (max_requeues = 0): raise [slurm] time_limit or max_requeues, {then}"
+            return (
+                f"{head} again after {self.requeues} requeue(s) (max_requeues = {self.max_requeues}), {where}: "
+                f"raise [slurm] time_limit or max_requeues, {then}"
+            )
+        if self.requeues and epochs_done <= self.epochs_at_requeue:
+            return (
+                f"{head} again with no epoch completed since requeue {self.requeues} "
+                f"(max_requeues = {self.max_requeues}), {where}: raise [slurm] time_limit, {then}"
+            )
+        return None
+
+    def requeued(self, epochs_done: int) -> TimeLimit:
+        return replace(self, requeues=self.requeues + 1, epochs_at_requeue=epochs_done)
+
+    def counts(self, seconds_run: float) -> bool:
+        """Whether a USR2 after ``seconds_run`` s of the job is its time limit's warning, not a preemption
+        (a site's ``preempt_send_user_signal``; those requeue without counting): submitit's own test."""
+        limit = self.minutes * 60
+        return seconds_run >= min(0.8 * limit, limit - 600)
+
+    def save(self, run_dir: str | Path) -> None:
+        write_json(Path(run_dir) / LIMIT_FILE, asdict(self))
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> TimeLimit | None:
+        try:
+            return cls(**json.loads((Path(run_dir) / LIMIT_FILE).read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+
+def _ignore_usr2() -> None:
+    """In the worker, before exec: Slurm signals every process of the job, and USR2 would kill the
+    worker at once; the job's task stops it with SIGTERM instead (it ends the epoch's batch and says so)."""
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+
+
+class WorkerTask:
+    """What a Slurm job runs: the worker on the run folder; on its time limit's warning (or a preemption)
+    it stops the worker and requeues itself with ``--resume``, as :class:`TimeLimit` allows."""
+
+    def __init__(
+        self, cmd: Sequence[str], run_dir: str, resume: bool, stop_wait: float = 60.0, limit: TimeLimit | None = None
+    ) -> None:
         self.cmd = list(cmd)
         self.run_dir = run_dir
         self.resume = resume
         self.stop_wait = stop_wait  # seconds between SIGTERM and SIGKILL when the job must stop
+        self.limit = limit  # None: a job from before the rule (submitit's count decides)
         self._proc: subprocess.Popen[bytes] | None = None
+        self._started = time.monotonic()
 
     def argv(self, resume: bool | None = None) -> list[str]:
         resume = self.resume if resume is None else resume
         return [*self.cmd, "train", self.run_dir, *(["--resume"] if resume else [])]
 
     def __call__(self) -> int:
+        self._started = time.monotonic()
+        if self.limit is not None:  # which time-limit requeue this job is, for the runner (it may end at the limit)
+            self.limit.save(self.run_dir)
         # Slurm restarted this job's script (preemption, `scontrol requeue`, a node failure with
         # --requeue): the run has begun, so it resumes instead of starting over
         restarted = _int(os.environ.get("SLURM_RESTART_COUNT")) or 0
         argv = self.argv(self.resume or restarted > 0)
         with open(Path(self.run_dir) / "worker.log", "ab") as out:  # the shared run folder, as for local runs
             if restarted and not self.resume:
-                out.write(f"=== slurm restarted job {os.environ.get('SLURM_JOB_ID')} "
-                          f"(SLURM_RESTART_COUNT={restarted}): resuming\n".encode())
+                out.write(
+                    f"=== slurm restarted job {os.environ.get('SLURM_JOB_ID')} "
+                    f"(SLURM_RESTART_COUNT={restarted}): resuming\n".encode()
+                )
                 out.flush()
             self._proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                preexec_fn=_ignore_usr2,
             )
             rc = self._proc.wait()
         if rc != 0:
@@ -114,31 +215,60 @@ class WorkerTask:
         return rc
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
-        """Called by submitit on preemption/timeout: stop the worker cleanly, requeue it resuming."""
-        proc = self._proc
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            # not proc.wait(): the interrupted __call__ holds the Popen's wait lock; a zombie counts as gone
-            deadline = time.monotonic() + self.stop_wait
-            while supervisor.is_alive(proc.pid, None) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            if supervisor.is_alive(proc.pid, None):  # stuck: Slurm kills the job soon; the resume starts
-                with contextlib.suppress(ProcessLookupError):  # from the last saved epoch either way
-                    proc.send_signal(signal.SIGKILL)
+        """Called by submitit on the time limit's warning or a preemption: stop the worker, then requeue
+        the job resuming; raises :class:`TimeLimitReached` when :class:`TimeLimit` ends the run instead."""
+        self._stop_worker()
+        limit = self.limit
+        if limit is not None and limit.counts(time.monotonic() - self._started):
+            done = runstate.load(RunPaths(Path(self.run_dir)).events).epochs_done
+            reason = limit.reason(done, Path(self.run_dir).name)
+            if reason is not None:
+                raise TimeLimitReached(reason)
+            limit = limit.requeued(done)
+            with open(Path(self.run_dir) / "worker.log", "a", encoding="utf-8") as f:
+                f.write(
+                    f"=== slurm job {os.environ.get('SLURM_JOB_ID', '')}: time limit: requeue {limit.requeues} "
+                    f"of {limit.max_requeues}, resuming after epoch {done}\n"
+                )
         submitit = _submitit()
-        return submitit.helpers.DelayedSubmission(WorkerTask(self.cmd, self.run_dir, True, self.stop_wait))
+        return submitit.helpers.DelayedSubmission(WorkerTask(self.cmd, self.run_dir, True, self.stop_wait, limit))
+
+    def _stop_worker(self) -> None:
+        """SIGTERM (the worker saves and ends ``cancelled``), SIGKILL after ``stop_wait``: the resume
+        starts from the last saved epoch either way."""
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        # not proc.wait(): the interrupted __call__ holds the Popen's wait lock; a zombie counts as gone
+        deadline = time.monotonic() + self.stop_wait
+        while supervisor.is_alive(proc.pid, None) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if supervisor.is_alive(proc.pid, None):
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGKILL)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"cmd": self.cmd, "run_dir": self.run_dir, "resume": self.resume, "stop_wait": self.stop_wait}
+        return {
+            "cmd": self.cmd,
+            "run_dir": self.run_dir,
+            "resume": self.resume,
+            "stop_wait": self.stop_wait,
+            "limit": self.limit,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["cmd"], state["run_dir"], state["resume"], state.get("stop_wait", 60.0))  # type: ignore[misc]
+        self.__init__(  # type: ignore[misc]
+            state["cmd"], state["run_dir"], state["resume"], state.get("stop_wait", 60.0), state.get("limit")
+        )
 
 
 class SlurmJob(Job):
     """A submitted job: events tailed from the shared ``events.jsonl``, status polled sparingly."""
 
-    def __init__(self, ex: SlurmExecutor, run_id: str, job: Any, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, ex: SlurmExecutor, run_id: str, job: Any, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.ex = ex
         self.run_id = run_id
         self.job = job
@@ -251,8 +381,10 @@ class SlurmJob(Job):
                 return JobStatus(alive=True)
             if self._finished_seen:  # the worker said how it ended; the scheduler cannot add to that
                 return self._end(rc=0)
-            self._note(f"slurm job {self.job.job_id}: no answer from the scheduler and no event from the worker "
-                       f"for {quiet:.0f} s (scheduler_grace = {self.ex.scheduler_grace:g}): interrupted")
+            self._note(
+                f"slurm job {self.job.job_id}: no answer from the scheduler and no event from the worker "
+                f"for {quiet:.0f} s (scheduler_grace = {self.ex.scheduler_grace:g}): interrupted"
+            )
             return self._end(rc=None, lost=True)
         self._unreachable_since = None
         if state in ALIVE_STATES:
@@ -271,22 +403,39 @@ class SlurmJob(Job):
             rc = 1
             error = str(outcome[1]).strip().splitlines()[-1] if str(outcome[1]).strip() else "error"
             self._note(f"slurm job {self.job.job_id} {state}: {error}")
-        if state in ("FAILED", "OUT_OF_MEMORY", "TIMEOUT", "CANCELLED", "PREEMPTED", "NODE_FAIL") and rc == 0:
+        if state == "TIMEOUT" or _time_limit_error(error):
+            return self._time_limit_reached(spent=TIMED_OUT in error)
+        if state in ("FAILED", "OUT_OF_MEMORY", "CANCELLED", "PREEMPTED", "NODE_FAIL") and rc == 0:
             rc = 1
-        if state == "TIMEOUT" or TIMED_OUT in error:
-            self._fail_time_limit()
         return self._end(rc=rc)
 
-    def _fail_time_limit(self) -> None:
-        """The time limit ended the run for good: the worker, stopped by its SIGTERM, wrote
-        ``cancelled``; the run failed, and says why."""
-        st = runstate.load(self.paths.events)
-        restarts = sum(1 for e in protocol.read_events(self.paths.events) if isinstance(e, Started)) - 1
-        reason = (f"Slurm time limit of {self.ex.time_limit} min reached again after {max(restarts, 0)} requeue(s) "
-                  f"(max_requeues = {self.ex.max_requeues}), after epoch {st.epochs_done}: raise [slurm] time_limit "
-                  f"or max_requeues, then `tltui resume {self.run_id}` (checkpoints kept)")
+    def _time_limit_reached(self, *, spent: bool = False) -> JobStatus:
+        """The job ended at its time limit. Mostly it has applied :class:`TimeLimit` itself and ends the run
+        (:class:`TimeLimitReached`); one that Slurm ended at the limit (``TIMEOUT``: the warning came before
+        the job could take it, or never) is requeued here while the rule allows. ``spent``: submitit's own
+        count ended a job from before the rule."""
+        limit = TimeLimit.load(self.paths.dir) or TimeLimit(self.ex.time_limit, self.ex.max_requeues)
+        if spent:
+            limit = replace(limit, requeues=max(limit.requeues, limit.max_requeues))
+        done = runstate.load(self.paths.events).epochs_done
+        reason = limit.reason(done, self.run_id)
+        if reason is None:
+            limit = limit.requeued(done)
+            self._note(
+                f"=== slurm job {self.job.job_id} ended at its time limit: requeue {limit.requeues} of "
+                f"{limit.max_requeues}, resuming after epoch {done}"
+            )
+            try:
+                self.job = self.ex.sbatch(self.run_id, resume=True, limit=limit)
+            except WorkspaceError as e:
+                reason = f"Slurm time limit of {limit.minutes} min reached, after epoch {done}; the requeue failed: {e}"
+            else:
+                self._finished_seen = False
+                self._last_event = self._last_poll = self.clock()
+                return JobStatus(alive=True)
         with open(self.paths.events, "a", encoding="utf-8") as f:
-            f.write(protocol.encode(Finished(time.time(), status=RunStatus.FAILED, reason=reason, epochs_done=st.epochs_done)))
+            f.write(protocol.encode(Finished(time.time(), status=RunStatus.FAILED, reason=reason, epochs_done=done)))
+        return self._end(rc=1)
 
     def _local_status(self) -> JobStatus:
         """submitit's local stand-in (no scheduler): its own job state and result."""
@@ -304,12 +453,18 @@ class SlurmJob(Job):
         rc: int | None = None
         if not lost:
             rc = 0
+            error = ""
             with contextlib.suppress(Exception):
                 exc = self.job.exception()
                 if exc is not None:
                     rc = 1
-                    self._note(f"slurm job {self.job.job_id} {state}: {str(exc).strip().splitlines()[-1]}")
-            if state in ("FAILED", "OUT_OF_MEMORY", "TIMEOUT", "CANCELLED") and rc == 0:
+                    # submitit's message: the traceback between two rules, then where the logs are
+                    trace = str(exc).split("-" * 22)
+                    error = (trace[1] if len(trace) > 2 else trace[0]).strip().splitlines()[-1]
+                    self._note(f"slurm job {self.job.job_id} {state}: {error}")
+            if state == "TIMEOUT" or _time_limit_error(error):
+                return self._time_limit_reached(spent=TIMED_OUT in error)
+            if state in ("FAILED", "OUT_OF_MEMORY", "CANCELLED") and rc == 0:
                 rc = 1
         return self._end(rc=rc, lost=lost)
 
@@ -329,6 +484,10 @@ class SlurmJob(Job):
         out = _run(["scancel", jid])
         if out is None or out.returncode != 0:
             log.warning("%s: scancel %s failed: %s", self.run_id, jid, out.stderr.strip() if out else "no answer")
+
+
+def _time_limit_error(error: str) -> bool:
+    return TimeLimitReached.__name__ in error or TIMED_OUT in error
 
 
 def _run(argv: list[str]) -> subprocess.CompletedProcess[str] | None:
@@ -400,8 +559,12 @@ class SlurmExecutor(Executor):
 
     def _executor(self, run_id: str) -> Any:
         submitit = _submitit()
-        ex = submitit.AutoExecutor(folder=self._folder(run_id), cluster=self.cluster,
-                                   slurm_max_num_timeout=self.max_requeues)
+        ex = submitit.AutoExecutor(
+            folder=self._folder(run_id),
+            cluster=self.cluster,
+            slurm_max_num_timeout=SUBMITIT_TIMEOUTS,
+            local_max_num_timeout=SUBMITIT_TIMEOUTS,
+        )
         ex.update_parameters(**self.parameters(run_id))
         return ex
 
@@ -434,10 +597,18 @@ class SlurmExecutor(Executor):
             time.sleep(1.0)
 
     def submit(self, run_id: str, *, gpus: Sequence[int], resume: bool) -> Job:
-        paths = self.ws.run_paths(run_id)
         if self.cluster == "slurm":
             self._cancel_previous(run_id)
-        task = WorkerTask(self._worker_command(), str(paths.dir), resume, stop_wait=max(5.0, self.signal_delay / 2))
+        job = self.sbatch(run_id, resume=resume, limit=TimeLimit(self.time_limit, self.max_requeues))
+        return SlurmJob(self, run_id, job)
+
+    def sbatch(self, run_id: str, *, resume: bool, limit: TimeLimit) -> Any:
+        """One submitit job of the run; its id, and which time-limit requeue it is, go to the run folder."""
+        paths = self.ws.run_paths(run_id)
+        task = WorkerTask(
+            self._worker_command(), str(paths.dir), resume, stop_wait=max(5.0, self.signal_delay / 2), limit=limit
+        )
+        limit.save(paths.dir)
         try:
             job = self._executor(run_id).submit(task)
         except WorkspaceError:
@@ -446,12 +617,21 @@ class SlurmExecutor(Executor):
             lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
             said = next((ln for ln in reversed(lines) if "error" in ln.lower()), lines[-1] if lines else repr(e))
             raise WorkspaceError(f"slurm submission failed: {said}") from e
-        write_json(paths.dir / JOB_FILE, {"job_id": str(job.job_id), "cluster": self.cluster,
-                                          "folder": str(self._folder(run_id)), "submitted": time.time()})
+        write_json(
+            paths.dir / JOB_FILE,
+            {
+                "job_id": str(job.job_id),
+                "cluster": self.cluster,
+                "folder": str(self._folder(run_id)),
+                "submitted": time.time(),
+            },
+        )
         with open(paths.log, "a", encoding="utf-8") as f:
-            f.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} slurm job {job.job_id} ({self.cluster}): "
-                    f"{' '.join(task.argv())}\n")
-        return SlurmJob(self, run_id, job)
+            f.write(
+                f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} slurm job {job.job_id} ({self.cluster}): "
+                f"{' '.join(task.argv())}\n"
+            )
+        return job
 
     def adopt(self, rec: RunRecord) -> Job | None:
         try:
