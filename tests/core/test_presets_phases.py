@@ -50,7 +50,11 @@ def test_each_phase_overrides_its_fields_and_keeps_the_rest() -> None:
     head, fine = p.phase_presets()
     assert (head.freeze.depth, head.train.epochs, head.train.learning_rate) == ("all", 2, 1e-3)
     assert (fine.freeze.depth, fine.train.epochs, fine.train.learning_rate, fine.train.early_stopping_patience) == (
-        2, 4, 1e-5, 3)  # epochs not set in phase 2: the preset's
+        2,
+        4,
+        1e-5,
+        3,
+    )  # epochs not set in phase 2: the preset's
     assert fine.train.momentum == head.train.momentum == 0.5 and fine.data == p.data
     assert not head.phases and not fine.phases
     assert p.total_epochs == 6 and p.phase_label(1) == "2/2 fine-tune"
@@ -63,8 +67,11 @@ def test_each_phase_overrides_its_fields_and_keeps_the_rest() -> None:
     ("extra", "expected"),
     [
         ("train.momentum = 0.1\n", "p.toml:24: phases.2.train.momentum: a phase may set only freeze.depth"),
-        ("freeze.batchnorm = \"on\"\n", "p.toml:24: phases.2.freeze.batchnorm: Input should be 'frozen', 'inference' or 'trainable'"),
-        ("train.optimizer = \"lion\"\n", "p.toml:24: phases.2.train.optimizer: Input should be"),
+        (
+            'freeze.batchnorm = "on"\n',
+            "p.toml:24: phases.2.freeze.batchnorm: Input should be 'frozen', 'inference' or 'trainable'",
+        ),
+        ('train.optimizer = "lion"\n', "p.toml:24: phases.2.train.optimizer: Input should be"),
         ("colour = 1\n", "p.toml:24: phases.2.colour: a phase may set only"),
     ],
 )
@@ -74,8 +81,9 @@ def test_a_bad_phase_field_is_one_line_naming_the_phase_and_the_line(extra: str,
 
 
 def test_phases_table_syntax_and_the_first_phase_lines() -> None:
-    text = BASE.replace("[[phases]]\nname = \"head\"\ntrain.epochs = 2\n",
-                        "[[phases]]\nname = \"head\"\n[phases.train]\nepochs = 0\n")
+    text = BASE.replace(
+        '[[phases]]\nname = "head"\ntrain.epochs = 2\n', '[[phases]]\nname = "head"\n[phases.train]\nepochs = 0\n'
+    )
     assert any(line.startswith("p.toml:18: phases.1.train.epochs") for line in _errors(text))
 
 
@@ -101,13 +109,19 @@ def test_recipe_warnings_per_phase_and_between_phases() -> None:
     assert preflight.recipe_warnings(p) == []  # the keras.io recipe: 1e-3 on the head, then 1e-5
     hot = presets.loads(BASE, overrides={"phases.2.train.learning_rate": 1e-3})
     warns = preflight.recipe_warnings(hot)
-    assert any(w.startswith("phase 2/2 fine-tune: learning_rate = 0.001 is not well below phase 1's 0.001") for w in warns)
+    assert any(
+        w.startswith("phase 2/2 fine-tune: learning_rate = 0.001 is not well below phase 1's 0.001") for w in warns
+    )
     drift = presets.loads(BASE, overrides={"phases.1.freeze.batchnorm": "trainable"})
-    assert any(w.startswith("phase 1/2 head: freeze.batchnorm = \"trainable\" while the backbone is frozen")
-               for w in preflight.recipe_warnings(drift))
+    assert any(
+        w.startswith('phase 1/2 head: freeze.batchnorm = "trainable" while the backbone is frozen')
+        for w in preflight.recipe_warnings(drift)
+    )
     partly = presets.loads(BASE, overrides={"phases.2.freeze.batchnorm": "trainable"})  # depth 2 of 4
-    assert any(w.startswith("phase 2/2 fine-tune: freeze.batchnorm = \"trainable\" while stages of the backbone are "
-                            "frozen") for w in preflight.recipe_warnings(partly))
+    assert any(
+        w.startswith('phase 2/2 fine-tune: freeze.batchnorm = "trainable" while the backbone is partly frozen')
+        for w in preflight.recipe_warnings(partly)
+    )
     too_deep = presets.loads(BASE, overrides={"phases.2.freeze.depth": 9})
     (issue,) = preflight.freeze_depth_errors(too_deep, "p.toml")
     assert issue.field == "phases.2.freeze.depth" and "resnet50 has 4 stages, got depth 9" in issue.message
@@ -116,9 +130,12 @@ def test_recipe_warnings_per_phase_and_between_phases() -> None:
 @pytest.mark.e2e  # describes the backbone once (a TensorFlow subprocess)
 def test_check_lists_each_phase_with_what_it_freezes(tmp_path: Path, capsys) -> None:
     path = tmp_path / "p.toml"
-    path.write_text(BASE.replace('backbone = "resnet50"', 'backbone = "tiny_cnn"\nweights = "none"')
-                    .replace("depth = 2", "depth = 0").replace("[data]", "[data]\ndownload = false")
-                    .replace('source = "tfds:cifar10"', f'source = "folder:{tmp_path}"'))
+    path.write_text(
+        BASE.replace('backbone = "resnet50"', 'backbone = "tiny_cnn"\nweights = "none"')
+        .replace("depth = 2", "depth = 0")
+        .replace("[data]", "[data]\ndownload = false")
+        .replace('source = "tfds:cifar10"', f'source = "folder:{tmp_path}"')
+    )
     (tmp_path / "a").mkdir()
     args = ["--workspace", str(tmp_path / "ws"), "check", str(path)]
     assert main([*args, "--json"]) == 0  # not described yet: no counts, and how to get them

@@ -248,6 +248,9 @@ async def test_depth_and_batchnorm_keys_update_map_and_write_back(ws: Workspace,
         await pilot.press("minus")
         assert screen.depth == 4
 
+        await pilot.press("b")  # frozen -> inference (keras.io's recipe): BatchNorm stays in inference mode
+        assert screen.batchnorm == "inference"
+        assert 'batchnorm = "inference"' in preset.read_text()
         await pilot.press("b")
         assert screen.batchnorm == "trainable"
         assert layer_states(app)["conv1_bn"] == "trainable"
@@ -365,6 +368,7 @@ async def test_explore_mode_starts_on_a_cached_backbone(ws: Workspace) -> None:
     path = descriptions.cache_path(ws.cache_dir, "vgg16", (64, 64))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({**resnet_like(64), "backbone": "vgg16"}))
+
     def cached_only(cache_dir: Path, name: str, size: tuple[int, int], alpha: Any, said: Any) -> dict[str, Any]:
         doc = descriptions.load_cached(descriptions.cache_path(cache_dir, name, size))
         assert doc is not None, f"{name} {size} is not cached"
@@ -400,7 +404,7 @@ def test_snapshot_preset_80x24(snap_compare: Any, ws: Workspace, tmp_path: Path)
 def test_snapshot_preset_expanded_160x48(snap_compare: Any, ws: Workspace, tmp_path: Path) -> None:
     async def expand(pilot: Any) -> None:
         await _settle(pilot)
-        await pilot.press("plus", "b", "e")
+        await pilot.press("plus", "b", "b", "e")  # frozen -> inference -> trainable
         await pilot.pause()
 
     assert snap_compare(_snap_app(ws, tmp_path), terminal_size=(160, 48), run_before=expand)

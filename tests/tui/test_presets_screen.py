@@ -371,7 +371,7 @@ async def test_freeze_map_choice_comes_back_into_the_editor(folders: Any) -> Non
         await app.workers.wait_for_complete()
         await settle(pilot)
         assert isinstance(app.screen, FreezeMapScreen)
-        await pilot.press("plus", "b", "escape")
+        await pilot.press("plus", "b", "b", "escape")  # BatchNorm: frozen -> inference -> trainable
         await settle(pilot)
         assert app.screen is screen
         assert "depth = 2  # stem + conv2" in screen.text

@@ -32,9 +32,7 @@ def check(preset: Preset, file: str, ws: Workspace | None = None) -> Report:
         if not root.is_dir():
             errors.append(PresetIssue(file, None, "data.source", f"folder {root} does not exist"))
         elif not any(p.is_dir() for p in root.iterdir()):
-            errors.append(
-                PresetIssue(file, None, "data.source", f"folder {root} has no class subfolders")
-            )
+            errors.append(PresetIssue(file, None, "data.source", f"folder {root} has no class subfolders"))
     if m.weights.endswith(".weights.h5") and not Path(m.weights).is_file():
         errors.append(PresetIssue(file, None, "model.weights", f"weights file {m.weights} does not exist"))
     if m.weights.startswith("run:"):
@@ -49,7 +47,9 @@ def check(preset: Preset, file: str, ws: Workspace | None = None) -> Report:
             else:
                 if rec.status != RunStatus.COMPLETED or not ws.run_paths(rec.id).model.exists():
                     errors.append(
-                        PresetIssue(file, None, "model.weights", f"run {rec.id} is {rec.status}, not completed with a model")
+                        PresetIssue(
+                            file, None, "model.weights", f"run {rec.id} is {rec.status}, not completed with a model"
+                        )
                     )
     if catalog.is_hub(m.backbone):
         handle = m.backbone[len(catalog.HUB_PREFIX) :]
@@ -60,7 +60,9 @@ def check(preset: Preset, file: str, ws: Workspace | None = None) -> Report:
         if spec is not None and min(d.image_size) < spec.min_size:
             errors.append(
                 PresetIssue(
-                    file, None, "data.image_size",
+                    file,
+                    None,
+                    "data.image_size",
                     f"{m.backbone} needs inputs of at least {spec.min_size}x{spec.min_size}, got {d.image_size}",
                 )
             )
@@ -100,9 +102,16 @@ def data_errors(preset: Preset, file: str) -> list[PresetIssue]:
     d = preset.data
     if d.kind != "tfds" or d.download or tfds_prepared(d.target, tfds_data_dir(d.data_dir)):
         return []
-    return [PresetIssue(file, None, "data.source", f"tfds:{d.target} is not prepared in {tfds_data_dir(d.data_dir)} and "
-                        f"data.download = false; `tltui data fetch tfds:{d.target}` (where there is internet), or "
-                        "set data.download = true")]
+    return [
+        PresetIssue(
+            file,
+            None,
+            "data.source",
+            f"tfds:{d.target} is not prepared in {tfds_data_dir(d.data_dir)} and "
+            f"data.download = false; `tltui data fetch tfds:{d.target}` (where there is internet), or "
+            "set data.download = true",
+        )
+    ]
 
 
 def download_warnings(preset: Preset) -> list[str]:
@@ -129,7 +138,7 @@ def download_warnings(preset: Preset) -> list[str]:
         path = catalog.keras_cache_path(wf.fname)
         if not catalog.is_cached(path):
             out.append(
-                f"model.weights = \"imagenet\": {m.backbone}'s weights are downloaded before training ({wf.origin}); "
+                f'model.weights = "imagenet": {m.backbone}\'s weights are downloaded before training ({wf.origin}); '
                 f"`tltui weights fetch {m.backbone}` fetches them now; without internet, copy {wf.fname} to {path.parent}/"
             )
     return out
@@ -205,26 +214,28 @@ def _recipe_warnings(preset: Preset) -> list[str]:
     frozen_some = f.depth == "all" or (isinstance(f.depth, int) and f.depth > 0)
     if m.weights == "none" and frozen_some:
         out.append(
-            "weights = \"none\" with a frozen backbone: the head trains on random features; "
-            "use weights = \"imagenet\" or freeze.depth = 0"
+            'weights = "none" with a frozen backbone: the head trains on random features; '
+            'use weights = "imagenet" or freeze.depth = 0'
         )
     if m.weights == "none" and f.batchnorm in ("frozen", "inference") and not catalog.is_hub(m.backbone):
         out.append(
-            f"weights = \"none\" with freeze.batchnorm = \"{f.batchnorm}\": BatchNorm keeps its initial statistics "
-            "(mean 0, variance 1) and a network trained from scratch barely learns; set freeze.batchnorm = \"trainable\""
+            f'weights = "none" with freeze.batchnorm = "{f.batchnorm}": BatchNorm keeps its initial statistics '
+            '(mean 0, variance 1) and a network trained from scratch barely learns; set freeze.batchnorm = "trainable"'
         )
     # A frozen hub module runs in inference mode whatever the policy (HubModule.call): no drift.
     if f.batchnorm == "trainable" and frozen_some and m.weights != "none" and not catalog.is_hub(m.backbone):
+        stages = backbone_stages(m.backbone)
+        whole = f.depth == "all" or (stages is not None and isinstance(f.depth, int) and f.depth >= stages)
         out.append(
-            f"freeze.batchnorm = \"trainable\" while {'the backbone is' if f.depth == 'all' else 'stages of the backbone are'} "
-            "frozen: BatchNorm statistics drift on a small dataset and destroy pretrained features (keras.io recipe: "
-            "keep BatchNorm in inference mode, \"frozen\" or \"inference\")"
+            f'freeze.batchnorm = "trainable" while the backbone is {"frozen" if whole else "partly frozen"}: BatchNorm '
+            "statistics drift on a small dataset and destroy pretrained features (keras.io recipe: keep BatchNorm "
+            'in inference mode, "frozen" or "inference")'
         )
     d = preset.data
     if d.kind == "tfds" and d.test_split and d.test_split == d.val_split:
         out.append(
             f"data.val_split = data.test_split = {d.val_split!r}: early stopping and the kept epoch are chosen "
-            "on the test set, so test_acc is optimistic; hold out part of train (e.g. val_split = \"train[90%:]\")"
+            'on the test set, so test_acc is optimistic; hold out part of train (e.g. val_split = "train[90%:]")'
         )
     n = backbone_stages(m.backbone)
     all_frozen = f.depth == "all" or (n is not None and isinstance(f.depth, int) and f.depth >= n)

@@ -33,6 +33,7 @@ from textual.widgets import Footer, Select, Static
 
 from tltui.core import catalog
 from tltui.core.errors import one_line
+from tltui.core.freeze_policy import BATCHNORM_POLICIES
 from tltui.core.workspace import Workspace, WorkspaceError
 from tltui.tui.screens._support import ScreenActions, workspace_for
 from tltui.tui.widgets.layer_map import LayerMap
@@ -60,9 +61,16 @@ class WorkerDescriber:
 
         return descriptions.get(cache_dir, name, size, alpha, run=self._run, on_describe=on_describe)
 
-    def _run(self, argv: list[str], *, env: dict[str, str], timeout: float, **_: Any) -> subprocess.CompletedProcess[str]:
+    def _run(
+        self, argv: list[str], *, env: dict[str, str], timeout: float, **_: Any
+    ) -> subprocess.CompletedProcess[str]:
         with subprocess.Popen(
-            argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            argv,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
             start_new_session=True,
         ) as proc:
             self._proc = proc
@@ -348,11 +356,15 @@ class FreezeMapScreen(Screen[tuple[Depth, str] | None]):
             if swept:
                 notes.append(f"the sweep sets {', '.join(swept)} per run; this is the base value")
             if self._preset.phases:
-                each = ", ".join(f"phase {self._preset.phase_label(i)}: depth {q.freeze.depth}"
-                                 for i, q in enumerate(self._preset.phase_presets()))
+                each = ", ".join(
+                    f"phase {self._preset.phase_label(i)}: depth {q.freeze.depth}"
+                    for i, q in enumerate(self._preset.phase_presets())
+                )
                 notes.append(f"the preset trains in phases ({each}); this edits [freeze], the phases' default")
         if not notes:
-            notes.append("+/- depth · b BatchNorm policy" + (" · saved to the preset as you go" if self.write_back else ""))
+            notes.append(
+                "+/- depth · b BatchNorm policy" + (" · saved to the preset as you go" if self.write_back else "")
+            )
         return "  ".join(notes)
 
     # ------------------------------------------------------------ actions
@@ -378,7 +390,9 @@ class FreezeMapScreen(Screen[tuple[Depth, str] | None]):
     def action_toggle_batchnorm(self) -> None:
         if not self._can_edit():
             return
-        self.batchnorm = "trainable" if self.batchnorm == "frozen" else "frozen"
+        policies = BATCHNORM_POLICIES  # frozen -> inference -> trainable -> frozen
+        at = policies.index(self.batchnorm) if self.batchnorm in policies else -1
+        self.batchnorm = policies[(at + 1) % len(policies)]
         if self._redraw():
             self._write_back("freeze.batchnorm", self.batchnorm)
 

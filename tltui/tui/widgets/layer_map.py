@@ -23,11 +23,18 @@ from textual.widgets.tree import TreeNode
 FROZEN = "frozen"
 TRAINABLE = "trainable"
 BN_INFERENCE = "BN infer"
+BN_AFFINE = "BN γβ"  # BatchNorm in inference mode whose gamma/beta train (freeze.batchnorm = "inference")
 NO_WEIGHTS = "·"
 
 #: Colour per state; "alt" shades mark every other stage in the strip.
-STATE_STYLE = {FROZEN: "#5f87d7", TRAINABLE: "#5fd75f", BN_INFERENCE: "#d7af5f", NO_WEIGHTS: "dim"}
-STATE_STYLE_ALT = {FROZEN: "#3a5fa0", TRAINABLE: "#3aa03a", BN_INFERENCE: "#d7af5f"}
+STATE_STYLE = {
+    FROZEN: "#5f87d7",
+    TRAINABLE: "#5fd75f",
+    BN_INFERENCE: "#d7af5f",
+    BN_AFFINE: "#afd75f",
+    NO_WEIGHTS: "dim",
+}
+STATE_STYLE_ALT = {FROZEN: "#3a5fa0", TRAINABLE: "#3aa03a", BN_INFERENCE: "#d7af5f", BN_AFFINE: "#afd75f"}
 
 _BLOCK_PATTERNS = [
     re.compile(r"^(conv\d+_block\d+)_"),  # ResNet, DenseNet
@@ -58,7 +65,7 @@ class LayerRow:
             # the head's Dense has 0 params until the class count is known; it always trains
             return TRAINABLE if self.stage == "head" and self.trainable and self.type == "Dense" else NO_WEIGHTS
         if self.bn_inference:
-            return BN_INFERENCE
+            return BN_AFFINE if self.trainable else BN_INFERENCE
         return TRAINABLE if self.trainable else FROZEN
 
 
@@ -150,7 +157,7 @@ def stages_of(rows: Sequence[LayerRow]) -> list[StageSummary]:
             name=name,
             layers=len(rs),
             frozen=sum(1 for r in rs if r.state == FROZEN),
-            bn_inference=sum(1 for r in rs if r.state == BN_INFERENCE),
+            bn_inference=sum(1 for r in rs if r.state in (BN_INFERENCE, BN_AFFINE)),
             trainable=sum(1 for r in rs if r.state == TRAINABLE),
             params=sum(r.params for r in rs),
             trainable_params=sum(r.trainable_params for r in rs),
@@ -251,7 +258,7 @@ def _block_label(name: str, rs: Sequence[LayerRow]) -> Text:
 def summary(freeze_map: Mapping[str, Any], rows: Sequence[LayerRow]) -> Text:
     total = sum(r.params for r in rows)
     trainable = sum(r.trainable_params for r in rows)
-    counts = {state: sum(1 for r in rows if r.state == state) for state in (TRAINABLE, FROZEN, BN_INFERENCE)}
+    counts = {state: sum(1 for r in rows if r.state == state) for state in (TRAINABLE, FROZEN, BN_INFERENCE, BN_AFFINE)}
     pct = f" ({100 * trainable / total:.1f}%)" if total else ""
     t = Text(no_wrap=True, overflow="ellipsis")
     t.append(str(freeze_map.get("backbone", "?")), style="bold")
@@ -262,7 +269,9 @@ def summary(freeze_map: Mapping[str, Any], rows: Sequence[LayerRow]) -> Text:
     t.append(", ")
     t.append(f"{counts[FROZEN]} frozen", style=STATE_STYLE[FROZEN])
     t.append(", ")
-    t.append(f"{counts[BN_INFERENCE]} BatchNorm in inference mode", style=STATE_STYLE[BN_INFERENCE])
+    t.append(f"{counts[BN_INFERENCE] + counts[BN_AFFINE]} BatchNorm in inference mode", style=STATE_STYLE[BN_INFERENCE])
+    if counts[BN_AFFINE]:
+        t.append(f" ({counts[BN_AFFINE]} train gamma/beta)", style=STATE_STYLE[BN_AFFINE])
     record = freeze_map.get("moved")
     if isinstance(record, dict):
         errors = record.get("errors") or []
@@ -326,9 +335,10 @@ class LayerMap(Vertical):
     @staticmethod
     def _legend() -> Text:
         t = Text(no_wrap=True, overflow="ellipsis")
-        for state in (FROZEN, TRAINABLE, BN_INFERENCE):
+        for state in (FROZEN, TRAINABLE, BN_INFERENCE, BN_AFFINE):
             t.append("█ ", style=STATE_STYLE[state])
-            t.append({BN_INFERENCE: "BatchNorm in inference mode"}.get(state, state) + "   ")
+            words = {BN_INFERENCE: "BatchNorm in inference mode", BN_AFFINE: "BN γβ train"}
+            t.append(words.get(state, state) + "   ")
         return t
 
     def on_mount(self) -> None:
@@ -394,7 +404,9 @@ class LayerMap(Vertical):
                     parent = snode.add(_block_label(block, rs), data=("block", stage.name, block))
                     self._tree_nodes[f"block:{stage.name}:{block}"] = parent
                 for r in rs:
-                    self._tree_nodes[f"layer:{r.name}"] = parent.add_leaf(_layer_label(r, width), data=("layer", r.name))
+                    self._tree_nodes[f"layer:{r.name}"] = parent.add_leaf(
+                        _layer_label(r, width), data=("layer", r.name)
+                    )
         tree.root.expand()
 
     def _relabel(self) -> None:
