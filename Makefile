@@ -18,9 +18,10 @@ install: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/tltui --workspace $(DEMO_WS) demo
 
-# ruff, the import contracts of pyproject.toml [tool.importlinter], and mypy on tltui/core
+# ruff (rules and format), the import contracts of pyproject.toml [tool.importlinter], and mypy
 lint: $(STAMP)
 	$(VENV)/bin/ruff check tltui tests bench
+	$(VENV)/bin/ruff format --check tltui tests bench
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
 

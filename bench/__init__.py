@@ -174,7 +174,9 @@ def run_env(home: Path | None = None) -> dict[str, str]:
     return env
 
 
-def timed_run(cmd: Sequence[str], env: dict[str, str] | None = None, **kw: object) -> tuple[float, subprocess.CompletedProcess]:
+def timed_run(
+    cmd: Sequence[str], env: dict[str, str] | None = None, **kw: object
+) -> tuple[float, subprocess.CompletedProcess]:
     t0 = time.perf_counter()
     proc = subprocess.run(list(cmd), env=env, capture_output=True, text=True, **kw)  # type: ignore[call-overload]
     return time.perf_counter() - t0, proc

@@ -57,10 +57,22 @@ def run(tiny: bool = False, rounds: int | None = None, epochs: int | None = None
     epochs = epochs or (3 if tiny else 6)
     with tempfile.TemporaryDirectory(prefix="tltui-bench-fc-") as tmp:
         data = demo_data(Path(tmp))
-        base = [f"train.epochs={epochs}", 'freeze.depth="all"', 'freeze.batchnorm="frozen"', "data.augment=false", "train.checkpoint_every=0",
-                f'data.source="folder:{data}"', "model.dropout=0.0"]
+        base = [
+            f"train.epochs={epochs}",
+            'freeze.depth="all"',
+            'freeze.batchnorm="frozen"',
+            "data.augment=false",
+            "train.checkpoint_every=0",
+            f'data.source="folder:{data}"',
+            "model.dropout=0.0",
+        ]
         if tiny:
-            base += ['model.backbone="tiny_cnn"', "data.train_limit=64", "data.val_limit=32", "data.image_size=[32, 32]"]
+            base += [
+                'model.backbone="tiny_cnn"',
+                "data.train_limit=64",
+                "data.val_limit=32",
+                "data.image_size=[32, 32]",
+            ]
         env = run_env(Path(tmp) / "home")
         preset = preset_file(tiny, Path(tmp))
         if tiny:
@@ -69,8 +81,9 @@ def run(tiny: bool = False, rounds: int | None = None, epochs: int | None = None
         for r in range(rounds):
             order = ("off", "auto") if r % 2 == 0 else ("auto", "off")
             for mode in order:
-                res[mode].append(run_once(Path(tmp) / f"ws-{mode}-{r}", base + [f'train.feature_cache="{mode}"'], env,
-                                          preset))
+                res[mode].append(
+                    run_once(Path(tmp) / f"ws-{mode}-{r}", base + [f'train.feature_cache="{mode}"'], env, preset)
+                )
     on = [summarize(e) for e in res["auto"]]
     off = [summarize(e) for e in res["off"]]
     if not all(s["cache"] for s in on) or any(s["cache"] for s in off):
@@ -79,18 +92,43 @@ def run(tiny: bool = False, rounds: int | None = None, epochs: int | None = None
     t_off = median([x for s in off for x in s["epochs"]])
     note = "tiny mode: not a measurement" if tiny else f"demo data, MobileNetV2 a0.35 64 px frozen, {rounds} rounds"
     out: list[Result | Figure] = [
-        Result("feature_cache", "steady-state epoch (frozen backbone)", "without cache", t_off, "with cache", t_on,
-               "s", ">= 10", note=note),
-        Result("feature_cache", "one-off feature extraction vs one uncached epoch", "extraction",
-               median([s["extract"] for s in on]), "uncached epoch", t_off, "s", "<= 1.5",
-               note="paid once, before epoch 1"),
+        Result(
+            "feature_cache",
+            "steady-state epoch (frozen backbone)",
+            "without cache",
+            t_off,
+            "with cache",
+            t_on,
+            "s",
+            ">= 10",
+            note=note,
+        ),
+        Result(
+            "feature_cache",
+            "one-off feature extraction vs one uncached epoch",
+            "extraction",
+            median([s["extract"] for s in on]),
+            "uncached epoch",
+            t_off,
+            "s",
+            "<= 1.5",
+            note="paid once, before epoch 1",
+        ),
     ]
     for key in ("val_acc", "val_loss"):
         a = [s[key] for s in on]
         b = [s[key] for s in off]
-        out.append(Figure("feature_cache", f"final {key}: with cache {', '.join(f'{v:.4f}' for v in a)}; without "
-                          f"{', '.join(f'{v:.4f}' for v in b)}; |difference of medians|",
-                          abs(median(a) - median(b)), "", None, note="within noise if small"))
+        out.append(
+            Figure(
+                "feature_cache",
+                f"final {key}: with cache {', '.join(f'{v:.4f}' for v in a)}; without "
+                f"{', '.join(f'{v:.4f}' for v in b)}; |difference of medians|",
+                abs(median(a) - median(b)),
+                "",
+                None,
+                note="within noise if small",
+            )
+        )
     return out
 
 

@@ -53,12 +53,19 @@ def make_photos(root: Path, n: int, size: tuple[int, int]) -> Path:
 def preset_for(folder: Path, image_size: int = 224, batch: int = BATCH, augment: bool = False) -> Any:
     from tltui.core import presets
 
-    return presets.from_dict({
-        "name": "bench-folder",
-        "data": {"source": f"folder:{folder}", "image_size": [image_size, image_size], "batch_size": batch,
-                 "validation_fraction": 0.1, "augment": augment},
-        "model": {"backbone": "resnet50", "weights": "none"},
-    })
+    return presets.from_dict(
+        {
+            "name": "bench-folder",
+            "data": {
+                "source": f"folder:{folder}",
+                "image_size": [image_size, image_size],
+                "batch_size": batch,
+                "validation_fraction": 0.1,
+                "augment": augment,
+            },
+            "model": {"backbone": "resnet50", "weights": "none"},
+        }
+    )
 
 
 def first_run(preset: Any, cache: Path) -> tuple[float, int]:
@@ -138,7 +145,8 @@ def keras_epoch(folder: Path, image_size: int) -> float:
     import keras
 
     ds = keras.utils.image_dataset_from_directory(
-        folder, image_size=(image_size, image_size), batch_size=BATCH, shuffle=True, seed=1, verbose=False)
+        folder, image_size=(image_size, image_size), batch_size=BATCH, shuffle=True, seed=1, verbose=False
+    )
     for _ in ds:  # warm-up: OS file cache, tf.data start-up
         pass
     n = 0
@@ -173,26 +181,58 @@ def run(tiny: bool = False) -> list[Result | Figure]:
         first_s, examples = first_run(preset, cache)
         loaded, rates = later_run(preset, cache, later_rounds)
         first_ips, later_ips = examples / first_s, median(rates)
-        out.append(Result(
-            "folder", f"images/s delivered, {n} JPEGs of {size[0]}x{size[1]} at 224", "later epochs", later_ips,
-            "first pass", first_ips, "img/s", ">= 20",
-            note="first pass = load into an empty cache + epoch 1; later = an epoch read from the cache",
-        ))
-        out.append(Figure("folder", "a later run's load from the cache (what a sweep's next run waits)", loaded, "s",
-                          None))
+        out.append(
+            Result(
+                "folder",
+                f"images/s delivered, {n} JPEGs of {size[0]}x{size[1]} at 224",
+                "later epochs",
+                later_ips,
+                "first pass",
+                first_ips,
+                "img/s",
+                ">= 20",
+                note="first pass = load into an empty cache + epoch 1; later = an epoch read from the cache",
+            )
+        )
+        out.append(
+            Figure("folder", "a later run's load from the cache (what a sweep's next run waits)", loaded, "s", None)
+        )
         _, aug_rates = later_run(preset_for(folder, augment=True), cache, later_rounds)
-        out.append(Figure("folder", "later epochs with data.augment = true (flip, shift, brightness at 224)",
-                          median(aug_rates), "img/s", None))
+        out.append(
+            Figure(
+                "folder",
+                "later epochs with data.augment = true (flip, shift, brightness at 224)",
+                median(aug_rates),
+                "img/s",
+                None,
+            )
+        )
         keras_ips = keras_epoch(folder, 224)  # (tiny: 48 small images, a number without meaning)
-        out.append(Result(
-            "folder", "images/s per epoch vs keras.utils.image_dataset_from_directory", "later run", later_ips,
-            "keras loader", keras_ips, "img/s", ">= 5",
-            note="Keras decodes and resizes every image every epoch; neither augments",
-        ))
-        out.append(Result(
-            "folder", "first run vs keras loader (decode once vs decode every epoch)", "first run", first_ips,
-            "keras loader", keras_ips, "img/s", "info",
-        ))
+        out.append(
+            Result(
+                "folder",
+                "images/s per epoch vs keras.utils.image_dataset_from_directory",
+                "later run",
+                later_ips,
+                "keras loader",
+                keras_ips,
+                "img/s",
+                ">= 5",
+                note="Keras decodes and resizes every image every epoch; neither augments",
+            )
+        )
+        out.append(
+            Result(
+                "folder",
+                "first run vs keras loader (decode once vs decode every epoch)",
+                "first run",
+                first_ips,
+                "keras loader",
+                keras_ips,
+                "img/s",
+                "info",
+            )
+        )
 
         # the demo's folder: pipeline from the cache vs what the demo preset's model consumes
         shapes = demo.generate(work / "shapes", per_class=10 if tiny else 300, size=16 if tiny else 64)
@@ -202,16 +242,33 @@ def run(tiny: bool = False) -> list[Result | Figure]:
             from bench.pipeline import _tiny_backbone
 
             model = {"backbone": _tiny_backbone(), "weights": "none"}
-        demo_preset = presets.from_dict({**demo_preset.model_dump(), "model": model, "data": {
-            **demo_preset.data.model_dump(), "source": f"folder:{shapes}",
-            **({"image_size": [16, 16]} if tiny else {})}})
+        demo_preset = presets.from_dict(
+            {
+                **demo_preset.model_dump(),
+                "model": model,
+                "data": {
+                    **demo_preset.data.model_dump(),
+                    "source": f"folder:{shapes}",
+                    **({"image_size": [16, 16]} if tiny else {}),
+                },
+            }
+        )
         first_run(demo_preset, cache)
         _, demo_rates = later_run(demo_preset, cache, 1 if tiny else 3)
         model_ips = model_images_per_second(demo_preset, 6, 2 if tiny else 10, demo_preset.data.batch_size)
-        out.append(Result(
-            "folder", "demo preset: pipeline (an epoch from the cache) vs model trains", "pipeline", median(demo_rates),
-            "model trains", model_ips, "img/s", ">= 1", note="the pipeline must never be the bottleneck",
-        ))
+        out.append(
+            Result(
+                "folder",
+                "demo preset: pipeline (an epoch from the cache) vs model trains",
+                "pipeline",
+                median(demo_rates),
+                "model trains",
+                model_ips,
+                "img/s",
+                ">= 1",
+                note="the pipeline must never be the bottleneck",
+            )
+        )
 
         # memory: a folder big enough that its decoded images dominate, memory-mapped (the in-memory
         # limit at a tenth of its size) vs loaded in memory, each in a fresh process
@@ -223,11 +280,19 @@ def run(tiny: bool = False) -> list[Result | Figure]:
         del ds
         mapped_growth = epoch_memory(big, cache, decoded_bytes // 10, fresh=not tiny)
         memory_growth = epoch_memory(big, cache, fresh=not tiny)
-        out.append(Result(
-            "folder", f"anonymous memory a load + epoch adds ({decoded_bytes / 1e6:.0f} MB decoded)", "memory-mapped",
-            max(1, mapped_growth) / 1e6, "in memory", max(1, memory_growth) / 1e6, "MB", "<= 0.5",
-            note="mapped: in-memory limit at a tenth of the decoded size; its pages are the OS's file cache",
-        ))
+        out.append(
+            Result(
+                "folder",
+                f"anonymous memory a load + epoch adds ({decoded_bytes / 1e6:.0f} MB decoded)",
+                "memory-mapped",
+                max(1, mapped_growth) / 1e6,
+                "in memory",
+                max(1, memory_growth) / 1e6,
+                "MB",
+                "<= 0.5",
+                note="mapped: in-memory limit at a tenth of the decoded size; its pages are the OS's file cache",
+            )
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return out

@@ -122,14 +122,27 @@ def run(tiny: bool = False) -> list[Result | Figure]:
             out.append(Figure("gpu_options", f"{opt}: FAILED to train: {r['error']}", float("nan"), "", None))
             continue
         ok = r["losses_finite"] and r["output_dtype"] == "float32" and r["sums_to_one"]
-        what = (f"{opt}: {'trains correctly' if ok else 'INCORRECT'} (policy {r['policy']}, {r['n_losses']} finite "
-                f"losses: {r['losses_finite']}, softmax {r['output_dtype']}, sums to 1: {r['sums_to_one']}); "
-                "CPU step time")
+        what = (
+            f"{opt}: {'trains correctly' if ok else 'INCORRECT'} (policy {r['policy']}, {r['n_losses']} finite "
+            f"losses: {r['losses_finite']}, softmax {r['output_dtype']}, sums to 1: {r['sums_to_one']}); "
+            "CPU step time"
+        )
         if opt == "float32" or "error" in base:
             out.append(Figure("gpu_options", what, r["step_seconds"], "s", None))
         else:
-            out.append(Result("gpu_options", what, opt, r["step_seconds"], "float32", base["step_seconds"], "s",
-                              "info", note="informational on CPU"))
+            out.append(
+                Result(
+                    "gpu_options",
+                    what,
+                    opt,
+                    r["step_seconds"],
+                    "float32",
+                    base["step_seconds"],
+                    "s",
+                    "info",
+                    note="informational on CPU",
+                )
+            )
     return out
 
 

@@ -52,8 +52,13 @@ def overrides(tiny: bool, epochs: int, data: Path | None = None) -> list[str]:
     if data is not None:
         sets.append(f'data.source="folder:{data}"')
     if tiny:
-        sets += ['model.backbone="tiny_cnn"', "data.train_limit=64", "data.val_limit=32", "data.image_size=[32, 32]",
-                 "train.checkpoint_every=1"]
+        sets += [
+            'model.backbone="tiny_cnn"',
+            "data.train_limit=64",
+            "data.val_limit=32",
+            "data.image_size=[32, 32]",
+            "train.checkpoint_every=1",
+        ]
     return sets
 
 
@@ -136,8 +141,12 @@ def bare_main(out: Path, sets: list[str], preset_path: Path = DEMO) -> int:
             starts.append(time.time())
 
     model.fit(
-        ds.train_batches(), validation_data=ds.eval_batches(ds.val), epochs=preset.train.epochs,
-        steps_per_epoch=ds.steps_per_epoch, callbacks=[Clock()], verbose=0,
+        ds.train_batches(),
+        validation_data=ds.eval_batches(ds.val),
+        epochs=preset.train.epochs,
+        steps_per_epoch=ds.steps_per_epoch,
+        callbacks=[Clock()],
+        verbose=0,
     )
     out.write_text(json.dumps(starts))
     return 0
@@ -195,12 +204,15 @@ def profile_main(sets: list[str], rounds: int, preset_path: Path = DEMO) -> int:
         "TensorBoard": lambda: ([keras.callbacks.TensorBoard(log_dir=str(fresh("tb")), write_graph=False)], 0),
         "EpochScalars (the worker's)": lambda: ([EpochScalars(fresh("tb"))], 0),
         "BackupAndRestore": lambda: (
-            [keras.callbacks.BackupAndRestore(str(fresh("backup")), save_freq="epoch", delete_checkpoint=False)], 0),
+            [keras.callbacks.BackupAndRestore(str(fresh("backup")), save_freq="epoch", delete_checkpoint=False)],
+            0,
+        ),
         "EpochBackup (the worker's)": lambda: ([EpochBackup(fresh("backup"))], 0),
         "EpochBackup + weights-moved record": lambda: ([moved_backup(fresh("backup"))], 0),
         "checkpoint every epoch (model.save)": lambda: ([SyncCheckpoint(fresh("ckpt"), 1, writer())], 0),
         "checkpoint every epoch (the worker's)": lambda: ([PeriodicCheckpoint(fresh("ckpt"), 1, writer())], 0),
     }
+
     def moved_backup(d: Path) -> EpochBackup:
         from tltui.worker.moved import MovedWeights
 
@@ -222,8 +234,12 @@ def profile_main(sets: list[str], rounds: int, preset_path: Path = DEMO) -> int:
                     cpu.append(time.process_time())  # noqa: B023
 
             model.fit(
-                train, validation_data=val, epochs=4, steps_per_epoch=ds.steps_per_epoch,
-                callbacks=[Clock(), *cbs], verbose=verbose,
+                train,
+                validation_data=val,
+                epochs=4,
+                steps_per_epoch=ds.steps_per_epoch,
+                callbacks=[Clock(), *cbs],
+                verbose=verbose,
             )
             # epochs 2 and 3: work a callback leaves to a background thread lands in the next epoch, measured too
             results[name].append((starts[3] - starts[1]) / 2)
@@ -232,12 +248,17 @@ def profile_main(sets: list[str], rounds: int, preset_path: Path = DEMO) -> int:
     base_cpu = median(cpu_results["bare (verbose=0)"])
     for name, times in results.items():
         m, c = median(times), median(cpu_results[name])
-        print(f"profile: {name:<38} epoch {m:.3f} s wall ({m - base:+.3f} s, ratio {m / base:.3f}); "
-              f"{c:.3f} s CPU ({c - base_cpu:+.3f} s, ratio {c / base_cpu:.3f})", flush=True)
+        print(
+            f"profile: {name:<38} epoch {m:.3f} s wall ({m - base:+.3f} s, ratio {m / base:.3f}); "
+            f"{c:.3f} s CPU ({c - base_cpu:+.3f} s, ratio {c / base_cpu:.3f})",
+            flush=True,
+        )
     return 0
 
 
-def run(tiny: bool = False, rounds: int | None = None, epochs: int | None = None, raw: Path | None = None) -> list[Result]:
+def run(
+    tiny: bool = False, rounds: int | None = None, epochs: int | None = None, raw: Path | None = None
+) -> list[Result]:
     rounds = rounds or (1 if tiny else 3)
     # 10 epochs: the steady window is epochs 2-9 (8 gaps), of which two (4 and 8) end with the demo's
     # periodic checkpoint (checkpoint_every = 4).
@@ -261,13 +282,26 @@ def run(tiny: bool = False, rounds: int | None = None, epochs: int | None = None
     if raw is not None:
         raw.write_text(json.dumps({"checkpoint_every": every, "tltui": a, "bare": b}))
     mean = lambda xs: sum(s for _, s in xs) / len(xs)  # noqa: E731
-    note = (f"{len(a)} vs {len(b)} steady epochs, {rounds} alternating rounds, demo preset; checkpoint every "
-            f"{every}: mean over the cycle of per-position medians (plain means {mean(a):.2f} vs {mean(b):.2f} s, "
-            f"ratio {mean(a) / mean(b):.3f})")
+    note = (
+        f"{len(a)} vs {len(b)} steady epochs, {rounds} alternating rounds, demo preset; checkpoint every "
+        f"{every}: mean over the cycle of per-position medians (plain means {mean(a):.2f} vs {mean(b):.2f} s, "
+        f"ratio {mean(a) / mean(b):.3f})"
+    )
     if tiny:
         note = "tiny mode: not a measurement"
-    return [Result("harness", "steady-state epoch", "tltui run", steady_epoch(a, every), "bare model.fit",
-                   steady_epoch(b, every), "s", "<= 1.03", note=note)]
+    return [
+        Result(
+            "harness",
+            "steady-state epoch",
+            "tltui run",
+            steady_epoch(a, every),
+            "bare model.fit",
+            steady_epoch(b, every),
+            "s",
+            "<= 1.03",
+            note=note,
+        )
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -61,7 +61,11 @@ def tltui_pipeline(x: Any, y: Any) -> Any:
     d, t = preset.data, preset.train
     split = data_mod.in_memory(x, y)
     return data_mod.train_batches(
-        split, batch_size=d.batch_size, seed=t.seed, shuffle=True, augment=d.augment,
+        split,
+        batch_size=d.batch_size,
+        seed=t.seed,
+        shuffle=True,
+        augment=d.augment,
         steps_per_epoch=t.steps_per_epoch,
     )
 
@@ -132,8 +136,15 @@ def run(tiny: bool = False) -> list[Result | Figure]:
     tl_bps, nb_bps = median(tl), median(nb)
     out: list[Result | Figure] = [
         Result(
-            "pipeline", "model-ready batches/s (batch 32, CIFAR-sized uint8)", "tltui", tl_bps, "notebook", nb_bps,
-            "batch/s", ">= 10", note=f"median of {rounds} interleaved rounds; tltui resizes in the model",
+            "pipeline",
+            "model-ready batches/s (batch 32, CIFAR-sized uint8)",
+            "tltui",
+            tl_bps,
+            "notebook",
+            nb_bps,
+            "batch/s",
+            ">= 10",
+            note=f"median of {rounds} interleaved rounds; tltui resizes in the model",
         )
     ]
     pipe_ips = tl_bps * BATCH
@@ -149,8 +160,15 @@ def run(tiny: bool = False) -> list[Result | Figure]:
         model_ips = model_images_per_second(preset, classes, steps, batch)
         out.append(
             Result(
-                "pipeline", f"pipeline vs model consumption, {label}", "pipeline", pipe_ips, "model trains",
-                model_ips, "img/s", ">= 5", note="model step measured on this CPU",
+                "pipeline",
+                f"pipeline vs model consumption, {label}",
+                "pipeline",
+                pipe_ips,
+                "model trains",
+                model_ips,
+                "img/s",
+                ">= 5",
+                note="model step measured on this CPU",
             )
         )
     return out

@@ -52,7 +52,12 @@ class PtyApp:
         self.t0 = time.perf_counter()
         self.proc = subprocess.Popen(
             [PYTHON, "-m", "tltui", "--workspace", str(workspace)],
-            stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True, close_fds=True,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            start_new_session=True,
+            close_fds=True,
         )
         os.close(slave)
         self.master = master
@@ -132,32 +137,55 @@ def _line(ev: dict) -> str:
 
 
 def finished_events(epochs: int, batches_per_epoch: int, t0: float) -> str:
-    out = [_line({"type": "started", "t": t0, "pid": 1, "epochs": epochs, "devices": ["CPU"]}),
-           _line({"type": "model", "t": t0, "total_params": 1000, "trainable_params": 10, "num_classes": 10})]
+    out = [
+        _line({"type": "started", "t": t0, "pid": 1, "epochs": epochs, "devices": ["CPU"]}),
+        _line({"type": "model", "t": t0, "total_params": 1000, "trainable_params": 10, "num_classes": 10}),
+    ]
     t = t0
     for e in range(1, epochs + 1):
         out.append(_line({"type": "epoch_begin", "t": t, "epoch": e}))
         for s in range(1, batches_per_epoch + 1):
-            out.append(_line({"type": "batch", "t": t + s * 0.1, "epoch": e, "step": s, "steps": batches_per_epoch,
-                              "metrics": {"loss": 1.0 / e, "acc": 0.5}}))
+            out.append(
+                _line(
+                    {
+                        "type": "batch",
+                        "t": t + s * 0.1,
+                        "epoch": e,
+                        "step": s,
+                        "steps": batches_per_epoch,
+                        "metrics": {"loss": 1.0 / e, "acc": 0.5},
+                    }
+                )
+            )
         t += 5.0
-        m = {"loss": 1.0 / e, "acc": 0.5, "top5_acc": 0.8, "val_loss": 1.1 / e, "val_acc": min(0.99, 0.3 + e / 1000),
-             "val_top5_acc": 0.9}
+        m = {
+            "loss": 1.0 / e,
+            "acc": 0.5,
+            "top5_acc": 0.8,
+            "val_loss": 1.1 / e,
+            "val_acc": min(0.99, 0.3 + e / 1000),
+            "val_top5_acc": 0.9,
+        }
         out.append(_line({"type": "epoch_end", "t": t, "epoch": e, "metrics": m, "lr": 0.01, "epoch_seconds": 5.0}))
     out.append(_line({"type": "finished", "t": t, "status": "completed", "epochs_done": epochs}))
     return "".join(out)
 
 
-def make_workspace(root: Path, *, finished: int, epochs: int, batches: int, running: int,
-                   name: str = "bench-run") -> tuple[list[str], list[str]]:
+def make_workspace(
+    root: Path, *, finished: int, epochs: int, batches: int, running: int, name: str = "bench-run"
+) -> tuple[list[str], list[str]]:
     """``finished`` completed runs with full event files, ``running`` runs marked running (empty events)."""
     from tltui.core.workspace import Workspace
 
     ws = Workspace(root)
     preset = 'name = "bench"\n[data]\nsource = "folder:/x"\n[model]\nbackbone = "resnet50"\n'
     n = finished + running
-    recs = ws.create_runs([(f"{name}-{i:04d}", preset, {}) for i in range(n)], preset_name="bench",
-                          epochs=[epochs] * finished + [EPOCHS] * running, queued=False)
+    recs = ws.create_runs(
+        [(f"{name}-{i:04d}", preset, {}) for i in range(n)],
+        preset_name="bench",
+        epochs=[epochs] * finished + [EPOCHS] * running,
+        queued=False,
+    )
     now = time.time()
     text = finished_events(epochs, batches, now - 86400) if finished else ""
     done = [r.id for r in recs[:finished]]
@@ -165,13 +193,17 @@ def make_workspace(root: Path, *, finished: int, epochs: int, batches: int, runn
     for rid in done:
         ws.run_paths(rid).events.write_text(text)
     with ws.transaction() as c:
-        c.executemany("UPDATE runs SET status='completed', started=?, finished=?, epoch=?, best_val_acc=0.6 "
-                      "WHERE id=?", [(now - 86400, now - 3600, epochs, rid) for rid in done])
-        c.executemany("UPDATE runs SET status='running', started=?, pid=? WHERE id=?",
-                      [(now, os.getpid(), rid) for rid in live])
+        c.executemany(
+            "UPDATE runs SET status='completed', started=?, finished=?, epoch=?, best_val_acc=0.6 WHERE id=?",
+            [(now - 86400, now - 3600, epochs, rid) for rid in done],
+        )
+        c.executemany(
+            "UPDATE runs SET status='running', started=?, pid=? WHERE id=?", [(now, os.getpid(), rid) for rid in live]
+        )
     for rid in live:
         ws.run_paths(rid).events.write_text(
-            _line({"type": "started", "t": now, "pid": os.getpid(), "epochs": EPOCHS, "devices": ["CPU"]}))
+            _line({"type": "started", "t": now, "pid": os.getpid(), "epochs": EPOCHS, "devices": ["CPU"]})
+        )
     ws.close()
     return done, live
 
@@ -212,8 +244,16 @@ class Streamer:
                 next_epoch += self.epoch_every
             if self.rate:
                 step += 1
-                line = _line({"type": "batch", "t": time.time(), "epoch": self.epoch, "step": step, "steps": None,
-                              "metrics": {"loss": 1.0, "acc": 0.5}})
+                line = _line(
+                    {
+                        "type": "batch",
+                        "t": time.time(),
+                        "epoch": self.epoch,
+                        "step": step,
+                        "steps": None,
+                        "metrics": {"loss": 1.0, "acc": 0.5},
+                    }
+                )
                 for f in self.files:
                     f.write(line)
                     f.flush()
@@ -370,22 +410,54 @@ def run(tiny: bool = False) -> list[Figure]:
         env = run_env(tmp / "home")
         n500 = 20 if tiny else 500
         ff, ff_cpu = first_frame(tmp, env, n500)
-        out = [Figure("tui", f"first frame with {n500} runs", ff, "s", 1.0,
-                      note=f"launch to first run row on the pty; app CPU time by then {ff_cpu:.2f} s")]
+        out = [
+            Figure(
+                "tui",
+                f"first frame with {n500} runs",
+                ff,
+                "s",
+                1.0,
+                note=f"launch to first run row on the pty; app CPU time by then {ff_cpu:.2f} s",
+            )
+        ]
         cpu, p95, med = streaming(tmp, env, window=2.0 if tiny else 15.0, events=3 if tiny else 30)
         out.append(Figure("tui", "CPU with 3 runs streaming (10 batch events/s each)", cpu, "%", 2.0))
         out.append(Figure("tui", "event-to-screen latency p95", p95, "s", 0.3, note=f"median {med:.3f} s"))
         run_cpu = run_screen(tmp, env, window=2.0 if tiny else 30.0)
-        out.append(Figure("tui", "CPU with a run's live charts open, 3 runs streaming (an epoch every 10 s)",
-                          run_cpu, "%", None, note="no target: three plotext charts rebuilt at most once a second"))
+        out.append(
+            Figure(
+                "tui",
+                "CPU with a run's live charts open, 3 runs streaming (an epoch every 10 s)",
+                run_cpu,
+                "%",
+                None,
+                note="no target: three plotext charts rebuilt at most once a second",
+            )
+        )
         runs, epochs, batches = (5, 20, 2) if tiny else (100, 300, 20)
         rss = memory(tmp, env, runs, epochs, batches)
-        out.append(Figure("tui", f"resident memory, {runs} finished {epochs}-epoch runs loaded", rss, "MB", 150.0,
-                          note=f"{batches} batch events per epoch in each file"))
+        out.append(
+            Figure(
+                "tui",
+                f"resident memory, {runs} finished {epochs}-epoch runs loaded",
+                rss,
+                "MB",
+                150.0,
+                note=f"{batches} batch events per epoch in each file",
+            )
+        )
         fr, rate, secs = (2, 20.0, 2.0) if tiny else (8, 100.0, 10.0)
         cpu8, drain = flood(tmp, env, fr, rate, secs)
-        out.append(Figure("tui", f"{fr} runs x {rate:.0f} batch events/s: drain after the writers stop", drain, "s",
-                          0.3, note=f"app CPU meanwhile {cpu8:.1f}% of one core"))
+        out.append(
+            Figure(
+                "tui",
+                f"{fr} runs x {rate:.0f} batch events/s: drain after the writers stop",
+                drain,
+                "s",
+                0.3,
+                note=f"app CPU meanwhile {cpu8:.1f}% of one core",
+            )
+        )
     return out
 
 

@@ -36,15 +36,20 @@ def populate(root: Path, n: int) -> list[str]:
     now = time.time()
     for start in range(0, n, chunk):
         k = min(chunk, n - start)
-        recs = ws.create_runs([(f"bench-{start + i}", PRESET, {"train.learning_rate": 0.001 * (i % 7 + 1)})
-                               for i in range(k)], preset_name="bench", epochs=[300] * k)
+        recs = ws.create_runs(
+            [(f"bench-{start + i}", PRESET, {"train.learning_rate": 0.001 * (i % 7 + 1)}) for i in range(k)],
+            preset_name="bench",
+            epochs=[300] * k,
+        )
         ids += [r.id for r in recs]
     with ws.transaction() as c:
         c.executemany(
             "UPDATE runs SET status = ?, started = ?, finished = ?, epoch = ?, best_val_acc = ?, best_epoch = ?, "
             "queue_pos = NULL WHERE id = ?",
-            [("completed" if i % 10 else "failed", now - 3600, now - 60, 300, 0.5 + (i % 40) / 100, 250, rid)
-             for i, rid in enumerate(ids[: int(n * 0.9)])],
+            [
+                ("completed" if i % 10 else "failed", now - 3600, now - 60, 300, 0.5 + (i % 40) / 100, 250, rid)
+                for i, rid in enumerate(ids[: int(n * 0.9)])
+            ],
         )
     ws.close()
     return ids
@@ -52,8 +57,14 @@ def populate(root: Path, n: int) -> list[str]:
 
 def _freeze_map_doc() -> dict:
     return {
-        "backbone": "tiny", "family": "tiny", "image_size": [32, 32], "depth": "all", "batchnorm": "frozen",
-        "stages": [], "layers": [], "feature_cache": True,
+        "backbone": "tiny",
+        "family": "tiny",
+        "image_size": [32, 32],
+        "depth": "all",
+        "batchnorm": "frozen",
+        "stages": [],
+        "layers": [],
+        "feature_cache": True,
     }
 
 
@@ -96,14 +107,25 @@ def run(tiny: bool = False) -> list[Result | Figure]:
         startup = timed([PYTHON, "-c", "pass"], env, repeat)
         startup_cpu = cpu_note()
         ls = timed(base + ["runs", "ls"], env, repeat)
-        out.append(Figure("workspace", f"tltui runs ls, {n:,} runs", ls, "s", 0.5,
-                          note=f"{cpu_note()}; python start-up alone {startup:.3f} s ({startup_cpu}); "
-                               f"workspace made in {made:.1f} s"))
+        out.append(
+            Figure(
+                "workspace",
+                f"tltui runs ls, {n:,} runs",
+                ls,
+                "s",
+                0.5,
+                note=f"{cpu_note()}; python start-up alone {startup:.3f} s ({startup_cpu}); "
+                f"workspace made in {made:.1f} s",
+            )
+        )
         ls_json = timed(base + ["runs", "ls", "--json"], env, repeat)
         out.append(Figure("workspace", f"tltui runs ls --json, {n:,} runs", ls_json, "s", 0.5, note=cpu_note()))
         help_t = timed(base + ["--version"], env, repeat)
-        out.append(Figure("workspace", "tltui --version (CLI start-up: imports every command)", help_t, "s", None,
-                          note=cpu_note()))
+        out.append(
+            Figure(
+                "workspace", "tltui --version (CLI start-up: imports every command)", help_t, "s", None, note=cpu_note()
+            )
+        )
         # a run's recorded map: a JSON read, no TensorFlow
         run_dir = root / "runs" / ids[-1]
         (run_dir / "freeze_map.json").write_text(json.dumps(_freeze_map_doc()))
@@ -114,8 +136,16 @@ def run(tiny: bool = False) -> list[Result | Figure]:
             if proc.returncode != 0:
                 raise RuntimeError(f"freeze-map resnet50 failed: {proc.stderr[-1000:]}")
             cached = timed(base + ["freeze-map", "resnet50"], env, repeat)
-            out.append(Figure("workspace", "tltui freeze-map resnet50, description cached", cached, "s", 0.2,
-                              note=f"{cpu_note()}; first call (describes the backbone with TensorFlow) {first:.1f} s"))
+            out.append(
+                Figure(
+                    "workspace",
+                    "tltui freeze-map resnet50, description cached",
+                    cached,
+                    "s",
+                    0.2,
+                    note=f"{cpu_note()}; first call (describes the backbone with TensorFlow) {first:.1f} s",
+                )
+            )
     return out
 
 

@@ -49,8 +49,21 @@ def fake_worker_env(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 #: xdist groups, longest first (as measured: bench_smoke ~170 s, slurm ~150 s, train_e2e ~150 s, ray
 #: ~130 s, gradcam ~65 s of CPU, ...). ``--dist loadgroup`` hands groups to workers in collection order, so these start
 #: first and the short tests fill in around them: the suite's wall time is the busiest worker's.
-HEAVY_GROUPS = ("bench_smoke", "slurm", "train_e2e", "ray", "reliability_e2e", "gradcam", "packaging", "hub_e2e",
-                "tfds_download", "feature_cache", "predict_e2e", "freeze_resnet50", "hub_tf")
+HEAVY_GROUPS = (
+    "bench_smoke",
+    "slurm",
+    "train_e2e",
+    "ray",
+    "reliability_e2e",
+    "gradcam",
+    "packaging",
+    "hub_e2e",
+    "tfds_download",
+    "feature_cache",
+    "predict_e2e",
+    "freeze_resnet50",
+    "hub_tf",
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -145,9 +145,19 @@ def train(run_dir: Path, events_fd: int | None, resume: bool) -> int:
     w = Writer(events, events_fd)
     cvd = os.environ.get("CUDA_VISIBLE_DEVICES", "")
     devices = [f"GPU:{i}" for i, d in enumerate(cvd.split(",")) if d and d != "-1"] or ["CPU:0"]
-    w.emit(Started(time.time(), pid=os.getpid(), host=socket.gethostname(), devices=devices, epochs=epochs,
-                   initial_epoch=initial, steps_per_epoch=steps, restore_best=bool(tr.get("restore_best", True)),
-                   versions={"fake_worker": "1", "CUDA_VISIBLE_DEVICES": cvd}))
+    w.emit(
+        Started(
+            time.time(),
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            devices=devices,
+            epochs=epochs,
+            initial_epoch=initial,
+            steps_per_epoch=steps,
+            restore_best=bool(tr.get("restore_best", True)),
+            versions={"fake_worker": "1", "CUDA_VISIBLE_DEVICES": cvd},
+        )
+    )
     w.emit(ModelInfo(time.time(), total_params=1000, trainable_params=100, non_trainable_params=900, num_classes=3))
     step_sleep = float(cfg["epoch_seconds"]) / steps
     (run_dir / "backup").mkdir(exist_ok=True)
@@ -156,8 +166,14 @@ def train(run_dir: Path, events_fd: int | None, resume: bool) -> int:
         w.emit(EpochBegin(time.time(), epoch=epoch))
         for step in range(1, steps + 1):
             if stop["flag"]:
-                w.emit(Finished(time.time(), status="cancelled", reason=f"cancelled after epoch {epoch - 1}",
-                                epochs_done=epoch - 1))
+                w.emit(
+                    Finished(
+                        time.time(),
+                        status="cancelled",
+                        reason=f"cancelled after epoch {epoch - 1}",
+                        epochs_done=epoch - 1,
+                    )
+                )
                 return 0
             time.sleep(step_sleep)
             w.emit(Batch(time.time(), epoch=epoch, step=step, steps=steps, metrics=metrics(epoch, step / steps)))
@@ -165,8 +181,14 @@ def train(run_dir: Path, events_fd: int | None, resume: bool) -> int:
                 print(f"Traceback (most recent call last):\nRuntimeError: fake crash in epoch {epoch}", flush=True)
                 os._exit(int(cfg["exit_code"]))
             if cfg["nan_at"] == epoch:
-                w.emit(Finished(time.time(), status="failed", epochs_done=epoch - 1,
-                                reason=f"loss became NaN in epoch {epoch}: lower train.learning_rate"))
+                w.emit(
+                    Finished(
+                        time.time(),
+                        status="failed",
+                        epochs_done=epoch - 1,
+                        reason=f"loss became NaN in epoch {epoch}: lower train.learning_rate",
+                    )
+                )
                 return 1
         w.emit(EpochEnd(time.time(), epoch=epoch, metrics=metrics(epoch), lr=1e-3, epoch_seconds=time.time() - t0))
         (run_dir / "backup" / "epoch.json").write_text(json.dumps({"epoch": epoch}))
@@ -178,8 +200,15 @@ def train(run_dir: Path, events_fd: int | None, resume: bool) -> int:
             w.emit(Checkpoint(time.time(), epoch=epoch, path=str(path)))
     w.emit(Log(time.time(), message="fake training done"))
     # the curves only rise: the best val_acc epoch is the last one, whatever train.restore_best says
-    w.emit(Finished(time.time(), status="completed", epochs_done=epochs, model_epoch=epochs,
-                    model_rule="best" if tr.get("restore_best", True) else "last"))
+    w.emit(
+        Finished(
+            time.time(),
+            status="completed",
+            epochs_done=epochs,
+            model_epoch=epochs,
+            model_rule="best" if tr.get("restore_best", True) else "last",
+        )
+    )
     return 0
 
 

@@ -94,7 +94,7 @@ def make_corpus(root: Path) -> Path:
     return root
 
 
-BUILD_MODEL = r'''
+BUILD_MODEL = r"""
 import json, sys
 import numpy as np
 import keras
@@ -120,7 +120,7 @@ x = keras.layers.Lambda(lambda t: t * 1.0)(inp)
 x = keras.layers.GlobalAveragePooling2D()(x)
 outp = keras.layers.Dense(n, activation="softmax")(x)
 keras.Model(inp, outp).save(out + "/lambda.keras")
-'''
+"""
 
 
 def build_models(out: Path) -> Path:
@@ -161,7 +161,7 @@ def make_run(
 #: Stands in for ``python -m tltui.worker``. Real discovery, labels, resolution choice (the run's
 #: ``data.json``) and Grad-CAM file names, fake model: every image gets the same top-3 (a ``--cam``
 #: overlay is a copy of the image); FAKE_MODE picks a failure to act out.
-FAKE_WORKER = r'''
+FAKE_WORKER = r"""
 import json, os, sys, time
 from pathlib import Path
 from tltui.core import images
@@ -212,7 +212,7 @@ for i, e in enumerate(entries, 1):
             im.save(cam, format="PNG")
         out.write(encode(PredictionRow(str(e.path), top, true, e.rel, rank, cam)))
     out.write(encode(Progress(i, len(entries))))
-'''
+"""
 
 
 def fake_worker_cmd(tmp_path: Path) -> list[str]:

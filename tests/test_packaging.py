@@ -37,8 +37,20 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> dict:
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, src / name)
     shutil.copytree(ROOT / "tltui", src / "tltui", ignore=shutil.ignore_patterns("__pycache__", "demo-data"))
-    built = run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-                 "-w", base / "dist", src])
+    built = run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-w",
+            base / "dist",
+            src,
+        ]
+    )
     assert built.returncode == 0, built.stderr[-3000:]
     (wheel,) = (base / "dist").glob("tltui-*.whl")
 
@@ -56,7 +68,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def test_the_wheel_ships_the_presets_and_imports_from_site_packages(installed: dict) -> None:
-    where = run([installed["py"], "-c", "import tltui; print(tltui.__file__)"], cwd=installed["base"], env=installed["env"])
+    where = run(
+        [installed["py"], "-c", "import tltui; print(tltui.__file__)"], cwd=installed["base"], env=installed["env"]
+    )
     assert Path(where.stdout.strip()).is_relative_to(installed["site"]), where.stdout + where.stderr
     shipped = installed["site"] / "tltui" / "presets"
     assert {p.name for p in shipped.glob("*.toml")} >= {"demo.toml", "cifar100-resnet50-freeze-sweep.toml"}
@@ -70,8 +84,22 @@ def test_check_and_a_short_headless_demo_run_from_the_installed_wheel(installed:
     cmd = [installed["tltui"], "--workspace", ws]
     checked = run([*cmd, "check", "demo"], cwd=installed["base"], env=installed["env"])
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    demo = run([*cmd, "demo", "--headless", "--plain", "--set", "train.epochs=1", "--set", "data.train_limit=48",
-                "--set", "data.val_limit=24"], cwd=installed["base"], env=installed["env"])
+    demo = run(
+        [
+            *cmd,
+            "demo",
+            "--headless",
+            "--plain",
+            "--set",
+            "train.epochs=1",
+            "--set",
+            "data.train_limit=48",
+            "--set",
+            "data.val_limit=24",
+        ],
+        cwd=installed["base"],
+        env=installed["env"],
+    )
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     assert "r0001 completed" in demo.stdout
     assert (ws / "runs" / "r0001" / "model.keras").is_file()

@@ -1,2 +1,3 @@
 """tltui: a terminal experiment manager for transfer learning."""
+
 __version__ = "0.1.0"

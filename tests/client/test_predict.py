@@ -59,7 +59,10 @@ def test_worker_error_line_becomes_predict_error(
     tmp_path: Path, corpus: Path, fake_cmd: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FAKE_MODE", "error")
-    with PredictJob(tmp_path, corpus, worker_cmd=fake_cmd) as job, pytest.raises(PredictError, match="^model.keras: refused to load$"):
+    with (
+        PredictJob(tmp_path, corpus, worker_cmd=fake_cmd) as job,
+        pytest.raises(PredictError, match="^model.keras: refused to load$"),
+    ):
         list(job)
 
 
@@ -118,7 +121,9 @@ def test_worker_argv_is_a_list_with_the_options(tmp_path: Path, corpus: Path) ->
         seen["argv"], seen["kw"] = argv, kw
         raise Refuse()
 
-    job = PredictJob(tmp_path, corpus, top_k=3, low_res=True, batch_size=7, max_pixels=99, worker_cmd=["w"], popen=popen)
+    job = PredictJob(
+        tmp_path, corpus, top_k=3, low_res=True, batch_size=7, max_pixels=99, worker_cmd=["w"], popen=popen
+    )
     with pytest.raises(PredictError, match="refused by test"):
         list(job)
     argv = seen["argv"]
@@ -163,7 +168,11 @@ def test_report_json_has_predictions_skipped_and_summary() -> None:
     assert doc["run"] == "r0001"
     assert doc["predictions"][1] == {
         "path": "/p/red/2.png",
-        "top_k": [{"label": "d", "probability": 0.5}, {"label": "f", "probability": 0.3}, {"label": "red", "probability": 0.2}],
+        "top_k": [
+            {"label": "d", "probability": 0.5},
+            {"label": "f", "probability": 0.3},
+            {"label": "red", "probability": 0.2},
+        ],
         "true_label": "red",
     }
     assert doc["skipped"] == [{"path": "/p/x.jpg", "reason": "empty file"}]

@@ -39,7 +39,10 @@ def test_add_expands_the_sweep_with_resolved_presets(ws: Workspace, tmp_path: Pa
     p = write_preset(tmp_path, '[sweep]\n"freeze.depth" = [0, 1]\n')
     recs = queue_ops.add(ws, p, {"train.epochs": 4}, start_runner=False)
     assert [r.name for r in recs] == ["q[depth=0]", "q[depth=1]"]
-    assert [r.overrides for r in recs] == [{"train.epochs": 4, "freeze.depth": 0}, {"train.epochs": 4, "freeze.depth": 1}]
+    assert [r.overrides for r in recs] == [
+        {"train.epochs": 4, "freeze.depth": 0},
+        {"train.epochs": 4, "freeze.depth": 1},
+    ]
     assert [r.epochs for r in recs] == [4, 4] and [r.id for r in ws.queue()] == [r.id for r in recs]
     resolved = tomllib.loads(ws.run_paths(recs[1].id).preset.read_text())
     assert resolved["freeze"]["depth"] == 1 and resolved["train"]["epochs"] == 4 and "sweep" not in resolved
@@ -71,7 +74,9 @@ def test_add_and_check_refuse_a_bad_settings_file_with_its_line(
     assert code == 2 and out == "" and err.startswith(f"error: {ws.settings_file}:2: runner.cpu_slot: unknown key")
     assert len(err.splitlines()) == 1
     code, out, err = run_cli(ws, "check", str(p), capsys=capsys)
-    assert code == 2 and err.startswith(f"error: {ws.settings_file}:2: runner.cpu_slot: ") and len(err.splitlines()) == 1
+    assert (
+        code == 2 and err.startswith(f"error: {ws.settings_file}:2: runner.cpu_slot: ") and len(err.splitlines()) == 1
+    )
     assert ws.list_runs() == []
     ws.settings_file.write_text('[executor]\ndefault = "kubernetes"\n')
     with pytest.raises(PresetError, match=r"settings.toml:2: executor.default: 'kubernetes' is not one of local, ray"):
@@ -199,8 +204,12 @@ def test_three_processes_add_cancel_and_list_500_runs_at_once(ws: Workspace, tmp
     p = write_preset(tmp_path, f'[sweep]\n"train.seed" = {list(range(10))}\n')
     _ = ws.conn  # the registry exists before the race starts
     procs = [
-        subprocess.Popen([sys.executable, "-c", code, str(ws.root), str(p)], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(ws.root), str(p)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for code in (_ADDER, _ADDER, _CANCELLER)
     ]
     outs = [proc.communicate(timeout=120) for proc in procs]

@@ -51,8 +51,19 @@ def test_cached_map_never_imports_tensorflow(cached: Workspace, tmp_path: Path) 
 
 
 def test_json_schema(cached: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
-    rc, out, _ = run_cli(cached, "freeze-map", "resnet50", "--depth", "all", "--batchnorm", "trainable",
-                         "--classes", "100", "--json", capsys=capsys)
+    rc, out, _ = run_cli(
+        cached,
+        "freeze-map",
+        "resnet50",
+        "--depth",
+        "all",
+        "--batchnorm",
+        "trainable",
+        "--classes",
+        "100",
+        "--json",
+        capsys=capsys,
+    )
     assert rc == 0
     doc = json.loads(out)
     assert {"backbone", "depth", "batchnorm", "stages", "layers", "totals"} <= set(doc)
@@ -70,7 +81,9 @@ def test_json_schema(cached: Workspace, capsys: pytest.CaptureFixture[str]) -> N
         assert {"name", "layers", "frozen", "trainable", "params", "frozen_params", "trainable_params"} <= set(s)
 
 
-def test_backbone_defaults_to_depth_0_with_frozen_batchnorm(cached: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
+def test_backbone_defaults_to_depth_0_with_frozen_batchnorm(
+    cached: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
     rc, out, _ = run_cli(cached, "freeze-map", "resnet50", "--json", capsys=capsys)
     doc = json.loads(out)
     assert rc == 0 and doc["depth"] == 0 and doc["batchnorm"] == "frozen"
@@ -98,7 +111,7 @@ def test_depth_beyond_the_stages_is_one_line_error(cached: Workspace, capsys: py
     rc, out, err = run_cli(cached, "freeze-map", "resnet50", "--depth", "5", capsys=capsys)
     assert rc == 2 and out == ""
     assert err.strip().count("\n") == 0
-    assert 'freeze.depth = 5' in err and "4 stages" in err
+    assert "freeze.depth = 5" in err and "4 stages" in err
 
 
 def test_unknown_ref_is_one_line_error(ws: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
@@ -123,8 +136,9 @@ def test_preset_uses_its_depth_batchnorm_size_and_classes(
     assert next(r for r in doc["layers"] if r["type"] == "Dense")["params"] == (2048 + 1) * 3
     assert sum(1 for r in doc["layers"] if r["type"] == "Conv2D" and not r["trainable"]) == 43
     assert any("batchnorm" in w for w in doc["warnings"])
-    rc, out, _ = run_cli(cached, "freeze-map", str(preset), "--set", "freeze.depth=1", "--batchnorm", "frozen",
-                         "--json", capsys=capsys)
+    rc, out, _ = run_cli(
+        cached, "freeze-map", str(preset), "--set", "freeze.depth=1", "--batchnorm", "frozen", "--json", capsys=capsys
+    )
     doc = json.loads(out)
     assert (doc["depth"], doc["batchnorm"]) == (1, "frozen")
 
@@ -178,7 +192,9 @@ def test_worker_failure_is_one_line(tmp_path: Path) -> None:
     def failing(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
         return subprocess.CompletedProcess(cmd, 2, "", "Traceback...\nerror: model.backbone: no such thing\n")
 
-    with pytest.raises(descriptions.DescriptionError, match=r"^could not describe resnet50: model.backbone: no such thing$"):
+    with pytest.raises(
+        descriptions.DescriptionError, match=r"^could not describe resnet50: model.backbone: no such thing$"
+    ):
         descriptions.get(tmp_path, "resnet50", (224, 224), run=failing)
 
 

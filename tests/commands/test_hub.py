@@ -10,7 +10,7 @@ import pytest
 
 from tltui.commands.main import main
 
-SCRIPT = '''
+SCRIPT = """
 import json, sys
 args = sys.argv[1:]
 json.dump(args, open(sys.argv[0] + ".args", "w"))
@@ -21,7 +21,7 @@ if "broken" in args[1]:
 print(json.dumps({"handle": "hub:" + args[1], "path": "/cache/abc", "endpoint": "__call__", "input_size": [None, None],
                   "output_dim": 2048, "training_argument": True, "variables": 378, "trainable_variables": 188,
                   "params": 21802784}))
-'''
+"""
 
 
 @pytest.fixture
@@ -52,4 +52,6 @@ def test_fetch_json(ws, worker: Path, capsys) -> None:
 def test_fetch_error_is_the_workers_one_line(ws, worker: Path, capsys) -> None:
     assert main(["--workspace", str(ws.root), "hub", "fetch", "https://example.org/broken.tar.gz"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["error: hub:https://example.org/broken.tar.gz: cannot download (timed out); on a machine with network ..."]
+    assert err == [
+        "error: hub:https://example.org/broken.tar.gz: cannot download (timed out); on a machine with network ..."
+    ]

@@ -81,7 +81,12 @@ def test_bad_options_are_usage_errors(ws, corpus: Path, bad: list[str], capsys: 
 
 
 def test_worker_failure_is_one_line_exit_2(
-    ws, corpus: Path, model_file: Path, fake_env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ws,
+    corpus: Path,
+    model_file: Path,
+    fake_env: None,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("FAKE_MODE", "error")
     run_id = pc.make_run(ws, model_file)
@@ -94,7 +99,9 @@ def test_json_output(ws, corpus: Path, model_file: Path, fake_env: None, capsys:
     assert _run(ws, run_id, str(corpus), "--json", "--top-k", "2") == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["run"] == run_id
-    assert [p["path"] for p in doc["predictions"]] == [str(corpus / r) for r in sorted(pc.EXPECTED, key=lambda r: r.split("/"))]
+    assert [p["path"] for p in doc["predictions"]] == [
+        str(corpus / r) for r in sorted(pc.EXPECTED, key=lambda r: r.split("/"))
+    ]
     assert doc["predictions"][0]["top_k"] == [{"label": "red", "probability": 0.7}, {"label": "d", "probability": 0.2}]
     assert {p["path"]: p["true_label"] for p in doc["predictions"]}[str(corpus / "loose.png")] is None
     assert sorted(s["path"] for s in doc["skipped"]) == sorted(str(corpus / r) for r in pc.SKIPPED)
@@ -193,19 +200,32 @@ def test_confusion_csv_and_the_most_confused_pairs(
     assert f"wrote the confusion matrix to {out}" in captured.err
     rows = list(csv.reader(out.open()))
     assert rows[0] == ["true_label", "images", "accuracy", "red", "green", "blue"]
-    assert rows[1:] == [["red", "4", "1.000000", "4", "0", "0"], ["green", "3", "0.000000", "3", "0", "0"],
-                        ["blue", "5", "0.000000", "5", "0", "0"]]
+    assert rows[1:] == [
+        ["red", "4", "1.000000", "4", "0", "0"],
+        ["green", "3", "0.000000", "3", "0", "0"],
+        ["blue", "5", "0.000000", "5", "0", "0"],
+    ]
     assert "most confused (true -> predicted):" in captured.out and "  blue -> red: 5" in captured.out
     assert "per-class accuracy (lowest first): blue 0.0% (0/5), green 0.0% (0/3), red 100.0% (4/4)" in captured.out
     assert _run(ws, run_id, str(corpus), "--json") == 0
     s = json.loads(capsys.readouterr().out)["summary"]
-    assert s["confused_pairs"] == [{"true_label": "blue", "predicted": "red", "count": 5},
-                                   {"true_label": "green", "predicted": "red", "count": 3}]
-    assert [(r["label"], r["images"], r["correct"]) for r in s["per_class"]] == [("red", 4, 4), ("green", 3, 0), ("blue", 5, 0)]
+    assert s["confused_pairs"] == [
+        {"true_label": "blue", "predicted": "red", "count": 5},
+        {"true_label": "green", "predicted": "red", "count": 3},
+    ]
+    assert [(r["label"], r["images"], r["correct"]) for r in s["per_class"]] == [
+        ("red", 4, 4),
+        ("green", 3, 0),
+        ("blue", 5, 0),
+    ]
 
 
 def test_against_a_second_run_lists_where_they_disagree(
-    ws, corpus: Path, model_file: Path, fake_env: None, monkeypatch: pytest.MonkeyPatch,
+    ws,
+    corpus: Path,
+    model_file: Path,
+    fake_env: None,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     a, b = pc.make_run(ws, model_file), pc.make_run(ws, model_file)
@@ -214,13 +234,18 @@ def test_against_a_second_run_lists_where_they_disagree(
     d = json.loads(capsys.readouterr().out)["against"]
     assert (d["run_a"], d["run_b"], d["agree"], d["both"]) == (a, b, 0, 13)
     right = {r["rel"]: r["right"] for r in d["disagree"]}
-    assert right["red/a_red.png"] == "a" and right["green/b_palette.png"] == "b" and right["blue/d_red.bmp"] == "neither"
+    assert (
+        right["red/a_red.png"] == "a" and right["green/b_palette.png"] == "b" and right["blue/d_red.bmp"] == "neither"
+    )
     assert right["loose.png"] is None  # unlabelled
     assert d["accuracy"] == {"a": pytest.approx(4 / 12), "b": pytest.approx(3 / 12)}
     assert _run(ws, a, str(corpus), "--against", b) == 0
     out = capsys.readouterr().out
     assert f"{a} vs {b}: agree on 0 of 13 images, disagree on 13 (accuracy 33.3% vs 25.0%)" in out
-    assert any("red/a_red.png" in ln and "red 70%" in ln and "green 60%" in ln and ln.endswith("red <") for ln in out.splitlines())
+    assert any(
+        "red/a_red.png" in ln and "red 70%" in ln and "green 60%" in ln and ln.endswith("red <")
+        for ln in out.splitlines()
+    )
     assert _run(ws, a, str(corpus), "--against", a) == 2
     assert "that is" in _one_error_line(capsys)
 

@@ -47,7 +47,9 @@ def test_shipped_presets_pass_check(tmp_path: Path, capsys) -> None:
     """By name, as a user types them; the demo's data is generated into the workspace on the way."""
     shipped = presets.shipped_presets_dir()
     names = sorted(p.stem for p in shipped.glob("*.toml"))
-    assert {"demo", "cifar100-resnet50-transfer", "cifar100-resnet50-freeze-sweep", "cifar100-resnet50-scratch"} <= set(names)
+    assert {"demo", "cifar100-resnet50-transfer", "cifar100-resnet50-freeze-sweep", "cifar100-resnet50-scratch"} <= set(
+        names
+    )
     before = sorted(p.name for p in shipped.iterdir())
     for name in names:
         assert main(["--workspace", str(tmp_path / "ws"), "check", name, "--json"]) == 0, name

@@ -17,14 +17,22 @@ LAYER_TYPES = ["Conv2D", "BatchNormalization", "Activation", "Add", "DepthwiseCo
 
 def resnet50_layers() -> list[LayerInfo]:
     """The top-level layers of keras.applications.ResNet50 (names and types, model order)."""
-    def conv(name: str, p: int = 100) -> list[LayerInfo]:
-        return [LayerInfo(f"{name}_conv", "Conv2D", p, None, True),
-                LayerInfo(f"{name}_bn", "BatchNormalization", 4, None, True, trainable_params=2)]
 
-    out = [LayerInfo("input_layer", "InputLayer", 0, None, False), LayerInfo("conv1_pad", "ZeroPadding2D", 0, None, False)]
-    out += conv("conv1") + [LayerInfo("conv1_relu", "Activation", 0, None, False),
-                            LayerInfo("pool1_pad", "ZeroPadding2D", 0, None, False),
-                            LayerInfo("pool1_pool", "MaxPooling2D", 0, None, False)]
+    def conv(name: str, p: int = 100) -> list[LayerInfo]:
+        return [
+            LayerInfo(f"{name}_conv", "Conv2D", p, None, True),
+            LayerInfo(f"{name}_bn", "BatchNormalization", 4, None, True, trainable_params=2),
+        ]
+
+    out = [
+        LayerInfo("input_layer", "InputLayer", 0, None, False),
+        LayerInfo("conv1_pad", "ZeroPadding2D", 0, None, False),
+    ]
+    out += conv("conv1") + [
+        LayerInfo("conv1_relu", "Activation", 0, None, False),
+        LayerInfo("pool1_pad", "ZeroPadding2D", 0, None, False),
+        LayerInfo("pool1_pool", "MaxPooling2D", 0, None, False),
+    ]
     for stage, blocks in zip(range(2, 6), (3, 4, 6, 3), strict=True):
         for b in range(1, blocks + 1):
             p = f"conv{stage}_block{b}"
@@ -40,9 +48,15 @@ def resnet50_layers() -> list[LayerInfo]:
 def resnet50_description() -> dict[str, Any]:
     layers = stages.assign("resnet", resnet50_layers())
     layers[-1] = replace(layers[-1], output_shape=(None, 7, 7, 2048))
-    return {"version": freeze_policy.DESCRIPTION_VERSION, "backbone": "resnet50", "family": "resnet", "image_size": [224, 224],
-            "stages": list(stages.stage_names("resnet", layers)), "layers": [l.to_dict() for l in layers],
-            "input_layers": [LayerInfo("image", "InputLayer", 0, (None, None, None, 3), False).to_dict()]}
+    return {
+        "version": freeze_policy.DESCRIPTION_VERSION,
+        "backbone": "resnet50",
+        "family": "resnet",
+        "image_size": [224, 224],
+        "stages": list(stages.stage_names("resnet", layers)),
+        "layers": [l.to_dict() for l in layers],
+        "input_layers": [LayerInfo("image", "InputLayer", 0, (None, None, None, 3), False).to_dict()],
+    }
 
 
 def frozen_convs(layers: list[LayerInfo], flags: list[bool]) -> int:
@@ -76,10 +90,20 @@ def described_backbones(draw: st.DrawFn) -> list[LayerInfo]:
     out: list[LayerInfo] = []
     for s in range(n_stages):
         for i in range(draw(st.integers(1, 6))):
-            out.append(LayerInfo(f"s{s}_{i}", draw(st.sampled_from(LAYER_TYPES)), draw(st.integers(0, 50)), None,
-                                 True, stage=f"stage{s}"))
-    head = [LayerInfo("avg_pool", "GlobalAveragePooling2D", 0, None, False, "head"),
-            LayerInfo("logits", "Dense", 11, None, True, "head")]
+            out.append(
+                LayerInfo(
+                    f"s{s}_{i}",
+                    draw(st.sampled_from(LAYER_TYPES)),
+                    draw(st.integers(0, 50)),
+                    None,
+                    True,
+                    stage=f"stage{s}",
+                )
+            )
+    head = [
+        LayerInfo("avg_pool", "GlobalAveragePooling2D", 0, None, False, "head"),
+        LayerInfo("logits", "Dense", 11, None, True, "head"),
+    ]
     return [LayerInfo("resize", "Resizing", 0, None, False, "input"), *out, *head]
 
 
@@ -177,16 +201,23 @@ def test_build_map_rejects_a_depth_the_backbone_lacks() -> None:
 
 
 def _preset(**freeze: Any) -> presets.Preset:
-    return presets.from_dict({"name": "p", "data": {"source": "tfds:cifar10"},
-                              "model": {"backbone": "resnet50"}, "freeze": freeze})
+    return presets.from_dict(
+        {"name": "p", "data": {"source": "tfds:cifar10"}, "model": {"backbone": "resnet50"}, "freeze": freeze}
+    )
 
 
 def test_preflight_rejects_a_depth_beyond_the_backbones_stages() -> None:
     assert not preflight.freeze_depth_errors(_preset(depth=4), "p.toml")
     (issue,) = preflight.freeze_depth_errors(_preset(depth=5), "p.toml")
     assert str(issue) == 'p.toml: freeze.depth: resnet50 has 4 stages, got depth 5; use 0..4 or "all"'
-    swept = presets.from_dict({"name": "p", "data": {"source": "tfds:cifar10"}, "model": {"backbone": "vgg16"},
-                               "sweep": {"freeze.depth": [0, 5, 6]}})
+    swept = presets.from_dict(
+        {
+            "name": "p",
+            "data": {"source": "tfds:cifar10"},
+            "model": {"backbone": "vgg16"},
+            "sweep": {"freeze.depth": [0, 5, 6]},
+        }
+    )
     issues = preflight.freeze_depth_errors(swept, "p.toml")
     assert [i.field for i in issues] == ["sweep.freeze.depth"]
     assert "vgg16 has 5 stages, got depth 6" in issues[0].message
@@ -195,8 +226,15 @@ def test_preflight_rejects_a_depth_beyond_the_backbones_stages() -> None:
 
 def test_fully_frozen_backbone_gets_no_fine_tuning_learning_rate_warning() -> None:
     def warnings(depth: Any) -> list[str]:
-        p = presets.from_dict({"name": "p", "data": {"source": "tfds:cifar10"}, "model": {"backbone": "resnet50"},
-                               "freeze": {"depth": depth}, "train": {"optimizer": "adam", "learning_rate": 0.01}})
+        p = presets.from_dict(
+            {
+                "name": "p",
+                "data": {"source": "tfds:cifar10"},
+                "model": {"backbone": "resnet50"},
+                "freeze": {"depth": depth},
+                "train": {"optimizer": "adam", "learning_rate": 0.01},
+            }
+        )
         return [w for w in preflight.recipe_warnings(p) if "learning_rate" in w]
 
     assert warnings(2) and not warnings(4) and not warnings("all")
@@ -204,7 +242,9 @@ def test_fully_frozen_backbone_gets_no_fine_tuning_learning_rate_warning() -> No
 
 def test_validating_on_the_test_split_is_warned_about() -> None:
     def warnings(**data: Any) -> list[str]:
-        p = presets.from_dict({"name": "p", "data": {"source": "tfds:cifar10", **data}, "model": {"backbone": "resnet50"}})
+        p = presets.from_dict(
+            {"name": "p", "data": {"source": "tfds:cifar10", **data}, "model": {"backbone": "resnet50"}}
+        )
         return [w for w in preflight.recipe_warnings(p) if "test set" in w]
 
     assert not warnings()  # train[:90%] / train[90%:] / test
@@ -215,8 +255,14 @@ def test_validating_on_the_test_split_is_warned_about() -> None:
 
 def test_a_frozen_hub_module_gets_no_batchnorm_drift_warning() -> None:
     def drift(backbone: str) -> bool:
-        p = presets.from_dict({"name": "p", "data": {"source": "tfds:cifar10"}, "model": {"backbone": backbone},
-                               "freeze": {"depth": "all", "batchnorm": "trainable"}})
+        p = presets.from_dict(
+            {
+                "name": "p",
+                "data": {"source": "tfds:cifar10"},
+                "model": {"backbone": backbone},
+                "freeze": {"depth": "all", "batchnorm": "trainable"},
+            }
+        )
         return any("statistics drift" in w for w in preflight.recipe_warnings(p))
 
     assert drift("resnet50")

@@ -354,8 +354,10 @@ def test_preflight_warns_about_downloads_still_to_come(ws, tmp_path: Path) -> No
 
     report = preflight.check(preset(INCEPTION), "p.toml", ws)
     assert report.errors == []
-    assert any(w.startswith(f"hub:{INCEPTION} is not in the hub cache yet") and f"`tltui hub fetch {INCEPTION}`" in w
-               for w in report.warnings)
+    assert any(
+        w.startswith(f"hub:{INCEPTION} is not in the hub cache yet") and f"`tltui hub fetch {INCEPTION}`" in w
+        for w in report.warnings
+    )
 
     tgz = tarball(fake_saved_model(tmp_path / "src"), tmp_path / "m.tar.gz")
     hubcache.fetch_archive(hubcache.parse(tgz.as_uri()), hubcache.cache_root(ws.root))
@@ -378,7 +380,10 @@ def test_shipped_hub_preset_is_the_notebooks_experiment() -> None:
     p = presets.load(Path(__file__).resolve().parents[2] / "tltui" / "presets" / "cifar100-inception-hub.toml")
     assert p.model.backbone == "hub:https://tfhub.dev/google/imagenet/inception_v3/feature_vector/5"
     assert (p.data.source, p.data.image_size, p.model.hub_output_dim, p.freeze.depth) == (
-        "tfds:cifar100", [299, 299], 2048, "all"
+        "tfds:cifar100",
+        [299, 299],
+        2048,
+        "all",
     )
     assert hubcache.parse(p.model.backbone).kind == "tfhub"
 

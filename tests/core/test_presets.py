@@ -82,7 +82,9 @@ def test_set_overrides_with_toml_values_and_bare_strings() -> None:
 
 
 def test_set_can_replace_a_sweep_value_and_is_validated() -> None:
-    assert _err_set(["train.epochs=0"]) == ["p.toml:13: train.epochs: Input should be greater than or equal to 1 (got 0)"]
+    assert _err_set(["train.epochs=0"]) == [
+        "p.toml:13: train.epochs: Input should be greater than or equal to 1 (got 0)"
+    ]
 
 
 def _err_set(items: list[str]) -> list[str]:
@@ -106,6 +108,7 @@ def test_folder_source_is_relative_to_the_preset_file(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------- broken presets
 
+
 def _with(old: str, new: str) -> str:
     assert old in BASE, old
     return BASE.replace(old, new)
@@ -118,56 +121,157 @@ BROKEN: list[tuple[str, str, str]] = [
     ("unclosed-string", 'name = "p\n', "p.toml:1: TOML syntax error"),
     ("duplicate-key", BASE + "[data]\nbatch_size = 9\n", "TOML syntax error"),
     ("missing-name", BASE.replace('name = "p"\n', ""), "name: required field is missing"),
-    ("missing-data", "name = \"p\"\n[model]\nbackbone = \"resnet50\"\n", "data: required field is missing"),
+    ("missing-data", 'name = "p"\n[model]\nbackbone = "resnet50"\n', "data: required field is missing"),
     ("missing-source", _with('source = "tfds:cifar10"\n', ""), "data.source: required field is missing"),
     ("missing-backbone", _with('backbone = "resnet50"\n', ""), "model.backbone: required field is missing"),
     ("empty-name", _with('name = "p"', 'name = ""'), "name: String should have at least 1 character"),
     ("name-slash", _with('name = "p"', 'name = "a/b"'), "name: use letters, digits"),
     ("unknown-top", BASE + "colour = 1\n", "p.toml:16: train.colour: unknown key"),
-    ("unknown-top-before-table", 'colour = 1\n' + BASE, "p.toml:1: colour: unknown key"),
+    ("unknown-top-before-table", "colour = 1\n" + BASE, "p.toml:1: colour: unknown key"),
     ("unknown-section", BASE + "[optimizer]\nlr = 1\n", "p.toml:16: optimizer: unknown key"),
     ("typo-key", _with("batch_size = 8", "batchsize = 8"), "p.toml:5: data.batchsize: unknown key"),
     ("typo-train", _with("epochs = 3", "epoch = 3"), "p.toml:13: train.epoch: unknown key"),
-    ("source-kind", _with('"tfds:cifar10"', '"s3:bucket"'), 'p.toml:3: data.source: expected "tfds:NAME" or "folder:PATH"'),
+    (
+        "source-kind",
+        _with('"tfds:cifar10"', '"s3:bucket"'),
+        'p.toml:3: data.source: expected "tfds:NAME" or "folder:PATH"',
+    ),
     ("source-empty", _with('"tfds:cifar10"', '"tfds:"'), "p.toml:3: data.source: expected"),
     ("source-type", _with('"tfds:cifar10"', "3"), "p.toml:3: data.source: Input should be a valid string (got 3)"),
     ("image-size-one", _with("[32, 32]", "[32]"), "p.toml:4: data.image_size: expected [height, width]"),
-    ("image-size-small", _with("[32, 32]", "[4, 4]"), "data.image_size: expected [height, width] with sides in 8..4096"),
+    (
+        "image-size-small",
+        _with("[32, 32]", "[4, 4]"),
+        "data.image_size: expected [height, width] with sides in 8..4096",
+    ),
     ("image-size-str", _with("[32, 32]", '"32x32"'), "p.toml:4: data.image_size: Input should be a valid list"),
-    ("image-size-float", _with("[32, 32]", "[32.5, 32]"), "p.toml:4: data.image_size: Input should be a valid integer (got 32.5)"),
-    ("batch-zero", _with("batch_size = 8", "batch_size = 0"), "p.toml:5: data.batch_size: Input should be greater than or equal to 1 (got 0)"),
-    ("batch-float", _with("batch_size = 8", "batch_size = 8.5"), "p.toml:5: data.batch_size: Input should be a valid integer"),
-    ("batch-string", _with("batch_size = 8", 'batch_size = "8"'), "p.toml:5: data.batch_size: Input should be a valid integer"),
-    ("batch-bool", _with("batch_size = 8", "batch_size = true"), "p.toml:5: data.batch_size: Input should be a valid integer"),
-    ("val-fraction", BASE.replace("batch_size = 8", "batch_size = 8\nvalidation_fraction = 1.5"), "data.validation_fraction: Input should be less than 1"),
-    ("augment-string", BASE.replace("batch_size = 8", 'batch_size = 8\naugment = "yes"'), "data.augment: Input should be a valid boolean"),
-    ("backbone-unknown", _with('"resnet50"', '"resnet5"'), "p.toml:7: model.backbone: unknown backbone 'resnet5'; did you mean 'resnet50'?"),
+    (
+        "image-size-float",
+        _with("[32, 32]", "[32.5, 32]"),
+        "p.toml:4: data.image_size: Input should be a valid integer (got 32.5)",
+    ),
+    (
+        "batch-zero",
+        _with("batch_size = 8", "batch_size = 0"),
+        "p.toml:5: data.batch_size: Input should be greater than or equal to 1 (got 0)",
+    ),
+    (
+        "batch-float",
+        _with("batch_size = 8", "batch_size = 8.5"),
+        "p.toml:5: data.batch_size: Input should be a valid integer",
+    ),
+    (
+        "batch-string",
+        _with("batch_size = 8", 'batch_size = "8"'),
+        "p.toml:5: data.batch_size: Input should be a valid integer",
+    ),
+    (
+        "batch-bool",
+        _with("batch_size = 8", "batch_size = true"),
+        "p.toml:5: data.batch_size: Input should be a valid integer",
+    ),
+    (
+        "val-fraction",
+        BASE.replace("batch_size = 8", "batch_size = 8\nvalidation_fraction = 1.5"),
+        "data.validation_fraction: Input should be less than 1",
+    ),
+    (
+        "augment-string",
+        BASE.replace("batch_size = 8", 'batch_size = 8\naugment = "yes"'),
+        "data.augment: Input should be a valid boolean",
+    ),
+    (
+        "backbone-unknown",
+        _with('"resnet50"', '"resnet5"'),
+        "p.toml:7: model.backbone: unknown backbone 'resnet5'; did you mean 'resnet50'?",
+    ),
     ("backbone-hub-empty", _with('"resnet50"', '"hub:"'), 'model.backbone: expected "hub:HANDLE_OR_PATH"'),
     ("weights-bad", _with('weights = "none"', 'weights = "imagenet21k"'), "p.toml:8: model.weights: expected"),
-    ("dropout-range", _with('weights = "none"', 'weights = "none"\ndropout = 1.0'), "model.dropout: Input should be less than 1"),
-    ("depth-negative", _with("depth = 2", "depth = -1"), 'p.toml:10: freeze.depth: expected a number of macro-blocks 0..N or "all", got -1'),
+    (
+        "dropout-range",
+        _with('weights = "none"', 'weights = "none"\ndropout = 1.0'),
+        "model.dropout: Input should be less than 1",
+    ),
+    (
+        "depth-negative",
+        _with("depth = 2", "depth = -1"),
+        'p.toml:10: freeze.depth: expected a number of macro-blocks 0..N or "all", got -1',
+    ),
     ("depth-word", _with("depth = 2", 'depth = "most"'), "freeze.depth: expected a number of macro-blocks"),
     ("depth-bool", _with("depth = 2", "depth = true"), "freeze.depth: expected a number of macro-blocks"),
     ("depth-float", _with("depth = 2", "depth = 2.5"), "freeze.depth: expected a number of macro-blocks"),
-    ("batchnorm-bad", _with('batchnorm = "frozen"', 'batchnorm = "on"'), "p.toml:11: freeze.batchnorm: Input should be 'frozen', 'inference' or 'trainable'"),
-    ("epochs-zero", _with("epochs = 3", "epochs = 0"), "p.toml:13: train.epochs: Input should be greater than or equal to 1"),
-    ("epochs-huge", _with("epochs = 3", "epochs = 10000000"), "train.epochs: Input should be less than or equal to 100000"),
-    ("optimizer-bad", _with('optimizer = "sgd"', 'optimizer = "lion"'), "p.toml:14: train.optimizer: Input should be 'sgd', 'adam', 'adamw' or 'rmsprop'"),
-    ("lr-zero", _with("learning_rate = 0.01", "learning_rate = 0"), "p.toml:15: train.learning_rate: Input should be greater than 0"),
-    ("lr-string", _with("learning_rate = 0.01", 'learning_rate = "1e-3"'), "train.learning_rate: Input should be a valid number"),
+    (
+        "batchnorm-bad",
+        _with('batchnorm = "frozen"', 'batchnorm = "on"'),
+        "p.toml:11: freeze.batchnorm: Input should be 'frozen', 'inference' or 'trainable'",
+    ),
+    (
+        "epochs-zero",
+        _with("epochs = 3", "epochs = 0"),
+        "p.toml:13: train.epochs: Input should be greater than or equal to 1",
+    ),
+    (
+        "epochs-huge",
+        _with("epochs = 3", "epochs = 10000000"),
+        "train.epochs: Input should be less than or equal to 100000",
+    ),
+    (
+        "optimizer-bad",
+        _with('optimizer = "sgd"', 'optimizer = "lion"'),
+        "p.toml:14: train.optimizer: Input should be 'sgd', 'adam', 'adamw' or 'rmsprop'",
+    ),
+    (
+        "lr-zero",
+        _with("learning_rate = 0.01", "learning_rate = 0"),
+        "p.toml:15: train.learning_rate: Input should be greater than 0",
+    ),
+    (
+        "lr-string",
+        _with("learning_rate = 0.01", 'learning_rate = "1e-3"'),
+        "train.learning_rate: Input should be a valid number",
+    ),
     ("momentum-range", BASE + "momentum = 1.5\n", "train.momentum: Input should be less than 1"),
-    ("patience-negative", BASE + "early_stopping_patience = -1\n", "train.early_stopping_patience: Input should be greater than or equal to 0"),
+    (
+        "patience-negative",
+        BASE + "early_stopping_patience = -1\n",
+        "train.early_stopping_patience: Input should be greater than or equal to 0",
+    ),
     ("mixed-precision-bad", BASE + 'mixed_precision = "fp8"\n', "train.mixed_precision"),
     ("feature-cache-bad", BASE + 'feature_cache = "always"\n', "train.feature_cache: Input should be 'auto' or 'off'"),
     ("gpus-negative", BASE + "gpus = -1\n", "train.gpus: Input should be greater than or equal to 0"),
-    ("data-not-table", BASE.replace("[data]\n", "data = 3\n[data2]\n"), "p.toml:2: data: Input should be a valid dictionary"),
-    ("sweep-not-list", BASE + '[sweep]\n"freeze.depth" = 3\n', 'p.toml:17: sweep.freeze.depth: Input should be a valid list'),
+    (
+        "data-not-table",
+        BASE.replace("[data]\n", "data = 3\n[data2]\n"),
+        "p.toml:2: data: Input should be a valid dictionary",
+    ),
+    (
+        "sweep-not-list",
+        BASE + '[sweep]\n"freeze.depth" = 3\n',
+        "p.toml:17: sweep.freeze.depth: Input should be a valid list",
+    ),
     ("sweep-empty", BASE + '[sweep]\n"freeze.depth" = []\n', "sweep 'freeze.depth': expected a non-empty list"),
-    ("sweep-bad-value", BASE + '[sweep]\n"freeze.depth" = [0, 1, "x"]\n', "p.toml:17: sweep.freeze.depth: value 'x': expected a number of macro-blocks"),
+    (
+        "sweep-bad-value",
+        BASE + '[sweep]\n"freeze.depth" = [0, 1, "x"]\n',
+        "p.toml:17: sweep.freeze.depth: value 'x': expected a number of macro-blocks",
+    ),
     ("sweep-unknown-key", BASE + '[sweep]\n"train.epoch" = [1, 2]\n', "sweep.train.epoch: value 1: unknown key"),
-    ("sweep-not-dotted", BASE + '[sweep]\nepochs = [1, 2]\n', 'p.toml:17: sweep.epochs: expected a dotted key like "freeze.depth"'),
-    ("sweep-too-big", BASE + '[sweep]\n"train.seed" = ' + str(list(range(40))) + '\n"train.epochs" = ' + str(list(range(1, 40))) + "\n", "sweep: expands to 1560 runs; at most 1000"),
-    ("not-utf8-like", "name = \"p\"\n\x00\x01\x02", "TOML syntax error"),
+    (
+        "sweep-not-dotted",
+        BASE + "[sweep]\nepochs = [1, 2]\n",
+        'p.toml:17: sweep.epochs: expected a dotted key like "freeze.depth"',
+    ),
+    (
+        "sweep-too-big",
+        BASE
+        + '[sweep]\n"train.seed" = '
+        + str(list(range(40)))
+        + '\n"train.epochs" = '
+        + str(list(range(1, 40)))
+        + "\n",
+        "sweep: expands to 1560 runs; at most 1000",
+    ),
+    ("not-utf8-like", 'name = "p"\n\x00\x01\x02', "TOML syntax error"),
 ]
 
 
@@ -199,7 +303,7 @@ def test_binary_garbage_and_huge_files(tmp_path: Path) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.text(alphabet=st.sampled_from(list('[]="\'.,#\n abcdefgxyz0123456789-_:{}tfnaeu')), max_size=200))
+@given(st.text(alphabet=st.sampled_from(list("[]=\"'.,#\n abcdefgxyz0123456789-_:{}tfnaeu")), max_size=200))
 def test_parser_never_raises_anything_but_preset_error(text: str) -> None:
     try:
         presets.loads(text, "fuzz.toml")
@@ -208,10 +312,16 @@ def test_parser_never_raises_anything_but_preset_error(text: str) -> None:
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.dictionaries(st.sampled_from(["data", "model", "freeze", "train", "sweep", "name"]),
-                       st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
-                                    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c, max_size=3),
-                                    max_leaves=8)))
+@given(
+    st.dictionaries(
+        st.sampled_from(["data", "model", "freeze", "train", "sweep", "name"]),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+            lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c, max_size=3),
+            max_leaves=8,
+        ),
+    )
+)
 def test_random_structures_never_crash(raw: dict) -> None:
     try:
         presets.from_dict(raw, "fuzz.toml")
@@ -225,28 +335,41 @@ def test_check_cli_exit_codes_and_json(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text(_with("batch_size = 8", "batch_size = 0"))
     env_ws = ["--workspace", str(tmp_path / "ws")]
-    ok = subprocess.run([sys.executable, "-m", "tltui", *env_ws, "check", str(good), "--json"],
-                        capture_output=True, text=True, timeout=60)
+    ok = subprocess.run(
+        [sys.executable, "-m", "tltui", *env_ws, "check", str(good), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert ok.returncode == 0, ok.stderr
     import json
 
     doc = json.loads(ok.stdout)
     assert [r["overrides"] for r in doc["runs"]] == [{"freeze.depth": 0}, {"freeze.depth": 1}]
     assert doc["runs"][0]["name"] == "p[depth=0]"
-    res = subprocess.run([sys.executable, "-m", "tltui", *env_ws, "check", str(bad)],
-                         capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        [sys.executable, "-m", "tltui", *env_ws, "check", str(bad)], capture_output=True, text=True, timeout=60
+    )
     assert res.returncode == 2
     assert res.stderr.strip() == f"error: {bad}:5: data.batch_size: Input should be greater than or equal to 1 (got 0)"
     assert "Traceback" not in res.stderr
-    res = subprocess.run([sys.executable, "-m", "tltui", *env_ws, "check", str(good), "--set", "train.epochs=0"],
-                         capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        [sys.executable, "-m", "tltui", *env_ws, "check", str(good), "--set", "train.epochs=0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode == 2 and "train.epochs" in res.stderr
 
 
 def test_check_catches_missing_folder_before_training(tmp_path: Path) -> None:
     f = tmp_path / "f.toml"
     f.write_text(_with('"tfds:cifar10"', '"folder:nowhere"'))
-    res = subprocess.run([sys.executable, "-m", "tltui", "--workspace", str(tmp_path / "ws"), "check", str(f)],
-                         capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        [sys.executable, "-m", "tltui", "--workspace", str(tmp_path / "ws"), "check", str(f)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode == 2
     assert "data.source: folder" in res.stderr and "does not exist" in res.stderr

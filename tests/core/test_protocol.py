@@ -26,8 +26,16 @@ def test_round_trip_every_event_type() -> None:
 
 
 def test_foreign_and_bad_lines_decode_to_none() -> None:
-    for line in [b"", b"{", b"[]", b'{"type": "nope", "t": 1}', b'{"type": "batch"}', b'{"type": "batch", "t": "x"}',
-                 b"\xff\xfe", b'{"type": "batch", "t": 1, "step": 1, "bogus": 2}'[:-20]]:
+    for line in [
+        b"",
+        b"{",
+        b"[]",
+        b'{"type": "nope", "t": 1}',
+        b'{"type": "batch"}',
+        b'{"type": "batch", "t": "x"}',
+        b"\xff\xfe",
+        b'{"type": "batch", "t": 1, "step": 1, "bogus": 2}'[:-20],
+    ]:
         assert protocol.decode(line) is None
     # unknown fields from a newer worker are ignored, not fatal
     ev = protocol.decode(b'{"type": "batch", "t": 1, "step": 3, "future_field": 1}')

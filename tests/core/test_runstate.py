@@ -7,8 +7,12 @@ from tltui.core.runstate import RunState
 
 
 def _epoch(e: int, val_acc: float, secs: float = 10.0) -> EpochEnd:
-    return EpochEnd(t=float(e), epoch=e, metrics={"loss": 1.0 / e, "acc": 0.1 * e, "val_acc": val_acc,
-                                                   "val_top5_acc": min(1.0, val_acc + 0.2)}, epoch_seconds=secs)
+    return EpochEnd(
+        t=float(e),
+        epoch=e,
+        metrics={"loss": 1.0 / e, "acc": 0.1 * e, "val_acc": val_acc, "val_top5_acc": min(1.0, val_acc + 0.2)},
+        epoch_seconds=secs,
+    )
 
 
 def test_history_best_and_progress() -> None:
@@ -20,8 +24,13 @@ def test_history_best_and_progress() -> None:
     st.apply(EpochBegin(t=0.0, epoch=4))
     st.apply(Batch(t=0.0, epoch=4, step=5, steps=10, metrics={"loss": 0.2}))
     assert [h["epoch"] for h in st.history_list()] == [1, 2, 3]
-    assert st.best() == {"epoch": 2, "val_acc": 0.5, "val_top5_acc": 0.7, "best_val_top5_acc": 0.7,
-                         "best_val_top5_epoch": 2}
+    assert st.best() == {
+        "epoch": 2,
+        "val_acc": 0.5,
+        "val_top5_acc": 0.7,
+        "best_val_top5_acc": 0.7,
+        "best_val_top5_epoch": 2,
+    }
     assert st.progress() == (3 + 0.5) / 4
     assert st.eta_seconds() == 0.5 * 10.0
     st.apply(_epoch(4, 0.6))
@@ -47,9 +56,14 @@ def test_resume_drops_epochs_after_the_restart_point() -> None:
 def test_history_version_moves_with_everything_but_batches() -> None:
     st = RunState()
     versions = []
-    for ev in (Started(t=0.0, epochs=2), EpochBegin(t=0.0, epoch=1),
-               Batch(t=0.1, epoch=1, step=1, metrics={"loss": 2.0}), Batch(t=0.2, epoch=1, step=2, metrics={"loss": 1.5}),
-               _epoch(1, 0.3), Finished(t=9.0, status="completed", epochs_done=1)):
+    for ev in (
+        Started(t=0.0, epochs=2),
+        EpochBegin(t=0.0, epoch=1),
+        Batch(t=0.1, epoch=1, step=1, metrics={"loss": 2.0}),
+        Batch(t=0.2, epoch=1, step=2, metrics={"loss": 1.5}),
+        _epoch(1, 0.3),
+        Finished(t=9.0, status="completed", epochs_done=1),
+    ):
         st.apply(ev)
         versions.append(st.history_version)
     assert versions == [1, 2, 2, 2, 3, 4]
@@ -61,8 +75,13 @@ def test_best_reports_the_top5_of_the_best_epoch_and_the_best_top5_apart() -> No
     st.apply(Started(t=0.0, epochs=3))
     for e, (acc, top5) in enumerate([(0.4, 0.9), (0.6, 0.8), (0.5, 0.85)], start=1):
         st.apply(EpochEnd(t=float(e), epoch=e, metrics={"loss": 1.0, "val_acc": acc, "val_top5_acc": top5}))
-    assert st.best() == {"epoch": 2, "val_acc": 0.6, "val_top5_acc": 0.8,
-                         "best_val_top5_acc": 0.9, "best_val_top5_epoch": 1}
+    assert st.best() == {
+        "epoch": 2,
+        "val_acc": 0.6,
+        "val_top5_acc": 0.8,
+        "best_val_top5_acc": 0.9,
+        "best_val_top5_epoch": 1,
+    }
 
 
 def test_best_has_no_top5_when_the_run_has_too_few_classes() -> None:
@@ -112,14 +131,40 @@ def test_phases_list_says_what_each_phase_did() -> None:
     st = RunState()
     st.apply(Started(t=0.0, epochs=5))
     st.apply(ModelInfo(t=0.0, trainable_params=51, feature_cache=True))
-    st.apply(TrainPhase(t=0.0, index=1, count=2, name="head", start_epoch=0, epochs=2, total_epochs=5,
-                        freeze_depth="all", optimizer="adam", learning_rate=1e-3, trainable_params=51))
+    st.apply(
+        TrainPhase(
+            t=0.0,
+            index=1,
+            count=2,
+            name="head",
+            start_epoch=0,
+            epochs=2,
+            total_epochs=5,
+            freeze_depth="all",
+            optimizer="adam",
+            learning_rate=1e-3,
+            trainable_params=51,
+        )
+    )
     for e in (1, 2):
         st.apply(_epoch(e, 0.1 * e))
     assert st.phases_list()[0]["last_epoch"] == 2 and st.phases_list()[0]["epochs_trained"] == 2
     st.apply(ModelInfo(t=0.0, trainable_params=900, feature_cache=False))
-    st.apply(TrainPhase(t=0.0, index=2, count=2, name="ft", start_epoch=2, epochs=3, total_epochs=5,
-                        freeze_depth=0, optimizer="sgd", learning_rate=1e-4, trainable_params=900))
+    st.apply(
+        TrainPhase(
+            t=0.0,
+            index=2,
+            count=2,
+            name="ft",
+            start_epoch=2,
+            epochs=3,
+            total_epochs=5,
+            freeze_depth=0,
+            optimizer="sgd",
+            learning_rate=1e-4,
+            trainable_params=900,
+        )
+    )
     st.apply(_epoch(3, 0.4))
     st.apply(Finished(t=9.0, status="completed", epochs_done=3))  # phase 2 stopped early after epoch 3
     one, two = st.phases_list()

@@ -33,7 +33,11 @@ def test_defaults_when_the_file_is_missing(ws: Workspace) -> None:
     assert s == Settings.load(ws.root, {}) and s.issues == []
     assert s.runner == RunnerSettings() and s.runner.idle_timeout == 60.0 and s.runner.tick == 0.2
     assert (s.executor.default, s.ray.address, s.slurm.cluster, s.ui.images) == (
-        "local", "http://127.0.0.1:8265", "slurm", "auto")
+        "local",
+        "http://127.0.0.1:8265",
+        "slurm",
+        "auto",
+    )
     assert s.cache.decoded_gb == decoded_store.DEFAULT_LIMIT_GB
     assert s.slurm.time_limit == 24 * 60 and s.ray.shared_fs == "auto" and s.ray.env_vars == {}
 
@@ -50,12 +54,26 @@ def test_unknown_key_and_table_name_their_line(ws: Workspace) -> None:
 
 
 def test_bad_types_and_ranges(ws: Workspace) -> None:
-    path = write(ws, "\n".join([
-        "[runner]", "tick = 0", "cpu_slots = true", "idle_timeout = '5'",
-        "[ray]", 'shared_fs = "maybe"', "env_vars = { A = 1, B = [2] }",
-        "[slurm]", 'cluster = "pbs"', 'setup = ["module load cuda", 3]',
-        "[slurm.additional]", "exclusive = true",
-    ]) + "\n")
+    path = write(
+        ws,
+        "\n".join(
+            [
+                "[runner]",
+                "tick = 0",
+                "cpu_slots = true",
+                "idle_timeout = '5'",
+                "[ray]",
+                'shared_fs = "maybe"',
+                "env_vars = { A = 1, B = [2] }",
+                "[slurm]",
+                'cluster = "pbs"',
+                'setup = ["module load cuda", 3]',
+                "[slurm.additional]",
+                "exclusive = true",
+            ]
+        )
+        + "\n",
+    )
     with pytest.raises(PresetError) as e:
         Settings.load(ws, {})
     assert lines_of(e) == [
@@ -85,14 +103,24 @@ def test_a_table_that_is_not_a_table_and_toml_errors(ws: Workspace) -> None:
 
 def test_the_environment_wins_and_a_bad_value_names_the_variable(ws: Workspace) -> None:
     write(ws, '[runner]\ncpu_slots = 2\ntick = 0.5\n[executor]\ndefault = "slurm"\n[ui]\nimages = "sixel"\n')
-    env = {"TLTUI_RUNNER_CPU_SLOTS": "3", "TLTUI_RUNNER_IDLE_TIMEOUT": "1.5", "TLTUI_EXECUTOR": "ray",
-           "TLTUI_RAY_ADDRESS": "http://head:8265", "TLTUI_SLURM_CLUSTER": "local", "TLTUI_IMAGES": "kitty",
-           "TLTUI_RUNNER_TICK": ""}  # empty: unset
+    env = {
+        "TLTUI_RUNNER_CPU_SLOTS": "3",
+        "TLTUI_RUNNER_IDLE_TIMEOUT": "1.5",
+        "TLTUI_EXECUTOR": "ray",
+        "TLTUI_RAY_ADDRESS": "http://head:8265",
+        "TLTUI_SLURM_CLUSTER": "local",
+        "TLTUI_IMAGES": "kitty",
+        "TLTUI_RUNNER_TICK": "",
+    }  # empty: unset
     s = Settings.load(ws, env)
     assert (s.runner.cpu_slots, s.runner.idle_timeout, s.runner.tick) == (3, 1.5, 0.5)
     assert isinstance(s.runner.cpu_slots, int)
-    assert (s.executor.default, s.ray.address, s.slurm.cluster, s.ui.images) == ("ray", "http://head:8265", "local",
-                                                                                "kitty")
+    assert (s.executor.default, s.ray.address, s.slurm.cluster, s.ui.images) == (
+        "ray",
+        "http://head:8265",
+        "local",
+        "kitty",
+    )
     bad = {"TLTUI_RUNNER_CPU_SLOTS": "two", "TLTUI_RUNNER_CANCEL_GRACE": "-1", "TLTUI_IMAGES": "ascii"}
     with pytest.raises(PresetError) as e:
         Settings.load(ws, bad)
@@ -110,19 +138,35 @@ def test_the_environment_wins_and_a_bad_value_names_the_variable(ws: Workspace) 
 def test_every_declared_override_is_a_tltui_variable() -> None:
     declared = {var for model in Settings.TABLES.values() for var in model.env_overrides().values()}
     assert declared == {
-        "TLTUI_RUNNER_IDLE_TIMEOUT", "TLTUI_RUNNER_CANCEL_GRACE", "TLTUI_RUNNER_MAX_RUNS_PER_GPU",
-        "TLTUI_RUNNER_CPU_SLOTS", "TLTUI_RUNNER_GPU_BUSY_UTIL", "TLTUI_RUNNER_GPU_BUSY_MEMORY", "TLTUI_RUNNER_TICK",
-        "TLTUI_EXECUTOR", "TLTUI_RAY_ADDRESS", "TLTUI_SLURM_CLUSTER", "TLTUI_IMAGES",
+        "TLTUI_RUNNER_IDLE_TIMEOUT",
+        "TLTUI_RUNNER_CANCEL_GRACE",
+        "TLTUI_RUNNER_MAX_RUNS_PER_GPU",
+        "TLTUI_RUNNER_CPU_SLOTS",
+        "TLTUI_RUNNER_GPU_BUSY_UTIL",
+        "TLTUI_RUNNER_GPU_BUSY_MEMORY",
+        "TLTUI_RUNNER_TICK",
+        "TLTUI_EXECUTOR",
+        "TLTUI_RAY_ADDRESS",
+        "TLTUI_SLURM_CLUSTER",
+        "TLTUI_IMAGES",
     }
     assert all(var == f"TLTUI_RUNNER_{key.upper()}" for key, var in RunnerSettings.env_overrides().items())
 
 
 def test_lenient_load_keeps_defaults_and_check_raises_one_tables_issues(ws: Workspace) -> None:
-    path = write(ws, '[runner]\ntick = -1\nidle_timeout = 7\n[ray]\nnum_cpus = "x"\naddress = "http://h:1"\n'
-                     '[ui]\nimages = "ascii"\n')
+    path = write(
+        ws,
+        '[runner]\ntick = -1\nidle_timeout = 7\n[ray]\nnum_cpus = "x"\naddress = "http://h:1"\n'
+        '[ui]\nimages = "ascii"\n',
+    )
     s = Settings.load(ws, {}, strict=False)
     assert (s.runner.tick, s.runner.idle_timeout, s.ray.num_cpus, s.ray.address, s.ui.images) == (
-        0.2, 7.0, 1.0, "http://h:1", "auto")
+        0.2,
+        7.0,
+        1.0,
+        "http://h:1",
+        "auto",
+    )
     assert [i.field for i in s.issues] == ["runner.tick", "ray.num_cpus", "ui.images"]
     assert s.check("cache", "slurm") is s
     with pytest.raises(PresetError) as e:
@@ -143,16 +187,46 @@ def test_error_beyond_the_schema_names_the_line_or_the_variable(ws: Workspace) -
 
 
 FULL = {
-    "runner": {"idle_timeout": 5.0, "cancel_grace": 3.0, "max_runs_per_gpu": 2, "cpu_slots": 4, "gpu_busy_util": 90.0,
-               "gpu_busy_memory": 0.25, "tick": 0.1},
+    "runner": {
+        "idle_timeout": 5.0,
+        "cancel_grace": 3.0,
+        "max_runs_per_gpu": 2,
+        "cpu_slots": 4,
+        "gpu_busy_util": 90.0,
+        "gpu_busy_memory": 0.25,
+        "tick": 0.1,
+    },
     "executor": {"default": "ray"},
-    "ray": {"address": "http://head:8265", "num_cpus": 2.0, "default_gpus": 1, "shared_fs": False,
-            "python": "/opt/venv/bin/python", "env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"}, "poll_interval": 0.3,
-            "lost_after": 60.0, "stop_wait": 10, "submit_retry": 5.0},
-    "slurm": {"cluster": "local", "partition": "gpu", "account": "lab", "qos": "high", "constraint": "a100",
-              "time_limit": 240, "gpus": 1, "cpus_per_task": 8, "mem_gb": 32.0, "additional": {"exclusive": True},
-              "setup": ["module load cuda/12"], "python": "/opt/venv/bin/python", "max_requeues": 1,
-              "signal_delay": 50, "poll_interval": 10.0, "scheduler_grace": 300.0},
+    "ray": {
+        "address": "http://head:8265",
+        "num_cpus": 2.0,
+        "default_gpus": 1,
+        "shared_fs": False,
+        "python": "/opt/venv/bin/python",
+        "env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"},
+        "poll_interval": 0.3,
+        "lost_after": 60.0,
+        "stop_wait": 10,
+        "submit_retry": 5.0,
+    },
+    "slurm": {
+        "cluster": "local",
+        "partition": "gpu",
+        "account": "lab",
+        "qos": "high",
+        "constraint": "a100",
+        "time_limit": 240,
+        "gpus": 1,
+        "cpus_per_task": 8,
+        "mem_gb": 32.0,
+        "additional": {"exclusive": True},
+        "setup": ["module load cuda/12"],
+        "python": "/opt/venv/bin/python",
+        "max_requeues": 1,
+        "signal_delay": 50,
+        "poll_interval": 10.0,
+        "scheduler_grace": 300.0,
+    },
     "cache": {"decoded_gb": 2.5},
     "ui": {"images": "halfblock"},
 }
@@ -224,7 +298,8 @@ def test_every_tltui_environment_variable_is_listed_in_the_settings_docstring() 
         for name in _names(text):
             used.setdefault(name, set()).add(str(path.relative_to(REPO)))
     missing = {
-        name: sorted(where) for name, where in used.items()
+        name: sorted(where)
+        for name, where in used.items()
         if not (any(d.startswith(name) for d in documented) if name.endswith("_") else name in documented)
     }
     assert not missing, f"TLTUI_* variables read but not listed in tltui/core/settings.py's docstring: {missing}"

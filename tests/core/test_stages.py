@@ -25,11 +25,17 @@ def test_every_catalog_family_has_a_stage_map() -> None:
 def test_resnet_stem_joins_conv2_and_auto_named_layers_follow_the_layer_before() -> None:
     layers = [
         L("input_layer_3", "InputLayer"),
-        L("conv1_conv"), L("conv1_bn", "BatchNormalization"), L("pool1_pool", "MaxPooling2D"),
-        L("conv2_block1_1_conv"), L("conv2_block1_out", "Activation"),
-        L("conv3_block1_1_conv"), L("max_pooling2d_7", "MaxPooling2D"),  # ResNetV2's unnamed shortcut pool
+        L("conv1_conv"),
+        L("conv1_bn", "BatchNormalization"),
+        L("pool1_pool", "MaxPooling2D"),
+        L("conv2_block1_1_conv"),
+        L("conv2_block1_out", "Activation"),
+        L("conv3_block1_1_conv"),
+        L("max_pooling2d_7", "MaxPooling2D"),  # ResNetV2's unnamed shortcut pool
         L("conv4_block1_1_conv"),
-        L("conv5_block1_1_conv"), L("post_bn", "BatchNormalization"), L("post_relu", "Activation"),
+        L("conv5_block1_1_conv"),
+        L("post_bn", "BatchNormalization"),
+        L("post_relu", "Activation"),
     ]
     got = stage_of(stages.assign("resnet_v2", layers))
     assert got["input_layer_3"] == got["conv1_conv"] == got["pool1_pool"] == got["conv2_block1_out"] == "stem+conv2"
@@ -40,8 +46,14 @@ def test_resnet_stem_joins_conv2_and_auto_named_layers_follow_the_layer_before()
 
 def test_the_notebooks_res_names_match_nothing() -> None:
     """The seed matched 'res5' in names: no Keras ResNet layer is named like that."""
-    layers = [L("conv1_conv"), L("conv2_block1_1_conv"), L("conv3_block1_1_conv"), L("conv4_block1_1_conv"),
-              L("conv5_block1_1_conv"), L("res5a_branch2a")]
+    layers = [
+        L("conv1_conv"),
+        L("conv2_block1_1_conv"),
+        L("conv3_block1_1_conv"),
+        L("conv4_block1_1_conv"),
+        L("conv5_block1_1_conv"),
+        L("res5a_branch2a"),
+    ]
     with pytest.raises(StageError, match="res5a_branch2a"):
         stages.assign("resnet", layers)
 
@@ -89,9 +101,21 @@ def test_mobilenet_v3_small_and_large_differ(last: int, expected: dict[int, str]
 
 def test_efficientnet_stages_follow_names_not_order() -> None:
     # keras orders block2a's expand conv after block1b: names decide, not order
-    names = ["rescaling", "normalization", "stem_conv", "block1a_dwconv", "block1b_dwconv", "block2a_expand_conv",
-             "block3a_expand_conv", "block4a_expand_conv", "block5c_add", "block6a_expand_conv", "block7a_project_bn",
-             "top_conv", "top_activation"]
+    names = [
+        "rescaling",
+        "normalization",
+        "stem_conv",
+        "block1a_dwconv",
+        "block1b_dwconv",
+        "block2a_expand_conv",
+        "block3a_expand_conv",
+        "block4a_expand_conv",
+        "block5c_add",
+        "block6a_expand_conv",
+        "block7a_project_bn",
+        "top_conv",
+        "top_activation",
+    ]
     got = stage_of(stages.assign("efficientnet", [L(n) for n in names]))
     assert got["normalization"] == got["block2a_expand_conv"] == "stem+block1-2"
     assert got["block3a_expand_conv"] == "block3"
@@ -125,8 +149,13 @@ def test_xception_flows_and_unnamed_shortcuts() -> None:
 
 def _inception_layers() -> list[LayerInfo]:
     """InceptionV3-like model order: process-global names, stages only from order."""
-    out = [L("input_layer_9", "InputLayer"), L("conv2d_40"), L("max_pooling2d_3", "MaxPooling2D"),
-           L("conv2d_41"), L("max_pooling2d_4", "MaxPooling2D")]
+    out = [
+        L("input_layer_9", "InputLayer"),
+        L("conv2d_40"),
+        L("max_pooling2d_3", "MaxPooling2D"),
+        L("conv2d_41"),
+        L("max_pooling2d_4", "MaxPooling2D"),
+    ]
     n = 42
     for k in range(11):
         out += [L(f"conv2d_{n}"), L(f"batch_normalization_{n}", "BatchNormalization")]
@@ -147,7 +176,9 @@ def test_inception_stages_come_from_model_order() -> None:
     assert by["conv2d_45"] == by["max_pooling2d_45"] == by["mixed7"] == "mixed3-7"
     assert by["mixed9_0"] == by["concatenate_5"] == by["mixed10"] == "mixed8-10"
     # the names' numbers mean nothing: renumbering gives the same stages
-    renamed = [LayerInfo(l.name.replace("conv2d_", "conv2d_9"), l.type, l.params, None, True) for l in _inception_layers()]
+    renamed = [
+        LayerInfo(l.name.replace("conv2d_", "conv2d_9"), l.type, l.params, None, True) for l in _inception_layers()
+    ]
     assert [l.stage for l in stages.assign("inception_v3", renamed)] == [l.stage for l in got]
 
 

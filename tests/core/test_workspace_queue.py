@@ -32,7 +32,13 @@ def test_requeue_is_a_compare_and_set(ws: Workspace) -> None:
     ws.update(a.id, status="failed", queue_pos=None, reason="x", owner_pid=123, pid=5, cancel_requested=True)
     back = ws.requeue(a.id, expect=["failed"], resume=True)
     assert back is not None and back.resume is True
-    assert (back.status, back.reason, back.owner_pid, back.pid, back.cancel_requested) == ("queued", None, None, None, False)
+    assert (back.status, back.reason, back.owner_pid, back.pid, back.cancel_requested) == (
+        "queued",
+        None,
+        None,
+        None,
+        False,
+    )
     assert [r.id for r in ws.queue()] == [b.id, a.id]
     # without arguments it behaves as before
     assert ws.requeue(b.id).queue_pos > back.queue_pos

@@ -45,4 +45,3 @@ def test_no_usable_copy_at_or_before_the_events_starts_over(tmp_path: Path) -> N
     _backup(backup, "", 1)
     assert repair_backup(backup, max_epoch=0) is None
     assert not backup.exists()
-

@@ -37,7 +37,9 @@ def run_cli(argv: list[str]) -> int:
 
 
 @pytest.mark.parametrize(("argv", "message"), CASES, ids=[" ".join(a) for a, _ in CASES])
-def test_misuse_is_one_line_and_a_nonzero_exit(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_misuse_is_one_line_and_a_nonzero_exit(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     rc = run_cli(argv)
     out, err = capsys.readouterr()
     assert rc == 2
@@ -50,7 +52,9 @@ def test_misuse_is_one_line_and_a_nonzero_exit(argv: list[str], message: str, ca
 def test_a_real_process_prints_no_traceback_for_an_unknown_run(tmp_path) -> None:  # type: ignore[no-untyped-def]
     p = subprocess.run(
         [sys.executable, "-m", "tltui", "--workspace", str(tmp_path / "ws"), "runs", "show", "r9999"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert p.returncode == 2
     assert p.stderr.strip().splitlines() == ["error: r9999: no such run (see `tltui runs ls`)"]

@@ -30,8 +30,9 @@ def test_random_kills_then_resume_complete_with_each_epoch_once(
 ) -> None:
     monkeypatch.setenv("TLTUI_FAKE_EPOCH_SECONDS", "0.15")
     rng = random.Random(seed)
-    (rec,) = ws.create_runs([("storm", f"[train]\nepochs = {EPOCHS}\ncheckpoint_every = 2\n", {})],
-                            preset_name="storm", queued=False)
+    (rec,) = ws.create_runs(
+        [("storm", f"[train]\nepochs = {EPOCHS}\ncheckpoint_every = 2\n", {})], preset_name="storm", queued=False
+    )
     events = ws.run_paths(rec.id).events
     kills = 0
     for attempt in range(30):

@@ -46,13 +46,38 @@ def _name(func: ast.expr) -> str:
 
 
 FORBIDDEN = {
-    "os.system", "os.popen", "os.execl", "os.execlp", "os.execle", "os.execv", "os.execvp", "os.execvpe",
-    "os.spawnl", "os.spawnlp", "os.spawnv", "os.spawnvp",
-    "eval", "exec", "compile", "pickle.load", "pickle.loads", "marshal.loads",
-    "subprocess.getoutput", "subprocess.getstatusoutput", "asyncio.create_subprocess_shell",
+    "os.system",
+    "os.popen",
+    "os.execl",
+    "os.execlp",
+    "os.execle",
+    "os.execv",
+    "os.execvp",
+    "os.execvpe",
+    "os.spawnl",
+    "os.spawnlp",
+    "os.spawnv",
+    "os.spawnvp",
+    "eval",
+    "exec",
+    "compile",
+    "pickle.load",
+    "pickle.loads",
+    "marshal.loads",
+    "subprocess.getoutput",
+    "subprocess.getstatusoutput",
+    "asyncio.create_subprocess_shell",
 }
-SPAWNERS = {"subprocess.Popen", "subprocess.run", "subprocess.call", "subprocess.check_call",
-            "subprocess.check_output", "popen", "self._popen", "run"}
+SPAWNERS = {
+    "subprocess.Popen",
+    "subprocess.run",
+    "subprocess.call",
+    "subprocess.check_call",
+    "subprocess.check_output",
+    "popen",
+    "self._popen",
+    "run",
+}
 
 
 def test_no_shell_no_eval_no_pickle_anywhere_in_tltui() -> None:
@@ -131,16 +156,19 @@ def test_hostile_paths_are_single_argv_items(tmp_path: Path, fake_worker_env: li
         seen.append(list(argv))
         return subprocess.Popen(argv, **kw)
 
-    (rec,) = ws.create_runs([("n", '[train]\nepochs = 1\ncheckpoint_every = 0\n', {})], preset_name="n", queued=False)
+    (rec,) = ws.create_runs([("n", "[train]\nepochs = 1\ncheckpoint_every = 0\n", {})], preset_name="n", queued=False)
     wp = supervisor.spawn_worker(ws, rec.id, popen=record)
     assert wp.proc.wait(timeout=60) == 0
     wp.close()
     assert str(ws.run_paths(rec.id).dir) in seen[0]
-    assert [e.type for e in __import__("tltui.core.protocol").core.protocol.read_events(ws.run_paths(rec.id).events)][-1] == "finished"
+    assert [e.type for e in __import__("tltui.core.protocol").core.protocol.read_events(ws.run_paths(rec.id).events)][
+        -1
+    ] == "finished"
 
     folder = tmp_path / HOSTILE.replace("/", "_")
-    client = PredictJob(ws.run_paths(rec.id).dir, folder, worker_cmd=[sys.executable, "-c", "import sys; sys.exit(0)"],
-                           popen=record)
+    client = PredictJob(
+        ws.run_paths(rec.id).dir, folder, worker_cmd=[sys.executable, "-c", "import sys; sys.exit(0)"], popen=record
+    )
     list(client)
     client.close()
     assert str(folder.absolute()) in seen[1]
@@ -172,8 +200,14 @@ def test_workspace_is_owner_only_after_a_run(tmp_path: Path, fake_worker_env: li
     env = {**os.environ, "TLTUI_FAKE_EPOCH_SECONDS": "0.02"}
     old = os.umask(0o022)  # a typical login umask: tltui must not rely on the user's
     try:
-        p = subprocess.run([sys.executable, "-m", "tltui", "--workspace", str(root), "run", str(preset)],
-                           capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
+        p = subprocess.run(
+            [sys.executable, "-m", "tltui", "--workspace", str(root), "run", str(preset)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+            cwd=tmp_path,
+        )
     finally:
         os.umask(old)
     assert p.returncode == 0, p.stderr

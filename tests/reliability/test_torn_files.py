@@ -29,12 +29,18 @@ def write_run(ws: Workspace, epochs: int = 2, torn: bytes = b'{"type": "epoch_en
     (rec,) = ws.create_runs([("torn", "[train]\nepochs = 3\n", {})], preset_name="torn", queued=False)
     lines = [protocol.encode(Started(t=1.0, epochs=3))]
     for e in range(1, epochs + 1):
-        lines.append(protocol.encode(EpochEnd(t=1.0 + e, epoch=e, metrics={"loss": 1.0 / e, "acc": 0.5, "val_acc": 0.4 + e / 10})))
+        lines.append(
+            protocol.encode(
+                EpochEnd(t=1.0 + e, epoch=e, metrics={"loss": 1.0 / e, "acc": 0.5, "val_acc": 0.4 + e / 10})
+            )
+        )
     ws.run_paths(rec.id).events.write_bytes("".join(lines).encode() + torn)
     return rec.id
 
 
-def test_a_torn_last_line_is_skipped_by_every_reader_and_reported_once(ws: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_torn_last_line_is_skipped_by_every_reader_and_reported_once(
+    ws: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
     rid = write_run(ws)
     events = ws.run_paths(rid).events
     st = runstate.load(events)
@@ -81,7 +87,9 @@ def test_garbage_lines_anywhere_are_skipped(ws: Workspace) -> None:
     rid = write_run(ws, torn=b"")
     events = ws.run_paths(rid).events
     good = events.read_bytes().splitlines(keepends=True)
-    events.write_bytes(good[0] + b"\x00\xff\xfe garbage\n" + b'{"type": "epoch_end"}\n' + b"".join(good[1:]) + b"[1, 2]\n")
+    events.write_bytes(
+        good[0] + b"\x00\xff\xfe garbage\n" + b'{"type": "epoch_end"}\n' + b"".join(good[1:]) + b"[1, 2]\n"
+    )
     st = runstate.load(events)
     assert st.epochs_done == 2 and st.skipped_lines == 3
 

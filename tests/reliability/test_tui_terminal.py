@@ -42,7 +42,12 @@ class Terminal:
         full_env = {**os.environ, "TERM": "xterm-256color", **(env or {})}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tltui", "--workspace", str(ws_root)],
-            stdin=slave, stdout=slave, stderr=slave, start_new_session=True, env=full_env, cwd=ROOT,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            start_new_session=True,
+            env=full_env,
+            cwd=ROOT,
         )
         os.close(slave)
         self.out = b""
@@ -153,7 +158,8 @@ def test_a_signal_closes_the_app_and_the_run_goes_on(queued_run, sig: signal.Sig
 
 
 @pytest.mark.parametrize(
-    "env", [{"NO_COLOR": "1"}, {"TERM": "dumb"}, {"TERM": "dumb", "NO_COLOR": "1", "COLORTERM": ""}],
+    "env",
+    [{"NO_COLOR": "1"}, {"TERM": "dumb"}, {"TERM": "dumb", "NO_COLOR": "1", "COLORTERM": ""}],
     ids=["NO_COLOR", "TERM=dumb", "both"],
 )
 def test_colourless_and_dumb_terminals_work(ws: Workspace, env: dict[str, str]) -> None:

@@ -32,8 +32,13 @@ TIMEOUT = 240.0
 def tiny_preset(source: str, **overrides: object) -> presets.Preset:
     raw = {
         "name": "tiny",
-        "data": {"source": source, "image_size": [16, 16], "batch_size": 8, "validation_fraction": 0.25,
-                 "augment": False},
+        "data": {
+            "source": source,
+            "image_size": [16, 16],
+            "batch_size": 8,
+            "validation_fraction": 0.25,
+            "augment": False,
+        },
         "model": {"backbone": "tiny_cnn", "weights": "none"},
         "train": {"epochs": 2, "checkpoint_every": 0, "learning_rate": 0.01, "feature_cache": "off"},
     }
@@ -76,8 +81,12 @@ CASES = [
     # fault, epochs completed before it, the start of the one-line reason, words that must be in it
     ("oom@epoch2,batch1", 1, "out of memory at batch size 8: try 4 (data.batch_size)", []),
     ("gpu_lost@epoch1,batch2", 0, "the GPU failed in epoch 1 (CUDA_ERROR_LAUNCH_FAILED", ["nvidia-smi", "resume"]),
-    ("dataset@epoch2,batch2", 1, "reading the training data failed in epoch 2 (",
-     ["injected read error", "data.source"]),
+    (
+        "dataset@epoch2,batch2",
+        1,
+        "reading the training data failed in epoch 2 (",
+        ["injected read error", "data.source"],
+    ),
     ("inf@epoch1,batch2", 0, "loss became infinite at epoch 1 batch 2: lower the learning rate", []),
 ]
 
@@ -146,7 +155,9 @@ def test_full_disk_at_a_checkpoint_fails_the_run_keeps_the_previous_checkpoint_a
     import zipfile
 
     preset = tmp_path / "q.toml"
-    preset.write_text(presets.dumps(tiny_preset(f"folder:{shapes}", **{"train.epochs": 3, "train.checkpoint_every": 1})))
+    preset.write_text(
+        presets.dumps(tiny_preset(f"folder:{shapes}", **{"train.epochs": 3, "train.checkpoint_every": 1}))
+    )
     try:
         queue_ops.pause(ws)
         (full,) = queue_ops.add(ws, preset, {}, start_runner=False)
@@ -176,7 +187,10 @@ def test_full_disk_at_a_checkpoint_fails_the_run_keeps_the_previous_checkpoint_a
     assert b.status == "completed", b.reason
     assert b.started >= a.finished
     assert sorted(p.name for p in ws.run_paths(nxt.id).checkpoints.iterdir()) == [
-        "epoch-0001.keras", "epoch-0002.keras", "epoch-0003.keras"]
+        "epoch-0001.keras",
+        "epoch-0002.keras",
+        "epoch-0003.keras",
+    ]
 
 
 def test_kill_9_in_the_middle_of_a_checkpoint_write_then_resume(
@@ -225,8 +239,11 @@ def test_kill_9_in_the_middle_of_a_checkpoint_write_then_resume(
     assert [e.epoch for e in events if e.type == "epoch_end"] == [1, 2, 3]
     assert sorted(h["epoch"] for h in runstate.load(paths.events).history_list()) == [1, 2, 3]
     # the torn temporary file of the killed write is gone, so `runs show` cannot list it
-    assert sorted(p.name for p in paths.checkpoints.iterdir()) == ["epoch-0001.keras", "epoch-0002.keras", "epoch-0003.keras"]
+    assert sorted(p.name for p in paths.checkpoints.iterdir()) == [
+        "epoch-0001.keras",
+        "epoch-0002.keras",
+        "epoch-0003.keras",
+    ]
     assert [e.epoch for e in events if e.type == "checkpoint"] == [1, 2, 3]
     assert paths.model.is_file()
     assert ws.get(rec.id).status == "completed"
-

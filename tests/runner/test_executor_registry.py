@@ -63,8 +63,10 @@ def write_preset(root: Path) -> Path:
     for c in ("cats", "dogs"):
         (root / "data" / c).mkdir(parents=True, exist_ok=True)
     p = root / "q.toml"
-    p.write_text('name = "q"\n[data]\nsource = "folder:data"\nimage_size = [32, 32]\n'
-                 '[model]\nbackbone = "tiny_cnn"\nweights = "none"\n[train]\nepochs = 1\n')
+    p.write_text(
+        'name = "q"\n[data]\nsource = "folder:data"\nimage_size = [32, 32]\n'
+        '[model]\nbackbone = "tiny_cnn"\nweights = "none"\n[train]\nepochs = 1\n'
+    )
     return p
 
 
@@ -86,9 +88,11 @@ def test_the_builtins_and_every_reader_share_one_list(ws: Workspace, monkeypatch
 
 
 def test_naming_the_executors_imports_none_of_them() -> None:
-    code = ("import sys, tltui.runner.executor as e\n"
-            "assert 'ray' in e.EXECUTORS and list(e.EXECUTORS)\n"
-            "assert not [m for m in sys.modules if m.startswith('tltui.runner.executors.')], sys.modules\n")
+    code = (
+        "import sys, tltui.runner.executor as e\n"
+        "assert 'ray' in e.EXECUTORS and list(e.EXECUTORS)\n"
+        "assert not [m for m in sys.modules if m.startswith('tltui.runner.executors.')], sys.modules\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
 
@@ -108,8 +112,11 @@ def test_an_entry_point_adds_an_executor_everywhere(
 
 
 def test_a_broken_entry_point_is_one_line_when_used(plugin: None) -> None:
-    with pytest.raises(WorkspaceError, match=r"executor 'broken' \(tltui_no_such_module:X\) does not load: "
-                                             "ModuleNotFoundError"):
+    with pytest.raises(
+        WorkspaceError,
+        match=r"executor 'broken' \(tltui_no_such_module:X\) does not load: "
+        "ModuleNotFoundError",
+    ):
         EXECUTORS["broken"]
     with pytest.raises(WorkspaceError, match="'odd' .* is not a tltui.runner.executor.Executor subclass"):
         EXECUTORS["odd"]

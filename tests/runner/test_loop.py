@@ -98,7 +98,9 @@ def test_cli_with_a_relative_workspace_queues_and_the_runner_finds_the_run(
     monkeypatch.chdir(tmp_path)
     res = subprocess.run(
         [sys.executable, "-m", "tltui", "--workspace", "rel-ws", "queue", "add", str(preset)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert res.returncode == 0, res.stderr
     ws = Workspace(tmp_path / "rel-ws")
@@ -292,7 +294,7 @@ def test_worker_dead_while_no_runner_is_interrupted_then_resumes(
     st = runstate.load(ws.run_paths(rid).events)
     assert sorted(st.history) == [1, 2, 3, 4, 5]
     # the resumed worker trained only the epochs that were missing
-    assert [e.epoch for e in evs[evs.index(starts[1]):] if isinstance(e, EpochEnd)] == list(
+    assert [e.epoch for e in evs[evs.index(starts[1]) :] if isinstance(e, EpochEnd)] == list(
         range(starts[1].initial_epoch + 1, 6)
     )
 
@@ -321,16 +323,24 @@ def test_only_one_runner_per_workspace(qws: Workspace) -> None:
     pid = queue_ops.ensure_runner(ws)
     second = subprocess.run(
         [sys.executable, "-m", "tltui.runner", "--workspace", str(ws.root), "--lock-wait", "0.2"],
-        capture_output=True, text=True, timeout=TIMEOUT,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
     )
     assert second.returncode == 0 and "another queue runner" in second.stdout
     assert queue_ops.runner_status(ws)["pid"] == pid
     # many clients asking at once still get one runner
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", "import sys; from tltui.client import queue_ops; from tltui.core.workspace import Workspace;"
-             " print(queue_ops.ensure_runner(Workspace(sys.argv[1])))", str(ws.root)],
-            stdout=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-c",
+                "import sys; from tltui.client import queue_ops; from tltui.core.workspace import Workspace;"
+                " print(queue_ops.ensure_runner(Workspace(sys.argv[1])))",
+                str(ws.root),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
         )
         for _ in range(3)
     ]
@@ -341,9 +351,15 @@ def test_runner_from_scratch_when_the_first_start_races(qws: Workspace) -> None:
     ws = qws
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", "import sys; from tltui.client import queue_ops; from tltui.core.workspace import Workspace;"
-             " print(queue_ops.ensure_runner(Workspace(sys.argv[1])))", str(ws.root)],
-            stdout=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-c",
+                "import sys; from tltui.client import queue_ops; from tltui.core.workspace import Workspace;"
+                " print(queue_ops.ensure_runner(Workspace(sys.argv[1])))",
+                str(ws.root),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
         )
         for _ in range(3)
     ]
@@ -408,7 +424,9 @@ def test_cancel_of_a_foreground_run_signals_its_worker(qws: Workspace, monkeypat
     assert queue_ops.runner_status(ws) is None
 
 
-def test_adding_while_the_runner_retires_still_runs(qws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_adding_while_the_runner_retires_still_runs(
+    qws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A runner with a tiny idle timeout retires and comes back again and again while
     clients add runs: every run still completes."""
     ws = qws

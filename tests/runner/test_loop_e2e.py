@@ -45,7 +45,9 @@ def test_detached_sweep_survives_client_and_worker_kill_then_resumes(
         # the client queues the sweep and exits; the detached runner carries on
         client = subprocess.run(
             [sys.executable, "-m", "tltui", "--workspace", str(ws.root), "queue", "add", str(preset)],
-            capture_output=True, text=True, timeout=60,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert client.returncode == 0, client.stderr
         first, second = client.stdout.split()
@@ -64,7 +66,9 @@ def test_detached_sweep_survives_client_and_worker_kill_then_resumes(
 
         resumed = subprocess.run(
             [sys.executable, "-m", "tltui", "--workspace", str(ws.root), "resume", first],
-            capture_output=True, text=True, timeout=60,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert resumed.returncode == 0, resumed.stderr
         wait_for(lambda: ws.get(first).status in ("completed", "failed"), "the resumed run")
@@ -77,7 +81,7 @@ def test_detached_sweep_survives_client_and_worker_kill_then_resumes(
         # BackupAndRestore may not have saved the epoch whose end event the kill followed: that
         # epoch is trained again, and the history still holds each epoch once
         assert len(starts) == 2 and starts[1].initial_epoch >= 1
-        after = [e.epoch for e in evs[evs.index(starts[1]):] if isinstance(e, EpochEnd)]
+        after = [e.epoch for e in evs[evs.index(starts[1]) :] if isinstance(e, EpochEnd)]
         assert after == list(range(starts[1].initial_epoch + 1, 6))  # nothing trained twice
     finally:
         queue_ops.stop_runner(ws)

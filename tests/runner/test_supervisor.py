@@ -45,8 +45,13 @@ def test_record_exit_reasons(ws: Workspace) -> None:
     a, b, c, d = ws.create_runs([(n, "", {}) for n in "abcd"], preset_name="p")
     for r in (a, b, c, d):
         supervisor.record_started(ws, r.id, os.getpid(), [])
-        _events(ws, r.id, Started(1.0, epochs=5), EpochEnd(2.0, epoch=1, metrics={"val_acc": 0.5}),
-                EpochEnd(3.0, epoch=2, metrics={"val_acc": 0.7}))
+        _events(
+            ws,
+            r.id,
+            Started(1.0, epochs=5),
+            EpochEnd(2.0, epoch=1, metrics={"val_acc": 0.5}),
+            EpochEnd(3.0, epoch=2, metrics={"val_acc": 0.7}),
+        )
     ws.run_paths(a.id).log.write_text("=== header\nTraceback\nMemoryError: boom\n")
     assert supervisor.record_exit(ws, a.id, -signal.SIGKILL) == "failed"
     rec = ws.get(a.id)

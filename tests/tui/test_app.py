@@ -287,8 +287,7 @@ async def test_queue_a_preset_from_the_picker(make_app, scripted, fake_ops):
         await settle(pilot)
         assert calls == [("add", ws.presets_dir / "mine.toml", {})]
         assert "r0009" in shown_ids(app)
-        assert any("queued 1 run: r0009" in n.message and "warning: BatchNorm" in n.message
-                   for n in app._notifications)
+        assert any("queued 1 run: r0009" in n.message and "warning: BatchNorm" in n.message for n in app._notifications)
 
 
 @sync
@@ -316,8 +315,16 @@ async def test_help_lists_the_keys_of_this_screen_and_of_the_app(make_app, scrip
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)
         text = plain(app.screen.query_one("#help-text", Static))
-        for words in ("This screen: Runs", "Compare", "runs.cancel", "Reverse sort", "runs.inference",
-                      "App: every screen", "app.quit", "Command palette"):
+        for words in (
+            "This screen: Runs",
+            "Compare",
+            "runs.cancel",
+            "Reverse sort",
+            "runs.inference",
+            "App: every screen",
+            "app.quit",
+            "Command palette",
+        ):
             assert words in text  # hidden from the footer (S, i) is not hidden from the help
         assert "Log-y loss" not in text  # the run screen's keys: on its own help
         await pilot.press("escape")
@@ -348,8 +355,19 @@ async def test_command_palette_runs_actions(make_app):
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         titles = {c.title for c in app.get_system_commands(app.screen)}
-        assert {"Queue a preset", "Compare runs", "Cancel runs", "Resume runs", "Delete runs", "Open run",
-                "Presets", "Freeze map", "Inference", "GPU pane", "Keys"} <= titles
+        assert {
+            "Queue a preset",
+            "Compare runs",
+            "Cancel runs",
+            "Resume runs",
+            "Delete runs",
+            "Open run",
+            "Presets",
+            "Freeze map",
+            "Inference",
+            "GPU pane",
+            "Keys",
+        } <= titles
         await pilot.press("ctrl+p")
         await pilot.pause()
         await pilot.press(*"Compare runs")
@@ -475,8 +493,11 @@ async def test_live_events_reach_the_charts_at_a_bounded_rate(make_app, scripted
         def batches(n: int, loss: float) -> None:
             with open(ws.run_paths(rid).events, "a") as f:
                 for i in range(n):
-                    f.write(protocol.encode(Batch(t=fake_ws.NOW, epoch=3, step=26 + i % 24, steps=50,
-                                                  metrics={"loss": loss})))
+                    f.write(
+                        protocol.encode(
+                            Batch(t=fake_ws.NOW, epoch=3, step=26 + i % 24, steps=50, metrics={"loss": loss})
+                        )
+                    )
             app.ticker.poll()
             app.redraw_now()
 
@@ -500,8 +521,11 @@ async def test_live_events_reach_the_charts_at_a_bounded_rate(make_app, scripted
         shows = chart.shows
         screen._chart_at = run_mod.time.monotonic() + 3600
         with open(ws.run_paths(rid).events, "a") as f:
-            f.write(protocol.encode(protocol.EpochEnd(t=fake_ws.NOW, epoch=3, metrics=fake_ws.metrics(3, 0.7),
-                                                      epoch_seconds=60.0)))
+            f.write(
+                protocol.encode(
+                    protocol.EpochEnd(t=fake_ws.NOW, epoch=3, metrics=fake_ws.metrics(3, 0.7), epoch_seconds=60.0)
+                )
+            )
         app.ticker.poll()
         app.redraw_now()
         await pilot.pause()
@@ -622,16 +646,38 @@ async def test_closing_the_app_never_touches_runs(make_app, scripted):
 
 
 FREEZE_MAP = {
-    "backbone": "resnet50", "depth": 1, "batchnorm": "frozen",
-    "stages": [{"name": "conv2", "layers": 2, "frozen": 2, "trainable": 0},
-               {"name": "head", "layers": 1, "frozen": 0, "trainable": 1}],
+    "backbone": "resnet50",
+    "depth": 1,
+    "batchnorm": "frozen",
+    "stages": [
+        {"name": "conv2", "layers": 2, "frozen": 2, "trainable": 0},
+        {"name": "head", "layers": 1, "frozen": 0, "trainable": 1},
+    ],
     "layers": [
-        {"name": "conv2_block1_1_conv", "type": "Conv2D", "stage": "conv2", "trainable": False, "params": 4160,
-         "output_shape": [None, 56, 56, 64]},
-        {"name": "conv2_block1_1_bn", "type": "BatchNormalization", "stage": "conv2", "trainable": False,
-         "params": 256, "output_shape": [None, 56, 56, 64]},
-        {"name": "predictions", "type": "Dense", "stage": "head", "trainable": True, "params": 204900,
-         "output_shape": [None, 100]},
+        {
+            "name": "conv2_block1_1_conv",
+            "type": "Conv2D",
+            "stage": "conv2",
+            "trainable": False,
+            "params": 4160,
+            "output_shape": [None, 56, 56, 64],
+        },
+        {
+            "name": "conv2_block1_1_bn",
+            "type": "BatchNormalization",
+            "stage": "conv2",
+            "trainable": False,
+            "params": 256,
+            "output_shape": [None, 56, 56, 64],
+        },
+        {
+            "name": "predictions",
+            "type": "Dense",
+            "stage": "head",
+            "trainable": True,
+            "params": 204900,
+            "output_shape": [None, 100],
+        },
     ],
     "totals": {"layers": 3, "trainable_params": 204900},
 }
@@ -720,8 +766,19 @@ async def test_run_header_and_table_show_a_download_in_progress(make_app, script
     ws, ids = scripted
     rid = ids["running"]
     with open(ws.run_paths(rid).events, "a") as f:
-        f.write(protocol.encode(protocol.Progress(t=fake_ws.NOW, phase="download", done=70.1e6, total=162.2e6,
-                                                  unit="bytes", eta=12.4, message="downloading tfds:cifar100")))
+        f.write(
+            protocol.encode(
+                protocol.Progress(
+                    t=fake_ws.NOW,
+                    phase="download",
+                    done=70.1e6,
+                    total=162.2e6,
+                    unit="bytes",
+                    eta=12.4,
+                    message="downloading tfds:cifar100",
+                )
+            )
+        )
     app = make_app()
     async with app.run_test(size=(200, 40)) as pilot:
         await settle(pilot)
@@ -729,7 +786,8 @@ async def test_run_header_and_table_show_a_download_in_progress(make_app, script
         app.open_run(rid)
         await pilot.pause()
         assert "downloading tfds:cifar100: 43% (70.1 / 162.2 MB, 0:12 left)" in plain(
-            app.screen.query_one("#run-header", Static))
+            app.screen.query_one("#run-header", Static)
+        )
 
 
 @sync
@@ -739,11 +797,21 @@ async def test_freeze_tab_shows_how_far_each_layer_moved_and_flags_a_frozen_one_
     ws, ids = scripted
     run_dir = ws.run_paths(ids["completed"]).dir
     ws.run_paths(ids["completed"]).freeze_map.write_text(json.dumps(FREEZE_MAP))
-    (run_dir / "moved.json").write_text(json.dumps({
-        "version": 1, "epoch": 10, "since": "run start", "errors": ["conv2_block1_1_bn"],
-        "layers": [{"name": "conv2_block1_1_conv", "trainable": False, "moved": 0.0, "bn_drift": None},
-                   {"name": "conv2_block1_1_bn", "trainable": False, "moved": 0.0, "bn_drift": 0.0123},
-                   {"name": "predictions", "trainable": True, "moved": 0.42, "bn_drift": None}]}))
+    (run_dir / "moved.json").write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "epoch": 10,
+                "since": "run start",
+                "errors": ["conv2_block1_1_bn"],
+                "layers": [
+                    {"name": "conv2_block1_1_conv", "trainable": False, "moved": 0.0, "bn_drift": None},
+                    {"name": "conv2_block1_1_bn", "trainable": False, "moved": 0.0, "bn_drift": 0.0123},
+                    {"name": "predictions", "trainable": True, "moved": 0.42, "bn_drift": None},
+                ],
+            }
+        )
+    )
     app = make_app()
     async with app.run_test(size=(160, 40)) as pilot:
         app.open_run(ids["completed"])
@@ -771,11 +839,20 @@ def _make_phased(ws, rid: str, boundary: int = 6) -> None:
     for ev in events:
         if isinstance(ev, protocol.EpochBegin) and ev.epoch in (1, boundary + 1):
             index = 1 if ev.epoch == 1 else 2
-            out.append(protocol.TrainPhase(
-                t=ev.t, index=index, count=2, name="head" if index == 1 else "fine-tune",
-                start_epoch=0 if index == 1 else boundary, epochs=boundary if index == 1 else 4,
-                total_epochs=boundary + 4, freeze_depth="all" if index == 1 else 2, optimizer="adam",
-                learning_rate=1e-3 if index == 1 else 1e-5))
+            out.append(
+                protocol.TrainPhase(
+                    t=ev.t,
+                    index=index,
+                    count=2,
+                    name="head" if index == 1 else "fine-tune",
+                    start_epoch=0 if index == 1 else boundary,
+                    epochs=boundary if index == 1 else 4,
+                    total_epochs=boundary + 4,
+                    freeze_depth="all" if index == 1 else 2,
+                    optimizer="adam",
+                    learning_rate=1e-3 if index == 1 else 1e-5,
+                )
+            )
         out.append(ev)
     path.write_text("".join(protocol.encode(e) for e in out))
 
@@ -812,8 +889,11 @@ def test_the_runs_table_shows_a_running_runs_phase(scripted):
     ws, ids = scripted
     rid = ids["running"]
     with open(ws.run_paths(rid).events, "a") as f:
-        f.write(protocol.encode(protocol.TrainPhase(t=fake_ws.NOW, index=2, count=2, start_epoch=3, epochs=2,
-                                                    total_epochs=5)))
+        f.write(
+            protocol.encode(
+                protocol.TrainPhase(t=fake_ws.NOW, index=2, count=2, start_epoch=3, epochs=2, total_epochs=5)
+            )
+        )
     store = RunStore(ws, clock=lambda: fake_ws.NOW)
     store.refresh()
     store.load(rid)

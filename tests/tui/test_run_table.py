@@ -16,9 +16,25 @@ NAME_X = sum(c.get_render_width() for c in COLUMNS[:2]) + 2  # inside the Name h
 
 
 def row(i: int, **kw) -> RunRow:
-    base = dict(id=f"r{i:04d}", name=f"run-{i:02d}", status="completed", preset_name="p", epoch=5, epochs=5,
-                progress=1.0, val_acc=0.5, val_top5_acc=0.8, best_val_acc=0.5, best_val_top5_acc=0.8,
-                elapsed=60.0, eta=None, gpus="0", reason=None, created=float(i), loaded=True)
+    base = dict(
+        id=f"r{i:04d}",
+        name=f"run-{i:02d}",
+        status="completed",
+        preset_name="p",
+        epoch=5,
+        epochs=5,
+        progress=1.0,
+        val_acc=0.5,
+        val_top5_acc=0.8,
+        best_val_acc=0.5,
+        best_val_top5_acc=0.8,
+        elapsed=60.0,
+        eta=None,
+        gpus="0",
+        reason=None,
+        created=float(i),
+        loaded=True,
+    )
     return RunRow(**{**base, **kw})
 
 

@@ -53,8 +53,9 @@ def test_run_screen_failed(snap_compare, make_app, stable_home):
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_compare_screen(snap_compare, make_app, stable_home, size):
-    assert snap_compare(make_app(), terminal_size=size,
-                        run_before=_before(lambda app: app.push_screen(CompareScreen(SWEEP))))
+    assert snap_compare(
+        make_app(), terminal_size=size, run_before=_before(lambda app: app.push_screen(CompareScreen(SWEEP)))
+    )
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")

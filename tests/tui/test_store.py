@@ -53,8 +53,7 @@ def test_running_runs_are_tailed_and_get_live_progress(scripted):
     assert store.row(rid).progress == 0.3
     with open(path, "a") as f:
         f.write(protocol.encode(Batch(t=fake_ws.NOW, epoch=3, step=50, steps=50, metrics={"loss": 1.0})))
-        f.write(protocol.encode(EpochEnd(t=fake_ws.NOW, epoch=3, metrics=fake_ws.metrics(3, 0.7),
-                                         epoch_seconds=60.0)))
+        f.write(protocol.encode(EpochEnd(t=fake_ws.NOW, epoch=3, metrics=fake_ws.metrics(3, 0.7), epoch_seconds=60.0)))
     assert store.poll() == ({rid}, {rid})  # an epoch ended among them
     assert store.row(rid).epoch == 3 and store.snapshot(rid).history[-1]["epoch"] == 3
 
@@ -67,8 +66,7 @@ def test_a_burst_of_events_is_consumed_in_one_poll(scripted):
     path = scripted[0].run_paths(rid).events
     with open(path, "a") as f:
         for i in range(2000):
-            f.write(protocol.encode(Batch(t=fake_ws.NOW, epoch=3, step=26 + i % 24, steps=50,
-                                          metrics={"loss": 1.0})))
+            f.write(protocol.encode(Batch(t=fake_ws.NOW, epoch=3, step=26 + i % 24, steps=50, metrics={"loss": 1.0})))
     before = store.load(rid).events_seen
     store.poll()
     assert store.load(rid).events_seen == before + 2000
@@ -217,9 +215,18 @@ def test_a_step_before_training_shows_as_the_runs_status_detail_until_the_next_s
                 f.write(protocol.encode(ev))
         store.poll()
 
-    append(protocol.Phase(t=fake_ws.NOW, name="data", message="loading tfds:cifar100"),
-           protocol.Progress(t=fake_ws.NOW, phase="download", done=70.1e6, total=162.2e6, unit="bytes", eta=12.4,
-                             message="downloading tfds:cifar100"))
+    append(
+        protocol.Phase(t=fake_ws.NOW, name="data", message="loading tfds:cifar100"),
+        protocol.Progress(
+            t=fake_ws.NOW,
+            phase="download",
+            done=70.1e6,
+            total=162.2e6,
+            unit="bytes",
+            eta=12.4,
+            message="downloading tfds:cifar100",
+        ),
+    )
     assert store.row(rid).detail == "download 43%"
     assert store.snapshot(rid).preparing == "downloading tfds:cifar100: 43% (70.1 / 162.2 MB, 0:12 left)"
     append(protocol.Progress(t=fake_ws.NOW, phase="decode", done=5, total=None, message="decoding images"))

@@ -159,7 +159,10 @@ class _ComputedValue(keras.layers.Dense):
 
 @pytest.mark.parametrize(
     ("layer", "why"),
-    [(_WithAssets(name="vocab"), "saves assets"), (_ComputedValue(2, name="lora"), "/0 is a computed value, not a variable")],
+    [
+        (_WithAssets(name="vocab"), "saves assets"),
+        (_ComputedValue(2, name="lora"), "/0 is a computed value, not a variable"),
+    ],
     ids=["assets", "computed value"],
 )
 def test_models_the_plan_cannot_replay_have_no_plan(layer: keras.layers.Layer, why: str) -> None:
@@ -218,7 +221,8 @@ def test_periodic_checkpoints_are_written_in_the_background_with_each_epochs_wei
     at_epoch_end: dict[int, list[np.ndarray]] = {}
     # runs before the checkpoint callback: what each epoch's checkpoint must hold
     record = keras.callbacks.LambdaCallback(
-        on_epoch_end=lambda e, logs: at_epoch_end.__setitem__(e + 1, [np.array(v.numpy()) for v in m.weights]))
+        on_epoch_end=lambda e, logs: at_epoch_end.__setitem__(e + 1, [np.array(v.numpy()) for v in m.weights])
+    )
     ckpt = PeriodicCheckpoint(tmp_path / "checkpoints", 2, events)  # type: ignore[arg-type]
     m.fit(x, y, epochs=5, batch_size=8, verbose=0, callbacks=[record, ckpt])
     assert [e.epoch for e in events.events] == [2, 4]

@@ -17,7 +17,9 @@ from tltui.worker.train import BACKUP_META, BACKUP_WEIGHTS, repair_backup  # noq
 
 def _model(seed: int) -> keras.Model:
     keras.utils.set_random_seed(seed)
-    m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.BatchNormalization(), keras.layers.Dense(2)])
+    m = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(3), keras.layers.BatchNormalization(), keras.layers.Dense(2)]
+    )
     m.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
     return m
 
@@ -37,7 +39,9 @@ def test_backup_restores_weights_optimizer_state_and_epoch(tmp_path: Path) -> No
     assert int(m.optimizer.iterations.numpy()) == 8
 
     m2 = _model(1)  # other initial weights
-    m2.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[EpochBackup(tmp_path)])  # both epochs restored: no training
+    m2.fit(
+        x, y, epochs=2, batch_size=8, verbose=0, callbacks=[EpochBackup(tmp_path)]
+    )  # both epochs restored: no training
     assert int(m2.optimizer.iterations.numpy()) == 8
     for a, b in zip(saved, backup_state(m2), strict=True):
         np.testing.assert_array_equal(a, b.numpy())
@@ -78,8 +82,14 @@ def test_the_previous_copy_is_a_consistent_pair_and_survives_the_next_save(tmp_p
 def test_a_backup_written_by_keras_backup_and_restore_still_resumes(tmp_path: Path) -> None:
     x, y = _data()
     m = _model(0)
-    m.fit(x, y, epochs=2, batch_size=8, verbose=0,
-          callbacks=[keras.callbacks.BackupAndRestore(str(tmp_path), double_checkpoint=True, delete_checkpoint=False)])
+    m.fit(
+        x,
+        y,
+        epochs=2,
+        batch_size=8,
+        verbose=0,
+        callbacks=[keras.callbacks.BackupAndRestore(str(tmp_path), double_checkpoint=True, delete_checkpoint=False)],
+    )
     m2 = _model(1)
     seen: list[int] = []
     cb = keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs: seen.append(e))

@@ -161,12 +161,22 @@ def test_cached_and_uncached_runs_train_the_same_epochs(tmp_path: Path) -> None:
         preset = presets.from_dict(
             {
                 "name": "fc",
-                "data": {"source": f"folder:{data}", "image_size": [16, 16], "batch_size": 5, "augment": False,
-                         "validation_fraction": 0.25},
+                "data": {
+                    "source": f"folder:{data}",
+                    "image_size": [16, 16],
+                    "batch_size": 5,
+                    "augment": False,
+                    "validation_fraction": 0.25,
+                },
                 "model": {"backbone": "tiny_cnn", "weights": "none", "dropout": 0.0},
                 "freeze": {"depth": "all"},
-                "train": {"epochs": 3, "checkpoint_every": 0, "learning_rate": 0.05, "lr_schedule": "cosine",
-                          "feature_cache": mode},
+                "train": {
+                    "epochs": 3,
+                    "checkpoint_every": 0,
+                    "learning_rate": 0.05,
+                    "lr_schedule": "cosine",
+                    "feature_cache": mode,
+                },
             }
         )
         run_dir = tmp_path / mode

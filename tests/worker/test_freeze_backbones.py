@@ -86,8 +86,14 @@ def test_real_trainable_flags_equal_the_pure_map(name: str) -> None:
             assert [(r["name"], r["trainable"]) for r in recorded["layers"]] == real, where
             assert _strip(pure) == _strip(recorded), where
             assert recorded["totals"]["trainable_params"] == keras_trainable_params(model), where
-            inference = [runs_in_inference_mode(l) for l in [*model.layers[: outer.index(backbone)], *backbone.layers,
-                                                             *model.layers[outer.index(backbone) + 1 :]]]
+            inference = [
+                runs_in_inference_mode(l)
+                for l in [
+                    *model.layers[: outer.index(backbone)],
+                    *backbone.layers,
+                    *model.layers[outer.index(backbone) + 1 :],
+                ]
+            ]
             assert [r["inference"] for r in recorded["layers"]] == inference, where
             assert all(s["layers"] > 0 for s in recorded["stages"]), where
     with pytest.raises(FreezeError, match=f"has {n} stages"):
@@ -137,7 +143,9 @@ def test_inference_policy_trains_gamma_beta_and_keeps_the_statistics() -> None:
     x = np.random.default_rng(0).uniform(0, 255, (8, 16, 16, 3)).astype("float32")
     y = np.arange(8) % 2  # describe.build's classifier has 2 classes
     bn2, bn1 = backbone.get_layer("block2_bn"), backbone.get_layer("block1_bn")
-    before = {v.path: v.numpy().copy() for v in [*bn2.weights, *bn1.weights, *backbone.get_layer("block1_conv").weights]}
+    before = {
+        v.path: v.numpy().copy() for v in [*bn2.weights, *bn1.weights, *backbone.get_layer("block1_conv").weights]
+    }
     model.fit(x, y, batch_size=4, epochs=1, verbose=0)
     after = {v.path: v.numpy() for v in [*bn2.weights, *bn1.weights, *backbone.get_layer("block1_conv").weights]}
     moved = {p for p in before if not np.array_equal(before[p], after[p])}
@@ -159,9 +167,14 @@ def test_a_frozen_backbone_runs_its_random_layers_in_inference_mode() -> None:
     assert drops
     apply_freeze(model, backbone, spec.family, "all", "frozen")
     np.testing.assert_array_equal(backbone(x, training=True).numpy(), backbone(x, training=False).numpy())
-    preset = presets.from_dict({"name": "e", "data": {"source": "folder:/x", "augment": False},
-                                "model": {"backbone": "efficientnet_b0", "weights": "none"},
-                                "freeze": {"depth": "all"}})
+    preset = presets.from_dict(
+        {
+            "name": "e",
+            "data": {"source": "folder:/x", "augment": False},
+            "model": {"backbone": "efficientnet_b0", "weights": "none"},
+            "freeze": {"depth": "all"},
+        }
+    )
     assert feature_cache.plan(preset, model, backbone, spec.family, 10, 2).use
     apply_freeze(model, backbone, spec.family, 1, "frozen")  # the unfrozen stages draw again
     assert not np.array_equal(backbone(x, training=True).numpy(), backbone(x, training=False).numpy())
@@ -194,7 +207,9 @@ def test_freeze_map_cli_describes_once_through_the_worker(tmp_path: Path) -> Non
     mtime = cached.stat().st_mtime_ns
     doc = json.loads(first.stdout)
     assert [(r["name"], r["trainable"]) for r in doc["layers"] if r["stage"] == "block1"][1:] == [
-        ("block1_conv", False), ("block1_bn", False), ("block1_relu", False)
+        ("block1_conv", False),
+        ("block1_bn", False),
+        ("block1_relu", False),
     ]
     assert all(r["trainable"] for r in doc["layers"] if r["stage"] == "block2" and r["type"] != "BatchNormalization")
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)

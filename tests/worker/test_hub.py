@@ -82,7 +82,11 @@ def test_frozen_module_keeps_every_variable(saved: dict[str, Path]) -> None:
 def test_fine_tuning_with_frozen_batchnorm_trains_weights_not_statistics(saved: dict[str, Path]) -> None:
     model, doc, changed = train(make_preset(str(saved["bn"]), depth=0, batchnorm="frozen"))
     assert changed == {"kernel": True, "bias": True, "moving_mean": False}
-    assert doc["hub"] == doc["hub"] | {"state": "trainable", "batchnorm_inside": "inference mode", "trainable_variables": 2}
+    assert doc["hub"] == doc["hub"] | {
+        "state": "trainable",
+        "batchnorm_inside": "inference mode",
+        "trainable_variables": 2,
+    }
     assert doc["totals"]["trainable_params"] == (3 * 8 + 8) + (8 * 2 + 2)
 
 
@@ -175,7 +179,9 @@ def test_cache_folder_naming_matches_tensorflow_hub(tmp_path: Path, monkeypatch:
     assert Path(theirs) == hubcache.module_folder(tmp_path, hubcache.parse(url))
 
 
-def test_tfhub_url_half_deleted_cache_is_refetched(saved: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tfhub_url_half_deleted_cache_is_refetched(
+    saved: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import shutil
 
     import tensorflow_hub
@@ -231,7 +237,9 @@ def test_tfhub_url_whose_cache_lost_its_graph_names_the_folder(tmp_path: Path, m
         hub.resolve(hubcache.parse("https://tfhub.dev/x/y/1"), tmp_path / "cache")
 
 
-def test_hub_fetch_job_from_a_file_url_tarball(saved: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_hub_fetch_job_from_a_file_url_tarball(
+    saved: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     tgz = hm.make_tarball(saved["sig16"], tmp_path / "sig.tar.gz")
     cache = tmp_path / "cache"
     assert hub.main([tgz.as_uri(), "--cache", str(cache)]) == 0
@@ -246,7 +254,9 @@ def test_hub_fetch_job_from_a_file_url_tarball(saved: dict[str, Path], tmp_path:
     capsys.readouterr()
 
 
-def test_hub_fetch_job_offline(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hub_fetch_job_offline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     import socket
 
     def offline(url, timeout):

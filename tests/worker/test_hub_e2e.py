@@ -46,7 +46,9 @@ def assets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"saved": saved, "tgz": tgz, "images": images}
 
 
-def make_run(ws: Workspace, name: str, backbone: str, images: Path, depth: object, batchnorm: str, epochs: int = 2) -> Path:
+def make_run(
+    ws: Workspace, name: str, backbone: str, images: Path, depth: object, batchnorm: str, epochs: int = 2
+) -> Path:
     preset = presets.from_dict(
         {
             "name": name,

@@ -44,17 +44,23 @@ def record_requests(monkeypatch: pytest.MonkeyPatch, serve: dict[str, Path] | No
 
 
 def preset_for(backbone: str, side: int, **model: Any) -> presets.Preset:
-    return presets.from_dict({
-        "name": "weights",
-        "data": {"source": "folder:/nonexistent", "image_size": [side, side], "batch_size": 4},
-        "model": {"backbone": backbone, "weights": "imagenet", **model},
-    })
+    return presets.from_dict(
+        {
+            "name": "weights",
+            "data": {"source": "folder:/nonexistent", "image_size": [side, side], "batch_size": 4},
+            "model": {"backbone": backbone, "weights": "imagenet", **model},
+        }
+    )
 
 
 CASES = [(name, catalog.lookup(name).default_size, {}) for name in catalog.BACKBONES]
 # The width multiplier and input size pick the file for MobileNet; a non-default pair too.
-CASES += [("mobilenet_v2", 96, {"alpha": 0.35}), ("mobilenet_v2", 64, {"alpha": 0.35}),
-          ("mobilenet_v3_small", 224, {"alpha": 0.75}), ("mobilenet_v3_large", 64, {})]
+CASES += [
+    ("mobilenet_v2", 96, {"alpha": 0.35}),
+    ("mobilenet_v2", 64, {"alpha": 0.35}),
+    ("mobilenet_v3_small", 224, {"alpha": 0.75}),
+    ("mobilenet_v3_large", 64, {}),
+]
 
 
 @pytest.mark.parametrize(("backbone", "side", "extra"), CASES, ids=[f"{b}-{s}-{e}" if e else b for b, s, e in CASES])
@@ -71,7 +77,8 @@ def test_every_backbone_requests_the_file_plain_keras_requests(
     plain = calls.pop()
     # tltui's own table (used by `check` and `weights fetch` without TensorFlow) names the same file
     assert catalog.imagenet_weights(backbone, (side, side), extra.get("alpha")) == catalog.WeightsFile(
-        plain["fname"], plain["origin"])
+        plain["fname"], plain["origin"]
+    )
 
     with pytest.raises(worker_model.ModelError) as err:
         worker_model.build_backbone(spec, preset_for(backbone, side, **extra), imagenet=True)
@@ -119,14 +126,20 @@ def test_served_weights_are_in_model_keras_bit_identical_after_training_a_frozen
     calls = record_requests(monkeypatch, serve={fname: tmp_path / fname})
 
     folder = demo.generate(tmp_path / "shapes", per_class=6, size=side, shapes=("circle", "square", "cross"))
-    preset = presets.from_dict({
-        "name": "served",
-        "data": {"source": f"folder:{folder}", "image_size": [side, side], "batch_size": 6,
-                 "validation_fraction": 0.25},
-        "model": {"backbone": backbone, "weights": "imagenet"},
-        "freeze": {"depth": "all"},
-        "train": {"epochs": 1, "checkpoint_every": 0, "learning_rate": 0.05},
-    })
+    preset = presets.from_dict(
+        {
+            "name": "served",
+            "data": {
+                "source": f"folder:{folder}",
+                "image_size": [side, side],
+                "batch_size": 6,
+                "validation_fraction": 0.25,
+            },
+            "model": {"backbone": backbone, "weights": "imagenet"},
+            "freeze": {"depth": "all"},
+            "train": {"epochs": 1, "checkpoint_every": 0, "learning_rate": 0.05},
+        }
+    )
     rc, _ = run_in_process(tmp_path / "run", preset)
     assert rc == 0
     assert [c["fname"] for c in calls] == [fname]

@@ -19,7 +19,9 @@ from tltui.worker.train import BACKUP_META, BACKUP_WEIGHTS, repair_backup  # noq
 
 def _model(seed: int = 0) -> keras.Model:
     keras.utils.set_random_seed(seed)
-    m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.BatchNormalization(), keras.layers.Dense(2)])
+    m = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(3), keras.layers.BatchNormalization(), keras.layers.Dense(2)]
+    )
     m.compile(optimizer=keras.optimizers.Adam(0.05), loss="sparse_categorical_crossentropy")
     return m
 
@@ -52,8 +54,11 @@ def test_the_best_epoch_is_kept_by_hard_link_and_loads_back(tmp_path: Path) -> N
     linked: list[bool] = []  # after each epoch's backup: is the kept file that epoch's backup file itself?
 
     def same_file(epoch: int, logs: dict | None) -> None:
-        linked.append(os.path.samefile(tmp_path / BACKUP_WEIGHTS, tmp_path / f"kept-{epoch + 1:04d}.weights.h5")
-                      if (tmp_path / f"kept-{epoch + 1:04d}.weights.h5").exists() else False)
+        linked.append(
+            os.path.samefile(tmp_path / BACKUP_WEIGHTS, tmp_path / f"kept-{epoch + 1:04d}.weights.h5")
+            if (tmp_path / f"kept-{epoch + 1:04d}.weights.h5").exists()
+            else False
+        )
 
     probe = keras.callbacks.LambdaCallback(on_epoch_end=same_file)
     m.fit(x, y, epochs=4, batch_size=8, verbose=0, callbacks=[script, EpochBackup(tmp_path, kept=kept), probe])
@@ -73,7 +78,14 @@ def test_a_resume_knows_the_kept_epoch_and_replaces_it_only_when_beaten(tmp_path
     x, y = _data()
     m = _model()
     kept = KeptWeights(tmp_path, m)
-    m.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[ScriptedValAcc([0.5, 0.7]), EpochBackup(tmp_path, kept=kept)])
+    m.fit(
+        x,
+        y,
+        epochs=2,
+        batch_size=8,
+        verbose=0,
+        callbacks=[ScriptedValAcc([0.5, 0.7]), EpochBackup(tmp_path, kept=kept)],
+    )
 
     m2 = _model(1)
     again = KeptWeights(tmp_path, m2)
@@ -118,8 +130,14 @@ def test_a_backup_whose_kept_file_is_gone_falls_back_to_the_previous_copy(tmp_pa
     x, y = _data()
     m = _model()
     kept = KeptWeights(tmp_path, m)
-    m.fit(x, y, epochs=3, batch_size=8, verbose=0,
-          callbacks=[ScriptedValAcc([0.1, 0.2, 0.3]), EpochBackup(tmp_path, kept=kept)])
+    m.fit(
+        x,
+        y,
+        epochs=3,
+        batch_size=8,
+        verbose=0,
+        callbacks=[ScriptedValAcc([0.1, 0.2, 0.3]), EpochBackup(tmp_path, kept=kept)],
+    )
     # both copies name their own kept file; the current one's is lost (a kill, a disk error)
     assert json.loads((tmp_path / f"{BACKUP_META}.bkp").read_text())["kept"]["epoch"] == 2
     (tmp_path / "kept-0003.weights.h5").unlink()

@@ -70,10 +70,19 @@ def test_a_run_without_early_stopping_hands_over_its_best_epoch(tmp_path: Path, 
     from tltui.core.workspace import RunRecord
 
     folder = photo_crops(tmp_path / "photos")
-    raw = {"name": "photos", "data": {"source": f"folder:{folder}", "image_size": [32, 32], "batch_size": 8,
-                                      "augment": False, "validation_fraction": 0.25},
-           "model": {"backbone": "tiny_cnn", "weights": "none"}, "freeze": {"batchnorm": "trainable"},
-           "train": {"epochs": 6, "checkpoint_every": 0, "optimizer": "sgd", "learning_rate": 1.0}}
+    raw = {
+        "name": "photos",
+        "data": {
+            "source": f"folder:{folder}",
+            "image_size": [32, 32],
+            "batch_size": 8,
+            "augment": False,
+            "validation_fraction": 0.25,
+        },
+        "model": {"backbone": "tiny_cnn", "weights": "none"},
+        "freeze": {"batchnorm": "trainable"},
+        "train": {"epochs": 6, "checkpoint_every": 0, "optimizer": "sgd", "learning_rate": 1.0},
+    }
     preset = presets.from_dict(raw)
     xv, yv = val_split(preset)
     assert len(yv) == 9
@@ -94,7 +103,8 @@ def test_a_run_without_early_stopping_hands_over_its_best_epoch(tmp_path: Path, 
         rec = RunRecord(id="r0001", seq=1, name="photos", status="completed", created=0.0)
         assert end_line(rec, state).startswith(
             f"r0001 completed: model.keras = epoch {kept['epoch']} ({'the best val_acc of the run' if restore_best else 'the last epoch'})"
-            f": val_acc {100 * measured['acc']:.1f}%")
+            f": val_acc {100 * measured['acc']:.1f}%"
+        )
 
 
 def test_a_phased_run_whose_fine_tuning_diverges_keeps_phase_1s_best(tmp_path: Path, restore_signals) -> None:
@@ -107,13 +117,27 @@ def test_a_phased_run_whose_fine_tuning_diverges_keeps_phase_1s_best(tmp_path: P
     from tltui.runner import supervisor
 
     folder = photo_crops(tmp_path / "photos")
-    raw = {"name": "phased", "data": {"source": f"folder:{folder}", "image_size": [32, 32], "batch_size": 8,
-                                      "augment": False, "validation_fraction": 0.25},
-           "model": {"backbone": "tiny_cnn", "weights": "none"}, "freeze": {"depth": "all"},
-           "train": {"checkpoint_every": 0},
-           "phases": [{"name": "head", "train": {"epochs": 8, "optimizer": "adam", "learning_rate": 0.1}},
-                      {"name": "fine-tune", "freeze": {"depth": 0},
-                       "train": {"epochs": 4, "optimizer": "sgd", "learning_rate": 3.0, "early_stopping_patience": 2}}]}
+    raw = {
+        "name": "phased",
+        "data": {
+            "source": f"folder:{folder}",
+            "image_size": [32, 32],
+            "batch_size": 8,
+            "augment": False,
+            "validation_fraction": 0.25,
+        },
+        "model": {"backbone": "tiny_cnn", "weights": "none"},
+        "freeze": {"depth": "all"},
+        "train": {"checkpoint_every": 0},
+        "phases": [
+            {"name": "head", "train": {"epochs": 8, "optimizer": "adam", "learning_rate": 0.1}},
+            {
+                "name": "fine-tune",
+                "freeze": {"depth": 0},
+                "train": {"epochs": 4, "optimizer": "sgd", "learning_rate": 3.0, "early_stopping_patience": 2},
+            },
+        ],
+    }
     preset = presets.from_dict(raw)
     ws = Workspace(tmp_path / "ws")
     rec = ws.create_runs([("phased", presets.dumps(preset), {})], preset_name="phased", epochs=[12])[0]
@@ -137,16 +161,24 @@ def test_a_phased_run_whose_fine_tuning_diverges_keeps_phase_1s_best(tmp_path: P
         assert main(["--workspace", str(ws.root), "runs", "show", rec.id, "--json"]) == 0
     shown = json.loads(out.getvalue())
     assert shown["kept"] == kept and shown["best"]["epoch"] == kept["epoch"]
-    assert [(p["index"], p["first_epoch"], p["feature_cache"]) for p in shown["phases"]] == [(1, 1, True), (2, 9, False)]
+    assert [(p["index"], p["first_epoch"], p["feature_cache"]) for p in shown["phases"]] == [
+        (1, 1, True),
+        (2, 9, False),
+    ]
     assert shown["phases"][1]["last_epoch"] == state.epochs_done and shown["phases"][0]["learning_rate"] == 0.1
     out = io.StringIO()
     with redirect_stdout(out):
         assert main(["--workspace", str(ws.root), "runs", "show", rec.id]) == 0
     lines = out.getvalue().splitlines()
-    assert f"result: model.keras = epoch {kept['epoch']} (the best val_acc of the run): " \
-           f"val_acc {100 * measured['acc']:.1f}%" in lines
+    assert (
+        f"result: model.keras = epoch {kept['epoch']} (the best val_acc of the run): "
+        f"val_acc {100 * measured['acc']:.1f}%" in lines
+    )
     (head,) = [ln for ln in lines if ln.startswith("  1/2 head: ")]
-    assert head.startswith("  1/2 head: epochs 1-8, adam lr 0.1, freeze all (BatchNorm frozen)") and "feature cache" in head
+    assert (
+        head.startswith("  1/2 head: epochs 1-8, adam lr 0.1, freeze all (BatchNorm frozen)")
+        and "feature cache" in head
+    )
     # the registry (the runs table, runs ls, queue ls) has the kept epoch's numbers
     supervisor.record_exit(ws, rec.id, 0)
     row = ws.get(rec.id)
@@ -162,11 +194,20 @@ def test_the_test_split_is_evaluated_on_model_keras(tmp_path: Path, restore_sign
 
     from tltui.worker import data
 
-    preset = presets.from_dict({"name": "t", "data": {"source": "tfds:mnist", "image_size": [32, 32], "batch_size": 8,
-                                                      "data_dir": str(tmp_path / "tfds")},
-                                "model": {"backbone": "tiny_cnn", "weights": "none"},
-                                "freeze": {"batchnorm": "trainable"},
-                                "train": {"epochs": 4, "checkpoint_every": 0, "learning_rate": 0.05}})
+    preset = presets.from_dict(
+        {
+            "name": "t",
+            "data": {
+                "source": "tfds:mnist",
+                "image_size": [32, 32],
+                "batch_size": 8,
+                "data_dir": str(tmp_path / "tfds"),
+            },
+            "model": {"backbone": "tiny_cnn", "weights": "none"},
+            "freeze": {"batchnorm": "trainable"},
+            "train": {"epochs": 4, "checkpoint_every": 0, "learning_rate": 0.05},
+        }
+    )
     with tfds.testing.mock_data(num_examples=32):
         rc, events = run_in_process(tmp_path / "run", preset)
         assert rc == 0, events[-1]

@@ -23,9 +23,7 @@ def tiny(**overrides: object) -> presets.Preset:
     return presets.from_dict(raw, overrides=overrides)
 
 
-@pytest.mark.parametrize(
-    ("mode", "module"), [("caffe", "resnet50"), ("tf", "mobilenet_v2"), ("torch", "densenet")]
-)
+@pytest.mark.parametrize(("mode", "module"), [("caffe", "resnet50"), ("tf", "mobilenet_v2"), ("torch", "densenet")])
 def test_preprocessing_layers_match_keras_applications(mode: str, module: str) -> None:
     spec = BackboneSpec("x", "x", "", module, 224, 32, mode)
     inp = keras.Input((None, None, 3))
@@ -51,7 +49,12 @@ def test_classifier_contract() -> None:
     assert backbone.name == "backbone" and model.get_layer("backbone") is backbone
     assert tuple(model.input.shape) == (None, None, None, 3)
     assert [l.name for l in backbone.layers[1:]] == [
-        "block1_conv", "block1_bn", "block1_relu", "block2_conv", "block2_bn", "block2_relu"
+        "block1_conv",
+        "block1_bn",
+        "block1_relu",
+        "block2_conv",
+        "block2_bn",
+        "block2_relu",
     ]
     names = [l.name for l in model.layers]
     assert names[-4:] == ["avg_pool", "dropout", "logits", "predictions"]

@@ -17,17 +17,23 @@ from tltui.core.workspace import Workspace
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("train_e2e")]
 
 
-
 def train_run(ws: Workspace, folder: Path, **freeze: object) -> str:
     from tltui.worker import train
 
-    preset = presets.from_dict({
-        "name": "moved",
-        "data": {"source": f"folder:{folder}", "image_size": [16, 16], "batch_size": 8, "validation_fraction": 0.25},
-        "model": {"backbone": "tiny_cnn", "weights": "none"},
-        "freeze": freeze,
-        "train": {"epochs": 2, "checkpoint_every": 0, "learning_rate": 0.05},
-    })
+    preset = presets.from_dict(
+        {
+            "name": "moved",
+            "data": {
+                "source": f"folder:{folder}",
+                "image_size": [16, 16],
+                "batch_size": 8,
+                "validation_fraction": 0.25,
+            },
+            "model": {"backbone": "tiny_cnn", "weights": "none"},
+            "freeze": freeze,
+            "train": {"epochs": 2, "checkpoint_every": 0, "learning_rate": 0.05},
+        }
+    )
     (rec,) = ws.create_runs([("moved", presets.dumps(preset), {})], preset_name="moved", epochs=[2])
     assert train.main([str(ws.run_paths(rec.id).dir)]) == 0
     return rec.id
@@ -40,7 +46,9 @@ def cli(ws: Workspace, *args: str) -> tuple[int, str]:
     return rc, out.getvalue()
 
 
-def test_frozen_layers_read_zero_trained_ones_move_and_the_cli_says_so(ws: Workspace, tmp_path: Path, restore_signals) -> None:
+def test_frozen_layers_read_zero_trained_ones_move_and_the_cli_says_so(
+    ws: Workspace, tmp_path: Path, restore_signals
+) -> None:
     folder = demo.generate(tmp_path / "shapes", per_class=8, size=16, shapes=("circle", "square", "cross"))
     rid = train_run(ws, folder, depth=1, batchnorm="frozen")
     doc = json.loads((ws.run_paths(rid).dir / "moved.json").read_text())
@@ -88,9 +96,18 @@ def test_the_record_on_real_backbones_after_a_step(backbone: str, tmp_path: Path
     from tltui.worker.freeze import apply_freeze
     from tltui.worker.moved import MovedWeights
 
-    preset = presets.from_dict({"name": "m", "data": {"source": "tfds:x", "image_size": [32, 32]},
-                                "model": {"backbone": backbone, "weights": "none", **({"alpha": 0.35} if backbone == "mobilenet_v2" else {})},
-                                "freeze": {"depth": 2, "batchnorm": "trainable"}})
+    preset = presets.from_dict(
+        {
+            "name": "m",
+            "data": {"source": "tfds:x", "image_size": [32, 32]},
+            "model": {
+                "backbone": backbone,
+                "weights": "none",
+                **({"alpha": 0.35} if backbone == "mobilenet_v2" else {}),
+            },
+            "freeze": {"depth": 2, "batchnorm": "trainable"},
+        }
+    )
     model, backbone_model = model_mod.build_classifier(preset, 3)
     spec = model_mod.backbone_spec(preset)
     apply_freeze(model, backbone_model, spec.family, 2, "trainable", name=backbone, image_size=[32, 32])

@@ -24,8 +24,11 @@ def two_phase(source: str, **overrides: object) -> presets.Preset:
         "train": {"epochs": 2, "checkpoint_every": 0, "learning_rate": 0.01},
         "phases": [
             {"name": "head", "train": {"epochs": 2}},
-            {"name": "fine-tune", "freeze": {"depth": 0}, "train": {"epochs": 3, "learning_rate": 0.002,
-                                                                   "lr_schedule": "cosine", "optimizer": "sgd"}},
+            {
+                "name": "fine-tune",
+                "freeze": {"depth": 0},
+                "train": {"epochs": 3, "learning_rate": 0.002, "lr_schedule": "cosine", "optimizer": "sgd"},
+            },
         ],
     }
     return presets.from_dict(raw, overrides=overrides)
@@ -42,12 +45,16 @@ def test_two_phases_are_two_keras_fits_with_a_recompile_between(tmp_path: Path, 
     from tltui.worker.train import compile_model
 
     # model.keras then holds the last epoch, what plain Keras's model holds after the second fit
-    preset = two_phase(f"folder:{shapes}", **{"data.augment": False, "data.shuffle_buffer": 0,
-                                              "train.restore_best": False})
+    preset = two_phase(
+        f"folder:{shapes}", **{"data.augment": False, "data.shuffle_buffer": 0, "train.restore_best": False}
+    )
     rc, events = run_in_process(tmp_path / "run", preset)
     assert rc == 0, events[-1]
     phases = [e for e in events if e.type == "train_phase"]
-    assert [(p.index, p.count, p.start_epoch, p.epochs, p.total_epochs) for p in phases] == [(1, 2, 0, 2, 5), (2, 2, 2, 3, 5)]
+    assert [(p.index, p.count, p.start_epoch, p.epochs, p.total_epochs) for p in phases] == [
+        (1, 2, 0, 2, 5),
+        (2, 2, 2, 3, 5),
+    ]
     assert phases[0].trainable_params < phases[1].trainable_params
     # phase 1 qualifies for the feature cache (frozen backbone, BatchNorm in inference mode, no
     # augmentation) and is served by it; phase 2 trains the whole model
@@ -74,8 +81,9 @@ def test_two_phases_are_two_keras_fits_with_a_recompile_between(tmp_path: Path, 
         for layer in backbone.layers:  # BatchNorm frozen in both phases (inference mode)
             layer.trainable = trainable and not isinstance(layer, keras.layers.BatchNormalization)
         compile_model(plain, p, 3, 3, lambda *a: None)
-        h = plain.fit(x, y, batch_size=8, initial_epoch=first, epochs=last, shuffle=False,
-                      validation_data=(xv, yv), verbose=0).history
+        h = plain.fit(
+            x, y, batch_size=8, initial_epoch=first, epochs=last, shuffle=False, validation_data=(xv, yv), verbose=0
+        ).history
         for k, v in h.items():
             history.setdefault(k, []).extend(v)
     for key in ("loss", "acc", "val_loss", "val_acc"):
@@ -87,7 +95,9 @@ def test_two_phases_are_two_keras_fits_with_a_recompile_between(tmp_path: Path, 
     # the movement record counts from phase 2's start: the backbone trained, BatchNorm did not move
     assert (events[-1].model_epoch, events[-1].model_rule) == (5, "last")
     moved = json.loads(RunPaths(tmp_path / "run").moved.read_text())
-    assert moved["phase"] == 2 and moved["since"].startswith("the start of phase 2/2 fine-tune") and moved["errors"] == []
+    assert (
+        moved["phase"] == 2 and moved["since"].startswith("the start of phase 2/2 fine-tune") and moved["errors"] == []
+    )
     by_name = {r["name"]: r for r in moved["layers"]}
     assert all(r["moved"] > 0 for r in moved["layers"] if r["trainable"])
     assert all(r["moved"] == 0 and not r["bn_drift"] for r in moved["layers"] if not r["trainable"])
@@ -104,7 +114,9 @@ def test_two_phases_are_two_keras_fits_with_a_recompile_between(tmp_path: Path, 
     assert rows["logits"]["moved"] > 0 and first["errors"] == []
 
 
-def test_failed_at_the_boundary_and_inside_phase_2_resumes_exactly(tmp_path: Path, shapes: Path, restore_signals) -> None:
+def test_failed_at_the_boundary_and_inside_phase_2_resumes_exactly(
+    tmp_path: Path, shapes: Path, restore_signals
+) -> None:
     """A run dies in phase 2's first epoch (its backup is phase 1's end, after early stopping restored
     its best epoch), is resumed, dies again in its third epoch (a backup inside phase 2, with phase 2's
     optimizer) and is resumed again: history, kept epoch, model.keras and the movement record equal
@@ -116,8 +128,12 @@ def test_failed_at_the_boundary_and_inside_phase_2_resumes_exactly(tmp_path: Pat
 
     preset = two_phase(
         f"folder:{shapes}",
-        **{"phases.1.train.early_stopping_patience": 1, "phases.1.train.epochs": 3, "model.dropout": 0.5,
-           "phases.1.train.learning_rate": 1e-6},  # val_acc cannot move: phase 1 stops after epoch 2
+        **{
+            "phases.1.train.early_stopping_patience": 1,
+            "phases.1.train.epochs": 3,
+            "model.dropout": 0.5,
+            "phases.1.train.learning_rate": 1e-6,
+        },  # val_acc cannot move: phase 1 stops after epoch 2
     )
     rc, _ = run_in_process(tmp_path / "plain", preset)
     assert rc == 0
@@ -135,7 +151,10 @@ def test_failed_at_the_boundary_and_inside_phase_2_resumes_exactly(tmp_path: Pat
         meta = json.loads((paths.backup / "training_metadata.json").read_text())
         at_boundary = resumed_after == 2  # phase 1 (index 0) complete, else inside phase 2 (index 1)
         assert (meta["epoch"], meta["phase"], bool(meta.get("phase_complete"))) == (
-            resumed_after, 0 if at_boundary else 1, at_boundary)
+            resumed_after,
+            0 if at_boundary else 1,
+            at_boundary,
+        )
     (run / "fault.json").unlink()
     assert train.main([str(run), "--resume"]) == 0
 

@@ -127,7 +127,9 @@ def test_batches_decode_lazily(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 def test_worker_module_does_not_import_tensorflow_until_the_model_loads() -> None:
     import subprocess
 
-    code = "import sys, tltui.worker.predict; sys.exit(1 if 'tensorflow' in sys.modules or 'keras' in sys.modules else 0)"
+    code = (
+        "import sys, tltui.worker.predict; sys.exit(1 if 'tensorflow' in sys.modules or 'keras' in sys.modules else 0)"
+    )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 

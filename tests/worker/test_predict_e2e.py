@@ -70,7 +70,9 @@ def test_labelled_folder_streams_top_k_scores_and_skips(ws, tmp_path: Path, mode
     ]
 
 
-def test_model_with_a_lambda_layer_is_refused(ws, tmp_path: Path, models: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_model_with_a_lambda_layer_is_refused(
+    ws, tmp_path: Path, models: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     folder = tmp_path / "one"
     folder.mkdir()
     pc.solid(pc.RED).save(folder / "a.png")

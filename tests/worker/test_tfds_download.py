@@ -50,16 +50,21 @@ class LoopbackShapes(tfds.core.GeneratorBasedBuilder):
     def _info(self) -> Any:
         return tfds.core.DatasetInfo(
             builder=self,
-            features=tfds.features.FeaturesDict({
-                "image": tfds.features.Image(shape=(8, 8, 3)),
-                "label": tfds.features.ClassLabel(names=CLASSES),
-            }),
+            features=tfds.features.FeaturesDict(
+                {
+                    "image": tfds.features.Image(shape=(8, 8, 3)),
+                    "label": tfds.features.ClassLabel(names=CLASSES),
+                }
+            ),
             supervised_keys=("image", "label"),
         )
 
     def _split_generators(self, dl_manager: Any) -> Any:
         path = dl_manager.download(self.URL)
-        return {"train": self._generate_examples(path, 0, N_TRAIN), "test": self._generate_examples(path, N_TRAIN, None)}
+        return {
+            "train": self._generate_examples(path, 0, N_TRAIN),
+            "test": self._generate_examples(path, N_TRAIN, None),
+        }
 
     def _generate_examples(self, path: Any, start: int, stop: int | None) -> Iterator[tuple[int, dict[str, Any]]]:
         with open(path, "rb") as f:
@@ -119,7 +124,11 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
 
 
 def prepared_dirs(data_dir: Path) -> list[Path]:
-    return [p for p in (data_dir / NAME).glob("*") if (p / "dataset_info.json").is_file()] if (data_dir / NAME).is_dir() else []
+    return (
+        [p for p in (data_dir / NAME).glob("*") if (p / "dataset_info.json").is_file()]
+        if (data_dir / NAME).is_dir()
+        else []
+    )
 
 
 def test_a_download_that_dies_halfway_leaves_nothing_that_looks_prepared(server: Server, tmp_path: Path) -> None:
@@ -171,17 +180,28 @@ def test_two_runs_starting_together_download_once_and_the_second_says_it_waits(s
     assert any("prepared by another run" in m for m in logs["b"])
 
 
-def test_a_run_downloads_then_trains_with_progress_events(server: Server, tmp_path: Path, restore_signals: None) -> None:
+def test_a_run_downloads_then_trains_with_progress_events(
+    server: Server, tmp_path: Path, restore_signals: None
+) -> None:
     from tests.worker.test_train_e2e import run_in_process
 
     data_dir = tmp_path / "tfds"
-    preset = presets.from_dict({
-        "name": "loopback",
-        "data": {"source": f"tfds:{NAME}", "data_dir": str(data_dir), "image_size": [16, 16], "batch_size": 12,
-                 "train_split": "train[:75%]", "val_split": "train[75%:]", "test_split": "test"},
-        "model": {"backbone": "tiny_cnn", "weights": "none"},
-        "train": {"epochs": 1, "checkpoint_every": 0},
-    })
+    preset = presets.from_dict(
+        {
+            "name": "loopback",
+            "data": {
+                "source": f"tfds:{NAME}",
+                "data_dir": str(data_dir),
+                "image_size": [16, 16],
+                "batch_size": 12,
+                "train_split": "train[:75%]",
+                "val_split": "train[75%:]",
+                "test_split": "test",
+            },
+            "model": {"backbone": "tiny_cnn", "weights": "none"},
+            "train": {"epochs": 1, "checkpoint_every": 0},
+        }
+    )
     rc, events = run_in_process(tmp_path / "run", preset)
     assert rc == 0, events[-1]
     progress = [e for e in events if e.type == "progress"]
@@ -191,8 +211,12 @@ def test_a_run_downloads_then_trains_with_progress_events(server: Server, tmp_pa
     info = json.loads((tmp_path / "run" / "data.json").read_text())
     assert (info["train_examples"], info["val_examples"], info["test_examples"]) == (27, 9, N_TEST)
 
-    offline = presets.from_dict({**preset.model_dump(), "data": {**preset.data.model_dump(), "data_dir": str(tmp_path / "none"),
-                                                               "download": False}})
+    offline = presets.from_dict(
+        {
+            **preset.model_dump(),
+            "data": {**preset.data.model_dump(), "data_dir": str(tmp_path / "none"), "download": False},
+        }
+    )
     rc, events = run_in_process(tmp_path / "run2", offline)
     assert rc == 1 and "(data.download = false)" in events[-1].reason and server.hits == 1
 
@@ -203,11 +227,17 @@ def test_data_fetch_job_and_data_ls(server: Server, tmp_path: Path, capsys: pyte
     data_dir = tmp_path / "tfds"
     assert tfds_fetch.main([NAME, "--data-dir", str(data_dir)]) == 0
     out = capsys.readouterr()
-    assert json.loads(out.out.strip().splitlines()[-1]) == {"name": NAME, "data_dir": str(data_dir), "prepared_now": True}
+    assert json.loads(out.out.strip().splitlines()[-1]) == {
+        "name": NAME,
+        "data_dir": str(data_dir),
+        "prepared_now": True,
+    }
     assert "downloading tfds:" in out.err
     assert main(["data", "ls", "--data-dir", str(data_dir), "--json"]) == 0
     (entry,) = json.loads(capsys.readouterr().out)["datasets"]
-    assert entry["name"] == NAME and entry["version"] == "1.0.0" and entry["splits"] == {"train": N_TRAIN, "test": N_TEST}
+    assert (
+        entry["name"] == NAME and entry["version"] == "1.0.0" and entry["splits"] == {"train": N_TRAIN, "test": N_TEST}
+    )
 
 
 def test_bad_names_and_a_read_only_data_dir_are_one_line_errors(tmp_path: Path) -> None:

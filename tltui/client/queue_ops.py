@@ -27,8 +27,17 @@ from tltui.runner import executor as executor_mod
 from tltui.runner import supervisor
 
 __all__ = [
-    "add", "cancel", "resume", "move", "pause", "unpause",
-    "runner_status", "needs_runner", "ensure_runner", "stop_runner", "wake_runner",
+    "add",
+    "cancel",
+    "resume",
+    "move",
+    "pause",
+    "unpause",
+    "runner_status",
+    "needs_runner",
+    "ensure_runner",
+    "stop_runner",
+    "wake_runner",
 ]
 
 RUNNER_START_TIMEOUT = 15.0
@@ -98,8 +107,13 @@ def cancel(ws: Workspace, run_id: str) -> RunRecord:
         rec = ws.get(rid)
         if rec.status == RunStatus.QUEUED:
             done = ws.update(
-                rid, expect=[RunStatus.QUEUED], status=RunStatus.CANCELLED, queue_pos=None, finished=time.time(),
-                reason="cancelled before it started", cancel_requested=False,
+                rid,
+                expect=[RunStatus.QUEUED],
+                status=RunStatus.CANCELLED,
+                queue_pos=None,
+                finished=time.time(),
+                reason="cancelled before it started",
+                cancel_requested=False,
             )
             if done is not None:
                 return done
@@ -163,7 +177,6 @@ def unpause(ws: Workspace, *, start_runner: bool = True) -> None:
         ensure_runner(ws)
     else:
         wake_runner(ws)
-
 
 
 # ---------------------------------------------------------------------------- the runner process

@@ -15,10 +15,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("check", help="validate a preset and list the runs it expands to")
     p.add_argument("preset", help="preset file, or the name of a shipped/workspace preset")
     common.add_set(p)
-    p.add_argument("--json", action="store_true", help="print {\"runs\": [...]} as JSON")
-    p.add_argument("--params", action="store_true",
-                   help="phases: count the backbone parameters each phase freezes, describing the backbone first "
-                        "if it is not cached yet (a TensorFlow subprocess, seconds; cached in the workspace)")
+    p.add_argument("--json", action="store_true", help='print {"runs": [...]} as JSON')
+    p.add_argument(
+        "--params",
+        action="store_true",
+        help="phases: count the backbone parameters each phase freezes, describing the backbone first "
+        "if it is not cached yet (a TensorFlow subprocess, seconds; cached in the workspace)",
+    )
     p.set_defaults(func=main)
 
 
@@ -32,8 +35,11 @@ def main(args: argparse.Namespace) -> int:
     Settings.load(ws)  # `queue add` refuses a bad settings.toml: say so here too
     runs = presets.expand(preset)
     notes: list[str] = []
-    phases = {r.name: phase_rows(ws, r.preset, notes, quiet=args.json, describe=args.params)
-              for r in runs} if preset.phases else {}
+    phases = (
+        {r.name: phase_rows(ws, r.preset, notes, quiet=args.json, describe=args.params) for r in runs}
+        if preset.phases
+        else {}
+    )
     if args.json:
         common.print_json(
             {
@@ -74,25 +80,38 @@ def phase_rows(ws: Any, preset: Any, notes: list[str], *, quiet: bool, describe:
     elif describe:
         try:
             description = descriptions.get(
-                ws.cache_dir, m.backbone, size, m.alpha,
+                ws.cache_dir,
+                m.backbone,
+                size,
+                m.alpha,
                 on_describe=None if quiet else (lambda msg: print(msg + " ...", file=sys.stderr, flush=True)),
             )
         except descriptions.DescriptionError as e:
             notes.append(f"parameter counts unavailable: {e}")
     else:
         description = descriptions.load_cached(descriptions.cache_path(ws.cache_dir, m.backbone, size, m.alpha))
-        note = (f"{m.backbone} at {size[0]}x{size[1]} is not described yet: `tltui check --params` counts the "
-                "parameters each phase freezes (describes the backbone once, cached)")
+        note = (
+            f"{m.backbone} at {size[0]}x{size[1]} is not described yet: `tltui check --params` counts the "
+            "parameters each phase freezes (describes the backbone once, cached)"
+        )
         if description is None and note not in notes:
             notes.append(note)
     rows = []
     for i, p in enumerate(preset.phase_presets()):
         t, f = p.train, p.freeze
         row: dict[str, Any] = {
-            "phase": i + 1, "label": preset.phase_label(i), "name": preset.phases[i].name,
-            "epochs": t.epochs, "optimizer": t.optimizer, "learning_rate": t.learning_rate,
-            "lr_schedule": t.lr_schedule, "early_stopping_patience": t.early_stopping_patience,
-            "depth": f.depth, "batchnorm": f.batchnorm, "frozen_params": None, "trainable_params": None,
+            "phase": i + 1,
+            "label": preset.phase_label(i),
+            "name": preset.phases[i].name,
+            "epochs": t.epochs,
+            "optimizer": t.optimizer,
+            "learning_rate": t.learning_rate,
+            "lr_schedule": t.lr_schedule,
+            "early_stopping_patience": t.early_stopping_patience,
+            "depth": f.depth,
+            "batchnorm": f.batchnorm,
+            "frozen_params": None,
+            "trainable_params": None,
         }
         if description is not None:
             totals = freeze_policy.build_map(description, f.depth, f.batchnorm)["totals"]

@@ -68,10 +68,16 @@ def prepared(root: Path) -> list[dict[str, Any]]:
             lengths = s.get("shardLengths") or []
             splits[s.get("name", "?")] = sum(int(x) for x in lengths)
         size = sum(f.stat().st_size for f in info.parent.iterdir() if f.is_file())
-        out.append({
-            "name": rel[0], "config": rel[1] if len(rel) == 3 else None, "version": rel[-1],
-            "path": str(info.parent), "splits": splits, "bytes": size,
-        })
+        out.append(
+            {
+                "name": rel[0],
+                "config": rel[1] if len(rel) == 3 else None,
+                "version": rel[-1],
+                "path": str(info.parent),
+                "splits": splits,
+                "bytes": size,
+            }
+        )
     return out
 
 

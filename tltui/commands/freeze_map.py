@@ -34,21 +34,48 @@ def register(sub: argparse._SubParsersAction) -> None:
         "that run trained with).",
     )
     p.add_argument("ref", metavar="BACKBONE|PRESET|RUN_ID")
-    p.add_argument("--depth", type=_depth, default=None, metavar="D",
-                   help='stages frozen from the input: 0..N or "all" (default: the preset\'s, else 0)')
-    p.add_argument("--batchnorm", choices=freeze_policy.BATCHNORM_POLICIES, default=None,
-                   help="BatchNorm policy (default: the preset's, else frozen)")
-    p.add_argument("--image-size", nargs=2, type=_side, metavar=("H", "W"),
-                   help="input size (default: the preset's, else the backbone's ImageNet size)")
-    p.add_argument("--classes", type=common.positive_int, default=None, metavar="N",
-                   help="number of classes, for the head's parameters (default: a folder preset's class count)")
+    p.add_argument(
+        "--depth",
+        type=_depth,
+        default=None,
+        metavar="D",
+        help='stages frozen from the input: 0..N or "all" (default: the preset\'s, else 0)',
+    )
+    p.add_argument(
+        "--batchnorm",
+        choices=freeze_policy.BATCHNORM_POLICIES,
+        default=None,
+        help="BatchNorm policy (default: the preset's, else frozen)",
+    )
+    p.add_argument(
+        "--image-size",
+        nargs=2,
+        type=_side,
+        metavar=("H", "W"),
+        help="input size (default: the preset's, else the backbone's ImageNet size)",
+    )
+    p.add_argument(
+        "--classes",
+        type=common.positive_int,
+        default=None,
+        metavar="N",
+        help="number of classes, for the head's parameters (default: a folder preset's class count)",
+    )
     p.add_argument("--layers", action="store_true", help="list every layer under its stage")
-    p.add_argument("--moved", action="store_true",
-                   help="for a run: how far each stage's (with --layers, each layer's) weights moved since the "
-                   "run started; a frozen layer that moved is an error (exit 1)")
-    p.add_argument("--phase", type=common.positive_int, default=None, metavar="N",
-                   help="a phased run or preset: phase N's map (and with --moved, its record); default: a run's "
-                   "current or last phase, a preset's [freeze]")
+    p.add_argument(
+        "--moved",
+        action="store_true",
+        help="for a run: how far each stage's (with --layers, each layer's) weights moved since the "
+        "run started; a frozen layer that moved is an error (exit 1)",
+    )
+    p.add_argument(
+        "--phase",
+        type=common.positive_int,
+        default=None,
+        metavar="N",
+        help="a phased run or preset: phase N's map (and with --moved, its record); default: a run's "
+        "current or last phase, a preset's [freeze]",
+    )
     p.add_argument("--json", action="store_true", help="print the map as one JSON document")
     common.add_set(p)
     p.set_defaults(func=main)
@@ -86,8 +113,9 @@ def main(args: argparse.Namespace) -> int:
         if args.moved:
             if doc.get("moved") is None:
                 what = f" of phase {args.phase}" if args.phase else ""
-                raise CommandError(f"{doc['run']}: no weights-moved record{what} yet (the worker writes it at each "
-                                   "epoch end)")
+                raise CommandError(
+                    f"{doc['run']}: no weights-moved record{what} yet (the worker writes it at each epoch end)"
+                )
             if args.json:
                 common.print_json(doc)
             else:
@@ -124,8 +152,7 @@ def run_map(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
         if args.phase is not None:
             raise CommandError(f"{rec.id} ({rec.status}): phase {args.phase} has not started") from None
         raise CommandError(
-            f"{rec.id} ({rec.status}) has no freeze map yet: the worker records {path.name} when it builds "
-            "the model"
+            f"{rec.id} ({rec.status}) has no freeze map yet: the worker records {path.name} when it builds the model"
         ) from None
     except (OSError, ValueError) as e:
         raise CommandError(f"{path}: unreadable freeze map ({e})") from None
@@ -147,7 +174,9 @@ def _check_run_phase(run_id: str, current_map: Path, phase: int) -> None:
         raise CommandError(f"{run_id}: --phase {phase}: the run has phases 1..{info.get('count')}")
 
 
-def _description(ws: Workspace, name: str, image_size: tuple[int, int], alpha: float | None, quiet: bool) -> dict[str, Any]:
+def _description(
+    ws: Workspace, name: str, image_size: tuple[int, int], alpha: float | None, quiet: bool
+) -> dict[str, Any]:
     def tell(msg: str) -> None:
         if not quiet:
             print(msg + " ...", file=sys.stderr, flush=True)
@@ -212,8 +241,9 @@ def preset_map(ws: Workspace, args: argparse.Namespace, notes: list[str]) -> dic
         f = phases[args.phase - 1].freeze
         phase_doc = {"index": args.phase, "count": len(phases), "name": preset.phases[args.phase - 1].name}
     elif preset.phases:
-        each = ", ".join(f"phase {preset.phase_label(i)}: depth {q.freeze.depth}"
-                         for i, q in enumerate(preset.phase_presets()))
+        each = ", ".join(
+            f"phase {preset.phase_label(i)}: depth {q.freeze.depth}" for i, q in enumerate(preset.phase_presets())
+        )
         notes.append(f"{path}: the preset trains in phases ({each}); showing [freeze] (--phase N shows a phase's)")
     size = tuple(args.image_size) if args.image_size else tuple(preset.data.image_size)
     description = _description(ws, m.backbone, size, m.alpha, args.json)  # type: ignore[arg-type]
@@ -265,7 +295,11 @@ def layer_state(row: dict[str, Any]) -> str:
     if row.get("bn_inference"):
         return "frozen (BatchNorm inference mode)"
     if row["trainable"]:
-        return "trainable (BatchNorm training mode)" if row["type"] in ("BatchNormalization", "SyncBatchNormalization") else "trainable"
+        return (
+            "trainable (BatchNorm training mode)"
+            if row["type"] in ("BatchNormalization", "SyncBatchNormalization")
+            else "trainable"
+        )
     return "frozen"
 
 
@@ -279,7 +313,11 @@ def render(doc: dict[str, Any], *, layers: bool = False) -> list[str]:
     phase = doc.get("phase")
     phase_s = ""
     if isinstance(phase, dict):  # a phased run's map is its current (or last) phase's
-        phase_s = f"  (phase {phase.get('index')}/{phase.get('count')}" + (f" {phase['name']}" if phase.get("name") else "") + ")"
+        phase_s = (
+            f"  (phase {phase.get('index')}/{phase.get('count')}"
+            + (f" {phase['name']}" if phase.get("name") else "")
+            + ")"
+        )
     out = [
         f"{src}{doc.get('backbone')} ({doc.get('family')}){size_s}  "
         f"freeze.depth = {depth_s}  freeze.batchnorm = {doc.get('batchnorm')}{phase_s}"
@@ -329,18 +367,27 @@ def render_moved(doc: dict[str, Any], *, layers: bool = False) -> list[str]:
     by_stage: dict[str, list[dict[str, Any]]] = {}
     for r in moved["layers"]:
         by_stage.setdefault(stage_of.get(r["name"], "head"), []).append(r)
-    order = [s["name"] for s in doc.get("stages", [])] + [s for s in by_stage if s not in {x["name"] for x in doc.get("stages", [])}]
+    order = [s["name"] for s in doc.get("stages", [])] + [
+        s for s in by_stage if s not in {x["name"] for x in doc.get("stages", [])}
+    ]
     width = max([len("stage")] + [len(s) for s in order]) + 2
     since = moved.get("since") or "the start of the run"
     if since == "run start":  # records written before version 2
         since = "the start of the run"
-    out = [f"run {doc.get('run')}: weights moved from {since} to the end of epoch {moved.get('epoch')}, "
-           "||w - w0|| / ||w0||, largest per stage"]
+    out = [
+        f"run {doc.get('run')}: weights moved from {since} to the end of epoch {moved.get('epoch')}, "
+        "||w - w0|| / ||w0||, largest per stage"
+    ]
     outside = [r["name"] for r in moved["layers"] if r.get("in_graph") is False]
     if moved.get("feature_cache"):
-        out.append("  the backbone ran from cached features (feature cache): it was not in the graph that trained; "
-                   + ("measured when the phase ended" if moved.get("measured") == "all" else
-                      f"its {len(outside)} layers are measured when the phase ends"))
+        out.append(
+            "  the backbone ran from cached features (feature cache): it was not in the graph that trained; "
+            + (
+                "measured when the phase ended"
+                if moved.get("measured") == "all"
+                else f"its {len(outside)} layers are measured when the phase ends"
+            )
+        )
     out.append(f"  {'stage':<{width}}{'frozen':>7} {'moved':>9} {'train':>7} {'moved':>9} {'bn drift':>9}")
 
     def top(rows: list[dict[str, Any]], key: str) -> float | None:
@@ -353,13 +400,17 @@ def render_moved(doc: dict[str, Any], *, layers: bool = False) -> list[str]:
             continue
         frozen = [r for r in rows if not r["trainable"]]
         train = [r for r in rows if r["trainable"]]
-        out.append(f"  {stage:<{width}}{len(frozen):>7} {fmt_moved(top(frozen, 'moved')):>9} {len(train):>7} "
-                   f"{fmt_moved(top(train, 'moved')):>9} {fmt_moved(top(rows, 'bn_drift')):>9}")
+        out.append(
+            f"  {stage:<{width}}{len(frozen):>7} {fmt_moved(top(frozen, 'moved')):>9} {len(train):>7} "
+            f"{fmt_moved(top(train, 'moved')):>9} {fmt_moved(top(rows, 'bn_drift')):>9}"
+        )
         if layers:
             for r in rows:
                 bad = "  ERROR: frozen but moved" if r["name"] in moved.get("errors", []) else ""
                 state = "trainable" if r["trainable"] else "frozen"
-                out.append(f"      {r['name']:<34} {state:<9} {fmt_moved(r['moved']):>9} {fmt_moved(r.get('bn_drift')):>9}{bad}")
+                out.append(
+                    f"      {r['name']:<34} {state:<9} {fmt_moved(r['moved']):>9} {fmt_moved(r.get('bn_drift')):>9}{bad}"
+                )
     errors = moved.get("errors") or []
     if errors:
         shown = ", ".join(errors[:8]) + (f" and {len(errors) - 8} more" if len(errors) > 8 else "")

@@ -47,8 +47,13 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         errors = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
-        print(errors[-1] if errors else f"error: hub-fetch failed (exit {proc.returncode}): "
-              f"{(proc.stderr.strip().splitlines() or ['no output'])[-1]}", file=sys.stderr)
+        print(
+            errors[-1]
+            if errors
+            else f"error: hub-fetch failed (exit {proc.returncode}): "
+            f"{(proc.stderr.strip().splitlines() or ['no output'])[-1]}",
+            file=sys.stderr,
+        )
         return 2 if errors else 1
     info = json.loads(proc.stdout.strip().splitlines()[-1])
     if args.json:
@@ -79,11 +84,15 @@ def cmd_ls(args: argparse.Namespace) -> int:
         return 0
     print(f"{'STATE':<11} {'SIZE':>9}  {'FETCHED':<16} HANDLE / FOLDER")
     for m in mods:
-        print(f"{m.state:<11} {hubcache.format_size(m.size_bytes):>9}  {hubcache.format_time(m.fetched):<16} "
-              f"{m.handle or '(unknown handle)'}")
+        print(
+            f"{m.state:<11} {hubcache.format_size(m.size_bytes):>9}  {hubcache.format_time(m.fetched):<16} "
+            f"{m.handle or '(unknown handle)'}"
+        )
         print(f"{'':<39}{m.folder}")
     broken = [m for m in mods if m.state in ("incomplete", "stale_lock")]
     for m in broken:
-        print(f"warning: {m.folder} is {m.state.replace('_', ' ')}; the next fetch or run re-downloads it "
-              f"(or delete it)", file=sys.stderr)
+        print(
+            f"warning: {m.folder} is {m.state.replace('_', ' ')}; the next fetch or run re-downloads it (or delete it)",
+            file=sys.stderr,
+        )
     return 0

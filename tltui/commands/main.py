@@ -17,8 +17,21 @@ from tltui import __version__
 from tltui.core.errors import TltuiError
 
 #: Modules under tltui.commands, in the order ``--help`` lists them.
-COMMANDS = ("tui", "check", "run", "queue", "runs", "control", "freeze_map", "predict", "hub", "weights", "data", "cache",
-            "demo")
+COMMANDS = (
+    "tui",
+    "check",
+    "run",
+    "queue",
+    "runs",
+    "control",
+    "freeze_map",
+    "predict",
+    "hub",
+    "weights",
+    "data",
+    "cache",
+    "demo",
+)
 
 #: Which module defines each top-level command, so a command imports only its own module.
 COMMAND_MODULES = {

@@ -50,13 +50,26 @@ def register(sub: argparse._SubParsersAction) -> None:
         const=False,
         help="resize each image straight to the model's input size, even when training went through a smaller one",
     )
-    p.add_argument("--batch-size", type=common.positive_int, default=32, metavar="B", help="images per batch (default 32)")
-    p.add_argument("--against", metavar="RUN_ID_B",
-                   help="classify the folder with a second run too and report where the two disagree, side by side")
-    p.add_argument("--cam", type=Path, metavar="OUT_DIR",
-                   help="write a Grad-CAM overlay PNG of each image's top-1 class (where the model looked) into OUT_DIR")
-    p.add_argument("--confusion-csv", type=Path, metavar="OUT",
-                   help="labelled folders: write the confusion matrix with per-class accuracy to this CSV file")
+    p.add_argument(
+        "--batch-size", type=common.positive_int, default=32, metavar="B", help="images per batch (default 32)"
+    )
+    p.add_argument(
+        "--against",
+        metavar="RUN_ID_B",
+        help="classify the folder with a second run too and report where the two disagree, side by side",
+    )
+    p.add_argument(
+        "--cam",
+        type=Path,
+        metavar="OUT_DIR",
+        help="write a Grad-CAM overlay PNG of each image's top-1 class (where the model looked) into OUT_DIR",
+    )
+    p.add_argument(
+        "--confusion-csv",
+        type=Path,
+        metavar="OUT",
+        help="labelled folders: write the confusion matrix with per-class accuracy to this CSV file",
+    )
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print one JSON document")
     out.add_argument("--csv", type=Path, metavar="OUT", help="write one row per image to this CSV file")
@@ -124,10 +137,13 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _classify(run_id: str, run_dir: Path, folder: Path, args: argparse.Namespace, cam_dir: Path | None = None) -> PredictReport:
+def _classify(
+    run_id: str, run_dir: Path, folder: Path, args: argparse.Namespace, cam_dir: Path | None = None
+) -> PredictReport:
     report = PredictReport(run_id, str(folder.absolute()), top_k=args.top_k)
-    job = PredictJob(run_dir, folder, top_k=args.top_k, low_res=args.low_res, batch_size=args.batch_size,
-                     cam_dir=cam_dir)
+    job = PredictJob(
+        run_dir, folder, top_k=args.top_k, low_res=args.low_res, batch_size=args.batch_size, cam_dir=cam_dir
+    )
     try:
         with job:
             _collect(job, report, show_progress=sys.stderr.isatty())
@@ -159,20 +175,32 @@ def disagreements(a: PredictReport, b: PredictReport) -> dict[str, Any]:
         if ra.label == rb.label:
             same += 1
             continue
-        rows.append({
-            "path": ra.path, "rel": ra.rel, "true_label": ra.true_label,
-            "a": {"label": ra.label, "probability": ra.probability},
-            "b": {"label": rb.label, "probability": rb.probability},
-            "right": None if ra.true_label is None else ("a" if ra.correct else "b" if rb.correct else "neither"),
-        })
+        rows.append(
+            {
+                "path": ra.path,
+                "rel": ra.rel,
+                "true_label": ra.true_label,
+                "a": {"label": ra.label, "probability": ra.probability},
+                "b": {"label": rb.label, "probability": rb.probability},
+                "right": None if ra.true_label is None else ("a" if ra.correct else "b" if rb.correct else "neither"),
+            }
+        )
     acc = {k: (r.score.accuracy if r.score is not None else None) for k, r in (("a", a), ("b", b))}
-    return {"run_a": a.run_id, "run_b": b.run_id, "both": same + len(rows), "agree": same, "disagree": rows,
-            "accuracy": acc}
+    return {
+        "run_a": a.run_id,
+        "run_b": b.run_id,
+        "both": same + len(rows),
+        "agree": same,
+        "disagree": rows,
+        "accuracy": acc,
+    }
 
 
 def format_disagreements(d: dict[str, Any]) -> str:
-    lines = ["", f"{d['run_a']} vs {d['run_b']}: agree on {d['agree']} of {d['both']} images, "
-             f"disagree on {len(d['disagree'])}"]
+    lines = [
+        "",
+        f"{d['run_a']} vs {d['run_b']}: agree on {d['agree']} of {d['both']} images, disagree on {len(d['disagree'])}",
+    ]
     if d["accuracy"]["a"] is not None:
         lines[-1] += f" (accuracy {_pct(d['accuracy']['a'])} vs {_pct(d['accuracy']['b'])})"
     if d["disagree"]:
@@ -254,8 +282,10 @@ def format_report(report: PredictReport) -> str:
             lines.extend(f"  {p['true_label']} -> {p['predicted']}: {p['count']}" for p in pairs)
         worst = sorted(sc.per_class(), key=lambda r: (r["accuracy"], r["label"]))[:10]
         if len(sc.per_class()) > 1:
-            lines.append("per-class accuracy (lowest first): " + ", ".join(
-                f"{r['label']} {_pct(r['accuracy'])} ({r['correct']}/{r['images']})" for r in worst))
+            lines.append(
+                "per-class accuracy (lowest first): "
+                + ", ".join(f"{r['label']} {_pct(r['accuracy'])} ({r['correct']}/{r['images']})" for r in worst)
+            )
         if sc.misclassified:
             lines.append(f"misclassified {len(sc.misclassified)}:")
             lines.extend(

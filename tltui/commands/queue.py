@@ -19,13 +19,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     add = qs.add_parser("add", help="validate a preset, expand its sweep, queue the runs (prints run ids)")
     add.add_argument("preset", help="preset file, or the name of a shipped/workspace preset")
     add.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a preset field (dotted key, TOML value), e.g. --set train.epochs=3",
     )
     from tltui.runner.executor import EXECUTORS
 
     add.add_argument(  # the registry as choices: its entry points are read only if --executor is given or shown
-        "--executor", choices=EXECUTORS, default=None, metavar="EXECUTOR",
+        "--executor",
+        choices=EXECUTORS,
+        default=None,
+        metavar="EXECUTOR",
         help="where the runs execute: %(choices)s (default: [executor] default in <workspace>/settings.toml, else local)",
     )
     add.add_argument("--no-runner", action="store_true", help="queue only; do not start the queue runner")
@@ -63,7 +70,11 @@ def cmd_add(args: argparse.Namespace) -> int:
     path = presets.find_preset(args.preset, ws)
     overrides = presets.parse_set(args.overrides)
     recs = queue_ops.add(
-        ws, path, overrides, start_runner=not args.no_runner, executor=getattr(args, "executor", None),
+        ws,
+        path,
+        overrides,
+        start_runner=not args.no_runner,
+        executor=getattr(args, "executor", None),
         warn=lambda w: print(f"warning: {w}", file=sys.stderr),
     )
     for r in recs:
@@ -80,15 +91,45 @@ def queue_rows(ws: Any) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for r in running:
         prog = live.progress(runstate.load(ws.run_paths(r.id).events), r)
-        rows.append({"position": None, "id": r.id, "name": r.name, "status": r.status, "gpus": r.gpus,
-                     "pid": r.pid, "cancel_requested": r.cancel_requested, "executor": r.executor,
-                     "host": r.host, **prog})
+        rows.append(
+            {
+                "position": None,
+                "id": r.id,
+                "name": r.name,
+                "status": r.status,
+                "gpus": r.gpus,
+                "pid": r.pid,
+                "cancel_requested": r.cancel_requested,
+                "executor": r.executor,
+                "host": r.host,
+                **prog,
+            }
+        )
     for pos, r in enumerate(ws.queue(), 1):
-        rows.append({"position": pos, "id": r.id, "name": r.name, "status": r.status, "gpus": None,
-                     "pid": None, "cancel_requested": False, "executor": r.executor, "host": None, "epoch": r.epoch, "epochs": r.epochs,
-                     "current_epoch": None, "step": None, "steps": None, "fraction": 0.0, "live": {},
-                     "best_val_acc": r.best_val_acc, "best_epoch": r.best_epoch, "eta_seconds": None,
-                     "resume": r.resume})
+        rows.append(
+            {
+                "position": pos,
+                "id": r.id,
+                "name": r.name,
+                "status": r.status,
+                "gpus": None,
+                "pid": None,
+                "cancel_requested": False,
+                "executor": r.executor,
+                "host": None,
+                "epoch": r.epoch,
+                "epochs": r.epochs,
+                "current_epoch": None,
+                "step": None,
+                "steps": None,
+                "fraction": 0.0,
+                "live": {},
+                "best_val_acc": r.best_val_acc,
+                "best_epoch": r.best_epoch,
+                "eta_seconds": None,
+                "resume": r.resume,
+            }
+        )
     return rows
 
 

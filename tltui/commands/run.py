@@ -63,9 +63,7 @@ def main(args: argparse.Namespace) -> int:
     return run_preset(ws, preset, plain=args.plain or not sys.stdout.isatty())
 
 
-def run_preset(
-    ws: Workspace, preset: Any, *, plain: bool = True, display: Display | None = None
-) -> int:
+def run_preset(ws: Workspace, preset: Any, *, plain: bool = True, display: Display | None = None) -> int:
     """Record the preset's runs and train them in order; the exit code of ``tltui run``."""
     from tltui.core import presets
 
@@ -85,8 +83,12 @@ def run_preset(
             statuses.append(status)
             if stop.requested:
                 for left in recs[i + 1 :]:
-                    ws.update(left.id, status=RunStatus.CANCELLED, reason="not started: the sweep was stopped with Ctrl-C",
-                              finished=time.time())
+                    ws.update(
+                        left.id,
+                        status=RunStatus.CANCELLED,
+                        reason="not started: the sweep was stopped with Ctrl-C",
+                        finished=time.time(),
+                    )
                     statuses.append(RunStatus.CANCELLED)
                 break
     display.summary(ws, recs)
@@ -324,9 +326,7 @@ class LiveDisplay(Display):
         if self.progress is None:
             return
         if isinstance(ev, Progress):
-            self.progress.update(
-                self._batches, total=ev.total, completed=ev.done, info=runstate.progress_text(ev)
-            )
+            self.progress.update(self._batches, total=ev.total, completed=ev.done, info=runstate.progress_text(ev))
             return
         eta = f"ETA {_clock(state.eta_seconds())}"
         if isinstance(ev, Phase):

@@ -113,7 +113,8 @@ def run_details(ws: Workspace, rec: RunRecord) -> dict[str, Any]:
             "train_seconds": elapsed,
             # every worker segment of a resumed run (not the pause between them)
             "wall_seconds": st.elapsed(time.time() if rec.status == RunStatus.RUNNING else None)
-            if st.started_at is not None else ((rec.finished or time.time()) - rec.started if rec.started else None),
+            if st.started_at is not None
+            else ((rec.finished or time.time()) - rec.started if rec.started else None),
             "first_started": st.first_started_at,
             "eta_seconds": st.eta_seconds() if rec.status == RunStatus.RUNNING else None,
         },
@@ -151,8 +152,10 @@ def cmd_show(args: argparse.Namespace) -> int:
             print(f"  {phase_line(ph)}")
     if d["history"]:
         phased = bool(d["phases"])
-        print(f"{'epoch':>5}{' ph' if phased else ''} {'loss':>8} {'acc':>7} {'top5':>7} {'val_loss':>8} {'val_acc':>7} "
-              f"{'val_top5':>8} {'lr':>9} {'secs':>6}")
+        print(
+            f"{'epoch':>5}{' ph' if phased else ''} {'loss':>8} {'acc':>7} {'top5':>7} {'val_loss':>8} {'val_acc':>7} "
+            f"{'val_top5':>8} {'lr':>9} {'secs':>6}"
+        )
         for h in d["history"]:
             ph = f" {h.get('phase', ''):>2}" if phased else ""
             lr = "-" if h.get("lr") is None else f"{h['lr']:.3g}"
@@ -166,8 +169,10 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"result: {runstate.kept_text(d['kept'])}")
     b = d["best"]
     if b and (not d["kept"] or b["epoch"] != d["kept"]["epoch"]):  # a better epoch that model.keras does not hold
-        print(f"best: epoch {b['epoch']} val_acc {_fmt_pct(b['val_acc'])} val_top5 {_fmt_pct(b['val_top5_acc'])} "
-              "(not the epoch model.keras holds)")
+        print(
+            f"best: epoch {b['epoch']} val_acc {_fmt_pct(b['val_acc'])} val_top5 {_fmt_pct(b['val_top5_acc'])} "
+            "(not the epoch model.keras holds)"
+        )
     if d["test"]:
         print(f"test: {test_summary(d['test'])}")
     if d["history"] and (na := top_k_na(d["num_classes"])):
@@ -180,9 +185,11 @@ def phase_line(ph: dict[str, Any]) -> str:
     cache`` (one phase of :meth:`tltui.core.runstate.RunState.phases_list`)."""
     name = f" {ph['name']}" if ph["name"] else ""
     cache = ", feature cache (the backbone ran once, from cached features)" if ph["feature_cache"] else ""
-    return (f"{ph['index']}/{ph['count']}{name}: epochs {ph['first_epoch']}-{ph['last_epoch']}, {ph['optimizer']} "
-            f"lr {ph['learning_rate']:g}, freeze {ph['freeze_depth']} (BatchNorm {ph['batchnorm']}), "
-            f"{ph['trainable_params']:,} trainable params{cache}")
+    return (
+        f"{ph['index']}/{ph['count']}{name}: epochs {ph['first_epoch']}-{ph['last_epoch']}, {ph['optimizer']} "
+        f"lr {ph['learning_rate']:g}, freeze {ph['freeze_depth']} (BatchNorm {ph['batchnorm']}), "
+        f"{ph['trainable_params']:,} trainable params{cache}"
+    )
 
 
 def cmd_rm(args: argparse.Namespace) -> int:

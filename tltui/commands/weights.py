@@ -64,7 +64,10 @@ def targets(args: argparse.Namespace) -> list[Target]:
             raise CommandError(f"{name}: neither a backbone ({known}) nor a preset file or name")
         preset = presets.load(path)
         for p in presets.run_presets(preset):
-            if p.model.weights == "imagenet" and catalog.imagenet_weights(p.model.backbone, p.data.image_size) is not None:
+            if (
+                p.model.weights == "imagenet"
+                and catalog.imagenet_weights(p.model.backbone, p.data.image_size) is not None
+            ):
                 h, w = p.data.image_size
                 out.append(Target(p.model.backbone, (h, w), p.model.alpha))
     unique: dict[str, Target] = {}
@@ -114,8 +117,16 @@ def cmd_ls(args: argparse.Namespace) -> int:
             continue
         path = catalog.keras_cache_path(wf.fname)
         cached = catalog.is_cached(path)
-        rows.append({"backbone": name, "file": wf.fname, "cached": cached, "path": str(path),
-                     "bytes": path.stat().st_size if cached else None, "origin": wf.origin})
+        rows.append(
+            {
+                "backbone": name,
+                "file": wf.fname,
+                "cached": cached,
+                "path": str(path),
+                "bytes": path.stat().st_size if cached else None,
+                "origin": wf.origin,
+            }
+        )
     if args.json:
         common.print_json({"cache": str(catalog.keras_cache_path("x").parent), "weights": rows})
         return 0

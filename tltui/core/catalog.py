@@ -236,9 +236,15 @@ _FAMILY_LIST = [
     Family(
         "mobilenet_v3",
         variants=(
-            Variant("small", _MNV3_SMALL, _mobilenet_v3_rule(_MNV3_SMALL, [range(0, 1), range(1, 3), range(3, 8), range(8, 11)])),
             Variant(
-                "large", _MNV3_LARGE, _mobilenet_v3_rule(_MNV3_LARGE, [range(0, 3), range(3, 6), range(6, 12), range(12, 15)]),
+                "small",
+                _MNV3_SMALL,
+                _mobilenet_v3_rule(_MNV3_SMALL, [range(0, 1), range(1, 3), range(3, 8), range(8, 11)]),
+            ),
+            Variant(
+                "large",
+                _MNV3_LARGE,
+                _mobilenet_v3_rule(_MNV3_LARGE, [range(0, 3), range(3, 6), range(6, 12), range(12, 15)]),
                 marker="expanded_conv_14_",
             ),
         ),
@@ -247,7 +253,9 @@ _FAMILY_LIST = [
     Family("efficientnet", _EFF, _efficientnet_rule(_EFF)),
     Family("efficientnet_v2", _EFF2, _efficientnet_rule(_EFF2)),
     Family("inception_v3", _INCEPTION, by_order=_inception_by_order, preprocess="tf"),
-    Family("xception", _XCEPTION, blocks("block", [range(1, 5), range(5, 13), range(13, 15)], _XCEPTION), preprocess="tf"),
+    Family(
+        "xception", _XCEPTION, blocks("block", [range(1, 5), range(5, 13), range(13, 15)], _XCEPTION), preprocess="tf"
+    ),
     Family("vgg", _VGG, blocks("block", [(1,), (2,), (3,), (4,), (5,)], _VGG), preprocess="caffe"),
     Family("densenet", _DENSE, _densenet_rule, preprocess="torch"),
     Family("convnext", _CONVNEXT, _convnext_rule),
@@ -349,9 +357,14 @@ def family_of(name: str) -> Family | None:
 _KERAS_APPS = "https://storage.googleapis.com/tensorflow/keras-applications/"
 #: Folder and file-name stem of the ``*_weights_tf_dim_ordering_tf_kernels_notop.h5`` backbones.
 _TF_KERNELS = {
-    "resnet50": "resnet/resnet50", "resnet101": "resnet/resnet101", "resnet152": "resnet/resnet152",
-    "resnet50v2": "resnet/resnet50v2", "inception_v3": "inception_v3/inception_v3",
-    "xception": "xception/xception", "vgg16": "vgg16/vgg16", "vgg19": "vgg19/vgg19",
+    "resnet50": "resnet/resnet50",
+    "resnet101": "resnet/resnet101",
+    "resnet152": "resnet/resnet152",
+    "resnet50v2": "resnet/resnet50v2",
+    "inception_v3": "inception_v3/inception_v3",
+    "xception": "xception/xception",
+    "vgg16": "vgg16/vgg16",
+    "vgg19": "vgg19/vgg19",
     "densenet121": "densenet/densenet121",
 }
 _MNV2_SIZES = (96, 128, 160, 192, 224)
@@ -366,7 +379,9 @@ class WeightsFile:
     origin: str
 
 
-def imagenet_weights(name: str, image_size: tuple[int, int] | list[int], alpha: float | None = None) -> WeightsFile | None:
+def imagenet_weights(
+    name: str, image_size: tuple[int, int] | list[int], alpha: float | None = None
+) -> WeightsFile | None:
     """Which weights file ``model.backbone = name`` at ``image_size`` (and MobileNet ``alpha``)
     downloads; ``None`` for a backbone without ImageNet weights (test backbones, hub)."""
     if name in _TF_KERNELS:

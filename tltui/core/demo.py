@@ -68,7 +68,10 @@ def draw_shape(shape: str, size: int, rng: random.Random) -> Image.Image:
         pts = [(cx + r * math.cos(rot + k * math.pi / 2), cy + r * math.sin(rot + k * math.pi / 2)) for k in range(4)]
         d.polygon(pts, fill=fg)
     elif shape == "triangle":
-        pts = [(cx + r * math.cos(rot + k * 2 * math.pi / 3), cy + r * math.sin(rot + k * 2 * math.pi / 3)) for k in range(3)]
+        pts = [
+            (cx + r * math.cos(rot + k * 2 * math.pi / 3), cy + r * math.sin(rot + k * 2 * math.pi / 3))
+            for k in range(3)
+        ]
         d.polygon(pts, fill=fg)
     elif shape == "star":
         d.polygon(_star(cx, cy, r, rot), fill=fg)
@@ -78,8 +81,12 @@ def draw_shape(shape: str, size: int, rng: random.Random) -> Image.Image:
             dx, dy = math.cos(a), math.sin(a)
             px, py = -dy * t, dx * t
             d.polygon(
-                [(cx - dx * r + px, cy - dy * r + py), (cx + dx * r + px, cy + dy * r + py),
-                 (cx + dx * r - px, cy + dy * r - py), (cx - dx * r - px, cy - dy * r - py)],
+                [
+                    (cx - dx * r + px, cy - dy * r + py),
+                    (cx + dx * r + px, cy + dy * r + py),
+                    (cx + dx * r - px, cy + dy * r - py),
+                    (cx - dx * r - px, cy - dy * r - py),
+                ],
                 fill=fg,
             )
     else:
@@ -120,7 +127,9 @@ def generate(
     return root
 
 
-def generate_photos(root: str | Path, *, per_class: int = PHOTOS_PER_CLASS, size: int = PHOTO_SIZE, seed: int = 1) -> Path:
+def generate_photos(
+    root: str | Path, *, per_class: int = PHOTOS_PER_CLASS, size: int = PHOTO_SIZE, seed: int = 1
+) -> Path:
     """A flat folder of larger shape images (``circle_1.png``...) to try inference on."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)

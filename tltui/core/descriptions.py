@@ -45,8 +45,18 @@ def load_cached(path: Path) -> dict[str, Any] | None:
 
 
 def describe_command(name: str, image_size: tuple[int, int], alpha: float | None, out: Path) -> list[str]:
-    cmd = [sys.executable, "-m", "tltui.worker", "describe", name,
-           "--image-size", str(image_size[0]), str(image_size[1]), "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tltui.worker",
+        "describe",
+        name,
+        "--image-size",
+        str(image_size[0]),
+        str(image_size[1]),
+        "--out",
+        str(out),
+    ]
     if alpha is not None:
         cmd += ["--alpha", f"{alpha:g}"]
     return cmd
@@ -85,7 +95,11 @@ def get(
     try:
         proc = run(
             describe_command(name, image_size, alpha, path),
-            env=env, capture_output=True, text=True, timeout=DESCRIBE_TIMEOUT_S, check=False,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=DESCRIBE_TIMEOUT_S,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as e:
         raise DescriptionError(f"could not describe {name}: {e}") from None

@@ -70,9 +70,7 @@ def validate_depth(depth: int | str, n_stages: int, what: str = "the backbone") 
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
         raise FreezeError(f'freeze.depth: expected 0..{n_stages} or "all", got {depth!r}')
     if depth > n_stages:
-        raise FreezeError(
-            f'freeze.depth = {depth}: {what} has {n_stages} stages; use 0..{n_stages} or "all"'
-        )
+        raise FreezeError(f'freeze.depth = {depth}: {what} has {n_stages} stages; use 0..{n_stages} or "all"')
 
 
 def _stage_order(layers: Sequence[LayerInfo], stage_order: Sequence[str] | None) -> list[str]:
@@ -136,7 +134,9 @@ def _frozen_stages(
     layers: Sequence[LayerInfo], depth: int | str, batchnorm: str, stage_order: Sequence[str] | None
 ) -> set[str]:
     if batchnorm not in BATCHNORM_POLICIES:
-        raise FreezeError(f"freeze.batchnorm: expected one of {', '.join(map(repr, BATCHNORM_POLICIES))}, got {batchnorm!r}")
+        raise FreezeError(
+            f"freeze.batchnorm: expected one of {', '.join(map(repr, BATCHNORM_POLICIES))}, got {batchnorm!r}"
+        )
     order = _stage_order(layers, stage_order)
     validate_depth(depth, len(order))
     return set(order) if depth == "all" else set(order[: int(depth)])

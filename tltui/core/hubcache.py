@@ -207,7 +207,9 @@ def repair(status: CacheStatus, handle: Handle) -> None:
             lock_file(folder).unlink(missing_ok=True)
             for tmp in folder.parent.glob(folder.name + ".*.tmp"):
                 shutil.rmtree(tmp)
-        if status.state == "incomplete" or (status.state == "stale_lock" and folder.exists() and not is_saved_model(folder)):
+        if status.state == "incomplete" or (
+            status.state == "stale_lock" and folder.exists() and not is_saved_model(folder)
+        ):
             if folder.is_dir() and not folder.is_symlink():
                 shutil.rmtree(folder)
             else:
@@ -296,7 +298,9 @@ def fetch_archive(
             except (tarfile.TarError, EOFError, OSError) as e:
                 if isinstance(e, (socket.timeout, TimeoutError, ConnectionError)):
                     raise HubError(offline_message(handle, cache, describe_error(e))) from None
-                raise HubError(f"{handle.label}: the download is not a readable .tar.gz ({describe_error(e)})") from None
+                raise HubError(
+                    f"{handle.label}: the download is not a readable .tar.gz ({describe_error(e)})"
+                ) from None
         root = _saved_model_root(tmp)
         if root is None:
             raise HubError(f"{handle.label}: the archive holds no saved_model.pb; is it a TF2 SavedModel?")
@@ -356,7 +360,9 @@ def local_saved_model(handle: Handle) -> Path:
     assert handle.path is not None
     path = handle.path
     if not path.exists():
-        raise HubError(f"{handle.label}: no such folder {path} (a SavedModel folder, absolute or relative to the preset)")
+        raise HubError(
+            f"{handle.label}: no such folder {path} (a SavedModel folder, absolute or relative to the preset)"
+        )
     if not path.is_dir():
         raise HubError(f"{handle.label}: {path} is a file; expected a SavedModel folder or a .tar.gz")
     if not is_saved_model(path):
@@ -457,9 +463,13 @@ def preflight(backbone: str, cache: Path) -> tuple[list[str], list[str]]:
     status = inspect(module_folder(cache, handle))
     fetch = f"`tltui hub fetch {handle.raw}`"
     if status.state == "missing":
-        return [], [f"{handle.label} is not in the hub cache yet: the run downloads it first; {fetch} now "
-                    "so queued runs never wait on the network"]
+        return [], [
+            f"{handle.label} is not in the hub cache yet: the run downloads it first; {fetch} now "
+            "so queued runs never wait on the network"
+        ]
     if status.state != "ready":
-        return [], [f"{handle.label}: the cached copy is {status.state.replace('_', ' ')} ({status.detail}); "
-                    f"the run re-downloads it, or run {fetch} now"]
+        return [], [
+            f"{handle.label}: the cached copy is {status.state.replace('_', ' ')} ({status.detail}); "
+            f"the run re-downloads it, or run {fetch} now"
+        ]
     return [], []

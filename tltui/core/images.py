@@ -320,15 +320,20 @@ class Score:
             n[t] = n.get(t, 0) + k
             if t == p:
                 ok[t] = ok.get(t, 0) + k
-        return [{"label": c, "images": n[c], "correct": ok.get(c, 0), "accuracy": ok.get(c, 0) / n[c]}
-                for c in self.classes if c in n]
+        return [
+            {"label": c, "images": n[c], "correct": ok.get(c, 0), "accuracy": ok.get(c, 0) / n[c]}
+            for c in self.classes
+            if c in n
+        ]
 
     def confused_pairs(self, limit: int | None = None) -> list[dict[str, Any]]:
         """``(true, predicted)`` pairs that differ, most frequent first (ties: class order): what a
         100-class confusion matrix hides."""
         order = {c: i for i, c in enumerate(self.classes)}
-        pairs = sorted(((t, p, k) for (t, p), k in self.pairs.items() if t != p),
-                       key=lambda x: (-x[2], order.get(x[0], 0), order.get(x[1], 0)))
+        pairs = sorted(
+            ((t, p, k) for (t, p), k in self.pairs.items() if t != p),
+            key=lambda x: (-x[2], order.get(x[0], 0), order.get(x[1], 0)),
+        )
         return [{"true_label": t, "predicted": p, "count": k} for t, p, k in pairs[:limit]]
 
     def to_dict(self) -> dict[str, Any]:

@@ -144,8 +144,13 @@ class TrainConfig(_Strict):
 
 #: What a ``[[phases]]`` entry may set; every other field stays at the preset's value.
 PHASE_FIELDS = (
-    "freeze.depth", "freeze.batchnorm", "train.epochs", "train.learning_rate", "train.optimizer",
-    "train.lr_schedule", "train.early_stopping_patience",
+    "freeze.depth",
+    "freeze.batchnorm",
+    "train.epochs",
+    "train.learning_rate",
+    "train.optimizer",
+    "train.lr_schedule",
+    "train.early_stopping_patience",
 )
 MAX_PHASES = 10
 
@@ -442,7 +447,7 @@ def _check_sweep(preset: Preset, data: Mapping[str, Any], file: str, text: str |
         field = f"sweep.{key}"
         head = key.split(".")[0]
         if head not in ("data", "model", "freeze", "train", "phases") or "." not in key:
-            issues.append(PresetIssue(file, line, field, "expected a dotted key like \"freeze.depth\""))
+            issues.append(PresetIssue(file, line, field, 'expected a dotted key like "freeze.depth"'))
             continue
         total *= len(values)
         for v in values:
@@ -461,8 +466,12 @@ def _check_sweep(preset: Preset, data: Mapping[str, Any], file: str, text: str |
                 break
     if total > MAX_SWEEP_RUNS:
         issues.append(
-            PresetIssue(file, locate(text, ("sweep",)) if text else None, "sweep",
-                        f"expands to {total} runs; at most {MAX_SWEEP_RUNS}")
+            PresetIssue(
+                file,
+                locate(text, ("sweep",)) if text else None,
+                "sweep",
+                f"expands to {total} runs; at most {MAX_SWEEP_RUNS}",
+            )
         )
     if issues:
         raise PresetError(issues)

@@ -209,7 +209,20 @@ MODEL_RULES = {
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
-    for cls in (Started, ModelInfo, Phase, TrainPhase, Progress, EpochBegin, Batch, EpochEnd, Evaluated, Checkpoint, Log, Finished)
+    for cls in (
+        Started,
+        ModelInfo,
+        Phase,
+        TrainPhase,
+        Progress,
+        EpochBegin,
+        Batch,
+        EpochEnd,
+        Evaluated,
+        Checkpoint,
+        Log,
+        Finished,
+    )
 }
 #: the fields each event type takes (unknown keys of a newer writer are dropped)
 _FIELDS: dict[type[Event], frozenset[str]] = {
@@ -282,7 +295,6 @@ class EventTail:
             else:
                 out.append(ev)
         return out
-
 
     @property
     def pending(self) -> bool:

@@ -224,15 +224,23 @@ class RunState:
                 last = nxt
             else:  # the last phase so far: as planned, or where it ended
                 last = max(trained) if self.finished is not None and trained else p.start_epoch + p.epochs
-            out.append({
-                "index": p.index, "count": p.count, "name": p.name,
-                "first_epoch": p.start_epoch + 1, "last_epoch": last,
-                "epochs_trained": len(trained), "epochs": p.epochs,
-                "optimizer": p.optimizer, "learning_rate": p.learning_rate,
-                "freeze_depth": p.freeze_depth, "batchnorm": p.batchnorm,
-                "trainable_params": p.trainable_params,
-                "feature_cache": bool(model.get("feature_cache")),
-            })
+            out.append(
+                {
+                    "index": p.index,
+                    "count": p.count,
+                    "name": p.name,
+                    "first_epoch": p.start_epoch + 1,
+                    "last_epoch": last,
+                    "epochs_trained": len(trained),
+                    "epochs": p.epochs,
+                    "optimizer": p.optimizer,
+                    "learning_rate": p.learning_rate,
+                    "freeze_depth": p.freeze_depth,
+                    "batchnorm": p.batchnorm,
+                    "trainable_params": p.trainable_params,
+                    "feature_cache": bool(model.get("feature_cache")),
+                }
+            )
         return out
 
     def phase_starts(self) -> list[tuple[int, int, str]]:
@@ -282,8 +290,14 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
 
 
-_SHORT = {"download": "download", "prepare": "prepare", "decode": "decode", "weights": "weights",
-          "features": "features", "wait": "waiting"}
+_SHORT = {
+    "download": "download",
+    "prepare": "prepare",
+    "decode": "decode",
+    "weights": "weights",
+    "features": "features",
+    "wait": "waiting",
+}
 
 
 def progress_text(p: Progress, short: bool = False) -> str:

@@ -99,19 +99,39 @@ class _Table(BaseModel):
 class RunnerSettings(_Table):
     """``[runner]``: the detached queue runner's slots and timings."""
 
-    idle_timeout: float = Field(60.0, ge=0, description="seconds with nothing queued or running before the runner exits",
-                                json_schema_extra=_env("TLTUI_RUNNER_IDLE_TIMEOUT"))
-    cancel_grace: float = Field(30.0, ge=0, description="seconds between SIGTERM and SIGKILL when cancelling",
-                                json_schema_extra=_env("TLTUI_RUNNER_CANCEL_GRACE"))
-    max_runs_per_gpu: int = Field(1, ge=1, description="runs of ours sharing one GPU",
-                                  json_schema_extra=_env("TLTUI_RUNNER_MAX_RUNS_PER_GPU"))
-    cpu_slots: int = Field(1, ge=0, description="concurrent CPU-only runs", json_schema_extra=_env("TLTUI_RUNNER_CPU_SLOTS"))
-    gpu_busy_util: float = Field(50.0, ge=0, description="percent: a GPU none of our runs use, busier than this, is skipped",
-                                 json_schema_extra=_env("TLTUI_RUNNER_GPU_BUSY_UTIL"))
-    gpu_busy_memory: float = Field(0.5, ge=0, description="fraction of memory others use above which a GPU is skipped",
-                                   json_schema_extra=_env("TLTUI_RUNNER_GPU_BUSY_MEMORY"))
-    tick: float = Field(0.2, gt=0, description="longest sleep between checks (seconds)",
-                        json_schema_extra=_env("TLTUI_RUNNER_TICK"))
+    idle_timeout: float = Field(
+        60.0,
+        ge=0,
+        description="seconds with nothing queued or running before the runner exits",
+        json_schema_extra=_env("TLTUI_RUNNER_IDLE_TIMEOUT"),
+    )
+    cancel_grace: float = Field(
+        30.0,
+        ge=0,
+        description="seconds between SIGTERM and SIGKILL when cancelling",
+        json_schema_extra=_env("TLTUI_RUNNER_CANCEL_GRACE"),
+    )
+    max_runs_per_gpu: int = Field(
+        1, ge=1, description="runs of ours sharing one GPU", json_schema_extra=_env("TLTUI_RUNNER_MAX_RUNS_PER_GPU")
+    )
+    cpu_slots: int = Field(
+        1, ge=0, description="concurrent CPU-only runs", json_schema_extra=_env("TLTUI_RUNNER_CPU_SLOTS")
+    )
+    gpu_busy_util: float = Field(
+        50.0,
+        ge=0,
+        description="percent: a GPU none of our runs use, busier than this, is skipped",
+        json_schema_extra=_env("TLTUI_RUNNER_GPU_BUSY_UTIL"),
+    )
+    gpu_busy_memory: float = Field(
+        0.5,
+        ge=0,
+        description="fraction of memory others use above which a GPU is skipped",
+        json_schema_extra=_env("TLTUI_RUNNER_GPU_BUSY_MEMORY"),
+    )
+    tick: float = Field(
+        0.2, gt=0, description="longest sleep between checks (seconds)", json_schema_extra=_env("TLTUI_RUNNER_TICK")
+    )
 
 
 class ExecutorSettings(_Table):
@@ -119,19 +139,26 @@ class ExecutorSettings(_Table):
     runner's package knows which executors exist and checks it
     (``tltui.runner.executors.default_executor``, with :meth:`Settings.error`)."""
 
-    default: str = Field("local", min_length=1, description="local, ray or slurm",
-                         json_schema_extra=_env("TLTUI_EXECUTOR"))
+    default: str = Field(
+        "local", min_length=1, description="local, ray or slurm", json_schema_extra=_env("TLTUI_EXECUTOR")
+    )
 
 
 class RaySettings(_Table):
     """``[ray]``: the Ray cluster (``tltui.runner.executors.ray``)."""
 
-    address: str = Field(DEFAULT_RAY_ADDRESS, min_length=1, description="the cluster's job server (dashboard)",
-                         json_schema_extra=_env("TLTUI_RAY_ADDRESS"))
+    address: str = Field(
+        DEFAULT_RAY_ADDRESS,
+        min_length=1,
+        description="the cluster's job server (dashboard)",
+        json_schema_extra=_env("TLTUI_RAY_ADDRESS"),
+    )
     num_cpus: float = Field(1.0, ge=0, description="CPUs per run")
     default_gpus: int = Field(0, ge=0, description="GPUs when a preset leaves train.gpus unset")
     shared_fs: Literal["auto"] | bool = Field("auto", description="do the nodes see the workspace at the same path?")
-    python: str | None = Field(None, min_length=1, description="the interpreter with tltui on the nodes (None: this one)")
+    python: str | None = Field(
+        None, min_length=1, description="the interpreter with tltui on the nodes (None: this one)"
+    )
     env_vars: dict[str, str] = Field(default_factory=dict, description="environment variables of the jobs")
     poll_interval: float = Field(0.5, gt=0, description="seconds between job status checks")
     lost_after: float = Field(120.0, ge=0, description="seconds of an unreachable cluster before runs are interrupted")
@@ -158,8 +185,10 @@ class SlurmSettings(_Table):
     """``[slurm]``: Slurm jobs through submitit (``tltui.runner.executors.slurm``)."""
 
     cluster: Literal["slurm", "local", "debug"] = Field(
-        "slurm", description='"slurm"; "local" runs the same job as a local process (tests)',
-        json_schema_extra=_env("TLTUI_SLURM_CLUSTER"))
+        "slurm",
+        description='"slurm"; "local" runs the same job as a local process (tests)',
+        json_schema_extra=_env("TLTUI_SLURM_CLUSTER"),
+    )
     partition: str | None = None
     account: str | None = None
     qos: str | None = None
@@ -170,12 +199,15 @@ class SlurmSettings(_Table):
     mem_gb: float | None = Field(None, gt=0)
     additional: dict[str, Any] = Field(default_factory=dict, description="extra #SBATCH options")
     setup: list[str] = Field(default_factory=list, description="shell lines before the worker")
-    python: str | None = Field(None, min_length=1, description="the interpreter with tltui on the nodes (None: this one)")
+    python: str | None = Field(
+        None, min_length=1, description="the interpreter with tltui on the nodes (None: this one)"
+    )
     max_requeues: int = Field(3, ge=0, description="time limits that requeue the run with --resume before it fails")
     signal_delay: int = Field(90, ge=0, description="seconds before the time limit that Slurm signals the job")
     poll_interval: float = Field(30.0, gt=0, description="seconds between scheduler status checks")
-    scheduler_grace: float = Field(600.0, ge=0, description="seconds of no scheduler answer and no worker event "
-                                   "before runs are interrupted")
+    scheduler_grace: float = Field(
+        600.0, ge=0, description="seconds of no scheduler answer and no worker event before runs are interrupted"
+    )
 
 
 class CacheSettings(_Table):
@@ -188,7 +220,8 @@ class UiSettings(_Table):
     """``[ui]``: the app."""
 
     images: Literal["auto", "halfblock", "kitty", "sixel"] = Field(
-        "auto", description="how images are drawn (auto: ask the terminal)", json_schema_extra=_env("TLTUI_IMAGES"))
+        "auto", description="how images are drawn (auto: ask the terminal)", json_schema_extra=_env("TLTUI_IMAGES")
+    )
 
 
 class Settings(_Table):
@@ -202,8 +235,12 @@ class Settings(_Table):
     ui: UiSettings = Field(default_factory=UiSettings)
 
     TABLES: ClassVar[dict[str, type[_Table]]] = {
-        "runner": RunnerSettings, "executor": ExecutorSettings, "ray": RaySettings, "slurm": SlurmSettings,
-        "cache": CacheSettings, "ui": UiSettings,
+        "runner": RunnerSettings,
+        "executor": ExecutorSettings,
+        "ray": RaySettings,
+        "slurm": SlurmSettings,
+        "cache": CacheSettings,
+        "ui": UiSettings,
     }
 
     _file: Path | None = PrivateAttr(None)
@@ -225,15 +262,17 @@ class Settings(_Table):
         for name, value in data.items():
             if name not in cls.TABLES:
                 what = "table" if isinstance(value, dict) else "key"
-                issues.append(PresetIssue(file, _locate(text, name), name,
-                                          _unknown(what, name, list(cls.TABLES), "tables")))
+                issues.append(
+                    PresetIssue(file, _locate(text, name), name, _unknown(what, name, list(cls.TABLES), "tables"))
+                )
         tables: dict[str, _Table] = {}
         from_env: dict[str, str] = {}
         for name, model in cls.TABLES.items():
             raw = data.get(name, {})
             if not isinstance(raw, dict):
-                issues.append(PresetIssue(file, _locate(text, name), name,
-                                          f"expected a table [{name}], got {_shown(raw)}"))
+                issues.append(
+                    PresetIssue(file, _locate(text, name), name, f"expected a table [{name}], got {_shown(raw)}")
+                )
                 raw = {}
             table, errors = _validate(model, raw, strict=True)
             issues += _issues(errors, model, name, file=file, text=text)
@@ -296,8 +335,14 @@ def load_keymap(where: Any) -> dict[str, str]:
         if isinstance(value, str) and value.strip() and not any(c.isspace() for c in value):
             out[binding] = value
         else:
-            issues.append(PresetIssue(file, _locate(text, binding), binding,
-                                      f'expected the key(s) to bind, like "k" or "ctrl+k,f2" (got {_shown(value)})'))
+            issues.append(
+                PresetIssue(
+                    file,
+                    _locate(text, binding),
+                    binding,
+                    f'expected the key(s) to bind, like "k" or "ctrl+k,f2" (got {_shown(value)})',
+                )
+            )
     if issues:
         raise PresetError(issues)
     return out
@@ -361,12 +406,29 @@ def _validate(model: type[_Table], raw: Mapping[str, Any], *, strict: bool) -> t
     return model(), errors
 
 
-_TYPE_TAGS = {"str", "int", "float", "bool", "none", "dict", "list", "function-plain", "function-after",
-              "function-before"}
+_TYPE_TAGS = {
+    "str",
+    "int",
+    "float",
+    "bool",
+    "none",
+    "dict",
+    "list",
+    "function-plain",
+    "function-after",
+    "function-before",
+}
 
 
-def _issues(errors: list[dict[str, Any]], model: type[_Table], table: str, *, file: str = SETTINGS_FILE,
-            text: str | None = None, variables: Mapping[str, str] | None = None) -> list[PresetIssue]:
+def _issues(
+    errors: list[dict[str, Any]],
+    model: type[_Table],
+    table: str,
+    *,
+    file: str = SETTINGS_FILE,
+    text: str | None = None,
+    variables: Mapping[str, str] | None = None,
+) -> list[PresetIssue]:
     """Pydantic errors of one table as issues, one per field: at their line of ``file``, or, for
     values from the environment (``variables``: key -> variable), naming the variable."""
     out: dict[str, PresetIssue] = {}

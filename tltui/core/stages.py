@@ -143,9 +143,7 @@ def _family(family: str | Family) -> Family:
     return catalog.family(family) if isinstance(family, str) else family
 
 
-def assign_by_name(
-    family: str, layers: Sequence[LayerInfo], rule: NameRule, stages: Sequence[str]
-) -> list[LayerInfo]:
+def assign_by_name(family: str, layers: Sequence[LayerInfo], rule: NameRule, stages: Sequence[str]) -> list[LayerInfo]:
     """Stages from names: ``rule``; a layer it does not match that Keras named automatically (or the
     input) belongs to the stage of the layer before it (the first stage for the first layers)."""
     first = stages[0]

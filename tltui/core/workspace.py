@@ -348,9 +348,7 @@ class Workspace:
             conn.execute("CREATE INDEX IF NOT EXISTS runs_status ON runs(status)")
             conn.execute("CREATE INDEX IF NOT EXISTS runs_queue ON runs(queue_pos)")
             conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            conn.execute(
-                "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-            )
+            conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -395,9 +393,18 @@ class Workspace:
                     "INSERT INTO runs(id, seq, name, status, created, preset_name, sweep, queue_pos,"
                     " overrides, executor, epochs, updated) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
-                        run_id, seq, name, RunStatus.QUEUED, now, preset_name, sweep, qpos,
-                        json.dumps(overrides, sort_keys=True), executor,
-                        epochs[i] if epochs else None, now,
+                        run_id,
+                        seq,
+                        name,
+                        RunStatus.QUEUED,
+                        now,
+                        preset_name,
+                        sweep,
+                        qpos,
+                        json.dumps(overrides, sort_keys=True),
+                        executor,
+                        epochs[i] if epochs else None,
+                        now,
                     ),
                 )
                 out.append(self._get(c, run_id))

@@ -211,11 +211,13 @@ class _Executors(Mapping[str, type[Executor]]):
 
 
 #: The one list of executors: ``[executor] default``, ``tltui queue add --executor`` and the runner read it.
-EXECUTORS = _Executors({
-    LocalExecutor.name: LocalExecutor,
-    "ray": "tltui.runner.executors.ray:RayExecutor",
-    "slurm": "tltui.runner.executors.slurm:SlurmExecutor",
-})
+EXECUTORS = _Executors(
+    {
+        LocalExecutor.name: LocalExecutor,
+        "ray": "tltui.runner.executors.ray:RayExecutor",
+        "slurm": "tltui.runner.executors.slurm:SlurmExecutor",
+    }
+)
 
 
 def signal_worker(rec: RunRecord, sig: int = signal.SIGTERM) -> bool:

@@ -192,8 +192,13 @@ class Runner:
         """Tell clients this runner is up (``runner.json``, written atomically)."""
         write_json(
             self.ws.runner_info,
-            {"pid": self.me, "pid_start": self.me_start, "started": time.time(), "host": self.host,
-             "workspace": str(self.ws.root)},
+            {
+                "pid": self.me,
+                "pid_start": self.me_start,
+                "started": time.time(),
+                "host": self.host,
+                "workspace": str(self.ws.root),
+            },
         )
 
     def unpublish(self) -> None:
@@ -264,7 +269,11 @@ class Runner:
         for rid, t in list(self.jobs.items()):
             st = t.job.status()
             if st.alive:
-                if t.term_sent is not None and not t.kill_sent and self.clock() - t.term_sent >= self.settings.cancel_grace:
+                if (
+                    t.term_sent is not None
+                    and not t.kill_sent
+                    and self.clock() - t.term_sent >= self.settings.cancel_grace
+                ):
                     log.info("%s: still running %.0f s after SIGTERM: SIGKILL", rid, self.settings.cancel_grace)
                     t.job.cancel(force=True)
                     t.kill_sent = True
@@ -361,8 +370,9 @@ class Runner:
             if need > len(self.gpu_indexes):
                 have = len(self.gpu_indexes)
                 self._fail_queued(
-                    rec, f"train.gpus = {need} but this machine has {have} GPU{'s' if have != 1 else ''}; "
-                    f"set train.gpus = {have if have else 0} and `tltui resume {rec.id}`"
+                    rec,
+                    f"train.gpus = {need} but this machine has {have} GPU{'s' if have != 1 else ''}; "
+                    f"set train.gpus = {have if have else 0} and `tltui resume {rec.id}`",
                 )
                 continue
             if rec.executor not in EXECUTORS:
@@ -381,15 +391,32 @@ class Runner:
                 usage.update(devices)
 
     def _fail_queued(self, rec: RunRecord, reason: str) -> None:
-        if self.ws.update(rec.id, expect=[RunStatus.QUEUED], status=RunStatus.FAILED, reason=reason, queue_pos=None, finished=time.time()):
+        if self.ws.update(
+            rec.id,
+            expect=[RunStatus.QUEUED],
+            status=RunStatus.FAILED,
+            reason=reason,
+            queue_pos=None,
+            finished=time.time(),
+        ):
             log.info("%s: not started: %s", rec.id, reason)
 
     def start(self, rec: RunRecord, devices: list[int]) -> bool:
         """Claim a queued run (compare-and-set) and launch its worker. False if it was not ours to start."""
         claimed = self.ws.update(
-            rec.id, expect=[RunStatus.QUEUED], status=RunStatus.RUNNING, queue_pos=None, gpus=devices, pid=None, pid_start=None,
-            owner_pid=self.me, owner_start=self.me_start, host=self.host, started=time.time(),
-            finished=None, reason=None,
+            rec.id,
+            expect=[RunStatus.QUEUED],
+            status=RunStatus.RUNNING,
+            queue_pos=None,
+            gpus=devices,
+            pid=None,
+            pid_start=None,
+            owner_pid=self.me,
+            owner_start=self.me_start,
+            host=self.host,
+            started=time.time(),
+            finished=None,
+            reason=None,
         )
         if claimed is None:
             return False
@@ -398,8 +425,9 @@ class Runner:
             job = ex.submit(rec.id, gpus=devices, resume=claimed.resume)
         except Exception as e:  # e.g. a bad TLTUI_WORKER_CMD or a full process table
             why = "; ".join(e.lines()) if isinstance(e, TltuiError) else str(e)  # e.g. a bad [ray] table
-            self.ws.update(rec.id, status=RunStatus.FAILED, reason=f"could not start the worker: {why}",
-                           finished=time.time())
+            self.ws.update(
+                rec.id, status=RunStatus.FAILED, reason=f"could not start the worker: {why}", finished=time.time()
+            )
             log.exception("%s: could not start", rec.id)
             return True
         supervisor.record_started(self.ws, rec.id, job.pid or 0, devices)
@@ -408,7 +436,9 @@ class Runner:
         if fd is not None:
             self.sel.register(fd, selectors.EVENT_READ, rec.id)
         self.jobs[rec.id] = t
-        log.info("%s: started worker %s on %s%s", rec.id, job.pid, devices or "CPU", " (resume)" if claimed.resume else "")
+        log.info(
+            "%s: started worker %s on %s%s", rec.id, job.pid, devices or "CPU", " (resume)" if claimed.resume else ""
+        )
         return True
 
 
@@ -416,16 +446,16 @@ class Runner:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tltui.runner.loop", description="tltui queue runner (normally started by tltui)")
+    ap = argparse.ArgumentParser(
+        prog="python -m tltui.runner.loop", description="tltui queue runner (normally started by tltui)"
+    )
     ap.add_argument("--workspace", required=True, metavar="DIR")
     ap.add_argument("--idle-timeout", type=float, help="seconds idle before exiting (default 60)")
     ap.add_argument("--cancel-grace", type=float, help="seconds from SIGTERM to SIGKILL on cancel (default 30)")
     ap.add_argument("--lock-wait", type=float, default=3.0, help="seconds to wait for another runner to leave")
     args = ap.parse_args(argv)
     os.umask(0o077)
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stdout, format=f"%(asctime)s runner[{os.getpid()}] %(message)s"
-    )
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format=f"%(asctime)s runner[{os.getpid()}] %(message)s")
     ws = Workspace(args.workspace)
     fd = os.open(ws.runner_lock, os.O_RDWR | os.O_CREAT, 0o600)
     # wait a little: a runner that is retiring right now still holds the lock

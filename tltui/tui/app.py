@@ -46,8 +46,9 @@ class TltuiApp(App[None]):
         Binding("q", "quit", "Quit", id="app.quit"),
     ]
 
-    def __init__(self, ws: Workspace, *, clock: Clock = time.time, open_preset: str | Path | None = None,
-                 background: bool = True) -> None:
+    def __init__(
+        self, ws: Workspace, *, clock: Clock = time.time, open_preset: str | Path | None = None, background: bool = True
+    ) -> None:
         super().__init__()
         self.ws = ws
         self.store = RunStore(ws, clock)

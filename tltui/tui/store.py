@@ -134,8 +134,18 @@ class ResultRow:
     test_top5_acc: float | None = None
 
     CSV_FIELDS = (
-        "id", "name", "epochs", "acc", "top5_acc", "val_acc", "val_top5_acc",
-        "kept_epoch", "test_acc", "test_top5_acc", "seconds", "trainable_params",
+        "id",
+        "name",
+        "epochs",
+        "acc",
+        "top5_acc",
+        "val_acc",
+        "val_top5_acc",
+        "kept_epoch",
+        "test_acc",
+        "test_top5_acc",
+        "seconds",
+        "trainable_params",
     )
 
 
@@ -294,15 +304,33 @@ class RunStore:
             gpus = "cpu"
         else:
             gpus = "-"
-        if rec.executor != "local" and rec.status in (RunStatus.RUNNING, RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.INTERRUPTED, RunStatus.CANCELLED):
+        if rec.executor != "local" and rec.status in (
+            RunStatus.RUNNING,
+            RunStatus.COMPLETED,
+            RunStatus.FAILED,
+            RunStatus.INTERRUPTED,
+            RunStatus.CANCELLED,
+        ):
             # where a cluster run executes: "ray:node7/0" (executor, host, devices)
             where = f"{rec.executor}:{rec.host or '?'}"
             gpus = where if gpus in ("-", "cpu") else f"{where}/{gpus}"
         return RunRow(
-            id=rec.id, name=rec.name, status=rec.status, preset_name=rec.preset_name,
-            epoch=epoch or 0, epochs=epochs, progress=progress, val_acc=val_acc,
-            val_top5_acc=val_top5, best_val_acc=best_acc, best_val_top5_acc=best_top5,
-            elapsed=elapsed, eta=eta, gpus=gpus, reason=rec.reason, created=rec.created,
+            id=rec.id,
+            name=rec.name,
+            status=rec.status,
+            preset_name=rec.preset_name,
+            epoch=epoch or 0,
+            epochs=epochs,
+            progress=progress,
+            val_acc=val_acc,
+            val_top5_acc=val_top5,
+            best_val_acc=best_acc,
+            best_val_top5_acc=best_top5,
+            elapsed=elapsed,
+            eta=eta,
+            gpus=gpus,
+            reason=rec.reason,
+            created=rec.created,
             loaded=st is not None,
             detail=_running_detail(st) if st is not None and rec.status == RunStatus.RUNNING else None,
         )
@@ -383,12 +411,18 @@ def results(snaps: Iterable[RunSnapshot]) -> list[ResultRow]:
         secs = sum(h.get("epoch_seconds") or 0.0 for h in hist) if hist else None
         out.append(
             ResultRow(
-                id=s.row.id, name=s.row.name, epochs=len(hist),
-                acc=at.get("acc"), top5_acc=at.get("top5_acc"),
-                val_acc=at.get("val_acc"), val_top5_acc=at.get("val_top5_acc"),
-                kept_epoch=kept_epoch, seconds=secs,
+                id=s.row.id,
+                name=s.row.name,
+                epochs=len(hist),
+                acc=at.get("acc"),
+                top5_acc=at.get("top5_acc"),
+                val_acc=at.get("val_acc"),
+                val_top5_acc=at.get("val_top5_acc"),
+                kept_epoch=kept_epoch,
+                seconds=secs,
                 trainable_params=s.model.get("trainable_params"),
-                test_acc=(s.test or {}).get("test_acc"), test_top5_acc=(s.test or {}).get("test_top5_acc"),
+                test_acc=(s.test or {}).get("test_acc"),
+                test_top5_acc=(s.test or {}).get("test_top5_acc"),
             )
         )
     return out

@@ -147,8 +147,9 @@ class ArchivePlan:
 
         BaseOptimizer.save_own_variables = by_reference
         try:
-            saving_lib._save_state(model, weights_store=weights, assets_store=assets, inner_path="",
-                                   visited_saveables=set())
+            saving_lib._save_state(
+                model, weights_store=weights, assets_store=assets, inner_path="", visited_saveables=set()
+            )
         except (AttributeError, TypeError) as e:  # Keras's private saving API changed
             raise Unsupported(f"Keras's saving walk failed here: {e}") from e
         finally:
@@ -212,8 +213,9 @@ class ArchivePlan:
                     group.create_dataset(op.key, data=value).attrs["dtype"] = "bfloat16"
                 else:
                     group[op.key] = value
-        metadata = json.dumps({"keras_version": keras.__version__,
-                               "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S")})
+        metadata = json.dumps(
+            {"keras_version": keras.__version__, "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S")}
+        )
         try:
             with zipfile.ZipFile(path, "w") as zf:
                 zf.writestr(METADATA_FILENAME, metadata)

@@ -263,8 +263,10 @@ class EpochScalars(keras.callbacks.Callback):
         lr = current_lr(self.model)
         if lr is not None:
             logs["learning_rate"] = lr
-        for name, keys in (("train", [k for k in logs if not k.startswith("val_")]),
-                           ("validation", [k for k in logs if k.startswith("val_")])):
+        for name, keys in (
+            ("train", [k for k in logs if not k.startswith("val_")]),
+            ("validation", [k for k in logs if k.startswith("val_")]),
+        ):
             if not keys:
                 continue
             w = self._writer(name)
@@ -447,7 +449,9 @@ class EpochBackup(keras.callbacks.Callback):
             self.model._initial_epoch = meta["epoch"]
             return
         if meta.get("phase", 0) != self.phase:
-            raise ValueError(f"the backup {self.weights} belongs to another phase: start the run again without --resume")
+            raise ValueError(
+                f"the backup {self.weights} belongs to another phase: start the run again without --resume"
+            )
         if not load_backup(self.model, self.weights):
             opt = self.model.optimizer
             if opt is not None and not opt.built:

@@ -58,7 +58,9 @@ class Fault:
 def parse(spec: str) -> Fault:
     m = _SPEC.match(spec.strip())
     if not m or m["kind"] not in KINDS:
-        raise ValueError(f"{ENV}: cannot read {spec!r}: expected KIND@epochE[,batchB] or KIND@checkpoint[E], KIND one of {KINDS}")
+        raise ValueError(
+            f"{ENV}: cannot read {spec!r}: expected KIND@epochE[,batchB] or KIND@checkpoint[E], KIND one of {KINDS}"
+        )
     if m["epoch"] is not None:
         return Fault(m["kind"], epoch=int(m["epoch"]), batch=int(m["batch"] or 1))
     return Fault(m["kind"], checkpoint=int(m["ckpt"]) if m["ckpt"] else None, at_checkpoint=True)

@@ -30,8 +30,16 @@ STEPS_PER_EXECUTION = 16
 #: The layer whose output is cached (see ``tltui.worker.model.build_classifier``).
 POOL_LAYER = "avg_pool"
 #: Layer types that are random in training mode even when frozen.
-STOCHASTIC_TYPES = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
-                    "GaussianDropout", "AlphaDropout", "StochasticDepth")
+STOCHASTIC_TYPES = (
+    "Dropout",
+    "SpatialDropout1D",
+    "SpatialDropout2D",
+    "SpatialDropout3D",
+    "GaussianNoise",
+    "GaussianDropout",
+    "AlphaDropout",
+    "StochasticDepth",
+)
 
 
 @dataclass(frozen=True)
@@ -95,10 +103,13 @@ def plan(
     bn = [l for l in layers[1:] if "BatchNormalization" in type(l).__name__ and l.trainable]
     others = [l for l in layers[1:] if l.trainable_weights and "BatchNormalization" not in type(l).__name__]
     if others or (backbone.trainable_weights and not bn):
-        return Plan(False, "feature cache not used: part of the backbone trains (freeze.depth below \"all\")")
+        return Plan(False, 'feature cache not used: part of the backbone trains (freeze.depth below "all")')
     if bn:
-        return Plan(False, f"feature cache not used: {len(bn)} BatchNormalization layer(s) of the backbone update "
-                           "their statistics (freeze.batchnorm = \"trainable\")")
+        return Plan(
+            False,
+            f"feature cache not used: {len(bn)} BatchNormalization layer(s) of the backbone update "
+            'their statistics (freeze.batchnorm = "trainable")',
+        )
     noisy = [l.name for l in layers if _stochastic(l)]
     if noisy:
         return Plan(False, f"feature cache not used: the backbone has random layers in training ({noisy[0]}...)")
@@ -113,8 +124,11 @@ def plan(
     dim = int(pool.output.shape[-1])
     size = (train_examples + (val_examples or 0)) * dim * 4
     if size > CACHE_LIMIT_BYTES:
-        return Plan(False, f"feature cache not used: {size / 1024**3:.1f} GiB of features is more than "
-                           f"{CACHE_LIMIT_BYTES / 1024**3:.0f} GiB")
+        return Plan(
+            False,
+            f"feature cache not used: {size / 1024**3:.1f} GiB of features is more than "
+            f"{CACHE_LIMIT_BYTES / 1024**3:.0f} GiB",
+        )
     return Plan(
         True,
         f"feature cache on: the backbone is frozen (BatchNorm in inference mode, no augmentation), so its "

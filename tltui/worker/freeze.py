@@ -30,9 +30,7 @@ def layer_info(layer: keras.Layer) -> LayerInfo:
     # Which variables train when the layer trains (not BatchNorm's moving statistics).
     # `Variable.trainable` follows the layer's flag once frozen, so ask for the
     # variables each (sub)layer created as trainable, whatever its current state.
-    creatable = {
-        id(v) for sub in layer._flatten_layers(include_self=True) for v in sub._trainable_variables
-    }
+    creatable = {id(v) for sub in layer._flatten_layers(include_self=True) for v in sub._trainable_variables}
     trainable = sum(_size(w.shape) for w in weights if id(w) in creatable)
     return LayerInfo(
         name=layer.name,
@@ -123,5 +121,3 @@ def apply_freeze(
         run_in_inference_mode(layer, inference)
     description = {"backbone": name or backbone.name, "family": family, "image_size": image_size}
     return freeze_policy.map_document(description, depth, batchnorm, layers, flags, order)
-
-

@@ -72,9 +72,12 @@ def resolve(handle: Handle, cache: Path, *, timeout: float = hubcache.DEFAULT_TI
         reporter.finish()
         return folder
     folder = hubcache.module_folder(cache, handle)
+
     # tensorflow_hub downloads into FOLDER.<uuid>.tmp and renames it when complete
     def tick() -> None:
-        reporter.update(progress.tree_bytes(cache, match=lambda p: p.name.startswith(folder.name) and p.name.endswith(".tmp")))
+        reporter.update(
+            progress.tree_bytes(cache, match=lambda p: p.name.startswith(folder.name) and p.name.endswith(".tmp"))
+        )
 
     with progress.polling(tick, name="hub-progress"):
         path = _resolve_with_tensorflow_hub(handle, cache, timeout)
@@ -176,9 +179,7 @@ def build_hub_classifier(
     if num_classes < 2:
         raise ModelError(f"the data has {num_classes} class(es); a classifier needs at least 2")
     if preset.model.weights == "none":
-        raise ModelError(
-            'model.weights = "none": a hub backbone brings its own weights; remove model.weights'
-        )
+        raise ModelError('model.weights = "none": a hub backbone brings its own weights; remove model.weights')
     try:
         handle = hubcache.parse(preset.model.backbone)
         path = resolve(handle, cache_for(runs_dir))

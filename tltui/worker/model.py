@@ -144,11 +144,13 @@ def _weights_download(spec: BackboneSpec) -> Iterator[None]:
         try:
             return real(fname, origin, *args, **kwargs)
         except Exception as e:  # noqa: BLE001 - URL fetch failure, hash mismatch, disk full
-            target = catalog.keras_cache_path(str(fname), kwargs.get("cache_subdir", "datasets"), kwargs.get("cache_dir"))
+            target = catalog.keras_cache_path(
+                str(fname), kwargs.get("cache_subdir", "datasets"), kwargs.get("cache_dir")
+            )
             reason = _first_line(e).removeprefix(f"URL fetch failure on {origin}: ")
             raise ModelError(
-                f"model.weights = \"imagenet\": could not fetch {fname} for {spec.name} from {origin} "
-                f"({reason}); without internet, copy that file to {target}, or set model.weights = \"none\""
+                f'model.weights = "imagenet": could not fetch {fname} for {spec.name} from {origin} '
+                f'({reason}); without internet, copy that file to {target}, or set model.weights = "none"'
             ) from e
 
     file_utils.get_file = get_file
@@ -251,20 +253,20 @@ def load_run_backbone(backbone: keras.Model, run_ref: str, runs_dir: str | Path 
         raise ModelError("model.weights: run: weights need the workspace's runs folder")
     digits = run_ref.strip().removeprefix("r")
     if not digits.isdigit():
-        raise ModelError(f"model.weights = \"run:{run_ref}\": not a run id (expected like r0012)")
+        raise ModelError(f'model.weights = "run:{run_ref}": not a run id (expected like r0012)')
     run_id = format_run_id(int(digits))
     path = Path(runs_dir) / run_id / "model.keras"
     if not path.is_file():
-        raise ModelError(f"model.weights = \"run:{run_ref}\": {path} does not exist (did that run complete?)")
+        raise ModelError(f'model.weights = "run:{run_ref}": {path} does not exist (did that run complete?)')
     source = keras.models.load_model(path, compile=False)
     try:
         src_backbone = source.get_layer(BACKBONE_NAME)
     except ValueError:
-        raise ModelError(f"model.weights = \"run:{run_ref}\": {path} has no layer named {BACKBONE_NAME!r}") from None
+        raise ModelError(f'model.weights = "run:{run_ref}": {path} has no layer named {BACKBONE_NAME!r}') from None
     src, dst = src_backbone.get_weights(), backbone.get_weights()
     if len(src) != len(dst) or any(a.shape != b.shape for a, b in zip(src, dst, strict=True)):
         raise ModelError(
-            f"model.weights = \"run:{run_ref}\": that run's backbone differs from {backbone.name} at this "
+            f'model.weights = "run:{run_ref}": that run\'s backbone differs from {backbone.name} at this '
             "image size; use the same model.backbone, alpha and data.image_size"
         )
     backbone.set_weights(src)

@@ -82,8 +82,15 @@ class MovedWeights:
             fit_idx = None
             if all(id(v) in in_fit for v in [*params, *stats]):
                 fit_idx = ([in_fit[id(v)] for v in params], [in_fit[id(v)] for v in stats])
-            self.layers.append((layer.name, any(v.trainable for v in layer.weights), [index[id(v)] for v in params],
-                                [index[id(v)] for v in stats], fit_idx))
+            self.layers.append(
+                (
+                    layer.name,
+                    any(v.trainable for v in layer.weights),
+                    [index[id(v)] for v in params],
+                    [index[id(v)] for v in stats],
+                    fit_idx,
+                )
+            )
         start = backup_dir / START_FILE
         shapes = [tuple(v.shape) for v in model.weights]
         self.start: list[np.ndarray] | None = None
@@ -147,8 +154,11 @@ class MovedWeights:
         return self._write(rows, epoch, "all")
 
     def _write(self, rows: list[dict[str, Any]], epoch: int, measured: str) -> dict[str, Any]:
-        errors = [r["name"] for r in rows if not r["trainable"]
-                  and any(x is not None and x != 0.0 for x in (r["moved"], r["bn_drift"]))]
+        errors = [
+            r["name"]
+            for r in rows
+            if not r["trainable"] and any(x is not None and x != 0.0 for x in (r["moved"], r["bn_drift"]))
+        ]
         doc: dict[str, Any] = {"version": MOVED_VERSION, "epoch": epoch, "since": self.since}
         if self.phase is not None:
             doc["phase"] = self.phase
@@ -164,8 +174,7 @@ def _relative(values: list[np.ndarray], start: list[np.ndarray]) -> float:
     for v, s0 in zip(values, start, strict=True):
         w, w0 = np.asarray(v, np.float64), np.asarray(s0, np.float64)
         diff += float(np.sum((w - w0) ** 2))
-        base += float(np.sum(w0 ** 2))
+        base += float(np.sum(w0**2))
     if not math.isfinite(diff):
         return float("inf")
     return math.sqrt(diff) / math.sqrt(base) if base > 0 else math.sqrt(diff)
-

@@ -63,7 +63,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-pixels", type=int, default=images.DEFAULT_MAX_PIXELS)
-    p.add_argument("--cam", type=Path, metavar="OUT_DIR", help="write a Grad-CAM overlay PNG of each image's top-1 class")
+    p.add_argument(
+        "--cam", type=Path, metavar="OUT_DIR", help="write a Grad-CAM overlay PNG of each image's top-1 class"
+    )
     args = p.parse_args(argv)
     if args.top_k < 1 or args.batch_size < 1 or args.max_pixels < 1:
         p.error("--top-k, --batch-size and --max-pixels must be at least 1")
@@ -162,9 +164,7 @@ def run(args: argparse.Namespace, out: TextIO) -> None:
     info = read_run(args.run_dir)
     classes: list[str] = info["classes"]
     if args.low_res and info["native_size"] is None:
-        raise JobError(
-            f"{RunPaths(args.run_dir).data_info}: no native_size for this run's data; --low-res needs it"
-        )
+        raise JobError(f"{RunPaths(args.run_dir).data_info}: no native_size for this run's data; --low-res needs it")
     low_res = use_low_res(info, args.low_res)
     # Pillow's own bomb check (in Image.open) uses the same limit as ours
     Image.MAX_IMAGE_PIXELS = args.max_pixels
@@ -202,9 +202,7 @@ def run(args: argparse.Namespace, out: TextIO) -> None:
             x = np.stack([a for _, a in batch]).astype("float32")
             probs = np.asarray(model.predict_on_batch(x), dtype="float64")
             if probs.ndim != 2 or probs.shape[1] != len(classes):
-                raise JobError(
-                    f"model output has shape {tuple(probs.shape)} but the run has {len(classes)} classes"
-                )
+                raise JobError(f"model output has shape {tuple(probs.shape)} but the run has {len(classes)} classes")
             cams: list[str | None] = [None] * len(batch)
             if cam_dir is not None:
                 cams = write_cams(model, x, batch, probs, cam_dir)

@@ -24,8 +24,16 @@ class Reporter:
     """``update(done)`` as often as you like; an event leaves at most every ``interval`` seconds,
     with an ETA from the rate since the first update. ``finish()`` sends the final state."""
 
-    def __init__(self, emit: Emit | None, phase: str, total: float | None, unit: str = "items",
-                 message: str = "", interval: float = MIN_INTERVAL, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        emit: Emit | None,
+        phase: str,
+        total: float | None,
+        unit: str = "items",
+        message: str = "",
+        interval: float = MIN_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.emit, self.phase, self.total, self.unit, self.message = emit, phase, total, unit, message
         self.interval, self.clock = interval, clock
         self.start: float | None = None  # the first update: a reporter made early does not count the wait
@@ -42,8 +50,15 @@ class Reporter:
             if not force and self._last is not None and now - self._last < self.interval:
                 return
             self._last = now
-            event = Progress(t=time.time(), phase=self.phase, done=float(done), total=self.total, unit=self.unit,
-                             eta=self.eta(now), message=self.message)
+            event = Progress(
+                t=time.time(),
+                phase=self.phase,
+                done=float(done),
+                total=self.total,
+                unit=self.unit,
+                eta=self.eta(now),
+                message=self.message,
+            )
         if self.emit is not None:
             self.emit(event)
 

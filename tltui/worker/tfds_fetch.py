@@ -67,7 +67,7 @@ def exclusive(path: Path, on_wait: Callable[[], None], stop: Callable[[], bool],
 def not_prepared(name: str, data_dir: str, why: str = "data.download = false") -> str:
     base = name.split(":")[0].split("/")[0]
     return (
-        f"data.source = \"tfds:{name}\": not prepared in {data_dir} ({why}); set data.download = true to let TFDS "
+        f'data.source = "tfds:{name}": not prepared in {data_dir} ({why}); set data.download = true to let TFDS '
         f"download it, or on a machine with internet run `tltui data fetch tfds:{base} --data-dir DIR` (or "
         f"`tfds build {base} --data_dir DIR`) and copy DIR/{base} to {data_dir}/ (or set data.data_dir to where it is)"
     )
@@ -108,7 +108,7 @@ def ensure_prepared(
             stack.enter_context(exclusive(lock_path(data_dir, name), waiting, stop))
         except OSError as e:
             raise FetchError(
-                f"data.source = \"tfds:{name}\": cannot prepare it in {data_dir} ({e.strerror or e}); "
+                f'data.source = "tfds:{name}": cannot prepare it in {data_dir} ({e.strerror or e}); '
                 "set data.data_dir to a writable folder"
             ) from e
         builder = _builder(tfds, name, data_dir)  # what the other process left
@@ -122,7 +122,7 @@ def ensure_prepared(
         except Exception as e:  # noqa: BLE001 - network, disk, a manual dataset: one line, nothing half-used
             reason = " ".join(str(e).split())[:300] or type(e).__name__
             raise FetchError(
-                f"data.source = \"tfds:{name}\": could not download and prepare it into {data_dir} ({reason}); "
+                f'data.source = "tfds:{name}": could not download and prepare it into {data_dir} ({reason}); '
                 f"without internet, {not_prepared(name, data_dir, 'no network').split('; ', 1)[1]}"
             ) from e
     return True
@@ -133,10 +133,10 @@ def _builder(tfds: Any, name: str, data_dir: str) -> Any:
     try:
         return tfds.builder(name, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError as e:
-        raise FetchError(f"data.source = \"tfds:{name}\": unknown TFDS dataset ({str(e).splitlines()[0][:120]})") from e
+        raise FetchError(f'data.source = "tfds:{name}": unknown TFDS dataset ({str(e).splitlines()[0][:120]})') from e
     except (AssertionError, ValueError) as e:  # a bad config or version: TFDS asserts or raises
         detail = " ".join(str(e).split())[:200] or type(e).__name__
-        raise FetchError(f"data.source = \"tfds:{name}\": {detail}") from e
+        raise FetchError(f'data.source = "tfds:{name}": {detail}') from e
 
 
 @contextlib.contextmanager
@@ -152,8 +152,12 @@ def _progress(builder: Any, name: str, data_dir: Path, emit: Emit | None, interv
 
     def incomplete() -> int:
         # TFDS 4.9 writes into VERSION_DIR/../incomplete.XXXXXX_VERSION (older: VERSION.incomplete...)
-        return tree_bytes(target.parent, match=lambda p: "incomplete" in p.name and (
-            p.name.startswith(target.name) or p.name.endswith("_" + target.name)))
+        return tree_bytes(
+            target.parent,
+            match=lambda p: (
+                "incomplete" in p.name and (p.name.startswith(target.name) or p.name.endswith("_" + target.name))
+            ),
+        )
 
     def fetched() -> int:  # what TFDS downloaded, not what it extracted from it
         return max(0, tree_bytes(downloads, match=lambda p: p.name != "extracted") - before)

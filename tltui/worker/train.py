@@ -225,8 +225,14 @@ class Trainer:
         from tltui.core import decoded_store
 
         cache_root, cache_limit = decoded_store.cache_for(self.paths.dir)
-        dataset = data_mod.load(preset, log=self.emit_log, emit=self.writer.emit, stop=self.stop,
-                                decoded_cache=cache_root, decoded_limit_bytes=cache_limit)
+        dataset = data_mod.load(
+            preset,
+            log=self.emit_log,
+            emit=self.writer.emit,
+            stop=self.stop,
+            decoded_cache=cache_root,
+            decoded_limit_bytes=cache_limit,
+        )
         data_mod.write_info(dataset, self.paths, preset.data.image_size)
         test = f" / {dataset.test_examples} test" if dataset.test is not None else ""
         self.emit_log(
@@ -237,7 +243,8 @@ class Trainer:
         )
         if dataset.num_classes < TOP5_MIN_CLASSES:
             self.emit_log(
-                "info", f"{dataset.num_classes} classes: top-5 accuracy is not reported (it would be 100% by construction)"
+                "info",
+                f"{dataset.num_classes} classes: top-5 accuracy is not reported (it would be 100% by construction)",
             )
         if self.initial_epoch and not dataset.exact_resume:
             self.emit_log(
@@ -333,9 +340,13 @@ class Trainer:
             return holds, rule
         if kept.epoch != holds:
             kept.load_into()
-            self.emit_log("info", f"model.keras gets the weights of epoch {kept.epoch}, the best val_acc of the run "
-                                  f"({100 * (kept.value or 0):.1f}%), not those of epoch {holds}")
+            self.emit_log(
+                "info",
+                f"model.keras gets the weights of epoch {kept.epoch}, the best val_acc of the run "
+                f"({100 * (kept.value or 0):.1f}%), not those of epoch {holds}",
+            )
         return kept.epoch, "best"
+
     def _setup_phase(
         self, model: Any, backbone: Any, p: presets.Preset, k: int, num_classes: int, steps: int | None
     ) -> int:
@@ -364,7 +375,11 @@ class Trainer:
             self.cache_plan = feature_cache.Plan(False, "feature cache not used: it serves a run's first phase only")
         else:
             self.cache_plan = feature_cache.plan(
-                p, model, backbone, spec.family, ds.train_examples if ds else None,
+                p,
+                model,
+                backbone,
+                spec.family,
+                ds.train_examples if ds else None,
                 ((ds.val_examples or 0) + (ds.test_examples or 0)) if ds else None,
             )
         freeze_map["feature_cache"] = self.cache_plan.use
@@ -417,10 +432,18 @@ class Trainer:
         if preset.phases:
             self.writer.emit(
                 TrainPhase(
-                    t=time.time(), index=k + 1, count=len(phases), name=preset.phases[k].name, start_epoch=start,
-                    epochs=t.epochs, total_epochs=start + sum(q.train.epochs for q in phases[k:]),
-                    freeze_depth=p.freeze.depth, batchnorm=p.freeze.batchnorm, optimizer=t.optimizer,
-                    learning_rate=t.learning_rate, trainable_params=trainable,
+                    t=time.time(),
+                    index=k + 1,
+                    count=len(phases),
+                    name=preset.phases[k].name,
+                    start_epoch=start,
+                    epochs=t.epochs,
+                    total_epochs=start + sum(q.train.epochs for q in phases[k:]),
+                    freeze_depth=p.freeze.depth,
+                    batchnorm=p.freeze.batchnorm,
+                    optimizer=t.optimizer,
+                    learning_rate=t.learning_rate,
+                    trainable_params=trainable,
                 ),
                 sync=True,
             )
@@ -439,20 +462,28 @@ class Trainer:
             train_ds, val_ds = one_hot(train_ds, dataset.num_classes), one_hot(val_ds, dataset.num_classes)
         self.stream = EventStream(self.writer, steps, self.stop)
         checkpoints = PeriodicCheckpoint(
-            self.paths.checkpoints, t.checkpoint_every, self.writer, export_model=model, resumed_after=self.initial_epoch
+            self.paths.checkpoints,
+            t.checkpoint_every,
+            self.writer,
+            export_model=model,
+            resumed_after=self.initial_epoch,
         )
         early = None
         if t.early_stopping_patience > 0 and val_ds is not None:
-            early = EarlyStop(monitor="val_acc", mode="max", patience=t.early_stopping_patience, restore_best_weights=True)
+            early = EarlyStop(
+                monitor="val_acc", mode="max", patience=t.early_stopping_patience, restore_best_weights=True
+            )
         # Order: early stopping decides first; the backup (with that decision) next; then the epoch's
         # `epoch_end` event and checkpoint, so a kill in between never makes a resume train a recorded
         # epoch again (a backup ahead of the events, killed right after it, is rolled back by
         # _prepare_backup). EpochBackup is Keras's BackupAndRestore(save_freq="epoch",
         # double_checkpoint=True, delete_checkpoint=False), cheaper, plus seeds and early stopping.
-        moved = self._moved(model, fit_model, fresh=self.initial_epoch == start, phase=k if preset.phases else None,
-                            start=start)
-        backup = EpochBackup(self.paths.backup, early_stopping=early, moved=moved, phase=k, phase_start=start,
-                             kept=self.kept)
+        moved = self._moved(
+            model, fit_model, fresh=self.initial_epoch == start, phase=k if preset.phases else None, start=start
+        )
+        backup = EpochBackup(
+            self.paths.backup, early_stopping=early, moved=moved, phase=k, phase_start=start, kept=self.kept
+        )
         callbacks: list[keras.callbacks.Callback] = [
             *([early] if early is not None else []),
             backup,
@@ -495,8 +526,15 @@ class Trainer:
         if phase is not None and self.preset is not None:
             since = f"the start of phase {self.preset.phase_label(phase)} (after epoch {start})"
             outs.append(self.paths.moved_of(phase + 1))
-        moved = MovedWeights(model, self.paths.backup, outs, fresh=fresh, since=since,
-                             phase=None if phase is None else phase + 1, fit_model=fit_model)
+        moved = MovedWeights(
+            model,
+            self.paths.backup,
+            outs,
+            fresh=fresh,
+            since=since,
+            phase=None if phase is None else phase + 1,
+            fit_model=fit_model,
+        )
         if not moved.active:
             self.emit_log("info", f"weights moved per layer: not recorded ({moved.why})")
             return None
@@ -671,7 +709,7 @@ def make_optimizer(preset: presets.Preset, steps_per_epoch: int | None, log_fn: 
         if steps_per_epoch:
             lr = keras.optimizers.schedules.CosineDecay(t.learning_rate, decay_steps=t.epochs * steps_per_epoch)
         else:
-            log_fn("warning", "train.lr_schedule = \"cosine\" needs a known epoch length; using a constant rate")
+            log_fn("warning", 'train.lr_schedule = "cosine" needs a known epoch length; using a constant rate')
     wd = t.weight_decay or None
     if t.optimizer == "sgd":
         return keras.optimizers.SGD(lr, momentum=t.momentum, nesterov=t.nesterov, weight_decay=wd)
@@ -682,7 +720,9 @@ def make_optimizer(preset: presets.Preset, steps_per_epoch: int | None, log_fn: 
     return keras.optimizers.RMSprop(lr, momentum=t.momentum, weight_decay=wd)
 
 
-def compile_model(model: Any, preset: presets.Preset, num_classes: int, steps_per_epoch: int | None, log_fn: Any) -> None:
+def compile_model(
+    model: Any, preset: presets.Preset, num_classes: int, steps_per_epoch: int | None, log_fn: Any
+) -> None:
     """Loss and metrics whose log keys are exactly loss, acc, top5_acc (and val_ twins); no top5_acc
     with fewer than :data:`TOP5_MIN_CLASSES` classes."""
     import keras
@@ -749,14 +789,24 @@ def _op_error_reason(e: BaseException, epoch: int) -> str | None:
     if re.search(r"CUDA|cuDNN|cuBLAS|\bGPU\b|NCCL", msg):
         return f"the GPU failed{where} ({detail}): check it with nvidia-smi, then resume the run (checkpoints kept)"
     if "Iterator" in msg or "PyFunc" in msg or "EagerPyFunc" in msg:
-        return f"reading the training data failed{where} ({detail}): check the files of data.source, then resume the run"
+        return (
+            f"reading the training data failed{where} ({detail}): check the files of data.source, then resume the run"
+        )
     return None
 
 
 def _error_detail(msg: str) -> str:
     """The informative line of a TensorFlow error message (the Python exception, else the first real line)."""
     lines = [ln.strip() for ln in msg.splitlines() if ln.strip()]
-    noise = ("Graph execution error", "Detected at node", "Traceback", "File ", "[[{{", "Stack trace", "Error in user-defined")
+    noise = (
+        "Graph execution error",
+        "Detected at node",
+        "Traceback",
+        "File ",
+        "[[{{",
+        "Stack trace",
+        "Error in user-defined",
+    )
     useful = [ln for ln in lines if not ln.startswith(noise)]
     exc = [ln for ln in useful if re.match(r"^[A-Za-z_.]*(Error|Exception)\b", ln)]
     return ((exc or useful or [msg.strip()])[-1 if exc else 0])[:200]

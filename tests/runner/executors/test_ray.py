@@ -59,17 +59,45 @@ def ray_cluster() -> Iterator[str]:
     # every fixed-port component on a free port: two clusters on one box (parallel test runs)
     # otherwise fight over the agent's default ports and jobs get "No available agent"
     gcs, dash, *more = (_free_port() for _ in range(9))
-    others = [f"--{name}={port}" for name, port in zip(
-        ("ray-client-server-port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
-         "metrics-export-port", "runtime-env-agent-port", "node-manager-port", "object-manager-port"), more)]
+    others = [
+        f"--{name}={port}"
+        for name, port in zip(
+            (
+                "ray-client-server-port",
+                "dashboard-agent-listen-port",
+                "dashboard-agent-grpc-port",
+                "metrics-export-port",
+                "runtime-env-agent-port",
+                "node-manager-port",
+                "object-manager-port",
+            ),
+            more,
+        )
+    ]
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_DISABLE_IMPORT_WARNING": "1"}
     with open(Path(tmp) / "head.log", "wb") as out:
         proc = subprocess.Popen(
-            [str(ray_bin), "start", "--head", "--block", "--num-cpus=2", "--num-gpus=0",
-             f"--port={gcs}", "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
-             f"--dashboard-port={dash}", "--include-dashboard=true", "--object-store-memory=80000000",
-             f"--temp-dir={tmp}", "--disable-usage-stats", *others],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env,
+            [
+                str(ray_bin),
+                "start",
+                "--head",
+                "--block",
+                "--num-cpus=2",
+                "--num-gpus=0",
+                f"--port={gcs}",
+                "--node-ip-address=127.0.0.1",
+                "--dashboard-host=127.0.0.1",
+                f"--dashboard-port={dash}",
+                "--include-dashboard=true",
+                "--object-store-memory=80000000",
+                f"--temp-dir={tmp}",
+                "--disable-usage-stats",
+                *others,
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
         )
     address = f"http://127.0.0.1:{dash}"
     try:
@@ -129,8 +157,9 @@ def wait_for(pred: Callable[[], Any], what: str, timeout: float = TIMEOUT) -> An
 
 
 @pytest.fixture
-def rws(ws: Workspace, ray_cluster: str, fake_worker_env: list[str], monkeypatch: pytest.MonkeyPatch,
-        tmp_path: Path) -> Iterator[Workspace]:
+def rws(
+    ws: Workspace, ray_cluster: str, fake_worker_env: list[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[Workspace]:
     """A workspace whose settings point at the test cluster; runner stopped and jobs stopped after."""
     monkeypatch.setenv("TLTUI_FAKE_EPOCH_SECONDS", "0.2")
     monkeypatch.setenv("TLTUI_RUNNER_IDLE_TIMEOUT", "30")
@@ -277,7 +306,9 @@ def test_real_worker_sweep_on_ray_via_cli(rws: Workspace, tmp_path: Path, monkey
     )
     out = subprocess.run(
         [sys.executable, "-m", "tltui", "--workspace", str(ws.root), "queue", "add", str(preset), "--executor", "ray"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 0, out.stderr
     ids = out.stdout.split()

@@ -24,14 +24,36 @@ def make_run(root: Path, epochs: int = 2, **fake: object) -> Path:
     return d
 
 
-def relay(run_dir: Path, token: str, shared: str = "auto", env: dict[str, str] | None = None,
-          resume: bool = False) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "tltui.runner.executors.ray_relay", "--run-dir", str(run_dir), "--token", token,
-           "--shared", shared, "--", sys.executable, str(FAKE), "train", "{run_dir}", "--events-fd", "0"]
+def relay(
+    run_dir: Path, token: str, shared: str = "auto", env: dict[str, str] | None = None, resume: bool = False
+) -> subprocess.CompletedProcess[str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "tltui.runner.executors.ray_relay",
+        "--run-dir",
+        str(run_dir),
+        "--token",
+        token,
+        "--shared",
+        shared,
+        "--",
+        sys.executable,
+        str(FAKE),
+        "train",
+        "{run_dir}",
+        "--events-fd",
+        "0",
+    ]
     if resume:
         cmd.append("--resume")
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "TLTUI_FAKE_EPOCH_SECONDS": "0.02", **(env or {})})
+    return subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "TLTUI_FAKE_EPOCH_SECONDS": "0.02", **(env or {})},
+    )
 
 
 def split(stdout: str) -> tuple[dict[str, str], list[protocol.Event]]:

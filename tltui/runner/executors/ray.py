@@ -202,7 +202,9 @@ class RayJob(Job):
             return self._cached
         rc = info.driver_exit_code
         error = str(getattr(info.error_type, "value", info.error_type) or "")
-        self._message = f"ray: job {self.submission_id} {info.status.value}" + (f": {info.message}" if info.message else "")
+        self._message = f"ray: job {self.submission_id} {info.status.value}" + (
+            f": {info.message}" if info.message else ""
+        )
         lost = False
         if info.status == RayStatus.SUCCEEDED:
             rc = 0 if rc is None else rc
@@ -326,8 +328,21 @@ class RayExecutor(Executor):
                 log.warning("%s", e)
         env.update(self.env_vars)
         cmd = [
-            self.python, "-m", "tltui.runner.executors.ray_relay", "--run-dir", str(paths.dir), "--token", token,
-            "--shared", self.shared, "--", *self._worker_command(), "train", "{run_dir}", "--events-fd", "0",
+            self.python,
+            "-m",
+            "tltui.runner.executors.ray_relay",
+            "--run-dir",
+            str(paths.dir),
+            "--token",
+            token,
+            "--shared",
+            self.shared,
+            "--",
+            *self._worker_command(),
+            "train",
+            "{run_dir}",
+            "--events-fd",
+            "0",
         ]
         if resume:
             cmd.append("--resume")
@@ -372,7 +387,9 @@ class RayExecutor(Executor):
         except Exception as e:  # noqa: BLE001 - the Ray client raises its own and HTTP errors; _not_found tells them apart
             if _not_found(e):
                 return None
-            log.warning("%s: Ray cluster at %s unreachable while adopting (%s); watching anyway", rec.id, self.address, e)
+            log.warning(
+                "%s: Ray cluster at %s unreachable while adopting (%s); watching anyway", rec.id, self.address, e
+            )
         return RayJob(self, rec.id, sid)
 
     def logs(self, run_id: str, lines: int = supervisor.LOG_TAIL_LINES) -> str:
@@ -380,8 +397,7 @@ class RayExecutor(Executor):
         if sid is not None:
             with contextlib.suppress(Exception):
                 text = self.client.get_job_logs(sid)
-                out = [ln.strip() for ln in text.splitlines()
-                       if ln.strip() and event_relay.parse_line(ln)[0] == "log"]
+                out = [ln.strip() for ln in text.splitlines() if ln.strip() and event_relay.parse_line(ln)[0] == "log"]
                 return " | ".join(out[-lines:])
         return super().logs(run_id, lines)
 

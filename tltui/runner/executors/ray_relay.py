@@ -68,7 +68,8 @@ def pack_files(run_dir: Path, *, with_events: bool) -> str:
         if p.name == "events.jsonl":
             if with_events:
                 files[p.name] = "".join(
-                    ln for ln in p.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
+                    ln
+                    for ln in p.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
                     if _event_type(ln) not in ("batch", None)
                 )
             continue
@@ -133,8 +134,10 @@ def _emit(prefix: str, payload: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if "--" not in argv:
-        print("usage: python -m tltui.runner.executors.ray_relay --run-dir DIR --token T [--shared auto|yes|no] -- CMD...",
-              file=sys.stderr)
+        print(
+            "usage: python -m tltui.runner.executors.ray_relay --run-dir DIR --token T [--shared auto|yes|no] -- CMD...",
+            file=sys.stderr,
+        )
         return 2
     cut = argv.index("--")
     ap = argparse.ArgumentParser(prog="python -m tltui.runner.executors.ray_relay")

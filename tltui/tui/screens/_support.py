@@ -37,6 +37,8 @@ class ScreenActions(Provider):
             score = matcher.match(b.description)
             if score > 0:
                 yield Hit(
-                    score, matcher.highlight(b.description), partial(self.screen.run_action, b.action),
+                    score,
+                    matcher.highlight(b.description),
+                    partial(self.screen.run_action, b.action),
                     help=f"key {b.key}",
                 )

@@ -24,9 +24,17 @@ METRICS = (
 
 RESULT_COLUMNS = (
     # held-out numbers first (they fit 80 columns), then the training side
-    ("run", "Run"), ("epochs", "Epochs"), ("val_acc", "Val acc"), ("val_top5", "Val top-5"),
-    ("test", "Test"), ("test5", "Test top-5"), ("kept", "Kept ep"), ("acc", "Acc"), ("top5", "Top-5"),
-    ("time", "Time"), ("params", "Trainable"),
+    ("run", "Run"),
+    ("epochs", "Epochs"),
+    ("val_acc", "Val acc"),
+    ("val_top5", "Val top-5"),
+    ("test", "Test"),
+    ("test5", "Test top-5"),
+    ("kept", "Kept ep"),
+    ("acc", "Acc"),
+    ("top5", "Top-5"),
+    ("time", "Time"),
+    ("params", "Trainable"),
 )
 
 
@@ -110,8 +118,7 @@ class CompareScreen(RunsView):
             pts = curves.points(s, key, self.xmode, live=False)
             ys = ema(pts.ys) if self.smooth else pts.ys
             series.append(Series(_label(s), pts.xs, ys, store.run_color(s.row.id)))
-        self.query_one("#compare-curves", MetricChart).show(
-            series, title=title, xlabel=curves.XLABELS[self.xmode])
+        self.query_one("#compare-curves", MetricChart).show(series, title=title, xlabel=curves.XLABELS[self.xmode])
         swept, bars = store.sweep_bars(snaps)
         bar_chart = self.query_one("#compare-bars", MetricChart)
         bar_chart.display = bool(bars)
@@ -132,10 +139,17 @@ class CompareScreen(RunsView):
         for r in store.results(snaps):
             swatch = Text("■ ", style=store.hex_color(store.run_color(r.id)))
             table.add_row(
-                swatch + Text(f"{r.id} {r.name}"), str(r.epochs),
-                Text(fmt.pct(r.val_acc), style="bold"), fmt.pct(r.val_top5_acc),
-                fmt.pct(r.test_acc), fmt.pct(r.test_top5_acc), str(r.kept_epoch or "-"),
-                fmt.pct(r.acc), fmt.pct(r.top5_acc), fmt.duration(r.seconds), fmt.params(r.trainable_params),
+                swatch + Text(f"{r.id} {r.name}"),
+                str(r.epochs),
+                Text(fmt.pct(r.val_acc), style="bold"),
+                fmt.pct(r.val_top5_acc),
+                fmt.pct(r.test_acc),
+                fmt.pct(r.test_top5_acc),
+                str(r.kept_epoch or "-"),
+                fmt.pct(r.acc),
+                fmt.pct(r.top5_acc),
+                fmt.duration(r.seconds),
+                fmt.params(r.trainable_params),
                 key=r.id,
             )
         if table.row_count:

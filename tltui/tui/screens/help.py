@@ -50,8 +50,14 @@ def help_sections(screen: Screen[Any]) -> list[tuple[str, list[KeyRow]]]:
     name = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", type(screen).__name__.removesuffix("Screen")).capitalize()
     app_bindings = list(app.BINDINGS)
     if app.ENABLE_COMMAND_PALETTE:
-        app_bindings.append(Binding(app.COMMAND_PALETTE_BINDING, "command_palette", "Command palette",
-                                    key_display=app.COMMAND_PALETTE_DISPLAY))
+        app_bindings.append(
+            Binding(
+                app.COMMAND_PALETTE_BINDING,
+                "command_palette",
+                "Command palette",
+                key_display=app.COMMAND_PALETTE_DISPLAY,
+            )
+        )
     return [
         (f"This screen: {name}", key_rows(app, screen.BINDINGS, live)),
         ("App: every screen", key_rows(app, app_bindings, live)),
@@ -59,8 +65,7 @@ def help_sections(screen: Screen[Any]) -> list[tuple[str, list[KeyRow]]]:
 
 
 def keys_table(title: str, rows: list[KeyRow]) -> Table:
-    table = Table(title=title, title_justify="left", title_style="bold", box=None, pad_edge=False,
-                  show_header=False)
+    table = Table(title=title, title_justify="left", title_style="bold", box=None, pad_edge=False, show_header=False)
     table.add_column("key", style="bold cyan", no_wrap=True)
     table.add_column("action")
     table.add_column("id", style="dim")

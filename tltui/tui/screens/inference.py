@@ -100,8 +100,11 @@ def confusion_view(score: Any, width: int = 80) -> Any:
 
     if score is None or not score.total:
         return Text("no labels: the folder needs one subfolder per class of the run", style="dim")
-    parts: list[Any] = [Text.assemble(("accuracy ", "dim"), (f"{100 * score.accuracy:.1f}%", "bold"),
-                                      f" of {score.total} labelled images")]
+    parts: list[Any] = [
+        Text.assemble(
+            ("accuracy ", "dim"), (f"{100 * score.accuracy:.1f}%", "bold"), f" of {score.total} labelled images"
+        )
+    ]
     conf = score.confusion()
     labels = conf["labels"]
     if len(labels) <= MAX_MATRIX:
@@ -124,13 +127,22 @@ def confusion_view(score: Any, width: int = 80) -> Any:
             table.add_row(lbl[:16], *cells)
         parts.append(table)
     else:
-        parts.append(Text(f"{len(labels)} classes: the whole matrix is in the CSV/JSON (tltui predict "
-                          "--confusion-csv); the most confused pairs:", style="dim"))
+        parts.append(
+            Text(
+                f"{len(labels)} classes: the whole matrix is in the CSV/JSON (tltui predict "
+                "--confusion-csv); the most confused pairs:",
+                style="dim",
+            )
+        )
     worst = sorted(score.per_class(), key=lambda r: (r["accuracy"], r["label"]))[:5]
     if worst:
-        parts.append(Text("lowest per-class accuracy: " + ", ".join(
-            f"{r['label']} {100 * r['accuracy']:.0f}% ({r['correct']}/{r['images']})" for r in worst),
-            style="dim"))
+        parts.append(
+            Text(
+                "lowest per-class accuracy: "
+                + ", ".join(f"{r['label']} {100 * r['accuracy']:.0f}% ({r['correct']}/{r['images']})" for r in worst),
+                style="dim",
+            )
+        )
     if score.confused_pairs(1):
         parts.append(Text("most confused (true → predicted); Enter shows a pair's images:", style="bold"))
     return Group(*parts)
@@ -244,8 +256,9 @@ class InferenceScreen(Screen[None]):
         with Horizontal(id="inf-controls"):
             yield Select([], prompt="completed run", compact=True, id="inf-run")
             yield Select([], prompt="vs run (optional)", compact=True, id="inf-against")
-            yield Input(self._initial_folder, placeholder="folder of images (Enter classifies)", compact=True,
-                        id="inf-folder")
+            yield Input(
+                self._initial_folder, placeholder="folder of images (Enter classifies)", compact=True, id="inf-folder"
+            )
         yield Static("", id="inf-status")
         with Horizontal(id="inf-body"):
             table: DataTable[Any] = DataTable(id="inf-table", cursor_type="row", zebra_stripes=True)
@@ -496,7 +509,11 @@ class InferenceScreen(Screen[None]):
         b = self.b_rows.get(item.path)
         if b is None or not isinstance(item, PredictionRow):
             return Text("")
-        style = "" if b.label == item.label else ("bold green" if b.correct else "bold red" if b.correct is False else "bold")
+        style = (
+            ""
+            if b.label == item.label
+            else ("bold green" if b.correct else "bold red" if b.correct is False else "bold")
+        )
         return Text(f"{b.label} {100 * b.probability:.0f}%", style=style)
 
     def _finish(self, records: list[Any], error: str | None) -> None:
@@ -574,8 +591,10 @@ class InferenceScreen(Screen[None]):
             return
         self.filter = "all" if self.filter == which else which
         self.pair = None
-        if self.filter == "misclassified" and self.items and not any(
-            isinstance(i, PredictionRow) and i.true_label is not None for i in self.items
+        if (
+            self.filter == "misclassified"
+            and self.items
+            and not any(isinstance(i, PredictionRow) and i.true_label is not None for i in self.items)
         ):
             self.notify("no labels: the folder has no subfolder per class of the run", severity="warning")
         self._rebuild()
@@ -594,8 +613,11 @@ class InferenceScreen(Screen[None]):
         bars = topk_bars(item, width)
         b = self.b_rows.get(item.path) if item is not None else None
         if b is not None and self.against is not None:
-            bars = Text.assemble(bars, (f"\nvs {self.against.run_id}:\n", "bold"), topk_bars(
-                PredictionRow(b.path, b.top_k[:3], None, b.rel), width))
+            bars = Text.assemble(
+                bars,
+                (f"\nvs {self.against.run_id}:\n", "bold"),
+                topk_bars(PredictionRow(b.path, b.top_k[:3], None, b.rel), width),
+            )
         if cam is not None and isinstance(item, PredictionRow):
             bars = Text.assemble((f"Grad-CAM of {item.label} (g: the image)\n", "bold magenta"), bars)
         self.query_one("#inf-topk", Static).update(bars)

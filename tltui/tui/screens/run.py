@@ -53,8 +53,7 @@ def preset_summary(text: str) -> str:
         )
         train = f"{len(qs)} phases: {steps}" + (f" (BN {qs[0].freeze.batchnorm})" if one_bn else "")
     else:
-        train = (f"freeze {p.freeze.depth} (BN {p.freeze.batchnorm}) · {p.train.optimizer} "
-                 f"lr {p.train.learning_rate:g}")
+        train = f"freeze {p.freeze.depth} (BN {p.freeze.batchnorm}) · {p.train.optimizer} lr {p.train.learning_rate:g}"
     return (
         f"{p.model.backbone} ({p.model.weights}) · {p.data.source} · {train} · batch {p.data.batch_size}"
         f" · {p.data.image_size[0]}x{p.data.image_size[1]}"
@@ -64,12 +63,18 @@ def preset_summary(text: str) -> str:
 def freeze_map_view(data: dict[str, Any] | None) -> RenderableType:
     """The recorded freeze map as a stage table (the full explorer is the Freeze map screen)."""
     if not data:
-        return Text("No freeze map recorded for this run yet (the worker writes it once the model is built).\n"
-                    "Press f for the freeze map explorer.", style="dim")
+        return Text(
+            "No freeze map recorded for this run yet (the worker writes it once the model is built).\n"
+            "Press f for the freeze map explorer.",
+            style="dim",
+        )
     head = Text.assemble(
-        ("backbone ", "dim"), (str(data.get("backbone", "?")), "bold"),
-        ("  depth ", "dim"), str(data.get("depth", "?")),
-        ("  batchnorm ", "dim"), str(data.get("batchnorm", "?")),
+        ("backbone ", "dim"),
+        (str(data.get("backbone", "?")), "bold"),
+        ("  depth ", "dim"),
+        str(data.get("depth", "?")),
+        ("  batchnorm ", "dim"),
+        str(data.get("batchnorm", "?")),
     )
     phase = data.get("phase")
     if isinstance(phase, dict):  # a phased run records the map of the phase it trains now
@@ -224,23 +229,38 @@ class RunScreen(RunsView):
         if snap.phase:
             ep += f" · {snap.phase}"
         line1 = Text.assemble(
-            (r.id, "bold"), "  ", (r.name, "bold"), "  ", (f"● {r.status}", style), f"  {ep}",
-            ("  gpu ", "dim"), r.gpus, ("  elapsed ", "dim"), fmt.duration(r.elapsed),
-            ("  eta ", "dim"), fmt.duration(r.eta),
+            (r.id, "bold"),
+            "  ",
+            (r.name, "bold"),
+            "  ",
+            (f"● {r.status}", style),
+            f"  {ep}",
+            ("  gpu ", "dim"),
+            r.gpus,
+            ("  elapsed ", "dim"),
+            fmt.duration(r.elapsed),
+            ("  eta ", "dim"),
+            fmt.duration(r.eta),
         )
         if snap.kept:  # the epoch model.keras holds (or would hold now) and its numbers
             k = snap.kept
             top5 = top_k_na(snap.model.get("num_classes"), why=False) or f"top-5 {fmt.pct(k.get('val_top5_acc'))}"
             word = "kept" if k["final"] else ("best" if k["rule"] == "best" else "last")
-            line1.append_text(Text.assemble(
-                (f"  {word} ", "dim"), (fmt.pct(k["val_acc"]), "bold green"), f"  {top5} @ {k['epoch']}",
-            ))
+            line1.append_text(
+                Text.assemble(
+                    (f"  {word} ", "dim"),
+                    (fmt.pct(k["val_acc"]), "bold green"),
+                    f"  {top5} @ {k['epoch']}",
+                )
+            )
         if snap.preparing:
             line1.append_text(Text.assemble(("  ", ""), (snap.preparing, "yellow")))
         if snap.test:
             na = top_k_na(snap.model.get("num_classes"), why=False)
             top5 = na or f"top-5 {fmt.pct(snap.test.get('test_top5_acc'))}"
-            line1.append_text(Text.assemble(("  test ", "dim"), (fmt.pct(snap.test.get("test_acc")), "bold"), f"  {top5}"))
+            line1.append_text(
+                Text.assemble(("  test ", "dim"), (fmt.pct(snap.test.get("test_acc")), "bold"), f"  {top5}")
+            )
         line2 = Text(self._preset_summary, style="dim")
         if snap.model:
             line2.append(
@@ -258,8 +278,11 @@ class RunScreen(RunsView):
         failure = self.query_one("#run-failure", Static)
         if r.status in FAILED:
             tail = self.app.store.log_tail(self.run_id, FAILURE_LOG_LINES)
-            failure.update(Group(Text(f"{r.status}: {r.reason or 'no reason recorded'}", style="bold red"),
-                                 Text(tail, style="dim")))
+            failure.update(
+                Group(
+                    Text(f"{r.status}: {r.reason or 'no reason recorded'}", style="bold red"), Text(tail, style="dim")
+                )
+            )
             failure.display = True
         else:
             failure.display = False
@@ -268,8 +291,15 @@ class RunScreen(RunsView):
         # the header ticks every second (elapsed); the charts only change with events or toggles
         # the registry status too: a killed worker writes no Finished event, and once the run
         # is not running no tick redraws it again
-        sig = (snap.history_version, snap.epoch_in_progress, snap.row.status,
-               self.six, self.xmode, self.smooth, self.logy)
+        sig = (
+            snap.history_version,
+            snap.epoch_in_progress,
+            snap.row.status,
+            self.six,
+            self.xmode,
+            self.smooth,
+            self.logy,
+        )
         now = time.monotonic()
         if sig == self._chart_sig and (
             snap.version == self._chart_version
@@ -293,12 +323,15 @@ class RunScreen(RunsView):
             valid = self._series("val", val_pts, VAL_COLOR)
             if self.six:
                 self.query_one(f"#chart-{metric}", MetricChart).show(
-                    [train], title=f"{title} (train)", xlabel=xlabel, logy=logy, marks=marks, note=note)
+                    [train], title=f"{title} (train)", xlabel=xlabel, logy=logy, marks=marks, note=note
+                )
                 self.query_one(f"#chart-{val}", MetricChart).show(
-                    [valid], title=f"{title} (val)", xlabel=xlabel, logy=logy, marks=marks, note=note)
+                    [valid], title=f"{title} (val)", xlabel=xlabel, logy=logy, marks=marks, note=note
+                )
             else:
                 self.query_one(f"#chart-{metric}", MetricChart).show(
-                    [train, valid], title=title, xlabel=xlabel, logy=logy, marks=marks, note=note)
+                    [train, valid], title=title, xlabel=xlabel, logy=logy, marks=marks, note=note
+                )
 
     def _series(self, label: str, pts: curves.Points, color: tuple[int, int, int]) -> Series:
         ys = ema(pts.ys) if self.smooth else pts.ys

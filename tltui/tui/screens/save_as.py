@@ -14,8 +14,6 @@ from textual.widgets import Input, Label, Static
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]*")
 
 
-
-
 class SaveAsDialog(ModalScreen[str | None]):
     """Ask for a preset name; dismisses with it, or ``None``."""
 

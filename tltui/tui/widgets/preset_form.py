@@ -45,7 +45,7 @@ FIELDS: tuple[FormField, ...] = (
     FormField("data.batch_size", "batch size", "value", "32 (default)"),
     FormField("model.backbone", "backbone", "select", options=tuple(catalog.BACKBONES)),
     FormField("model.weights", "weights", "text", "imagenet (default), none, run:ID, PATH.weights.h5"),
-    FormField("freeze.depth", "freeze depth", "value", '0 (default) .. N, or all'),
+    FormField("freeze.depth", "freeze depth", "value", "0 (default) .. N, or all"),
     FormField("freeze.batchnorm", "BatchNorm", "select", options=("frozen", "inference", "trainable")),
     FormField("train.epochs", "epochs", "value", "10 (default)"),
     FormField("train.optimizer", "optimizer", "select", options=("sgd", "adam", "adamw", "rmsprop")),

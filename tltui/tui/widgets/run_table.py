@@ -65,23 +65,36 @@ def _low(x: float | None) -> float:
     return x if x is not None else _LOW
 
 
-COLUMNS: tuple[Column, ...] = tuple(Column(*c) for c in (
-    ("sel", " ", 1, lambda r, s: Text("●" if s else " ", style="bold magenta" if s else ""), lambda r: 0),
-    ("id", "ID", 5, lambda r, s: Text(r.id, style="bold"), lambda r: r.id),
-    ("name", "Name", NAME_WIDTH, lambda r, s: _name(r), lambda r: r.name.lower()),
-    ("status", "Status", 12, lambda r, s: Text(r.detail or r.status, style=fmt.STATUS_STYLES.get(r.status, "")),
-     lambda r: r.status),
-    ("epoch", "Epoch", 8 + BAR_WIDTH, lambda r, s: _epoch_cell(r), lambda r: r.progress),
-    ("val_acc", "Val acc", 7, lambda r, s: _right(fmt.pct(r.val_acc)), lambda r: _low(r.val_acc)),
-    # the kept epoch's: what model.keras holds (the best val_acc epoch unless train.restore_best = false)
-    ("best", "Kept", 6, lambda r, s: _right(fmt.pct(r.best_val_acc), "bold"), lambda r: _low(r.best_val_acc)),
-    ("top5", "Top-5", 6, lambda r, s: _right(fmt.pct(r.val_top5_acc)), lambda r: _low(r.val_top5_acc)),
-    ("best5", "Kept-5", 6, lambda r, s: _right(fmt.pct(r.best_val_top5_acc)),
-     lambda r: _low(r.best_val_top5_acc)),
-    ("elapsed", "Elapsed", 7, lambda r, s: _right(fmt.duration(r.elapsed)), lambda r: r.elapsed or 0.0),
-    ("eta", "ETA", 6, lambda r, s: _right(fmt.duration(r.eta)), lambda r: r.eta if r.eta is not None else float("inf")),
-    ("gpu", "GPU", 5, lambda r, s: Text(r.gpus), lambda r: r.gpus),
-))
+COLUMNS: tuple[Column, ...] = tuple(
+    Column(*c)
+    for c in (
+        ("sel", " ", 1, lambda r, s: Text("●" if s else " ", style="bold magenta" if s else ""), lambda r: 0),
+        ("id", "ID", 5, lambda r, s: Text(r.id, style="bold"), lambda r: r.id),
+        ("name", "Name", NAME_WIDTH, lambda r, s: _name(r), lambda r: r.name.lower()),
+        (
+            "status",
+            "Status",
+            12,
+            lambda r, s: Text(r.detail or r.status, style=fmt.STATUS_STYLES.get(r.status, "")),
+            lambda r: r.status,
+        ),
+        ("epoch", "Epoch", 8 + BAR_WIDTH, lambda r, s: _epoch_cell(r), lambda r: r.progress),
+        ("val_acc", "Val acc", 7, lambda r, s: _right(fmt.pct(r.val_acc)), lambda r: _low(r.val_acc)),
+        # the kept epoch's: what model.keras holds (the best val_acc epoch unless train.restore_best = false)
+        ("best", "Kept", 6, lambda r, s: _right(fmt.pct(r.best_val_acc), "bold"), lambda r: _low(r.best_val_acc)),
+        ("top5", "Top-5", 6, lambda r, s: _right(fmt.pct(r.val_top5_acc)), lambda r: _low(r.val_top5_acc)),
+        ("best5", "Kept-5", 6, lambda r, s: _right(fmt.pct(r.best_val_top5_acc)), lambda r: _low(r.best_val_top5_acc)),
+        ("elapsed", "Elapsed", 7, lambda r, s: _right(fmt.duration(r.elapsed)), lambda r: r.elapsed or 0.0),
+        (
+            "eta",
+            "ETA",
+            6,
+            lambda r, s: _right(fmt.duration(r.eta)),
+            lambda r: r.eta if r.eta is not None else float("inf"),
+        ),
+        ("gpu", "GPU", 5, lambda r, s: Text(r.gpus), lambda r: r.gpus),
+    )
+)
 COLUMN_KEYS = tuple(c.key for c in COLUMNS)
 _BY_KEY = {c.key: c for c in COLUMNS}
 TABLE_WIDTH = sum(c.get_render_width() for c in COLUMNS)
@@ -89,9 +102,23 @@ TABLE_WIDTH = sum(c.get_render_width() for c in COLUMNS)
 
 def _looks(r: RunRow, selected: bool) -> tuple[Any, ...]:
     """Everything the cells show, cheaply: equal tuples mean equal cells (no Text built)."""
-    return (r.id, r.name, r.status, r.detail, selected, r.epoch, r.epochs, fmt.bar(r.progress, BAR_WIDTH),
-            r.val_acc, r.best_val_acc, r.val_top5_acc, r.best_val_top5_acc,
-            fmt.duration(r.elapsed), fmt.duration(r.eta), r.gpus)
+    return (
+        r.id,
+        r.name,
+        r.status,
+        r.detail,
+        selected,
+        r.epoch,
+        r.epochs,
+        fmt.bar(r.progress, BAR_WIDTH),
+        r.val_acc,
+        r.best_val_acc,
+        r.val_top5_acc,
+        r.best_val_top5_acc,
+        fmt.duration(r.elapsed),
+        fmt.duration(r.eta),
+        r.gpus,
+    )
 
 
 def sort_rows(rows: Sequence[RunRow], key: str, reverse: bool = False) -> list[RunRow]:
@@ -139,8 +166,12 @@ class RunTable(ScrollView, can_focus=True):
         Binding("end,ctrl+end", "scroll_bottom", "Bottom", show=False),
     ]
     COMPONENT_CLASSES: ClassVar[set[str]] = {
-        "runtable--header", "runtable--header-hover", "runtable--cursor", "runtable--hover",
-        "runtable--even-row", "runtable--odd-row",
+        "runtable--header",
+        "runtable--header-hover",
+        "runtable--cursor",
+        "runtable--hover",
+        "runtable--even-row",
+        "runtable--odd-row",
     }
     DEFAULT_CSS = """
     RunTable {

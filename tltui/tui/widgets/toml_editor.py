@@ -17,7 +17,10 @@ _HIGHLIGHT = [
     (re.compile(r"^\s*\[\[?[^\]]*\]\]?"), Style(bold=True, color="magenta")),
     (re.compile(r'^\s*("(?:[^"\\]|\\.)*"|[A-Za-z0-9_\-.]+)\s*(?==)'), Style(color="cyan")),
     (re.compile(r'"(?:[^"\\]|\\.)*"|\'[^\']*\''), Style(color="green")),
-    (re.compile(r"(?<=[=\[,\s])(true|false|[+-]?\d[\d_]*(\.\d+)?([eE][+-]?\d+)?)(?=\s*[,\]#]|\s*$)"), Style(color="yellow")),
+    (
+        re.compile(r"(?<=[=\[,\s])(true|false|[+-]?\d[\d_]*(\.\d+)?([eE][+-]?\d+)?)(?=\s*[,\]#]|\s*$)"),
+        Style(color="yellow"),
+    ),
 ]
 _ERROR_LINE = Style(bgcolor="#5f1f1f")
 
