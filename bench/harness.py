@@ -20,13 +20,15 @@ that ends with a checkpoint is one position; the next epoch, during which the ar
 the background, is another; so both costs count once per k epochs. Both sides are split the same
 way. The plain mean is printed alongside, and ``--raw FILE`` keeps every epoch time.
 
-``python -m bench.harness [--tiny] [--rounds N] [--epochs N]``
+``python -m bench.harness [--tiny] [--rounds N] [--epochs N]``; ``--hooks``: each worker callback's hooks timed
+during one real fit (where the fixed per-epoch cost goes); ``--profile``: each callback alone, fit by fit.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -34,7 +36,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import DEMO, PYTHON, REPO, Result, emit, median, preset_file, run_env
+from bench import DEMO, PYTHON, REPO, Result, emit, load_average, median, preset_file, run_env
 
 
 def demo_data(root: Path) -> Path:
@@ -124,8 +126,8 @@ def bare_main(out: Path, sets: list[str], preset_path: Path = DEMO) -> int:
     from tltui.core import presets
     from tltui.worker import data as data_mod
     from tltui.worker import model as model_mod
+    from tltui.worker.compile import compile_model
     from tltui.worker.freeze import apply_freeze
-    from tltui.worker.train import compile_model
 
     preset = presets.load(preset_path, presets.parse_set(sets))
     keras.utils.set_random_seed(preset.train.seed)
@@ -161,15 +163,13 @@ def profile_main(sets: list[str], rounds: int, preset_path: Path = DEMO) -> int:
     from tltui.core import presets
     from tltui.worker import data as data_mod
     from tltui.worker import model as model_mod
-    from tltui.worker.callbacks import (
-        EpochBackup,
-        EpochScalars,
-        EventStream,
-        PeriodicCheckpoint,
-    )
+    from tltui.worker.backup import EpochBackup
+    from tltui.worker.checkpoint import PeriodicCheckpoint
+    from tltui.worker.compile import compile_model
+    from tltui.worker.event_stream import EventStream
     from tltui.worker.events import EventWriter
     from tltui.worker.freeze import apply_freeze
-    from tltui.worker.train import compile_model
+    from tltui.worker.scalars import EpochScalars
 
     preset = presets.load(preset_path, presets.parse_set(sets))
     keras.utils.set_random_seed(preset.train.seed)
@@ -256,6 +256,100 @@ def profile_main(sets: list[str], rounds: int, preset_path: Path = DEMO) -> int:
     return 0
 
 
+HOOKS = ("on_epoch_begin", "on_epoch_end", "on_train_batch_end", "on_test_batch_end")
+
+
+def hooks_main(sets: list[str], epochs: int, preset_path: Path = DEMO) -> int:
+    """Where the worker's fixed per-epoch cost goes: one real fit of the demo model with the worker's epoch
+    callbacks, wired as ``tltui/worker/train.py`` wires them (the backup, feeding the kept epoch and the
+    movement record; the event stream; the periodic checkpoint; the TensorBoard scalars), each hook a
+    callback overrides timed on the training thread, and each checkpoint's background write on its own
+    thread. A direct measurement of what the side-by-side ratio cannot resolve on a loaded machine."""
+    import keras
+
+    from tltui.core import presets
+    from tltui.worker import data as data_mod
+    from tltui.worker import model as model_mod
+    from tltui.worker.backup import EpochBackup
+    from tltui.worker.checkpoint import PeriodicCheckpoint
+    from tltui.worker.compile import compile_model
+    from tltui.worker.event_stream import EventStream
+    from tltui.worker.events import EventWriter
+    from tltui.worker.freeze import apply_freeze
+    from tltui.worker.kept import KeptWeights
+    from tltui.worker.moved import MovedWeights
+    from tltui.worker.scalars import EpochScalars
+
+    preset = presets.load(preset_path, presets.parse_set(sets))
+    keras.utils.set_random_seed(preset.train.seed)
+    ds = data_mod.load(preset)
+    model, backbone = model_mod.build_classifier(preset, ds.num_classes)
+    spec = model_mod.backbone_spec(preset)
+    apply_freeze(model, backbone, spec.family, preset.freeze.depth, preset.freeze.batchnorm)
+    compile_model(model, preset, ds.num_classes, ds.steps_per_epoch, lambda *a: None)
+    run = Path(tempfile.mkdtemp(prefix="tltui-bench-hooks-"))
+    writer = EventWriter(run)
+    backup = run / "backup"
+    moved = MovedWeights(model, backup, run / "moved.json", fresh=True)
+    ckpt = PeriodicCheckpoint(run / "checkpoints", preset.train.checkpoint_every, writer, export_model=model)
+    callbacks = [
+        EpochBackup(backup, moved=moved, kept=KeptWeights(backup, model)),
+        EventStream(writer, ds.steps_per_epoch, lambda: False),
+        ckpt,
+        EpochScalars(run / "tensorboard"),
+    ]
+    took: dict[str, list[float]] = {}
+
+    def timed(key: str, fn: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                took.setdefault(key, []).append(time.perf_counter() - t0)
+
+        return call
+
+    for cb in callbacks:
+        for hook in HOOKS:
+            if getattr(type(cb), hook) is not getattr(keras.callbacks.Callback, hook):  # only what it overrides
+                setattr(cb, hook, timed(f"{type(cb).__name__}.{hook}", getattr(cb, hook)))
+    submit = ckpt._background.submit
+    ckpt._background.submit = lambda job: submit(timed("PeriodicCheckpoint background write", job))
+    starts: list[float] = []
+
+    class Clock(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            starts.append(time.perf_counter())
+
+    model.fit(
+        ds.train_batches(),
+        validation_data=ds.eval_batches(ds.val),
+        epochs=epochs,
+        steps_per_epoch=ds.steps_per_epoch,
+        callbacks=[Clock(), *callbacks],
+        verbose=0,
+    )
+    writer.close()
+    epoch = (starts[-1] - starts[1]) / max(1, len(starts) - 2)  # epochs 2 .. n-1, start to start
+    on_thread = 0.0
+    for key, times in sorted(took.items(), key=lambda kv: -sum(kv[1])):
+        per_epoch = sum(times) / epochs
+        if "background" not in key:
+            on_thread += per_epoch
+        print(
+            f"hooks: {key:<40} {len(times):4d} calls, median {1000 * median(times):7.2f} ms, "
+            f"max {1000 * max(times):7.1f} ms, {1000 * per_epoch:7.2f} ms/epoch",
+            flush=True,
+        )
+    print(
+        f"hooks: on the training thread {1000 * on_thread:.1f} ms/epoch = {100 * on_thread / epoch:.2f} % of a "
+        f"{epoch:.2f} s epoch ({epochs} epochs, {ds.steps_per_epoch} steps each, load {load_average()})",
+        flush=True,
+    )
+    return 0
+
+
 def run(
     tiny: bool = False, rounds: int | None = None, epochs: int | None = None, raw: Path | None = None
 ) -> list[Result]:
@@ -310,6 +404,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--rounds", type=int)
     p.add_argument("--epochs", type=int)
     p.add_argument("--profile", action="store_true", help="the cost of each worker callback, in one process")
+    p.add_argument("--hooks", action="store_true", help="each worker callback hook timed during one real fit")
     p.add_argument("--raw", type=Path, help="write every epoch time of both sides to this JSON file")
     p.add_argument("--train-limit", type=int, default=480, help="--profile: training images (fixed costs per epoch)")
     p.add_argument("--bare", type=Path, help=argparse.SUPPRESS)
@@ -318,6 +413,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.bare:
         return bare_main(args.bare, args.set, args.preset)
+    if args.hooks:
+        if args.tiny:
+            os.environ.setdefault("TLTUI_TEST_BACKBONES", "1")
+        with tempfile.TemporaryDirectory(prefix="tltui-bench-harness-") as tmp:
+            epochs = args.epochs or (3 if args.tiny else 13)
+            return hooks_main(
+                overrides(args.tiny, epochs, demo_data(Path(tmp))), epochs, preset_file(args.tiny, Path(tmp))
+            )
     if args.profile:
         with tempfile.TemporaryDirectory(prefix="tltui-bench-harness-") as tmp:
             preset = preset_file(args.tiny, Path(tmp))

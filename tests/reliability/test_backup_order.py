@@ -14,7 +14,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from tltui.worker.train import BACKUP_META, BACKUP_WEIGHTS, repair_backup
+from tltui.worker.backup import BACKUP_META, BACKUP_WEIGHTS, repair_backup
 
 
 def _backup(d: Path, suffix: str, epoch: int) -> bytes:

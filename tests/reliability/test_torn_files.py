@@ -3,7 +3,7 @@
 Readers skip or repair, never crash, and say so once.
 
 (A torn BackupAndRestore backup is repaired before a resume:
-``tests/worker/test_events_and_backup.py::test_repair_backup_*``.)
+``tests/worker/test_backup.py::test_repair_backup_*``.)
 """
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def isolated_worker_state():
     """In-process runs install signal handlers and may patch the checkpoint writer: undo both."""
-    from tltui.worker import callbacks as cb
+    from tltui.worker import checkpoint as cb
 
     saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     save_atomic, write_checkpoint = cb.save_atomic, cb.write_checkpoint

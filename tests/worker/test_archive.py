@@ -15,7 +15,8 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from tltui.worker.archive import ArchivePlan, BackgroundWriter  # noqa: E402
-from tltui.worker.callbacks import DiskFull, PeriodicCheckpoint, backup_state  # noqa: E402
+from tltui.worker.backup import backup_state  # noqa: E402
+from tltui.worker.checkpoint import DiskFull, PeriodicCheckpoint  # noqa: E402
 
 
 def _model(seed: int = 0, bf16_layer: bool = False) -> keras.Model:
@@ -237,7 +238,7 @@ def test_periodic_checkpoints_are_written_in_the_background_with_each_epochs_wei
 def test_a_full_disk_in_the_background_write_stops_fit_at_the_next_step_with_the_checkpoint_named(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tltui.worker import callbacks as cb
+    from tltui.worker import checkpoint as cb
 
     def full(tmp: Path) -> None:
         Path(tmp).write_bytes(b"PK\x03\x04")

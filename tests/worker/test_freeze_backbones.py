@@ -75,6 +75,16 @@ def test_real_trainable_flags_equal_the_pure_map(name: str) -> None:
     description = json.loads(json.dumps(describe.description_of(model, backbone, spec.family, name, size)))
     n = len(description["stages"])
     assert n == freeze_policy.num_stages(spec.family)
+    # the layer map groups a stage's layers by the family's blocks: Keras still names them so, and a block
+    # never straddles two stages
+    family = catalog.family(spec.family)
+    block_stages: dict[str, set[str]] = {}
+    for layer in description["layers"]:
+        block = family.block_of(layer["name"])
+        if block is not None:
+            block_stages.setdefault(block, set()).add(layer["stage"])
+    assert bool(block_stages) is bool(family.block_pattern), name
+    assert all(len(s) == 1 for s in block_stages.values()), block_stages
     outer = list(model.layers)
     head = [layer_info(l) for l in outer[outer.index(backbone) + 1 :]]
     for batchnorm in freeze_policy.BATCHNORM_POLICIES:

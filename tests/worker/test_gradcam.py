@@ -41,8 +41,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A completed run's folder: model.keras (tiny_cnn backbone, the worker's own classifier), classes."""
     import keras
 
+    from tltui.worker.compile import compile_model
     from tltui.worker.model import build_classifier
-    from tltui.worker.train import compile_model
 
     preset = presets.from_dict(
         {

@@ -88,6 +88,16 @@ def test_every_backbone_requests_the_file_plain_keras_requests(
     assert isinstance(err.value.__cause__, Requested)
 
 
+@pytest.mark.parametrize("backbone", list(catalog.BACKBONES))
+def test_a_family_takes_model_alpha_exactly_when_its_keras_application_does(backbone: str) -> None:
+    """``Family.alpha`` (``model.alpha`` applies; the weights file is named by it) is what Keras says."""
+    import inspect
+
+    spec = catalog.BACKBONES[backbone]
+    takes_alpha = "alpha" in inspect.signature(getattr(keras.applications, spec.constructor)).parameters
+    assert takes_alpha is catalog.family(spec.family).alpha
+
+
 def perturbed_weights_file(constructor: Any, side: int, path: Path) -> list[Any]:
     """A Keras-format (legacy HDF5) weights file for ``constructor`` with seeded non-initial values."""
     import h5py

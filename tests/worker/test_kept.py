@@ -12,9 +12,8 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from tltui.worker.callbacks import EpochBackup  # noqa: E402
+from tltui.worker.backup import BACKUP_META, BACKUP_WEIGHTS, EpochBackup, repair_backup  # noqa: E402
 from tltui.worker.kept import KeptWeights  # noqa: E402
-from tltui.worker.train import BACKUP_META, BACKUP_WEIGHTS, repair_backup  # noqa: E402
 
 
 def _model(seed: int = 0) -> keras.Model:

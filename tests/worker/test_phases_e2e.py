@@ -41,8 +41,8 @@ def test_two_phases_are_two_keras_fits_with_a_recompile_between(tmp_path: Path, 
     import numpy as np
 
     from tltui.worker import data
+    from tltui.worker.compile import compile_model
     from tltui.worker.model import build_classifier
-    from tltui.worker.train import compile_model
 
     # model.keras then holds the last epoch, what plain Keras's model holds after the second fit
     preset = two_phase(

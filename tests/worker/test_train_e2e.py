@@ -174,7 +174,8 @@ def test_tfds_mock_data_trains(tmp_path: Path, restore_signals) -> None:
 
 
 def test_gpus_named_but_not_visible_fail_fast(monkeypatch: pytest.MonkeyPatch, shapes: Path) -> None:
-    from tltui.worker.train import TrainError, setup_devices
+    from tltui.worker.devices import setup_devices
+    from tltui.worker.errors import TrainError
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     with pytest.raises(TrainError, match=r"CUDA_VISIBLE_DEVICES=0,1 but TensorFlow sees 0 GPU\(s\)"):
@@ -197,8 +198,8 @@ def test_a_run_is_epochs_x_steps_optimizer_steps_and_what_plain_keras_fit_gives(
     import numpy as np
 
     from tltui.worker import data
+    from tltui.worker.compile import compile_model
     from tltui.worker.model import build_classifier
-    from tltui.worker.train import compile_model
 
     preset = tiny_preset(
         f"folder:{shapes}",

@@ -16,6 +16,7 @@ JOBS = {
     "hub-fetch": "tltui.worker.hub",
     "weights-fetch": "tltui.worker.model",
     "data-fetch": "tltui.worker.tfds_fetch",
+    "export": "tltui.worker.export",
 }
 
 

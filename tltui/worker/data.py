@@ -633,9 +633,9 @@ def _load_tfds(preset: Preset, log: LogFn, emit: Emit | None, stop: Callable[[],
     for (fname, split_name), ds in zip(wanted, loaded, strict=True):
         ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
         n = _split_examples(info, split_name, ds)
-        if limits[fname]:
-            ds = ds.take(limits[fname])
-            n = min(n, limits[fname]) if n is not None else None
+        if limit := limits[fname]:
+            ds = ds.take(limit)
+            n = min(n, limit) if n is not None else None
         if n is None:
             raise DataError(
                 f'{fname} = "{split_name}": tfds:{name} does not say how many examples it has; '

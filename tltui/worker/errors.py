@@ -13,3 +13,14 @@ class WorkerError(TltuiError):
 
 class ModelError(WorkerError):
     """The backbone or classifier cannot be built or loaded as asked."""
+
+
+class TrainError(WorkerError):
+    """A failure with a one-line reason the user can act on."""
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (at most 200 characters), else its type's name: what
+    a one-line reason quotes of a library's error."""
+    text = str(e).strip().splitlines()
+    return text[0][:200] if text else type(e).__name__

@@ -30,7 +30,10 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tltui.worker.archive import ArchivePlan
 
 ENV = "TLTUI_FAULT"
 FILE = "fault.json"
@@ -122,10 +125,14 @@ def callbacks(run_dir: Path) -> list[Any]:
     fault = active(run_dir)
     if fault is None:
         return []
-    import keras
-
     if fault.kind in ("enospc", "hang") and fault.at_checkpoint:
         _patch_checkpoint_save(Path(run_dir), fault)
+    return [_injector(run_dir, fault)]
+
+
+def _injector(run_dir: Path, fault: Fault) -> Any:
+    """The callback that raises (or hangs) at ``fault``'s batch end, and holds training at a hung checkpoint."""
+    import keras
 
     class FaultInjector(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
@@ -158,15 +165,15 @@ def callbacks(run_dir: Path) -> list[Any]:
                 _hit(run_dir)
                 _wait_forever()
 
-    return [FaultInjector()]
+    return FaultInjector()
 
 
 def _patch_checkpoint_save(run_dir: Path, fault: Fault) -> None:
-    """Make the checkpoint writers (``callbacks.write_checkpoint``, the background one, and
-    ``callbacks.save_atomic``, for models it cannot write) hit the fault while writing a matching
+    """Make the checkpoint writers (``checkpoint.write_checkpoint``, the background one, and
+    ``checkpoint.save_atomic``, for models it cannot write) hit the fault while writing a matching
     checkpoint: the real atomic-write code runs, with a fill that writes half a file and then fails or
     hangs."""
-    from tltui.worker import callbacks as cb
+    from tltui.worker import checkpoint as cb
 
     def torn(tmp: Any) -> None:
         Path(tmp).write_bytes(b"PK\x03\x04" + b"\0" * 4096)  # the start of a zip, torn
@@ -177,15 +184,15 @@ def _patch_checkpoint_save(run_dir: Path, fault: Fault) -> None:
 
     def matches(path: Path) -> bool:
         m = re.match(r"epoch-(\d+)\.keras$", Path(path).name)
-        return bool(m) and Path(path).parent.name == "checkpoints" and fault.matches_checkpoint(int(m[1]))
+        return m is not None and Path(path).parent.name == "checkpoints" and fault.matches_checkpoint(int(m[1]))
 
     real_save, real_write = cb.save_atomic, cb.write_checkpoint
 
     def save_atomic(model: Any, path: Path) -> None:
         return cb.write_atomic(path, torn) if matches(path) else real_save(model, path)
 
-    def write_checkpoint(plan: Any, path: Path, *args: Any) -> None:
-        return cb.write_atomic(path, torn) if matches(path) else real_write(plan, path, *args)
+    def write_checkpoint(plan: ArchivePlan, path: Path, values: list, config_json: str) -> None:
+        return cb.write_atomic(path, torn) if matches(path) else real_write(plan, path, values, config_json)
 
     cb.save_atomic = save_atomic
     cb.write_checkpoint = write_checkpoint

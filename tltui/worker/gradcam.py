@@ -127,7 +127,9 @@ def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = ALPHA) -> np.nda
     from PIL import Image
 
     h, w = image.shape[:2]
-    big = np.asarray(Image.fromarray((np.clip(heat, 0, 1) * 255).astype(np.uint8)).resize((w, h), Image.BILINEAR))
+    big = np.asarray(
+        Image.fromarray((np.clip(heat, 0, 1) * 255).astype(np.uint8)).resize((w, h), Image.Resampling.BILINEAR)
+    )
     colours = colorize(big.astype(np.float32) / 255)
     return (image.astype(np.float32) * (1 - alpha) + colours.astype(np.float32) * alpha).astype(np.uint8)
 

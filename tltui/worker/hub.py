@@ -28,12 +28,12 @@ from tltui.core.hubcache import Handle, HubError
 from tltui.core.presets import Preset
 from tltui.worker import progress
 from tltui.worker.errors import ModelError
-from tltui.worker.hub_layer import HubModule, ModuleInfo, inspect_module, module_variables
+from tltui.worker.hub_layer import HubModule, ModuleInfo, inspect_module, module_variables, signature_input
+from tltui.worker.weights import BACKBONE_NAME, load_preset_weights
 
 __all__ = ["HubModule", "build_hub_classifier", "hub_freeze_map", "main", "resolve"]
 
 HUB_LAYER_NAME = "hub_module"
-BACKBONE_NAME = "backbone"
 #: Image side used to ask a module that accepts any size for its output size.
 PROBE_SIZE = 224
 
@@ -152,7 +152,7 @@ def _probe_output_dim(loaded: Any, info: ModuleInfo, h: int, w: int, label: str)
         if info.endpoint == "__call__":
             out = loaded(x, training=False) if info.training_argument else loaded(x)
         else:
-            out = loaded.signatures[info.endpoint](**{info.input_key: x})
+            out = loaded.signatures[info.endpoint](**{signature_input(info.endpoint, info.input_key): x})
     except (TypeError, ValueError, tf.errors.OpError) as e:
         raise HubError(f"{label}: calling it on a {h}x{w} image failed ({hubcache.describe_error(e)})") from None
     if isinstance(out, dict):
@@ -198,13 +198,7 @@ def build_hub_classifier(
     x = keras.layers.Dense(num_classes, name="logits")(x)
     out = keras.layers.Activation("softmax", dtype="float32", name="predictions")(x)
     model = keras.Model(inp, out, name="hub_classifier")
-    weights = preset.model.weights
-    if weights.endswith(".weights.h5") or weights.startswith("run:"):
-        from tltui.worker import model as model_mod  # model imports this module; these two are its own loaders
-    if weights.endswith(".weights.h5"):
-        model_mod.load_weights_file(model, backbone, Path(weights))
-    elif weights.startswith("run:"):
-        model_mod.load_run_backbone(backbone, weights[4:], runs_dir)
+    load_preset_weights(model, backbone, preset.model.weights, runs_dir)
     return model, backbone
 
 

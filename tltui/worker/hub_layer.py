@@ -97,6 +97,13 @@ def inspect_module(loaded: Any, label: str) -> ModuleInfo:
     return ModuleInfo(name, input_key, output_key, False, _image_size(inputs[input_key]))
 
 
+def signature_input(endpoint: str, input_key: str | None) -> str:
+    """The name a signature's image argument is passed by (:func:`inspect_module` always finds one)."""
+    if input_key is None:
+        raise ValueError(f"signature {endpoint!r} is called without the name of its image argument (input_key)")
+    return input_key
+
+
 def module_variables(loaded: Any, info: ModuleInfo) -> tuple[list[tf.Variable], list[tf.Variable]]:
     """(trainable, non-trainable) variables the module's call uses, in a stable order."""
     if hasattr(loaded, "variables") and hasattr(loaded, "trainable_variables"):
@@ -219,7 +226,7 @@ class HubModule(keras.layers.Layer):
             else:
                 out = self._fn(x)
         else:
-            out = self._fn(**{self.input_key: x})
+            out = self._fn(**{signature_input(self.endpoint, self.input_key): x})
         if isinstance(out, dict):
             out = out[self.output_key]
         if self.trainable and training and self._regularizers:

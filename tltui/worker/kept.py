@@ -9,7 +9,7 @@ on from where the previous one ended. Only the file the run hands over is chosen
 split is evaluated on that same file's weights.
 
 The kept weights live in the run's backup folder (``kept-EPOCH.weights.h5``), so a resumed run
-still knows them: :class:`tltui.worker.callbacks.EpochBackup` asks :meth:`KeptWeights.consider`
+still knows them: :class:`tltui.worker.backup.EpochBackup` asks :meth:`KeptWeights.consider`
 at every epoch end, before it writes the metadata that names the file, and puts :meth:`state` in
 that metadata. When the model that trains is the classifier itself, the file is a hard link to the
 epoch's backup weights (whose first arrays are the model's weights): no extra write. When the
@@ -25,8 +25,9 @@ from typing import Any
 import keras
 import numpy as np
 
-#: The kept epoch's weights in the backup folder: ``kept-EPOCH.weights.h5``.
-KEPT_PREFIX = "kept-"
+from tltui.worker.archive import read_values
+from tltui.worker.backup import KEPT_PREFIX, link_or_copy, read_backup, write_backup
+
 #: The metric an epoch is kept by (higher is better).
 MONITOR = "val_acc"
 
@@ -74,13 +75,10 @@ class KeptWeights:
         classifier's weights. Returns whether the epoch was kept."""
         if not self.improves(logs):
             return False
-        from tltui.worker.archive import read_values
-        from tltui.worker.callbacks import _link_or_copy, write_backup
-
         name = f"{KEPT_PREFIX}{epoch:04d}.weights.h5"
         path = self.directory / name
         if backup_weights is not None:
-            _link_or_copy(backup_weights, path)
+            link_or_copy(backup_weights, path)
         else:
             values = read_values(list(self.model.weights))
             tmp = path.with_name(f".{name}.tmp")
@@ -93,8 +91,6 @@ class KeptWeights:
 
     def load_into(self, model: keras.Model | None = None) -> None:
         """Assign the kept epoch's weights to ``model`` (default: :attr:`model`)."""
-        from tltui.worker.callbacks import read_backup
-
         model = model or self.model
         if self.file is None:
             raise ValueError("no epoch has been kept")
@@ -107,9 +103,3 @@ class KeptWeights:
             if tuple(v.shape) != tuple(np.shape(value)):
                 raise ValueError(f"{path} was saved from a different model ({v.path}: {np.shape(value)})")
             v.assign(value)
-
-
-def referenced(meta: dict) -> str | None:
-    """The kept-weights file a backup's metadata names (``None``: none)."""
-    kept = meta.get("kept")
-    return kept.get("weights") if isinstance(kept, dict) else None

@@ -24,10 +24,8 @@ import keras
 from tltui.core import catalog
 from tltui.core.catalog import BackboneSpec
 from tltui.core.presets import Preset
-from tltui.core.workspace import format_run_id
-from tltui.worker.errors import ModelError
-
-BACKBONE_NAME = "backbone"
+from tltui.worker.errors import ModelError, first_line
+from tltui.worker.weights import BACKBONE_NAME, load_preset_weights
 
 # keras.applications.imagenet_utils constants (channels_last)
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -96,7 +94,7 @@ def _build_application(spec: BackboneSpec, preset: Preset, imagenet: bool) -> ke
         with _weights_download(spec):
             backbone = constructor(**kwargs)
     except ValueError as e:
-        raise ModelError(f"model.backbone = {spec.name!r}: {_first_line(e)}") from e
+        raise ModelError(f"model.backbone = {spec.name!r}: {first_line(e)}") from e
     backbone.name = BACKBONE_NAME
     return backbone
 
@@ -147,7 +145,7 @@ def _weights_download(spec: BackboneSpec) -> Iterator[None]:
             target = catalog.keras_cache_path(
                 str(fname), kwargs.get("cache_subdir", "datasets"), kwargs.get("cache_dir")
             )
-            reason = _first_line(e).removeprefix(f"URL fetch failure on {origin}: ")
+            reason = first_line(e).removeprefix(f"URL fetch failure on {origin}: ")
             raise ModelError(
                 f'model.weights = "imagenet": could not fetch {fname} for {spec.name} from {origin} '
                 f'({reason}); without internet, copy that file to {target}, or set model.weights = "none"'
@@ -219,62 +217,12 @@ def build_classifier(
     x = keras.layers.Dense(num_classes, name="logits")(x)
     out = keras.layers.Activation("softmax", dtype="float32", name="predictions")(x)
     model = keras.Model(inp, out, name=_model_name(spec))
-    if weights.endswith(".weights.h5"):
-        load_weights_file(model, backbone, Path(weights))
-    elif weights.startswith("run:"):
-        load_run_backbone(backbone, weights[4:], runs_dir)
+    load_preset_weights(model, backbone, weights, runs_dir)
     return model, backbone
 
 
 def _model_name(spec: BackboneSpec) -> str:
     return f"{spec.name}_classifier"
-
-
-def load_weights_file(model: keras.Model, backbone: keras.Model, path: Path) -> None:
-    """A ``.weights.h5`` of the backbone alone, else of a whole classifier like this one."""
-    if not path.is_file():
-        raise ModelError(f"model.weights: weights file {path} does not exist")
-    try:
-        backbone.load_weights(str(path))
-        return
-    except Exception as backbone_error:  # noqa: BLE001 - try the other layout before giving up
-        try:
-            model.load_weights(str(path))
-        except Exception:  # noqa: BLE001
-            raise ModelError(
-                f"model.weights: {path} matches neither this backbone nor this model "
-                f"({_first_line(backbone_error)}); was it saved from the same backbone and image size?"
-            ) from backbone_error
-
-
-def load_run_backbone(backbone: keras.Model, run_ref: str, runs_dir: str | Path | None) -> None:
-    """Copy the backbone weights of a completed run's ``model.keras``."""
-    if runs_dir is None:
-        raise ModelError("model.weights: run: weights need the workspace's runs folder")
-    digits = run_ref.strip().removeprefix("r")
-    if not digits.isdigit():
-        raise ModelError(f'model.weights = "run:{run_ref}": not a run id (expected like r0012)')
-    run_id = format_run_id(int(digits))
-    path = Path(runs_dir) / run_id / "model.keras"
-    if not path.is_file():
-        raise ModelError(f'model.weights = "run:{run_ref}": {path} does not exist (did that run complete?)')
-    source = keras.models.load_model(path, compile=False)
-    try:
-        src_backbone = source.get_layer(BACKBONE_NAME)
-    except ValueError:
-        raise ModelError(f'model.weights = "run:{run_ref}": {path} has no layer named {BACKBONE_NAME!r}') from None
-    src, dst = src_backbone.get_weights(), backbone.get_weights()
-    if len(src) != len(dst) or any(a.shape != b.shape for a, b in zip(src, dst, strict=True)):
-        raise ModelError(
-            f'model.weights = "run:{run_ref}": that run\'s backbone differs from {backbone.name} at this '
-            "image size; use the same model.backbone, alpha and data.image_size"
-        )
-    backbone.set_weights(src)
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0][:200] if text else type(e).__name__
 
 
 def fetch_imagenet_weights(spec: BackboneSpec, image_size: tuple[int, int], alpha: float | None = None) -> Path:
@@ -288,7 +236,7 @@ def fetch_imagenet_weights(spec: BackboneSpec, image_size: tuple[int, int], alph
         with _weights_download(spec):
             getattr(keras.applications, spec.constructor)(**kwargs)
     except ValueError as e:
-        raise ModelError(f"{spec.name}: {_first_line(e)}") from e
+        raise ModelError(f"{spec.name}: {first_line(e)}") from e
     wf = catalog.imagenet_weights(spec.name, image_size, alpha)
     assert wf is not None
     return catalog.keras_cache_path(wf.fname)

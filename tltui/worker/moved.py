@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 
 from tltui.core.workspace import write_json
+from tltui.worker.archive import read_values
+from tltui.worker.backup import read_backup, write_backup
 
 START_FILE = "start.weights.h5"
 MOVED_VERSION = 2  # 2: feature_cache, measured, in_graph
@@ -61,8 +63,6 @@ class MovedWeights:
         phase: int | None = None,
         fit_model: Any = None,
     ) -> None:
-        from tltui.worker.callbacks import read_backup, write_backup
-
         self.model = model
         self.outs = [out] if isinstance(out, Path) else list(out)
         self.since, self.phase = since, phase  # a phased run counts from its phase's start
@@ -94,13 +94,12 @@ class MovedWeights:
         start = backup_dir / START_FILE
         shapes = [tuple(v.shape) for v in model.weights]
         self.start: list[np.ndarray] | None = None
+        self._start_sq: list[float] = []  # ||w0||^2 of each start array: the denominators, the same every epoch
         self.why = ""  # when inactive: why there is nothing to compare with
         if fresh or not start.is_file():
             if not fresh:
                 self.why = f"{start} is missing (the run started before tltui kept its start weights)"
                 return
-            from tltui.worker.archive import read_values
-
             self.start = read_values(list(model.weights))
             backup_dir.mkdir(parents=True, exist_ok=True)
             tmp = start.with_name(start.name + ".tmp")
@@ -116,6 +115,7 @@ class MovedWeights:
                 self.why = f"{start} does not match this model's weights"
                 return
             self.start = loaded
+        self._start_sq = [float(np.sum(np.asarray(s0, np.float64) ** 2)) for s0 in self.start]
 
     @property
     def active(self) -> bool:
@@ -133,8 +133,8 @@ class MovedWeights:
                 rows.append({"name": name, "trainable": trainable, "moved": None, "bn_drift": None, "in_graph": False})
                 continue
             fp, fs = fit_idx
-            moved = _relative([values[i] for i in fp], [self.start[i] for i in params]) if params else None
-            drift = _relative([values[i] for i in fs], [self.start[i] for i in stats]) if stats else None
+            moved = self._relative([values[i] for i in fp], params) if params else None
+            drift = self._relative([values[i] for i in fs], stats) if stats else None
             rows.append({"name": name, "trainable": trainable, "moved": moved, "bn_drift": drift})
         return self._write(rows, epoch, "trained graph" if self.feature_cache else "all")
 
@@ -143,15 +143,26 @@ class MovedWeights:
         phase's end records, so the backbone that was not in the graph is measured too."""
         if self.start is None:
             return None
-        from tltui.worker.archive import read_values
-
         values = read_values(list(self.model.weights))
         rows = []
         for name, trainable, params, stats, _ in self.layers:
-            moved = _relative([values[i] for i in params], [self.start[i] for i in params]) if params else None
-            drift = _relative([values[i] for i in stats], [self.start[i] for i in stats]) if stats else None
+            moved = self._relative([values[i] for i in params], params) if params else None
+            drift = self._relative([values[i] for i in stats], stats) if stats else None
             rows.append({"name": name, "trainable": trainable, "moved": moved, "bn_drift": drift})
         return self._write(rows, epoch, "all")
+
+    def _relative(self, values: list[np.ndarray], at: list[int]) -> float:
+        """``||w - w0|| / ||w0||`` over the arrays ``values``, whose start arrays are ``self.start[i]`` for
+        ``i`` in ``at`` (``||w - w0||`` itself when ``w0`` is all zeros)."""
+        assert self.start is not None
+        diff = base = 0.0
+        for v, i in zip(values, at, strict=True):
+            w, w0 = np.asarray(v, np.float64), np.asarray(self.start[i], np.float64)
+            diff += float(np.sum((w - w0) ** 2))
+            base += self._start_sq[i]
+        if not math.isfinite(diff):
+            return float("inf")
+        return math.sqrt(diff) / math.sqrt(base) if base > 0 else math.sqrt(diff)
 
     def _write(self, rows: list[dict[str, Any]], epoch: int, measured: str) -> dict[str, Any]:
         errors = [
@@ -167,14 +178,3 @@ class MovedWeights:
             out.parent.mkdir(parents=True, exist_ok=True)
             write_json(out, doc)
         return doc
-
-
-def _relative(values: list[np.ndarray], start: list[np.ndarray]) -> float:
-    diff = base = 0.0
-    for v, s0 in zip(values, start, strict=True):
-        w, w0 = np.asarray(v, np.float64), np.asarray(s0, np.float64)
-        diff += float(np.sum((w - w0) ** 2))
-        base += float(np.sum(w0**2))
-    if not math.isfinite(diff):
-        return float("inf")
-    return math.sqrt(diff) / math.sqrt(base) if base > 0 else math.sqrt(diff)

@@ -1,6 +1,7 @@
 """``python -m tltui.worker predict RUN_DIR FOLDER --out-fd N|--out PATH``: classify a folder.
 
-Loads the run's ``model.keras`` (``safe_mode=True``), streams the folder's
+Loads the run's ``model.keras`` (``safe_mode=True``) -- or, given a folder ``tltui export`` wrote
+instead of a run, that artifact with its own runtime (:mod:`tltui.worker.export_formats`) -- streams the folder's
 images in batches (a generator: never the whole folder in memory), and writes
 one JSON line per image, per skipped file and per batch (progress) to the
 output channel (see :mod:`tltui.core.predict_records`). A fatal problem is one
@@ -19,13 +20,13 @@ import queue
 import sys
 import threading
 import tomllib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import Any, TextIO, TypeGuard, TypeVar
 
 from PIL import Image
 
-from tltui.core import images
+from tltui.core import exports, images
 from tltui.core.images import ImageEntry, ImageSkip
 from tltui.core.predict_records import PredictionRow, PredictStarted, Progress, Skipped, encode
 from tltui.core.workspace import RunPaths
@@ -98,7 +99,10 @@ def _write(out: TextIO, rec: Any) -> None:
 
 
 def read_run(run_dir: Path) -> dict[str, Any]:
-    """Classes, input size and native size of a finished run, from its files."""
+    """Classes, input size and native size of a finished run, from its files (or of an export
+    folder ``tltui export`` wrote: :func:`read_export`)."""
+    if exports.is_export(run_dir):
+        return read_export(run_dir)
     paths = RunPaths(run_dir)
     if not paths.model.is_file():
         raise JobError(f"{paths.model}: no model; only a completed run can predict")
@@ -132,7 +136,17 @@ def read_run(run_dir: Path) -> dict[str, Any]:
     }
 
 
-def _is_size(v: Any) -> bool:
+def read_export(folder: Path) -> dict[str, Any]:
+    """An exported model as :func:`read_run` describes a run: it takes images at its input size (the
+    run's native size), which its model upscales inside as the run's did; ``export``: its manifest."""
+    try:
+        m = exports.read_manifest(folder)
+    except exports.ExportError as e:
+        raise JobError(str(e)) from None
+    return {"classes": m.classes, "image_size": m.image_size, "native_size": m.input_size, "export": m}
+
+
+def _is_size(v: Any) -> TypeGuard[list[int]]:
     return isinstance(v, list) and len(v) == 2 and all(isinstance(x, int) and x > 0 for x in v)
 
 
@@ -163,6 +177,12 @@ def run(args: argparse.Namespace, out: TextIO) -> None:
         raise JobError(f"{folder}: no such folder")
     info = read_run(args.run_dir)
     classes: list[str] = info["classes"]
+    export: exports.Manifest | None = info.get("export")
+    if export is not None and args.cam is not None:
+        raise JobError(f"--cam: {export.label} is an exported model; Grad-CAM needs the run's Keras model")
+    if export is not None and args.low_res is False and use_low_res(info, None):
+        h, w = export.input_size
+        raise JobError(f"--full-res: {export.label} takes {h}x{w} images only (the size its run's images had)")
     if args.low_res and info["native_size"] is None:
         raise JobError(f"{RunPaths(args.run_dir).data_info}: no native_size for this run's data; --low-res needs it")
     low_res = use_low_res(info, args.low_res)
@@ -179,7 +199,8 @@ def run(args: argparse.Namespace, out: TextIO) -> None:
 
     import numpy as np
 
-    model = load_model(RunPaths(args.run_dir).model)
+    model = load_model(RunPaths(args.run_dir).model) if export is None else None
+    predict_batch = keras_predictor(model) if export is None else export_predictor(args.run_dir, export)
     size = input_size(info, low_res)
     cam_dir: Path | None = args.cam
     if cam_dir is not None:
@@ -199,18 +220,33 @@ def run(args: argparse.Namespace, out: TextIO) -> None:
             _write(out, Skipped(str(entry.path), reason, entry.rel))
         done += len(skipped)
         if batch:
-            x = np.stack([a for _, a in batch]).astype("float32")
-            probs = np.asarray(model.predict_on_batch(x), dtype="float64")
+            x = np.stack([a for _, a in batch])
+            probs = np.asarray(predict_batch(x), dtype="float64")
             if probs.ndim != 2 or probs.shape[1] != len(classes):
                 raise JobError(f"model output has shape {tuple(probs.shape)} but the run has {len(classes)} classes")
             cams: list[str | None] = [None] * len(batch)
             if cam_dir is not None:
-                cams = write_cams(model, x, batch, probs, cam_dir)
+                cams = write_cams(model, x.astype("float32"), batch, probs, cam_dir)
             for (entry, _), p, cam in zip(batch, probs, cams, strict=True):
                 row = prediction(entry, p, classes, k, labels)
                 _write(out, row if cam is None else dataclasses.replace(row, cam=cam))
             done += len(batch)
         _write(out, Progress(done, total))
+
+
+def keras_predictor(model: Any) -> Callable[[Any], Any]:
+    """uint8 images -> the Keras model's probabilities (it takes float32 pixel values)."""
+    return lambda x: model.predict_on_batch(x.astype("float32"))
+
+
+def export_predictor(folder: Path, export: exports.Manifest) -> Callable[[Any], Any]:
+    """uint8 images -> an exported model's probabilities, through its own runtime."""
+    from tltui.worker import export_formats
+
+    try:
+        return export_formats.open_artifact(export.format, folder / export.artifact)
+    except WorkerError as e:
+        raise JobError(f"{export.label}: cannot load {folder / export.artifact} ({e})") from None
 
 
 def write_cams(model: Any, x: Any, batch: list[tuple[ImageEntry, Any]], probs: Any, cam_dir: Path) -> list[str | None]:

@@ -5,18 +5,29 @@ only (``events.jsonl`` + the pipe). Everything else it prints (TensorFlow, Keras
 progress, tracebacks) goes to stdout/stderr, which the parent sends to
 ``worker.log``. The last event is always ``finished``: ``completed``, ``failed``
 (with a one-line reason) or ``cancelled`` (SIGTERM/SIGINT); exit code 1 on failure.
+
+The run's story is :class:`Trainer`, in the order it happens: start (the preset, the backup a
+resume continues from, the devices), the data, the model, then each phase (freeze, compile, fit
+with the epoch callbacks), then ``model.keras`` and the test split. Its parts live in modules
+named for their job: :mod:`~tltui.worker.devices`, :mod:`~tltui.worker.compile`,
+:mod:`~tltui.worker.backup` (resume), the callbacks (:mod:`~tltui.worker.event_stream`,
+:mod:`~tltui.worker.checkpoint`, :mod:`~tltui.worker.early_stop`, :mod:`~tltui.worker.scalars`,
+:mod:`~tltui.worker.kept`, :mod:`~tltui.worker.moved`) and :mod:`~tltui.worker.reasons` (how a
+failure reads).
+
+Modules that load TensorFlow are imported inside the methods that first need them: ``main``
+installs the stop flag before TensorFlow's few seconds of import, so a SIGTERM during it is
+still a clean ``cancelled``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import errno
 import json
 import logging
 import os
 import platform
-import re
 import shutil
 import signal
 import socket
@@ -25,11 +36,10 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tltui import __version__
 from tltui.core import catalog, presets
-from tltui.core.errors import PresetError, TltuiError
 from tltui.core.protocol import (
     MODEL_RULES,
     TOP5_MIN_CLASSES,
@@ -43,14 +53,25 @@ from tltui.core.protocol import (
 )
 from tltui.core.status import RunStatus
 from tltui.core.workspace import RunPaths, write_json
-from tltui.worker.errors import WorkerError
+from tltui.worker import reasons
+from tltui.worker.compile import compile_model, one_hot
+from tltui.worker.devices import default_strategy, set_precision, setup_devices
+from tltui.worker.errors import TrainError
 from tltui.worker.events import EventWriter, ignore_sigpipe
 
+if TYPE_CHECKING:
+    import keras
+
+    from tltui.worker.backup import EpochBackup
+    from tltui.worker.checkpoint import PeriodicCheckpoint
+    from tltui.worker.data import Dataset, Split
+    from tltui.worker.early_stop import EarlyStop
+    from tltui.worker.event_stream import EventStream
+    from tltui.worker.feature_cache import Plan
+    from tltui.worker.kept import KeptWeights
+    from tltui.worker.moved import MovedWeights
+
 log = logging.getLogger("tltui.worker.train")
-
-
-class TrainError(WorkerError):
-    """A failure with a one-line reason the user can act on."""
 
 
 @dataclass
@@ -78,6 +99,18 @@ class Outcome:
     model_path: str | None = None
     model_epoch: int | None = None
     model_rule: str = ""
+
+
+@dataclass
+class PhaseCallbacks:
+    """One phase's epoch callbacks, in the order fit calls them (:attr:`ordered`; see
+    :meth:`Trainer._callbacks` for why that order)."""
+
+    early: EarlyStop | None
+    backup: EpochBackup
+    checkpoints: PeriodicCheckpoint
+    moved: MovedWeights | None
+    ordered: list[keras.callbacks.Callback]
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -126,12 +159,12 @@ class Trainer:
         self.resume = resume
         self.preset: presets.Preset | None = None
         self.initial_epoch = 0
-        self.stream: Any = None  # callbacks.EventStream once training starts
-        self.dataset: Any = None  # data.Dataset once loaded
+        self.stream: EventStream | None = None  # once training starts
+        self.dataset: Dataset | None = None  # once loaded
         self.strategy: Any = None
-        self.cache_plan: Any = None  # feature_cache.Plan, decided per phase in _setup_phase
+        self.cache_plan: Plan | None = None  # decided per phase in _setup_phase
         self.resume_meta: dict[str, Any] = {}  # the backup's metadata a resume continues from
-        self.kept: Any = None  # kept.KeptWeights with train.restore_best: the run's best epoch so far
+        self.kept: KeptWeights | None = None  # with train.restore_best: the run's best epoch so far
 
     # ------------------------------------------------------------------ events
 
@@ -146,7 +179,7 @@ class Trainer:
 
     def check_stop(self) -> None:
         if self.stop():
-            from tltui.worker.callbacks import StopRequested
+            from tltui.worker.event_stream import StopRequested
 
             raise StopRequested()
 
@@ -154,7 +187,7 @@ class Trainer:
     def epochs_done(self) -> int:
         return max(self.initial_epoch, self.stream.epochs_done if self.stream else 0)
 
-    # ------------------------------------------------------------------ run
+    # ------------------------------------------------------------------ the run
 
     def run(self) -> Outcome:
         try:
@@ -163,41 +196,31 @@ class Trainer:
             return self._outcome_of(e)
 
     def _outcome_of(self, e: BaseException) -> Outcome:
-        from tltui.worker.callbacks import DiskFull, NaNLoss, StopRequested, disk_full_reason
-        from tltui.worker.tfds_fetch import Stopped
-
-        if isinstance(e, StopRequested | KeyboardInterrupt | Stopped):
+        if reasons.is_stop(e):
             how = self.stop.signal_name or "SIGINT"
             done = self.epochs_done
             return Outcome(RunStatus.CANCELLED, f"stopped by {how} after epoch {done}; checkpoints kept", done)
         traceback.print_exc()
-        if isinstance(e, NaNLoss | TrainError | DiskFull):
-            reason = str(e)
-        elif isinstance(e, PresetError):
-            reason = str(e.issues[0]) if e.issues else str(e)
-        elif _is_user_error(e):
-            reason = str(e)
-        elif _is_oom(e):
-            bs = self.preset.data.batch_size if self.preset else 0
-            reason = (
-                f"out of memory at batch size {bs}: try {max(1, bs // 2)} (data.batch_size) "
-                "or a smaller data.image_size"
-            )
-        elif isinstance(e, OSError) and e.errno == errno.ENOSPC:
-            reason = disk_full_reason(e.filename or self.paths.dir / "?")
-        elif (op_reason := _op_error_reason(e, self.stream.epoch if self.stream else 0)) is not None:
-            reason = op_reason
-        else:
-            first = (str(e).strip().splitlines() or [""])[0][:200]
-            reason = f"{type(e).__name__}: {first} (traceback in worker.log)"
+        reason = reasons.failure_reason(
+            e,
+            batch_size=self.preset.data.batch_size if self.preset else 0,
+            epoch=self.stream.epoch if self.stream else 0,
+            run_dir=self.paths.dir,
+        )
         return Outcome(RunStatus.FAILED, reason, self.epochs_done)
 
     def _run(self) -> Outcome:
+        preset = self._start()
+        dataset = self._load_data(preset)
+        model, backbone = self._build(preset, dataset)
+        return self._train(model, backbone, dataset)
+
+    def _start(self) -> presets.Preset:
+        """The preset, the epoch a resume continues after, the devices: the ``started`` event."""
         self.preset = presets.load(self.paths.preset)
         preset = self.preset
         self.initial_epoch = self._prepare_backup()
-        devices, strategy = setup_devices(preset)
-        self.strategy = strategy
+        devices, self.strategy = setup_devices(preset)
         self.writer.emit(
             Started(
                 t=time.time(),
@@ -215,15 +238,16 @@ class Trainer:
         if self.resume:
             self.emit_log("info", f"resuming after epoch {self.initial_epoch}")
         self.check_stop()
+        return preset
 
+    def _load_data(self, preset: presets.Preset) -> Dataset:
         import keras
 
+        from tltui.core import decoded_store
         from tltui.worker import data as data_mod
 
         keras.utils.set_random_seed(preset.train.seed)
         self.phase("data", f"loading {preset.data.source}")
-        from tltui.core import decoded_store
-
         cache_root, cache_limit = decoded_store.cache_for(self.paths.dir)
         dataset = data_mod.load(
             preset,
@@ -234,6 +258,10 @@ class Trainer:
             decoded_limit_bytes=cache_limit,
         )
         data_mod.write_info(dataset, self.paths, preset.data.image_size)
+        self._describe_data(preset, dataset)
+        return dataset
+
+    def _describe_data(self, preset: presets.Preset, dataset: Dataset) -> None:
         test = f" / {dataset.test_examples} test" if dataset.test is not None else ""
         self.emit_log(
             "info",
@@ -254,16 +282,20 @@ class Trainer:
                 "augmentation are restored exactly)",
             )
 
-        self.phase("build", f"building {preset.model.backbone} (weights: {preset.model.weights})")
-        set_precision(preset)
-        self.dataset = dataset
+    def _build(self, preset: presets.Preset, dataset: Dataset) -> tuple[Any, Any]:
+        """The classifier and its backbone, with the preset's weights, under the run's strategy."""
         from tltui.worker import model as model_mod
         from tltui.worker import progress
 
-        with strategy.scope(), progress.sending_to(self.writer.emit):
+        self.phase("build", f"building {preset.model.backbone} (weights: {preset.model.weights})")
+        set_precision(preset)
+        self.dataset = dataset
+        with self.strategy.scope(), progress.sending_to(self.writer.emit):
             model, backbone = model_mod.build_classifier(preset, dataset.num_classes, runs_dir=self.paths.dir.parent)
         self.check_stop()
-        return self._train(model, backbone, dataset)
+        return model, backbone
+
+    # ------------------------------------------------------------------ resume
 
     def _prepare_backup(self) -> int:
         """The epoch a resume continues after (0 for a fresh start, which clears old backups)."""
@@ -271,6 +303,7 @@ class Trainer:
             shutil.rmtree(self.paths.backup, ignore_errors=True)
             return 0
         from tltui.core import runstate
+        from tltui.worker.backup import BACKUP_META, repair_backup
 
         recorded = runstate.load(self.paths.events).epochs_done
         epoch = repair_backup(self.paths.backup, max_epoch=recorded)
@@ -295,9 +328,24 @@ class Trainer:
             )
         return k, start
 
-    def _train(self, model: Any, backbone: Any, dataset: Any) -> Outcome:
+    def _phase_window(self, k: int, start: int, epochs: int) -> tuple[int, dict[str, Any]]:
+        """The epoch phase ``k`` (begun after epoch ``start``) trains up to, with :attr:`initial_epoch` set to
+        where it resumes; and the backup metadata it resumes from (later phases start fresh)."""
+        meta = self.resume_meta
+        within = bool(meta) and not meta.get("phase_complete") and int(meta.get("phase", 0)) == k
+        self.initial_epoch = int(meta["epoch"]) if within else start
+        end = start + epochs
+        es_meta = meta.get("early_stopping") if within else None
+        if isinstance(es_meta, dict) and es_meta.get("stopped_epoch"):
+            end = self.initial_epoch  # early stopping had ended this phase: no epoch is trained again
+        self.resume_meta = {}
+        return end, meta
+
+    # ------------------------------------------------------------------ the phases
+
+    def _train(self, model: Any, backbone: Any, dataset: Dataset) -> Outcome:
         """Every phase (one, for a preset without ``[[phases]]``), then ``model.keras`` and the test split."""
-        from tltui.worker.callbacks import save_atomic
+        from tltui.worker.checkpoint import save_atomic
         from tltui.worker.kept import KeptWeights
 
         preset = self.preset
@@ -307,19 +355,19 @@ class Trainer:
         if preset.train.restore_best:
             self.kept = KeptWeights(self.paths.backup, model)
             self.kept.restore(self.resume_meta.get("kept"))
-        reasons: list[str] = []
+        notes: list[str] = []  # how each phase that stopped early ended
         while True:
             early, backup = self._fit_phase(model, backbone, dataset, phases, k, start)
             done = self.epochs_done
             holds = (early.kept_epoch if early is not None else None) or done  # the epoch the weights are now
             if early is not None and early.stopped_epoch > 0:
                 where = f"phase {preset.phase_label(k)} " if preset.phases else ""
-                reasons.append(
+                notes.append(
                     f"{where}stopped early after epoch {done}: val_acc did not improve for "
                     f"{phases[k].train.early_stopping_patience} epochs"
                 )
                 if k < len(phases) - 1:
-                    self.emit_log("info", f"{reasons[-1]}; the next phase starts from its best epoch, {holds}")
+                    self.emit_log("info", f"{notes[-1]}; the next phase starts from its best epoch, {holds}")
             if k == len(phases) - 1:
                 break
             # the next phase starts from these weights (early stopping's best, if it kept one)
@@ -329,8 +377,8 @@ class Trainer:
         self.phase("save", f"saving {self.paths.model} (the weights of epoch {kept}: {MODEL_RULES[rule]})")
         save_atomic(model, self.paths.model)
         if dataset.test is not None:
-            self._evaluate_test(model, dataset, kept)
-        return Outcome(RunStatus.COMPLETED, "; ".join(reasons), self.epochs_done, str(self.paths.model), kept, rule)
+            self._evaluate_test(model, dataset, dataset.test, kept)
+        return Outcome(RunStatus.COMPLETED, "; ".join(notes), self.epochs_done, str(self.paths.model), kept, rule)
 
     def _final_weights(self, holds: int, rule: str) -> tuple[int, str]:
         """Put the weights ``model.keras`` gets in the model: the run's best epoch with ``train.restore_best``
@@ -347,12 +395,55 @@ class Trainer:
             )
         return kept.epoch, "best"
 
+    def _fit_phase(
+        self, model: Any, backbone: Any, dataset: Dataset, phases: list[presets.Preset], k: int, start: int
+    ) -> tuple[EarlyStop | None, EpochBackup]:
+        """Train phase ``k`` (from 0), which began after epoch ``start``; returns its early stopping
+        (or ``None``) and its backup callback."""
+        from tltui.worker import faults  # test-only, inert unless TLTUI_FAULT or RUN_DIR/fault.json asks
+        from tltui.worker.backup import BACKUP_WEIGHTS, load_backup
+
+        preset = self.preset
+        assert preset is not None
+        p, steps = phases[k], dataset.steps_per_epoch
+        end, meta = self._phase_window(k, start, p.train.epochs)
+        with (self.strategy or default_strategy()).scope():
+            trainable = self._setup_phase(model, backbone, p, k, dataset.num_classes, steps)
+        if preset.phases:
+            self._announce_phase(phases, k, start, trainable)
+        if meta.get("phase_complete"):
+            # resumed at a phase boundary: the weights it ended with, now (the movement record counts from them)
+            load_backup(model, self.paths.backup / BACKUP_WEIGHTS, optimizer=False)
+        self.check_stop()
+        fit_model, train_ds, val_ds = self._phase_data(model, dataset, p)
+        cbs = self._callbacks(model, fit_model, p, k, start, steps, has_val=val_ds is not None)
+        train_ds = faults.wrap_dataset(self.paths.dir, train_ds, steps, self.initial_epoch)
+        callbacks = faults.callbacks(self.paths.dir) + cbs.ordered
+        what = f"phase {preset.phase_label(k)}: " if preset.phases else ""
+        self.phase("train", f"{what}training for {p.train.epochs} epochs of {steps} steps")
+        try:
+            fit_model.fit(
+                train_ds,
+                validation_data=val_ds,
+                initial_epoch=start,
+                epochs=end,
+                steps_per_epoch=steps,  # always given: one iterator over the endless stream, no extra step
+                callbacks=callbacks,
+                verbose=0,  # progress goes out as events (and one worker.log line per epoch, EventStream)
+            )
+        finally:
+            # fit raised (stop, NaN, ...): the checkpoint being written in the background still lands (its
+            # own error, if any, is second to fit's); after a normal end on_train_end has waited already
+            cbs.checkpoints.drain()
+        if cbs.moved is not None and cbs.moved.feature_cache:  # the backbone was not in the graph: measure it now
+            cbs.moved.record_all(self.epochs_done)
+        return cbs.early, cbs.backup
+
     def _setup_phase(
         self, model: Any, backbone: Any, p: presets.Preset, k: int, num_classes: int, steps: int | None
     ) -> int:
         """Freeze per ``p`` (phase ``k``, from 0), decide the feature cache, record the freeze map, compile
         (a new optimizer); returns the trainable parameter count."""
-        from tltui.worker import feature_cache
         from tltui.worker import model as model_mod
         from tltui.worker.freeze import apply_freeze
 
@@ -370,25 +461,38 @@ class Trainer:
             from tltui.worker.hub import add_hub_details
 
             add_hub_details(freeze_map, backbone)
+        self.cache_plan = self._cache_plan(model, backbone, p, k, spec.family)
+        freeze_map["feature_cache"] = self.cache_plan.use
+        self._write_freeze_map(freeze_map, k)
+        compile_model(model, p, num_classes, steps, self.emit_log)
+        return self._model_info(model, backbone, num_classes, self.cache_plan)
+
+    def _cache_plan(self, model: Any, backbone: Any, p: presets.Preset, k: int, family: str) -> Plan:
+        """Whether phase ``k`` trains the head on cached features."""
+        from tltui.worker import feature_cache
+
         ds = self.dataset
         if k > 0:  # its backup holds the whole model; the cache's head model is phase 1's
-            self.cache_plan = feature_cache.Plan(False, "feature cache not used: it serves a run's first phase only")
-        else:
-            self.cache_plan = feature_cache.plan(
-                p,
-                model,
-                backbone,
-                spec.family,
-                ds.train_examples if ds else None,
-                ((ds.val_examples or 0) + (ds.test_examples or 0)) if ds else None,
-            )
-        freeze_map["feature_cache"] = self.cache_plan.use
+            return feature_cache.Plan(False, "feature cache not used: it serves a run's first phase only")
+        return feature_cache.plan(
+            p,
+            model,
+            backbone,
+            family,
+            ds.train_examples if ds else None,
+            ((ds.val_examples or 0) + (ds.test_examples or 0)) if ds else None,
+        )
+
+    def _write_freeze_map(self, freeze_map: dict[str, Any], k: int) -> None:
+        """``freeze_map.json``; a phased run's phase keeps its own too (``phases/N/``)."""
         if self.preset is not None and self.preset.phases:
             freeze_map["phase"] = {"index": k + 1, "count": len(self.preset.phases), "name": self.preset.phases[k].name}
             self.paths.phase_dir(k + 1).mkdir(parents=True, exist_ok=True)
-            write_json(self.paths.freeze_map_of(k + 1), freeze_map)  # each phase keeps its own
+            write_json(self.paths.freeze_map_of(k + 1), freeze_map)
         write_json(self.paths.freeze_map, freeze_map)
-        compile_model(model, p, num_classes, steps, self.emit_log)
+
+    def _model_info(self, model: Any, backbone: Any, num_classes: int, cache_plan: Plan) -> int:
+        """The ``model_info`` event of a compiled phase; returns the trainable parameter count."""
         trainable = sum(_count(w.shape) for w in model.trainable_weights)
         non_trainable = sum(_count(w.shape) for w in model.non_trainable_weights)
         self.writer.emit(
@@ -398,68 +502,64 @@ class Trainer:
                 trainable_params=trainable,
                 non_trainable_params=non_trainable,
                 num_classes=num_classes,
-                feature_cache=self.cache_plan.use,
+                feature_cache=cache_plan.use,
             )
         )
-        if self.cache_plan.use or not backbone.trainable_weights:
-            self.emit_log("info", self.cache_plan.reason)
+        if cache_plan.use or not backbone.trainable_weights:
+            self.emit_log("info", cache_plan.reason)
         return trainable
 
-    def _fit_phase(
-        self, model: Any, backbone: Any, dataset: Any, phases: list[presets.Preset], k: int, start: int
-    ) -> tuple[Any, Any]:
-        """Train phase ``k`` (from 0), which began after epoch ``start``; returns its early stopping
-        (or ``None``) and its backup callback."""
-        import keras
-
-        from tltui.worker.callbacks import EarlyStop, EpochBackup, EpochScalars, EventStream, PeriodicCheckpoint
-
+    def _announce_phase(self, phases: list[presets.Preset], k: int, start: int, trainable: int) -> None:
+        """The ``train_phase`` event of a phased run's phase ``k``."""
         preset = self.preset
         assert preset is not None
-        p = phases[k]
-        t = p.train
-        meta = self.resume_meta
-        within = bool(meta) and not meta.get("phase_complete") and int(meta.get("phase", 0)) == k
-        self.initial_epoch = int(meta["epoch"]) if within else start
-        end = start + t.epochs
-        es_meta = meta.get("early_stopping") if within else None
-        if isinstance(es_meta, dict) and es_meta.get("stopped_epoch"):
-            end = self.initial_epoch  # early stopping had ended this phase: no epoch is trained again
-        self.resume_meta = {}  # later phases start fresh
-        steps = dataset.steps_per_epoch
-        with (self.strategy or _default_strategy()).scope():
-            trainable = self._setup_phase(model, backbone, p, k, dataset.num_classes, steps)
-        if preset.phases:
-            self.writer.emit(
-                TrainPhase(
-                    t=time.time(),
-                    index=k + 1,
-                    count=len(phases),
-                    name=preset.phases[k].name,
-                    start_epoch=start,
-                    epochs=t.epochs,
-                    total_epochs=start + sum(q.train.epochs for q in phases[k:]),
-                    freeze_depth=p.freeze.depth,
-                    batchnorm=p.freeze.batchnorm,
-                    optimizer=t.optimizer,
-                    learning_rate=t.learning_rate,
-                    trainable_params=trainable,
-                ),
-                sync=True,
-            )
-        if meta.get("phase_complete"):
-            # resumed at a phase boundary: the weights it ended with, now (the movement record counts from them)
-            from tltui.worker.callbacks import load_backup
+        p, t = phases[k], phases[k].train
+        self.writer.emit(
+            TrainPhase(
+                t=time.time(),
+                index=k + 1,
+                count=len(phases),
+                name=preset.phases[k].name,
+                start_epoch=start,
+                epochs=t.epochs,
+                total_epochs=start + sum(q.train.epochs for q in phases[k:]),
+                freeze_depth=p.freeze.depth,
+                batchnorm=p.freeze.batchnorm,
+                optimizer=t.optimizer,
+                learning_rate=t.learning_rate,
+                trainable_params=trainable,
+            ),
+            sync=True,
+        )
 
-            load_backup(model, self.paths.backup / BACKUP_WEIGHTS, optimizer=False)
-        self.check_stop()
+    def _phase_data(self, model: Any, dataset: Dataset, p: presets.Preset) -> tuple[Any, Any, Any]:
+        """The model fit trains (the classifier, or the head on cached features) and its datasets."""
         fit_model = model
         if self.cache_plan is not None and self.cache_plan.use:
             fit_model, train_ds, val_ds = self._cached_features(model, dataset, p)
         else:
             train_ds, val_ds = dataset.train_batches(self.initial_epoch), dataset.eval_batches(dataset.val)
-        if t.label_smoothing > 0:
+        if p.train.label_smoothing > 0:
             train_ds, val_ds = one_hot(train_ds, dataset.num_classes), one_hot(val_ds, dataset.num_classes)
+        return fit_model, train_ds, val_ds
+
+    def _callbacks(
+        self, model: Any, fit_model: Any, p: presets.Preset, k: int, start: int, steps: int, *, has_val: bool
+    ) -> PhaseCallbacks:
+        """Phase ``k``'s epoch callbacks. Order: early stopping decides first; the backup (with that
+        decision) next; then the epoch's ``epoch_end`` event and checkpoint, so a kill in between never
+        makes a resume train a recorded epoch again (a backup ahead of the events, killed right after it,
+        is rolled back by :meth:`_prepare_backup`). EpochBackup is Keras's BackupAndRestore(save_freq="epoch",
+        double_checkpoint=True, delete_checkpoint=False), cheaper, plus seeds and early stopping."""
+        from tltui.worker.backup import EpochBackup
+        from tltui.worker.checkpoint import PeriodicCheckpoint
+        from tltui.worker.early_stop import EarlyStop
+        from tltui.worker.event_stream import EventStream
+        from tltui.worker.scalars import EpochScalars
+
+        preset = self.preset
+        assert preset is not None
+        t = p.train
         self.stream = EventStream(self.writer, steps, self.stop)
         checkpoints = PeriodicCheckpoint(
             self.paths.checkpoints,
@@ -469,53 +569,28 @@ class Trainer:
             resumed_after=self.initial_epoch,
         )
         early = None
-        if t.early_stopping_patience > 0 and val_ds is not None:
+        if t.early_stopping_patience > 0 and has_val:
             early = EarlyStop(
                 monitor="val_acc", mode="max", patience=t.early_stopping_patience, restore_best_weights=True
             )
-        # Order: early stopping decides first; the backup (with that decision) next; then the epoch's
-        # `epoch_end` event and checkpoint, so a kill in between never makes a resume train a recorded
-        # epoch again (a backup ahead of the events, killed right after it, is rolled back by
-        # _prepare_backup). EpochBackup is Keras's BackupAndRestore(save_freq="epoch",
-        # double_checkpoint=True, delete_checkpoint=False), cheaper, plus seeds and early stopping.
         moved = self._moved(
             model, fit_model, fresh=self.initial_epoch == start, phase=k if preset.phases else None, start=start
         )
         backup = EpochBackup(
             self.paths.backup, early_stopping=early, moved=moved, phase=k, phase_start=start, kept=self.kept
         )
-        callbacks: list[keras.callbacks.Callback] = [
+        ordered: list[keras.callbacks.Callback] = [
             *([early] if early is not None else []),
             backup,
             self.stream,
             checkpoints,
             EpochScalars(self.paths.tensorboard),  # TensorBoard's epoch scalars, no per-batch hook
         ]
-        from tltui.worker import faults  # test-only, inert unless TLTUI_FAULT or RUN_DIR/fault.json asks
+        return PhaseCallbacks(early, backup, checkpoints, moved, ordered)
 
-        train_ds = faults.wrap_dataset(self.paths.dir, train_ds, steps, self.initial_epoch)
-        callbacks = faults.callbacks(self.paths.dir) + callbacks
-        what = f"phase {preset.phase_label(k)}: " if preset.phases else ""
-        self.phase("train", f"{what}training for {t.epochs} epochs of {steps} steps")
-        try:
-            fit_model.fit(
-                train_ds,
-                validation_data=val_ds,
-                initial_epoch=start,
-                epochs=end,
-                steps_per_epoch=steps,  # always given: one iterator over the endless stream, no extra step
-                callbacks=callbacks,
-                verbose=0,  # progress goes out as events (and one worker.log line per epoch, EventStream)
-            )
-        finally:
-            # fit raised (stop, NaN, ...): the checkpoint being written in the background still lands (its
-            # own error, if any, is second to fit's); after a normal end on_train_end has waited already
-            checkpoints.drain()
-        if moved is not None and moved.feature_cache:  # the backbone was not in the graph: measure it now
-            moved.record_all(self.epochs_done)
-        return early, backup
-
-    def _moved(self, model: Any, fit_model: Any, *, fresh: bool, phase: int | None = None, start: int = 0) -> Any:
+    def _moved(
+        self, model: Any, fit_model: Any, *, fresh: bool, phase: int | None = None, start: int = 0
+    ) -> MovedWeights | None:
         """The per-layer movement record (``moved.json``, and the phase's own in a phased run) of the
         classifier, fed by the model that trains, or ``None``; a phase of a phased run counts from its own
         start."""
@@ -540,12 +615,12 @@ class Trainer:
             return None
         return moved
 
-    def _evaluate_test(self, model: Any, dataset: Any, kept: int) -> None:
-        """The test split, once, with the weights ``model.keras`` holds."""
+    def _evaluate_test(self, model: Any, dataset: Dataset, test: Split, kept: int) -> None:
+        """The test split (``dataset.test``), once, with the weights ``model.keras`` holds."""
         preset = self.preset
         assert preset is not None
-        self.phase("test", f"evaluating {dataset.test_examples} test images with the weights of epoch {kept}")
-        test_ds = dataset.eval_batches(dataset.test)
+        self.phase("test", f"evaluating {test.n} test images with the weights of epoch {kept}")
+        test_ds = dataset.eval_batches(test)
         if preset.train.label_smoothing > 0:
             test_ds = one_hot(test_ds, dataset.num_classes)
         results = model.evaluate(test_ds, return_dict=True, verbose=0)
@@ -554,7 +629,7 @@ class Trainer:
             Evaluated(
                 t=time.time(),
                 split=preset.data.test_split,
-                examples=dataset.test_examples,
+                examples=test.n,
                 weights_epoch=kept,
                 metrics=metrics,
             ),
@@ -563,12 +638,12 @@ class Trainer:
         shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
         self.emit_log("info", f"test split {preset.data.test_split!r}: {shown}")
 
-    def _cached_features(self, model: Any, dataset: Any, preset: presets.Preset) -> tuple[Any, Any, Any]:
+    def _cached_features(self, model: Any, dataset: Dataset, preset: presets.Preset) -> tuple[Any, Any, Any]:
         """The head model (sharing the classifier's head layers) and the cached feature datasets."""
         from tltui.worker import feature_cache
 
         self.phase("features", "computing the frozen backbone's features once (feature cache)")
-        with (self.strategy or _default_strategy()).scope():
+        with (self.strategy or default_strategy()).scope():
             cached = feature_cache.build(
                 model,
                 dataset,
@@ -584,175 +659,7 @@ class Trainer:
         return cached.head, cached.train, cached.val
 
 
-# --------------------------------------------------------------------------- setup helpers
-
-
-#: BackupAndRestore's files (keras.callbacks.BackupAndRestore), and its ``double_checkpoint`` copies.
-BACKUP_WEIGHTS = "latest.weights.h5"
-BACKUP_META = "training_metadata.json"
-
-
-def repair_backup(backup: Path, max_epoch: int | None = None) -> int | None:
-    """Make ``backup`` loadable and return the epoch it holds, or ``None`` (and clear it).
-
-    Keras writes the backup in place, so a kill -9 mid-write leaves a truncated
-    weights file or metadata; then the previous copy (``double_checkpoint``) is used.
-    ``max_epoch`` (the last epoch ``events.jsonl`` records): a backup saved after a
-    later epoch, whose end event the kill prevented, is skipped for the previous copy,
-    so the resumed history has no hole.
-    """
-    pairs = [(backup / BACKUP_WEIGHTS, backup / BACKUP_META)]
-    pairs.append((backup / f"{BACKUP_WEIGHTS}.bkp", backup / f"{BACKUP_META}.bkp"))
-    for i, (weights, meta) in enumerate(pairs):
-        epoch = _meta_epoch(meta)
-        if epoch is None or (max_epoch is not None and epoch > max_epoch) or not _h5_readable(weights):
-            continue
-        if _h5_epoch(weights) not in (None, epoch):  # killed between the weights and the metadata
-            continue
-        if not all(_h5_readable(backup / f) for f in _meta_files(meta)):  # early stopping's or the kept weights
-            continue
-        if i > 0:
-            shutil.copyfile(weights, pairs[0][0])
-            shutil.copyfile(meta, pairs[0][1])
-        return epoch
-    shutil.rmtree(backup, ignore_errors=True)
-    return None
-
-
-def _meta_epoch(path: Path) -> int | None:
-    try:
-        epoch = json.loads(path.read_text())["epoch"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return epoch if isinstance(epoch, int) and epoch >= 0 else None
-
-
-def _meta_files(path: Path) -> list[str]:
-    """The weights files besides the pair that a backup's metadata names (they must be readable too)."""
-    from tltui.worker.callbacks import referenced_files
-
-    try:
-        return referenced_files(json.loads(path.read_text()))
-    except (OSError, ValueError):
-        return []
-
-
-def _h5_epoch(path: Path) -> int | None:
-    """The epoch a backup weights file says it holds (tltui's backups have it; Keras's do not)."""
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as f:
-            e = f.attrs.get("epoch")
-            return None if e is None else int(e)
-    except Exception:  # noqa: BLE001
-        return None
-
-
-def _h5_readable(path: Path) -> bool:
-    import h5py
-
-    try:
-        with h5py.File(path, "r"):
-            return True
-    except Exception:  # noqa: BLE001 - truncated, missing or not HDF5: not usable
-        return False
-
-
-def setup_devices(preset: presets.Preset) -> tuple[list[str], Any]:
-    """Visible devices as names, and the distribution strategy for ``train.gpus``."""
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
-    named = [g for g in visible.split(",") if g.strip()] if visible and visible != "-1" else []
-    if named and len(gpus) < len(named):
-        raise TrainError(
-            f"CUDA_VISIBLE_DEVICES={visible} but TensorFlow sees {len(gpus)} GPU(s): check the driver "
-            "(nvidia-smi) and install the CUDA build (pip install 'tltui[gpu]')"
-        )
-    want = preset.train.gpus
-    if want is not None and want > len(gpus):
-        raise TrainError(f"train.gpus = {want} but TensorFlow sees {len(gpus)} GPU(s)")
-    if want == 0 and gpus:
-        tf.config.set_visible_devices([], "GPU")
-        gpus = []
-    use = gpus[: want or 1] if gpus else []
-    names = [g.name.replace("/physical_device:", "") for g in use] or ["CPU"]
-    if len(use) > 1:
-        strategy = tf.distribute.MirroredStrategy(devices=[f"/gpu:{i}" for i in range(len(use))])
-    else:
-        strategy = tf.distribute.get_strategy()
-    return names, strategy
-
-
-def _default_strategy() -> Any:
-    import tensorflow as tf
-
-    return tf.distribute.get_strategy()
-
-
-def set_precision(preset: presets.Preset) -> None:
-    import keras
-
-    mp = preset.train.mixed_precision
-    if mp:
-        keras.mixed_precision.set_global_policy("mixed_float16" if mp is True else mp)
-
-
-def make_optimizer(preset: presets.Preset, steps_per_epoch: int | None, log_fn: Any) -> Any:
-    import keras
-
-    t = preset.train
-    lr: Any = t.learning_rate
-    if t.lr_schedule == "cosine":
-        if steps_per_epoch:
-            lr = keras.optimizers.schedules.CosineDecay(t.learning_rate, decay_steps=t.epochs * steps_per_epoch)
-        else:
-            log_fn("warning", 'train.lr_schedule = "cosine" needs a known epoch length; using a constant rate')
-    wd = t.weight_decay or None
-    if t.optimizer == "sgd":
-        return keras.optimizers.SGD(lr, momentum=t.momentum, nesterov=t.nesterov, weight_decay=wd)
-    if t.optimizer == "adam":
-        return keras.optimizers.Adam(lr, weight_decay=wd)
-    if t.optimizer == "adamw":
-        return keras.optimizers.AdamW(lr, weight_decay=t.weight_decay)
-    return keras.optimizers.RMSprop(lr, momentum=t.momentum, weight_decay=wd)
-
-
-def compile_model(
-    model: Any, preset: presets.Preset, num_classes: int, steps_per_epoch: int | None, log_fn: Any
-) -> None:
-    """Loss and metrics whose log keys are exactly loss, acc, top5_acc (and val_ twins); no top5_acc
-    with fewer than :data:`TOP5_MIN_CLASSES` classes."""
-    import keras
-
-    t = preset.train
-    top5 = num_classes >= TOP5_MIN_CLASSES  # with 5 classes or fewer top-5 accuracy is 100% by construction
-    if t.label_smoothing > 0:
-        loss = keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing)
-        metrics = [keras.metrics.CategoricalAccuracy(name="acc")]
-        if top5:
-            metrics.append(keras.metrics.TopKCategoricalAccuracy(k=5, name="top5_acc"))
-    else:
-        loss = keras.losses.SparseCategoricalCrossentropy()
-        metrics = [keras.metrics.SparseCategoricalAccuracy(name="acc")]
-        if top5:
-            metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5_acc"))
-    model.compile(
-        optimizer=make_optimizer(preset, steps_per_epoch, log_fn),
-        loss=loss,
-        metrics=metrics,
-        jit_compile=t.jit_compile,
-    )
-
-
-def one_hot(ds: Any, num_classes: int) -> Any:
-    if ds is None:
-        return None
-    import tensorflow as tf
-
-    return ds.map(lambda x, y: (x, tf.one_hot(y, num_classes)))
+# --------------------------------------------------------------------------- helpers
 
 
 def _count(shape: Any) -> int:
@@ -760,56 +667,6 @@ def _count(shape: Any) -> int:
     for d in shape:
         n *= int(d)
     return n
-
-
-def _is_user_error(e: BaseException) -> bool:
-    """A failure the user can fix: its message is the run's reason as it is."""
-    return isinstance(e, TltuiError)
-
-
-def _is_oom(e: BaseException) -> bool:
-    if "tensorflow" not in sys.modules:
-        return isinstance(e, MemoryError)
-    import tensorflow as tf
-
-    return isinstance(e, tf.errors.ResourceExhaustedError | MemoryError)
-
-
-def _op_error_reason(e: BaseException, epoch: int) -> str | None:
-    """A one-line reason for a TensorFlow runtime error while training: a lost GPU, a failing input pipeline."""
-    if "tensorflow" not in sys.modules:
-        return None
-    import tensorflow as tf
-
-    if not isinstance(e, tf.errors.OpError):
-        return None
-    msg = e.message or str(e)
-    where = f" in epoch {epoch}" if epoch else ""
-    detail = _error_detail(msg)
-    if re.search(r"CUDA|cuDNN|cuBLAS|\bGPU\b|NCCL", msg):
-        return f"the GPU failed{where} ({detail}): check it with nvidia-smi, then resume the run (checkpoints kept)"
-    if "Iterator" in msg or "PyFunc" in msg or "EagerPyFunc" in msg:
-        return (
-            f"reading the training data failed{where} ({detail}): check the files of data.source, then resume the run"
-        )
-    return None
-
-
-def _error_detail(msg: str) -> str:
-    """The informative line of a TensorFlow error message (the Python exception, else the first real line)."""
-    lines = [ln.strip() for ln in msg.splitlines() if ln.strip()]
-    noise = (
-        "Graph execution error",
-        "Detected at node",
-        "Traceback",
-        "File ",
-        "[[{{",
-        "Stack trace",
-        "Error in user-defined",
-    )
-    useful = [ln for ln in lines if not ln.startswith(noise)]
-    exc = [ln for ln in useful if re.match(r"^[A-Za-z_.]*(Error|Exception)\b", ln)]
-    return ((exc or useful or [msg.strip()])[-1 if exc else 0])[:200]
 
 
 def _versions() -> dict[str, str]:

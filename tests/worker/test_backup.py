@@ -1,4 +1,6 @@
-"""EpochBackup (the worker's cheap BackupAndRestore, same files) and EpochScalars (its TensorBoard). Tiny model."""
+"""The per-epoch backup (tltui/worker/backup.py): EpochBackup (the worker's cheap BackupAndRestore, same
+files) restores weights, optimizer state and epoch; a torn or out-of-step backup is repaired from the
+previous copy before a resume. Tiny model."""
 
 from __future__ import annotations
 
@@ -6,13 +8,20 @@ import json
 import os
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 
 keras = pytest.importorskip("keras")
 
-from tltui.worker.callbacks import BACKUP_FORMAT, EpochBackup, backup_state  # noqa: E402
-from tltui.worker.train import BACKUP_META, BACKUP_WEIGHTS, repair_backup  # noqa: E402
+from tltui.worker.backup import (  # noqa: E402
+    BACKUP_FORMAT,
+    BACKUP_META,
+    BACKUP_WEIGHTS,
+    EpochBackup,
+    backup_state,
+    repair_backup,
+)
 
 
 def _model(seed: int) -> keras.Model:
@@ -66,8 +75,6 @@ def test_a_kill_between_the_weights_and_the_metadata_uses_the_previous_copy(tmp_
 
 
 def test_the_previous_copy_is_a_consistent_pair_and_survives_the_next_save(tmp_path: Path) -> None:
-    import h5py
-
     x, y = _data()
     m = _model(0)
     m.fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=[EpochBackup(tmp_path)])
@@ -98,18 +105,32 @@ def test_a_backup_written_by_keras_backup_and_restore_still_resumes(tmp_path: Pa
     assert int(m2.optimizer.iterations.numpy()) == 12
 
 
-def test_epoch_scalars_writes_what_tensorboard_shows(tmp_path: Path) -> None:
-    import tensorflow as tf
+def _h5(path: Path) -> None:
+    with h5py.File(path, "w") as f:
+        f["w"] = np.zeros(3)
 
-    from tltui.worker.callbacks import EpochScalars
 
-    x, y = _data()
-    m = _model(0)
-    m.fit(x, y, validation_data=(x, y), epochs=2, batch_size=8, verbose=0, callbacks=[EpochScalars(tmp_path)])
-    tags: dict[str, list[tuple[str, int]]] = {}
-    for sub in ("train", "validation"):
-        for f in (tmp_path / sub).glob("events.out.tfevents.*"):
-            for ev in tf.compat.v1.train.summary_iterator(str(f)):
-                tags.setdefault(sub, []).extend((v.tag, ev.step) for v in ev.summary.value)
-    assert {("epoch_loss", 0), ("epoch_loss", 1), ("epoch_learning_rate", 1)} <= set(tags["train"])
-    assert {("epoch_loss", 0), ("epoch_loss", 1)} <= set(tags["validation"])
+def test_repair_backup_keeps_a_good_backup(tmp_path: Path) -> None:
+    _h5(tmp_path / BACKUP_WEIGHTS)
+    (tmp_path / BACKUP_META).write_text(json.dumps({"epoch": 2, "batch": 0}))
+    assert repair_backup(tmp_path) == 2
+
+
+def test_repair_backup_falls_back_to_the_previous_copy_after_a_torn_write(tmp_path: Path) -> None:
+    _h5(tmp_path / f"{BACKUP_WEIGHTS}.bkp")
+    (tmp_path / f"{BACKUP_META}.bkp").write_text(json.dumps({"epoch": 1, "batch": 0}))
+    full = (tmp_path / f"{BACKUP_WEIGHTS}.bkp").read_bytes()
+    (tmp_path / BACKUP_WEIGHTS).write_bytes(full[:96])  # killed mid-write
+    (tmp_path / BACKUP_META).write_text(json.dumps({"epoch": 2, "batch": 0}))
+    assert repair_backup(tmp_path) == 1
+    assert (tmp_path / BACKUP_WEIGHTS).read_bytes() == full
+    assert json.loads((tmp_path / BACKUP_META).read_text())["epoch"] == 1
+
+
+def test_repair_backup_clears_an_unusable_backup(tmp_path: Path) -> None:
+    backup = tmp_path / "backup"
+    backup.mkdir()
+    (backup / BACKUP_WEIGHTS).write_bytes(b"junk")
+    (backup / BACKUP_META).write_text('{"epoch": ')
+    assert repair_backup(backup) is None
+    assert not backup.exists()
