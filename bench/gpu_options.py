@@ -51,8 +51,9 @@ def one(option: str, tiny: bool) -> dict[str, Any]:
 
     from tltui.core import presets
     from tltui.worker import model as model_mod
+    from tltui.worker.compile import compile_model
+    from tltui.worker.devices import set_precision
     from tltui.worker.freeze import apply_freeze
-    from tltui.worker.train import compile_model, set_precision
 
     spec_opt = OPTIONS[option]
     sets = list(spec_opt.get("sets", []))

@@ -100,8 +100,8 @@ def model_images_per_second(preset: Any, num_classes: int, steps: int, batch: in
     import numpy as np
 
     from tltui.worker import model as model_mod
+    from tltui.worker.compile import compile_model
     from tltui.worker.freeze import apply_freeze
-    from tltui.worker.train import compile_model
 
     model, backbone = model_mod.build_classifier(preset, num_classes)
     spec = model_mod.backbone_spec(preset)

@@ -47,8 +47,9 @@ def fake_worker_env(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 #: xdist groups, longest first (as measured: bench_smoke ~170 s, slurm ~150 s, train_e2e ~150 s, ray
-#: ~130 s, gradcam ~65 s of CPU, ...). ``--dist loadgroup`` hands groups to workers in collection order, so these start
-#: first and the short tests fill in around them: the suite's wall time is the busiest worker's.
+#: ~130 s, gradcam ~65 s of CPU, export ~35 s, ...). ``--dist loadgroup`` hands groups to workers in
+#: collection order, so these start first and the short tests fill in around them: the suite's wall
+#: time is the busiest worker's.
 HEAVY_GROUPS = (
     "bench_smoke",
     "slurm",
@@ -56,6 +57,7 @@ HEAVY_GROUPS = (
     "ray",
     "reliability_e2e",
     "gradcam",
+    "export",
     "packaging",
     "hub_e2e",
     "tfds_download",

@@ -40,7 +40,9 @@ def test_harness_steady_epoch_counts_each_position_of_the_checkpoint_cycle_once(
 
 @pytest.mark.e2e
 @pytest.mark.xdist_group("bench_smoke")
-@pytest.mark.parametrize("name", ["workspace", "tui", "pipeline", "folder", "gpu_options", "feature_cache", "harness"])
+@pytest.mark.parametrize(
+    "name", ["workspace", "tui", "pipeline", "folder", "gpu_options", "feature_cache", "harness", "export"]
+)
 def test_bench_module_runs_tiny(name: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")
     mod = importlib.import_module(f"bench.{name}")

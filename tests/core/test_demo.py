@@ -85,3 +85,21 @@ def test_the_demo_by_name_regenerates_its_data_when_it_was_deleted(tmp_path: Pat
     shutil.rmtree(ws / "demo-data")
     assert main(["--workspace", str(ws), "check", "demo"]) == 0
     assert demo.is_complete(ws / "demo-data" / "shapes")
+
+
+def test_looking_the_demo_up_writes_nothing_and_the_commands_that_train_it_ask_for_its_data(
+    tmp_path: Path, capsys
+) -> None:
+    from tltui.core.workspace import Workspace
+
+    ws = Workspace(tmp_path / "ws")
+    data = ws.root / "demo-data" / "shapes"
+    assert presets.find_preset("demo", ws) == presets.shipped_presets_dir() / "demo.toml"
+    assert main(["--workspace", str(ws.root), "weights", "fetch", "demo"]) == 0  # the weights need no data
+    assert not data.exists() and not (ws.presets_dir / "demo.toml").exists()
+
+    assert main(["--workspace", str(ws.root), "queue", "add", "demo", "--no-runner"]) == 0
+    assert demo.is_complete(data)
+    assert presets.find_preset("demo", ws) == ws.presets_dir / "demo.toml"  # the workspace's copy, found first
+    (rec,) = ws.list_runs()
+    assert presets.load(ws.run_paths(rec.id).preset).data.source == "folder:" + str(data.resolve())

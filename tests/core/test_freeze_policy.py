@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tltui.core import freeze_policy, preflight, presets, stages
+from tltui.core import catalog, freeze_policy, preflight, presets
 from tltui.core.freeze_policy import FreezeError, LayerInfo
 
 LAYER_TYPES = ["Conv2D", "BatchNormalization", "Activation", "Add", "DepthwiseConv2D", "MaxPooling2D"]
@@ -46,14 +46,14 @@ def resnet50_layers() -> list[LayerInfo]:
 
 
 def resnet50_description() -> dict[str, Any]:
-    layers = stages.assign("resnet", resnet50_layers())
+    layers = catalog.family("resnet").assign(resnet50_layers())
     layers[-1] = replace(layers[-1], output_shape=(None, 7, 7, 2048))
     return {
         "version": freeze_policy.DESCRIPTION_VERSION,
         "backbone": "resnet50",
         "family": "resnet",
         "image_size": [224, 224],
-        "stages": list(stages.stage_names("resnet", layers)),
+        "stages": list(catalog.family("resnet").stage_names(layers)),
         "layers": [l.to_dict() for l in layers],
         "input_layers": [LayerInfo("image", "InputLayer", 0, (None, None, None, 3), False).to_dict()],
     }
@@ -64,21 +64,21 @@ def frozen_convs(layers: list[LayerInfo], flags: list[bool]) -> int:
 
 
 def test_resnet50_notebook_policy_freezes_0_11_24_43_53_convolutions() -> None:
-    layers = stages.assign("resnet", resnet50_layers())
+    layers = catalog.family("resnet").assign(resnet50_layers())
     got = [frozen_convs(layers, freeze_policy.plan(layers, d, "trainable")) for d in range(5)]
     assert got == [0, 11, 24, 43, 53]
     assert frozen_convs(layers, freeze_policy.plan(layers, "all", "trainable")) == 53
 
 
 def test_notebook_policy_keeps_batchnorm_trainable_inside_frozen_stages() -> None:
-    layers = stages.assign("resnet", resnet50_layers())
+    layers = catalog.family("resnet").assign(resnet50_layers())
     flags = freeze_policy.plan(layers, "all", "trainable")
     assert all(t for l, t in zip(layers, flags, strict=True) if l.is_batchnorm)
     assert not any(t for l, t in zip(layers, flags, strict=True) if not l.is_batchnorm)
 
 
 def test_frozen_batchnorm_policy_freezes_every_batchnorm_even_at_depth_0() -> None:
-    layers = stages.assign("resnet", resnet50_layers())
+    layers = catalog.family("resnet").assign(resnet50_layers())
     flags = freeze_policy.plan(layers, 0, "frozen")
     assert not any(t for l, t in zip(layers, flags, strict=True) if l.is_batchnorm)
     assert all(t for l, t in zip(layers, flags, strict=True) if not l.is_batchnorm)
@@ -154,7 +154,7 @@ def test_frozen_stages_and_batchnorm_run_in_inference_mode(layers: list[LayerInf
 
 @pytest.mark.parametrize("depth", [5, 17])
 def test_depth_beyond_the_stages_is_an_error(depth: int) -> None:
-    layers = stages.assign("resnet", resnet50_layers())
+    layers = catalog.family("resnet").assign(resnet50_layers())
     with pytest.raises(FreezeError, match=rf'freeze.depth = {depth}: .* has 4 stages; use 0..4 or "all"'):
         freeze_policy.plan(layers, depth, "frozen")
 
@@ -162,12 +162,12 @@ def test_depth_beyond_the_stages_is_an_error(depth: int) -> None:
 @pytest.mark.parametrize("depth", [-1, True, "some", 1.5])
 def test_depth_must_be_a_count_or_all(depth: Any) -> None:
     with pytest.raises(FreezeError, match="freeze.depth: expected"):
-        freeze_policy.plan(stages.assign("resnet", resnet50_layers()), depth, "frozen")
+        freeze_policy.plan(catalog.family("resnet").assign(resnet50_layers()), depth, "frozen")
 
 
 def test_unknown_batchnorm_policy_is_an_error() -> None:
     with pytest.raises(FreezeError, match="freeze.batchnorm"):
-        freeze_policy.plan(stages.assign("resnet", resnet50_layers()), 0, "sometimes")
+        freeze_policy.plan(catalog.family("resnet").assign(resnet50_layers()), 0, "sometimes")
 
 
 def test_build_map_document() -> None:

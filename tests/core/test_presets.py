@@ -82,8 +82,24 @@ def test_set_overrides_with_toml_values_and_bare_strings() -> None:
 
 
 def test_set_can_replace_a_sweep_value_and_is_validated() -> None:
+    # the bad value came from --set, not from line 13 of the file (`epochs = 3`): the issue says so
     assert _err_set(["train.epochs=0"]) == [
-        "p.toml:13: train.epochs: Input should be greater than or equal to 1 (got 0)"
+        "--set train.epochs=0: train.epochs: Input should be greater than or equal to 1 (got 0)"
+    ]
+
+
+def test_a_set_error_names_the_set_and_a_file_error_its_line() -> None:
+    bad_file = BASE.replace("batch_size = 8", "batch_size = 0")
+    with pytest.raises(PresetError) as ei:
+        presets.loads(bad_file, "p.toml", overrides=presets.parse_set(["train.epochs=0", "data.image_size=[32]"]))
+    assert [str(i) for i in ei.value.issues] == [
+        "--set data.image_size=[32]: data.image_size: expected [height, width] with sides in 8..4096, got [32]",
+        "p.toml:5: data.batch_size: Input should be greater than or equal to 1 (got 0)",
+        "--set train.epochs=0: train.epochs: Input should be greater than or equal to 1 (got 0)",
+    ]
+    assert _err_set(["train.epoch=5", "freeze.depth=all", "data.augment=maybe"]) == [
+        "--set data.augment=maybe: data.augment: Input should be a valid boolean (got 'maybe')",
+        "--set train.epoch=5: train.epoch: unknown key (check the spelling; see the preset reference in the README)",
     ]
 
 
@@ -359,7 +375,11 @@ def test_check_cli_exit_codes_and_json(tmp_path: Path) -> None:
         text=True,
         timeout=60,
     )
-    assert res.returncode == 2 and "train.epochs" in res.stderr
+    assert res.returncode == 2
+    assert (
+        res.stderr.strip()
+        == "error: --set train.epochs=0: train.epochs: Input should be greater than or equal to 1 (got 0)"
+    )
 
 
 def test_check_catches_missing_folder_before_training(tmp_path: Path) -> None:

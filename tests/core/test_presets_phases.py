@@ -95,6 +95,9 @@ def test_set_and_sweep_reach_a_phase_by_its_number_from_1() -> None:
         assert "no phase" in line and "phases count from 1" in line, line
     (line,) = _errors(BASE.split("[[phases]]")[0], presets.parse_set(["phases.1.train.epochs=1"]))
     assert "no [[phases]]" in line
+    assert _errors(BASE, presets.parse_set(["phases.2.train.epochs=0"])) == [
+        "--set phases.2.train.epochs=0: phases.2.train.epochs: Input should be greater than or equal to 1 (got 0)"
+    ]
     swept = presets.loads(BASE + '\n[sweep]\n"phases.2.freeze.depth" = [1, 2, 3]\n')
     runs = presets.expand(swept)
     assert [r.name for r in runs] == ["p[phase2.depth=1]", "p[phase2.depth=2]", "p[phase2.depth=3]"]

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import ast
 import re
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 import tomli_w
+from pydantic import BaseModel, ConfigDict, Field
 
 import tltui
-from tltui.core import decoded_store, settings
+from tltui.core import decoded_store, plugins, settings
 from tltui.core.errors import PresetError
-from tltui.core.settings import RunnerSettings, Settings, load_keymap
+from tltui.core.settings import RaySettings, RunnerSettings, Settings, load_keymap
 from tltui.core.workspace import Workspace
 
 REPO = Path(tltui.__file__).resolve().parents[1]
@@ -184,6 +186,67 @@ def test_error_beyond_the_schema_names_the_line_or_the_variable(ws: Workspace) -
     s = Settings.load(ws, {"TLTUI_EXECUTOR": "nomad"})
     assert s.executor.default == "nomad"
     assert str(s.error("executor.default", "x")) == "TLTUI_EXECUTOR: executor.default: x"
+
+
+class KubeSettings(BaseModel):
+    """A plugin executor's table (it does not forbid extra keys: the core refuses them anyway)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    namespace: str = "default"
+    replicas: int = Field(1, ge=1)
+
+
+@pytest.fixture
+def kube(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An installed package declares the executor ``kube`` (its entry point: the core imports nothing)."""
+    ep = metadata.EntryPoint("kube", "tltui_kube:KubeExecutor", plugins.EXECUTOR_GROUP)
+    real = metadata.entry_points
+
+    def entry_points(**kw: object) -> object:
+        return metadata.EntryPoints([ep]) if kw.get("group") == plugins.EXECUTOR_GROUP else real(**kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(metadata, "entry_points", entry_points)
+
+
+def test_an_installed_executors_table_is_kept_for_it_and_checked_by_its_model(ws: Workspace, kube: None) -> None:
+    path = write(ws, '[runner]\ntick = 0.5\n\n[kube]\nnamespace = "ml"\nreplicas = 0\nnamspace = "x"\n')
+    s = Settings.load(ws, {})
+    assert s.executor_tables == ["kube"] and s.issues == [] and s.runner.tick == 0.5
+    with pytest.raises(PresetError) as e:
+        s.table("kube", KubeSettings)
+    assert lines_of(e) == [
+        f"{path}:6: kube.replicas: Input should be greater than or equal to 1 (got 0)",
+        f"{path}:7: kube.namspace: unknown key; did you mean 'namespace'? (known keys: namespace, replicas)",
+    ]
+    write(ws, '[kube]\nnamespace = "ml"\nreplicas = "2"\n')  # TOML has numbers
+    with pytest.raises(PresetError, match=r"settings.toml:3: kube.replicas: Input should be a valid integer"):
+        Settings.load(ws, {}).table("kube", KubeSettings)
+    write(ws, '[kube]\nnamespace = "ml"\n')
+    assert Settings.load(ws, {}).table("kube", KubeSettings) == KubeSettings(namespace="ml")
+    write(ws, "[runner]\n")
+    assert Settings.load(ws, {}).table("kube", KubeSettings) == KubeSettings()  # no table: the defaults
+    write(ws, "kube = 3\n[kub]\n")
+    with pytest.raises(PresetError) as e:
+        Settings.load(ws, {})
+    assert lines_of(e) == [
+        f"{path}:1: kube: expected a table [kube], got 3",
+        f"{path}:2: kub: unknown table; did you mean 'kube'? (known tables: runner, executor, ray, slurm, cache, ui, "
+        "kube)",
+    ]
+
+
+def test_tltuis_own_executor_tables_come_the_same_way(ws: Workspace) -> None:
+    path = write(ws, '[ray]\naddress = "http://head:8265"\n[ui]\nimages = "kitty"\n')
+    s = Settings.load(ws, {})
+    assert s.table("ray", RaySettings) is s.ray and s.ray.address == "http://head:8265"
+    with pytest.raises(PresetError, match=rf"^{re.escape(str(path))}:3: ui: \[ui\] is tltui's own table, not a "):
+        s.table("ui", RaySettings)
+    write(ws, "[ray]\nnum_cpus = -1\n[kube]\n")  # no executor kube installed: an unknown table, as ever
+    s = Settings.load(ws, {}, strict=False)
+    assert [i.field for i in s.issues] == ["ray.num_cpus", "kube"] and s.executor_tables == []
+    with pytest.raises(PresetError, match=r"settings.toml:2: ray.num_cpus: "):
+        s.table("ray", RaySettings)
 
 
 FULL = {

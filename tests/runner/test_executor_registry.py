@@ -20,7 +20,7 @@ from tltui.runner.executor import ENTRY_POINT_GROUP, EXECUTORS, LocalExecutor
 from tltui.runner.executors import default_executor
 
 PLUGIN = '''
-from tltui.runner.executor import LocalExecutor
+from tltui.runner.executor import Executor, LocalExecutor
 
 
 class FakeExecutor(LocalExecutor):
@@ -31,20 +31,31 @@ class FakeExecutor(LocalExecutor):
 
 class NotAnExecutor:
     pass
+
+
+class Undeclared(Executor):
+    """Says nothing about its devices."""
+
+    name = "undeclared"
+
+    def submit(self, run_id, *, gpus, resume):
+        raise NotImplementedError
+
+    def adopt(self, rec):
+        return None
+
+
+class Misnamed(LocalExecutor):
+    name = "other"
 '''
 
 
-@pytest.fixture
-def plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """An installed package declaring executors in the entry-point group (a fake ``entry_points``)."""
+def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *names: tuple[str, str]) -> None:
+    """An installed package declaring executors ``(name, "module:Class")`` in the entry-point group
+    (a fake ``entry_points``)."""
     (tmp_path / "tltui_fake_plugin.py").write_text(PLUGIN)
     monkeypatch.syspath_prepend(str(tmp_path))
-    eps = [
-        metadata.EntryPoint("fake", "tltui_fake_plugin:FakeExecutor", ENTRY_POINT_GROUP),
-        metadata.EntryPoint("local", "tltui_fake_plugin:FakeExecutor", ENTRY_POINT_GROUP),  # cannot shadow
-        metadata.EntryPoint("broken", "tltui_no_such_module:X", ENTRY_POINT_GROUP),
-        metadata.EntryPoint("odd", "tltui_fake_plugin:NotAnExecutor", ENTRY_POINT_GROUP),
-    ]
+    eps = [metadata.EntryPoint(name, value, ENTRY_POINT_GROUP) for name, value in names]
     real = metadata.entry_points
 
     def entry_points(**kw: object) -> object:
@@ -54,6 +65,18 @@ def plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
     monkeypatch.setattr(metadata, "entry_points", entry_points)
     EXECUTORS.refresh()
+
+
+@pytest.fixture
+def plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    install(
+        tmp_path,
+        monkeypatch,
+        ("fake", "tltui_fake_plugin:FakeExecutor"),
+        ("local", "tltui_fake_plugin:FakeExecutor"),  # cannot shadow
+        ("broken", "tltui_no_such_module:X"),
+        ("odd", "tltui_fake_plugin:NotAnExecutor"),
+    )
     yield
     monkeypatch.undo()
     EXECUTORS.refresh()
@@ -120,3 +143,59 @@ def test_a_broken_entry_point_is_one_line_when_used(plugin: None) -> None:
         EXECUTORS["broken"]
     with pytest.raises(WorkspaceError, match="'odd' .* is not a tltui.runner.executor.Executor subclass"):
         EXECUTORS["odd"]
+
+
+def test_what_the_scheduler_needs_is_on_the_class_not_in_the_name() -> None:
+    from tltui.core.settings import RaySettings, SlurmSettings
+
+    assert [(n, EXECUTORS[n].places_devices, EXECUTORS[n].settings_model) for n in EXECUTORS] == [
+        ("local", False, None),  # the runner gives it this machine's GPU and CPU slots
+        ("ray", True, RaySettings),  # clusters place their own devices
+        ("slurm", True, SlurmSettings),
+    ]
+    assert [EXECUTORS.places_devices(n) for n in ("local", "ray", "slurm")] == [False, True, True]
+    assert EXECUTORS.places_devices("kubernetes") is True  # not installed here: not on this machine's slots
+
+
+def test_a_plugin_must_say_whether_it_places_its_devices_and_answer_to_its_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install(
+        tmp_path,
+        monkeypatch,
+        ("undeclared", "tltui_fake_plugin:Undeclared"),
+        ("misnamed", "tltui_fake_plugin:Misnamed"),
+        ("broken", "tltui_no_such_module:X"),
+    )
+    try:
+        with pytest.raises(WorkspaceError, match=r"'undeclared' .* does not say whether it places its own devices"):
+            EXECUTORS["undeclared"]
+        with pytest.raises(WorkspaceError, match=r"'misnamed' .* is named 'other', not 'misnamed'"):
+            EXECUTORS["misnamed"]
+        assert EXECUTORS.places_devices("broken") is True  # shown like a cluster's runs, and asked once
+        with pytest.raises(WorkspaceError, match="does not load"):
+            EXECUTORS["broken"]
+    finally:
+        monkeypatch.undo()
+        EXECUTORS.refresh()
+
+
+def test_an_installed_executors_table_is_checked_by_its_executor(plugin: None, ws: Workspace) -> None:
+    """A table named after an installed executor: the core keeps it, the executor's model checks it.
+    An executor without settings, or one that does not load, has no business with a table."""
+    from tltui.core.settings import Settings
+
+    ws.settings_file.write_text("[fake]\nx = 1\n\n[broken]\ny = 2\n[local]\n")
+    settings = Settings.load(ws)  # no unknown table: these name installed executors
+    assert settings.executor_tables == ["fake", "broken", "local"]
+    with pytest.raises(PresetError) as e:
+        EXECUTORS.check_settings(settings)
+    assert e.value.lines() == [
+        f"{ws.settings_file}:1: fake: the 'fake' executor has no settings",
+        f"{ws.settings_file}:4: broken: executor 'broken' (tltui_no_such_module:X) does not load: "
+        "ModuleNotFoundError: No module named 'tltui_no_such_module'",
+        f"{ws.settings_file}:6: local: the 'local' executor has no settings",
+    ]
+    p = write_preset(ws.root)
+    with pytest.raises(PresetError, match="the 'fake' executor has no settings"):
+        queue_ops.add(ws, p, start_runner=False, executor="local")

@@ -7,14 +7,11 @@ import contextlib
 import functools
 import io
 import sys
-import time
 import types
 from pathlib import Path
 
 import pytest
 from rich.console import Console
-from textual.command import CommandList
-from textual.content import Content
 from textual.widgets import Static
 from textual.worker import WorkerFailed
 
@@ -22,15 +19,18 @@ import tltui
 import tltui.client
 import tltui.core.workspace
 from tests.tui import fake_ws
+from tests.tui.screen_host import run_from_palette, until
 from tltui.core import protocol
 from tltui.core.protocol import Batch
 from tltui.tui import curves
+from tltui.tui.keys import palette_keys
 from tltui.tui.screens import run as run_mod
 from tltui.tui.screens.compare import CompareScreen
-from tltui.tui.screens.dialogs import ConfirmDialog, PresetPicker
+from tltui.tui.screens.confirm import ConfirmDialog
 from tltui.tui.screens.freeze_map import FreezeMapScreen
 from tltui.tui.screens.help import HelpScreen
 from tltui.tui.screens.inference import InferenceScreen
+from tltui.tui.screens.preset_picker import PresetPicker
 from tltui.tui.screens.presets import PresetsScreen
 from tltui.tui.screens.run import RunScreen
 from tltui.tui.screens.runs import RunsScreen
@@ -58,24 +58,6 @@ async def settle(pilot) -> None:
     await pilot.pause()
     pilot.app.redraw_now()
     await pilot.pause()
-
-
-async def until(pilot, condition, what: str, timeout: float = 30.0) -> None:
-    """Pause until ``condition()`` holds (on a loaded machine, background work takes what it takes)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        await pilot.pause(0.05)
-
-
-def top_hit(app) -> str | None:
-    """The command palette's highlighted hit (its first line), if it shows one."""
-    lists = app.screen.query(CommandList)
-    if not lists or lists.first().highlighted is None:
-        return None
-    option = lists.first().get_option_at_index(lists.first().highlighted)
-    return Content.from_text(option.prompt).plain.split("\n")[0]
 
 
 async def goto(pilot, run_id: str) -> None:
@@ -354,26 +336,21 @@ async def test_help_shows_the_keys_the_keymap_sets(make_app, scripted):
 async def test_command_palette_runs_actions(make_app):
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        titles = {c.title for c in app.get_system_commands(app.screen)}
+        titles = {key.description for key in palette_keys(app.screen)}
         assert {
-            "Queue a preset",
-            "Compare runs",
-            "Cancel runs",
-            "Resume runs",
-            "Delete runs",
-            "Open run",
+            "Queue",
+            "Compare",
+            "Cancel",
+            "Resume",
+            "Delete",
+            "Open",
             "Presets",
             "Freeze map",
             "Inference",
-            "GPU pane",
-            "Keys",
-        } <= titles
-        await pilot.press("ctrl+p")
-        await pilot.pause()
-        await pilot.press(*"Compare runs")
-        # the palette gathers its hits in a worker and shows them in batches: wait for them, not for a time
-        await until(pilot, lambda: top_hit(app) == "Compare runs", "the palette's hit")
-        await pilot.press("enter")
+            "GPU",
+            "Help",
+        } <= titles  # the home screen's keys and the app's, from their bindings
+        await run_from_palette(pilot, "Compare")
         await until(pilot, lambda: isinstance(app.screen, CompareScreen), "the compare screen")
 
 
@@ -392,6 +369,27 @@ async def test_keys_open_the_presets_freeze_map_and_inference_screens(make_app, 
         await pilot.press("escape")
         await pilot.pause()
         assert isinstance(app.screen, RunsScreen)
+
+
+@sync
+async def test_runs_queued_on_the_presets_screen_are_read_at_once(make_app, scripted, monkeypatch):
+    """The presets screen says it queued runs (a message); the app re-reads the registry then."""
+    ws, _ids = scripted
+
+    def queue(qws, path):
+        return qws.create_runs([("from-presets", path.read_text(), {})], preset_name="from-presets")
+
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        refreshes: list[str] = []
+        read = app.refresh_now
+        monkeypatch.setattr(app, "refresh_now", lambda: (refreshes.append("now"), read()))
+        await app.push_screen(PresetsScreen(workspace=ws, queue=queue))
+        await pilot.pause()
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: refreshes, "the app's registry read")
+        new = [r.id for r in ws.list_runs() if r.name == "from-presets"]
+        assert len(new) == 1 and new[0] in app.store.ids
 
 
 @sync

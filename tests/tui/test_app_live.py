@@ -54,12 +54,21 @@ def test_queue_from_the_app_then_watch_it_finish(ws, tmp_path, fake_worker_env):
                 if rec is not None and rec.status == "completed":
                     break
             assert app.store.record("r0001").status == "completed"
-            app.open_run("r0001")
-            await pilot.pause()
             snap = app.store.snapshot("r0001")
             assert [h["epoch"] for h in snap.history] == [1, 2, 3]
-            chart = app.screen.query_one("#chart-loss", MetricChart)
-            assert chart.series[0].xs == (1.0, 2.0, 3.0)
+            app.open_run("r0001")
+            # The run screen draws on its own refresh; wait for it (a loaded machine may take a while).
+            deadline = time.monotonic() + 30
+            xs: tuple[float, ...] = ()
+            while time.monotonic() < deadline:
+                await pilot.pause(0.1)
+                app.refresh_now()
+                charts = app.screen.query("#chart-loss").results(MetricChart)
+                chart = next(iter(charts), None)
+                xs = chart.series[0].xs if chart is not None and chart.series else ()
+                if xs == (1.0, 2.0, 3.0):
+                    break
+            assert xs == (1.0, 2.0, 3.0)
 
     try:
         asyncio.run(scenario())

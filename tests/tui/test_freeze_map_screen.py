@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 
 from tests.tui.screen_host import HostApp, asynctest, screen_text
+from tltui.core import catalog
 from tltui.core.workspace import Workspace
 from tltui.tui.screens.freeze_map import FreezeMapScreen, WorkerDescriber, step_depth
-from tltui.tui.widgets.layer_map import LayerMap, rows_of, strip
+from tltui.tui.widgets.layer_map import LayerMap, family_of, rows_of, stage_blocks, strip
 
 freeze_policy = pytest.importorskip("tltui.core.freeze_policy", reason="freeze policy module not available yet")
 descriptions = pytest.importorskip("tltui.core.descriptions", reason="backbone description cache not available yet")
@@ -140,6 +141,25 @@ def test_strip_fits_the_width_and_shows_frozen_then_trainable() -> None:
     assert styles[0] != styles[-1]  # first stages frozen, head trainable
 
 
+def test_the_tree_groups_each_stage_by_the_blocks_its_family_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    doc = freeze_policy.build_map(resnet_like(), 1, "frozen", head_layers=freeze_policy.standard_head(512, 10))
+    rows = rows_of(doc)
+
+    def blocks(freeze_map: dict[str, Any]) -> dict[str, list[str | None]]:
+        return {s.name: [b for b, _ in bs] for s, bs in stage_blocks(rows, family_of(freeze_map))}
+
+    resnet = blocks(doc)
+    assert resnet["stem+conv2"] == [None, "conv2_block1", "conv2_block2"]  # the stem's layers under the stage
+    assert resnet["conv5"] == ["conv5_block1", "conv5_block2"]
+    assert resnet["input"] == resnet["head"] == [None]
+    assert blocks({"backbone": "resnet50"}) == resnet  # a map without its family: its backbone's
+    assert all(b == [None] for b in blocks({"family": "alexnet", "backbone": "alexnet"}).values())
+    # a new family is its record: the tree groups by its block_pattern
+    toy = catalog.Family("toy", tuple(STAGES), lambda _: STAGES[0], block_pattern=r"_(block\d)_")
+    monkeypatch.setitem(catalog.FAMILIES, "toy", toy)
+    assert blocks({"family": "toy"})["conv3"] == ["block1", "block2"]
+
+
 def test_worker_describer_cancel_kills_the_subprocess() -> None:
     import os
     import sys
@@ -182,7 +202,7 @@ async def test_layer_map_shown_right_after_mounting_draws_once_composed(ws: Work
 @asynctest
 async def test_run_map_is_shown_read_only(ws: Workspace) -> None:
     rid = run_with_map(ws, depth=2)
-    app = HostApp(lambda: FreezeMapScreen(run_id=rid, workspace=ws), ws)
+    app = HostApp(lambda: FreezeMapScreen(run_id=rid, workspace=ws))
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
         states = layer_states(app)
@@ -206,7 +226,7 @@ async def test_run_map_is_shown_read_only(ws: Workspace) -> None:
 @asynctest
 async def test_run_without_map_says_so(ws: Workspace) -> None:
     (rec,) = ws.create_runs([("x", PRESET, {})], preset_name="x")
-    app = HostApp(lambda: FreezeMapScreen(run_id=rec.id, workspace=ws), ws)
+    app = HostApp(lambda: FreezeMapScreen(run_id=rec.id, workspace=ws))
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
         assert "has no freeze map yet" in screen_text(app)
@@ -214,7 +234,7 @@ async def test_run_without_map_says_so(ws: Workspace) -> None:
 
 @asynctest
 async def test_unknown_run_is_one_line(ws: Workspace) -> None:
-    app = HostApp(lambda: FreezeMapScreen(run_id="r9999", workspace=ws), ws)
+    app = HostApp(lambda: FreezeMapScreen(run_id="r9999", workspace=ws))
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
         assert "r9999: no such run" in screen_text(app)
@@ -228,7 +248,7 @@ async def test_depth_and_batchnorm_keys_update_map_and_write_back(ws: Workspace,
     cache_description(ws)
     preset = tmp_path / "cifar-ft.toml"
     preset.write_text(PRESET)
-    app = HostApp(lambda: FreezeMapScreen(preset_path=str(preset), workspace=ws), ws)
+    app = HostApp(lambda: FreezeMapScreen(preset_path=str(preset), workspace=ws))
     async with app.run_test(size=(100, 30)) as pilot:
         await app.workers.wait_for_complete()
         await pilot.pause()
@@ -268,7 +288,7 @@ async def test_without_write_back_the_file_is_untouched(ws: Workspace, tmp_path:
     cache_description(ws)
     preset = tmp_path / "shipped.toml"
     preset.write_text(PRESET)
-    app = HostApp(lambda: FreezeMapScreen(preset_path=str(preset), write_back=False, workspace=ws), ws)
+    app = HostApp(lambda: FreezeMapScreen(preset_path=str(preset), write_back=False, workspace=ws))
     async with app.run_test(size=(100, 30)) as pilot:
         await app.workers.wait_for_complete()
         await pilot.pause()
@@ -291,7 +311,7 @@ async def test_uncached_backbone_is_described_in_a_thread(ws: Workspace, tmp_pat
         release.wait(10)
         return resnet_like()
 
-    app = HostApp(lambda: FreezeMapScreen(preset_path=str(preset), workspace=ws, describer=slow_describe), ws)
+    app = HostApp(lambda: FreezeMapScreen(preset_path=str(preset), workspace=ws, describer=slow_describe))
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
         assert "describing" in screen_text(app)
@@ -313,7 +333,7 @@ async def test_describe_failure_is_one_line(ws: Workspace, tmp_path: Path) -> No
     def broken(*_: Any) -> dict[str, Any]:
         raise descriptions.DescriptionError("could not describe resnet50: out of memory")
 
-    app = HostApp(lambda: FreezeMapScreen(preset_path=str(preset), workspace=ws, describer=broken), ws)
+    app = HostApp(lambda: FreezeMapScreen(preset_path=str(preset), workspace=ws, describer=broken))
     async with app.run_test(size=(100, 30)) as pilot:
         await app.workers.wait_for_complete()
         await pilot.pause()
@@ -324,7 +344,7 @@ async def test_describe_failure_is_one_line(ws: Workspace, tmp_path: Path) -> No
 async def test_invalid_preset_shows_its_error(ws: Workspace, tmp_path: Path) -> None:
     preset = tmp_path / "bad.toml"
     preset.write_text(PRESET.replace('backbone = "resnet50"', 'backbone = "resnet5O"'))
-    app = HostApp(lambda: FreezeMapScreen(preset_path=str(preset), workspace=ws, describer=never_describe), ws)
+    app = HostApp(lambda: FreezeMapScreen(preset_path=str(preset), workspace=ws, describer=never_describe))
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
         assert "model.backbone" in screen_text(app)
@@ -333,7 +353,7 @@ async def test_invalid_preset_shows_its_error(ws: Workspace, tmp_path: Path) -> 
 @asynctest
 async def test_tree_expand_and_collapse_keys(ws: Workspace) -> None:
     rid = run_with_map(ws)
-    app = HostApp(lambda: FreezeMapScreen(run_id=rid, workspace=ws), ws)
+    app = HostApp(lambda: FreezeMapScreen(run_id=rid, workspace=ws))
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
         tree = app.screen.query_one("#layer-map-tree")
@@ -351,7 +371,7 @@ async def test_explore_mode_picks_a_backbone(ws: Workspace) -> None:
         seen.append(name)
         return resnet_like()
 
-    app = HostApp(lambda: FreezeMapScreen(workspace=ws, describer=describe), ws)
+    app = HostApp(lambda: FreezeMapScreen(workspace=ws, describer=describe))
     async with app.run_test(size=(100, 30)) as pilot:
         await app.workers.wait_for_complete()
         await pilot.pause()
@@ -374,7 +394,7 @@ async def test_explore_mode_starts_on_a_cached_backbone(ws: Workspace) -> None:
         assert doc is not None, f"{name} {size} is not cached"
         return doc
 
-    app = HostApp(lambda: FreezeMapScreen(workspace=ws, describer=cached_only), ws)
+    app = HostApp(lambda: FreezeMapScreen(workspace=ws, describer=cached_only))
     async with app.run_test(size=(100, 30)) as pilot:
         await app.workers.wait_for_complete()
         await pilot.pause()
@@ -389,7 +409,7 @@ def _snap_app(ws: Workspace, tmp_path: Path) -> HostApp:
     cache_description(ws)
     preset = tmp_path / "cifar-ft.toml"
     preset.write_text(PRESET)
-    return HostApp(lambda: FreezeMapScreen(preset_path=str(preset), workspace=ws), ws)
+    return HostApp(lambda: FreezeMapScreen(preset_path=str(preset), workspace=ws))
 
 
 async def _settle(pilot: Any) -> None:
@@ -412,5 +432,5 @@ def test_snapshot_preset_expanded_160x48(snap_compare: Any, ws: Workspace, tmp_p
 
 def test_snapshot_run_80x24(snap_compare: Any, ws: Workspace) -> None:
     rid = run_with_map(ws)
-    app = HostApp(lambda: FreezeMapScreen(run_id=rid, workspace=ws), ws)
+    app = HostApp(lambda: FreezeMapScreen(run_id=rid, workspace=ws))
     assert snap_compare(app, terminal_size=(80, 24), run_before=_settle)

@@ -196,16 +196,10 @@ async def test_timer_samples_by_itself() -> None:
 
 @asynctest
 async def test_mounting_and_removing_the_pane(ws: Workspace) -> None:
-    """What the app's `g` does: mount a default pane (app.ws for owners), remove it again."""
-
-    class WsApp(App[None]):
-        def __init__(self) -> None:
-            super().__init__()
-            self.ws = ws
-
-    app = WsApp()
+    """What the app's `g` does: mount a default pane (the app's workspace names the runs), remove it again."""
+    app = App[None]()
     async with app.run_test(size=(80, 24)) as pilot:
-        await app.screen.mount(GpuPane(interval=None))
+        await app.screen.mount(GpuPane(workspace=ws, interval=None))
         await app.workers.wait_for_complete()
         await pilot.pause()
         pane = app.query_one(GpuPane)

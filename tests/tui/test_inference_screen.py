@@ -105,7 +105,7 @@ def setup(ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tup
 
 
 def make_app(ws: Workspace, source: Any, run_id: str | None = None, folder: str = "photos") -> HostApp:
-    return HostApp(lambda: InferenceScreen(run_id, workspace=ws, source=source, folder=folder), ws)
+    return HostApp(lambda: InferenceScreen(run_id, workspace=ws, source=source, folder=folder))
 
 
 async def settle(pilot: Any) -> None:
@@ -383,7 +383,6 @@ def make_cam_app(ws: Workspace, rid: str, calls: list, cam: Any = None) -> HostA
             folder="photos",
             cam_source=cam or cam_source(calls),
         ),
-        ws,
     )
 
 
@@ -591,7 +590,7 @@ async def test_same_named_images_in_two_class_folders_and_two_runs_keep_their_ow
     other = completed_run(ws)
     calls: list = []
     source, cam = Scripted(records(folder.absolute())), copying_cam_source(calls)
-    app = HostApp(lambda: InferenceScreen(rid, workspace=ws, source=source, folder=str(folder), cam_source=cam), ws)
+    app = HostApp(lambda: InferenceScreen(rid, workspace=ws, source=source, folder=str(folder), cam_source=cam))
     async with app.run_test(size=(160, 48)) as pilot:
         await classify(pilot)
         screen = screen_of(app)

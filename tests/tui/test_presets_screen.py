@@ -70,7 +70,7 @@ class Queued:
 
 def make_app(folders: tuple[Workspace, Path], **kwargs: Any) -> HostApp:
     ws, shipped = folders
-    return HostApp(lambda: PresetsScreen(workspace=ws, shipped_dir=shipped, **kwargs), ws)
+    return HostApp(lambda: PresetsScreen(workspace=ws, shipped_dir=shipped, **kwargs))
 
 
 async def settle(pilot: Any) -> None:

@@ -7,6 +7,7 @@ import io
 
 import pytest
 
+from tests.runner import nice_executor
 from tests.tui import fake_ws
 from tltui.core import protocol
 from tltui.core.protocol import Batch, EpochEnd
@@ -199,6 +200,26 @@ def test_cluster_runs_show_where_they_execute(scripted):
     rows = {r.id: r for r in store.rows()}
     assert rows[ids["completed"]].gpus == "ray:node7/0"
     assert rows[ids["queued"]].gpus == "-"  # not placed yet
+
+
+@pytest.fixture
+def nice(tmp_path, monkeypatch):
+    yield from nice_executor.install(tmp_path / "site", monkeypatch)
+
+
+def test_a_local_style_executors_runs_show_their_devices_like_local_ones(scripted, nice):
+    """An executor that does not place its own devices (``places_devices = False``, whatever its name) runs
+    on this machine's devices: the table shows those, not the executor and host; an executor not installed
+    here shows where it ran, as a cluster's does."""
+    ws, ids = scripted
+    ws.update(ids["completed"], executor="nice", host="here", gpus=[0])
+    ws.update(ids["running"], executor="nice", host="here", gpus=[])
+    ws.update(ids["failed"], executor="gone-plugin", host="node3", gpus=[])
+    store, _ = store_for(scripted)
+    rows = {r.id: r for r in store.rows()}
+    assert rows[ids["completed"]].gpus == "0"
+    assert rows[ids["running"]].gpus == "cpu"
+    assert rows[ids["failed"]].gpus == "gone-plugin:node3"
 
 
 def test_a_step_before_training_shows_as_the_runs_status_detail_until_the_next_step(scripted):

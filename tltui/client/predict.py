@@ -44,6 +44,8 @@ class PredictJob:
     Safe to use from a thread: iteration blocks on the pipe; :meth:`cancel` from
     another thread kills the worker, which ends the iteration without an error.
     Use as a context manager (or call :meth:`close`) so the worker never outlives it.
+    ``run_dir``: a completed run's folder, or a folder ``tltui export`` wrote (the exported model then
+    classifies, through its own runtime).
     """
 
     def __init__(

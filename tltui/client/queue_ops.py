@@ -38,6 +38,7 @@ __all__ = [
     "ensure_runner",
     "stop_runner",
     "wake_runner",
+    "places_devices",
 ]
 
 RUNNER_START_TIMEOUT = 15.0
@@ -72,6 +73,7 @@ def add(
     from tltui.runner.executors import default_executor
 
     settings = Settings.load(ws)
+    executor_mod.EXECUTORS.check_settings(settings)  # an executor plugin's own table, with its model
     executor = executor or default_executor(ws, settings)
     if executor not in executor_mod.EXECUTORS:
         raise WorkspaceError(f"unknown executor {executor!r} (known: {', '.join(executor_mod.EXECUTORS)})")
@@ -177,6 +179,15 @@ def unpause(ws: Workspace, *, start_runner: bool = True) -> None:
         ensure_runner(ws)
     else:
         wake_runner(ws)
+
+
+def places_devices(executor: str) -> bool:
+    """Whether runs of this executor go where it places them (a cluster's node and devices) rather
+    than on the devices of this machine that the runner gives them: what a client shows as where a
+    run executes (the app's runs table, ``queue ls``). The executor's
+    :attr:`~tltui.runner.executor.Executor.places_devices`; a name not installed here counts as placing
+    its own (:meth:`~tltui.runner.executor._Executors.places_devices`)."""
+    return executor_mod.EXECUTORS.places_devices(executor)
 
 
 # ---------------------------------------------------------------------------- the runner process

@@ -28,11 +28,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     from tltui.core import preflight, presets
     from tltui.core.settings import Settings
+    from tltui.runner.executor import EXECUTORS
 
     ws = common.workspace(args)
     path, preset = common.load_preset(args, ws)
     report = preflight.require(preset, str(path), ws)
-    Settings.load(ws)  # `queue add` refuses a bad settings.toml: say so here too
+    EXECUTORS.check_settings(Settings.load(ws))  # `queue add` refuses a bad settings.toml: say so here too
     runs = presets.expand(preset)
     notes: list[str] = []
     phases = (
@@ -121,7 +122,7 @@ def phase_rows(ws: Any, preset: Any, notes: list[str], *, quiet: bool, describe:
 
 
 def phase_text(row: dict[str, Any]) -> str:
-    from tltui.commands.freeze_map import fmt_params
+    from tltui.core import formatting as fmt
 
     es = f", early stopping {row['early_stopping_patience']}" if row["early_stopping_patience"] else ""
     sched = " cosine" if row["lr_schedule"] == "cosine" else ""
@@ -131,7 +132,7 @@ def phase_text(row: dict[str, Any]) -> str:
     )
     if row["frozen_params"] is not None:
         text += (
-            f"; backbone {fmt_params(row['frozen_params'])} frozen / "
-            f"{fmt_params(row['trainable_params'])} trainable params (+ the head)"
+            f"; backbone {fmt.params(row['frozen_params'])} frozen / "
+            f"{fmt.params(row['trainable_params'])} trainable params (+ the head)"
         )
     return text

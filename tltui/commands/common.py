@@ -26,10 +26,12 @@ def add_set(p: argparse.ArgumentParser) -> None:
     )
 
 
-def load_preset(args: argparse.Namespace, ws: Workspace | None = None) -> tuple[Path, Any]:
-    from tltui.core import presets
+def load_preset(args: argparse.Namespace, ws: Workspace) -> tuple[Path, Any]:
+    """The preset ``args.preset`` names with its ``--set`` overrides, for a command that trains it or
+    checks its data (a demo preset by name: its data is generated when missing)."""
+    from tltui.core import demo, presets
 
-    path = presets.find_preset(args.preset, ws)
+    path = demo.find_preset(args.preset, ws)
     overrides = presets.parse_set(getattr(args, "overrides", []) or [])
     return path, presets.load(path, overrides)
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from tltui.commands import common
 from tltui.core import catalog, descriptions, freeze_policy
+from tltui.core import formatting as fmt
 from tltui.core.errors import CommandError
 from tltui.core.workspace import Workspace
 
@@ -215,9 +216,9 @@ def backbone_map(ws: Workspace, args: argparse.Namespace, notes: list[str]) -> d
 
 
 def preset_map(ws: Workspace, args: argparse.Namespace, notes: list[str]) -> dict[str, Any]:
-    from tltui.core import preflight, presets
+    from tltui.core import demo, preflight, presets
 
-    path = presets.find_preset(args.ref, ws)
+    path = demo.find_preset(args.ref, ws)  # the head counts the data's classes: the demo by name gets its data
     if not path.exists():
         raise CommandError(
             f"{args.ref}: not a backbone, a preset or a run id (backbones: {', '.join(sorted(catalog.BACKBONES))})"
@@ -275,14 +276,6 @@ def _folder_classes(preset: Any) -> int | None:
 # ---------------------------------------------------------------------------- rendering
 
 
-def fmt_params(n: int) -> str:
-    if n < 10_000:
-        return str(n)
-    if n < 1_000_000:
-        return f"{n / 1000:.1f}k"
-    return f"{n / 1_000_000:.2f}M"
-
-
 def bar(frozen: int, total: int, width: int = BAR_WIDTH) -> str:
     """Frozen vs trainable parameters as ``width`` cells (blank when there are none)."""
     if total <= 0:
@@ -333,18 +326,18 @@ def render(doc: dict[str, Any], *, layers: bool = False) -> list[str]:
             out.append("  " + "-" * (len(head) - 2))
         out.append(
             f"  {s['name']:<{width}}{s['layers']:>6} {s['frozen']:>6} {s['trainable']:>6} "
-            f"{s.get('bn_inference', 0):>6} {fmt_params(s['params']):>9} {fmt_params(s['trainable_params']):>10}  "
+            f"{s.get('bn_inference', 0):>6} {fmt.params(s['params']):>9} {fmt.params(s['trainable_params']):>10}  "
             f"{bar(s['frozen_params'], s['params'])}"
         )
         if layers and s["name"] != "total":
             for r in rows_by_stage.get(s["name"], []):
                 shape = "x".join("?" if d is None else str(d) for d in (r.get("output_shape") or [])[1:])
                 out.append(
-                    f"      {r['name']:<34} {r['type']:<24} {shape:<14} {fmt_params(r['params']):>9}  {layer_state(r)}"
+                    f"      {r['name']:<34} {r['type']:<24} {shape:<14} {fmt.params(r['params']):>9}  {layer_state(r)}"
                 )
     t = doc["totals"]
     out.append(
-        f"  {fmt_params(t['trainable_params'])} of {fmt_params(t['params'])} parameters train "
+        f"  {fmt.params(t['trainable_params'])} of {fmt.params(t['params'])} parameters train "
         f"({t['trainable']} of {t['layers']} layers trainable, {t.get('bn_inference', 0)} BatchNorm in inference mode)"
     )
     if doc.get("num_classes", 0) is None:

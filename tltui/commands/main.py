@@ -12,6 +12,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from tltui import __version__
 from tltui.core.errors import TltuiError
@@ -26,6 +27,7 @@ COMMANDS = (
     "control",
     "freeze_map",
     "predict",
+    "export",
     "hub",
     "weights",
     "data",
@@ -44,6 +46,7 @@ COMMAND_MODULES = {
     "resume": "control",
     "freeze-map": "freeze_map",
     "predict": "predict",
+    "export": "export",
     "hub": "hub",
     "weights": "weights",
     "data": "data",
@@ -56,7 +59,7 @@ EXIT_USAGE = 2
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, no usage dump
+    def error(self, message: str) -> NoReturn:  # one line, no usage dump
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 

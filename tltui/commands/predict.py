@@ -1,4 +1,4 @@
-"""``tltui predict RUN_ID FOLDER``: classify a folder of images with a completed run.
+"""``tltui predict RUN_ID|EXPORT_DIR FOLDER``: classify a folder of images with a completed run or an export of one.
 
 Runs the predict worker (TensorFlow lives there, not here) through
 :class:`tltui.client.predict.PredictJob` and prints a table, JSON or a CSV file.
@@ -14,6 +14,7 @@ from typing import Any
 
 from tltui.client.predict import PredictError, PredictJob, PredictReport, Progress, Record
 from tltui.commands import common
+from tltui.core import exports
 from tltui.core.errors import CommandError
 from tltui.core.status import RunStatus
 from tltui.core.workspace import Workspace, atomic_write
@@ -25,13 +26,15 @@ MAX_TEXT_CONFUSION = 12
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "predict",
-        help="classify a folder of images with a completed run",
+        help="classify a folder of images with a completed run (or a model `tltui export` wrote)",
         description="Top-k classes for every image under FOLDER (recursive). If FOLDER has one "
         "subfolder per class name, also reports accuracy, top-5 accuracy (with 6 classes or more) and a "
         "confusion matrix. Images go through the training data's native size when it is smaller than the "
-        "model's input (CIFAR's 32x32, upscaled inside the model), as the training images did.",
+        "model's input (CIFAR's 32x32, upscaled inside the model), as the training images did. Instead of a run, "
+        "give a folder `tltui export` wrote: the exported model classifies through its own runtime (compare it "
+        "with its run with --against RUN_ID).",
     )
-    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("run_id", metavar="RUN_ID|EXPORT_DIR")
     p.add_argument("folder", metavar="FOLDER", type=Path)
     p.add_argument("--top-k", type=common.positive_int, default=5, metavar="K", help="classes per image (default 5)")
     res = p.add_mutually_exclusive_group()
@@ -55,8 +58,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--against",
-        metavar="RUN_ID_B",
-        help="classify the folder with a second run too and report where the two disagree, side by side",
+        metavar="RUN_ID_B|EXPORT_DIR",
+        help="classify the folder with a second run (or an export) too and report where the two disagree, side by side",
     )
     p.add_argument(
         "--cam",
@@ -89,9 +92,16 @@ def check_run(ws: Workspace, run_id: str) -> tuple[str, Path]:
     return rec.id, paths.dir
 
 
+def check_target(ws: Workspace, text: str) -> tuple[str, Path]:
+    """A completed run (its id and folder) or a folder ``tltui export`` wrote (``r0012 litert-int8``, its folder)."""
+    if exports.is_export(text):
+        return exports.read_manifest(text).label, Path(text).absolute()
+    return check_run(ws, text)
+
+
 def main(args: argparse.Namespace) -> int:
     ws = common.workspace(args)
-    run_id, run_dir = check_run(ws, args.run_id)
+    run_id, run_dir = check_target(ws, args.run_id)
     folder: Path = args.folder
     if not folder.exists():
         raise CommandError(f"{folder}: no such folder")
@@ -106,9 +116,11 @@ def main(args: argparse.Namespace) -> int:
             raise CommandError(f"{out_file}: folder {out_file.parent} does not exist")
     if args.cam is not None and args.cam.exists() and not args.cam.is_dir():
         raise CommandError(f"--cam {args.cam}: is a file, expected a folder (it is created if missing)")
-    other = check_run(ws, args.against) if args.against else None
-    if other is not None and other[0] == run_id:
-        raise CommandError(f"--against {args.against}: that is {run_id} itself; give another completed run")
+    other = check_target(ws, args.against) if args.against else None
+    if other is not None and other[1] == run_dir:
+        raise CommandError(
+            f"--against {args.against}: that is {run_id} itself; give another completed run or an export"
+        )
     report = _classify(run_id, run_dir, folder, args, cam_dir=args.cam)
     against = _classify(other[0], other[1], folder, args) if other is not None else None
     if args.low_res is None:  # the default followed training: say so, once

@@ -64,10 +64,10 @@ def _ws(args: argparse.Namespace) -> Any:
 
 def cmd_add(args: argparse.Namespace) -> int:
     from tltui.client import queue_ops
-    from tltui.core import presets
+    from tltui.core import demo, presets
 
     ws = _ws(args)
-    path = presets.find_preset(args.preset, ws)
+    path = demo.find_preset(args.preset, ws)  # the demo by name: its data is generated when missing
     overrides = presets.parse_set(args.overrides)
     recs = queue_ops.add(
         ws,
@@ -134,9 +134,12 @@ def queue_rows(ws: Any) -> list[dict[str, Any]]:
 
 
 def _device(row: dict[str, Any]) -> str:
+    from tltui.client.queue_ops import places_devices
+
+    cluster = places_devices(row["executor"])  # else: this machine's devices, which the runner gives
     if row["status"] != RunStatus.RUNNING:
-        return "-" if row.get("executor", "local") == "local" else row["executor"]
-    if row.get("executor", "local") != "local":
+        return row["executor"] if cluster else "-"
+    if cluster:
         return f"{row['executor']}:{row.get('host') or '?'}"
     return ",".join(f"gpu{g}" for g in row["gpus"]) if row["gpus"] else "cpu"
 

@@ -17,10 +17,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from tltui.core import presets
+    from tltui.core import demo
     from tltui.tui.app import run_app
 
     ws = common.workspace(args)
     preset = getattr(args, "preset", None)
-    run_app(ws, open_preset=presets.find_preset(preset, ws) if preset else None)
+    # opened to be queued: the demo by name gets its data as `tltui demo` does
+    run_app(ws, open_preset=demo.find_preset(preset, ws) if preset else None)
     return 0

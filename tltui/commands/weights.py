@@ -110,7 +110,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, spec in catalog.BACKBONES.items():
         wf = catalog.imagenet_weights(name, (spec.default_size, spec.default_size))
         if wf is None:

@@ -1,5 +1,5 @@
-"""The backbones tltui knows, as data: their families (stages, preprocessing, build), names,
-input sizes, and the ImageNet weights file each fetches.
+"""The backbones tltui knows, as data: their families (stages, preprocessing, build, how the
+layer map groups layers into blocks), names, input sizes, and the ImageNet weights file each fetches.
 
 Core code (presets, TUI, freeze map) reads this without importing TensorFlow;
 the worker turns an entry into a real ``keras.applications`` model, driven by the
@@ -20,9 +20,10 @@ from tltui.core.stages import HUB_STAGE, LayerInfo, NameRule, StageError, assign
 # --------------------------------------------------------------------------- backbone families
 #
 # A family is everything tltui does the same way for a group of backbones: how layers get their
-# stages, the input preprocessing, whether ``model.alpha`` applies, how the worker builds it.
-# Adding a family: a record in FAMILIES (with its rule below), its backbones in _SPECS, and its
-# row in README.md's stage table (tests/core/test_families.py checks all three agree).
+# stages, the input preprocessing, whether ``model.alpha`` applies, how the worker builds it, how
+# the layer map names its blocks. Adding a family: a record in _FAMILY_LIST (with its rule below),
+# its backbones in _SPECS (each with its ImageNet weights file), and its row in README.md's stage
+# table; CONTRIBUTING.md ("Add a backbone family") names the tests that prove each part.
 
 #: ``preprocess_input`` modes (the worker turns each into built-in layers): ``caffe`` (RGB->BGR minus
 #: the ImageNet mean), ``torch`` ([0, 1] then mean/std), ``tf`` ([-1, 1]), ``none`` (inside the model).
@@ -61,6 +62,7 @@ class Family:
     build: str = "application"  # how the worker builds it: "application" (keras.applications.<constructor>),
     #                            "tiny_cnn" (the tests' CNN), "hub" (a TF Hub module, tltui.worker.hub)
     feature_cache: bool = True  # a fully frozen backbone's features may be cached
+    block_pattern: str = ""  # a regex whose first group names a layer's block (the layer map groups by it)
 
     def __post_init__(self) -> None:
         ways = [self.rule is not None, bool(self.variants), self.by_order is not None, self.opaque]
@@ -76,6 +78,8 @@ class Family:
             raise ValueError(f"family {self.name}: no stages (an opaque family has exactly one)")
         if self.preprocess not in PREPROCESS_MODES:
             raise ValueError(f"family {self.name}: preprocess {self.preprocess!r} is not one of {PREPROCESS_MODES}")
+        if self.block_pattern and re.compile(self.block_pattern).groups < 1:
+            raise ValueError(f"family {self.name}: block_pattern needs a group that names the block")
 
     @property
     def num_stages(self) -> int:
@@ -95,6 +99,12 @@ class Family:
     def stage_names(self, layers: Sequence[LayerInfo]) -> tuple[str, ...]:
         """The stages of this backbone (``layers``), input to output."""
         return self.variant(layers).stages
+
+    def block_of(self, layer_name: str) -> str | None:
+        """The block a layer belongs to, as the layer map groups a stage's layers (``conv3_block2``);
+        ``None``: the layer is in no block (or the family names none)."""
+        m = re.search(self.block_pattern, layer_name) if self.block_pattern else None
+        return m.group(1) if m else None
 
     def assign(self, layers: Sequence[LayerInfo]) -> list[LayerInfo]:
         """``layers`` (model order) with their stage; :class:`StageError` when a layer fits no stage
@@ -229,10 +239,21 @@ def _inception_by_order(layers: Sequence[LayerInfo]) -> list[LayerInfo]:
 #: The family of a ``hub:`` backbone: one opaque stage, no feature cache.
 HUB_FAMILY = "hub"
 
+# How Keras names the blocks inside a stage (the layer map's grouping; ``Family.block_pattern``).
+_CONV_BLOCKS = r"^(conv\d+_block\d+)_"  # conv3_block2_1_conv
+_BLOCK_N = r"^(block_?\d+[a-z]?)_"  # block2a_dwconv (EfficientNet), block4_conv1 (Xception, VGG)
+
 _FAMILY_LIST = [
-    Family("resnet", _RESNET, _resnet_rule, preprocess="caffe"),
-    Family("resnet_v2", _RESNET, _resnet_rule, preprocess="tf"),
-    Family("mobilenet_v2", _MNV2, _mobilenet_v2_rule, preprocess="tf", alpha=True),
+    Family("resnet", _RESNET, _resnet_rule, preprocess="caffe", block_pattern=_CONV_BLOCKS),
+    Family("resnet_v2", _RESNET, _resnet_rule, preprocess="tf", block_pattern=_CONV_BLOCKS),
+    Family(
+        "mobilenet_v2",
+        _MNV2,
+        _mobilenet_v2_rule,
+        preprocess="tf",
+        alpha=True,
+        block_pattern=r"^(block_\d+|expanded_conv)_",  # block_3_expand; block 0 is expanded_conv_project
+    ),
     Family(
         "mobilenet_v3",
         variants=(
@@ -249,18 +270,28 @@ _FAMILY_LIST = [
             ),
         ),
         alpha=True,
+        block_pattern=r"^(expanded_conv(?:_\d+)?)[_/]",  # expanded_conv_3_expand, expanded_conv/project
     ),
-    Family("efficientnet", _EFF, _efficientnet_rule(_EFF)),
-    Family("efficientnet_v2", _EFF2, _efficientnet_rule(_EFF2)),
+    Family("efficientnet", _EFF, _efficientnet_rule(_EFF), block_pattern=_BLOCK_N),
+    Family("efficientnet_v2", _EFF2, _efficientnet_rule(_EFF2), block_pattern=_BLOCK_N),
     Family("inception_v3", _INCEPTION, by_order=_inception_by_order, preprocess="tf"),
     Family(
-        "xception", _XCEPTION, blocks("block", [range(1, 5), range(5, 13), range(13, 15)], _XCEPTION), preprocess="tf"
+        "xception",
+        _XCEPTION,
+        blocks("block", [range(1, 5), range(5, 13), range(13, 15)], _XCEPTION),
+        preprocess="tf",
+        block_pattern=_BLOCK_N,
     ),
-    Family("vgg", _VGG, blocks("block", [(1,), (2,), (3,), (4,), (5,)], _VGG), preprocess="caffe"),
-    Family("densenet", _DENSE, _densenet_rule, preprocess="torch"),
-    Family("convnext", _CONVNEXT, _convnext_rule),
+    Family(
+        "vgg", _VGG, blocks("block", [(1,), (2,), (3,), (4,), (5,)], _VGG), preprocess="caffe", block_pattern=_BLOCK_N
+    ),
+    Family("densenet", _DENSE, _densenet_rule, preprocess="torch", block_pattern=_CONV_BLOCKS),
+    # the application's name leads every layer name (convnext_tiny_stage_1_block_2_depthwise_conv)
+    Family("convnext", _CONVNEXT, _convnext_rule, block_pattern=r"(stage_\d+_block_\d+)_"),
     Family(HUB_FAMILY, (HUB_STAGE,), opaque=True, build="hub", feature_cache=False),
-    Family("tiny", _TINY, blocks("block", [(1,), (2,)], _TINY), preprocess="tf", build="tiny_cnn"),
+    Family(
+        "tiny", _TINY, blocks("block", [(1,), (2,)], _TINY), preprocess="tf", build="tiny_cnn", block_pattern=_BLOCK_N
+    ),
 ]
 
 #: Every backbone family by name: the one place a family is defined.
@@ -273,6 +304,61 @@ def family(name: str) -> Family:
         return FAMILIES[name]
     except KeyError:
         raise StageError(f"unknown backbone family {name!r}") from None
+
+
+# --------------------------------------------------------------------------- ImageNet weights
+
+_KERAS_APPS = "https://storage.googleapis.com/tensorflow/keras-applications/"
+
+
+@dataclass(frozen=True)
+class WeightsFile:
+    """The file ``keras.applications`` fetches for a backbone's ImageNet weights (include_top=False),
+    kept in Keras's cache ``$KERAS_HOME/models`` (tests check this equals what Keras requests)."""
+
+    fname: str
+    origin: str
+
+
+@dataclass(frozen=True)
+class Weights:
+    """How ``keras.applications`` names a backbone's ImageNet weights file (include_top=False):
+    ``origin`` is its URL, whose last part is the file's name. In it, ``{alpha}`` stands for the width
+    multiplier (``1.0`` when unset) and ``{side}`` for the input side when the input is square and one
+    of ``sides``, else the backbone's ``default_size`` (Keras publishes a MobileNetV2 file per side)."""
+
+    origin: str
+    sides: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        try:
+            url = self.origin.format(alpha=1.0, side=1)
+        except (KeyError, IndexError, ValueError) as e:
+            raise ValueError(f"weights {self.origin!r}: only {{alpha}} and {{side}} are filled in ({e!r})") from None
+        if ("{side}" in self.origin) != bool(self.sides):
+            raise ValueError(f"weights {self.origin!r}: {{side}} and sides go together")
+        if not url.endswith(".h5"):
+            raise ValueError(f"weights {self.origin!r}: expected the URL of an .h5 file")
+
+    def file(self, image_size: tuple[int, int] | list[int], alpha: float | None, default_side: int) -> WeightsFile:
+        """The file for an input of ``image_size`` (and MobileNet ``alpha``)."""
+        h, w = image_size
+        side = h if h == w and h in self.sides else default_side
+        url = self.origin.format(alpha=float(alpha or 1.0), side=side)
+        return WeightsFile(url.rsplit("/", 1)[1], url)
+
+
+def _keras_apps(path: str, sides: tuple[int, ...] = ()) -> Weights:
+    return Weights(_KERAS_APPS + path, sides)
+
+
+def _tf_kernels(stem: str) -> Weights:
+    """``{stem}_weights_tf_dim_ordering_tf_kernels_notop.h5``, the name of the older applications' files."""
+    return _keras_apps(f"{stem}_weights_tf_dim_ordering_tf_kernels_notop.h5")
+
+
+def _efficientnet(variant: str) -> Weights:
+    return Weights(f"https://storage.googleapis.com/keras-applications/efficientnet{variant}_notop.h5")
 
 
 # --------------------------------------------------------------------------- backbones
@@ -289,31 +375,103 @@ class BackboneSpec:
     default_size: int  # input side the ImageNet weights were trained at
     min_size: int  # smallest input side keras.applications accepts
     preprocess: str = ""  # preprocess_input mode (PREPROCESS_MODES); "": the family's
+    weights: Weights | None = None  # its ImageNet weights file; None: it has none
 
     def __post_init__(self) -> None:
         if not self.preprocess:
             object.__setattr__(self, "preprocess", family(self.family).preprocess)
+        if self.weights is not None and self.weights.sides and self.default_size not in self.weights.sides:
+            raise ValueError(f"backbone {self.name}: its weights' sides miss its default size {self.default_size}")
+
+    def imagenet_weights(
+        self, image_size: tuple[int, int] | list[int], alpha: float | None = None
+    ) -> WeightsFile | None:
+        """The file ``model.weights = "imagenet"`` downloads at ``image_size`` (and ``alpha``); ``None``: none."""
+        return self.weights.file(image_size, alpha, self.default_size) if self.weights is not None else None
 
 
 _SPECS = [
-    BackboneSpec("resnet50", "resnet", "ResNet50", "resnet50", 224, 32),
-    BackboneSpec("resnet101", "resnet", "ResNet101", "resnet", 224, 32),
-    BackboneSpec("resnet152", "resnet", "ResNet152", "resnet", 224, 32),
-    BackboneSpec("resnet50v2", "resnet_v2", "ResNet50V2", "resnet_v2", 224, 32),
-    BackboneSpec("mobilenet_v2", "mobilenet_v2", "MobileNetV2", "mobilenet_v2", 224, 32),
-    BackboneSpec("mobilenet_v3_small", "mobilenet_v3", "MobileNetV3Small", "mobilenet_v3", 224, 32),
-    BackboneSpec("mobilenet_v3_large", "mobilenet_v3", "MobileNetV3Large", "mobilenet_v3", 224, 32),
-    BackboneSpec("efficientnet_b0", "efficientnet", "EfficientNetB0", "efficientnet", 224, 32),
-    BackboneSpec("efficientnet_b1", "efficientnet", "EfficientNetB1", "efficientnet", 240, 32),
-    BackboneSpec("efficientnet_b2", "efficientnet", "EfficientNetB2", "efficientnet", 260, 32),
-    BackboneSpec("efficientnet_b3", "efficientnet", "EfficientNetB3", "efficientnet", 300, 32),
-    BackboneSpec("efficientnet_v2_b0", "efficientnet_v2", "EfficientNetV2B0", "efficientnet_v2", 224, 32),
-    BackboneSpec("inception_v3", "inception_v3", "InceptionV3", "inception_v3", 299, 75),
-    BackboneSpec("xception", "xception", "Xception", "xception", 299, 71),
-    BackboneSpec("vgg16", "vgg", "VGG16", "vgg16", 224, 32),
-    BackboneSpec("vgg19", "vgg", "VGG19", "vgg19", 224, 32),
-    BackboneSpec("densenet121", "densenet", "DenseNet121", "densenet", 224, 32),
-    BackboneSpec("convnext_tiny", "convnext", "ConvNeXtTiny", "convnext", 224, 32),
+    BackboneSpec("resnet50", "resnet", "ResNet50", "resnet50", 224, 32, weights=_tf_kernels("resnet/resnet50")),
+    BackboneSpec("resnet101", "resnet", "ResNet101", "resnet", 224, 32, weights=_tf_kernels("resnet/resnet101")),
+    BackboneSpec("resnet152", "resnet", "ResNet152", "resnet", 224, 32, weights=_tf_kernels("resnet/resnet152")),
+    BackboneSpec(
+        "resnet50v2", "resnet_v2", "ResNet50V2", "resnet_v2", 224, 32, weights=_tf_kernels("resnet/resnet50v2")
+    ),
+    BackboneSpec(
+        "mobilenet_v2",
+        "mobilenet_v2",
+        "MobileNetV2",
+        "mobilenet_v2",
+        224,
+        32,
+        weights=_keras_apps(
+            "mobilenet_v2/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{alpha}_{side}_no_top.h5",
+            sides=(96, 128, 160, 192, 224),
+        ),
+    ),
+    BackboneSpec(
+        "mobilenet_v3_small",
+        "mobilenet_v3",
+        "MobileNetV3Small",
+        "mobilenet_v3",
+        224,
+        32,
+        weights=_keras_apps("mobilenet_v3/weights_mobilenet_v3_small_224_{alpha}_float_no_top_v2.h5"),
+    ),
+    BackboneSpec(
+        "mobilenet_v3_large",
+        "mobilenet_v3",
+        "MobileNetV3Large",
+        "mobilenet_v3",
+        224,
+        32,
+        weights=_keras_apps("mobilenet_v3/weights_mobilenet_v3_large_224_{alpha}_float_no_top_v2.h5"),
+    ),
+    BackboneSpec(
+        "efficientnet_b0", "efficientnet", "EfficientNetB0", "efficientnet", 224, 32, weights=_efficientnet("b0")
+    ),
+    BackboneSpec(
+        "efficientnet_b1", "efficientnet", "EfficientNetB1", "efficientnet", 240, 32, weights=_efficientnet("b1")
+    ),
+    BackboneSpec(
+        "efficientnet_b2", "efficientnet", "EfficientNetB2", "efficientnet", 260, 32, weights=_efficientnet("b2")
+    ),
+    BackboneSpec(
+        "efficientnet_b3", "efficientnet", "EfficientNetB3", "efficientnet", 300, 32, weights=_efficientnet("b3")
+    ),
+    BackboneSpec(
+        "efficientnet_v2_b0",
+        "efficientnet_v2",
+        "EfficientNetV2B0",
+        "efficientnet_v2",
+        224,
+        32,
+        weights=_keras_apps("efficientnet_v2/efficientnetv2-b0_notop.h5"),
+    ),
+    BackboneSpec(
+        "inception_v3",
+        "inception_v3",
+        "InceptionV3",
+        "inception_v3",
+        299,
+        75,
+        weights=_tf_kernels("inception_v3/inception_v3"),
+    ),
+    BackboneSpec("xception", "xception", "Xception", "xception", 299, 71, weights=_tf_kernels("xception/xception")),
+    BackboneSpec("vgg16", "vgg", "VGG16", "vgg16", 224, 32, weights=_tf_kernels("vgg16/vgg16")),
+    BackboneSpec("vgg19", "vgg", "VGG19", "vgg19", 224, 32, weights=_tf_kernels("vgg19/vgg19")),
+    BackboneSpec(
+        "densenet121", "densenet", "DenseNet121", "densenet", 224, 32, weights=_tf_kernels("densenet/densenet121")
+    ),
+    BackboneSpec(
+        "convnext_tiny",
+        "convnext",
+        "ConvNeXtTiny",
+        "convnext",
+        224,
+        32,
+        weights=_keras_apps("convnext/convnext_tiny_notop.h5"),
+    ),
 ]
 
 BACKBONES: dict[str, BackboneSpec] = {s.name: s for s in _SPECS}
@@ -352,57 +510,17 @@ def family_of(name: str) -> Family | None:
     return FAMILIES[spec.family] if spec is not None else None
 
 
-# --------------------------------------------------------------------------- ImageNet weights
-
-_KERAS_APPS = "https://storage.googleapis.com/tensorflow/keras-applications/"
-#: Folder and file-name stem of the ``*_weights_tf_dim_ordering_tf_kernels_notop.h5`` backbones.
-_TF_KERNELS = {
-    "resnet50": "resnet/resnet50",
-    "resnet101": "resnet/resnet101",
-    "resnet152": "resnet/resnet152",
-    "resnet50v2": "resnet/resnet50v2",
-    "inception_v3": "inception_v3/inception_v3",
-    "xception": "xception/xception",
-    "vgg16": "vgg16/vgg16",
-    "vgg19": "vgg19/vgg19",
-    "densenet121": "densenet/densenet121",
-}
-_MNV2_SIZES = (96, 128, 160, 192, 224)
-
-
-@dataclass(frozen=True)
-class WeightsFile:
-    """The file ``keras.applications`` fetches for a backbone's ImageNet weights (include_top=False),
-    kept in Keras's cache ``$KERAS_HOME/models`` (tests check this equals what Keras requests)."""
-
-    fname: str
-    origin: str
-
-
 def imagenet_weights(
     name: str, image_size: tuple[int, int] | list[int], alpha: float | None = None
 ) -> WeightsFile | None:
     """Which weights file ``model.backbone = name`` at ``image_size`` (and MobileNet ``alpha``)
-    downloads; ``None`` for a backbone without ImageNet weights (test backbones, hub)."""
-    if name in _TF_KERNELS:
-        path = f"{_TF_KERNELS[name]}_weights_tf_dim_ordering_tf_kernels_notop.h5"
-        return WeightsFile(path.rsplit("/", 1)[1], _KERAS_APPS + path)
-    if name.startswith("efficientnet_b"):
-        fname = f"efficientnetb{name[-1]}_notop.h5"
-        return WeightsFile(fname, "https://storage.googleapis.com/keras-applications/" + fname)
-    if name == "efficientnet_v2_b0":
-        return WeightsFile("efficientnetv2-b0_notop.h5", _KERAS_APPS + "efficientnet_v2/efficientnetv2-b0_notop.h5")
-    if name == "convnext_tiny":
-        return WeightsFile("convnext_tiny_notop.h5", _KERAS_APPS + "convnext/convnext_tiny_notop.h5")
-    if name == "mobilenet_v2":  # Keras picks the 224 file unless the input is square and one of its sizes
-        h, w = image_size
-        rows = h if h == w and h in _MNV2_SIZES else 224
-        fname = f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{float(alpha or 1.0)}_{rows}_no_top.h5"
-        return WeightsFile(fname, _KERAS_APPS + "mobilenet_v2/" + fname)
-    if name in ("mobilenet_v3_small", "mobilenet_v3_large"):
-        fname = f"weights_mobilenet_v3_{name.rsplit('_', 1)[1]}_224_{float(alpha or 1.0)}_float_no_top_v2.h5"
-        return WeightsFile(fname, _KERAS_APPS + "mobilenet_v3/" + fname)
-    return None
+    downloads (its spec's ``weights``); ``None`` for a backbone without ImageNet weights (test
+    backbones, hub) or an unknown one."""
+    spec = lookup(name)
+    return spec.imagenet_weights(image_size, alpha) if spec is not None else None
+
+
+# --------------------------------------------------------------------------- Keras's weights cache
 
 
 def keras_cache_path(fname: str, cache_subdir: str = "models", cache_dir: str | None = None) -> Path:

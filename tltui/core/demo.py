@@ -16,6 +16,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFilter
 
+from tltui.core import presets
 from tltui.core.workspace import Workspace, atomic_write
 
 SHAPES = ("circle", "square", "triangle", "star", "cross", "ring")
@@ -150,11 +151,9 @@ def workspace_preset(ws: Workspace, name: str = DEMO_PRESET) -> Path:
     (perhaps edited) is left alone."""
     import tomlkit
 
-    from tltui.core.presets import shipped_presets_dir
-
     path = ws.presets_dir / name
     if not path.exists():
-        doc = tomlkit.parse((shipped_presets_dir() / name).read_text(encoding="utf-8"))
+        doc = tomlkit.parse((presets.shipped_presets_dir() / name).read_text(encoding="utf-8"))
         rel = Path("..") / DATA_DIR  # relative to the preset file: the workspace can move
         doc["data"]["source"] = f"folder:{rel.as_posix()}"  # type: ignore[index]
         atomic_write(path, tomlkit.dumps(doc))
@@ -172,3 +171,13 @@ def ensure_demo(ws: Workspace, name: str = DEMO_PRESET) -> Path:
     for other in DEMO_PRESETS:
         workspace_preset(ws, other)
     return workspace_preset(ws, name)
+
+
+def find_preset(ref: str, ws: Workspace) -> Path:
+    """The preset ``ref`` names (:func:`tltui.core.presets.find_preset`), for a command that trains it or
+    reads its data: a demo preset named by its name (``tltui run demo``) is the workspace's copy, with
+    the demo data generated first when it is missing (:func:`ensure_demo`)."""
+    name = f"{ref}.toml"
+    if name in DEMO_PRESETS and not Path(ref).expanduser().exists():
+        return ensure_demo(ws, name)
+    return presets.find_preset(ref, ws)

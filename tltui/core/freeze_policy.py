@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from tltui.core import stages as stages_mod
+from tltui.core import catalog
 from tltui.core.errors import TltuiError
 from tltui.core.stages import HEAD_STAGE, INPUT_STAGE, LayerInfo, StageError
 
@@ -61,7 +61,7 @@ class FreezeError(TltuiError, ValueError):
 
 def num_stages(family: str) -> int:
     """How many stages ``freeze.depth`` ranges over for a family (depth is 0..N or "all")."""
-    return stages_mod.num_stages(family)
+    return catalog.family(family).num_stages
 
 
 def validate_depth(depth: int | str, n_stages: int, what: str = "the backbone") -> None:
@@ -152,10 +152,6 @@ def standard_head(features: int | None, num_classes: int | None, dropout: float 
     head.append(LayerInfo("logits", "Dense", dense, (None, num_classes), True, HEAD_STAGE))
     head.append(LayerInfo("predictions", "Activation", 0, (None, num_classes), False, HEAD_STAGE))
     return head
-
-
-def description_layers(description: dict[str, Any]) -> list[LayerInfo]:
-    return [LayerInfo.from_dict(d) for d in description["layers"]]
 
 
 def build_map(
@@ -257,4 +253,5 @@ def _summary(base: dict[str, Any], rows: Sequence[dict[str, Any]]) -> dict[str, 
 
 def describe_stages(family: str, layers: Sequence[LayerInfo]) -> tuple[list[LayerInfo], list[str]]:
     """Assign stages to a backbone's layers; the stage order comes with them."""
-    return stages_mod.assign(family, layers), list(stages_mod.stage_names(family, layers))
+    fam = catalog.family(family)
+    return fam.assign(layers), list(fam.stage_names(layers))

@@ -42,7 +42,6 @@ from tltui.core.errors import TltuiError
 
 TARBALL_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
-TFHUB_HOSTS = ("tfhub.dev", "hub.tensorflow.google.cn")
 KAGGLE_API = "https://www.kaggle.com/api/v1/models/{owner}/{model}/{framework}/{variation}/{version}/download"
 #: Seconds a download may stall before it counts as "no network".
 DEFAULT_TIMEOUT = 30.0

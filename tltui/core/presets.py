@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import difflib
 import itertools
+import json
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from tltui.core import catalog, tomlpos
+from tltui.core import catalog, tomlpos, validation
 from tltui.core.errors import PresetError, PresetIssue, TltuiError
 
 if TYPE_CHECKING:
@@ -142,16 +143,6 @@ class TrainConfig(_Strict):
     steps_per_epoch: int | None = Field(None, ge=1)
 
 
-#: What a ``[[phases]]`` entry may set; every other field stays at the preset's value.
-PHASE_FIELDS = (
-    "freeze.depth",
-    "freeze.batchnorm",
-    "train.epochs",
-    "train.learning_rate",
-    "train.optimizer",
-    "train.lr_schedule",
-    "train.early_stopping_patience",
-)
 MAX_PHASES = 10
 
 
@@ -171,6 +162,14 @@ class PhaseTrain(_Strict):
     learning_rate: float | None = Field(None, gt=0.0, le=10.0)
     lr_schedule: Literal["constant", "cosine"] | None = None
     early_stopping_patience: int | None = Field(None, ge=0)
+
+
+#: What a ``[[phases]]`` entry may set (besides its name); every other field stays at the preset's value.
+PHASE_FIELDS = tuple(
+    f"{section}.{key}"
+    for section, model in (("freeze", PhaseFreeze), ("train", PhaseTrain))
+    for key in model.model_fields
+)
 
 
 class PhaseConfig(_Strict):
@@ -263,40 +262,37 @@ def locate(text: str, loc: tuple[str | int, ...]) -> int | None:
     return tomlpos.locate(text, ".".join(str(p) for p in loc if isinstance(p, str)))
 
 
-def _field_name(loc: tuple[str | int, ...]) -> str:
+def _field_name(loc: validation.Loc) -> str:
+    """A field as the user writes it: dotted, without list indices, phases counted from 1 (as the
+    runs table shows them)."""
+    if len(loc) >= 2 and loc[0] == "phases" and isinstance(loc[1], int):
+        loc = ("phases", str(loc[1] + 1), *loc[2:])
     return ".".join(str(p) for p in loc if isinstance(p, str)) or "(preset)"
 
 
-def _issues_from_validation(e: ValidationError, file: str, text: str | None) -> list[PresetIssue]:
-    out: list[PresetIssue] = []
-    for err in e.errors(include_url=False):
-        loc = tuple(err["loc"])
-        # pydantic reports union members as extra loc parts ("int", "literal['all']").
-        loc = tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p in _TYPE_TAGS)))
-        if len(loc) >= 2 and loc[0] == "phases" and isinstance(loc[1], int):
-            loc = ("phases", str(loc[1] + 1), *loc[2:])  # phases count from 1, as the runs table shows them
-        msg = err["msg"].removeprefix("Value error, ")
-        etype = err["type"]
-        inp = err.get("input")
-        if etype == "extra_forbidden" and loc[:1] == ("phases",):
-            msg = "a phase may set only " + ", ".join(PHASE_FIELDS) + " (and name)"
-        elif etype == "extra_forbidden":
-            msg = "unknown key (check the spelling; see the preset reference in the README)"
-        elif etype == "missing":
-            msg = "required field is missing"
-        elif not isinstance(inp, (dict, list)) or etype.endswith("_type"):
-            shown = repr(inp)
-            msg = f"{msg} (got {shown[:60]})" if "got " not in msg else msg
-        line = locate(text, loc) if text is not None else None
-        out.append(PresetIssue(file, line, _field_name(loc), msg))
-    # one line per field: unions can report the same field several times
-    seen: dict[tuple[int | None, str | None], PresetIssue] = {}
-    for issue in out:
-        seen.setdefault((issue.line, issue.field), issue)
-    return list(seen.values())
+def _unknown_key(loc: validation.Loc) -> str:
+    if loc[:1] == ("phases",):
+        return "a phase may set only " + ", ".join(PHASE_FIELDS) + " (and name)"
+    return "unknown key (check the spelling; see the preset reference in the README)"
 
 
-_TYPE_TAGS = {"int", "str", "float", "bool", "list", "dict", "function-after", "none"}
+def _issues_from_validation(
+    e: ValidationError, file: str, text: str | None, overrides: Mapping[str, Any] | None = None
+) -> list[PresetIssue]:
+    """The preset's validation errors, one issue per field; a field a ``--set`` gave names it."""
+    origins = {key: f"--set {key}={_typed(value)}" for key, value in (overrides or {}).items()}
+    return validation.issues(
+        e.errors(include_url=False), file=file, text=text, field=_field_name, unknown=_unknown_key, origins=origins
+    )
+
+
+def _typed(value: Any) -> str:
+    """A ``--set`` value as it was typed (a TOML value; a bare string as it is)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value) if isinstance(value, list | dict) else str(value)
 
 
 # --------------------------------------------------------------------------- parsing
@@ -393,7 +389,7 @@ def from_dict(
     try:
         preset = Preset.model_validate(data)
     except ValidationError as e:
-        raise PresetError(_issues_from_validation(e, file, text)) from None
+        raise PresetError(_issues_from_validation(e, file, text, overrides)) from None
     _check_sweep(preset, data, file, text)
     return preset
 
@@ -524,7 +520,9 @@ def get(preset: Preset, key: str) -> Any:
 
 
 def find_preset(ref: str, ws: Workspace | None = None) -> Path:
-    """A preset path from what the user typed: a file, or the name of a shipped or workspace preset."""
+    """A preset path from what the user typed: a file, or the name of a workspace or shipped preset
+    (the workspace's first). A lookup: it writes nothing (a command that trains the demo asks for its
+    data, :func:`tltui.core.demo.find_preset`)."""
     p = Path(ref).expanduser()
     if p.exists() or p.suffix == ".toml" or "/" in ref:
         return p
@@ -534,12 +532,43 @@ def find_preset(ref: str, ws: Workspace | None = None) -> Path:
     candidates.append(shipped_presets_dir() / f"{ref}.toml")
     for c in candidates:
         if c.exists():
-            from tltui.core.demo import DEMO_PRESETS, ensure_demo
-
-            if ws is not None and f"{ref}.toml" in DEMO_PRESETS:
-                return ensure_demo(ws, f"{ref}.toml")  # the demo's data is generated into the workspace
             return c
     return p
+
+
+@dataclass(frozen=True)
+class PresetFile:
+    """A preset file found in a presets folder, as the app's picker lists it; ``error`` (its first
+    issue) is set when it does not validate."""
+
+    path: Path
+    origin: str  #: the folder's name: "workspace", "shipped", ...
+    name: str
+    description: str
+    runs: int  #: how many runs its sweep expands to (0 when it does not validate)
+    error: str | None = None
+
+
+def discover_presets(folders: Iterable[tuple[str, Path]]) -> list[PresetFile]:
+    """Every ``*.toml`` in the ``(origin, folder)`` pairs, by name within a folder, each validated.
+
+    A name found in an earlier folder hides the same name in later ones, as :func:`find_preset`
+    resolves names (pass the workspace's folder before the shipped one). A missing folder has none.
+    """
+    out = []
+    seen: set[str] = set()
+    for origin, folder in folders:
+        for path in sorted(folder.glob("*.toml")) if folder.is_dir() else []:
+            if path.stem in seen:
+                continue
+            seen.add(path.stem)
+            try:
+                p = load(path)
+                out.append(PresetFile(path, origin, p.name, p.description, len(expand(p))))
+            except PresetError as e:
+                first = str(e.issues[0]) if e.issues else "invalid preset"
+                out.append(PresetFile(path, origin, path.stem, "", 0, error=first))
+    return out
 
 
 def shipped_presets_dir() -> Path:

@@ -11,14 +11,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from tltui.core.status import RunStatus
-
-PROTOCOL_VERSION = 1
 
 #: Metric keys as they appear in events and in run history (Keras ``logs`` names).
 METRIC_KEYS = ("loss", "acc", "top5_acc", "val_loss", "val_acc", "val_top5_acc")
@@ -305,7 +302,3 @@ class EventTail:
 def read_events(path: str | os.PathLike[str]) -> list[Event]:
     """All well-formed events of a file (a torn last line is ignored)."""
     return EventTail(path).read_new()
-
-
-def iter_events(path: str | os.PathLike[str]) -> Iterator[Event]:
-    yield from read_events(path)

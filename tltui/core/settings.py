@@ -19,6 +19,14 @@ raises: a bad key or variable keeps its default and its issue is kept in :attr:`
 :meth:`Settings.check` raises those of the tables a caller needs (a Ray job needs ``[ray]``, not
 ``[ui]``). :func:`load_keymap` reads ``keymap.toml`` with the same errors.
 
+An executor installed from another package (entry-point group
+:data:`tltui.core.plugins.EXECUTOR_GROUP`) may have a ``[NAME]`` table of its own: :meth:`Settings.load`
+accepts a table named after an installed executor and keeps it as read (the names come from the
+packages' metadata: the core never imports the runner or a plugin), and the executor validates it
+with its ``settings_model`` through :meth:`Settings.table`, with the same file:line errors. Every
+executor gets its table that way, ``[ray]`` and ``[slurm]`` too (those two are tables of
+:class:`Settings`, validated by :meth:`Settings.load` like the others).
+
 Environment variables (an empty value counts as unset):
 
 Settings overrides, applied by :meth:`Settings.load`:
@@ -65,17 +73,20 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
+from tltui.core import plugins, validation
 from tltui.core.errors import PresetError, PresetIssue
 from tltui.core.tomlpos import locate as _locate
+from tltui.core.validation import shown as _shown
 from tltui.core.workspace import SETTINGS_FILE
 
 KEYMAP_FILE = "keymap.toml"
 MAX_BYTES = 1_000_000
 DEFAULT_RAY_ADDRESS = "http://127.0.0.1:8265"
+M = TypeVar("M", bound=BaseModel)
 
 
 def _env(name: str) -> dict[str, Any]:
@@ -247,6 +258,7 @@ class Settings(_Table):
     _text: str | None = PrivateAttr(None)
     _issues: tuple[PresetIssue, ...] = PrivateAttr(())
     _from_env: dict[str, str] = PrivateAttr(default_factory=dict)
+    _executor_tables: dict[str, dict[str, Any]] = PrivateAttr(default_factory=dict)
 
     @classmethod
     def load(cls, where: Any, env: Mapping[str, str] | None = None, *, strict: bool = True) -> Settings:
@@ -259,12 +271,7 @@ class Settings(_Table):
         file = str(path)
         issues: list[PresetIssue] = []
         text, data = _read_toml(path, issues)
-        for name, value in data.items():
-            if name not in cls.TABLES:
-                what = "table" if isinstance(value, dict) else "key"
-                issues.append(
-                    PresetIssue(file, _locate(text, name), name, _unknown(what, name, list(cls.TABLES), "tables"))
-                )
+        executor_tables = _executor_tables(data, list(cls.TABLES), file, text, issues)
         tables: dict[str, _Table] = {}
         from_env: dict[str, str] = {}
         for name, model in cls.TABLES.items():
@@ -289,6 +296,7 @@ class Settings(_Table):
         issues.sort(key=lambda i: (i.file != file, i.line or 0))  # the file's in line order, then the variables
         settings = cls.model_validate(tables)
         settings._file, settings._text, settings._issues, settings._from_env = path, text, tuple(issues), from_env
+        settings._executor_tables = executor_tables
         if strict and issues:
             raise PresetError(issues)
         return settings
@@ -310,6 +318,41 @@ class Settings(_Table):
         if mine:
             raise PresetError(mine)
         return self
+
+    @property
+    def executor_tables(self) -> list[str]:
+        """The ``[NAME]`` tables of installed executor plugins found in the file, as yet unvalidated
+        (:meth:`table` validates one)."""
+        return list(self._executor_tables)
+
+    def table(self, name: str, model: type[M]) -> M:
+        """The ``[name]`` table validated by ``model`` (an executor's ``settings_model``): one of
+        :attr:`TABLES` as :meth:`load` validated it, else a plugin executor's table as read (missing:
+        ``model``'s defaults). Raises one :class:`PresetError` with every problem of the table and of
+        the file as a whole, each naming the file and line like the rest (an unknown key is one,
+        whatever ``model`` says about extra keys)."""
+        self.check(name)
+        if name in self.TABLES:
+            own = getattr(self, name)
+            if not isinstance(own, model):
+                raise self.error(name, f"[{name}] is tltui's own table, not a {model.__name__}")
+            return own
+        raw = self._executor_tables.get(name, {})
+        errors: list[dict[str, Any]] = [
+            {"type": "extra_forbidden", "loc": (key,), "msg": "", "input": v}
+            for key, v in raw.items()
+            if key not in model.model_fields
+        ]
+        table = None
+        try:
+            table = model.model_validate({k: v for k, v in raw.items() if k in model.model_fields}, strict=True)
+        except ValidationError as e:
+            errors += [dict(err) for err in e.errors(include_url=False)]
+        if errors or table is None:
+            file = str(self._file) if self._file is not None else SETTINGS_FILE
+            issues = _issues(errors, model, name, file=file, text=self._text)
+            raise PresetError(sorted(issues, key=lambda i: i.line or 0))
+        return table
 
     def error(self, field: str, message: str) -> PresetError:
         """A problem with a value found beyond the schema (``executor.default`` names no executor
@@ -388,6 +431,29 @@ def _read_toml(path: Path, issues: list[PresetIssue]) -> tuple[str | None, dict[
         return text, {}
 
 
+def _executor_tables(
+    data: Mapping[str, Any], known: list[str], file: str, text: str | None, issues: list[PresetIssue]
+) -> dict[str, dict[str, Any]]:
+    """The tables of ``data`` beyond ``known`` that are an installed executor plugin's, as read (its
+    executor validates it: :meth:`Settings.table`); any other name is appended to ``issues``."""
+    others = [name for name in data if name not in known]
+    executors = list(plugins.entry_points(plugins.EXECUTOR_GROUP)) if others else []  # names: nothing imported
+    found: dict[str, dict[str, Any]] = {}
+    for name in others:
+        value = data[name]
+        if name in executors and isinstance(value, dict):
+            found[name] = value
+        elif name in executors:
+            issues.append(
+                PresetIssue(file, _locate(text, name), name, f"expected a table [{name}], got {_shown(value)}")
+            )
+        else:
+            what = "table" if isinstance(value, dict) else "key"
+            hint = _unknown(what, name, [*known, *executors], "tables")
+            issues.append(PresetIssue(file, _locate(text, name), name, hint))
+    return found
+
+
 def _validate(model: type[_Table], raw: Mapping[str, Any], *, strict: bool) -> tuple[_Table, list[dict[str, Any]]]:
     """The table, each key that does not validate left at its default, and the errors of those."""
     data = dict(raw)
@@ -406,23 +472,9 @@ def _validate(model: type[_Table], raw: Mapping[str, Any], *, strict: bool) -> t
     return model(), errors
 
 
-_TYPE_TAGS = {
-    "str",
-    "int",
-    "float",
-    "bool",
-    "none",
-    "dict",
-    "list",
-    "function-plain",
-    "function-after",
-    "function-before",
-}
-
-
 def _issues(
     errors: list[dict[str, Any]],
-    model: type[_Table],
+    model: type[BaseModel],
     table: str,
     *,
     file: str = SETTINGS_FILE,
@@ -431,33 +483,21 @@ def _issues(
 ) -> list[PresetIssue]:
     """Pydantic errors of one table as issues, one per field: at their line of ``file``, or, for
     values from the environment (``variables``: key -> variable), naming the variable."""
-    out: dict[str, PresetIssue] = {}
-    for err in errors:
-        loc = [p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p in _TYPE_TAGS))]
-        key = str(loc[0]) if loc else ""
-        field = table + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
-        etype, inp = err["type"], err.get("input")
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        if etype == "extra_forbidden":
-            msg = _unknown("key", key, list(model.model_fields), "keys")
-        elif not isinstance(inp, dict | list) or etype.endswith("_type"):
-            msg = msg if "got " in msg else f"{msg} (got {_shown(inp)})"
-        if variables is not None:
-            out.setdefault(field, PresetIssue(variables.get(key, "environment"), None, field, msg))
-        else:
-            out.setdefault(field, PresetIssue(file, _locate(text, field), field, msg))
-    return list(out.values())
+    env = variables is not None
+    return validation.issues(
+        errors,
+        file="environment" if env else file,
+        text=None if env else text,
+        field=lambda loc: table + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc),
+        unknown=lambda loc: _unknown("key", str(loc[0]) if loc else "", list(model.model_fields), "keys"),
+        origins={f"{table}.{key}": var for key, var in (variables or {}).items()},
+    )
 
 
 def _unknown(what: str, name: str, known: list[str], plural: str) -> str:
     close = difflib.get_close_matches(name, known, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     return f"unknown {what}{hint} (known {plural}: {', '.join(known)})"
-
-
-def _shown(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:

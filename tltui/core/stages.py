@@ -18,7 +18,8 @@ model order between the ``mixedK`` concatenations instead. Every layer must get
 a stage and every stage must get at least one layer, or :class:`StageError`.
 
 This module is the mechanism; the families themselves (stage names, name rules,
-order-based rules, variants) are records in :data:`tltui.core.catalog.FAMILIES`.
+order-based rules, variants) are records in :data:`tltui.core.catalog.FAMILIES`, and a family's
+stages are asked of its record (``catalog.family("resnet").assign(layers)``).
 """
 
 from __future__ import annotations
@@ -26,12 +27,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
 from tltui.core.errors import TltuiError
-
-if TYPE_CHECKING:
-    from tltui.core.catalog import Family
 
 #: The single opaque stage of a TF Hub module (its insides are not Keras layers).
 HUB_STAGE = "hub_module"
@@ -119,28 +116,6 @@ def blocks(prefix: str, groups: Sequence[Sequence[int]], names: Sequence[str]) -
         return table.get(int(m.group(1))) if m else None
 
     return f
-
-
-def num_stages(family: str | Family) -> int:
-    """How many stages ``freeze.depth`` can freeze for a family (so depth ranges over 0..N)."""
-    return _family(family).num_stages
-
-
-def stage_names(family: str | Family, layers: Sequence[LayerInfo]) -> tuple[str, ...]:
-    """The family's stages in input-to-output order (for ``layers`` of this backbone)."""
-    return _family(family).stage_names(layers)
-
-
-def assign(family: str | Family, layers: Sequence[LayerInfo]) -> list[LayerInfo]:
-    """``layers`` (model order) with ``stage`` set. Raises :class:`StageError` when a
-    layer matches no stage or a stage matches no layer."""
-    return _family(family).assign(layers)
-
-
-def _family(family: str | Family) -> Family:
-    from tltui.core import catalog  # the registry is built from this module's pieces: import it late
-
-    return catalog.family(family) if isinstance(family, str) else family
 
 
 def assign_by_name(family: str, layers: Sequence[LayerInfo], rule: NameRule, stages: Sequence[str]) -> list[LayerInfo]:

@@ -3,8 +3,12 @@
 The scheduler (:mod:`tltui.runner.loop`) talks only to :class:`Executor` and
 :class:`Job`, so a cluster backend slots in by adding its class to :data:`EXECUTORS`
 (built-ins: Ray, Slurm), or from a separate package through the entry-point group
-``tltui.executors``; the TUI never sees executors at all (it reads the registry
-and the run's ``events.jsonl``).
+``tltui.executors``. What the scheduler needs to know about an executor is on its class, never
+in its name: :attr:`Executor.places_devices` (does it place its own devices, as a cluster's
+scheduler does, or does the runner give it this machine's GPU/CPU slots, as for ``local``?) and
+:attr:`Executor.settings_model` (its ``[NAME]`` table of ``settings.toml``). A client that holds
+only a run's executor name asks :data:`EXECUTORS` (:meth:`_Executors.places_devices`); the TUI
+never launches executors (it reads the registry and the run's ``events.jsonl``).
 
 A run's worker always appends its events to ``events.jsonl`` itself; a job's
 :meth:`Job.events` is a live convenience, never the record.
@@ -20,11 +24,18 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
+from typing import TYPE_CHECKING, ClassVar
 
-from tltui.core import protocol
+from tltui.core import plugins, protocol
+from tltui.core.errors import PresetError
 from tltui.core.protocol import Event
 from tltui.core.workspace import RunRecord, Workspace, WorkspaceError
 from tltui.runner import supervisor
+
+if TYPE_CHECKING:  # pydantic: imported only by an executor that has settings
+    from pydantic import BaseModel
+
+    from tltui.core.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -63,12 +74,33 @@ class Job(ABC):
 
 
 class Executor(ABC):
-    """Launches and re-attaches workers for one workspace."""
+    """Launches and re-attaches workers for one workspace.
 
-    name: str
+    A subclass says what it is on the class (the registry refuses one that does not): its
+    :attr:`name`, whether it :attr:`places_devices`, and, if it has settings, its
+    :attr:`settings_model`, whose validated table the instance keeps in :attr:`settings`."""
+
+    #: What ``--executor``, ``[executor] default`` and the registry call it, and its ``[NAME]`` table.
+    name: ClassVar[str]
+    #: ``True``: it places its own devices (a cluster's scheduler does): the runner submits its runs
+    #: at once, with no devices, and they take none of this machine's slots. ``False``: its workers
+    #: run on this machine's devices: the runner gives each run GPUs (or a CPU slot) from the slots
+    #: it counts over every such executor's running runs, and ``submit`` gets them.
+    places_devices: ClassVar[bool]
+    #: The pydantic model of its ``[NAME]`` table in ``settings.toml`` (``None``: it has none);
+    #: :meth:`tltui.core.settings.Settings.table` validates the table with it, unknown keys and all.
+    settings_model: ClassVar[type[BaseModel] | None] = None
 
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
+        #: The validated ``[NAME]`` table (``None`` without a :attr:`settings_model`); a problem with
+        #: it (or with the file as a whole) is a ``PresetError`` here, so it fails the run that
+        #: needed this executor and no other.
+        self.settings: BaseModel | None = None
+        if self.settings_model is not None:
+            from tltui.core.settings import Settings
+
+            self.settings = Settings.load(ws, strict=False).table(self.name, self.settings_model)
 
     @abstractmethod
     def submit(self, run_id: str, *, gpus: Sequence[int], resume: bool) -> Job:
@@ -122,6 +154,8 @@ class AdoptedJob(Job):
     """A worker started by a supervisor that died: watched by pid + start time,
     its events tailed from ``events.jsonl``."""
 
+    pid: int  # known: adoption found the worker by it
+
     def __init__(self, run_id: str, pid: int, pid_start: float | None, events_path: os.PathLike[str]) -> None:
         self.run_id = run_id
         self.pid = pid
@@ -140,9 +174,12 @@ class AdoptedJob(Job):
 
 
 class LocalExecutor(Executor):
-    """Workers as child processes on this machine (``python -m tltui.worker train``)."""
+    """Workers as child processes on this machine (``python -m tltui.worker train``), on the devices
+    the runner gives them. Subclass it for any executor whose workers run here (under ``nice``,
+    in a container): it keeps ``places_devices = False`` and the runner's slot accounting."""
 
     name = "local"
+    places_devices = False
 
     def submit(self, run_id: str, *, gpus: Sequence[int], resume: bool) -> Job:
         return LocalJob(supervisor.spawn_worker(self.ws, run_id, resume=resume, gpus=list(gpus)))
@@ -156,36 +193,51 @@ class LocalExecutor(Executor):
 
 #: The entry-point group through which an installed package adds an executor, e.g. in its pyproject.toml:
 #: ``[project.entry-points."tltui.executors"]`` ``kube = "tltui_kube:KubeExecutor"``.
-ENTRY_POINT_GROUP = "tltui.executors"
+ENTRY_POINT_GROUP = plugins.EXECUTOR_GROUP
 
 
 class _Executors(Mapping[str, type[Executor]]):
     """Executor classes by name: the built-ins, then the entry points of :data:`ENTRY_POINT_GROUP`
     (a built-in name wins). Entries are ``"module:Class"`` strings (or entry points) imported on first
     use, so neither the core nor the local executor imports ray or submitit, and asking which names
-    exist imports no executor at all."""
+    exist imports no executor at all. A class that does not load, or breaks the :class:`Executor`
+    contract, is a one-line ``WorkspaceError`` when used."""
 
     def __init__(self, builtin: dict[str, type[Executor] | str]) -> None:
         self._builtin = builtin
         self._entries: dict[str, type[Executor] | str | metadata.EntryPoint] | None = None
+        self._broken: dict[str, WorkspaceError] = {}
 
     def _all(self) -> dict[str, type[Executor] | str | metadata.EntryPoint]:
         if self._entries is None:
             entries: dict[str, type[Executor] | str | metadata.EntryPoint] = dict(self._builtin)
-            for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
-                entries.setdefault(ep.name, ep)
+            for name, ep in plugins.entry_points(ENTRY_POINT_GROUP).items():
+                entries.setdefault(name, ep)
             self._entries = entries
         return self._entries
 
     def refresh(self) -> None:
         """Read the installed entry points again (after installing a plugin in this process; tests)."""
         self._entries = None
+        self._broken = {}
 
     def __getitem__(self, name: str) -> type[Executor]:
         entries = self._all()
         entry = entries[name]
         if isinstance(entry, type):
             return entry
+        if name in self._broken:  # asked again (a runs table row): no second import
+            raise self._broken[name]
+        try:
+            cls = self._load(name, entry)
+        except WorkspaceError as e:
+            self._broken[name] = e
+            raise
+        entries[name] = cls
+        return cls
+
+    @staticmethod
+    def _load(name: str, entry: str | metadata.EntryPoint) -> type[Executor]:
         where = entry if isinstance(entry, str) else entry.value
         try:
             if isinstance(entry, str):
@@ -197,8 +249,50 @@ class _Executors(Mapping[str, type[Executor]]):
             raise WorkspaceError(f"executor {name!r} ({where}) does not load: {type(e).__name__}: {e}") from e
         if not (isinstance(cls, type) and issubclass(cls, Executor)):
             raise WorkspaceError(f"executor {name!r} ({where}) is not a tltui.runner.executor.Executor subclass")
-        entries[name] = cls
+        if getattr(cls, "name", None) != name:
+            raise WorkspaceError(f"executor {name!r} ({where}) is named {getattr(cls, 'name', None)!r}, not {name!r}")
+        if not isinstance(getattr(cls, "places_devices", None), bool):
+            raise WorkspaceError(
+                f"executor {name!r} ({where}) does not say whether it places its own devices "
+                "(places_devices = True for a cluster, False for workers on this machine)"
+            )
         return cls
+
+    def places_devices(self, name: str) -> bool:
+        """:attr:`Executor.places_devices` of the executor called ``name``, for a caller that holds only a
+        run's executor name (the app's runs table, ``queue ls``, the runner's slot count). A name that is not
+        registered here, or whose class does not load, counts as placing its own: the runner starts no run
+        of an executor it cannot load, so none holds this machine's slots, and where it ran is the better
+        thing to show."""
+        try:
+            return self[name].places_devices
+        except (KeyError, WorkspaceError):
+            return True
+
+    def check_settings(self, settings: Settings) -> None:
+        """Validate every executor plugin's ``[NAME]`` table in ``settings`` with the executor's
+        :attr:`Executor.settings_model`: one ``PresetError`` with every problem, each naming the file
+        and line (a table whose executor has no settings, or does not load, is one too). Tltui's own
+        tables, ``[ray]`` and ``[slurm]`` among them, were checked by ``Settings.load``."""
+        issues = []
+        for name in settings.executor_tables:
+            try:
+                model = self[name].settings_model
+            except KeyError:  # installed after this registry read the entry points
+                issues += settings.error(name, f"executor {name!r} is not registered in this process").issues
+                continue
+            except WorkspaceError as e:
+                issues += settings.error(name, str(e)).issues
+                continue
+            if model is None:
+                issues += settings.error(name, f"the {name!r} executor has no settings").issues
+                continue
+            try:
+                settings.table(name, model)
+            except PresetError as e:
+                issues += e.issues
+        if issues:
+            raise PresetError(issues)
 
     def __contains__(self, name: object) -> bool:
         return name in self._all()

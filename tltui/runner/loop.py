@@ -47,13 +47,13 @@ from typing import Any
 
 from tltui.core import gpus as gpus_mod
 from tltui.core import runstate
-from tltui.core.errors import TltuiError
+from tltui.core.errors import PresetError, TltuiError
 from tltui.core.protocol import EpochEnd, Event, Started
 from tltui.core.settings import RunnerSettings, Settings
 from tltui.core.status import RunStatus
 from tltui.core.workspace import RunRecord, Workspace, write_json
 from tltui.runner import supervisor
-from tltui.runner.executor import EXECUTORS, Executor, Job
+from tltui.runner.executor import EXECUTORS, Executor, Job, LocalExecutor
 
 log = logging.getLogger("tltui.runner")
 
@@ -63,9 +63,15 @@ log = logging.getLogger("tltui.runner")
 def load_settings(ws: Workspace, env: Mapping[str, str] | None = None) -> RunnerSettings:
     """The ``[runner]`` table (:class:`tltui.core.settings.RunnerSettings`, env ``TLTUI_RUNNER_<KEY>``
     wins). Read once, when the runner starts; it never dies of a bad ``settings.toml``: each problem
-    is logged in one line and that value keeps its default (``tltui queue add`` refuses the file)."""
+    (an executor plugin's table's too) is logged in one line and that value keeps its default
+    (``tltui queue add`` refuses the file)."""
     settings = Settings.load(ws, env, strict=False)
-    for issue in settings.issues:
+    issues = settings.issues
+    try:
+        EXECUTORS.check_settings(settings)
+    except PresetError as e:  # such a table fails the runs of its executor, when they start
+        issues += e.issues
+    for issue in issues:
         ours = issue.field is None or issue.field.split(".")[0] == "runner"
         log.warning("%s%s", issue, " (the runner uses the default)" if ours else "")
     return settings.runner
@@ -234,22 +240,23 @@ class Runner:
             with contextlib.suppress(KeyError, ValueError):
                 self.sel.unregister(fd)
         self._apply(run_id, t.state, evs)
-        if t.executor.name != "local":  # a cluster run: record the node it landed on
+        if t.executor.places_devices:  # a cluster run: record the node it landed on
             host = next((ev.host for ev in reversed(evs) if isinstance(ev, Started) and ev.host), None)
             if host:
                 self.ws.update(run_id, host=host)
 
     def _apply(self, run_id: str, state: runstate.RunState, evs: Sequence[Event]) -> None:
-        last_started = last_epoch = None
+        last_started: Started | None = None
+        last_epoch: EpochEnd | None = None
         for ev in evs:
             state.apply(ev)
             if isinstance(ev, Started):
                 last_started = ev
             elif isinstance(ev, EpochEnd):
                 last_epoch = ev
-        for ev in (last_started, last_epoch):
-            if ev is not None:
-                supervisor.record_event(self.ws, run_id, ev, state)
+        for last in (last_started, last_epoch):
+            if last is not None:
+                supervisor.record_event(self.ws, run_id, last, state)
 
     def step(self) -> None:
         self.reap()
@@ -299,8 +306,8 @@ class Runner:
                 continue
             if rec.owner_pid != self.me and supervisor.is_alive(rec.owner_pid, rec.owner_start):
                 continue  # a live `tltui run` (or another supervisor) watches it
-            try:
-                ex = self.executor(rec.executor if rec.executor in EXECUTORS else "local")
+            try:  # an executor this process does not know: watch its worker as a local one, by pid
+                ex = self.executor(rec.executor if rec.executor in EXECUTORS else LocalExecutor.name)
             except Exception as e:  # noqa: BLE001 - e.g. a broken [ray] table: keep supervising the other runs
                 log.warning("%s: cannot watch its %s job: %s", rec.id, rec.executor, e)
                 continue
@@ -356,13 +363,19 @@ class Runner:
         queue = self.ws.queue()
         if not queue:
             return
-        running = [r for r in self.ws.list_runs([RunStatus.RUNNING]) if r.executor == "local"]
+        # this machine's slots: what the running runs of every executor that does not place its own devices hold
+        running = [r for r in self.ws.list_runs([RunStatus.RUNNING]) if not EXECUTORS.places_devices(r.executor)]
         usage = collections.Counter(g for r in running for g in (r.gpus or []))
         cpu_used = sum(1 for r in running if not r.gpus)
         inventory = self._gpu_now() if self.gpu_indexes else {}
         held: set[int] = set()
         for rec in queue:
-            if rec.executor != "local" and rec.executor in EXECUTORS:
+            try:
+                places_devices = rec.executor in EXECUTORS and EXECUTORS[rec.executor].places_devices
+            except TltuiError as e:  # a plugin that does not load
+                self._fail_queued(rec, f"could not start the worker: {e}")
+                continue
+            if places_devices:
                 self.start(rec, [])  # a cluster schedules its own devices: submit now, it queues the job
                 continue
             want = self.ws.requested_gpus(rec.id)

@@ -1,1 +1,3 @@
-"""The Textual app. Imports core modules, never the worker and never TensorFlow."""
+"""The Textual app. Imports the core and the client (which reach the runner), never the runner
+itself, the worker or TensorFlow; its data layer (store, curves, formatting, toml_edit) imports no
+Textual (``pyproject.toml`` ``[tool.importlinter]``)."""

@@ -16,10 +16,10 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import work
-from textual.app import App, SystemCommand
+from textual.app import App
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer
@@ -28,10 +28,14 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from tltui.core.errors import PresetError, one_line
 from tltui.core.status import RunStatus
 from tltui.core.workspace import ACTIVE, RESUMABLE, Workspace
+from tltui.tui.keys import KeyCommands
 from tltui.tui.screens.base import RunsView
 from tltui.tui.screens.runs import RunsScreen
 from tltui.tui.store import Clock, RunStore, load_summary
 from tltui.tui.ticker import Ticker
+
+if TYPE_CHECKING:
+    from tltui.tui.screens.presets import PresetsScreen
 
 SUMMARY_BATCH = 25
 #: the background summaries wait for the first frame (at most this long)
@@ -41,6 +45,9 @@ FIRST_FRAME_WAIT = 2.0
 class TltuiApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "tltui"
+    #: Textual's commands, then every key of the screen on top and of the app, as the help lists
+    #: them: a screen's bindings are in the palette with nothing to add
+    COMMANDS = App.COMMANDS | {KeyCommands}
     BINDINGS = [
         Binding("question_mark", "help", "Help", id="app.help"),
         Binding("q", "quit", "Quit", id="app.quit"),
@@ -178,8 +185,8 @@ class TltuiApp(App[None]):
         self.push_screen(HelpScreen.of(self.screen))
 
     def action_queue_preset(self) -> None:
-        from tltui.core.presets import shipped_presets_dir
-        from tltui.tui.screens.dialogs import PresetPicker, discover_presets
+        from tltui.core.presets import discover_presets, shipped_presets_dir
+        from tltui.tui.screens.preset_picker import PresetPicker
 
         choices = discover_presets([("workspace", self.ws.presets_dir), ("shipped", shipped_presets_dir())])
         extra = self.open_preset
@@ -245,7 +252,7 @@ class TltuiApp(App[None]):
             return
         if not ids:
             return
-        from tltui.tui.screens.dialogs import ConfirmDialog
+        from tltui.tui.screens.confirm import ConfirmDialog
 
         def confirmed(yes: bool | None) -> None:
             if yes:
@@ -256,19 +263,19 @@ class TltuiApp(App[None]):
     def action_presets(self) -> None:
         from tltui.tui.screens.presets import PresetsScreen
 
-        self.push_screen(PresetsScreen())
+        self.push_screen(PresetsScreen(workspace=self.ws))
 
     def action_freeze_map(self) -> None:
         from tltui.tui.screens.freeze_map import FreezeMapScreen
 
         ids = self.target_ids()
-        self.push_screen(FreezeMapScreen(run_id=ids[0] if ids else None))
+        self.push_screen(FreezeMapScreen(run_id=ids[0] if ids else None, workspace=self.ws))
 
     def action_inference(self) -> None:
         from tltui.tui.screens.inference import InferenceScreen
 
         ids = [rid for rid in self.target_ids() if self._status(rid) == RunStatus.COMPLETED]
-        self.push_screen(InferenceScreen(run_id=ids[0] if ids else None))
+        self.push_screen(InferenceScreen(run_id=ids[0] if ids else None, workspace=self.ws))
 
     def action_toggle_gpu(self) -> None:
         from tltui.tui.widgets.gpu_pane import GpuPane
@@ -279,25 +286,10 @@ class TltuiApp(App[None]):
             panes.remove()
             return
         footers = screen.query(Footer)
-        screen.mount(GpuPane(), before=footers.first() if footers else None)
+        screen.mount(GpuPane(workspace=self.ws), before=footers.first() if footers else None)
 
-    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
-        commands = (
-            ("Queue a preset", "Pick a shipped or workspace preset and queue its runs", self.action_queue_preset),
-            ("Open run", "Live charts, freeze map, preset and log of the run", self.action_open),
-            ("Compare runs", "Overlay the selected runs' curves; results table; CSV export", self.action_compare),
-            ("Cancel runs", "Cancel the selected queued or running runs", self.action_cancel),
-            ("Resume runs", "Queue failed, cancelled or interrupted runs again", self.action_resume),
-            ("Delete runs", "Delete the selected runs and their files", self.action_delete),
-            ("Presets", "Browse and edit presets", self.action_presets),
-            ("Freeze map", "What trains and what is frozen, layer by layer", self.action_freeze_map),
-            ("Inference", "Classify a folder of images with a finished run", self.action_inference),
-            ("GPU pane", "Show or hide GPU (or CPU) utilisation", self.action_toggle_gpu),
-            ("Keys", "The keys of this screen and of the app", self.action_help),
-        )
-        for title, help_text, callback in commands:
-            yield SystemCommand(title, help_text, callback)
+    def on_presets_screen_queued(self, _message: PresetsScreen.Queued) -> None:
+        self.refresh_now()  # the new runs show now, not at the next registry read
 
 
 def _ids(ids: Iterable[str]) -> str:

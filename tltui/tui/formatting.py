@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from tltui.core.formatting import params as params  # parameter counts read the same in the CLI
 from tltui.core.status import RunStatus
 
-STATUS_STYLES = {
+STATUS_STYLES: dict[str, str] = {  # looked up by a record's status, a plain str
     RunStatus.QUEUED: "cyan",
     RunStatus.RUNNING: "bold yellow",
     RunStatus.COMPLETED: "green",
@@ -54,16 +55,6 @@ def bar(fraction: float, width: int) -> str:
     full, part = divmod(eighths, 8)
     partial = " ▏▎▍▌▋▊▉"[part] if part else ""
     return ("█" * full + partial).ljust(width, "·")[:width]
-
-
-def params(n: int | None) -> str:
-    if n is None:
-        return "-"
-    if n >= 1_000_000:
-        return f"{n / 1e6:.2f}M"
-    if n >= 10_000:
-        return f"{n / 1e3:.1f}k"
-    return str(n)
 
 
 def home_relative(path: Path) -> str:

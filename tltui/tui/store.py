@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tltui.client.queue_ops import places_devices
 from tltui.core.protocol import EventTail
 from tltui.core.runstate import RunState
 from tltui.core.status import RunStatus
@@ -304,7 +305,7 @@ class RunStore:
             gpus = "cpu"
         else:
             gpus = "-"
-        if rec.executor != "local" and rec.status in (
+        if places_devices(rec.executor) and rec.status in (
             RunStatus.RUNNING,
             RunStatus.COMPLETED,
             RunStatus.FAILED,

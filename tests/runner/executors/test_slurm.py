@@ -96,7 +96,7 @@ def test_a_bad_slurm_table_fails_the_executor_a_bad_other_table_does_not(ws: Wor
         f"{ws.settings_file}:2: slurm.cpus_per_task: Input should be greater than or equal to 1 (got 0)"
     ]
     ws.settings_file.write_text('[slurm]\ncpus_per_task = 2\n[ui]\nimages = "ascii"\n')
-    assert SlurmExecutor(ws).cpus_per_task == 2
+    assert SlurmExecutor(ws).settings.cpus_per_task == 2
 
 
 class _StubJob:

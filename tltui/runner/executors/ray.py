@@ -43,7 +43,7 @@ from typing import Any
 
 from tltui.core import protocol
 from tltui.core.protocol import Event
-from tltui.core.settings import Settings
+from tltui.core.settings import RaySettings
 from tltui.core.workspace import RunRecord, Workspace, WorkspaceError, atomic_write, write_json
 from tltui.runner import supervisor
 from tltui.runner.executor import Executor, Job, JobStatus
@@ -179,7 +179,7 @@ class RayJob(Job):
         if self._final is not None:
             return self._final
         now = time.monotonic()
-        if now - self._last_poll < self.ex.poll_interval:
+        if now - self._last_poll < self.ex.settings.poll_interval:
             return self._cached
         self._last_poll = now
         from ray.job_submission import JobStatus as RayStatus
@@ -192,9 +192,11 @@ class RayJob(Job):
                 return self._finish(JobStatus(alive=False, returncode=None, lost=True))
             if self._unreachable_since is None:
                 self._unreachable_since = now
-                log.warning("%s: Ray cluster at %s unreachable: %s", self.run_id, self.ex.address, e)
-            if now - self._unreachable_since >= self.ex.lost_after:
-                self._message = f"ray: cluster at {self.ex.address} unreachable for {self.ex.lost_after:.0f} s"
+                log.warning("%s: Ray cluster at %s unreachable: %s", self.run_id, self.ex.settings.address, e)
+            if now - self._unreachable_since >= self.ex.settings.lost_after:
+                self._message = (
+                    f"ray: cluster at {self.ex.settings.address} unreachable for {self.ex.settings.lost_after:.0f} s"
+                )
                 return self._finish(JobStatus(alive=False, returncode=None, lost=True))
             return self._cached
         self._unreachable_since = None
@@ -272,20 +274,12 @@ class RayExecutor(Executor):
     """
 
     name = "ray"
+    places_devices = True  # Ray places each job on a node with its GPUs
+    settings_model = RaySettings
+    settings: RaySettings
 
     def __init__(self, ws: Workspace) -> None:
         super().__init__(ws)
-        t = Settings.load(ws, strict=False).check("ray").ray
-        self.address = t.address
-        self.shared = {True: "yes", False: "no"}.get(t.shared_fs, "auto")
-        self.num_cpus = t.num_cpus
-        self.default_gpus = t.default_gpus
-        self.poll_interval = t.poll_interval
-        self.lost_after = t.lost_after
-        self.stop_wait = t.stop_wait
-        self.submit_retry = t.submit_retry
-        self.python = t.python or sys.executable
-        self.env_vars = dict(t.env_vars)
         self._client: Any = None
         self._client_lock = threading.Lock()
 
@@ -295,12 +289,23 @@ class RayExecutor(Executor):
             if self._client is None:
                 cls = _client_class()
                 try:
-                    self._client = cls(self.address)
+                    self._client = cls(self.settings.address)
                 except Exception as e:
                     raise WorkspaceError(
-                        f"cannot reach the Ray cluster at {self.address} ({e}); check [ray] address in settings.toml"
+                        f"cannot reach the Ray cluster at {self.settings.address} ({e}); check [ray] address in settings.toml"
                     ) from e
             return self._client
+
+    @property
+    def python(self) -> str:
+        """The interpreter with tltui on the nodes (``[ray] python``, else this one)."""
+        return self.settings.python or sys.executable
+
+    @property
+    def shared(self) -> str:
+        """``[ray] shared_fs`` as the relay's ``--shared`` says it: ``yes``, ``no`` or ``auto``."""
+        shared_fs = self.settings.shared_fs
+        return "auto" if shared_fs == "auto" else "yes" if shared_fs else "no"
 
     def _worker_command(self) -> list[str]:
         if os.environ.get(supervisor.WORKER_CMD_ENV):
@@ -310,11 +315,11 @@ class RayExecutor(Executor):
     def submit(self, run_id: str, *, gpus: Sequence[int], resume: bool) -> Job:
         paths = self.ws.run_paths(run_id)
         want = self.ws.requested_gpus(run_id)
-        n_gpus = self.default_gpus if want is None else want
+        n_gpus = self.settings.default_gpus if want is None else want
         token = secrets.token_hex(8)
         atomic_write(paths.dir / event_relay.TOKEN_FILE, token)
         env = {k: v for k, v in os.environ.items() if k.startswith("TLTUI_") and k != supervisor.WORKER_CMD_ENV}
-        env.update(PYTHONUNBUFFERED="1", RAY_JOB_STOP_WAIT_TIME_S=str(self.stop_wait))
+        env.update(PYTHONUNBUFFERED="1", RAY_JOB_STOP_WAIT_TIME_S=str(self.settings.stop_wait))
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", os.environ.get("TF_CPP_MIN_LOG_LEVEL", "1"))
         if n_gpus == 0:
             env["CUDA_VISIBLE_DEVICES"] = "-1"
@@ -326,7 +331,7 @@ class RayExecutor(Executor):
                 if self.shared == "no":
                     raise WorkspaceError(str(e)) from e
                 log.warning("%s", e)
-        env.update(self.env_vars)
+        env.update(self.settings.env_vars)
         cmd = [
             self.python,
             "-m",
@@ -347,14 +352,16 @@ class RayExecutor(Executor):
         if resume:
             cmd.append("--resume")
         sid = f"tltui-{run_id}-{time.strftime('%Y%m%d%H%M%S')}-{token[:6]}"
-        write_json(paths.dir / JOB_FILE, {"address": self.address, "submission_id": sid, "submitted": time.time()})
-        deadline = time.monotonic() + self.submit_retry
+        write_json(
+            paths.dir / JOB_FILE, {"address": self.settings.address, "submission_id": sid, "submitted": time.time()}
+        )
+        deadline = time.monotonic() + self.settings.submit_retry
         while True:
             try:
                 self.client.submit_job(
                     entrypoint=shlex.join(cmd),
                     submission_id=sid,
-                    entrypoint_num_cpus=self.num_cpus,
+                    entrypoint_num_cpus=self.settings.num_cpus,
                     entrypoint_num_gpus=n_gpus,
                     runtime_env={"env_vars": env},
                     metadata={"tltui_run": run_id, "tltui_workspace": str(self.ws.root)},
@@ -367,9 +374,11 @@ class RayExecutor(Executor):
                 if "try again" in str(e) and time.monotonic() < deadline:
                     time.sleep(1.0)
                     continue
-                raise WorkspaceError(f"Ray cluster at {self.address} refused the job: {e}") from e
+                raise WorkspaceError(f"Ray cluster at {self.settings.address} refused the job: {e}") from e
         with open(paths.log, "a", encoding="utf-8") as f:
-            f.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} ray job {sid} at {self.address}: {shlex.join(cmd)}\n")
+            f.write(
+                f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} ray job {sid} at {self.settings.address}: {shlex.join(cmd)}\n"
+            )
         return RayJob(self, run_id, sid)
 
     def job_id(self, run_id: str) -> str | None:
@@ -388,7 +397,10 @@ class RayExecutor(Executor):
             if _not_found(e):
                 return None
             log.warning(
-                "%s: Ray cluster at %s unreachable while adopting (%s); watching anyway", rec.id, self.address, e
+                "%s: Ray cluster at %s unreachable while adopting (%s); watching anyway",
+                rec.id,
+                self.settings.address,
+                e,
             )
         return RayJob(self, rec.id, sid)
 

@@ -57,9 +57,9 @@ from typing import Any
 
 from tltui.core import protocol, runstate
 from tltui.core.protocol import Event, Finished, Started
-from tltui.core.settings import Settings
+from tltui.core.settings import SlurmSettings
 from tltui.core.status import RunStatus
-from tltui.core.workspace import RunPaths, RunRecord, Workspace, WorkspaceError, write_json
+from tltui.core.workspace import RunPaths, RunRecord, WorkspaceError, write_json
 from tltui.runner import supervisor
 from tltui.runner.executor import Executor, Job, JobStatus
 from tltui.runner.executors import missing_extra
@@ -353,11 +353,13 @@ class SlurmJob(Job):
         if self._pending is not None:
             return self._answered()
         now = self.clock()
-        interval = min(1.0, self.ex.poll_interval) if self._finished_seen else self.ex.poll_interval
+        interval = self.ex.settings.poll_interval
+        if self._finished_seen:
+            interval = min(1.0, interval)
         if now - self._last_poll < interval:
             return JobStatus(alive=True)
         self._last_poll = now
-        if self.ex.cluster != "slurm":
+        if self.ex.settings.cluster != "slurm":
             return self._local_status()
         # squeue in a thread, so a controller that does not answer never stalls the runner's loop
         self._asked_at = now
@@ -377,13 +379,13 @@ class SlurmJob(Job):
                 self._unreachable_since = self._asked_at
                 log.warning("%s: the Slurm controller does not answer about job %s", self.run_id, self.job.job_id)
             quiet = now - max(self._unreachable_since, self._last_event)
-            if quiet < self.ex.scheduler_grace:
+            if quiet < self.ex.settings.scheduler_grace:
                 return JobStatus(alive=True)
             if self._finished_seen:  # the worker said how it ended; the scheduler cannot add to that
                 return self._end(rc=0)
             self._note(
                 f"slurm job {self.job.job_id}: no answer from the scheduler and no event from the worker "
-                f"for {quiet:.0f} s (scheduler_grace = {self.ex.scheduler_grace:g}): interrupted"
+                f"for {quiet:.0f} s (scheduler_grace = {self.ex.settings.scheduler_grace:g}): interrupted"
             )
             return self._end(rc=None, lost=True)
         self._unreachable_since = None
@@ -414,7 +416,7 @@ class SlurmJob(Job):
         (:class:`TimeLimitReached`); one that Slurm ended at the limit (``TIMEOUT``: the warning came before
         the job could take it, or never) is requeued here while the rule allows. ``spent``: submitit's own
         count ended a job from before the rule."""
-        limit = TimeLimit.load(self.paths.dir) or TimeLimit(self.ex.time_limit, self.ex.max_requeues)
+        limit = TimeLimit.load(self.paths.dir) or TimeLimit(self.ex.settings.time_limit, self.ex.settings.max_requeues)
         if spent:
             limit = replace(limit, requeues=max(limit.requeues, limit.max_requeues))
         done = runstate.load(self.paths.events).epochs_done
@@ -439,7 +441,7 @@ class SlurmJob(Job):
 
     def _local_status(self) -> JobStatus:
         """submitit's local stand-in (no scheduler): its own job state and result."""
-        raw = self.job.get_info().get("jobState", "UNKNOWN") if self.ex.cluster == "local" else None
+        raw = self.job.get_info().get("jobState", "UNKNOWN") if self.ex.settings.cluster == "local" else None
         state = str(raw).split()[0].upper() if raw else self._state()
         if raw is not None:
             self.polls += 1
@@ -469,7 +471,7 @@ class SlurmJob(Job):
         return self._end(rc=rc, lost=lost)
 
     def cancel(self, *, force: bool = False) -> None:
-        if self.ex.cluster != "slurm":  # the test stand-in: signal the worker process itself
+        if self.ex.settings.cluster != "slurm":  # the test stand-in: signal the worker process itself
             pid = runstate.load(self.paths.events).pid
             if pid and supervisor.is_alive(pid, None):
                 with contextlib.suppress(ProcessLookupError):
@@ -507,27 +509,18 @@ def _int(v: Any) -> int | None:
 
 
 class SlurmExecutor(Executor):
-    name = "slurm"
+    """Runs as Slurm jobs through submitit, as ``[slurm]`` of ``<ws>/settings.toml`` says
+    (:class:`tltui.core.settings.SlurmSettings`; a problem with it fails the run that needed it)."""
 
-    def __init__(self, ws: Workspace) -> None:
-        super().__init__(ws)
-        # validated by tltui.core.settings.SlurmSettings; a problem with [slurm] fails the run that needed it
-        t = Settings.load(ws, strict=False).check("slurm").slurm
-        self.settings = t
-        self.cluster = t.cluster
-        self.poll_interval = t.poll_interval
-        self.time_limit = t.time_limit
-        self.default_gpus = t.gpus
-        self.max_requeues = t.max_requeues
-        self.signal_delay = t.signal_delay
-        self.scheduler_grace = t.scheduler_grace
-        self.cpus_per_task = t.cpus_per_task
-        self.python = t.python or sys.executable
+    name = "slurm"
+    places_devices = True  # Slurm places each job on a node with its GPUs
+    settings_model = SlurmSettings
+    settings: SlurmSettings
 
     def _worker_command(self) -> list[str]:
         if os.environ.get(supervisor.WORKER_CMD_ENV):
             return supervisor.worker_command()
-        return [self.python, "-m", "tltui.worker"]
+        return [self.settings.python or sys.executable, "-m", "tltui.worker"]
 
     def _folder(self, run_id: str) -> Path:
         return self.ws.run_paths(run_id).dir / "slurm"
@@ -538,14 +531,14 @@ class SlurmExecutor(Executor):
         t = self.settings
         params: dict[str, Any] = {
             "name": f"tltui-{run_id}",
-            "timeout_min": self.time_limit,
-            "gpus_per_node": self.default_gpus if want is None else want,
-            "cpus_per_task": self.cpus_per_task,
+            "timeout_min": t.time_limit,
+            "gpus_per_node": t.gpus if want is None else want,
+            "cpus_per_task": t.cpus_per_task,
             "nodes": 1,
             "tasks_per_node": 1,
         }
-        if self.cluster == "slurm":
-            params["slurm_signal_delay_s"] = self.signal_delay
+        if t.cluster == "slurm":
+            params["slurm_signal_delay_s"] = t.signal_delay
         if t.mem_gb is not None:
             params["mem_gb"] = t.mem_gb
         for key in ("partition", "account", "qos", "constraint"):
@@ -561,7 +554,7 @@ class SlurmExecutor(Executor):
         submitit = _submitit()
         ex = submitit.AutoExecutor(
             folder=self._folder(run_id),
-            cluster=self.cluster,
+            cluster=self.settings.cluster,
             slurm_max_num_timeout=SUBMITIT_TIMEOUTS,
             local_max_num_timeout=SUBMITIT_TIMEOUTS,
         )
@@ -597,16 +590,20 @@ class SlurmExecutor(Executor):
             time.sleep(1.0)
 
     def submit(self, run_id: str, *, gpus: Sequence[int], resume: bool) -> Job:
-        if self.cluster == "slurm":
+        if self.settings.cluster == "slurm":
             self._cancel_previous(run_id)
-        job = self.sbatch(run_id, resume=resume, limit=TimeLimit(self.time_limit, self.max_requeues))
+        job = self.sbatch(run_id, resume=resume, limit=TimeLimit(self.settings.time_limit, self.settings.max_requeues))
         return SlurmJob(self, run_id, job)
 
     def sbatch(self, run_id: str, *, resume: bool, limit: TimeLimit) -> Any:
         """One submitit job of the run; its id, and which time-limit requeue it is, go to the run folder."""
         paths = self.ws.run_paths(run_id)
         task = WorkerTask(
-            self._worker_command(), str(paths.dir), resume, stop_wait=max(5.0, self.signal_delay / 2), limit=limit
+            self._worker_command(),
+            str(paths.dir),
+            resume,
+            stop_wait=max(5.0, self.settings.signal_delay / 2),
+            limit=limit,
         )
         limit.save(paths.dir)
         try:
@@ -621,14 +618,14 @@ class SlurmExecutor(Executor):
             paths.dir / JOB_FILE,
             {
                 "job_id": str(job.job_id),
-                "cluster": self.cluster,
+                "cluster": self.settings.cluster,
                 "folder": str(self._folder(run_id)),
                 "submitted": time.time(),
             },
         )
         with open(paths.log, "a", encoding="utf-8") as f:
             f.write(
-                f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} slurm job {job.job_id} ({self.cluster}): "
+                f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} slurm job {job.job_id} ({self.settings.cluster}): "
                 f"{' '.join(task.argv())}\n"
             )
         return job
@@ -639,6 +636,7 @@ class SlurmExecutor(Executor):
         except (OSError, ValueError):
             return None
         submitit = _submitit()
+        job: Any  # submitit's LocalJob or SlurmJob
         if info.get("cluster") in ("local", "debug"):
             from submitit.local.local import LocalJob
 

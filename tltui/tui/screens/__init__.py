@@ -4,8 +4,9 @@
   runs (the app hands them changed runs and takes its actions' targets from them).
 - Runs views: ``runs`` (home), ``run`` (one run, live), ``compare``.
 - ``presets`` (browse, edit, queue presets), ``freeze_map`` (what trains, layer by layer),
-  ``inference`` (classify a folder with a completed run): they also run on their own, hosted
-  by any app (``_support``: what they share).
-- Dialogs: ``help`` (the keys of the screen it opened on), ``dialogs`` (confirm, preset
-  picker), ``save_as`` (the presets screen's name prompt).
+  ``inference`` (classify a folder with a completed run): each gets its workspace in its
+  constructor, so any app can host it (the tests' ``HostApp`` does).
+- ``help``: the keys of the screen it opened on (:mod:`tltui.tui.keys`, as the command palette).
+- Dialogs, a ``ModalScreen[T]`` a module, answering through ``dismiss``: ``confirm`` (yes/no),
+  ``preset_picker`` (a preset to queue), ``save_as`` (the presets screen's name prompt).
 """

@@ -1,6 +1,6 @@
 """The freeze-map screen: see what trains, change depth and BatchNorm policy, write it back.
 
-Three ways in:
+Three ways in, each on the workspace it is given (``workspace=``):
 
 - ``FreezeMapScreen(run_id="r0003")``: the map the run recorded when its model
   was built (what actually trained); read-only.
@@ -35,7 +35,6 @@ from tltui.core import catalog
 from tltui.core.errors import one_line
 from tltui.core.freeze_policy import BATCHNORM_POLICIES
 from tltui.core.workspace import Workspace, WorkspaceError
-from tltui.tui.screens._support import ScreenActions, workspace_for
 from tltui.tui.widgets.layer_map import LayerMap
 
 #: ``describe(cache_dir, backbone, (h, w), alpha, on_describe) -> description``
@@ -144,7 +143,6 @@ class FreezeMapScreen(Screen[tuple[Depth, str] | None]):
     FreezeMapScreen > LayerMap { padding: 0 1; }
     """
 
-    COMMANDS = {ScreenActions}
     BINDINGS = [
         Binding("plus,equals_sign", "depth(1)", "Deeper", id="freeze_map.deeper"),
         Binding("minus,underscore", "depth(-1)", "Shallower", id="freeze_map.shallower"),
@@ -161,7 +159,7 @@ class FreezeMapScreen(Screen[tuple[Depth, str] | None]):
         *,
         preset_text: str | None = None,
         write_back: bool = True,
-        workspace: Workspace | None = None,
+        workspace: Workspace,
         describer: Describer | None = None,
     ) -> None:
         super().__init__()
@@ -169,7 +167,7 @@ class FreezeMapScreen(Screen[tuple[Depth, str] | None]):
         self.preset_path = Path(preset_path) if preset_path else None
         self._preset_text = preset_text
         self.write_back = write_back and self.preset_path is not None and run_id is None
-        self._ws = workspace
+        self.workspace = workspace
         self._describer: Describer = describer or WorkerDescriber()
         self._description: dict[str, Any] | None = None
         self._preset: Any = None  # tltui.core.presets.Preset in preset mode
@@ -200,7 +198,6 @@ class FreezeMapScreen(Screen[tuple[Depth, str] | None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.workspace = workspace_for(self.app, self._ws)
         self.set_class(self.mode == "explore", "-explore")
         if self.mode == "run":
             self._load_run()
@@ -349,7 +346,7 @@ class FreezeMapScreen(Screen[tuple[Depth, str] | None]):
             from tltui.core.presets import FreezeConfig
 
             current = self._preset.model_copy(
-                update={"freeze": FreezeConfig(depth=self.depth, batchnorm=self.batchnorm)}  # type: ignore[arg-type]
+                update={"freeze": FreezeConfig.model_validate({"depth": self.depth, "batchnorm": self.batchnorm})}
             )
             notes += [f"⚠ {w}" for w in preflight.recipe_warnings(current)]
             swept = [k for k in self._preset.sweep if k.startswith("freeze.")]

@@ -1,18 +1,20 @@
-"""Help: the keys of the screen it opened on and of the app, from their bindings so it never drifts."""
+"""Help: the keys of the screen it opened on and of the app, from their bindings so it never drifts
+(:mod:`tltui.tui.keys`, which the command palette reads too)."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
-from textual.app import App, ComposeResult
-from textual.binding import Binding, BindingType
+from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
+
+from tltui.tui.keys import key_sections
 
 INTRO = (
     "tltui: queue transfer-learning runs, watch them live, compare them. Runs keep training when "
@@ -24,44 +26,9 @@ INTRO = (
 KeyRow = tuple[str, str, str]
 
 
-def key_rows(app: App[Any], bindings: list[BindingType], live: dict[str, list[Binding]]) -> list[KeyRow]:
-    """One row per binding with a description (hidden ones too: the footer has no room for them).
-
-    ``live``: the active bindings by id, so a key remapped in the keymap shows as remapped; a
-    binding not active now (its key taken by the focused widget) shows its declared keys.
-    """
-    rows = []
-    for entry in bindings:
-        declared = list(Binding.make_bindings([entry]))  # "plus,equals_sign": one per key
-        first = declared[0]
-        if first.description:
-            keys = live.get(first.id or "") or declared
-            rows.append((" ".join(app.get_key_display(b) for b in keys), first.description, first.id or ""))
-    return rows
-
-
 def help_sections(screen: Screen[Any]) -> list[tuple[str, list[KeyRow]]]:
     """What the help shows for ``screen``: the keys it declares, then the app's (every screen)."""
-    app = screen.app
-    live: dict[str, list[Binding]] = {}
-    for active in screen.active_bindings.values():
-        if active.binding.id:
-            live.setdefault(active.binding.id, []).append(active.binding)
-    name = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", type(screen).__name__.removesuffix("Screen")).capitalize()
-    app_bindings = list(app.BINDINGS)
-    if app.ENABLE_COMMAND_PALETTE:
-        app_bindings.append(
-            Binding(
-                app.COMMAND_PALETTE_BINDING,
-                "command_palette",
-                "Command palette",
-                key_display=app.COMMAND_PALETTE_DISPLAY,
-            )
-        )
-    return [
-        (f"This screen: {name}", key_rows(app, screen.BINDINGS, live)),
-        ("App: every screen", key_rows(app, app_bindings, live)),
-    ]
+    return [(title, [(k.keys, k.description, k.id) for k in keys]) for title, keys in key_sections(screen)]
 
 
 def keys_table(title: str, rows: list[KeyRow]) -> Table:

@@ -32,7 +32,6 @@ from tltui.core.errors import one_line
 from tltui.core.protocol import top_k_na
 from tltui.core.status import RunStatus
 from tltui.core.workspace import Workspace, atomic_write
-from tltui.tui.screens._support import ScreenActions, workspace_for
 from tltui.tui.widgets.thumbnail import Thumbnail
 
 #: ``source(run_dir, folder, low_res) -> records``; the default runs the predict worker. ``low_res``:
@@ -41,7 +40,6 @@ Source = Callable[[Path, Path, bool | None], Iterable[Any]]
 
 #: Records handed to the UI at once at most (a Progress record also flushes).
 FLUSH_EVERY = 64
-FILTERS = ("all", "misclassified", "skipped")
 
 
 #: ``cam_source(run_dir, image, out_file, low_res) -> out_file``: the Grad-CAM overlay of one image's
@@ -202,7 +200,6 @@ class InferenceScreen(Screen[None]):
     InferenceScreen #inf-pairs { height: 1fr; }
     """
 
-    COMMANDS = {ScreenActions}
     BINDINGS = [
         Binding("ctrl+r", "start", "Classify", id="inference.start"),
         Binding("ctrl+o", "browse", "Browse", id="inference.browse"),
@@ -221,14 +218,14 @@ class InferenceScreen(Screen[None]):
         self,
         run_id: str | None = None,
         *,
-        workspace: Workspace | None = None,
+        workspace: Workspace,
         source: Source | None = None,
         folder: str | None = None,
         cam_source: CamSource | None = None,
     ) -> None:
         super().__init__()
         self.run_id = run_id
-        self._ws = workspace
+        self.workspace = workspace
         self._source = source or default_source
         self._cam_source = cam_source or default_cam_source
         self.pair: tuple[str, str] | None = None  # the confused pair whose images the table shows
@@ -281,7 +278,6 @@ class InferenceScreen(Screen[None]):
         return p.parent if p.parent.is_dir() else Path.cwd()
 
     def on_mount(self) -> None:
-        self.workspace = workspace_for(self.app, self._ws)
         table = self.query_one("#inf-table", DataTable)
         wide = self.app.size.width >= 120
         table.add_column("file", key="file", width=36 if wide else 18)

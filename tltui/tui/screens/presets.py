@@ -23,6 +23,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, OptionList, Static, TextArea
@@ -30,7 +31,6 @@ from textual.widgets.option_list import Option
 
 from tltui.core.errors import one_line
 from tltui.core.workspace import RunRecord, Workspace, atomic_write
-from tltui.tui.screens._support import ScreenActions, workspace_for
 from tltui.tui.screens.save_as import SaveAsDialog
 from tltui.tui.toml_edit import TomlEditError, set_keys
 from tltui.tui.widgets.preset_form import PresetForm
@@ -86,7 +86,16 @@ class Validation:
 
 
 class PresetsScreen(Screen[None]):
-    """Shipped and workspace presets with a synchronised form + TOML editor."""
+    """Shipped and workspace presets of ``workspace`` with a synchronised form + TOML editor.
+
+    Posts :class:`Queued` when it queued runs (the app re-reads the registry at once)."""
+
+    class Queued(Message):
+        """Runs were queued from the screen (ids in order)."""
+
+        def __init__(self, run_ids: list[str]) -> None:
+            super().__init__()
+            self.run_ids = run_ids
 
     DEFAULT_CSS = """
     PresetsScreen { layout: vertical; }
@@ -104,7 +113,6 @@ class PresetsScreen(Screen[None]):
     PresetsScreen #preset-status { height: auto; max-height: 6; padding: 0 1; border-top: hkey $primary 40%; }
     """
 
-    COMMANDS = {ScreenActions}
     BINDINGS = [
         Binding("ctrl+s", "save", "Save", id="presets.save"),
         Binding("f2", "save_as", "Save as", id="presets.save_as"),
@@ -120,13 +128,13 @@ class PresetsScreen(Screen[None]):
     def __init__(
         self,
         *,
-        workspace: Workspace | None = None,
+        workspace: Workspace,
         shipped_dir: Path | None = None,
         queue: QueueFn | None = None,
         select: str | Path | None = None,
     ) -> None:
         super().__init__()
-        self._ws = workspace
+        self.workspace = workspace
         self._shipped_dir = shipped_dir
         self._queue_fn = queue or default_queue
         self._select = Path(select) if select else None
@@ -155,7 +163,6 @@ class PresetsScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.workspace = workspace_for(self.app, self._ws)
         if self._shipped_dir is None:
             from tltui.core.presets import shipped_presets_dir
 
@@ -457,13 +464,11 @@ class PresetsScreen(Screen[None]):
             ws.close()
         ids = [r.id for r in runs]
         shown = ", ".join(ids) if len(ids) <= 4 else f"{ids[0]} … {ids[-1]}"
-        self.app.call_from_thread(self._queued, f"queued {len(ids)} run{'s' if len(ids) != 1 else ''}: {shown}")
+        self.app.call_from_thread(self._queued, ids, f"queued {len(ids)} run{'s' if len(ids) != 1 else ''}: {shown}")
 
-    def _queued(self, message: str) -> None:
+    def _queued(self, ids: list[str], message: str) -> None:
         self.notify(message)
-        refresh = getattr(self.app, "refresh_now", None)
-        if callable(refresh):
-            refresh()
+        self.post_message(self.Queued(ids))
 
     def action_freeze_map(self) -> None:
         if self.current is None:

@@ -117,6 +117,7 @@ class RunScreen(RunsView):
         Binding("r", "app.resume", "Resume", id="run.resume"),
         Binding("f", "app.freeze_map", "Freeze map", id="run.freeze_map"),
         Binding("i", "app.inference", "Inference", show=False, id="run.inference"),
+        Binding("e", "export", "Export", id="run.export"),  # a completed run only (check_action)
     ]
     #: the app redraws this screen at most this often (six plotext charts per redraw)
     redraw_seconds: ClassVar[float] = 0.25
@@ -136,6 +137,7 @@ class RunScreen(RunsView):
         self._chart_version = -1
         self._chart_at = float("-inf")
         self._header: tuple[str, str] | None = None
+        self._status: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(id="run-header")
@@ -214,6 +216,9 @@ class RunScreen(RunsView):
 
     def redraw(self) -> None:
         snap = self.app.store.snapshot(self.run_id)
+        if snap.row.status != self._status:  # the export key shows once the run completes
+            self._status = snap.row.status
+            self.refresh_bindings()
         self._draw_header(snap)
         self._draw_charts(snap)
         if snap.history and snap.history[-1]["epoch"] != self._moved_epoch:
@@ -383,3 +388,15 @@ class RunScreen(RunsView):
         self.logy = not self.logy
         self.redraw()
         self.notify(f"log-y loss {'on' if self.logy else 'off'}", timeout=2)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "export":  # only a completed run has a model to export
+            rec = self.app.store.record(self.run_id)
+            return rec is not None and rec.status == RunStatus.COMPLETED
+        return True
+
+    def action_export(self) -> None:
+        """The export dialog: format, quantization, then the figures measured against the run."""
+        from tltui.tui.screens.export import ExportDialog
+
+        self.app.push_screen(ExportDialog(self.run_id, self.app.ws.run_paths(self.run_id).dir))

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from rich.text import Text
 from textual import work
@@ -19,6 +18,7 @@ from textual.message import Message
 from textual.widget import Widget
 
 from tltui.core.status import RunStatus
+from tltui.core.workspace import Workspace
 
 HISTORY = 60
 SPARKS = "▁▂▃▄▅▆▇█"
@@ -104,7 +104,7 @@ def system_sampler(running_gpus: Callable[[], dict[str, list[int] | None]] | Non
     return sample
 
 
-def workspace_running_gpus(ws: Any) -> Callable[[], dict[str, list[int] | None]]:
+def workspace_running_gpus(ws: Workspace) -> Callable[[], dict[str, list[int] | None]]:
     """``{run_id: gpus}`` of the running runs of workspace ``ws`` (for :func:`system_sampler`)."""
 
     def read() -> dict[str, list[int] | None]:
@@ -139,7 +139,8 @@ class _History:
 class GpuPane(Widget):
     """Per-GPU utilisation/memory sparklines, or CPU/RAM without GPUs.
 
-    ``interval=None`` disables the timer (tests call :meth:`sample_now`).
+    Without a ``sampler``, it samples the system; with a ``workspace``, it names the runs of that
+    workspace that use each device. ``interval=None`` disables the timer (tests call :meth:`sample_now`).
     """
 
     DEFAULT_CSS = """
@@ -161,6 +162,7 @@ class GpuPane(Widget):
         self,
         sampler: Sampler | None = None,
         *,
+        workspace: Workspace | None = None,
         interval: float | None = 1.0,
         name: str | None = None,
         id: str | None = None,
@@ -168,11 +170,12 @@ class GpuPane(Widget):
     ) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self._sampler = sampler
+        self._workspace = workspace
         self._interval = interval
         self._history: dict[str, _History] = {}
         self._last: PaneSample | None = None
         self._in_flight = False
-        self._own_ws: Any = None
+        self._own_ws: Workspace | None = None
         self.border_title = "GPUs"
 
     @property
@@ -191,13 +194,10 @@ class GpuPane(Widget):
             self._own_ws.close()
 
     def _default_running_gpus(self) -> Callable[[], dict[str, list[int] | None]] | None:
-        from tltui.core.workspace import Workspace
-
-        ws = getattr(self.app, "ws", None)
-        if not isinstance(ws, Workspace):
+        if self._workspace is None:
             return None
         # the sampler thread reads the registry on its own connection
-        self._own_ws = Workspace(ws.root, create=False)
+        self._own_ws = Workspace(self._workspace.root, create=False)
         return workspace_running_gpus(self._own_ws)
 
     def sample_now(self) -> None:

@@ -8,7 +8,6 @@ Pure rendering: the widget never computes a policy itself.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +18,9 @@ from textual.containers import Vertical
 from textual.widget import Widget
 from textual.widgets import Static, Tree
 from textual.widgets.tree import TreeNode
+
+from tltui.core import catalog
+from tltui.core import formatting as fmt
 
 FROZEN = "frozen"
 TRAINABLE = "trainable"
@@ -35,13 +37,6 @@ STATE_STYLE = {
     NO_WEIGHTS: "dim",
 }
 STATE_STYLE_ALT = {FROZEN: "#3a5fa0", TRAINABLE: "#3aa03a", BN_INFERENCE: "#d7af5f", BN_AFFINE: "#afd75f"}
-
-_BLOCK_PATTERNS = [
-    re.compile(r"^(conv\d+_block\d+)_"),  # ResNet, DenseNet
-    re.compile(r"(stage_\d+_block_\d+)_"),  # ConvNeXt
-    re.compile(r"^(block_?\d+[a-z]?)_"),  # MobileNetV2, EfficientNet, Xception, VGG
-    re.compile(r"^(expanded_conv(?:_\d+)?)[_/]"),  # MobileNetV3
-]
 
 
 @dataclass(frozen=True)
@@ -79,14 +74,6 @@ class StageSummary:
     params: int
     trainable_params: int
     state: str  # of the layers that decide it: see :func:`deciding`
-
-
-def format_params(n: int) -> str:
-    if n >= 1_000_000:
-        return f"{n / 1e6:.2f}M"
-    if n >= 10_000:
-        return f"{n / 1e3:.1f}k"
-    return str(n)
 
 
 def format_shape(shape: Any) -> str:
@@ -167,12 +154,34 @@ def stages_of(rows: Sequence[LayerRow]) -> list[StageSummary]:
     ]
 
 
-def block_of(name: str) -> str | None:
-    for pat in _BLOCK_PATTERNS:
-        m = pat.search(name)
-        if m:
-            return m.group(1)
-    return None
+def family_of(freeze_map: Mapping[str, Any]) -> catalog.Family | None:
+    """The backbone family of a freeze map (its ``family``, else its backbone's); ``None``: unknown."""
+    fam = catalog.FAMILIES.get(str(freeze_map.get("family")))
+    return fam if fam is not None else catalog.family_of(str(freeze_map.get("backbone", "")))
+
+
+def stage_blocks(
+    rows: Sequence[LayerRow], family: catalog.Family | None
+) -> list[tuple[StageSummary, list[tuple[str | None, list[LayerRow]]]]]:
+    """Stages in model order, each with its runs of layers by block as ``family`` names them
+    (``None``: layers directly under the stage); a stage of one block, or none, is not split."""
+    by_stage: dict[str, list[LayerRow]] = {}
+    for r in rows:
+        by_stage.setdefault(r.stage, []).append(r)
+    out = []
+    for s in stages_of(rows):
+        blocks: list[tuple[str | None, list[LayerRow]]] = []
+        for r in by_stage[s.name]:
+            b = family.block_of(r.name) if family is not None else None
+            if blocks and blocks[-1][0] == b:
+                blocks[-1][1].append(r)
+            else:
+                blocks.append((b, [r]))
+        named = {b for b, _ in blocks if b is not None}
+        if len(named) <= 1:  # one block (or none) is no structure: flatten
+            blocks = [(None, by_stage[s.name])]
+        out.append((s, blocks))
+    return out
 
 
 def strip(rows: Sequence[LayerRow], width: int) -> Text:
@@ -226,7 +235,7 @@ def _layer_label(r: LayerRow, name_width: int) -> Text:
     t = _state_text(r.state)
     t.append(f" {r.name:<{name_width}}")
     t.append(f" {r.type:<20}", style="dim")
-    t.append(f" {format_params(r.params):>7}" if r.params else "        ", style="bold" if r.params else "")
+    t.append(f" {fmt.params(r.params):>7}" if r.params else "        ", style="bold" if r.params else "")
     t.append(f"  {r.output_shape}", style="dim")
     if r.moved_error:
         t.append(f"  {format_moved(r.moved)}  frozen but moved!", style="bold red")
@@ -244,14 +253,14 @@ def _stage_label(s: StageSummary) -> Text:
     counts = [(s.trainable, TRAINABLE), (s.frozen, FROZEN), (s.bn_inference, "BN inference")]
     t.append("  " + ", ".join(f"{n} {what}" for n, what in counts if n))
     if s.params:
-        t.append(f"  {format_params(s.trainable_params)}/{format_params(s.params)} params train", style="dim")
+        t.append(f"  {fmt.params(s.trainable_params)}/{fmt.params(s.params)} params train", style="dim")
     return t
 
 
 def _block_label(name: str, rs: Sequence[LayerRow]) -> Text:
     t = _state_text(state_of(rs))
     t.append(f" {name}")
-    t.append(f"  {len(rs)} layers, {format_params(sum(r.params for r in rs))} params", style="dim")
+    t.append(f"  {len(rs)} layers, {fmt.params(sum(r.params for r in rs))} params", style="dim")
     return t
 
 
@@ -263,7 +272,7 @@ def summary(freeze_map: Mapping[str, Any], rows: Sequence[LayerRow]) -> Text:
     t = Text(no_wrap=True, overflow="ellipsis")
     t.append(str(freeze_map.get("backbone", "?")), style="bold")
     t.append(f" · depth {freeze_map.get('depth', '?')} · BatchNorm {freeze_map.get('batchnorm', '?')}")
-    t.append(f" · {format_params(trainable)}/{format_params(total)} params train{pct}")
+    t.append(f" · {fmt.params(trainable)}/{fmt.params(total)} params train{pct}")
     t.append("\nlayers with weights: ")
     t.append(f"{counts[TRAINABLE]} trainable", style=STATE_STYLE[TRAINABLE])
     t.append(", ")
@@ -368,24 +377,7 @@ class LayerMap(Vertical):
             child.collapse_all()
 
     def _groups(self) -> list[tuple[StageSummary, list[tuple[str | None, list[LayerRow]]]]]:
-        """Stages in order, each with its blocks (``None``: layers directly under the stage)."""
-        by_stage: dict[str, list[LayerRow]] = {}
-        for r in self.rows:
-            by_stage.setdefault(r.stage, []).append(r)
-        out = []
-        for s in stages_of(self.rows):
-            blocks: list[tuple[str | None, list[LayerRow]]] = []
-            for r in by_stage[s.name]:
-                b = block_of(r.name)
-                if blocks and blocks[-1][0] == b:
-                    blocks[-1][1].append(r)
-                else:
-                    blocks.append((b, [r]))
-            named = {b for b, _ in blocks if b is not None}
-            if len(named) <= 1:  # one block (or none) is no structure: flatten
-                blocks = [(None, by_stage[s.name])]
-            out.append((s, blocks))
-        return out
+        return stage_blocks(self.rows, family_of(self.freeze_map))
 
     def _name_width(self) -> int:
         return min(32, max((len(r.name) for r in self.rows), default=8))

@@ -48,13 +48,13 @@ def protocol_widget(renderer: str) -> type[Widget] | None:
 
 def load_preview(path: str | Path, max_size: tuple[int, int] = MAX_SOURCE) -> Image.Image:
     """Decode ``path`` into a small RGB image. Raises ``OSError``/``ValueError`` with a short reason."""
-    with Image.open(path) as im:
-        w, h = im.size
+    with Image.open(path) as src:
+        w, h = src.size
         if w * h > MAX_PIXELS:
             raise ValueError(f"image is {w}x{h}, too large to preview")
-        im.draft("RGB", max_size)  # JPEG: decode at reduced scale
-        im.seek(0)  # first frame of GIF/TIFF
-        im = ImageOps.exif_transpose(im) or im
+        src.draft("RGB", max_size)  # JPEG: decode at reduced scale
+        src.seek(0)  # first frame of GIF/TIFF
+        im: Image.Image = ImageOps.exif_transpose(src) or src
         if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
             im = im.convert("RGBA")
             flat = Image.new("RGB", im.size, (0, 0, 0))
@@ -78,6 +78,7 @@ def half_blocks(image: Image.Image, width: int, height: int) -> Text:
     ph += ph % 2  # whole cells
     small = image.resize((pw, ph), Image.Resampling.BOX).convert("RGB")
     px = small.load()
+    assert px is not None  # None only for an image not decoded yet; resize() returned a decoded one
     pad_left = (width - pw) // 2
     pad_top = max(0, (height - ph // 2) // 2)
     out = Text(no_wrap=True, overflow="crop")

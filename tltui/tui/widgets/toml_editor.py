@@ -1,13 +1,15 @@
 """A TextArea for TOML: syntax colours and error lines marked in red.
 
-Syntax colours come from tree-sitter when it is installed (``textual[syntax]``),
-else from a small line highlighter (tables, keys, strings, numbers, comments),
-so the editor is readable either way.
+Syntax colours come from the TextArea's own TOML support when tree-sitter and its TOML grammar
+are installed (``textual[syntax]``), else from a small line highlighter (tables, keys, strings,
+numbers, comments), so the editor is readable either way. Only public APIs decide which:
+the grammar's packages, ``TextArea(language=...)`` and :attr:`TextArea.is_syntax_aware`.
 """
 
 from __future__ import annotations
 
 import re
+from functools import cache
 
 from rich.style import Style
 from rich.text import Text
@@ -40,10 +42,17 @@ def _comment_start(line: str) -> int | None:
     return None
 
 
-def _tree_sitter_toml() -> bool:
-    from textual._tree_sitter import TREE_SITTER, get_language
+@cache
+def toml_grammar() -> bool:
+    """Whether tree-sitter and its TOML grammar load (what ``TextArea(language="toml")`` needs)."""
+    try:
+        import tree_sitter_toml
+        from tree_sitter import Language
 
-    return bool(TREE_SITTER and get_language("toml") is not None)
+        Language(tree_sitter_toml.language())
+    except Exception:  # noqa: BLE001 - missing (ImportError) or unloadable (OSError, ValueError, ...): plain text
+        return False
+    return True
 
 
 class TomlEditor(TextArea):
@@ -55,11 +64,16 @@ class TomlEditor(TextArea):
     """
 
     def __init__(self, *, id: str | None = None) -> None:
-        ts = _tree_sitter_toml()
         super().__init__(
-            "", language="toml" if ts else None, show_line_numbers=True, soft_wrap=False, tab_behavior="indent", id=id
+            "",
+            language="toml" if toml_grammar() else None,
+            show_line_numbers=True,
+            soft_wrap=False,
+            tab_behavior="indent",
+            id=id,
         )
-        self._simple_highlight = not ts
+        # whatever the grammar, the TextArea may not parse (a Textual without tree-sitter): then ours colours
+        self._simple_highlight = not self.is_syntax_aware
         self._error_lines: frozenset[int] = frozenset()
 
     @property
