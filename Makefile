@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 DEMO_WS ?= .tltui-demo
 
-.PHONY: install run lint test test-fast bench clean
+.PHONY: install run lint test test-fast bench docs clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+# the preset and settings reference (docs/reference/) from the pydantic models
+docs: $(STAMP)
+	$(PY) -m tltui.core.reference
 
 clean:
 	rm -rf $(VENV) $(DEMO_WS) .pytest_cache
