@@ -1,6 +1,6 @@
 """``python -m bench [NAME ...] [--tiny]``: run the benchmarks (all by default) and print their ratios.
 
-Names: harness, pipeline, folder, feature_cache, tui, workspace, gpu_options, export. Also prints the
+Names: harness, pipeline, folder, feature_cache, tui, workspace, density, gpu_options, export, sweep. Also prints the
 machine, versions and load, for ``docs/benchmarks.md``.
 """
 
@@ -14,7 +14,18 @@ import traceback
 
 from bench import machine, tf_versions
 
-ORDER = ["harness", "pipeline", "folder", "feature_cache", "tui", "workspace", "gpu_options", "export"]
+ORDER = [
+    "harness",
+    "pipeline",
+    "folder",
+    "feature_cache",
+    "tui",
+    "workspace",
+    "density",
+    "gpu_options",
+    "export",
+    "sweep",
+]
 
 
 def main(argv: list[str]) -> int:

@@ -10,8 +10,19 @@ model's step rate; and memory when the folder is far larger than the in-memory l
   ``tf.data`` parallelism), one epoch, after one warm-up epoch (file cache warm for both);
 - demo: model-ready images/s from the cache for the demo's shapes folder vs the demo preset's
   model consuming them on this CPU (the pipeline must never be the bottleneck);
-- memory: with the in-memory limit at a tenth of the decoded size (so the split is memory-mapped),
-  the anonymous memory (RssAnon) one epoch adds, against the decoded bytes it reads.
+- memory: with the in-memory budget at a tenth of the decoded size (so the split is memory-mapped),
+  the anonymous memory (RssAnon) one epoch adds, against the decoded bytes it reads;
+- augmentation's CPU cost: a cached folder at 224 with ``data.augment = true``, images per CPU-second
+  (``time.process_time``: every thread of the process) of the worker's pipeline, which leaves the
+  augmentation to the training step on the accelerator, against the same stream augmented on the CPU
+  in tf.data as tltui did before (``bench.pipeline.cpu_augmentation``), interleaved; and what the
+  augmentation costs where it now runs, on this CPU (on a GPU it is the GPU's);
+- peak memory of an in-memory split before and after the copies went: the old path (a TensorFlow
+  tensor gathered inside tf.data, whose graph rewrite serializes and re-creates it) against the
+  worker's (one numpy copy read by the batch) and the memory-mapped one, each in a fresh process,
+  sampled every 5 ms; 4,000 images at 224 (0.6 GB decoded) stand for the 2 GiB of the old threshold:
+  each side's growth over the mapped side's (the pipeline's buffers), / the decoded size, is the factor
+  that scales.
 
 ``python -m bench.folder [--tiny]``
 """
@@ -100,44 +111,124 @@ def later_run(preset: Any, cache: Path, epochs: int) -> tuple[float, list[float]
     return loaded, rates
 
 
-def epoch_memory(preset: Any, cache: Path, limit_bytes: int | None = None, *, fresh: bool = True) -> int:
-    """Anonymous memory (bytes) a load from the cache and one epoch add at their peak, measured in
-    a fresh process (after TensorFlow's import and a warm-up pipeline), ``limit_bytes`` as the
-    in-memory limit (``None``: the default). ``fresh=False`` (tiny mode): in this process, where
-    earlier allocations blur the figure."""
+def epoch_memory(preset: Any, cache: Path, way: str = "memory", *, fresh: bool = True) -> tuple[int, int]:
+    """Anonymous memory and peak RSS (bytes) a load from the cache and one epoch add at their peak,
+    measured in a fresh process (after TensorFlow's import and a warm-up pipeline). ``way``:
+    ``"mapped"`` (budget 0), ``"memory"`` (the worker's in-memory split) or ``"old"`` (the in-memory
+    split as a tensor gathered in tf.data, as before). ``fresh=False`` (tiny mode): in this process,
+    where earlier allocations blur the figures."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     if not fresh:
-        from tltui.worker import data
-
-        saved = data.CACHE_LIMIT_BYTES
-        try:
-            return _memory_probe(preset.model_dump(), str(cache), limit_bytes)
-        finally:
-            data.CACHE_LIMIT_BYTES = saved
+        return _memory_probe(preset.to_toml_dict(), str(cache), way)
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(_memory_probe, preset.model_dump(), str(cache), limit_bytes).result()
+        return pool.submit(_memory_probe, preset.to_toml_dict(), str(cache), way).result()
 
 
-def _memory_probe(raw: dict, cache: str, limit_bytes: int | None) -> int:
+def _memory_probe(raw: dict, cache: str, way: str) -> tuple[int, int]:
+    import threading
+
     import numpy as np
 
-    from tltui.core import presets
+    from tltui.core import memory, presets
     from tltui.worker import data
 
     preset = presets.from_dict(raw)
     warm = data.in_memory(np.zeros((64, 8, 8, 3), np.uint8), np.zeros(64, np.int32))
     for _ in data.train_batches(warm, batch_size=32, seed=1, shuffle=True, augment=False).take(4):
         pass
-    if limit_bytes is not None:
-        data.CACHE_LIMIT_BYTES = limit_bytes
-    before = peak = rss_anon()
-    ds = data.load(preset, decoded_cache=Path(cache))
-    for _ in ds.train_batches(0).take(ds.steps_per_epoch):
-        peak = max(peak, rss_anon())
-    assert (ds.train.mapped is not None) == (limit_bytes is not None)
-    return peak - before
+    for _ in old_train_batches(np.zeros((64, 8, 8, 3), np.uint8), np.zeros(64, np.int32), 32).take(4):
+        pass
+    budget = memory.Budget(0.0 if way == "mapped" else 1.0, 1 << 50)
+    before, hwm0 = rss_anon(), status_bytes("VmHWM")
+    peak = [before]
+    done = threading.Event()
+
+    def sample() -> None:  # copies live for a fraction of a second: sample often
+        while not done.wait(0.005):
+            peak[0] = max(peak[0], rss_anon())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        ds = data.load(preset, decoded_cache=Path(cache), budget=budget)
+        assert (ds.train.mapped is not None) == (way == "mapped")
+        if way == "old":
+            stream = old_train_batches(ds.train.images, ds.train.labels, ds.batch_size)
+            ds.train.images = None  # the tensor holds the pixels now, as the old split did
+        else:
+            stream = ds.train_batches(0)
+        for _ in stream.take(ds.steps_per_epoch):
+            pass
+    finally:
+        done.set()
+        sampler.join()
+    return max(peak[0], rss_anon()) - before, status_bytes("VmHWM") - hwm0
+
+
+def old_train_batches(images: Any, labels: Any, batch: int) -> Any:
+    """The in-memory training stream as tltui built it before (augmentation off): the images as a
+    TensorFlow tensor, gathered by the batch inside tf.data."""
+    import tensorflow as tf
+
+    from tltui.worker import data
+
+    stored = tf.convert_to_tensor(images)
+    labels_t = tf.constant(labels, tf.int32)
+    order = data._order(len(labels), 1, True)
+    idx = tf.data.Dataset.range(0, data.EPOCH_LIMIT).flat_map(
+        lambda e: tf.data.Dataset.from_tensor_slices(order(e)).batch(batch)
+    )
+    ds = idx.map(lambda i: (tf.gather(stored, i), tf.gather(labels_t, i)), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.map(lambda x, y: (tf.cast(x, tf.float32), y)).prefetch(tf.data.AUTOTUNE)
+
+
+def cpu_rate(it: Any, batches: int, batch: int) -> float:
+    """Images per CPU-second (every thread of this process) of ``batches`` batches of ``it``."""
+    for _ in range(2):
+        next(it)
+    t0 = time.process_time()
+    for _ in range(batches):
+        next(it)
+    return batches * batch / max(time.process_time() - t0, 1e-9)
+
+
+def augmentation_cpu(ds: Any, rounds: int, batches: int) -> tuple[float, float, float]:
+    """Images per CPU-second of the worker's training stream (augmentation left to the training step),
+    of the same stream augmented on the CPU as before, interleaved (medians); and of the training
+    step's augmentation itself, run here on the CPU."""
+    import tensorflow as tf
+
+    from bench.pipeline import cpu_augmentation
+    from tltui.worker import augment
+
+    aug = cpu_augmentation(ds.seed)
+    b = ds.batch_size
+    new = iter(ds.train_batches(0))
+    # the same batches, augmented in tf.data as before (the stream's own draws are left unused)
+    g = tf.data.Dataset.counter()
+    old = iter(
+        tf.data.Dataset.zip(g, ds.train_batches(0))
+        .map(lambda g, xu_y: (aug(xu_y[0][0], g), xu_y[1]), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    news, olds = [], []
+    for _ in range(rounds):
+        news.append(cpu_rate(new, batches, b))
+        olds.append(cpu_rate(old, max(1, batches // 10), b))
+    (x, u), _ = next(new)
+    step = tf.function(augment.augment)
+    in_step = iter(lambda: step(x, u), None)
+    return median(news), median(olds), cpu_rate(in_step, max(2, batches // 10), int(x.shape[0]))
+
+
+def status_bytes(key: str) -> int:
+    """A ``/proc/self/status`` figure (kB there) in bytes."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+    return 0
 
 
 def keras_epoch(folder: Path, image_size: int) -> float:
@@ -158,10 +249,7 @@ def keras_epoch(folder: Path, image_size: int) -> float:
 
 def rss_anon() -> int:
     """This process's anonymous resident memory in bytes (file-backed pages of a memory map excluded)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("RssAnon:"):
-            return int(line.split()[1]) * 1024
-    return 0
+    return status_bytes("RssAnon")
 
 
 def run(tiny: bool = False) -> list[Result | Figure]:
@@ -201,7 +289,7 @@ def run(tiny: bool = False) -> list[Result | Figure]:
         out.append(
             Figure(
                 "folder",
-                "later epochs with data.augment = true (flip, shift, brightness at 224)",
+                "later epochs with data.augment = true (uint8 + draws: the training step augments)",
                 median(aug_rates),
                 "img/s",
                 None,
@@ -244,7 +332,7 @@ def run(tiny: bool = False) -> list[Result | Figure]:
             model = {"backbone": _tiny_backbone(), "weights": "none"}
         demo_preset = presets.from_dict(
             {
-                **demo_preset.model_dump(),
+                **demo_preset.to_toml_dict(),
                 "model": model,
                 "data": {
                     **demo_preset.data.model_dump(),
@@ -270,27 +358,90 @@ def run(tiny: bool = False) -> list[Result | Figure]:
             )
         )
 
-        # memory: a folder big enough that its decoded images dominate, memory-mapped (the in-memory
-        # limit at a tenth of its size) vs loaded in memory, each in a fresh process
+        # memory: a folder big enough that its decoded images dominate, memory-mapped (budget 0) vs
+        # loaded in memory, now and as before, each in a fresh process
         many = make_photos(work / "many", 16 if tiny else 4000, (224, 224))
         big = preset_for(many)
         first_run(big, cache)
         ds = data.load(big, decoded_cache=cache)
-        decoded_bytes = ds.train_examples * ds.native_size[0] * ds.native_size[1] * 3
+        decoded_bytes = (ds.train_examples + (ds.val_examples or 0)) * ds.native_size[0] * ds.native_size[1] * 3
         del ds
-        mapped_growth = epoch_memory(big, cache, decoded_bytes // 10, fresh=not tiny)
-        memory_growth = epoch_memory(big, cache, fresh=not tiny)
+        mapped_anon, mapped_hwm = epoch_memory(big, cache, "mapped", fresh=not tiny)
+        memory_anon, memory_hwm = epoch_memory(big, cache, "memory", fresh=not tiny)
+        old_anon, old_hwm = epoch_memory(big, cache, "old", fresh=not tiny)
         out.append(
             Result(
                 "folder",
                 f"anonymous memory a load + epoch adds ({decoded_bytes / 1e6:.0f} MB decoded)",
                 "memory-mapped",
-                max(1, mapped_growth) / 1e6,
+                max(1, mapped_anon) / 1e6,
                 "in memory",
-                max(1, memory_growth) / 1e6,
+                max(1, memory_anon) / 1e6,
                 "MB",
                 "<= 0.5",
-                note="mapped: in-memory limit at a tenth of the decoded size; its pages are the OS's file cache",
+                note="mapped: in-memory budget 0; its pages are the OS's file cache",
+            )
+        )
+        for label, anon, hwm in (("now", memory_anon, memory_hwm), ("as before", old_anon, old_hwm)):
+            copies = (anon - mapped_anon) / decoded_bytes  # the mapped side's growth: the pipeline's own buffers
+            out.append(
+                Figure(
+                    "folder",
+                    f"in-memory split {label}: copies of the images at the peak (anonymous memory over the mapped "
+                    f"side's {mapped_anon / 1e6:,.0f} MB of pipeline buffers, / decoded size; peak RSS growth "
+                    f"{hwm / 1e6:,.0f} MB)",
+                    copies,
+                    "x",
+                    None,
+                    note=f"at the old 2 GiB threshold: {copies * 2 * 1024**3 / 1e9:.1f} GB of copies per run",
+                )
+            )
+        out.append(
+            Result(
+                "folder",
+                "in-memory split: peak anonymous memory, now vs before the copies went",
+                "now",
+                max(1, memory_anon) / 1e6,
+                "before",
+                max(1, old_anon) / 1e6,
+                "MB",
+                "<= 0.5",
+            )
+        )
+
+        # augmentation's CPU cost at 224: left to the training step (now) vs in tf.data (before)
+        aug_ds = data.load(preset_for(many, augment=True), decoded_cache=cache)
+        new_rate, old_rate, step_rate = augmentation_cpu(aug_ds, 1 if tiny else 3, 3 if tiny else 100)
+        out.append(
+            Result(
+                "folder",
+                "images per CPU-second, cached folder at 224, data.augment = true",
+                "pipeline now",
+                new_rate,
+                "CPU augmentation (before)",
+                old_rate,
+                "img/CPU-s",
+                ">= 10",
+                note="process CPU time of every thread; now the training step augments, on the accelerator",
+            )
+        )
+        out.append(
+            Figure(
+                "folder",
+                "CPU time per training image, cached folder at 224, augment on",
+                1e6 / new_rate,
+                "us",
+                100.0,
+                note="target: >= 10,000 images per CPU-second",
+            )
+        )
+        out.append(
+            Figure(
+                "folder",
+                "the training step's augmentation, run on this CPU (on a GPU: the GPU's work)",
+                step_rate,
+                "img/CPU-s",
+                None,
             )
         )
     finally:

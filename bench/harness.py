@@ -119,6 +119,20 @@ def run_bare(sets: list[str], env: dict[str, str], out: Path, preset: Path = DEM
     return gaps(json.loads(out.read_text()))
 
 
+def augmented(model: Any, ds: Any, preset: Any) -> Any:
+    """What the worker's ``fit`` trains: with ``data.augment``, the classifier augmenting its batches in
+    its training step (:class:`tltui.worker.augment.AugmentInTraining`, the classifier's optimizer)."""
+    if not ds.augment:
+        return model
+    from tltui.worker.augment import AugmentInTraining
+    from tltui.worker.compile import compile_model
+
+    fitted = AugmentInTraining(model)
+    compile_model(fitted, preset, ds.num_classes, ds.steps_per_epoch, lambda *a: None)
+    fitted.optimizer = model.optimizer
+    return fitted
+
+
 def bare_main(out: Path, sets: list[str], preset_path: Path = DEMO) -> int:
     """The bare script: same data, model and batch size; plain ``model.fit``."""
     import keras
@@ -136,13 +150,14 @@ def bare_main(out: Path, sets: list[str], preset_path: Path = DEMO) -> int:
     spec = model_mod.backbone_spec(preset)
     apply_freeze(model, backbone, spec.family, preset.freeze.depth, preset.freeze.batchnorm)
     compile_model(model, preset, ds.num_classes, ds.steps_per_epoch, lambda *a: None)
+    fitted = augmented(model, ds, preset)
     starts: list[float] = []
 
     class Clock(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
             starts.append(time.time())
 
-    model.fit(
+    fitted.fit(
         ds.train_batches(),
         validation_data=ds.eval_batches(ds.val),
         epochs=preset.train.epochs,
@@ -178,6 +193,7 @@ def profile_main(sets: list[str], rounds: int, preset_path: Path = DEMO) -> int:
     spec = model_mod.backbone_spec(preset)
     apply_freeze(model, backbone, spec.family, preset.freeze.depth, preset.freeze.batchnorm)
     compile_model(model, preset, ds.num_classes, ds.steps_per_epoch, lambda *a: None)
+    fitted = augmented(model, ds, preset)
     tmp = Path(tempfile.mkdtemp(prefix="tltui-bench-profile-"))
 
     class SyncCheckpoint(PeriodicCheckpoint):
@@ -219,7 +235,7 @@ def profile_main(sets: list[str], rounds: int, preset_path: Path = DEMO) -> int:
         return EpochBackup(d, moved=MovedWeights(model, d, d / "moved.json", fresh=True))
 
     train, val = ds.train_batches(), ds.eval_batches(ds.val)
-    model.fit(train, epochs=1, steps_per_epoch=ds.steps_per_epoch, verbose=0)  # tracing
+    fitted.fit(train, epochs=1, steps_per_epoch=ds.steps_per_epoch, verbose=0)  # tracing
     results: dict[str, list[float]] = {k: [] for k in variants}
     cpu_results: dict[str, list[float]] = {k: [] for k in variants}  # process CPU time: robust to load
     for _ in range(rounds):
@@ -233,7 +249,7 @@ def profile_main(sets: list[str], rounds: int, preset_path: Path = DEMO) -> int:
                     starts.append(time.time())  # noqa: B023
                     cpu.append(time.process_time())  # noqa: B023
 
-            model.fit(
+            fitted.fit(
                 train,
                 validation_data=val,
                 epochs=4,
@@ -287,6 +303,7 @@ def hooks_main(sets: list[str], epochs: int, preset_path: Path = DEMO) -> int:
     spec = model_mod.backbone_spec(preset)
     apply_freeze(model, backbone, spec.family, preset.freeze.depth, preset.freeze.batchnorm)
     compile_model(model, preset, ds.num_classes, ds.steps_per_epoch, lambda *a: None)
+    fitted = augmented(model, ds, preset)
     run = Path(tempfile.mkdtemp(prefix="tltui-bench-hooks-"))
     writer = EventWriter(run)
     backup = run / "backup"
@@ -322,7 +339,7 @@ def hooks_main(sets: list[str], epochs: int, preset_path: Path = DEMO) -> int:
         def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
             starts.append(time.perf_counter())
 
-    model.fit(
+    fitted.fit(
         ds.train_batches(),
         validation_data=ds.eval_batches(ds.val),
         epochs=epochs,

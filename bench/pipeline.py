@@ -1,9 +1,10 @@
 """Target 2: model-ready batches/s of tltui's input pipeline vs the notebook's, and vs the model.
 
 - tltui: ``tltui.worker.data.train_batches`` (the worker's own code) on CIFAR-sized uint8
-  32x32 images held in memory: a per-epoch permutation, batch (gather), per-batch
-  augmentation, cast to float32 last. Resizing to ``image_size`` happens inside the model (on the
-  accelerator), so a model-ready batch is 32x32 float32.
+  32x32 images held in memory: a per-epoch permutation, batch (gather), each image's four
+  augmentation draws. Augmentation (``tltui.worker.augment``) and resizing to ``image_size`` happen
+  inside the model's training step (on the accelerator), so a model-ready batch is 32x32 uint8 plus
+  draws, and the model side below includes the augmentation.
 - notebook: per image float32 resize to 224 + colour jitter, ``num_parallel_calls=4``,
   ``batch(32)``, ``prefetch(1)``.
 
@@ -70,6 +71,43 @@ def tltui_pipeline(x: Any, y: Any) -> Any:
     )
 
 
+def cpu_augmentation(seed: int) -> Any:
+    """The augmentation tltui ran on the CPU in tf.data until it moved into the training step
+    (``tltui.worker.augment``), kept as the reference: ``augment(x, g)`` flips, shifts (whole pixels,
+    up to 10 %, reflected) and brightens (+-15 %) each image of a batch of 0..255 pixels, drawn from
+    ``(seed, g)``, ``g`` the batch's index in the run; float32 out. The tests check the new code
+    against it, bit for bit, and ``bench.folder`` measures its CPU cost against the new pipeline's."""
+    import tensorflow as tf
+
+    from tltui.worker.augment import SALT
+
+    base = tf.constant([seed, SALT], dtype=tf.int64)
+
+    def augment(x: Any, g: Any) -> Any:
+        shape = tf.shape(x)
+        n, h, w = shape[0], shape[1], shape[2]
+        u = tf.random.stateless_uniform([n, 4], seed=tf.random.experimental.stateless_fold_in(base, g))
+        flip = tf.reshape(u[:, 0] < 0.5, [n, 1, 1, 1])
+        x = tf.where(flip, tf.reverse(x, axis=[2]), x)
+        dx = tf.round((u[:, 1] * 0.2 - 0.1) * tf.cast(w, tf.float32))
+        dy = tf.round((u[:, 2] * 0.2 - 0.1) * tf.cast(h, tf.float32))
+        one, zero = tf.ones([n]), tf.zeros([n])
+        shift = tf.stack([one, zero, -dx, zero, one, -dy, zero, zero], axis=1)
+        x = tf.raw_ops.ImageProjectiveTransformV3(
+            images=x,
+            transforms=shift,
+            output_shape=shape[1:3],
+            fill_value=0.0,
+            interpolation="NEAREST",
+            fill_mode="REFLECT",
+        )
+        x = tf.cast(x, tf.float32)
+        delta = tf.reshape((u[:, 3] * 0.3 - 0.15) * 255.0, [n, 1, 1, 1])
+        return tf.clip_by_value(x + delta, 0.0, 255.0)
+
+    return augment
+
+
 def notebook_pipeline(x: Any, y: Any) -> Any:
     """The seed notebook's input pipeline (per-image float32 resize to 224 + colour jitter)."""
     import tensorflow as tf
@@ -108,7 +146,13 @@ def model_images_per_second(preset: Any, num_classes: int, steps: int, batch: in
     apply_freeze(model, backbone, spec.family, preset.freeze.depth, preset.freeze.batchnorm)
     compile_model(model, preset, num_classes, None, lambda *a: None)
     h, w = preset.data.image_size
-    x = np.random.default_rng(0).uniform(0, 255, size=(batch, h, w, 3)).astype("float32")
+    x: Any = np.random.default_rng(0).uniform(0, 255, size=(batch, h, w, 3)).astype("float32")
+    if preset.data.augment:  # the training step augments the uint8 batch, as in a run
+        from tltui.worker.augment import AugmentInTraining
+
+        model = AugmentInTraining(model)
+        compile_model(model, preset, num_classes, None, lambda *a: None)
+        x = (x.astype("uint8"), np.random.default_rng(1).uniform(size=(batch, 4)).astype("float32"))
     y = np.zeros((batch,), dtype="int32")
     model.train_on_batch(x, y)  # tracing
     model.train_on_batch(x, y)

@@ -5,8 +5,8 @@ Same command line as the real worker::
     python tests/fake_worker.py train RUN_DIR --events-fd N [--resume]
 
 It reads ``RUN_DIR/preset.toml`` (``train.epochs``, ``train.steps_per_epoch``,
-``train.checkpoint_every``), then emits started / model / epoch_begin / batch /
-epoch_end / checkpoint / finished events with plausible improving metrics to
+``train.checkpoint_every``), then emits started / phase (data, build) / model /
+phase (train) / epoch_begin / batch / epoch_end / checkpoint / finished events with plausible improving metrics to
 ``events.jsonl`` (the record) and the pipe (best effort, like the real one).
 
 Script it with environment variables, or per run with ``RUN_DIR/fake.json``
@@ -18,6 +18,12 @@ Script it with environment variables, or per run with ``RUN_DIR/fake.json``
   ``TLTUI_FAKE_EXIT_CODE`` (default 3) and a traceback-like line in the log
 - ``TLTUI_FAKE_NAN_AT`` = N: loss becomes NaN in epoch N: ``finished`` failed
 - ``TLTUI_FAKE_IGNORE_TERM`` = 1: ignore SIGTERM (to test SIGKILL after the grace period)
+- ``TLTUI_FAKE_STAGE_SECONDS`` (default 0): time spent in each step before the first batch (the
+  worker's data / build / train phases; ``train`` is graph tracing), to see the run's state then
+- ``TLTUI_FAKE_SCORE`` (default 0): added to every val_acc (runs of a sweep that rank differently)
+
+A preset with ``[sweep.budget]`` pauses at its rungs as the real worker does (``paused`` after the
+rung's epoch; ``RUN_DIR/rungs.json`` says how many rungs it was promoted past).
 
 SIGTERM otherwise stops it at the next step: ``finished`` with status
 ``cancelled``, exit code 0. ``--resume`` continues after the last ``epoch_end``
@@ -44,7 +50,7 @@ _REPO = Path(__file__).resolve().parents[1]
 if str(_REPO) not in sys.path:  # runnable as a plain script from anywhere
     sys.path.insert(0, str(_REPO))
 
-from tltui.core import protocol  # noqa: E402  (stdlib only)
+from tltui.core import asha, protocol  # noqa: E402  (stdlib only)
 from tltui.core.protocol import (  # noqa: E402
     Batch,
     Checkpoint,
@@ -54,6 +60,7 @@ from tltui.core.protocol import (  # noqa: E402
     Finished,
     Log,
     ModelInfo,
+    Phase,
     Started,
 )
 
@@ -64,6 +71,8 @@ DEFAULTS: dict[str, Any] = {
     "exit_code": 3,
     "nan_at": None,
     "ignore_term": False,
+    "stage_seconds": 0,
+    "score": 0,
 }
 
 
@@ -112,7 +121,7 @@ def last_epoch_done(events: Path) -> int:
     return done
 
 
-def metrics(epoch: int, frac: float = 1.0) -> dict[str, float]:
+def metrics(epoch: int, frac: float = 1.0, score: float = 0.0) -> dict[str, float]:
     x = epoch - 1 + frac
     acc = 0.25 + 0.6 * (1 - math.exp(-x / 3))
     return {
@@ -120,7 +129,7 @@ def metrics(epoch: int, frac: float = 1.0) -> dict[str, float]:
         "acc": round(acc, 4),
         "top5_acc": round(min(1.0, acc + 0.2), 4),
         "val_loss": round(2.6 * math.exp(-x / 4) + 0.3, 4),
-        "val_acc": round(acc - 0.03, 4),
+        "val_acc": round(acc - 0.03 + score, 4),
         "val_top5_acc": round(min(1.0, acc + 0.15), 4),
     }
 
@@ -134,6 +143,13 @@ def train(run_dir: Path, events_fd: int | None, resume: bool) -> int:
     ckpt_every = int(tr.get("checkpoint_every", 5))
     events = run_dir / "events.jsonl"
     initial = last_epoch_done(events) if resume else 0
+    budget = preset.get("sweep", {}).get("budget")
+    pause = None
+    if budget is not None:
+        phases = [int(p.get("train", {}).get("epochs", epochs)) for p in preset.get("phases", [])]
+        total = sum(phases) or epochs
+        rungs = asha.rungs(budget["min_epochs"], budget["eta"], total, phases, budget["rung_in_first_epoch"])
+        pause = asha.pause_epoch(rungs, asha.read_passed(run_dir), initial)
 
     stop = {"flag": False}
     if cfg["ignore_term"]:
@@ -158,7 +174,16 @@ def train(run_dir: Path, events_fd: int | None, resume: bool) -> int:
             versions={"fake_worker": "1", "CUDA_VISIBLE_DEVICES": cvd},
         )
     )
+    stage_sleep = float(cfg["stage_seconds"])
+
+    def stage(name: str, message: str) -> None:  # the real worker's steps before the first batch
+        w.emit(Phase(time.time(), name=name, message=message))
+        time.sleep(stage_sleep)
+
+    stage("data", "loading fake data")
+    stage("build", "building the fake model")
     w.emit(ModelInfo(time.time(), total_params=1000, trainable_params=100, non_trainable_params=900, num_classes=3))
+    stage("train", f"training for {epochs - initial} epochs of {steps} steps")
     step_sleep = float(cfg["epoch_seconds"]) / steps
     (run_dir / "backup").mkdir(exist_ok=True)
     for epoch in range(initial + 1, epochs + 1):
@@ -190,8 +215,17 @@ def train(run_dir: Path, events_fd: int | None, resume: bool) -> int:
                     )
                 )
                 return 1
-        w.emit(EpochEnd(time.time(), epoch=epoch, metrics=metrics(epoch), lr=1e-3, epoch_seconds=time.time() - t0))
+        score = float(cfg["score"])
+        w.emit(
+            EpochEnd(
+                time.time(), epoch=epoch, metrics=metrics(epoch, score=score), lr=1e-3, epoch_seconds=time.time() - t0
+            )
+        )
         (run_dir / "backup" / "epoch.json").write_text(json.dumps({"epoch": epoch}))
+        if pause is not None and epoch == pause[1]:
+            reason = f"paused at rung {pause[0] + 1} (epoch {epoch})"
+            w.emit(Finished(time.time(), status="paused", reason=reason, epochs_done=epoch))
+            return 0
         if ckpt_every and epoch % ckpt_every == 0:
             ck = run_dir / "checkpoints"
             ck.mkdir(exist_ok=True)

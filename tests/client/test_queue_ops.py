@@ -85,7 +85,7 @@ def test_add_and_check_refuse_a_bad_settings_file_with_its_line(
 
 def test_cancel_resume_move_refuse_what_makes_no_sense(ws: Workspace, tmp_path: Path) -> None:
     a, b = queue_ops.add(ws, write_preset(tmp_path, '[sweep]\n"train.seed" = [1, 2]\n'), {}, start_runner=False)
-    with pytest.raises(WorkspaceError, match="only failed, cancelled, interrupted runs can be resumed"):
+    with pytest.raises(WorkspaceError, match="only failed, cancelled, interrupted, paused runs can be resumed"):
         queue_ops.resume(ws, a.id, start_runner=False)
     with pytest.raises(WorkspaceError, match="positions start at 1"):
         queue_ops.move(ws, a.id, 0)

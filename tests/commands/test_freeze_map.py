@@ -215,3 +215,53 @@ def test_moved_needs_a_run_and_its_record(ws: Workspace, capsys: pytest.CaptureF
     assert rc == 2 and "no weights-moved record yet" in err
     rc, _, err = run_cli(ws, "freeze-map", "resnet50", "--moved", capsys=capsys)
     assert rc == 2 and "--moved needs a run id" in err
+
+
+PHASED = """\
+name = "two-phase"
+[data]
+source = "tfds:beans"
+image_size = [224, 224]
+[model]
+backbone = "resnet50"
+[freeze]
+depth = "all"
+[train]
+epochs = 3
+[[phases]]
+name = "head"
+[[phases]]
+name = "fine-tune"
+freeze.depth = 3
+train.epochs = 4
+"""
+
+
+def test_a_preset_map_counts_the_head_honestly_and_lists_each_phase(
+    cached: Workspace, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding 11: a frozen backbone's map said "0 of N train" though the head trains, and a phased
+    preset showed only [freeze]. Unprepared TFDS data: the head's size follows the classes; prepared:
+    its dataset_info.json counts them."""
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
+    preset = tmp_path / "two-phase.toml"
+    preset.write_text(PHASED)
+    rc, out, err = run_cli(cached, "freeze-map", str(preset), capsys=capsys)
+    assert rc == 0 and "trains in phases" not in err  # listed on the map, not as a warning
+    assert "+ the head, which trains: 2048 x C + C params for C classes" in out
+    assert "the preset trains in 2 phases (--phase N maps one):" in out
+    lines = [line.strip() for line in out.splitlines() if line.strip().startswith("phase ")]
+    assert lines[0].startswith("phase 1/2 head: 3 epochs, depth all, BatchNorm frozen · 0/")
+    assert lines[0].endswith(" params train + the head")
+    assert lines[1].startswith("phase 2/2 fine-tune: 4 epochs, depth 3, BatchNorm frozen · ")
+    assert not lines[1].startswith("phase 2/2 fine-tune: 4 epochs, depth 3, BatchNorm frozen · 0/")
+
+    info = tmp_path / "tfds" / "beans" / "0.1.0" / "dataset_info.json"
+    info.parent.mkdir(parents=True)
+    features = {"label": {"classLabel": {"numClasses": "3"}}, "image": {"image": {"shape": {}}}}
+    info.write_text(json.dumps({"name": "beans", "features": {"featuresDict": {"features": features}}}))
+    rc, out, _ = run_cli(cached, "freeze-map", str(preset), "--json", capsys=capsys)
+    doc = json.loads(out)
+    assert rc == 0 and doc["num_classes"] == 3 and doc["totals"]["trainable_params"] == 2049 * 3
+    assert [(p["label"], p["depth"], p["trainable_params"]) for p in doc["phases"]][0] == ("1/2 head", "all", 2049 * 3)
+    assert doc["phases"][1]["trainable_params"] > 2049 * 3

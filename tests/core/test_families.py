@@ -1,5 +1,5 @@
 """The backbone-family registry (``catalog.FAMILIES``): one record per family, read by the stage
-maps, preflight, the worker; README.md's stage table must say what the registry says."""
+maps, preflight, the worker; the stage table of docs/guide/freeze.md must say what the registry says."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from tltui.core import catalog, freeze_policy, preflight, stages
 from tltui.core.catalog import BackboneSpec, Family, Variant
 from tltui.core.stages import LayerInfo, StageError
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[2] / "docs" / "guide" / "freeze.md"
 TABLE_HEADER = "| family (backbones) | stages |"
 
 
 def readme_rows() -> list[tuple[str, str, list[str] | None, list[str], str]]:
-    """README's stage table as (family, variant, backbones or None, stages, the line) rows."""
+    """The freeze guide's stage table as (family, variant, backbones or None, stages, the line) rows."""
     lines = README.read_text(encoding="utf-8").splitlines()
     start = lines.index(TABLE_HEADER) + 2  # skip the |---|---| line
     rows = []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tltui.core.protocol import Batch, EpochBegin, EpochEnd, Finished, Started
+from tltui.core.protocol import Batch, EpochBegin, EpochEnd, Finished, Phase, Started
 from tltui.core.runstate import RunState
 
 
@@ -171,3 +171,30 @@ def test_phases_list_says_what_each_phase_did() -> None:
     assert (one["first_epoch"], one["last_epoch"], one["feature_cache"], one["trainable_params"]) == (1, 2, True, 51)
     assert (two["first_epoch"], two["last_epoch"], two["feature_cache"], two["optimizer"]) == (3, 3, False, "sgd")
     assert RunState().phases_list() == []
+
+
+def test_a_running_run_says_what_it_does_until_its_first_batch() -> None:
+    """Queued to first batch can take minutes (TensorFlow's import, the model, graph tracing): each
+    step has a word for the table and a line for the run screen, none once batches flow."""
+    st = RunState()
+    assert (st.preparing_detail(short=True), st.preparing_detail()) == (
+        "starting",
+        "starting the worker (loading TensorFlow)",
+    )
+    steps = [
+        (Started(t=1.0, epochs=2), None),
+        (Phase(t=2.0, name="data", message="loading folder:photos"), "loading data"),
+        (Phase(t=3.0, name="build", message="building mobilenet_v2 (weights: imagenet)"), "building"),
+        (Phase(t=4.0, name="train", message="training for 2 epochs of 5 steps"), "first step"),
+        (EpochBegin(t=5.0, epoch=1), "first step"),
+        (Batch(t=6.0, epoch=1, step=1, steps=5, metrics={"loss": 1.0}), None),
+        (Phase(t=7.0, name="save", message="saving model.keras"), "saving"),
+        (Finished(t=8.0, status="completed", epochs_done=2), None),
+    ]
+    for ev, short in steps:
+        st.apply(ev)
+        assert st.preparing_detail(short=True) == short, ev
+    st = RunState()
+    for ev, _ in steps[:4]:
+        st.apply(ev)
+    assert st.preparing_detail() == "training for 2 epochs of 5 steps: tracing the first step (the graph is built once)"

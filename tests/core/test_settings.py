@@ -51,7 +51,7 @@ def test_unknown_key_and_table_name_their_line(ws: Workspace) -> None:
     assert lines_of(e) == [
         f"{path}:4: runner.cpu_slot: unknown key; did you mean 'cpu_slots'? (known keys: idle_timeout, cancel_grace, "
         "max_runs_per_gpu, cpu_slots, gpu_busy_util, gpu_busy_memory, tick)",
-        f"{path}:6: tui: unknown table; did you mean 'ui'? (known tables: runner, executor, ray, slurm, cache, ui)",
+        f"{path}:6: tui: unknown table; did you mean 'ui'? (known tables: runner, executor, ray, slurm, cache, ui, notify)",
     ]
 
 
@@ -231,7 +231,7 @@ def test_an_installed_executors_table_is_kept_for_it_and_checked_by_its_model(ws
         Settings.load(ws, {})
     assert lines_of(e) == [
         f"{path}:1: kube: expected a table [kube], got 3",
-        f"{path}:2: kub: unknown table; did you mean 'kube'? (known tables: runner, executor, ray, slurm, cache, ui, "
+        f"{path}:2: kub: unknown table; did you mean 'kube'? (known tables: runner, executor, ray, slurm, cache, ui, notify, "
         "kube)",
     ]
 
@@ -290,8 +290,15 @@ FULL = {
         "poll_interval": 10.0,
         "scheduler_grace": 300.0,
     },
-    "cache": {"decoded_gb": 2.5},
+    "cache": {"decoded_gb": 2.5, "in_memory_fraction": 0.3},
     "ui": {"images": "halfblock"},
+    "notify": {
+        "command": ["notify-send", "tltui"],
+        "webhook": "https://hooks.example.org/T0/B0/x",
+        "on": ["run_failed"],
+        "timeout": 5.0,
+        "bell": False,
+    },
 }
 
 

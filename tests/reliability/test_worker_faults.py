@@ -20,7 +20,7 @@ import pytest
 
 from tests import helpers
 from tltui.client import queue_ops
-from tltui.core import demo, presets, protocol, runstate
+from tltui.core import demo, presets, protocol, run_summary, runstate
 from tltui.core.workspace import Workspace
 from tltui.runner import supervisor
 
@@ -238,6 +238,11 @@ def test_kill_9_in_the_middle_of_a_checkpoint_write_then_resume(
     assert len(starts) == 2 and starts[1].initial_epoch == 2, starts
     assert [e.epoch for e in events if e.type == "epoch_end"] == [1, 2, 3]
     assert sorted(h["epoch"] for h in runstate.load(paths.events).history_list()) == [1, 2, 3]
+    # the workers' summary (the killed one's, continued by the resume) reads as the whole log does
+    assert json.loads(paths.summary.read_bytes())["offset"] == paths.events.stat().st_size
+    full = runstate.fold(paths.events)
+    assert run_summary.state_to_doc(runstate.load(paths.events)) == run_summary.state_to_doc(full)
+    assert full.elapsed() is not None and full.kept() is not None
     # the torn temporary file of the killed write is gone, so `runs show` cannot list it
     assert sorted(p.name for p in paths.checkpoints.iterdir()) == [
         "epoch-0001.keras",

@@ -127,7 +127,7 @@ def test_gpu_slots_with_fake_inventory(qws: Workspace, tmp_path: Path, monkeypat
     b = add(ws, preset, **{"train.gpus": 2})[0].id
     c = add(ws, preset, **{"train.gpus": 0})[0].id
     d = add(ws, preset)[0].id  # train.gpus unset: one GPU when there are GPUs
-    too_many = add(ws, preset, **{"train.gpus": 3})[0].id
+    too_many = add(ws, preset, **{"train.gpus": 3, "data.batch_size": 30})[0].id  # a batch 3 GPUs can share
     queue_ops.unpause(ws)
     wait_for(lambda: finished(ws, a, b, c, d, too_many), "all runs to finish")
     ra, rb, rc, rd, rx = (ws.get(r) for r in (a, b, c, d, too_many))

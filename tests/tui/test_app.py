@@ -190,7 +190,13 @@ async def test_cancel_only_active_runs(make_app, scripted, fake_ops):
         assert calls == []
         assert any("nothing to cancel" in n.message for n in app._notifications)
         await goto(pilot, ids["running"])
-        await pilot.press("x")
+        await pilot.press("x")  # asks first: n (or escape) keeps it running
+        await settle(pilot)
+        assert isinstance(app.screen, ConfirmDialog) and "Cancel r" in str(app.screen.question)
+        await pilot.press("n")
+        await settle(pilot)
+        assert calls == [] and isinstance(app.screen, RunsScreen)
+        await pilot.press("x", "y")
         await settle(pilot)
         assert calls == [("cancel", ids["running"])]
         assert any(f"cancel requested: {ids['running']}" in n.message for n in app._notifications)
@@ -405,7 +411,7 @@ async def test_inference_opens_on_a_completed_run_only(make_app, scripted):
 
 @sync
 async def test_g_toggles_the_gpu_pane(make_app, monkeypatch):
-    monkeypatch.setattr(gpu_pane, "system_sampler", lambda running_gpus=None: gpu_pane.PaneSample)  # no NVML
+    monkeypatch.setattr(gpu_pane, "system_sampler", lambda *a, **k: gpu_pane.PaneSample)  # no NVML
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("g")
@@ -466,10 +472,13 @@ async def test_run_screen_tabs_show_preset_and_log(make_app, scripted):
         screen = app.screen
         failure = plain(screen.query_one("#run-failure", Static))
         assert "failed: ResourceExhaustedError: OOM" in failure and "shape [32,2048,7,7]" in failure
-        screen.query_one("#run-tabs").active = "tab-log"
+        tabs = screen.query_one("#run-tabs")
+        assert [str(tab.label) for tab in tabs.query("Tab")] == ["1 Charts", "2 Freeze map", "3 Preset", "4 Log"]
+        await pilot.press("4")  # the tabs' titles say their keys
         await pilot.pause()
+        assert tabs.active == "tab-log"
         log = screen.query_one("#log-view")
-        assert any("Traceback" in line for line in log.lines)
+        assert any("Traceback" in line.text for line in log.lines)
         screen.query_one("#run-tabs").active = "tab-preset"
         await pilot.pause()
         assert screen.query_one("#preset-view", Static).display
@@ -563,6 +572,29 @@ async def test_compare_shows_curves_bars_table_and_exports(make_app, scripted):
         exports = list((ws.root / "exports").glob("compare-*.csv"))
         assert len(exports) == 1 and exports[0].read_text().count("\n") == 5
         assert any(str(exports[0]) in n.message for n in app._notifications)
+
+
+@sync
+async def test_compare_hides_a_run_from_the_charts_and_widens_names_with_the_terminal(make_app, scripted):
+    sweep = [f"r{i:04d}" for i in range(2, 6)]
+    app = make_app()
+    async with app.run_test(size=(200, 40)) as pilot:
+        app.push_screen(CompareScreen(sweep))
+        await pilot.pause()
+        screen = app.screen
+        curves_chart = screen.query_one("#compare-curves", MetricChart)
+        bars = screen.query_one("#compare-bars", MetricChart)
+        await pilot.press("down", "h")  # the second run of the results table
+        await pilot.pause()
+        assert [s.label.split()[0] for s in curves_chart.series] == [sweep[0], *sweep[2:]]
+        assert len(bars._bars.labels) == 3
+        assert "(1 hidden)" in str(screen.query_one("#compare-title", Static).content)
+        assert screen.query_one("#results").row_count == 4  # still listed, dimmed
+        await pilot.press("h")
+        await pilot.pause()
+        assert [s.label.split()[0] for s in curves_chart.series] == sweep
+        table = screen.query_one("#results")
+        assert any("freeze-sweep[depth=1]" in str(cell) for cell in table.get_row(sweep[1]))  # not cut at 200
 
 
 @sync
@@ -897,3 +929,22 @@ def test_the_runs_table_shows_a_running_runs_phase(scripted):
     store.load(rid)
     row = store.row(rid)
     assert row.detail == "phase 2/2" and row.epochs == 5
+
+
+@sync
+async def test_a_run_before_its_first_batch_says_what_it_does_in_the_table_and_its_screen(make_app, scripted):
+    """The walk: 85-118 s of "(no data yet)" and "eta -" while TensorFlow traced the first step."""
+    ws, ids = scripted
+    rid = ids["running"]
+    with open(ws.run_paths(rid).events, "a") as f:
+        for ev in (
+            protocol.Phase(t=fake_ws.NOW, name="train", message="training for 10 epochs of 50 steps"),
+            protocol.EpochBegin(t=fake_ws.NOW, epoch=4),
+        ):
+            f.write(protocol.encode(ev))
+    app = make_app()
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        assert str(app.screen.query_one(RunTable).get_cell(rid, "status")) == "first step"
+        # the run screen's header shows the long form (tests/tui/test_store.py: snapshot.preparing)
+        assert "tracing the first step" in (app.store.snapshot(rid).preparing or "")

@@ -36,7 +36,7 @@ def result_text(app: Any) -> str:
 
 async def open_dialog(app: Any, pilot: Any, run_id: str) -> ExportDialog:
     app.open_run(run_id)
-    await pilot.pause()
+    await until(pilot, lambda: "Export" in screen_text(app), "the run screen with its Export key")
     await pilot.press("e")
     await until(pilot, lambda: isinstance(app.screen, ExportDialog), "the export dialog")
     return app.screen
@@ -48,8 +48,8 @@ async def test_e_on_a_completed_run_exports_and_shows_the_figures(scripted, make
     app = make_app()
     async with app.run_test(size=(160, 48)) as pilot:
         app.open_run(ids["completed"])
-        await pilot.pause()
-        assert "Export" in screen_text(app)  # in the footer: the run completed
+        # In the footer once the run screen has drawn: the run completed.
+        await until(pilot, lambda: "Export" in screen_text(app), "the Export key in the footer")
         dialog = await open_dialog(app, pilot, ids["completed"])
         dialog.query_one("#export-format", Select).value = "litert"
         await pilot.pause()
@@ -147,8 +147,8 @@ async def test_escape_stops_a_running_export_then_closes(
         await until(pilot, lambda: "loading" in str(step.content), "the worker's first record")
         assert dialog.query_one("#export-bar", ProgressBar).display
         await pilot.press("escape")
-        await pilot.pause()
-        assert isinstance(app.screen, ExportDialog) and not dialog.running
+        await until(pilot, lambda: not dialog.running, "the export to stop")
+        assert isinstance(app.screen, ExportDialog)
         assert str(step.content) == "stopped; nothing exported"
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, ExportDialog), "the dialog to close")

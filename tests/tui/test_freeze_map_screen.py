@@ -260,22 +260,29 @@ async def test_depth_and_batchnorm_keys_update_map_and_write_back(ws: Workspace,
         await pilot.press("plus")
         assert screen.depth == 2
         assert layer_states(app)["conv3_block1_1_conv"] == "frozen"
+        # said before it is written: the file is unchanged until w
+        assert preset.read_text() == PRESET
+        assert "not saved: freeze.depth 1 → 2 (w writes it to cifar-ft.toml" in screen_text(app)
+        await pilot.press("w")
         assert "depth = 2  # stem + conv2" in preset.read_text()  # comment kept
+        assert "not saved" not in screen_text(app)
 
         await pilot.press("plus", "plus", "plus", "plus")  # 3, 4, all, (stays all)
         assert screen.depth == "all"
-        assert 'depth = "all"' in preset.read_text()
         await pilot.press("minus")
         assert screen.depth == 4
 
         await pilot.press("b")  # frozen -> inference (keras.io's recipe): BatchNorm stays in inference mode
         assert screen.batchnorm == "inference"
-        assert 'batchnorm = "inference"' in preset.read_text()
         await pilot.press("b")
         assert screen.batchnorm == "trainable"
         assert layer_states(app)["conv1_bn"] == "trainable"
-        assert 'batchnorm = "trainable"' in preset.read_text()
+        assert "depth = 2  # stem + conv2" in preset.read_text() and "trainable" not in preset.read_text()
+        assert "freeze.depth 2 → 4, freeze.batchnorm frozen → trainable" in screen_text(app)
         assert "BatchNorm statistics drift" in screen_text(app)  # recipe warning shown in the map
+        await pilot.press("w")
+        assert "depth = 4  # stem + conv2" in preset.read_text()
+        assert 'batchnorm = "trainable"' in preset.read_text()
 
         await pilot.press("escape")
         await pilot.pause()
@@ -292,7 +299,7 @@ async def test_without_write_back_the_file_is_untouched(ws: Workspace, tmp_path:
     async with app.run_test(size=(100, 30)) as pilot:
         await app.workers.wait_for_complete()
         await pilot.pause()
-        await pilot.press("minus", "escape")
+        await pilot.press("minus", "w", "escape")  # w does nothing here (nor shows in the footer)
         await pilot.pause()
     assert preset.read_text() == PRESET
     assert app.results == [(0, "frozen")]
@@ -434,3 +441,41 @@ def test_snapshot_run_80x24(snap_compare: Any, ws: Workspace) -> None:
     rid = run_with_map(ws)
     app = HostApp(lambda: FreezeMapScreen(run_id=rid, workspace=ws))
     assert snap_compare(app, terminal_size=(80, 24), run_before=_settle)
+
+
+@asynctest
+async def test_a_preset_map_says_the_head_trains_and_lists_each_phase(
+    ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding 11: never "0/… params train" for a frozen backbone whose head trains; a phased
+    preset's later depths on the screen, one line per phase; a folder's classes size the head."""
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))  # cifar10 not prepared: classes unknown
+    cache_description(ws)
+    phased = PRESET.replace("depth = 1  # stem + conv2", 'depth = "all"') + (
+        '\n[[phases]]\nname = "head"\n\n[[phases]]\nname = "fine-tune"\nfreeze.depth = 2\ntrain.epochs = 4\n'
+    )
+    preset = tmp_path / "phased.toml"
+    preset.write_text(phased)
+    app = HostApp(lambda: FreezeMapScreen(preset_path=str(preset), workspace=ws))
+    async with app.run_test(size=(160, 40)) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        text = screen_text(app)
+        assert "· backbone 0/" in text and "+ the head, which trains: 512 x C + C params for C classes" in text
+        assert "its size follows the number of classes" in text  # the head stage's line
+        phases = screen_text(app.screen.query_one("#fm-phases"))
+        assert "phase 1/2 head: 3 epochs, depth all, BatchNorm frozen · 0/" in phases
+        assert "phase 2/2 fine-tune: 4 epochs, depth 2, BatchNorm frozen · " in phases
+        assert app.screen.has_class("-phased")
+
+    for name in ("cat", "dog"):
+        (tmp_path / "imgs" / name).mkdir(parents=True)
+    preset.write_text(PRESET.replace("tfds:cifar10", f"folder:{tmp_path / 'imgs'}"))
+    app = HostApp(lambda: FreezeMapScreen(preset_path=str(preset), workspace=ws))
+    async with app.run_test(size=(160, 40)) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.screen.map["num_classes"] == 2
+        head = next(r for r in app.screen.map["layers"] if r["type"] == "Dense")
+        assert head["params"] == 513 * 2 and "+ the head" not in screen_text(app)
+        assert not app.screen.has_class("-phased")

@@ -11,6 +11,7 @@ from textual.widgets import Footer, Static
 
 from tests.tui.screen_host import asynctest, screen_text
 from tltui.core.workspace import Workspace
+from tltui.tui.widgets import gpu_pane
 from tltui.tui.widgets.gpu_pane import (
     DeviceReading,
     GpuPane,
@@ -207,6 +208,39 @@ async def test_mounting_and_removing_the_pane(ws: Workspace) -> None:
         await pane.remove()
         await pilot.pause()
         assert not app.query(GpuPane)
+
+
+@asynctest
+async def test_the_machines_problems_are_one_line_that_names_doctor(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default pane asks `tltui doctor --no-tf`'s checks once; a problem shows as one line."""
+    from tltui.core import doctor
+
+    monkeypatch.setenv("TLTUI_FAKE_GPUS", "8")
+    monkeypatch.setattr(doctor.os, "sched_getaffinity", lambda _pid: {0}, raising=False)  # 1 core for 8 GPUs
+    asked: list[int] = []
+    real = gpu_pane.machine_problems
+
+    def counting(w: Workspace) -> tuple[str, ...]:
+        asked.append(1)
+        return real(w)
+
+    monkeypatch.setattr(gpu_pane, "machine_problems", counting)
+    app = App[None]()
+    async with app.run_test(size=(160, 24)) as pilot:
+        await app.screen.mount(GpuPane(workspace=ws, interval=None))
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        pane = app.query_one(GpuPane)
+        pane.sample_now()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert pane.last_sample is not None
+        (first, *_rest) = pane.last_sample.problems
+        assert first.startswith("folder at 224: 0.1 cores per GPU feed")
+        assert "⚠ folder at 224: 0.1 cores per GPU" in str(pane.render()) and "tltui doctor" in str(pane.render())
+        assert asked == [1]  # once, not per sample
 
 
 # ---------------------------------------------------------------------------- snapshots

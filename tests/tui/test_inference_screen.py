@@ -105,7 +105,10 @@ def setup(ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tup
 
 
 def make_app(ws: Workspace, source: Any, run_id: str | None = None, folder: str = "photos") -> HostApp:
-    return HostApp(lambda: InferenceScreen(run_id, workspace=ws, source=source, folder=folder))
+    # a scripted Grad-CAM source: the default would start a real TensorFlow worker once predictions show
+    return HostApp(
+        lambda: InferenceScreen(run_id, workspace=ws, source=source, folder=folder, cam_source=cam_source([]))
+    )
 
 
 async def settle(pilot: Any) -> None:
@@ -340,6 +343,60 @@ async def test_browse_fills_the_folder(setup: Any) -> None:
         assert not screen.has_class("-browsing")
 
 
+@asynctest
+async def test_typing_a_path_never_fires_the_screens_keys(setup: Any) -> None:
+    """The walk: after Enter the focus left the field, and a new path's letters toggled filters."""
+    ws, rid, folder = setup
+    app = make_app(ws, Scripted(records(folder)), rid)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        screen = screen_of(app)
+        field = screen.query_one("#inf-folder")
+        await pilot.press("enter")
+        await settle(pilot)
+        assert field.has_focus and len(screen.items) == 7  # classified; the field keeps the focus
+        await pilot.press("ctrl+a", "ctrl+k", *"misdog")  # a new path: letters of m, s, d, g keys
+        assert field.value == "misdog" and screen.filter == "all" and not screen.cams
+        await pilot.press("down")  # into the results
+        assert screen.query_one("#inf-table").has_focus
+        await pilot.press("m")  # there the keys act
+        assert screen.filter == "misclassified"
+        await pilot.press("slash")  # a path typed in the results goes to the field
+        assert field.has_focus and field.value == "/"
+        await pilot.press(*"tmp")
+        assert field.value == "/tmp" and screen.filter == "misclassified"
+
+
+@asynctest
+async def test_an_empty_folder_says_no_images_were_found(setup: Any, tmp_path: Path) -> None:
+    ws, rid, _folder = setup
+    (tmp_path / "empty").mkdir()
+    app = make_app(ws, Scripted([PredictStarted(0, CLASSES, None, 5, [32, 32]), Progress(0, 0)]), rid, "empty")
+    async with app.run_test(size=(120, 30)) as pilot:
+        await classify(pilot)
+        assert "done · 0/0 images · no images in empty or its subfolders (.bmp" in screen_text(app)
+
+
+@asynctest
+async def test_escape_closes_the_browser_then_the_screen(setup: Any) -> None:
+    ws, rid, folder = setup
+    app = make_app(ws, Scripted(records(folder)), rid, folder="")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+        screen = screen_of(app)
+        tree = screen.query_one("#inf-browser")
+        assert tree.has_focus and Path(tree.path) == Path.cwd()  # rooted at the working folder itself
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is screen and not screen.has_class("-browsing")
+        assert screen.query_one("#inf-folder").has_focus
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.results == [None]
+
+
 # ---------------------------------------------------------------------------- snapshots
 
 
@@ -520,6 +577,19 @@ class TwoRuns:
         return iter(recs)
 
 
+def test_snapshot_vs_run_120x40(snap_compare: Any, setup: Any) -> None:
+    """120 columns, the most common width: the probability, its mark and the second run's column."""
+    ws, rid, folder = setup
+    other = completed_run(ws)
+
+    async def run(pilot: Any) -> None:
+        screen_of(pilot.app).query_one("#inf-against").value = other
+        await classify(pilot)
+
+    app = make_app(ws, TwoRuns(folder, ws.run_paths(other).dir), rid)
+    assert snap_compare(app, terminal_size=(120, 40), run_before=run)
+
+
 @asynctest
 async def test_two_runs_side_by_side_show_where_they_disagree(setup: Any) -> None:
     ws, rid, folder = setup
@@ -548,6 +618,34 @@ async def test_two_runs_side_by_side_show_where_they_disagree(setup: Any) -> Non
         assert any("pick a second run" in n.message for n in app._notifications)
 
 
+def test_the_probability_and_the_second_runs_column_are_never_the_ones_cut() -> None:
+    from tltui.tui.screens.inference import table_columns
+
+    for width, vs in ((46, None), (70, "r0004"), (118, "r0004"), (190, None)):
+        cols = {key: cells for key, _label, cells in table_columns(width, vs)}
+        assert cols["prob"] == 6 and (vs is None or cols["vs"] == 16)
+        assert sum(cells + 2 for cells in cols.values()) + 2 <= max(width, 2 + 2 * 6 + 12 + 8 + 6 + 4 + 16)
+    assert table_columns(190)[0][2] > table_columns(70)[0][2]  # the file column widens with the width
+
+
+@asynctest
+async def test_at_120_columns_a_second_run_and_the_probabilities_show(setup: Any) -> None:
+    """The walk: at 120x40 the prob column read "99" and the vs column was off-screen."""
+    ws, rid, folder = setup
+    other = completed_run(ws)
+    app = make_app(ws, TwoRuns(folder, ws.run_paths(other).dir), rid)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        screen = screen_of(app)
+        screen.query_one("#inf-against").value = other
+        await classify(pilot)
+        await pilot.pause()
+        assert f"vs {other}" in screen_text(app)
+        frog = next(line for line in screen_text(app).splitlines() if "frog/0.png" in line)
+        # the first run's probability and mark, then the second run's guess (it calls the frog a cat)
+        assert "70.0%" in frog and "✓" in frog and "cat 80%" in frog
+
+
 # ---------------------------------------------------------------------------- one image, one Grad-CAM
 
 
@@ -568,20 +666,18 @@ def same_pixels(a: str | Path, b: str | Path) -> bool:
 
 
 async def cam_of_selected(pilot: Any) -> str:
-    """Press g until the selected image's Grad-CAM shows (a first press may only leave CAM mode)."""
+    """Press g once: the selected image's Grad-CAM shows (the walk: a first press on a new row only
+    left a sticky CAM mode)."""
     screen = screen_of(pilot.app)
-    for _ in range(2):
-        await pilot.press("g")
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            await settle(pilot)
-            path = screen.query_one(Thumbnail).path
-            if not screen.showing_cam or (path and path.endswith(".cam.png")):
-                break
-            await pilot.pause(0.01)
-        if screen.showing_cam:
-            return str(screen.query_one(Thumbnail).path)
-    raise AssertionError("no Grad-CAM shown")
+    await pilot.press("g")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        await settle(pilot)
+        path = screen.query_one(Thumbnail).path
+        if screen.showing_cam and path and path.endswith(".cam.png"):
+            return str(path)
+        await pilot.pause(0.01)
+    raise AssertionError("no Grad-CAM shown after one g")
 
 
 @asynctest
@@ -614,33 +710,6 @@ async def test_same_named_images_in_two_class_folders_and_two_runs_keep_their_ow
         assert calls[-1] == (ws.run_paths(other).dir, folder.absolute() / "cat" / "0.png") and len(calls) == 3
         assert cat_b != cat and Path(cat_b).is_relative_to(ws.cache_dir / "cams" / other)
         assert screen.cams == {(other, "cat/0.png"): cat_b}
-
-
-def test_default_cam_source_puts_each_overlay_where_it_is_asked(
-    ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The worker names an overlay after the file name alone; two images called 0.png must not share it."""
-    import json
-
-    import predict_corpus as pc
-
-    from tltui.runner.supervisor import WORKER_CMD_ENV
-    from tltui.tui.screens.inference import cam_file, default_cam_source
-
-    monkeypatch.setenv(WORKER_CMD_ENV, json.dumps(pc.fake_worker_cmd(tmp_path)))
-    folder = make_folder(tmp_path)
-    run_id = pc.make_run(ws, None)
-    run_dir, cams = ws.run_paths(run_id).dir, ws.cache_dir / "cams"
-    made = {}
-    for rel in ("cat/0.png", "dog/0.png"):
-        out = cam_file(cams, run_id, folder, rel, low_res=True)
-        made[rel] = default_cam_source(run_dir, folder / rel, out, True)
-        assert made[rel] == str(out)
-    assert made["cat/0.png"] != made["dog/0.png"]
-    assert all(same_pixels(made[rel], folder / rel) for rel in made)
-    assert sorted(p.name for p in Path(made["cat/0.png"]).parents[1].iterdir()) == ["cat", "dog"]  # no leftovers
-    assert cam_file(cams, run_id, folder, "cat/0.png", low_res=False) != Path(made["cat/0.png"])
-    assert cam_file(cams, "r9999", folder, "cat/0.png", low_res=True) != Path(made["cat/0.png"])
 
 
 # ---------------------------------------------------------------------------- top-5 and resolution
@@ -676,3 +745,60 @@ async def test_images_go_through_the_training_size_unless_full_resolution_is_ask
         await settle(pilot)
         assert source.low_res == [None, False, None]
         assert "images shrunk to 8x8 first" in screen_text(screen.query_one("#inf-status"))
+
+
+class WarmingCamSource:
+    """A Grad-CAM source that, as :class:`~tltui.client.cam_server.CamServers`, can start a run's
+    worker ahead of its first request; the screen warms it once the run's predictions show."""
+
+    def __init__(self) -> None:
+        self.warmed: list[tuple[Path, bool | None]] = []
+        self.calls: list = []
+        self.closed = False
+        self._make = cam_source(self.calls)
+
+    def warm(self, run_dir: Path, low_res: bool | None = None) -> None:
+        self.warmed.append((run_dir, low_res))
+
+    def __call__(self, run_dir: Path, image: Path, out_file: Path, low_res: bool | None = None) -> str:
+        assert (run_dir, low_res) in self.warmed, "the first g found no worker started"
+        return self._make(run_dir, image, out_file, low_res)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@asynctest
+async def test_the_grad_cam_worker_starts_once_predictions_show_so_the_first_g_is_quick(setup: Any) -> None:
+    ws, rid, folder = setup
+    cams = WarmingCamSource()
+    app = make_cam_app(ws, rid, [], cam=cams)
+    async with app.run_test(size=(160, 48)) as pilot:
+        screen = screen_of(app)
+        assert cams.warmed == []  # nothing starts before a run has classified
+        await classify(pilot)
+        await until(pilot, lambda: cams.warmed)
+        # one worker, at the resolution the images were classified at (the start record's)
+        assert cams.warmed == [(ws.run_paths(rid).dir, screen.started.low_res)]
+        await pilot.press("g")
+        await until(pilot, lambda: screen.cams)
+        assert len(cams.calls) == 1 and len(cams.warmed) == 1
+        await pilot.press("ctrl+r")  # the same run again: the warmed worker serves it
+        await settle(pilot)
+        assert len(cams.warmed) == 1
+        await pilot.press("escape")
+        await pilot.pause()
+    assert cams.closed
+
+    cams = WarmingCamSource()  # another resolution's worker replaces the warm one, and back
+    source = Scripted(records(folder, low_res=True, native_size=[8, 8]))
+    app = HostApp(lambda: InferenceScreen(rid, workspace=ws, source=source, folder="photos", cam_source=cams))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await classify(pilot)
+        await until(pilot, lambda: cams.warmed)
+        for _ in range(2):
+            await pilot.press("f")  # classifies again at the other resolution
+            await settle(pilot)
+        await until(pilot, lambda: len(cams.warmed) == 3)
+        run_dir = ws.run_paths(rid).dir
+        assert cams.warmed == [(run_dir, True), (run_dir, False), (run_dir, True)]

@@ -178,12 +178,87 @@ async def test_form_edit_writes_toml_and_keeps_comments(folders: Any) -> None:
         screen.query_one("#field-model-backbone").value = "mobilenet_v2"
         await settle(pilot)
         assert 'backbone = "mobilenet_v2"' in screen.text
-        # a field left empty removes the key (the default applies)
+        # a field emptied removes the key at once (the default applies)
         await type_into(pilot, "#field-train-epochs", "")
-        assert "epochs = 3" in screen.text  # still typing: nothing removed yet
+        assert "epochs =" not in screen.text.split("[sweep]")[0]
         await pilot.press("enter")
         await settle(pilot)
         assert "epochs =" not in screen.text.split("[sweep]")[0]
+
+
+@asynctest
+async def test_clearing_a_field_is_what_ctrl_s_saves_and_typing_again_puts_it_back_in_place(folders: Any) -> None:
+    """The walk's finding: weights "none", then four backspaces, then ctrl+s saved ``weights = "n"``."""
+    ws, _ = folders
+    app = make_app(folders)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(pilot)
+        screen = screen_of(app)
+        await type_into(pilot, "#field-model-weights", "none ")
+        assert 'weights = "none"' in screen.text
+        await pilot.press("end", "ctrl+u")  # emptied; the field keeps the focus: no blur, no enter
+        await settle(pilot)
+        assert screen.form.value_of("model.weights") == ""
+        assert "weights" not in screen.text
+        assert screen.validation is not None and not screen.validation.errors
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert "weights" not in (ws.presets_dir / "mine.toml").read_text()
+
+        # typed again after emptying: the key returns where it was, its comment kept
+        await type_into(pilot, "#field-data-image-size", "")
+        assert "image_size" not in screen.text
+        await pilot.press("6", "4")
+        await settle(pilot)
+        assert 'source = "tfds:cifar10"\nimage_size = [64, 64]  # small on purpose\n' in screen.text
+
+
+def test_set_keys_sets_what_a_phase_sets_and_keeps_its_name_and_the_rest() -> None:
+    text = PRESET.format(name="p") + (
+        '\n[[phases]]\nname = "head"  # first\ntrain.epochs = 3\n\n[[phases]]\nname = "fine-tune"\n'
+        "freeze.depth = 3\ntrain.epochs = 4\ntrain.learning_rate = 0.0001\n"
+    )
+    out = set_keys(text, {"phases.2": {"train.epochs": 6, "freeze.batchnorm": "inference"}})
+    assert out.split("[[phases]]")[:2] == text.split("[[phases]]")[:2]  # phase 1 and the rest as written
+    assert out.split("[[phases]]")[2] == ('\nname = "fine-tune"\ntrain.epochs = 6\nfreeze.batchnorm = "inference"\n')
+    with pytest.raises(TomlEditError, match="phases.3: the preset has 2 phases"):
+        set_keys(text, {"phases.3": {}})
+
+
+@asynctest
+async def test_placeholders_say_default_and_a_phased_preset_shows_its_phases(folders: Any) -> None:
+    ws, _ = folders
+    phased = PRESET.format(name="phased").replace("epochs = 3\n", "") + (
+        '\n[[phases]]\nname = "head"\ntrain.epochs = 3\n\n[[phases]]\nname = "fine-tune"\n'
+        "freeze.depth = 3\ntrain.epochs = 4\ntrain.learning_rate = 0.0001\n"
+    )
+    (ws.presets_dir / "phased.toml").write_text(phased)
+    app = make_app(folders, select=ws.presets_dir / "phased.toml")
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        screen = screen_of(app)
+        assert screen.current is not None and screen.current.name == "phased"
+        text = screen_text(app)
+        assert "phases: 3 + 4 epochs (default 10 each)" in text  # not "10 (default)": phases set them
+        assert "phase 1 head" in text and "phase 2 fine-t" in text  # a row per phase, edited in place
+        assert screen.form.value_of("phases.1") == "train.epochs=3"
+        assert screen.form.value_of("phases.2") == "freeze.depth=3; train.epochs=4; train.learning_rate=0.0001"
+        assert "no sweep: one run (e.g." in text
+        epochs = screen.query_one("#field-train-epochs")
+        style = epochs.get_component_rich_style("input--placeholder")
+        assert style.italic  # a placeholder never reads as a value
+        await type_into(pilot, "#phase-2", "freeze.depth=2; train.epochs=6")
+        assert 'name = "fine-tune"\nfreeze.depth = 2\ntrain.epochs = 6\n' in screen.text
+        assert screen.validation is not None and not screen.validation.errors
+        await type_into(pilot, "#phase-1", "train.epochs=0 ")  # the schema's error marks its row
+        assert screen.query_one("#row-phase-1").has_class("-invalid")
+        assert "phases.1.train.epochs" in screen_text(app)
+        screen.query_one("#preset-list").focus()
+        await pilot.press("up")  # mine: no phases, no phase rows
+        await settle(pilot)
+        assert screen.current.name == "mine"
+        assert not screen.query(".phase-row")
+        assert "default: 32" in screen_text(app)  # its batch size is left out
 
 
 @asynctest
@@ -272,6 +347,7 @@ async def test_saving_a_shipped_preset_saves_a_copy(folders: Any) -> None:
         await settle(pilot)
         copy = ws.presets_dir / "demo-long.toml"
         assert 'name = "demo-long"' in copy.read_text() and "epochs = 9" in copy.read_text()
+        assert copy.stat().st_mode & 0o777 == 0o600  # owner-only, as the workspace
         assert (shipped / "demo.toml").read_text() == PRESET.format(name="demo")
         assert screen.current is not None and screen.current.path == copy
         assert [e.name for e in screen.entries] == ["demo-long", "mine", "cifar-ft", "demo"]
@@ -285,7 +361,9 @@ async def test_save_as_refuses_an_existing_name_and_escape_cancels(folders: Any)
         await settle(pilot)
         await pilot.press("f2")
         await settle(pilot)
-        app.screen.query_one("#save-as-name").value = "mine"
+        assert "enter saves · esc cancels" in screen_text(app)
+        await pilot.press(*"mine")  # the suggestion is selected: typing replaces it
+        assert app.screen.query_one("#save-as-name").value == "mine"
         await pilot.press("enter")
         await settle(pilot)
         assert (ws.presets_dir / "mine.toml").read_text() == PRESET.format(name="mine") + SWEEP
@@ -376,8 +454,15 @@ async def test_freeze_map_choice_comes_back_into_the_editor(folders: Any) -> Non
         assert app.screen is screen
         assert "depth = 2  # stem + conv2" in screen.text
         assert 'batchnorm = "trainable"' in screen.text
-        assert screen.text == (ws.presets_dir / "mine.toml").read_text()  # written back, so not modified
-        assert not screen.dirty
+        assert "depth = 1" in (ws.presets_dir / "mine.toml").read_text()  # not written: the editor has it
+        assert screen.dirty
+        await pilot.press("ctrl+f")
+        await app.workers.wait_for_complete()
+        await settle(pilot)
+        await pilot.press("plus", "w", "escape")  # w writes to the file: the editor's saved text follows
+        await settle(pilot)
+        assert "depth = 3  # stem + conv2" in screen.text
+        assert "depth = 3  # stem + conv2" in (ws.presets_dir / "mine.toml").read_text()
 
 
 @asynctest

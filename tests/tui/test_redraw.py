@@ -106,7 +106,10 @@ async def test_batch_events_wait_for_the_longer_interval_and_an_epoch_cuts_it_sh
         await pilot.pause()
         calls = count_redraws(monkeypatch, app.screen)
         long_ago(app)
-        app.ticker._last_redraw = ticker_mod.time.monotonic()  # just redrawn
+        app.ticker._last_redraw = ticker_mod.time.monotonic()  # just redrawn...
+        app.ticker._redraw_due = float("inf")  # ...with nothing pending (a tick under load may have left a due)
+        app.ticker._dirty.clear()
+        app.ticker._structural = False
         append(ws, rid, Batch(t=fake_ws.NOW, epoch=3, step=40, steps=50, metrics={"loss": 1.0}))
         app.ticker.poll()
         assert calls == []

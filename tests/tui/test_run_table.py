@@ -169,3 +169,32 @@ async def test_clicks_move_the_cursor_select_its_row_and_sort_by_a_header():
         await pilot.click(RunTable, offset=(1, 0))
         await pilot.pause()
         assert app.messages[-1] == ("header", "sel")
+
+
+def test_the_name_column_takes_the_spare_width_and_a_narrow_terminal_drops_columns_first():
+    from tltui.tui.widgets.run_table import NAME_MAX, layout
+
+    def widths(width: int) -> dict[str, int]:
+        return {c.key: c.width for c in layout(width)}
+
+    assert widths(TABLE_WIDTH)["name"] == 24 and len(layout(TABLE_WIDTH)) == len(COLUMNS)  # as before
+    wide = widths(200)
+    assert wide["name"] == min(NAME_MAX, 200 - (TABLE_WIDTH - 26) - 2) and len(wide) == len(COLUMNS)
+    narrow = widths(80)
+    assert sum(c.get_render_width() for c in layout(80)) <= 80
+    assert {"id", "name", "status", "epoch", "val_acc", "best"} <= set(narrow)  # Kept stays
+    assert "best5" not in narrow and "top5" not in narrow
+    assert set(widths(120)) >= {"elapsed", "eta"}
+
+
+@asynctest
+async def test_a_long_name_shows_whole_on_a_wide_terminal():
+    long = "d2p-nonedemo-two-phase-copy-seed-1"  # 34 characters: cut at 24 before
+    app = TableApp([row(1, name=long)])
+    async with app.run_test(size=(200, 5)) as pilot:
+        await pilot.pause()
+        assert long in lines(app)[1]
+    async with TableApp([row(1, name=long)]).run_test(size=(100, 5)) as pilot:
+        await pilot.pause()
+        line = lines(pilot.app)[1]
+        assert long not in line and "d2p-nonedemo-two-phase-copy" in line and "…" in line  # cut, and says so

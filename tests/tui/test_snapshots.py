@@ -42,6 +42,11 @@ def test_runs_screen(snap_compare, make_app, stable_home, size):
     assert snap_compare(make_app(), terminal_size=size, run_before=_before(None))
 
 
+def test_runs_screen_120x40(snap_compare, make_app, stable_home):
+    """The most common width: the footer keeps enter, i, ? and q; the table fits."""
+    assert snap_compare(make_app(), terminal_size=(120, 40), run_before=_before(None))
+
+
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_run_screen_live(snap_compare, make_app, stable_home, size):
     assert snap_compare(make_app(), terminal_size=size, run_before=_before(lambda app: app.open_run("r0006")))

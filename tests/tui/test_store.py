@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import replace
 
 import pytest
 
@@ -119,6 +120,9 @@ def test_runs_that_are_not_a_sweep_get_no_bars(scripted):
     store, ids = store_for(scripted)
     snaps = [store.snapshot(ids["completed"]), store.snapshot(ids["failed"])]
     assert run_store.sweep_bars(snaps) == ("", [])
+    # the walk: an unrelated run next to one sweep run drew "best by freeze.depth" with a bar "None"
+    assert run_store.sweep_bars([store.snapshot(ids["completed"]), store.snapshot(ids["sweep0"])]) == ("", [])
+    assert run_store.sweep_bars([store.snapshot(ids["sweep0"]), store.snapshot(ids["sweep3"])])[0] == "freeze.depth"
 
 
 def test_run_colours_are_stable_and_from_the_palette():
@@ -142,19 +146,24 @@ def test_curves_on_each_x_axis(scripted):
     assert curves.points(snap, "loss", "epoch", live=False).xs == (1.0, 2.0)
 
 
-def test_live_points_are_thinned_evenly_keeping_the_latest():
+def test_live_points_are_thinned_to_each_buckets_extremes_keeping_the_latest(scripted):
+    store, ids = store_for(scripted)
+    base = store.snapshot(ids["running"])
     limit = curves.MAX_LIVE_POINTS
-    for n in (0, 1, limit, limit + 1, 2 * limit, 2 * limit + 1, 10 * limit + 7):
-        batches = [(float(i), 4, i + 1, {"loss": 1.0}) for i in range(n)]
-        thin = curves._thin(batches)
-        assert len(thin) <= limit and len(thin) == min(n, len(thin))
+    epoch_pts = len(curves.points(base, "loss", live=False).xs)
+    for n in (0, 1, limit, limit + 1, 10 * limit + 7):
+        losses = [1.0 + 0.1 * (i % 5) for i in range(n)]
+        if n > 2:
+            losses[n // 3] = 50.0  # a spike a stride would skip
+        batches = tuple((float(i), 3, i + 1, {"loss": v}) for i, v in enumerate(losses))
+        snap = replace(base, batches=batches, epoch_in_progress=3, steps=n or None)
+        live = curves.points(snap, "loss").ys[epoch_pts:]
+        assert len(live) <= limit
         if n:
-            assert thin[-1] is batches[-1]
-            steps = [b[2] for b in thin]
-            gaps = {b - a for a, b in zip(steps, steps[1:])}
-            assert len(gaps) <= 1  # evenly spaced
-        if n <= limit:
-            assert list(thin) == batches
+            assert live[-1] == losses[-1]
+            assert max(live) == max(losses) and min(live) == min(losses)
+        if n < limit - 1:  # fits: drawn whole
+            assert list(live) == losses
 
 
 def test_live_points_come_from_the_epoch_in_progress_only():
@@ -253,5 +262,15 @@ def test_a_step_before_training_shows_as_the_runs_status_detail_until_the_next_s
     append(protocol.Progress(t=fake_ws.NOW, phase="decode", done=5, total=None, message="decoding images"))
     assert store.row(rid).detail == "decode 5"
     append(protocol.Phase(t=fake_ws.NOW, name="build", message="building resnet50"))
+    assert store.row(rid).detail == "building"  # the step itself, once its progress is over
+    assert store.snapshot(rid).preparing == "building resnet50"
+    # training started but no batch yet: the first step traces the graph (a minute on a busy CPU)
+    append(
+        protocol.Phase(t=fake_ws.NOW, name="train", message="training for 10 epochs of 50 steps"),
+        protocol.EpochBegin(t=fake_ws.NOW, epoch=4),
+    )
+    assert store.row(rid).detail == "first step"
+    assert "tracing the first step" in (store.snapshot(rid).preparing or "")
+    append(protocol.Batch(t=fake_ws.NOW, epoch=4, step=1, steps=50, metrics={"loss": 1.0}))
     assert store.row(rid).detail is None and store.snapshot(rid).preparing is None
     assert store.row(ids["completed"]).detail is None

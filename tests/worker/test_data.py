@@ -98,14 +98,14 @@ def test_missing_tfds_message_says_how_to_prepare_offline() -> None:
     assert "tltui data fetch tfds:cifar100" in msg and "data.download = true" in msg
 
 
-def test_augmentation_of_the_uint8_batch_equals_that_of_its_float_copy() -> None:
-    """Flip and shift run on uint8 (cheaper), the cast before the brightness: the same values."""
+@pytest.mark.parametrize("said", [10, 6, 14], ids=["exact", "undercounted", "overcounted"])
+def test_a_tfds_split_is_read_into_one_array_whatever_its_metadata_says(said: int) -> None:
+    """No list of batches plus their concatenation (two copies at the peak): one array filled as read."""
     import numpy as np
+    import tensorflow as tf
 
-    x8 = np.random.default_rng(0).integers(0, 256, size=(16, 20, 24, 3), dtype=np.uint8)
-    aug = data.augmentation(7)
-    for g in (0, 5, 123):
-        a = np.asarray(aug(x8, g))
-        b = np.asarray(aug(x8.astype("float32"), g))
-        assert a.dtype == np.float32
-        np.testing.assert_array_equal(a, b)
+    x = np.arange(10 * 2 * 2 * 3, dtype=np.uint8).reshape(10, 2, 2, 3)
+    ds = tf.data.Dataset.from_tensor_slices((x, np.arange(10, dtype=np.int32)))
+    xs, ys = data._read_into_memory(ds, said, (2, 2, 3), None)
+    np.testing.assert_array_equal(xs, x)
+    assert ys.tolist() == list(range(10))

@@ -105,7 +105,41 @@ def test_predict_cam_writes_one_overlay_per_image(trained: Path, tmp_path: Path)
     assert sorted(p.name for p in cams.iterdir()) == sorted(Path(r.cam).name for r in rows)
     assert {Path(r.cam).name for r in rows} == {f"{CLASSES[y[i]]}__{i}.png.cam.png" for i in range(4)}
     overlay = np.asarray(Image.open(rows[0].cam))
-    assert overlay.shape == (SIZE, SIZE, 3) and not np.array_equal(overlay, x[int(Path(rows[0].path).stem)])
+    assert overlay.shape == (predict.CAM_MIN_SIDE, predict.CAM_MIN_SIDE, 3)  # enlarged: 16 px is too small to see
+    small = np.asarray(Image.fromarray(overlay).resize((SIZE, SIZE), Image.Resampling.BOX))
+    assert not np.array_equal(small, x[int(Path(rows[0].path).stem)])
+
+
+def test_the_cam_server_loads_the_model_once_and_answers_each_request(
+    trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The app's Grad-CAM: one worker per run, a request per image (the walk: 18-24 s per image)."""
+    import io
+
+    from tltui.core.predict_records import PredictionRow, PredictStarted, Skipped, decode
+    from tltui.worker import cam_server, predict
+
+    x, _ = quadrant_images(2, seed=5)
+    for i, img in enumerate(x):
+        Image.fromarray(img).save(tmp_path / f"{i}.png")
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    requests = "".join(
+        json.dumps({"image": str(tmp_path / name), "rel": f"same/{name}", "out": str(tmp_path / "cams" / f"{n}.png")})
+        + "\n"
+        for n, name in enumerate(["0.png", "1.png", "bad.png"])
+    )
+    out = io.StringIO()
+    loads: list[Path] = []
+    real_load = predict.load_model
+    monkeypatch.setattr(predict, "load_model", lambda path: loads.append(path) or real_load(path))
+    cam_server.serve(trained, io.StringIO(requests + "garbage\n"), out)
+    started, *answers = [decode(line) for line in out.getvalue().splitlines()]
+    assert isinstance(started, PredictStarted) and len(loads) == 1
+    assert [type(a) for a in answers] == [PredictionRow, PredictionRow, Skipped, Skipped]
+    for i, row in enumerate(answers[:2]):
+        assert row.cam == str(tmp_path / "cams" / f"{i}.png") and Path(row.cam).is_file()
+        assert row.label in CLASSES and row.rel == f"same/{i}.png"
+    assert "not a request" in answers[3].reason
 
 
 def test_a_model_without_a_feature_map_says_why() -> None:

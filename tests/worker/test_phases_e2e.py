@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.worker.test_train_e2e import model_weights, run_in_process
-from tltui.core import presets, protocol, runstate
+from tltui.core import presets, protocol, run_summary, runstate
 from tltui.core.workspace import RunPaths
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("train_e2e")]
@@ -159,6 +159,8 @@ def test_failed_at_the_boundary_and_inside_phase_2_resumes_exactly(
     assert train.main([str(run), "--resume"]) == 0
 
     b = runstate.load(paths.events)
+    # the summary the workers kept across both failures and resumes reads as the whole log does
+    assert run_summary.state_to_doc(b) == run_summary.state_to_doc(runstate.fold(paths.events))
     starts = [e for e in protocol.read_events(paths.events) if e.type == "started"]
     assert [s.initial_epoch for s in starts] == [0, 2, 4]
 

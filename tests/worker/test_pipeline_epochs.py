@@ -1,7 +1,8 @@
 """The training stream, epoch by epoch: what a resumed run sees, reshuffles and re-drawn augmentation.
 
 Images are tagged by content (image i is filled with the value i) so a batch says which examples
-it holds; no model is involved.
+it holds; no model is involved. With augmentation the stream carries uint8 images and their draws,
+and the training step augments them (:func:`tltui.worker.augment.augment`, applied here as it does).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from tltui.worker import data  # noqa: E402
+from tltui.worker import augment, data  # noqa: E402
 
 N, BATCH = 10, 4
 
@@ -21,8 +22,13 @@ def tagged(n: int = N) -> data.Split:
     return data.in_memory(images, np.arange(n))
 
 
-def batches(split: data.Split, count: int, **kw: object) -> list[tuple[np.ndarray, np.ndarray]]:
-    ds = data.train_batches(split, batch_size=BATCH, seed=7, **kw)  # type: ignore[arg-type]
+def batches(
+    split: data.Split, count: int, batch: int = BATCH, seed: int = 7, **kw: object
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``count`` batches of the stream as training sees them (augmented as the training step does)."""
+    ds = data.train_batches(split, batch_size=batch, seed=seed, **kw)  # type: ignore[arg-type]
+    if kw.get("augment"):
+        ds = ds.map(lambda xu, y: (augment.augment(*xu), y))
     return [(x.numpy(), y.numpy()) for x, y in ds.take(count)]
 
 
@@ -60,11 +66,10 @@ def test_a_steps_per_epoch_stream_runs_across_passes_without_dropping_examples()
 def test_augmentation_is_redrawn_every_epoch_and_reproducible_for_a_seed() -> None:
     rng = np.random.default_rng(0)
     split = data.in_memory(rng.integers(0, 256, size=(N, 12, 12, 3), dtype=np.uint8), np.arange(N))
-    ds = data.train_batches(split, batch_size=N, seed=7, shuffle=False, augment=True)
-    one, two = [x.numpy() for x, _ in ds.take(2)]  # epochs 1 and 2, the same images in the same order
+    one, two = [x for x, _ in batches(split, 2, batch=N, shuffle=False, augment=True)]  # epochs 1 and 2
     assert sum(not np.array_equal(a, b) for a, b in zip(one, two, strict=True)) >= N - 1
-    again = data.train_batches(split, batch_size=N, seed=7, shuffle=False, augment=True)
-    for x, y in zip([x.numpy() for x, _ in again.take(2)], (one, two), strict=True):
+    again = batches(split, 2, batch=N, shuffle=False, augment=True)
+    for (x, _), y in zip(again, (one, two), strict=True):
         np.testing.assert_array_equal(x, y)
-    other = data.train_batches(split, batch_size=N, seed=8, shuffle=False, augment=True)
-    assert not np.array_equal(next(iter(other))[0].numpy(), one)
+    other = batches(split, 1, batch=N, seed=8, shuffle=False, augment=True)
+    assert not np.array_equal(other[0][0], one)

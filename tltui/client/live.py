@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from tltui.core import protocol, runstate
+from tltui.core import protocol, run_summary, runstate
 from tltui.core.workspace import RunRecord, Workspace
 
 
@@ -32,7 +32,8 @@ class LiveRuns:
         """The run's state with every event written so far folded in."""
         t = self._tails.get(run_id)
         if t is None:
-            t = self._tails[run_id] = _Tail(protocol.EventTail(self.ws.run_paths(run_id).events), runstate.RunState())
+            st, tail = run_summary.load(self.ws.run_paths(run_id).events)  # the summary, then what followed
+            t = self._tails[run_id] = _Tail(tail, st)
         for ev in t.tail.read_new():
             t.state.apply(ev)
         return t.state

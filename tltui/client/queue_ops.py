@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from tltui.core import runstate
+from tltui.core import asha, runstate
 from tltui.core.status import RunStatus
 from tltui.core.workspace import PAUSED_KEY, RESUMABLE, RunRecord, Workspace, WorkspaceError
 from tltui.runner import executor as executor_mod
@@ -81,10 +81,12 @@ def add(
     overrides = dict(overrides or {})
     preset = presets.load(path, overrides)
     report = preflight.require(preset, str(path), ws)
-    for w in report.warnings:
+    runs = presets.expand(preset)
+    # a cluster that cannot give the GPUs asked: the job would wait in its queue, so say it now
+    cluster = executor_mod.capacity_warnings(ws, executor, (r.preset.train.gpus for r in runs))
+    for w in [*report.warnings, *cluster]:
         if warn is not None:
             warn(w)
-    runs = presets.expand(preset)
     specs = [(r.name, presets.dumps(r.preset), {**overrides, **r.overrides}) for r in runs]
     recs = ws.create_runs(
         specs, preset_name=preset.name, epochs=[r.preset.total_epochs for r in runs], executor=executor
@@ -149,6 +151,8 @@ def resume(ws: Workspace, run_id: str, *, start_runner: bool = True) -> RunRecor
     if rec.status not in RESUMABLE:
         raise WorkspaceError(f"{rid}: is {rec.status}; only {', '.join(RESUMABLE)} runs can be resumed")
     st = runstate.load(ws.run_paths(rid).events)
+    if rec.status == RunStatus.PAUSED:  # by hand: past every rung of its budgeted sweep, to its end
+        asha.write_passed(ws.run_paths(rid).dir, asha.ALL_RUNGS)
     done = ws.requeue(rid, expect=RESUMABLE, resume=st.started_at is not None)
     if done is None:
         raise WorkspaceError(f"{rid}: changed meanwhile (now {ws.get(rid).status}); try again")

@@ -17,6 +17,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     common.add_set(p)
     p.add_argument("--json", action="store_true", help='print {"runs": [...]} as JSON')
     p.add_argument(
+        "--executor",
+        help="where the runs would go (default: the workspace's); a cluster is asked whether it has the GPUs",
+    )
+    p.add_argument(
         "--params",
         action="store_true",
         help="phases: count the backbone parameters each phase freezes, describing the backbone first "
@@ -28,13 +32,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     from tltui.core import preflight, presets
     from tltui.core.settings import Settings
-    from tltui.runner.executor import EXECUTORS
+    from tltui.runner.executor import EXECUTORS, capacity_warnings
+    from tltui.runner.executors import default_executor
 
     ws = common.workspace(args)
     path, preset = common.load_preset(args, ws)
     report = preflight.require(preset, str(path), ws)
-    EXECUTORS.check_settings(Settings.load(ws))  # `queue add` refuses a bad settings.toml: say so here too
+    settings = Settings.load(ws)
+    EXECUTORS.check_settings(settings)  # `queue add` refuses a bad settings.toml: say so here too
     runs = presets.expand(preset)
+    executor = getattr(args, "executor", None) or default_executor(ws, settings)
+    report.warnings.extend(capacity_warnings(ws, executor, (r.preset.train.gpus for r in runs)))
+    budget = budget_text(runs[0].preset)
     notes: list[str] = []
     phases = (
         {r.name: phase_rows(ws, r.preset, notes, quiet=args.json, describe=args.params) for r in runs}
@@ -50,6 +59,7 @@ def main(args: argparse.Namespace) -> int:
                     for r in runs
                 ],
                 "warnings": report.warnings,
+                **({"budget": budget} if budget else {}),
                 **({"notes": notes} if notes else {}),
             }
         )
@@ -59,12 +69,29 @@ def main(args: argparse.Namespace) -> int:
     for n in notes:
         print(f"note: {n}", file=sys.stderr)
     print(f"{path}: ok, {len(runs)} run{'s' if len(runs) != 1 else ''}")
+    if budget:
+        print(f"  {budget}")
     for r in runs:
         ov = " ".join(f"{k}={v!r}" for k, v in r.overrides.items())
         print(f"  {r.name}" + (f"    {ov}" if ov else ""))
         for row in phases.get(r.name, []):
             print(f"    phase {row['label']}: {phase_text(row)}")
     return 0
+
+
+def budget_text(run: Any) -> str | None:
+    """A budgeted sweep's rungs in one line (``None`` without ``[sweep.budget]``)."""
+    from tltui.core import asha
+
+    b = run.sweep_space.budget
+    if b is None:
+        return None
+    rungs = ", ".join(map(str, asha.rungs_of(run)))
+    how = "max" if b.maximize else "min"
+    return (
+        f"budget: {b.metric} ({how}), eta {b.eta}: each run pauses at epochs {rungs} of {run.total_epochs}; "
+        f"the top 1/{b.eta} of the runs at a rung go on (the queue runner decides)"
+    )
 
 
 def phase_rows(ws: Any, preset: Any, notes: list[str], *, quiet: bool, describe: bool = False) -> list[dict[str, Any]]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from tltui.core.status import RunStatus
+from tltui.core.status import RunStatus, SchedState
+from tltui.core.workspace import RunRecord
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,11 +24,20 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     ws = common.workspace(args)
     for ref in args.run_id:
         rec = queue_ops.cancel(ws, ref)
-        if rec.status == RunStatus.CANCELLED:
-            print(f"{rec.id}: cancelled (it had not started)")
-        else:
-            print(f"{rec.id}: stopping (the worker saves a checkpoint, then the run is cancelled)")
+        print(f"{rec.id}: {cancel_message(rec)}")
     return 0
+
+
+def cancel_message(rec: RunRecord) -> str:
+    """What a cancel request does to this run, as the run is right after it."""
+    if rec.status == RunStatus.CANCELLED:
+        return "cancelled (it had not started)"
+    if rec.sched_state == SchedState.PENDING:
+        why = f" ({rec.sched_reason})" if rec.sched_reason else ""
+        return f"cancelling: its job was still waiting in the scheduler's queue{why}, nothing ran; it leaves the queue"
+    if rec.sched_state == SchedState.UNREACHABLE:
+        return "cancelling: the cluster does not answer now; the stop is sent, and the run shows `cancelling` until it confirms"
+    return "cancelling (the worker saves a checkpoint and stops; the run shows `cancelled` once that is confirmed)"
 
 
 def cmd_resume(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tltui.commands import common
-from tltui.core import catalog, descriptions, freeze_policy
+from tltui.core import catalog, descriptions, freeze_policy, preset_head
 from tltui.core import formatting as fmt
 from tltui.core.errors import CommandError
 from tltui.core.workspace import Workspace
@@ -192,7 +192,7 @@ def _build(
     features = last[-1] if isinstance(last[-1], int) else None
     head = freeze_policy.standard_head(features, classes, dropout)
     doc = freeze_policy.build_map(description, depth, batchnorm, head_layers=head)
-    doc["num_classes"] = classes
+    doc["num_classes"], doc["head_features"] = classes, features
     return doc
 
 
@@ -241,14 +241,9 @@ def preset_map(ws: Workspace, args: argparse.Namespace, notes: list[str]) -> dic
             raise CommandError(f"{path}: --phase {args.phase}: the preset has phases 1..{len(phases)}")
         f = phases[args.phase - 1].freeze
         phase_doc = {"index": args.phase, "count": len(phases), "name": preset.phases[args.phase - 1].name}
-    elif preset.phases:
-        each = ", ".join(
-            f"phase {preset.phase_label(i)}: depth {q.freeze.depth}" for i, q in enumerate(preset.phase_presets())
-        )
-        notes.append(f"{path}: the preset trains in phases ({each}); showing [freeze] (--phase N shows a phase's)")
     size = tuple(args.image_size) if args.image_size else tuple(preset.data.image_size)
     description = _description(ws, m.backbone, size, m.alpha, args.json)  # type: ignore[arg-type]
-    classes = args.classes if args.classes is not None else _folder_classes(preset)
+    classes = args.classes if args.classes is not None else preset_head.preset_classes(preset)
     depth = f.depth if args.depth is None else args.depth
     batchnorm = args.batchnorm or f.batchnorm
     try:
@@ -258,19 +253,12 @@ def preset_map(ws: Workspace, args: argparse.Namespace, notes: list[str]) -> dic
     doc["preset"] = preset.name
     if phase_doc is not None:
         doc["phase"] = phase_doc
+    elif preset.phases:  # the map is [freeze]'s; each phase's depth and what trains, listed under it
+        doc["phases"] = preset_head.phase_rows(description, preset, classes, m.dropout)
     effective = preset.model_copy(update={"freeze": presets.FreezeConfig(depth=depth, batchnorm=batchnorm)})
     doc["warnings"] = preflight.recipe_warnings(effective)
     notes.extend(doc["warnings"])
     return doc
-
-
-def _folder_classes(preset: Any) -> int | None:
-    if preset.data.kind != "folder":
-        return None
-    try:
-        return sum(1 for p in Path(preset.data.target).iterdir() if p.is_dir() and not p.name.startswith("."))
-    except OSError:
-        return None
 
 
 # ---------------------------------------------------------------------------- rendering
@@ -340,8 +328,17 @@ def render(doc: dict[str, Any], *, layers: bool = False) -> list[str]:
         f"  {fmt.params(t['trainable_params'])} of {fmt.params(t['params'])} parameters train "
         f"({t['trainable']} of {t['layers']} layers trainable, {t.get('bn_inference', 0)} BatchNorm in inference mode)"
     )
-    if doc.get("num_classes", 0) is None:
-        out.append("  head: number of classes unknown, its Dense layer shows 0 parameters (use --classes N)")
+    if doc.get("num_classes", 0) is None:  # never "0 of N train" for a frozen backbone whose head trains
+        features = doc.get("head_features")
+        out.append(
+            "  + the head, which trains: "
+            + preset_head.head_size_text(features if isinstance(features, int) else None)
+            + " (the number of classes is not known here; --classes N counts it)"
+        )
+    phases = doc.get("phases") or []
+    if phases:
+        out.append(f"  the map above is [freeze]; the preset trains in {len(phases)} phases (--phase N maps one):")
+        out.extend("    " + preset_head.phase_line(row, doc.get("num_classes") is not None) for row in phases)
     out.append(f"  {FROZEN_CELL} frozen  {TRAINABLE_CELL} trainable (share of parameters)")
     return out
 

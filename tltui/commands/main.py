@@ -24,6 +24,7 @@ COMMANDS = (
     "run",
     "queue",
     "runs",
+    "sweep",
     "control",
     "freeze_map",
     "predict",
@@ -33,6 +34,7 @@ COMMANDS = (
     "data",
     "cache",
     "demo",
+    "doctor",
 )
 
 #: Which module defines each top-level command, so a command imports only its own module.
@@ -42,6 +44,7 @@ COMMAND_MODULES = {
     "run": "run",
     "queue": "queue",
     "runs": "runs",
+    "sweep": "sweep",
     "cancel": "control",
     "resume": "control",
     "freeze-map": "freeze_map",
@@ -53,6 +56,7 @@ COMMAND_MODULES = {
     "cache": "cache",
     "demo": "demo",
     "demo-data": "demo",
+    "doctor": "doctor",
 }
 
 EXIT_USAGE = 2

@@ -9,7 +9,7 @@ import argparse
 import sys
 from typing import Any
 
-from tltui.core.status import RunStatus
+from tltui.core.status import RunStatus, shown
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -85,23 +85,27 @@ def cmd_add(args: argparse.Namespace) -> int:
 def queue_rows(ws: Any) -> list[dict[str, Any]]:
     """Running runs (oldest start first), then the queue in start order, with progress."""
     from tltui.client import live
-    from tltui.core import runstate
+    from tltui.core import cluster_jobs, runstate
 
     running = sorted(ws.list_runs([RunStatus.RUNNING]), key=lambda r: (r.started or 0, r.seq))
     rows: list[dict[str, Any]] = []
     for r in running:
         prog = live.progress(runstate.load(ws.run_paths(r.id).events), r)
+        job = cluster_jobs.latest(ws.run_paths(r.id).dir)
         rows.append(
             {
                 "position": None,
                 "id": r.id,
                 "name": r.name,
                 "status": r.status,
+                "state": shown(r),  # "pending (Resources)", "cluster unreachable (12 s)", "cancelling", "running"
                 "gpus": r.gpus,
                 "pid": r.pid,
                 "cancel_requested": r.cancel_requested,
                 "executor": r.executor,
                 "host": r.host,
+                "job_id": job.job_id if job else None,  # the scheduler's id of a cluster run's job
+                "dashboard": job.dashboard if job else None,
                 **prog,
             }
         )
@@ -112,11 +116,14 @@ def queue_rows(ws: Any) -> list[dict[str, Any]]:
                 "id": r.id,
                 "name": r.name,
                 "status": r.status,
+                "state": r.status,
                 "gpus": None,
                 "pid": None,
                 "cancel_requested": False,
                 "executor": r.executor,
                 "host": None,
+                "job_id": None,
+                "dashboard": None,
                 "epoch": r.epoch,
                 "epochs": r.epochs,
                 "current_epoch": None,
@@ -165,12 +172,18 @@ def cmd_ls(args: argparse.Namespace) -> int:
     if not rows:
         print("queue empty" + (" (paused)" if paused else ""))
         return 0
-    lines = [f"{'POS':>3} {'ID':<7} {'STATUS':<9} {'DEVICE':<9} {'EPOCH':>12} {'BEST':>7}  NAME"]
+    w = max(9, *(len(r["state"]) for r in rows))
+    dw = max(9, *(len(_device(r)) for r in rows))
+    jw = max((len(r["job_id"] or "-") for r in rows), default=0) if any(r["job_id"] for r in rows) else 0
+    job_head = f" {'JOB':<{jw}}" if jw else ""
+    lines = [f"{'POS':>3} {'ID':<7} {'STATUS':<{w}} {'DEVICE':<{dw}}{job_head} {'EPOCH':>12} {'BEST':>7}  NAME"]
     for r in rows:
         best = "-" if r["best_val_acc"] is None else f"{100 * r['best_val_acc']:5.1f}%"
-        status = "cancel..." if r["cancel_requested"] else r["status"]
         pos = "" if r["position"] is None else str(r["position"])
-        lines.append(f"{pos:>3} {r['id']:<7} {status:<9} {_device(r):<9} {_progress(r):>12} {best:>7}  {r['name']}")
+        job = f" {r['job_id'] or '-':<{jw}}" if jw else ""
+        lines.append(
+            f"{pos:>3} {r['id']:<7} {r['state']:<{w}} {_device(r):<{dw}}{job} {_progress(r):>12} {best:>7}  {r['name']}"
+        )
     print("\n".join(lines))
     if paused:
         print("queue paused: `tltui queue resume-queue` starts queued runs again")

@@ -22,6 +22,7 @@ from typing import Any
 
 from tltui.commands import common
 from tltui.core import runstate
+from tltui.core.errors import CommandError
 from tltui.core.protocol import (
     Batch,
     Checkpoint,
@@ -58,6 +59,10 @@ def main(args: argparse.Namespace) -> int:
     ws = common.workspace(args)
     path, preset = common.load_preset(args, ws)
     report = preflight.require(preset, str(path), ws)
+    if preset.sweep_space.budget is not None:  # its runs pause at rungs that only the queue runner decides on
+        raise CommandError(
+            f"{path}: a budgeted sweep ([sweep.budget]) runs through the queue: `tltui queue add {path}`"
+        )
     for w in report.warnings:
         print(f"warning: {w}", file=sys.stderr)
     return run_preset(ws, preset, plain=args.plain or not sys.stdout.isatty())

@@ -10,9 +10,9 @@ from typing import Any
 
 from tltui.commands import common
 from tltui.commands.run import test_summary
-from tltui.core import runstate
+from tltui.core import cluster_jobs, runstate
 from tltui.core.protocol import MODEL_RULES, top_k_na
-from tltui.core.status import RunStatus
+from tltui.core.status import RunStatus, shown
 from tltui.core.workspace import RunRecord, Workspace, WorkspaceError
 
 
@@ -38,6 +38,7 @@ def _summary(r: RunRecord) -> dict[str, Any]:
         "id": r.id,
         "name": r.name,
         "status": r.status,
+        "state": shown(r),  # what is true of it now: "pending (Resources)", "cancelling", ... else the status
         "created": r.created,
         "started": r.started,
         "finished": r.finished,
@@ -65,12 +66,15 @@ def cmd_ls(args: argparse.Namespace) -> int:
     if not runs:
         print("no runs yet: `tltui run PRESET` or `tltui queue add PRESET`")
         return 0
-    lines = [f"{'ID':<7} {'STATUS':<11} {'EPOCH':>9} {'VAL_ACC':>7} {'TOP5':>7}  {'CREATED':<16} NAME"]
+    now = time.time()
+    states = {r.id: shown(r, now) for r in runs}
+    w = max(11, *(len(s) for s in states.values()))
+    lines = [f"{'ID':<7} {'STATUS':<{w}} {'EPOCH':>9} {'VAL_ACC':>7} {'TOP5':>7}  {'CREATED':<16} NAME"]
     for r in runs:
         ep = f"{r.epoch}/{r.epochs}" if r.epochs else str(r.epoch)
         created = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created))
         lines.append(
-            f"{r.id:<7} {r.status:<11} {ep:>9} {_fmt_pct(r.best_val_acc):>7} "
+            f"{r.id:<7} {states[r.id]:<{w}} {ep:>9} {_fmt_pct(r.best_val_acc):>7} "
             f"{_fmt_pct(r.best_val_top5_acc):>7}  {created:<16} {r.name}"
         )
     print("\n".join(lines))
@@ -94,6 +98,9 @@ def run_details(ws: Workspace, rec: RunRecord) -> dict[str, Any]:
         **_summary(rec),
         "pid": rec.pid if rec.status == RunStatus.RUNNING else None,
         "host": rec.host,
+        "executor": rec.executor,
+        # a cluster run: its scheduler job id, node, dashboard and every job it has had (None: not a cluster run)
+        "cluster": cluster_jobs.summary(paths.dir, rec.host),
         "dir": str(paths.dir),
         "preset_path": str(paths.preset),
         "events_path": str(paths.events),
@@ -108,6 +115,7 @@ def run_details(ws: Workspace, rec: RunRecord) -> dict[str, Any]:
         "test": st.test,  # split, examples, weights_epoch, test_loss, test_acc[, test_top5_acc]
         "params": st.model or None,  # of the phase that trains last (a phased run: see "phases")
         "phases": st.phases_list(),  # a phased run's phases: epochs, optimizer, lr, freeze, params, feature cache
+        "compute": st.compute(),  # precision and XLA of the latest worker, each with why (None: not recorded)
         "num_classes": len(classes) if isinstance(classes, list) else None,
         "timings": {
             "train_seconds": elapsed,
@@ -135,14 +143,18 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.json:
         common.print_json(d)
         return 0
-    print(f"{d['id']}  {d['name']}  [{d['status']}]")
+    print(f"{d['id']}  {d['name']}  [{d['state']}]")
     if d["reason"]:
         print(f"reason: {d['reason']}")
     print(f"dir: {d['dir']}")
+    for line in cluster_jobs.describe(d["dir"], d["host"]):
+        print(line)
     if d["model_path"]:
         k = d["kept"]
         held = f" (epoch {k['epoch']}: {MODEL_RULES.get(k['rule'], k['rule'])})" if k and k["final"] else ""
         print(f"model: {d['model_path']}{held}")
+    if d["compute"]:
+        print(f"compute: {compute_text(d['compute'])}")
     if d["params"] and not d["phases"]:
         p = d["params"]
         print(f"params: {p['trainable_params']:,} trainable / {p['non_trainable_params']:,} frozen")
@@ -178,6 +190,16 @@ def cmd_show(args: argparse.Namespace) -> int:
     if d["history"] and (na := top_k_na(d["num_classes"])):
         print(na)
     return 0
+
+
+def compute_text(c: dict[str, Any]) -> str:
+    """``mixed_bfloat16 (auto: NVIDIA A100 ... has bfloat16 tensor cores), XLA off (auto: 2 replicas ...)``."""
+    parts = []
+    if c.get("precision"):
+        parts.append(f"{c['precision']} ({c['precision_why']})")
+    if c.get("jit_compile") is not None:
+        parts.append(f"XLA {'on' if c['jit_compile'] else 'off'} ({c['jit_why']})")
+    return ", ".join(parts)
 
 
 def phase_line(ph: dict[str, Any]) -> str:

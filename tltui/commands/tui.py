@@ -17,11 +17,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from tltui.core import demo
     from tltui.tui.app import run_app
 
     ws = common.workspace(args)
     preset = getattr(args, "preset", None)
-    # opened to be queued: the demo by name gets its data as `tltui demo` does
-    run_app(ws, open_preset=demo.find_preset(preset, ws) if preset else None)
+    open_preset = None
+    if preset:  # opened to be queued: the demo by name gets its data as `tltui demo` does
+        from tltui.core import demo  # presets and pydantic: not before the first frame otherwise
+
+        open_preset = demo.find_preset(preset, ws)
+    run_app(ws, open_preset=open_preset)
     return 0

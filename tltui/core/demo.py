@@ -26,7 +26,7 @@ PHOTOS_PER_CLASS = 2
 PHOTO_SIZE = 160
 DEMO_PRESET = "demo.toml"
 #: The shipped presets that train on the demo data (each gets its workspace copy).
-DEMO_PRESETS = (DEMO_PRESET, "demo-two-phase.toml")
+DEMO_PRESETS = (DEMO_PRESET, "demo-two-phase.toml", "demo-sweep.toml")
 DATA_DIR = Path("demo-data") / "shapes"  # under the workspace
 PHOTOS_DIR = Path("demo-data") / "photos"
 #: Written last; its presence means the dataset is complete.
@@ -178,6 +178,6 @@ def find_preset(ref: str, ws: Workspace) -> Path:
     reads its data: a demo preset named by its name (``tltui run demo``) is the workspace's copy, with
     the demo data generated first when it is missing (:func:`ensure_demo`)."""
     name = f"{ref}.toml"
-    if name in DEMO_PRESETS and not Path(ref).expanduser().exists():
+    if name in DEMO_PRESETS and not Path(ref).expanduser().is_file():  # a name wins over a folder here
         return ensure_demo(ws, name)
     return presets.find_preset(ref, ws)

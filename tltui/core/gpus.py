@@ -125,6 +125,19 @@ def discover() -> list[GpuInfo]:
     return [g for g in (_read_device(nv, i) for i in range(count)) if g is not None]
 
 
+def driver_version() -> str | None:
+    """The NVIDIA driver's version (``"550.54.15"``), ``None`` without NVML (or with a fake inventory)."""
+    if os.environ.get(FAKE_ENV) is not None:
+        return None
+    nv = _nvml()
+    if nv is None:
+        return None
+    try:
+        return _text(nv.nvmlSystemGetDriverVersion())
+    except Exception:  # noqa: BLE001 - a driver that cannot say is reported as unknown
+        return None
+
+
 def sample() -> dict[int, GpuInfo]:
     """Fresh utilisation and memory per device index (same source as :func:`discover`)."""
     return {g.index: g for g in discover()}

@@ -8,10 +8,11 @@ what the user wants (one line each, with why it matters).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from tltui.core import catalog, presets
+from tltui.core import accel, catalog, presets
 from tltui.core.errors import PresetError
 from tltui.core.presets import Preset, PresetIssue
 from tltui.core.status import RunStatus
@@ -67,6 +68,7 @@ def check(preset: Preset, file: str, ws: Workspace | None = None) -> Report:
                 )
             )
     errors.extend(freeze_depth_errors(preset, file))
+    errors.extend(replica_errors(preset, file))
     errors.extend(data_errors(preset, file))
     warnings = recipe_warnings(preset) + download_warnings(preset)
     if catalog.is_hub(m.backbone) and ws is not None:
@@ -172,12 +174,37 @@ def freeze_depth_errors(preset: Preset, file: str) -> list[PresetIssue]:
     return out
 
 
+def replica_errors(preset: Preset, file: str) -> list[PresetIssue]:
+    """What ``train.gpus > 1`` cannot run (``tltui.core.accel.replica_problem``); the worker refuses it too."""
+    problem = accel.replica_problem(
+        batch_size=preset.data.batch_size, gpus=preset.train.gpus or 1, jit_compile=preset.train.jit_compile
+    )
+    return [] if problem is None else [PresetIssue(file, None, problem[0], problem[1])]
+
+
 def require(preset: Preset, file: str, ws: Workspace | None = None) -> Report:
     """:func:`check`, raising :class:`PresetError` when it found errors; the warnings otherwise."""
     report = check(preset, file, ws)
     if report.errors:
         raise PresetError(report.errors)
     return report
+
+
+def refuse_unrunnable(choices: Sequence[presets.PresetFile], ws: Workspace | None = None) -> list[presets.PresetFile]:
+    """Presets as a picker lists them (:func:`tltui.core.presets.discover_presets`), each that
+    :func:`check` refuses (a missing or empty folder, ...) marked with its first error, as
+    ``tltui check`` and ``queue add`` would refuse it."""
+    out = []
+    for c in choices:
+        if c.error is None:
+            try:
+                errors = check(presets.load(c.path), str(c.path), ws).errors
+            except PresetError as e:  # changed on disk since it was listed
+                errors = e.issues
+            if errors:
+                c = replace(c, error=str(errors[0]), runs=0)
+        out.append(c)
+    return out
 
 
 def recipe_warnings(preset: Preset) -> list[str]:

@@ -23,6 +23,8 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tltui.core import catalog, tomlpos, validation
+from tltui.core import sweep_space as sampling
+from tltui.core.cluster_config import ClusterConfig
 from tltui.core.errors import PresetError, PresetIssue, TltuiError
 
 if TYPE_CHECKING:
@@ -37,20 +39,59 @@ class _Strict(BaseModel):
 
 
 class DataConfig(_Strict):
-    source: str = Field(description='"tfds:NAME" or "folder:PATH" (class subfolders)')
-    train_split: str = "train[:90%]"
-    val_split: str = "train[90%:]"
-    test_split: str = Field("test", description='TFDS split evaluated once after training; "" for none')
-    download: bool = Field(True, description="let TFDS download and prepare a dataset missing from data_dir")
-    validation_fraction: float = Field(0.2, gt=0.0, lt=1.0)
-    data_dir: str | None = None
-    image_size: list[int] = Field(default_factory=lambda: [224, 224])
-    batch_size: int = Field(32, ge=1, le=65536)
-    augment: bool = True
+    source: str = Field(
+        description='`"tfds:NAME"` (a TFDS dataset) or `"folder:PATH"` (one subfolder per class, searched '
+        "recursively; relative to the preset file)"
+    )
+    train_split: str = Field("train[:90%]", description="TFDS split to train on (any TFDS slicing)")
+    val_split: str = Field(
+        "train[90%:]",
+        description="TFDS split validated on every epoch: early stopping and the best epoch are chosen on it "
+        "(`check` warns when it is the test split)",
+    )
+    test_split: str = Field(
+        "test",
+        description="TFDS split evaluated once after training, on the weights `model.keras` holds (see "
+        '`train.restore_best`); reported apart as `test_acc` / `test_top5_acc`; `""` for none. Folders have no '
+        "test split",
+    )
+    download: bool = Field(
+        True,
+        description="a TFDS dataset not prepared in `data_dir` is downloaded and prepared first (once per data "
+        "dir); `false`: the run fails with one line saying what is missing and how to bring it",
+    )
+    validation_fraction: float = Field(
+        0.2,
+        gt=0.0,
+        lt=1.0,
+        description="`folder:` sources: share of each class held out for validation (stratified, deterministic "
+        "for a given `train.seed`)",
+    )
+    data_dir: str | None = Field(
+        None, description="where the prepared TFDS data lives (unset: `$TFDS_DATA_DIR`, else `~/tensorflow_datasets`)"
+    )
+    image_size: list[int] = Field(
+        default_factory=lambda: [224, 224],
+        description="model input `[height, width]`; images stay at their native size (uint8) in the pipeline and "
+        "are resized inside the model",
+    )
+    batch_size: int = Field(32, ge=1, le=65536, description="images per training step")
+    augment: bool = Field(
+        True,
+        description="random horizontal flip, shift (10%) and brightness (15%) per image, training only, in the "
+        "training step on the GPU (never in the saved model); drawn anew every epoch from `(seed, batch index in the "
+        "run)`, so two runs with one seed see the same augmentations and a resumed run the ones it would have seen",
+    )
     train_limit: int | None = Field(None, ge=1, description="use at most this many training images")
     val_limit: int | None = Field(None, ge=1, description="use at most this many validation images")
     test_limit: int | None = Field(None, ge=1, description="use at most this many test images")
-    shuffle_buffer: int = Field(10_000, ge=0)
+    shuffle_buffer: int = Field(
+        10_000,
+        ge=0,
+        description="0 turns shuffling off. A folder (in memory or memory-mapped) and a TFDS split that fits in "
+        "memory (`[cache] in_memory_fraction`) are fully reshuffled every epoch by `(seed, epoch)`; a larger TFDS "
+        "split streams through a shuffle buffer of this many examples",
+    )
 
     @field_validator("source")
     @classmethod
@@ -77,13 +118,25 @@ class DataConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    backbone: str
-    weights: str = "imagenet"
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    alpha: float | None = Field(None, gt=0.0, le=2.0, description="width multiplier (MobileNet)")
-    hub_output_dim: int | None = Field(None, ge=1, description="feature size of a hub: backbone")
+    backbone: str = Field(description="a `keras.applications` backbone (below), or `hub:HANDLE_OR_PATH`")
+    weights: str = Field(
+        "imagenet",
+        description='`"imagenet"` (the file `keras.applications` fetches, into `$KERAS_HOME/models`), `"none"` '
+        '(random), `"PATH.weights.h5"`, `"run:RUN_ID"` (the backbone of a completed run)',
+    )
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout before the Dense head")
+    alpha: float | None = Field(
+        None, gt=0.0, le=2.0, description="width multiplier, MobileNet backbones only (unset: the backbone's)"
+    )
+    hub_output_dim: int | None = Field(
+        None, ge=1, description="feature size of a `hub:` backbone (checked against the module's signature)"
+    )
     bn_momentum: float | None = Field(
-        None, gt=0.0, lt=1.0, description="BatchNorm moving-average momentum of the backbone (None: its own)"
+        None,
+        gt=0.0,
+        lt=1.0,
+        description="BatchNorm moving-average momentum of the backbone (unset: its own); short runs from scratch "
+        "want ~0.9",
     )
 
     @field_validator("backbone")
@@ -110,8 +163,18 @@ class ModelConfig(_Strict):
 
 
 class FreezeConfig(_Strict):
-    depth: int | str = 0
-    batchnorm: Literal["frozen", "inference", "trainable"] = "frozen"
+    depth: int | str = Field(
+        0,
+        description='macro-blocks frozen from the input, `0..N`, or `"all"` (ResNet: 1 = stem + conv2, 2 = + conv3, '
+        "3 = + conv4, 4 = + conv5)",
+    )
+    batchnorm: Literal["frozen", "inference", "trainable"] = Field(
+        "frozen",
+        description='`"frozen"`: every BatchNorm layer stays frozen (statistics and gamma/beta; inference mode), '
+        'whatever the depth; `"inference"`: every BatchNorm layer runs in inference mode, its gamma/beta train as '
+        'its stage says (the keras.io recipe); `"trainable"`: BatchNorm trains with batch statistics, even inside '
+        'frozen blocks (the notebook\'s policy). Training from scratch needs `"trainable"`',
+    )
 
     @field_validator("depth", mode="plain")
     @classmethod
@@ -122,25 +185,61 @@ class FreezeConfig(_Strict):
 
 
 class TrainConfig(_Strict):
-    epochs: int = Field(10, ge=1, le=100_000)
-    optimizer: Literal["sgd", "adam", "adamw", "rmsprop"] = "adam"
-    learning_rate: float = Field(1e-3, gt=0.0, le=10.0)
-    momentum: float = Field(0.9, ge=0.0, lt=1.0)
-    nesterov: bool = False
-    weight_decay: float = Field(0.0, ge=0.0)
-    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
-    lr_schedule: Literal["constant", "cosine"] = "constant"
-    early_stopping_patience: int = Field(0, ge=0, description="0 turns early stopping off")
-    restore_best: bool = Field(
-        True, description="model.keras (and the test split) = the best val_acc epoch of the whole run; false: the last"
+    epochs: int = Field(10, ge=1, le=100_000, description="epochs to train (a phase that sets none trains this many)")
+    optimizer: Literal["sgd", "adam", "adamw", "rmsprop"] = Field("adam", description="the Keras optimizer")
+    learning_rate: float = Field(1e-3, gt=0.0, le=10.0, description="the optimizer's learning rate")
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD and RMSprop")
+    nesterov: bool = Field(False, description="SGD")
+    weight_decay: float = Field(0.0, ge=0.0, description="decoupled weight decay")
+    label_smoothing: float = Field(
+        0.0, ge=0.0, lt=1.0, description="> 0 trains on one-hot labels with CategoricalCrossentropy"
     )
-    checkpoint_every: int = Field(5, ge=0, description="epochs; 0 turns periodic checkpoints off")
-    seed: int = 42
-    mixed_precision: bool | Literal["mixed_float16", "mixed_bfloat16"] = False
-    jit_compile: bool = False
-    gpus: int | None = Field(None, ge=0, le=64, description="None: one GPU if any, else CPU")
-    feature_cache: Literal["auto", "off"] = "auto"
-    steps_per_epoch: int | None = Field(None, ge=1)
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "constant", description='`"cosine"` decays to 0 over all epochs (of the phase)'
+    )
+    early_stopping_patience: int = Field(
+        0,
+        ge=0,
+        description="epochs without a better `val_acc` before stopping; the phase's best weights restored (the next "
+        "phase starts from them); 0 = off",
+    )
+    restore_best: bool = Field(
+        True,
+        description="`model.keras` (and the test split) gets the weights of the epoch with the best `val_acc` of the "
+        'whole run, all phases together (ties: the earlier), as Keras\'s `ModelCheckpoint(monitor="val_acc", '
+        "save_best_only=True)` keeps them; training itself is unchanged. `false`: the last epoch's (early "
+        "stopping's best, when it ended the last phase). Every place that shows the run's result says which epoch "
+        "that is",
+    )
+    checkpoint_every: int = Field(
+        5,
+        ge=0,
+        description="save `checkpoints/epoch-NNNN.keras` every N epochs (atomically; written in the background "
+        "while the next epoch trains); 0 = off",
+    )
+    seed: int = Field(42, description="Python/NumPy/TF seeds, shuffling, the folder split")
+    mixed_precision: bool | Literal["auto", "mixed_float16", "mixed_bfloat16"] = Field(
+        "auto",
+        description='`"auto"`: `"mixed_bfloat16"` on GPUs with compute capability >= 8.0, `"mixed_float16"` on >= 7.0, '
+        'off on a CPU and older GPUs; `true` (= `"mixed_float16"`), `"mixed_bfloat16"` or `false`; the softmax and '
+        "the loss stay float32",
+    )
+    jit_compile: bool | Literal["auto"] = Field(
+        "auto",
+        description='XLA-compile the train step; `"auto"`: as Keras decides (on with one GPU, off on a CPU and with '
+        "`gpus` > 1); `true` cannot run with `gpus` > 1",
+    )
+    gpus: int | None = Field(
+        None, ge=0, le=64, description="unset: one GPU if any, else CPU; 0: CPU; N > 1: MirroredStrategy over N GPUs"
+    )
+    feature_cache: Literal["auto", "off"] = Field(
+        "auto",
+        description="with a completely frozen backbone (BatchNorm in inference mode, no augmentation), compute its "
+        "features once and train the head on them",
+    )
+    steps_per_epoch: int | None = Field(
+        None, ge=1, description="fixed steps per epoch (the training data repeats; unset: the whole dataset)"
+    )
 
 
 MAX_PHASES = 10
@@ -176,20 +275,48 @@ class PhaseConfig(_Strict):
     """One ``[[phases]]`` entry: a stretch of the run with its own freeze and optimizer. The model
     is re-compiled at its start (a new optimizer, as Keras requires after ``trainable`` changes)."""
 
-    name: str = Field("", max_length=40)
+    name: str = Field("", max_length=40, description="the phase's name, shown as `phase 2/2 NAME`")
     freeze: PhaseFreeze = PhaseFreeze()
     train: PhaseTrain = PhaseTrain()
 
 
 class Preset(_Strict):
-    name: str = Field(min_length=1, max_length=120)
-    description: str = ""
+    name: str = Field(
+        min_length=1, max_length=120, description="preset name; sweep runs are named `name[key=value,...]`"
+    )
+    description: str = Field("", description="free text")
     data: DataConfig
     model: ModelConfig
     freeze: FreezeConfig = FreezeConfig()
     train: TrainConfig = TrainConfig()
-    phases: list[PhaseConfig] = Field(default_factory=list, max_length=MAX_PHASES)
-    sweep: dict[str, list[Any]] = Field(default_factory=dict)
+    cluster: ClusterConfig = Field(
+        default_factory=ClusterConfig,
+        description="`[cluster.slurm]`, `[cluster.ray]`: what these runs ask of a cluster (docs/guide/clusters.md)",
+    )
+    phases: list[PhaseConfig] = Field(
+        default_factory=list,
+        max_length=MAX_PHASES,
+        description="`[[phases]]`: a run in phases, each trained after the previous one (the table below)",
+    )
+    sweep: dict[str, list[Any]] = Field(
+        default_factory=dict,
+        description='`"section.key" = [v1, v2, ...]`: one run per combination (cartesian product over all listed '
+        'keys, at most 1000 runs); `"phases.N.section.key"` reaches phase N',
+    )
+    sweep_space: sampling.SweepSpace = Field(
+        default_factory=sampling.SweepSpace,
+        description='written inside `[sweep]`: `"section.key" = { loguniform = [lo, hi] }` (or uniform, int, '
+        "choice) samples a key, `samples = N` draws per grid point, `seed = S` (docs/guide/sweeps.md)",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_sweep(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("sweep"), dict):
+            grid, space = sampling.split(data["sweep"])
+            if space:
+                data = {**data, "sweep": grid, "sweep_space": space}
+        return data
 
     @field_validator("name")
     @classmethod
@@ -211,7 +338,7 @@ class Preset(_Strict):
         if not self.phases:
             return [self]
         base = self.model_dump(mode="python")
-        base["phases"], base["sweep"] = [], {}
+        base["phases"], base["sweep"], base["sweep_space"] = [], {}, {}
         out = []
         for ph in self.phases:
             data = copy.deepcopy(base)
@@ -237,10 +364,14 @@ class Preset(_Strict):
             d.pop("phases", None)
         else:  # a phase's unset sections are left out
             d["phases"] = [{k: v for k, v in ph.items() if v not in ({}, "")} for ph in d["phases"]]
+        d["sweep"] = {**d.get("sweep", {}), **self.sweep_space.to_sweep_entries()}
+        d.pop("sweep_space", None)
         if not d.get("sweep"):
             d.pop("sweep", None)
         if not d.get("description"):
             d.pop("description", None)
+        if self.cluster.is_empty():
+            d.pop("cluster", None)
         return d
 
 
@@ -267,13 +398,38 @@ def _field_name(loc: validation.Loc) -> str:
     runs table shows them)."""
     if len(loc) >= 2 and loc[0] == "phases" and isinstance(loc[1], int):
         loc = ("phases", str(loc[1] + 1), *loc[2:])
+    if loc[:1] == ("sweep_space",):  # written inside [sweep]
+        loc = ("sweep", *(loc[2:] if loc[1:2] == ("keys",) else loc[1:]))
     return ".".join(str(p) for p in loc if isinstance(p, str)) or "(preset)"
 
 
 def _unknown_key(loc: validation.Loc) -> str:
+    if loc[:1] == ("sweep",):
+        return "expected a dotted preset key, samples or seed"
     if loc[:1] == ("phases",):
         return "a phase may set only " + ", ".join(PHASE_FIELDS) + " (and name)"
-    return "unknown key (check the spelling; see the preset reference in the README)"
+    close = validation.close_match(str(loc[-1]) if loc else "", _keys_at(loc))
+    if close:
+        return f"unknown key; did you mean {close!r}?"
+    return f"unknown key (not a key of {_keys_where(loc)}; every key: docs/reference/presets.md)"
+
+
+def _keys_at(loc: validation.Loc) -> list[str]:
+    """The keys the schema has where ``loc``'s last key was found (``train.learnin_rate``: [train]'s)."""
+    model: type[BaseModel] = Preset
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        f = model.model_fields.get(part)
+        if f is None or not (isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel)):
+            return []
+        model = f.annotation
+    return list(model.model_fields)
+
+
+def _keys_where(loc: validation.Loc) -> str:
+    where = ".".join(p for p in loc[:-1] if isinstance(p, str))
+    return f"[{where}]" if where else "a preset"
 
 
 def _issues_from_validation(
@@ -381,6 +537,12 @@ def from_dict(
     overrides: Mapping[str, Any] | None = None,
 ) -> Preset:
     data = copy.deepcopy(dict(raw))
+    if "sweep_space" in data:  # the schema's name for what [sweep] holds, not a table of its own
+        if text is not None:  # a preset file's [sweep_space] table: unknown, as in any TOML
+            raise PresetError([PresetIssue(file, locate(text, ("sweep_space",)), "sweep_space", _unknown_key(()))])
+        # a Preset.model_dump() handed back (no TOML text): its sampled keys go where a file writes them
+        space = sampling.SweepSpace.model_validate(data.pop("sweep_space"))
+        data["sweep"] = {**(data.get("sweep") or {}), **space.to_sweep_entries()}
     for key, value in (overrides or {}).items():
         try:
             _set_dotted(data, key, value)
@@ -438,28 +600,46 @@ def resolve_paths(preset: Preset, base: Path) -> Preset:
 def _check_sweep(preset: Preset, data: Mapping[str, Any], file: str, text: str | None) -> None:
     issues: list[PresetIssue] = []
     total = 1
-    for key, values in preset.sweep.items():
+    space = preset.sweep_space
+    swept = {key: list(values) for key, values in preset.sweep.items()}
+    for key, spec in space.keys.items():
+        if (why := sampling.problem(spec)) is not None:
+            issues.append(PresetIssue(file, locate(text, ("sweep", key)) if text else None, f"sweep.{key}", why))
+        else:
+            swept[key] = sampling.extremes(spec)
+    for key, values in swept.items():
         line = locate(text, ("sweep", key)) if text else None
         field = f"sweep.{key}"
         head = key.split(".")[0]
         if head not in ("data", "model", "freeze", "train", "phases") or "." not in key:
             issues.append(PresetIssue(file, line, field, 'expected a dotted key like "freeze.depth"'))
             continue
-        total *= len(values)
+        total *= len(values) if key in preset.sweep else 1
         for v in values:
-            trial = copy.deepcopy(dict(data))
-            trial.pop("sweep", None)
-            try:
-                _set_dotted(trial, key, v)
-                Preset.model_validate(trial)
-            except KeyPathError as e:
-                issues.append(PresetIssue(file, line, field, str(e).partition(": ")[2]))
+            if (problem := _sweep_value_problem(data, key, v)) is not None:
+                issues.append(PresetIssue(file, line, field, problem))
                 break
-            except ValidationError as e:
-                msgs = _issues_from_validation(e, file, None)
-                detail = msgs[0].message if msgs else "invalid"
-                issues.append(PresetIssue(file, line, field, f"value {v!r}: {detail}"))
-                break
+    if space.keys and not space.samples:
+        issues.append(
+            PresetIssue(
+                file,
+                locate(text, ("sweep",)) if text else None,
+                "sweep.samples",
+                "sampled keys need samples = N (N >= 1)",
+            )
+        )
+    elif space.samples and not space.keys:
+        issues.append(
+            PresetIssue(
+                file,
+                locate(text, ("sweep", "samples")) if text else None,
+                "sweep.samples",
+                'no key to sample: add one like "train.learning_rate" = { loguniform = [1e-4, 1e-2] }',
+            )
+        )
+    total *= max(1, space.samples)
+    if space.budget is not None:
+        issues += _budget_issues(preset, swept, file, text)
     if total > MAX_SWEEP_RUNS:
         issues.append(
             PresetIssue(
@@ -471,6 +651,49 @@ def _check_sweep(preset: Preset, data: Mapping[str, Any], file: str, text: str |
         )
     if issues:
         raise PresetError(issues)
+
+
+def _budget_issues(preset: Preset, swept: Mapping[str, Any], file: str, text: str | None) -> list[PresetIssue]:
+    """``[sweep.budget]`` against the preset: ``max_epochs`` replaces ``train.epochs`` (so not with phases
+    or a swept ``train.epochs``); at least one rung below the runs' last epoch."""
+    budget = preset.sweep_space.budget
+    assert budget is not None
+    line = locate(text, ("sweep", "budget", "max_epochs")) if text else None
+    if budget.max_epochs is not None and preset.phases:
+        return [
+            PresetIssue(
+                file, line, "sweep.budget.max_epochs", "a phased preset sets each phase's epochs: leave max_epochs out"
+            )
+        ]
+    if budget.max_epochs is not None and "train.epochs" in swept:
+        return [PresetIssue(file, line, "sweep.budget.max_epochs", "sweeps train.epochs too: keep one of the two")]
+    last = budget.max_epochs or preset.total_epochs
+    if budget.min_epochs >= last:
+        line = locate(text, ("sweep", "budget", "min_epochs")) if text else None
+        return [
+            PresetIssue(
+                file,
+                line,
+                "sweep.budget.min_epochs",
+                f"{budget.min_epochs} leaves no rung below the runs' {last} epochs",
+            )
+        ]
+    return []
+
+
+def _sweep_value_problem(data: Mapping[str, Any], key: str, value: Any) -> str | None:
+    """Why the preset with ``key`` set to ``value`` does not validate, or ``None``."""
+    trial = copy.deepcopy(dict(data))
+    trial.pop("sweep", None)
+    try:
+        _set_dotted(trial, key, value)
+        Preset.model_validate(trial)
+    except KeyPathError as e:
+        return str(e).partition(": ")[2]
+    except ValidationError as e:
+        msgs = _issues_from_validation(e, "", None)
+        return f"value {value!r}: {msgs[0].message if msgs else 'invalid'}"
+    return None
 
 
 # --------------------------------------------------------------------------- sweeps
@@ -487,27 +710,37 @@ def _label(key: str) -> str:
 
 
 def expand(preset: Preset) -> list[RunSpec]:
-    """One :class:`RunSpec` per combination of the sweep (cartesian product, in key order)."""
+    """One :class:`RunSpec` per run of the sweep: the grid's combinations (cartesian product, in key
+    order), repeated ``samples`` times with the sampled keys drawn for each (same seed, same runs)."""
     base = preset.model_dump(mode="python")
-    base["sweep"] = {}
-    if not preset.sweep:
+    space = preset.sweep_space
+    budget = space.budget
+    # every run keeps the budget: its worker pauses at the rungs (core/asha.py)
+    base["sweep"], base["sweep_space"] = {}, ({"budget": budget.model_dump()} if budget else {})
+    if budget is not None and budget.max_epochs is not None:
+        base["train"]["epochs"] = budget.max_epochs
+    if not preset.sweep and not space.samples:
         return [RunSpec(preset.name, {}, Preset.model_validate(base))]
     keys = list(preset.sweep)
+    grid = [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(preset.sweep[k] for k in keys))]
+    reps = max(1, space.samples)
+    draws = sampling.draw(space, reps * len(grid)) if space.samples else [{}] * len(grid)
     runs: list[RunSpec] = []
-    for combo in itertools.product(*(preset.sweep[k] for k in keys)):
+    for i, drawn in enumerate(draws):
         data = copy.deepcopy(base)
-        overrides = dict(zip(keys, combo, strict=True))
+        overrides = {**grid[i % len(grid)], **drawn}
         for k, v in overrides.items():
             _set_dotted(data, k, v)
-        label = ",".join(f"{_label(k)}={_fmt(v)}" for k, v in overrides.items())
-        data["name"] = f"{preset.name}[{label}]"
+        label = ",".join(f"{_label(k)}={sampling.shown(v) if k in drawn else _fmt(v)}" for k, v in overrides.items())
+        tag = f"sample={i // len(grid) + 1}," if space.samples else ""
+        data["name"] = f"{preset.name}[{tag}{label}]"
         runs.append(RunSpec(data["name"], overrides, Preset.model_validate(data)))
     return runs
 
 
 def run_presets(preset: Preset) -> list[Preset]:
     """The preset of every run it queues: its sweep's combinations, or the preset itself."""
-    return [r.preset for r in expand(preset)] if preset.sweep else [preset]
+    return [r.preset for r in expand(preset)] if preset.sweep or preset.sweep_space.samples else [preset]
 
 
 def dumps(preset: Preset) -> str:
@@ -521,10 +754,12 @@ def get(preset: Preset, key: str) -> Any:
 
 def find_preset(ref: str, ws: Workspace | None = None) -> Path:
     """A preset path from what the user typed: a file, or the name of a workspace or shipped preset
-    (the workspace's first). A lookup: it writes nothing (a command that trains the demo asks for its
-    data, :func:`tltui.core.demo.find_preset`)."""
+    (the workspace's first). A preset name wins over a folder of that name in the current directory
+    (``tltui check photos`` beside a ``photos/`` folder of images); a path (``./photos``, ``x.toml``) is
+    taken as one. A lookup: it writes nothing (a command that trains the demo asks for its data,
+    :func:`tltui.core.demo.find_preset`)."""
     p = Path(ref).expanduser()
-    if p.exists() or p.suffix == ".toml" or "/" in ref:
+    if (p.exists() and not p.is_dir()) or p.suffix == ".toml" or "/" in ref:
         return p
     candidates = []
     if ws is not None:

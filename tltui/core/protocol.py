@@ -54,7 +54,10 @@ class Event:
 class Started(Event):
     """The worker is up; ``initial_epoch`` > 0 when resuming. ``restore_best``: ``model.keras`` will
     hold the best epoch by val_acc over the whole run (``train.restore_best``); ``False`` (and every
-    run before that setting): the last epoch, or early stopping's best when it ended the last phase."""
+    run before that setting): the last epoch, or early stopping's best when it ended the last phase.
+    ``precision``: the Keras dtype policy the run computes in (``float32``, ``mixed_float16``,
+    ``mixed_bfloat16``) and ``precision_why`` why (``train.mixed_precision``, "auto" decided by the GPU);
+    both ``""`` from older workers."""
 
     type: ClassVar[str] = "started"
     pid: int = 0
@@ -65,16 +68,23 @@ class Started(Event):
     steps_per_epoch: int | None = None
     versions: dict[str, str] = field(default_factory=dict)
     restore_best: bool = False
+    precision: str = ""
+    precision_why: str = ""
 
 
 @dataclass(frozen=True)
 class ModelInfo(Event):
+    """A compiled phase's model. ``jit_compile``: XLA on or off (``train.jit_compile``, "auto" as Keras
+    decides), ``jit_why`` why; ``None`` and ``""`` from older workers."""
+
     type: ClassVar[str] = "model"
     total_params: int = 0
     trainable_params: int = 0
     non_trainable_params: int = 0
     num_classes: int = 0
     feature_cache: bool = False
+    jit_compile: bool | None = None
+    jit_why: str = ""
 
 
 @dataclass(frozen=True)
@@ -240,6 +250,12 @@ def decode(line: str | bytes) -> Event | None:
         obj = json.loads(line)
     except (UnicodeDecodeError, ValueError, RecursionError):
         return None
+    return from_dict(obj)
+
+
+def from_dict(obj: Any) -> Event | None:
+    """The event a decoded JSON object describes (:func:`decode` after ``json.loads``); ``None`` for
+    anything that is not a known, well-formed event."""
     if not isinstance(obj, dict):
         return None
     cls = EVENT_TYPES.get(obj.get("type"))  # type: ignore[arg-type]
@@ -269,11 +285,13 @@ class EventTail:
         self.torn = 0
         self._partial = b""
 
-    def read_new(self) -> list[Event]:
+    def read_new(self, limit: int = -1) -> list[Event]:
+        """The events of the lines completed since the last call; ``limit``: read at most that many
+        bytes (a long file folds in bounded memory, chunk by chunk)."""
         try:
             with open(self.path, "rb") as f:
                 f.seek(self.offset)
-                data = f.read()
+                data = f.read(limit)
         except FileNotFoundError:
             return []
         if not data:
@@ -292,6 +310,11 @@ class EventTail:
             else:
                 out.append(ev)
         return out
+
+    @property
+    def complete_offset(self) -> int:
+        """The byte offset just after the last complete line read (a held-back partial line excluded)."""
+        return self.offset - len(self._partial)
 
     @property
     def pending(self) -> bool:

@@ -33,7 +33,10 @@ from tltui.core.status import RunStatus
 
 @dataclass
 class RunState:
-    """Mutable accumulator; call :meth:`apply` per event in file order."""
+    """Mutable accumulator; call :meth:`apply` per event in file order.
+
+    Saved as is in run summaries (:mod:`tltui.core.run_summary`): a change to what :meth:`apply` keeps
+    bumps ``run_summary.VERSION``, so summaries written before it are rebuilt from the log."""
 
     history: dict[int, dict[str, Any]] = field(default_factory=dict)
     epochs: int | None = None
@@ -50,6 +53,7 @@ class RunState:
     checkpoints: list[str] = field(default_factory=list)
     test: dict[str, Any] | None = None  # the Evaluated event: split, examples, weights_epoch, metrics
     preparing: Progress | None = None  # the latest progress of a step before training, until the next step
+    stage: Phase | None = None  # the worker's latest step (Phase: data, build, train...) until a batch shows training
     phases: dict[int, TrainPhase] = field(default_factory=dict)  # a phased run's phases so far, by index
     phase_models: dict[int, dict[str, Any]] = field(default_factory=dict)  # each phase's model info (ModelInfo)
     phase: TrainPhase | None = None  # the phase training now (or last)
@@ -60,12 +64,18 @@ class RunState:
     history_version: int = 0  # bumped by every event but a batch: history-only views redraw on it
     skipped_lines: int = 0  # set by load(): unreadable lines (a torn write, foreign text), skipped
     restore_best: bool = False  # the worker keeps the best val_acc epoch (Started.restore_best)
+    precision: str = ""  # the dtype policy of the latest worker, and why (Started); "" from older workers
+    precision_why: str = ""
+    jit_compile: bool | None = None  # XLA on or off in the latest compiled phase, and why (ModelInfo)
+    jit_why: str = ""
     worked_before: float = 0.0  # seconds of the worker segments before the latest start (resumes)
 
     def apply(self, ev: Event) -> None:
         if isinstance(ev, Phase | EpochBegin | Finished):
             self.preparing = None  # a new step (or training, or the end): the previous one's progress is over
         self.events_seen += 1
+        if isinstance(ev, Batch | EpochEnd | Finished | Started):
+            self.stage = None  # training shows itself (or a new worker starts over)
         if isinstance(ev, Started) and self.started_at is not None and self.last_event_at is not None:
             # a resume: the previous worker's segment ended at its last event
             self.worked_before += max(0.0, self.last_event_at - self.started_at)
@@ -81,6 +91,7 @@ class RunState:
             self.host = ev.host
             self.pid = ev.pid
             self.restore_best = ev.restore_best
+            self.precision, self.precision_why = ev.precision, ev.precision_why
             self.finished = None
             self.test = None  # a resume evaluates again at its end
             # a resume drops epochs after the point it restarts from
@@ -101,8 +112,11 @@ class RunState:
                 "num_classes": ev.num_classes,
                 "feature_cache": ev.feature_cache,
             }
+            self.jit_compile, self.jit_why = ev.jit_compile, ev.jit_why
         elif isinstance(ev, Progress):
             self.preparing = ev
+        elif isinstance(ev, Phase):
+            self.stage = ev
         elif isinstance(ev, EpochBegin):
             self.epoch = ev.epoch
             self.step = 0
@@ -154,6 +168,25 @@ class RunState:
             return None
         end = now if now is not None else (self.last_event_at or self.started_at)
         return self.worked_before + max(0.0, end - self.started_at)
+
+    def compute_short(self) -> str | None:
+        """``mixed_bfloat16, XLA on`` (the run screen's header); ``None`` when the workers did not record it."""
+        parts = [self.precision] if self.precision else []
+        if self.jit_compile is not None:
+            parts.append(f"XLA {'on' if self.jit_compile else 'off'}")
+        return ", ".join(parts) or None
+
+    def compute(self) -> dict[str, Any] | None:
+        """How the latest worker computes: ``precision``, ``precision_why``, ``jit_compile``, ``jit_why``
+        (``None`` for a run whose workers did not record them)."""
+        if not self.precision and self.jit_compile is None:
+            return None
+        return {
+            "precision": self.precision or None,
+            "precision_why": self.precision_why,
+            "jit_compile": self.jit_compile,
+            "jit_why": self.jit_why,
+        }
 
     def kept(self) -> dict[str, Any] | None:
         """The epoch whose weights ``model.keras`` holds, with that epoch's validation metrics: the run's
@@ -247,13 +280,26 @@ class RunState:
         """``(index, first epoch, name)`` of each phase after the first: where charts mark a boundary."""
         return [(p.index, p.start_epoch + 1, p.name) for i, p in sorted(self.phases.items()) if i > 1]
 
-    def preparing_detail(self, short: bool = False) -> str | None:
-        """The step before training in progress: ``download 43%`` (short, for a table cell) or
-        ``downloading tfds:cifar100: 43% (70.1 / 162.2 MB, 0:12 left)``; ``None`` when none is."""
+    def preparing_detail(self, short: bool = False, started: float | None = None) -> str | None:
+        """What a running run does when no batch shows it: ``download 43%`` (short, for a table cell)
+        or ``downloading tfds:cifar100: 43% (70.1 / 162.2 MB, 0:12 left)``; the worker's step
+        (``building``: ``building mobilenet_v2 (weights: imagenet)``); ``first step`` between the start
+        of training and its first batch (graph tracing, a minute on a busy CPU); ``starting`` before
+        the worker's first event (``started``: when the registry says the run's worker started; a
+        resumed run's events up to then are the previous worker's). ``None`` once batches flow (or
+        after the run)."""
         p = self.preparing
-        if p is None:
+        if p is not None:
+            return progress_text(p, short)
+        resumed = self.finished is not None and started is not None and self.finished.t < started
+        if self.events_seen == 0 or resumed:
+            return "starting" if short else "starting the worker (loading TensorFlow)"
+        stage = self.stage
+        if stage is None:
             return None
-        return progress_text(p, short)
+        if stage.name == "train":
+            return "first step" if short else f"{stage.message}: tracing the first step (the graph is built once)"
+        return _STAGE_WORDS.get(stage.name, stage.name[:12]) if short else stage.message
 
     def progress(self) -> float:
         """0..1 over all configured epochs, including the epoch in progress."""
@@ -290,6 +336,15 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
 
 
+#: The table's word for each step the worker announces (:class:`Phase` names, ``worker/train.py``).
+_STAGE_WORDS = {
+    "data": "loading data",
+    "build": "building",
+    "features": "features",
+    "save": "saving",
+    "test": "testing",
+}
+
 _SHORT = {
     "download": "download",
     "prepare": "prepare",
@@ -323,7 +378,16 @@ def progress_text(p: Progress, short: bool = False) -> str:
 
 
 def load(path: str | Path) -> RunState:
-    """Fold a whole ``events.jsonl`` (missing file: an empty state)."""
+    """The state of a run's ``events.jsonl`` (missing file: an empty state), from its summary plus
+    what was appended after it (:mod:`tltui.core.run_summary`): equal to :func:`fold`, at the cost
+    of the epochs rather than the batches."""
+    from tltui.core import run_summary  # it builds on this module
+
+    return run_summary.load(path)[0]
+
+
+def fold(path: str | Path) -> RunState:
+    """Fold a whole ``events.jsonl``, every line, whatever summary it has (the reference)."""
     st = RunState()
     tail = protocol.EventTail(path)
     for ev in tail.read_new():

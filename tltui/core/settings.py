@@ -4,7 +4,7 @@ environment variable tltui reads.
 ``settings.toml`` has one table per part of tltui, each a pydantic model that refuses unknown keys
 (:class:`RunnerSettings` ``[runner]``, :class:`ExecutorSettings` ``[executor]``,
 :class:`RaySettings` ``[ray]``, :class:`SlurmSettings` ``[slurm]``, :class:`CacheSettings`
-``[cache]``, :class:`UiSettings` ``[ui]``), gathered in :class:`Settings`. :meth:`Settings.load`
+``[cache]``, :class:`UiSettings` ``[ui]``, :class:`NotifySettings` ``[notify]``), gathered in :class:`Settings`. :meth:`Settings.load`
 reads the file (a missing file: every default) and applies the environment overrides declared on
 the fields (``json_schema_extra={"env": ...}``; the environment wins). Every problem is one
 :class:`~tltui.core.errors.PresetIssue` naming the file, line and ``table.key``, or the variable::
@@ -49,6 +49,8 @@ Read where they are used:
   ``tests/fake_worker.py``.
 - ``TLTUI_RELAY_FILES``: internal: the small files of a run folder, which the Ray executor ships to
   a node without the workspace for :mod:`tltui.runner.executors.ray_relay`.
+- ``TLTUI_RELAY_SHIPPED``: internal: ``1`` when a run's files were too large for ``TLTUI_RELAY_FILES``
+  and came as the Ray job's working directory (:mod:`tltui.runner.executors.ray_relay`).
 - ``TLTUI_RELAY_SCRATCH``: the node-local folder where ``ray_relay`` runs such a run (default
   ``$TMPDIR/tltui-relay-UID``).
 - ``TLTUI_FAKE_GPUS``: test-only: a fake GPU inventory, a count or a JSON list (:mod:`tltui.core.gpus`).
@@ -56,10 +58,14 @@ Read where they are used:
   ``docs/reliability.md``).
 - ``TLTUI_TEST_BACKBONES``: test-only: ``1`` enables the test backbones such as ``tiny_cnn``
   (:mod:`tltui.core.catalog`).
+- ``TLTUI_TEST_CPU_DEVICES``: test-only: ``N`` splits the CPU into N logical devices the training
+  worker uses as ``train.gpus`` GPUs (:mod:`tltui.worker.faults`, ``docs/guide/gpu.md``).
 
 Read by the test suite only: ``TLTUI_FAKE_EPOCH_SECONDS``, ``TLTUI_FAKE_STEPS``,
-``TLTUI_FAKE_CRASH_AT``, ``TLTUI_FAKE_EXIT_CODE``, ``TLTUI_FAKE_NAN_AT``, ``TLTUI_FAKE_IGNORE_TERM``
-(the scripted worker, ``tests/fake_worker.py``) and ``TLTUI_REQUIRE_SLURM`` (``1``: a one-node Slurm
+``TLTUI_FAKE_CRASH_AT``, ``TLTUI_FAKE_EXIT_CODE``, ``TLTUI_FAKE_NAN_AT``, ``TLTUI_FAKE_IGNORE_TERM``,
+``TLTUI_FAKE_STAGE_SECONDS``, ``TLTUI_FAKE_SCORE``
+(the scripted worker, ``tests/fake_worker.py``), ``TLTUI_FAKE_EXPORT`` and ``TLTUI_FAKE_EXPORT_ARGV`` (the
+scripted export worker, ``tests/fake_export.py``) and ``TLTUI_REQUIRE_SLURM`` (``1``: a one-node Slurm
 cluster that does not start fails the suite instead of skipping; set by ``.ci/run``).
 
 ``tests/core/test_settings.py`` fails when the code reads a ``TLTUI_*`` name this list leaves out.
@@ -67,7 +73,6 @@ cluster that does not start fails the suite instead of skipping; set by ``.ci/ru
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import tomllib
@@ -119,7 +124,7 @@ class RunnerSettings(_Table):
     cancel_grace: float = Field(
         30.0,
         ge=0,
-        description="seconds between SIGTERM and SIGKILL when cancelling",
+        description="seconds from SIGTERM to SIGKILL when cancelling",
         json_schema_extra=_env("TLTUI_RUNNER_CANCEL_GRACE"),
     )
     max_runs_per_gpu: int = Field(
@@ -137,11 +142,14 @@ class RunnerSettings(_Table):
     gpu_busy_memory: float = Field(
         0.5,
         ge=0,
-        description="fraction of memory others use above which a GPU is skipped",
+        description="fraction of its memory used by others above which such a GPU is skipped",
         json_schema_extra=_env("TLTUI_RUNNER_GPU_BUSY_MEMORY"),
     )
     tick: float = Field(
-        0.2, gt=0, description="longest sleep between checks (seconds)", json_schema_extra=_env("TLTUI_RUNNER_TICK")
+        0.2,
+        gt=0,
+        description="longest sleep between the runner's checks, seconds",
+        json_schema_extra=_env("TLTUI_RUNNER_TICK"),
     )
 
 
@@ -151,7 +159,11 @@ class ExecutorSettings(_Table):
     (``tltui.runner.executors.default_executor``, with :meth:`Settings.error`)."""
 
     default: str = Field(
-        "local", min_length=1, description="local, ray or slurm", json_schema_extra=_env("TLTUI_EXECUTOR")
+        "local",
+        min_length=1,
+        description='where `queue add` sends runs without `--executor`: `"local"`, `"ray"`, `"slurm"` or an '
+        "installed executor's name",
+        json_schema_extra=_env("TLTUI_EXECUTOR"),
     )
 
 
@@ -164,17 +176,23 @@ class RaySettings(_Table):
         description="the cluster's job server (dashboard)",
         json_schema_extra=_env("TLTUI_RAY_ADDRESS"),
     )
-    num_cpus: float = Field(1.0, ge=0, description="CPUs per run")
+    num_cpus: float = Field(1.0, ge=0, description="CPUs per run (GPUs: the preset's `train.gpus`)")
     default_gpus: int = Field(0, ge=0, description="GPUs when a preset leaves train.gpus unset")
-    shared_fs: Literal["auto"] | bool = Field("auto", description="do the nodes see the workspace at the same path?")
-    python: str | None = Field(
-        None, min_length=1, description="the interpreter with tltui on the nodes (None: this one)"
+    shared_fs: Literal["auto"] | bool = Field(
+        "auto", description='`true` / `false` / `"auto"`: do the nodes see the workspace at the same path?'
     )
-    env_vars: dict[str, str] = Field(default_factory=dict, description="environment variables of the jobs")
+    python: str | None = Field(
+        None, min_length=1, description="the interpreter with tltui on the nodes (unset: this one)"
+    )
+    env_vars: dict[str, str] = Field(
+        default_factory=dict, description="environment variables of the jobs (numbers and booleans become text)"
+    )
     poll_interval: float = Field(0.5, gt=0, description="seconds between job status checks")
-    lost_after: float = Field(120.0, ge=0, description="seconds of an unreachable cluster before runs are interrupted")
+    lost_after: float = Field(
+        120.0, ge=0, description="seconds of an unreachable cluster before its runs count as interrupted"
+    )
     stop_wait: int = Field(30, ge=0, description="seconds from SIGTERM to SIGKILL on cancel")
-    submit_retry: float = Field(15.0, ge=0, description="seconds a submission is retried while the cluster is busy")
+    submit_retry: float = Field(15.0, ge=0, description="seconds a submission is retried while the cluster refuses it")
 
     @field_validator("shared_fs", mode="plain")
     @classmethod
@@ -197,41 +215,102 @@ class SlurmSettings(_Table):
 
     cluster: Literal["slurm", "local", "debug"] = Field(
         "slurm",
-        description='"slurm"; "local" runs the same job as a local process (tests)',
+        description='`"slurm"`: the scheduler; `"local"` / `"debug"`: submitit\'s stand-ins without one (tests)',
         json_schema_extra=_env("TLTUI_SLURM_CLUSTER"),
     )
-    partition: str | None = None
-    account: str | None = None
-    qos: str | None = None
-    constraint: str | None = None
+    partition: str | None = Field(None, description="the `#SBATCH` option of that name")
+    account: str | None = Field(None, description="the `#SBATCH` option of that name")
+    qos: str | None = Field(None, description="the `#SBATCH` option of that name")
+    constraint: str | None = Field(None, description="the `#SBATCH` option of that name")
     time_limit: int = Field(24 * 60, ge=1, description="minutes")
     gpus: int = Field(0, ge=0, description="GPUs when a preset leaves train.gpus unset")
-    cpus_per_task: int = Field(4, ge=1)
-    mem_gb: float | None = Field(None, gt=0)
-    additional: dict[str, Any] = Field(default_factory=dict, description="extra #SBATCH options")
-    setup: list[str] = Field(default_factory=list, description="shell lines before the worker")
+    cpus_per_task: int = Field(4, ge=1, description="CPUs per job")
+    mem_gb: float | None = Field(None, gt=0, description="memory per job, GB")
+    additional: dict[str, Any] = Field(
+        default_factory=dict, description="any extra `#SBATCH` option, e.g. `{ exclusive = true }`"
+    )
+    setup: list[str] = Field(
+        default_factory=list, description='shell lines run before the worker, e.g. `["module load cuda/12"]`'
+    )
     python: str | None = Field(
-        None, min_length=1, description="the interpreter with tltui on the nodes (None: this one)"
+        None, min_length=1, description="the interpreter with tltui on the nodes (unset: this one)"
     )
     max_requeues: int = Field(3, ge=0, description="time limits that requeue the run with --resume before it fails")
-    signal_delay: int = Field(90, ge=0, description="seconds before the time limit that Slurm signals the job")
+    signal_delay: int = Field(90, ge=0, description="seconds before the time limit that Slurm signals the job (USR2)")
     poll_interval: float = Field(30.0, gt=0, description="seconds between scheduler status checks")
     scheduler_grace: float = Field(
-        600.0, ge=0, description="seconds of no scheduler answer and no worker event before runs are interrupted"
+        600.0, ge=0, description="seconds of no scheduler answer and no worker event before runs count as interrupted"
     )
 
 
 class CacheSettings(_Table):
     """``[cache]``: the decoded-image cache (``tltui.core.decoded_store``)."""
 
-    decoded_gb: float = Field(20.0, ge=0, description="GB beyond which the oldest-used entries are deleted")
+    decoded_gb: float = Field(
+        20.0,
+        ge=0,
+        description="size of the decoded-image cache, GB; the oldest-used entries go first (never one a running run reads)",
+    )
+    in_memory_fraction: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="a run copies its decoded images into its own memory when they take at most this fraction of "
+        "the memory available as it loads them (the OS's, or its cgroup's if less); otherwise it reads them "
+        "memory-mapped from the decoded cache, as fast per epoch and shared by the runs on one folder. 0: always "
+        "mapped",
+    )
+
+
+NotifyEvent = Literal["run_failed", "sweep_done", "queue_empty"]
+
+
+def _every_event() -> list[NotifyEvent]:
+    return ["run_failed", "sweep_done", "queue_empty"]
+
+
+class NotifySettings(_Table):
+    """``[notify]``: what the queue runner sends when a run fails, a sweep ends and the queue empties
+    (``tltui.runner.notify``): a command, a webhook, and the bell in an open app."""
+
+    command: list[str] = Field(
+        default_factory=list,
+        description='a command and its arguments, run without a shell, e.g. `["notify-send", "tltui"]`: the '
+        "message is its last argument, the digest (JSON) its standard input",
+    )
+    webhook: str | None = Field(
+        None,
+        description="an `http://` or `https://` URL the notification is POSTed to as JSON (`text`: the message, "
+        "as Slack and Mattermost incoming webhooks read it; `event`, `digest`)",
+    )
+    on: list[NotifyEvent] = Field(
+        default_factory=_every_event,
+        description="the events that notify: a run failed, every run of a sweep ended, nothing is queued or "
+        "running any more",
+    )
+    timeout: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="seconds a command or a webhook may take; it runs beside the runner, which never waits for it",
+    )
+    bell: bool = Field(True, description="an open app rings the terminal bell and shows the message")
+
+    @field_validator("webhook")
+    @classmethod
+    def _webhook(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^\s/]+", v):
+            raise ValueError(f"expected an http:// or https:// URL, got {v!r}")
+        return v
 
 
 class UiSettings(_Table):
     """``[ui]``: the app."""
 
     images: Literal["auto", "halfblock", "kitty", "sixel"] = Field(
-        "auto", description="how images are drawn (auto: ask the terminal)", json_schema_extra=_env("TLTUI_IMAGES")
+        "auto",
+        description='how images are drawn: `"auto"` (ask the terminal), `"halfblock"`, `"kitty"` or `"sixel"`',
+        json_schema_extra=_env("TLTUI_IMAGES"),
     )
 
 
@@ -244,6 +323,7 @@ class Settings(_Table):
     slurm: SlurmSettings = Field(default_factory=SlurmSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
     ui: UiSettings = Field(default_factory=UiSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
 
     TABLES: ClassVar[dict[str, type[_Table]]] = {
         "runner": RunnerSettings,
@@ -252,6 +332,7 @@ class Settings(_Table):
         "slurm": SlurmSettings,
         "cache": CacheSettings,
         "ui": UiSettings,
+        "notify": NotifySettings,
     }
 
     _file: Path | None = PrivateAttr(None)
@@ -495,9 +576,7 @@ def _issues(
 
 
 def _unknown(what: str, name: str, known: list[str], plural: str) -> str:
-    close = difflib.get_close_matches(name, known, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"unknown {what}{hint} (known {plural}: {', '.join(known)})"
+    return validation.unknown(name, known, what, plural)
 
 
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:

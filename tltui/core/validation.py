@@ -8,7 +8,8 @@ reads the errors as dicts (``ValidationError.errors()``), so this module imports
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import difflib
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from tltui.core.errors import PresetIssue
@@ -53,6 +54,19 @@ def issues(
         issue = PresetIssue(origin, None, name, msg) if origin else PresetIssue(file, locate(text, name), name, msg)
         out.setdefault(name, issue)
     return list(out.values())
+
+
+def close_match(name: str, known: Sequence[str]) -> str | None:
+    """The known name closest to a misspelt one (``learnin_rate`` -> ``learning_rate``), if any is close."""
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return close[0] if close else None
+
+
+def unknown(name: str, known: Sequence[str], what: str = "key", plural: str = "keys") -> str:
+    """The message for a key (or table) the schema does not have: a close match, then the known ones."""
+    close = close_match(name, known)
+    hint = f"; did you mean {close!r}?" if close else ""
+    return f"unknown {what}{hint} (known {plural}: {', '.join(known)})" if known else f"unknown {what}"
 
 
 def shown(value: object) -> str:

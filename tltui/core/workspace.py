@@ -41,6 +41,8 @@ def default_home() -> Path:
 
 
 SETTINGS_FILE = "settings.toml"
+#: A run's summary file (``RunPaths.summary``); the Ray relay never ships it to a node.
+SUMMARY_NAME = "events.summary.json"
 #: The registry meta key that pauses the queue.
 PAUSED_KEY = "queue_paused"
 
@@ -90,6 +92,11 @@ class RunPaths:
     @property
     def events(self) -> Path:
         return self.dir / "events.jsonl"
+
+    @property
+    def summary(self) -> Path:
+        """``events.jsonl`` folded up to an epoch's end (``tltui.core.run_summary``): what readers load."""
+        return self.dir / SUMMARY_NAME
 
     @property
     def log(self) -> Path:
@@ -180,6 +187,10 @@ class RunRecord:
     resume: bool = False  # start the worker with --resume (continue from its backup)
     owner_pid: int | None = None  # the process supervising the worker (queue runner or `tltui run`)
     owner_start: float | None = None
+    # a running cluster run as its scheduler sees it (tltui.core.status.SchedState; None: running), since when
+    sched_state: str | None = None
+    sched_reason: str | None = None
+    sched_since: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in _NAMES}
@@ -213,6 +224,9 @@ _COLUMNS = [
     ("resume", "INTEGER NOT NULL DEFAULT 0"),
     ("owner_pid", "INTEGER"),
     ("owner_start", "REAL"),
+    ("sched_state", "TEXT"),
+    ("sched_reason", "TEXT"),
+    ("sched_since", "REAL"),
 ]
 _NAMES = [c for c, _ in _COLUMNS]
 _JSON_COLS = {"gpus", "overrides"}
@@ -240,6 +254,25 @@ def _row_to_record(row: Sequence[Any]) -> RunRecord:
     vals[_CANCEL_IDX] = bool(vals[_CANCEL_IDX])
     vals[_RESUME_IDX] = bool(vals[_RESUME_IDX])
     return RunRecord(*vals)
+
+
+def distinct_sweep_names(names: Sequence[str], preset_name: str, taken: set[str]) -> list[str]:
+    """The run names of a sweep, with the first ``-N`` (N = 2, 3, ...) after the preset's name that no
+    run in ``taken`` has, when one of them is taken (the same sweep queued again, maybe with other
+    ``--set`` values): ``photos[seed=1]`` becomes ``photos-2[seed=1]``."""
+    if not taken.intersection(names):
+        return list(names)
+    n = 2
+    while True:
+        renamed = [
+            f"{preset_name}-{n}{name[len(preset_name) :]}"
+            if preset_name and name.startswith(preset_name)
+            else f"{name}-{n}"
+            for name in names
+        ]
+        if not taken.intersection(renamed):
+            return renamed
+        n += 1
 
 
 class Workspace:
@@ -374,7 +407,8 @@ class Workspace:
         its folder with ``preset.toml`` before the transaction commits, so a
         recorded run always has its preset. ``queued=False`` records them as
         running-to-be (for ``tltui run`` in the foreground: status ``queued``
-        but outside the queue order).
+        but outside the queue order). A sweep queued again gets names no run has
+        yet (``photos-2[seed=1]``: :func:`distinct_sweep_names`).
         """
         now = time.time()
         sweep = secrets.token_hex(4) if len(specs) > 1 else None
@@ -382,6 +416,10 @@ class Workspace:
         with self.transaction() as c:
             seq = c.execute("SELECT COALESCE(MAX(seq), 0) FROM runs").fetchone()[0]
             pos = c.execute("SELECT COALESCE(MAX(queue_pos), 0) FROM runs").fetchone()[0]
+            if sweep is not None:
+                taken = {row[0] for row in c.execute("SELECT name FROM runs")}
+                names = distinct_sweep_names([s[0] for s in specs], preset_name, taken)
+                specs = [(n, *s[1:]) for n, s in zip(names, specs, strict=True)]
             for i, (name, toml_text, overrides) in enumerate(specs):
                 seq += 1
                 run_id = format_run_id(seq)

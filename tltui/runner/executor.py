@@ -21,12 +21,12 @@ import importlib
 import os
 import signal
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from typing import TYPE_CHECKING, ClassVar
 
-from tltui.core import plugins, protocol
+from tltui.core import plugins
 from tltui.core.errors import PresetError
 from tltui.core.protocol import Event
 from tltui.core.workspace import RunRecord, Workspace, WorkspaceError
@@ -46,6 +46,17 @@ class JobStatus:
     alive: bool
     returncode: int | None = None
     lost: bool = False  # the job vanished with its node/cluster: the run is ``interrupted``, not failed
+    #: While alive, what the scheduler says beyond "running" (:class:`tltui.core.status.SchedState`: waiting in
+    #: its queue, or not answering), ``reason`` (its words: ``Resources``, ``BeginTime``...) and ``since`` (when,
+    #: wall clock; ``None``: now). The runner records them on the run (``sched_*``); clients show them.
+    sched_state: str | None = None
+    reason: str | None = None
+    since: float | None = None
+    #: Where the job runs, once the scheduler says (a node name).
+    node: str | None = None
+    #: Once not alive, what happened in a few words when the executor knows better than the exit code
+    #: ("cluster unreachable for 120 s", "never started: ..."): the failure reason starts with it.
+    cause: str | None = None
 
 
 class Job(ABC):
@@ -114,6 +125,22 @@ class Executor(ABC):
         """The tail of a run's worker log, one line."""
         return supervisor.log_tail(self.ws.run_paths(run_id).log, lines)
 
+    def capacity_warnings(self, gpus: int | None) -> list[str]:
+        """What this executor's cluster cannot give a run that asks ``gpus`` (``train.gpus``; ``None``: unset), one
+        line each, asked of the cluster now (``check`` and ``queue add`` print them); ``[]`` when it can, or when
+        the cluster cannot be asked (the submission says so). The runner checks this machine's own GPUs itself."""
+        return []
+
+    def array_key(self, rec: RunRecord) -> str | None:
+        """For an executor that :attr:`places_devices`: the runs of one queue tick with the same key (not ``None``)
+        go to :meth:`submit_array` together, as one job array; ``None`` (the default): the run goes alone."""
+        return None
+
+    def submit_array(self, run_ids: Sequence[str]) -> list[Job]:
+        """Start new runs (none a resume) as one job array, a :class:`Job` per run in that order; only called for
+        runs :meth:`array_key` grouped."""
+        raise NotImplementedError(f"the {self.name} executor has no job arrays")
+
 
 def _signal_group(pid: int, sig: int) -> None:
     """Signal the worker's process group (it leads its own session), else the pid."""
@@ -152,15 +179,19 @@ class LocalJob(Job):
 
 class AdoptedJob(Job):
     """A worker started by a supervisor that died: watched by pid + start time,
-    its events tailed from ``events.jsonl``."""
+    its events tailed from ``events.jsonl``. :attr:`state` is the run's state when it was adopted,
+    read from its summary plus what came after it (the epochs, not every batch event);
+    :meth:`events` returns what the worker writes after that."""
 
     pid: int  # known: adoption found the worker by it
 
     def __init__(self, run_id: str, pid: int, pid_start: float | None, events_path: os.PathLike[str]) -> None:
+        from tltui.core import run_summary
+
         self.run_id = run_id
         self.pid = pid
         self.pid_start = pid_start
-        self.tail = protocol.EventTail(events_path)
+        self.state, self.tail = run_summary.load(events_path, save=False)
 
     def events(self) -> list[Event]:
         return self.tail.read_new()
@@ -312,6 +343,23 @@ EXECUTORS = _Executors(
         "slurm": "tltui.runner.executors.slurm:SlurmExecutor",
     }
 )
+
+
+def capacity_warnings(ws: Workspace, executor: str, gpus: Iterable[int | None]) -> list[str]:
+    """:meth:`Executor.capacity_warnings` of a cluster executor for each GPU count its runs ask (a sweep may ask
+    several), without duplicates; ``[]`` for an executor that does not place its own devices or does not load."""
+    if not EXECUTORS.places_devices(executor):
+        return []
+    try:
+        ex = EXECUTORS[executor](ws)
+    except Exception:  # noqa: BLE001 - a broken [NAME] table or plugin fails its runs with the reason; not here
+        return []
+    out: list[str] = []
+    for n in dict.fromkeys(gpus):
+        for w in ex.capacity_warnings(n):
+            if w not in out:
+                out.append(w)
+    return out
 
 
 def signal_worker(rec: RunRecord, sig: int = signal.SIGTERM) -> bool:

@@ -50,10 +50,10 @@ from tltui.core import runstate
 from tltui.core.errors import PresetError, TltuiError
 from tltui.core.protocol import EpochEnd, Event, Started
 from tltui.core.settings import RunnerSettings, Settings
-from tltui.core.status import RunStatus
+from tltui.core.status import RunStatus, SchedState
 from tltui.core.workspace import RunRecord, Workspace, write_json
-from tltui.runner import supervisor
-from tltui.runner.executor import EXECUTORS, Executor, Job, LocalExecutor
+from tltui.runner import asha, notify, supervisor
+from tltui.runner.executor import EXECUTORS, AdoptedJob, Executor, Job, JobStatus, LocalExecutor
 
 log = logging.getLogger("tltui.runner")
 
@@ -121,6 +121,9 @@ class _Tracked:
     state: runstate.RunState
     term_sent: float | None = None
     kill_sent: bool = False
+    fd: int | None = None  # the descriptor registered with the selector, until unwatched (the runner owns it)
+    sched: tuple[str | None, str | None] = (None, None)  # the scheduler's (state, reason) as last recorded
+    node: str | None = None  # the node the scheduler named, as last recorded
 
 
 class Runner:
@@ -147,6 +150,8 @@ class Runner:
         self._last_scan = float("-inf")
         self._woken = True
         self._startable = False  # queued runs and not paused, as of the last registry scan
+        self.notifier = notify.Notifier(ws)  # [notify]: a failed run, a sweep's end, the queue emptied
+        self.stopper = asha.SweepStopper(ws)  # [sweep.budget]: promote or stop the runs paused at a rung
 
     # ------------------------------------------------------------ process plumbing
 
@@ -188,9 +193,11 @@ class Runner:
                     log.info("idle for %.0f s: exiting", self.settings.idle_timeout)
                     break
                 idle_since = None
+        self.notifier.close()
         if self.jobs:
             log.info("leaving %d worker(s) running for the next runner: %s", len(self.jobs), ", ".join(self.jobs))
         for t in self.jobs.values():
+            self._unwatch(t)
             t.job.close()
         return 0
 
@@ -233,12 +240,32 @@ class Runner:
         for rid, t in list(self.jobs.items()):
             self._pump(rid, t)
 
-    def _pump(self, run_id: str, t: _Tracked) -> None:
+    def _watch(self, run_id: str, t: _Tracked) -> None:
+        """Track a job (from now on this runner owns it: it alone closes it) and select on its descriptor."""
+        self.jobs[run_id] = t
         fd = t.job.fileno()
-        evs = t.job.events()
-        if fd is not None and t.job.fileno() is None:  # the pipe hit EOF: stop selecting on it
+        if fd is None:
+            return
+        try:
+            self.sel.register(fd, selectors.EVENT_READ, run_id)
+        except KeyError:  # a number left registered by a job closed without unwatching: never lose this job for it
+            log.warning("%s: descriptor %d was still registered; taking it over", run_id, fd)
+            self.sel.unregister(fd)
+            self.sel.register(fd, selectors.EVENT_READ, run_id)
+        t.fd = fd
+
+    def _unwatch(self, t: _Tracked) -> None:
+        """Stop selecting on the descriptor registered for ``t`` (whatever its job's ``fileno()`` says now:
+        a finished job may answer ``None`` already), before the job closes it and the number is reused."""
+        if t.fd is not None:
             with contextlib.suppress(KeyError, ValueError):
-                self.sel.unregister(fd)
+                self.sel.unregister(t.fd)
+            t.fd = None
+
+    def _pump(self, run_id: str, t: _Tracked) -> None:
+        evs = t.job.events()
+        if t.fd is not None and t.job.fileno() != t.fd:  # the pipe hit EOF: stop selecting on it
+            self._unwatch(t)
         self._apply(run_id, t.state, evs)
         if t.executor.places_devices:  # a cluster run: record the node it landed on
             host = next((ev.host for ev in reversed(evs) if isinstance(ev, Started) and ev.host), None)
@@ -260,6 +287,7 @@ class Runner:
 
     def step(self) -> None:
         self.reap()
+        self._woken |= self.stopper.step()  # a promoted run is queued again: schedule now
         now = self.clock()
         if self._woken or now - self._last_scan >= 0.5:
             self._woken = False
@@ -269,6 +297,7 @@ class Runner:
             self._startable = not self.ws.is_paused() and bool(self.ws.queue())
             if self._startable and not self.stopping:
                 self.schedule()
+        self.notifier.step(busy=bool(self.jobs))
 
     # ------------------------------------------------------------ workers ending
 
@@ -284,19 +313,33 @@ class Runner:
                     log.info("%s: still running %.0f s after SIGTERM: SIGKILL", rid, self.settings.cancel_grace)
                     t.job.cancel(force=True)
                     t.kill_sent = True
+                self._record_sched(rid, t, st)
                 continue
             self._pump(rid, t)
             status = supervisor.record_exit(
-                self.ws, rid, st.returncode, cancelled=t.term_sent is not None, interrupted=st.lost
+                self.ws, rid, st.returncode, cancelled=t.term_sent is not None, interrupted=st.lost, cause=st.cause
             )
-            fd = t.job.fileno()
-            if fd is not None:
-                with contextlib.suppress(KeyError, ValueError):
-                    self.sel.unregister(fd)
+            if status == RunStatus.CANCELLED and t.sched[0] == SchedState.PENDING:
+                self.ws.update(rid, reason="cancelled while waiting in the scheduler's queue (it never started)")
+            self._unwatch(t)
             t.job.close()
             del self.jobs[rid]
             log.info("%s: worker %s ended (code %s): %s", rid, t.job.pid, st.returncode, status)
+            self.notifier.ended(rid, status)
             self._woken = True  # a slot is free
+
+    def _record_sched(self, run_id: str, t: _Tracked, st: JobStatus) -> None:
+        """Keep the run's ``sched_*`` (pending and why, an unreachable scheduler and since when) and its node
+        as the executor last heard them: written when they change, so clients show them at once."""
+        if (st.sched_state, st.reason) != t.sched:
+            since = (st.since or time.time()) if st.sched_state else None
+            self.ws.update(run_id, sched_state=st.sched_state, sched_reason=st.reason, sched_since=since)
+            if st.sched_state or t.sched[0]:
+                log.info("%s: scheduler: %s", run_id, " ".join(filter(None, (st.sched_state or "running", st.reason))))
+            t.sched = (st.sched_state, st.reason)
+        if st.node and st.node != t.node:
+            self.ws.update(run_id, host=st.node)
+            t.node = st.node
 
     # ------------------------------------------------------------ adoption and cancel
 
@@ -320,8 +363,14 @@ class Runner:
                 status = supervisor.record_exit(self.ws, rec.id, None, interrupted=True)
                 log.info("%s: worker gone while unsupervised: %s", rec.id, status)
                 continue
-            t = _Tracked(job, ex, runstate.RunState())  # a pending cancel is sent by handle_cancels
-            self.jobs[rec.id] = t
+            # a local worker's state so far comes from the run's summary, not a replay of every event
+            adopted = job.state if isinstance(job, AdoptedJob) else None
+            state = adopted if adopted is not None else runstate.RunState()
+            t = _Tracked(job, ex, state, sched=(rec.sched_state, rec.sched_reason))
+            if adopted is not None:  # the registry, as a replay of those events would have left it
+                supervisor.record_state(self.ws, rec.id, adopted)
+            # a pending cancel is sent by handle_cancels
+            self._watch(rec.id, t)
             self._pump(rec.id, t)
             log.info("%s: adopted worker %s", rec.id, job.pid)
 
@@ -369,6 +418,7 @@ class Runner:
         cpu_used = sum(1 for r in running if not r.gpus)
         inventory = self._gpu_now() if self.gpu_indexes else {}
         held: set[int] = set()
+        arrays: dict[tuple[str, str], list[RunRecord]] = {}  # runs a cluster takes as one job array
         for rec in queue:
             try:
                 places_devices = rec.executor in EXECUTORS and EXECUTORS[rec.executor].places_devices
@@ -376,7 +426,11 @@ class Runner:
                 self._fail_queued(rec, f"could not start the worker: {e}")
                 continue
             if places_devices:
-                self.start(rec, [])  # a cluster schedules its own devices: submit now, it queues the job
+                key = self._array_key(rec)
+                if key is None:
+                    self.start(rec, [])  # a cluster schedules its own devices: submit now, it queues the job
+                else:
+                    arrays.setdefault((rec.executor, key), []).append(rec)
                 continue
             want = self.ws.requested_gpus(rec.id)
             need = (1 if self.gpu_indexes else 0) if want is None else want
@@ -402,6 +456,17 @@ class Runner:
                 continue
             if self.start(rec, devices):
                 usage.update(devices)
+        for group in arrays.values():
+            self.start_array(group)
+
+    def _array_key(self, rec: RunRecord) -> str | None:
+        """Which job array of its executor a queued run joins (``None``: it goes alone; a resume always does)."""
+        if rec.resume or rec.sweep is None:
+            return None
+        try:
+            return self.executor(rec.executor).array_key(rec)
+        except Exception:  # noqa: BLE001 - the executor does not load: start() fails the run, saying why
+            return None
 
     def _fail_queued(self, rec: RunRecord, reason: str) -> None:
         if self.ws.update(
@@ -413,10 +478,43 @@ class Runner:
             finished=time.time(),
         ):
             log.info("%s: not started: %s", rec.id, reason)
+            self.notifier.ended(rec.id, RunStatus.FAILED)
 
     def start(self, rec: RunRecord, devices: list[int]) -> bool:
         """Claim a queued run (compare-and-set) and launch its worker. False if it was not ours to start."""
-        claimed = self.ws.update(
+        claimed = self._claim(rec, devices)
+        if claimed is None:
+            return False
+        try:
+            ex = self.executor(rec.executor)
+            job = ex.submit(rec.id, gpus=devices, resume=claimed.resume)
+        except Exception as e:  # noqa: BLE001 - e.g. a bad TLTUI_WORKER_CMD or a full process table (logged)
+            self._not_started(rec.id, e)
+            return True
+        self._started(ex, job, claimed, devices)
+        return True
+
+    def start_array(self, recs: Sequence[RunRecord]) -> None:
+        """Claim new queued runs of one cluster and submit them as one job array (one run: as :meth:`start`)."""
+        if len(recs) == 1:
+            self.start(recs[0], [])
+            return
+        claimed = [c for c in (self._claim(rec, []) for rec in recs) if c is not None]
+        if not claimed:
+            return
+        try:
+            ex = self.executor(claimed[0].executor)
+            jobs = ex.submit_array([c.id for c in claimed])
+        except Exception as e:  # noqa: BLE001 - sbatch refused the array: every run of it says why
+            for c in claimed:
+                self._not_started(c.id, e)
+            return
+        for c, job in zip(claimed, jobs, strict=True):
+            self._started(ex, job, c, [])
+
+    def _claim(self, rec: RunRecord, devices: list[int]) -> RunRecord | None:
+        places_devices = EXECUTORS.places_devices(rec.executor)
+        return self.ws.update(
             rec.id,
             expect=[RunStatus.QUEUED],
             status=RunStatus.RUNNING,
@@ -426,33 +524,33 @@ class Runner:
             pid_start=None,
             owner_pid=self.me,
             owner_start=self.me_start,
-            host=self.host,
+            host=None if places_devices else self.host,  # a cluster names the node when the job lands
             started=time.time(),
             finished=None,
             reason=None,
+            sched_state=None,
+            sched_reason=None,
+            sched_since=None,
         )
-        if claimed is None:
-            return False
-        try:
-            ex = self.executor(rec.executor)
-            job = ex.submit(rec.id, gpus=devices, resume=claimed.resume)
-        except Exception as e:  # e.g. a bad TLTUI_WORKER_CMD or a full process table
-            why = "; ".join(e.lines()) if isinstance(e, TltuiError) else str(e)  # e.g. a bad [ray] table
-            self.ws.update(
-                rec.id, status=RunStatus.FAILED, reason=f"could not start the worker: {why}", finished=time.time()
-            )
-            log.exception("%s: could not start", rec.id)
-            return True
-        supervisor.record_started(self.ws, rec.id, job.pid or 0, devices)
-        t = _Tracked(job, ex, runstate.RunState())
-        fd = job.fileno()
-        if fd is not None:
-            self.sel.register(fd, selectors.EVENT_READ, rec.id)
-        self.jobs[rec.id] = t
+
+    def _not_started(self, run_id: str, e: Exception) -> None:
+        why = "; ".join(e.lines()) if isinstance(e, TltuiError) else str(e)  # e.g. a bad [ray] table
+        self.ws.update(
+            run_id, status=RunStatus.FAILED, reason=f"could not start the worker: {why}", finished=time.time()
+        )
+        log.exception("%s: could not start", run_id)
+        self.notifier.ended(run_id, RunStatus.FAILED)
+
+    def _started(self, ex: Executor, job: Job, claimed: RunRecord, devices: list[int]) -> None:
+        self._watch(claimed.id, _Tracked(job, ex, runstate.RunState()))  # first: a failure below must not orphan it
+        supervisor.record_started(self.ws, claimed.id, job.pid or 0, devices, here=not ex.places_devices)
         log.info(
-            "%s: started worker %s on %s%s", rec.id, job.pid, devices or "CPU", " (resume)" if claimed.resume else ""
+            "%s: started worker %s on %s%s",
+            claimed.id,
+            job.pid,
+            devices or "CPU",
+            " (resume)" if claimed.resume else "",
         )
-        return True
 
 
 # ---------------------------------------------------------------------------- entry point

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shlex
 import signal
 import socket
@@ -172,9 +173,12 @@ def spawn_worker(
 # ---------------------------------------------------------------------------- registry side
 
 
-def record_started(ws: Workspace, run_id: str, pid: int, gpus: Sequence[int] | None = None) -> None:
+def record_started(
+    ws: Workspace, run_id: str, pid: int, gpus: Sequence[int] | None = None, *, here: bool = True
+) -> None:
     """Mark a run running with worker ``pid``; the calling process becomes its owner
-    (a queue runner adopts a running run only when its owner is gone)."""
+    (a queue runner adopts a running run only when its owner is gone). ``here``: the worker runs on this
+    host; else (a cluster job) the host stays unknown until the scheduler or the worker names its node."""
     me = os.getpid()
     ws.update(
         run_id,
@@ -183,7 +187,7 @@ def record_started(ws: Workspace, run_id: str, pid: int, gpus: Sequence[int] | N
         pid_start=process_start_time(pid),
         owner_pid=me,
         owner_start=process_start_time(me),
-        host=socket.gethostname(),
+        host=socket.gethostname() if here else None,
         gpus=list(gpus) if gpus is not None else None,
         started=time.time(),
         reason=None,
@@ -192,19 +196,32 @@ def record_started(ws: Workspace, run_id: str, pid: int, gpus: Sequence[int] | N
     )
 
 
+def record_state(ws: Workspace, run_id: str, state: runstate.RunState) -> None:
+    """The registry's summary columns from a whole state (a run adopted mid-way: what
+    :func:`record_event` would have written for its events so far)."""
+    if state.epochs is not None:
+        ws.update(run_id, epochs=state.epochs)
+    if state.epochs_done or state.finished is not None:
+        _record_progress(ws, run_id, state)
+
+
 def record_event(ws: Workspace, run_id: str, ev: Event, state: runstate.RunState) -> None:
     """Keep the registry's summary columns (progress, the kept epoch) in step with the events."""
     if isinstance(ev, EpochEnd | Finished):
-        kept = state.kept() or {}
-        ws.update(
-            run_id,
-            epoch=state.epochs_done,
-            best_val_acc=kept.get("val_acc"),
-            best_val_top5_acc=kept.get("val_top5_acc"),
-            best_epoch=kept.get("epoch"),
-        )
+        _record_progress(ws, run_id, state)
     elif isinstance(ev, Started):
         ws.update(run_id, epochs=ev.epochs)
+
+
+def _record_progress(ws: Workspace, run_id: str, state: runstate.RunState) -> None:
+    kept = state.kept() or {}
+    ws.update(
+        run_id,
+        epoch=state.epochs_done,
+        best_val_acc=kept.get("val_acc"),
+        best_val_top5_acc=kept.get("val_top5_acc"),
+        best_epoch=kept.get("epoch"),
+    )
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -216,13 +233,41 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
             text = f.read().decode("utf-8", "replace")
     except OSError:
         return ""
-    tail = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("===")]
-    return " | ".join(tail[-lines:])
+    return " | ".join(readable_lines(text.splitlines())[-lines:])
 
 
-def exit_reason(returncode: int | None, state: runstate.RunState, log_path: Path) -> str:
-    """Why a worker that sent no ``finished`` event ended, in one line."""
-    if returncode is not None and returncode < 0:
+#: A relayed event line (``@@tltui-event {...}``: a cluster's copy of the output) or a Python warning
+#: (``path:12: UserWarning: ...``, then its source line): what a failure reason leaves out of a log's tail.
+_RELAYED = "@@tltui-"
+_WARNING = re.compile(r"^\S+:\d+: \w*Warning: ")
+
+
+def readable_lines(lines: Sequence[str]) -> list[str]:
+    """The lines of a log a person reads for why a run ended, stripped: no blank lines, no ``===`` headers, no
+    relayed event lines, no Python warnings (a Keras ``UserWarning`` is rarely why a run died) nor the source
+    line Python prints under each."""
+    out: list[str] = []
+    after_warning = False
+    for line in lines:
+        warned, after_warning = after_warning, False
+        if not line.strip() or line.startswith("===") or _RELAYED in line:
+            continue
+        if _WARNING.match(line):
+            after_warning = True
+            continue
+        if warned and line.startswith("  "):
+            continue
+        out.append(line.strip())
+    return out
+
+
+def exit_reason(returncode: int | None, state: runstate.RunState, log_path: Path, cause: str | None = None) -> str:
+    """Why a worker that sent no ``finished`` event ended, in one line that starts with what happened (``cause``
+    when the executor knows it, else the signal or the exit code) and where (the last completed epoch), then the
+    readable tail of its log."""
+    if cause:
+        how = cause
+    elif returncode is not None and returncode < 0:
         try:
             how = f"killed by {signal.Signals(-returncode).name}"
         except ValueError:
@@ -243,6 +288,7 @@ def record_exit(
     *,
     cancelled: bool = False,
     interrupted: bool = False,
+    cause: str | None = None,
 ) -> str:
     """Set the final status of a run whose worker is gone, from its events file.
 
@@ -258,9 +304,9 @@ def record_exit(
     elif cancelled:
         status, reason = RunStatus.CANCELLED, f"cancelled after epoch {state.epochs_done}"
     elif interrupted:
-        status, reason = RunStatus.INTERRUPTED, exit_reason(returncode, state, paths.log)
+        status, reason = RunStatus.INTERRUPTED, exit_reason(returncode, state, paths.log, cause)
     else:
-        status, reason = RunStatus.FAILED, exit_reason(returncode, state, paths.log)
+        status, reason = RunStatus.FAILED, exit_reason(returncode, state, paths.log, cause)
     kept = state.kept() or {}
     ws.update(
         run_id,

@@ -28,6 +28,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from tltui.core.errors import PresetError, one_line
 from tltui.core.status import RunStatus
 from tltui.core.workspace import ACTIVE, RESUMABLE, Workspace
+from tltui.tui import gc_pause, notify_watch
 from tltui.tui.keys import KeyCommands
 from tltui.tui.screens.base import RunsView
 from tltui.tui.screens.runs import RunsScreen
@@ -69,13 +70,18 @@ class TltuiApp(App[None]):
         return RunsScreen()
 
     def on_mount(self) -> None:
-        from tltui.core.settings import load_keymap
+        # tltui.core.settings brings pydantic (a tenth of the start-up): before the first frame
+        # only when there is a keymap to apply, and the [notify] watch starts after it
+        if (self.ws.root / "keymap.toml").exists():
+            from tltui.core.settings import load_keymap
 
-        try:
-            self.set_keymap(load_keymap(self.ws))  # WORKSPACE/keymap.toml
-        except PresetError as e:  # every bad line, each naming its file, line and binding; no remaps
-            self.notify("\n".join(e.lines()), title="keymap.toml", severity="warning", timeout=10)
+            try:
+                self.set_keymap(load_keymap(self.ws))  # WORKSPACE/keymap.toml
+            except PresetError as e:  # every bad line, each naming its file, line and binding; no remaps
+                self.notify("\n".join(e.lines()), title="keymap.toml", severity="warning", timeout=10)
         self.ticker.start()
+        # [notify]: the bell and a toast when the runner notifies
+        self.call_after_refresh(notify_watch.watch, self, self.ws)
         self.call_after_refresh(self._first_frame.set)
         if self.background:
             self._load_summaries(self.store.unloaded_final())
@@ -116,6 +122,8 @@ class TltuiApp(App[None]):
                 return
             batch = [(rid, *load_summary(self.ws.run_paths(rid).events)) for rid in ids[i : i + SUMMARY_BATCH]]
             self.call_from_thread(self._install, batch)
+        # the run screen's modules (plotext, its widgets): imported now, not when Enter is pressed
+        import tltui.tui.screens.run  # noqa: F401
 
     def _install(self, batch: list[tuple[str, Any, Any]]) -> None:
         self.ticker.changed([rid for rid, state, tail in batch if self.store.install(rid, state, tail)])
@@ -161,6 +169,7 @@ class TltuiApp(App[None]):
         if self.store.record(run_id) is not None:
             from tltui.tui.screens.run import RunScreen
 
+            gc_pause.hold()  # the screen resumes it once drawn
             self.push_screen(RunScreen(run_id))
 
     def action_open(self) -> None:
@@ -185,8 +194,9 @@ class TltuiApp(App[None]):
         self.push_screen(HelpScreen.of(self.screen))
 
     def action_queue_preset(self) -> None:
+        from tltui.core.preflight import refuse_unrunnable
         from tltui.core.presets import discover_presets, shipped_presets_dir
-        from tltui.tui.screens.preset_picker import PresetPicker
+        from tltui.tui.screens.preset_picker import Picked, PresetPicker
 
         choices = discover_presets([("workspace", self.ws.presets_dir), ("shipped", shipped_presets_dir())])
         extra = self.open_preset
@@ -194,12 +204,13 @@ class TltuiApp(App[None]):
             choices = discover_presets([("demo", extra.parent)]) + choices
             choices = [c for c in choices if c.origin != "demo" or c.path.resolve() == extra.resolve()]
         self.open_preset = None
+        choices = refuse_unrunnable(choices, self.ws)  # what `tltui check` refuses (a missing folder, ...)
 
-        def picked(path: Path | None) -> None:
-            if path is not None:
-                self.queue(path)
+        def picked(choice: Picked | None) -> None:
+            if choice is not None:
+                self.queue(*choice)
 
-        self.push_screen(PresetPicker(choices, highlight=extra), picked)
+        self.push_screen(PresetPicker(choices, highlight=extra, ws=self.ws), picked)
 
     def queue(self, preset_path: Path, overrides: dict[str, Any] | None = None) -> None:
         """Queue a preset (a sweep queues one run per combination); ``queue_ops`` starts the runner."""
@@ -227,12 +238,22 @@ class TltuiApp(App[None]):
                 queue_ops.cancel(ws, rid)
             return f"cancel requested: {_ids(ids)}"
 
-        self._blocking("cancel", op)
+        from tltui.tui.screens.confirm import ConfirmDialog
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._blocking("cancel", op)
+
+        running = [rid for rid in ids if self._status(rid) == RunStatus.RUNNING]
+        what = " (a running run stops at its next batch and keeps its checkpoints; r resumes it)" if running else ""
+        self.push_screen(ConfirmDialog(f"Cancel {_ids(ids)}?{what}", yes="Cancel", no="Keep"), confirmed)
 
     def action_resume(self) -> None:
         ids = [rid for rid in self.target_ids() if self._status(rid) in RESUMABLE]
         if not ids:
-            self.notify("nothing to resume: only failed, cancelled or interrupted runs resume", severity="warning")
+            self.notify(
+                "nothing to resume: only failed, cancelled, interrupted or paused runs resume", severity="warning"
+            )
             return
 
         def op(ws: Workspace) -> str:
@@ -276,6 +297,17 @@ class TltuiApp(App[None]):
 
         ids = [rid for rid in self.target_ids() if self._status(rid) == RunStatus.COMPLETED]
         self.push_screen(InferenceScreen(run_id=ids[0] if ids else None, workspace=self.ws))
+
+    def action_sweep(self) -> None:
+        from tltui.tui.screens.sweep import SweepScreen
+
+        ids = self.target_ids()
+        if not ids:
+            self.notify(
+                "no run selected: the sweep view shows the sweep of the run under the cursor", severity="warning"
+            )
+            return
+        self.push_screen(SweepScreen(ids[0], workspace=self.ws))
 
     def action_toggle_gpu(self) -> None:
         from tltui.tui.widgets.gpu_pane import GpuPane

@@ -6,8 +6,9 @@ epoch, so they converge on the epoch's value). Validation curves have one point
 per epoch. The x axis is the epoch (fractional inside an epoch), the global step,
 or wall time in minutes since the run first started. A long epoch reports thousands
 of batches; a terminal chart is a few hundred braille columns wide, so the live part
-is thinned to :data:`MAX_LIVE_POINTS` (evenly, always keeping the latest batch):
-drawing cost stays flat however long the epoch runs.
+is thinned to about :data:`MAX_LIVE_POINTS` (each x bucket's lowest and highest batch, and the
+latest one: :func:`tltui.tui.downsample.minmax`): drawing cost stays flat however long the epoch
+runs, and no spike is thinned away.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tltui.tui import downsample
 from tltui.tui.store import RunSnapshot
 
 #: (time, epoch, step, metrics), as :class:`~tltui.tui.store.RunSnapshot` holds them
@@ -87,10 +89,15 @@ def points(snap: RunSnapshot, metric: str, xmode: str = "epoch", live: bool = Tr
             xs.append(_epoch_x(snap, h, xmode))
             ys.append(float(h[metric]))
     if live and not metric.startswith("val_") and snap.epoch_in_progress is not None:
-        for t, epoch, step, m in _thin(_current_epoch(snap.batches, snap.epoch_in_progress)):
+        bx: list[float] = []
+        by: list[float] = []
+        for t, epoch, step, m in _current_epoch(snap.batches, snap.epoch_in_progress):
             if m.get(metric) is not None:
-                xs.append(_batch_x(snap, t, epoch, step, snap.steps, xmode))
-                ys.append(float(m[metric]))
+                bx.append(_batch_x(snap, t, epoch, step, snap.steps, xmode))
+                by.append(float(m[metric]))
+        for x, y in downsample.minmax(bx, by, MAX_LIVE_POINTS // 2 - 1):  # at most MAX_LIVE_POINTS
+            xs.append(x)
+            ys.append(y)
     return Points(tuple(xs), tuple(ys))
 
 
@@ -100,12 +107,3 @@ def _current_epoch(batches: Sequence[Batch], epoch: int) -> Sequence[Batch]:
     while start > 0 and batches[start - 1][1] == epoch:
         start -= 1
     return batches[start:]
-
-
-def _thin(batches: Sequence[Batch], limit: int = MAX_LIVE_POINTS) -> Sequence[Batch]:
-    """At most ``limit`` evenly spaced batches, the last one always among them."""
-    n = len(batches)
-    if n <= limit:
-        return batches
-    stride = -(-n // limit)  # ceil
-    return batches[(n - 1) % stride :: stride]

@@ -15,7 +15,19 @@ STATUS_STYLES: dict[str, str] = {  # looked up by a record's status, a plain str
     RunStatus.FAILED: "bold red",
     RunStatus.CANCELLED: "magenta",
     RunStatus.INTERRUPTED: "red",
+    RunStatus.PAUSED: "blue",
 }
+DETAIL_STYLES: dict[str, str] = {  # a running run's detail (tltui.core.status.shown) by its first word
+    "pending": "cyan",
+    "cluster": "bold red",  # cluster unreachable (N s)
+    "cancelling": "magenta",
+}
+
+
+def status_style(status: str, detail: str | None = None) -> str:
+    """The style of a status cell: by what it shows when that is more than the status."""
+    word = (detail or "").split(" ", 1)[0]
+    return DETAIL_STYLES.get(word) or STATUS_STYLES.get(status, "")
 
 
 def pct(x: float | None) -> str:

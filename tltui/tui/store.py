@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from tltui.client.queue_ops import places_devices
+from tltui.core import cluster_jobs, run_summary
 from tltui.core.protocol import EventTail
 from tltui.core.runstate import RunState
-from tltui.core.status import RunStatus
+from tltui.core.status import RunStatus, shown
 from tltui.core.workspace import FINAL, RunRecord, Workspace, atomic_write
 
 Clock = Callable[[], float]
@@ -106,12 +107,22 @@ class RunSnapshot:
     phase: str | None = None  # a phased run's phase now ("phase 2/2 fine-tune"; RunState.phase_text)
     phase_starts: tuple[tuple[int, int, str], ...] = ()  # (index, first epoch, name) of phases 2.. (boundaries)
     kept: dict[str, Any] | None = None  # the epoch model.keras holds, or would hold now (RunState.kept)
+    cluster: str | None = None  # a cluster run's scheduler job: "slurm 42 on node3 (2 jobs)", the dashboard
+    compute: str | None = None  # precision and XLA of the latest worker (RunState.compute_short)
 
 
-def _running_detail(st: RunState) -> str | None:
-    """What the status cell of a running run shows instead of "running": the step before training
-    (``download 43%``), else a phased run's phase (``phase 2/2``)."""
-    detail = st.preparing_detail(short=True)
+def _running_detail(rec: RunRecord, st: RunState | None, now: float) -> str | None:
+    """What the status cell of a running run shows instead of "running": what is true of it beyond that
+    (``cancelling``, ``pending (Resources)``, ``cluster unreachable (12 s)``: :func:`tltui.core.status.shown`),
+    else the step before training (``download 43%``), else a phased run's phase (``phase 2/2``)."""
+    if rec.status != RunStatus.RUNNING:
+        return None
+    said = shown(rec, now)
+    if said != rec.status:
+        return said
+    if st is None:
+        return None
+    detail = st.preparing_detail(short=True, started=rec.started)  # started: a resumed run's new worker
     if detail is None and st.phase is not None:
         detail = f"phase {st.phase.index}/{st.phase.count}"
     return detail
@@ -151,14 +162,12 @@ class ResultRow:
 
 
 def load_summary(events_path: str | os.PathLike[str]) -> tuple[RunState, EventTail]:
-    """Fold a finished run's events (per-batch points dropped: only epochs matter then).
+    """A finished run's state, from its summary (:mod:`tltui.core.run_summary`; per-batch points
+    dropped: only epochs matter then).
 
     Pure and thread-safe: hand the result to :meth:`RunStore.install`.
     """
-    tail = EventTail(events_path)
-    st = RunState()
-    for ev in tail.read_new():
-        st.apply(ev)
+    st, tail = run_summary.load(events_path)
     st.batches.clear()
     return st, tail
 
@@ -215,10 +224,7 @@ class RunStore:
         """The run's folded events, reading the file the first time."""
         st = self._states.get(run_id)
         if st is None:
-            tail = EventTail(self.ws.run_paths(run_id).events)
-            st = RunState()
-            for ev in tail.read_new():
-                st.apply(ev)
+            st, tail = run_summary.load(self.ws.run_paths(run_id).events)
             self._states[run_id], self._tails[run_id] = st, tail
         return st
 
@@ -274,6 +280,8 @@ class RunStore:
         started = rec.started
         if st is not None and st.started_at is not None:  # every worker segment of a resumed run
             elapsed = st.elapsed(now if rec.status == RunStatus.RUNNING else None)
+        elif rec.resume:  # the registry has only its latest worker's start: its events tell (loaded soon)
+            elapsed = None
         elif rec.status == RunStatus.RUNNING:
             elapsed = now - started if started else None
         elif started and rec.finished:
@@ -333,7 +341,7 @@ class RunStore:
             reason=rec.reason,
             created=rec.created,
             loaded=st is not None,
-            detail=_running_detail(st) if st is not None and rec.status == RunStatus.RUNNING else None,
+            detail=_running_detail(rec, st, now),
         )
 
     def rows(self) -> list[RunRow]:
@@ -353,7 +361,7 @@ class RunStore:
             model=dict(st.model),
             best=st.best(),
             test=dict(st.test) if st.test else None,
-            preparing=st.preparing_detail() if rec.status == RunStatus.RUNNING else None,
+            preparing=st.preparing_detail(started=rec.started) if rec.status == RunStatus.RUNNING else None,
             devices=tuple(st.devices),
             overrides=dict(rec.overrides),
             sweep=rec.sweep,
@@ -362,7 +370,19 @@ class RunStore:
             phase=st.phase_text(),
             phase_starts=tuple(st.phase_starts()),
             kept=st.kept(),
+            cluster=self._cluster(rec) if places_devices(rec.executor) else None,
+            compute=st.compute_short(),
         )
+
+    def _cluster(self, rec: RunRecord) -> str | None:
+        jobs = cluster_jobs.history(self.ws.run_paths(rec.id).dir)
+        if not jobs:
+            return None
+        last = jobs[-1]
+        text = f"{last.executor} job {last.job_id}" + (f" on {rec.host}" if rec.host else "")
+        if len(jobs) > 1:
+            text += f" ({len(jobs)} jobs)"
+        return text + (f" · {last.dashboard}" if last.dashboard else "")
 
     # ------------------------------------------------------------ files
 
@@ -432,9 +452,12 @@ def results(snaps: Iterable[RunSnapshot]) -> list[ResultRow]:
 def sweep_bars(snaps: Sequence[RunSnapshot]) -> tuple[str, list[tuple[str, float]]]:
     """The kept epoch's val_acc per swept value: ``(label of the swept keys, [(value, val_acc)])``.
 
-    Empty when the runs share no swept key (they are not a sweep).
+    Empty unless the runs are one preset's sweep: the same preset, and keys every run sets with
+    values that differ (two unrelated runs are not compared "by" a key only one of them sets).
     """
-    keys = sorted({k for s in snaps for k in s.overrides})
+    if len({s.row.preset_name for s in snaps}) > 1:
+        return "", []
+    keys = sorted(set.intersection(*(set(s.overrides) for s in snaps))) if snaps else []
     varying = [k for k in keys if len({repr(s.overrides.get(k)) for s in snaps}) > 1]
     if not varying:
         return "", []

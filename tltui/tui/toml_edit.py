@@ -12,7 +12,7 @@ from typing import Any
 
 import tomlkit
 from tomlkit.exceptions import TOMLKitError
-from tomlkit.items import Table
+from tomlkit.items import AoT, Table
 
 from tltui.core.errors import TltuiError
 from tltui.core.workspace import atomic_write
@@ -35,18 +35,50 @@ def set_keys(text: str, changes: Mapping[str, Any]) -> str:
     """``text`` with each dotted key of ``changes`` set (or removed with :data:`DELETE`).
 
     ``"sweep"`` takes a whole dict (``{"freeze.depth": [0, 1]}``); an empty dict
-    removes the ``[sweep]`` table. A ``[sweep]`` table stays the last table.
+    removes the ``[sweep]`` table. A ``[sweep]`` table stays the last table. ``"phases.N"`` takes
+    the dotted keys phase ``N`` (from 1) sets (``{"train.epochs": 3}``; its name is kept).
     """
     try:
         doc = tomlkit.parse(text)
     except TOMLKitError as e:
         raise TomlEditError(f"not valid TOML: {e}") from None
     for key, value in changes.items():
+        parts = key.split(".")
         if key == "sweep":
             _set_sweep(doc, value)
+        elif len(parts) == 2 and parts[0] == "phases" and parts[1].isdigit():
+            _set_phase(doc, int(parts[1]), {} if value is DELETE else value)
         else:
-            _set_dotted(doc, key.split("."), value)
+            _set_dotted(doc, parts, value)
     return tomlkit.dumps(doc)
+
+
+def _set_phase(doc: tomlkit.TOMLDocument, n: int, value: Mapping[str, Any]) -> None:
+    """``[[phases]]`` entry ``n`` (from 1) sets exactly the dotted keys of ``value`` (its name
+    stays): the others go, the ones it has change in place, new ones are added as dotted keys."""
+    phases = doc.get("phases")
+    if not isinstance(phases, AoT) or not 1 <= n <= len(phases):
+        have = len(phases) if isinstance(phases, AoT) else 0
+        raise TomlEditError(f"phases.{n}: the preset has {have} phases (as [[phases]] tables)")
+    phase = phases[n - 1]
+    want = {k: v for k, v in value.items() if k != "name"}
+    for group in [k for k in phase if k != "name"]:
+        item = phase[group]
+        if isinstance(item, Table):
+            for leaf in [leaf for leaf in item if f"{group}.{leaf}" not in want]:
+                del item[leaf]
+            if not item:
+                del phase[group]
+        elif group not in want:
+            del phase[group]
+    for key, v in want.items():
+        head, _, leaf = key.partition(".")
+        if not leaf:
+            phase[head] = v
+        elif head in phase and isinstance(phase[head], Table):
+            phase[head][leaf] = v
+        else:
+            phase.add(tomlkit.key(key.split(".")), v)
 
 
 def _set_dotted(doc: tomlkit.TOMLDocument, parts: list[str], value: Any) -> None:
@@ -83,7 +115,7 @@ def _add_table(doc: tomlkit.TOMLDocument, name: str) -> None:
 
 
 def _set_sweep(doc: tomlkit.TOMLDocument, value: Mapping[str, list[Any]]) -> None:
-    if not value:
+    if value is DELETE or not value:
         if "sweep" in doc:
             del doc["sweep"]
         return

@@ -13,10 +13,12 @@ JOBS = {
     "train": "tltui.worker.train",
     "describe": "tltui.worker.describe",
     "predict": "tltui.worker.predict",
+    "cams": "tltui.worker.cam_server",
     "hub-fetch": "tltui.worker.hub",
     "weights-fetch": "tltui.worker.model",
     "data-fetch": "tltui.worker.tfds_fetch",
     "export": "tltui.worker.export",
+    "doctor": "tltui.worker.doctor",
 }
 
 

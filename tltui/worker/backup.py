@@ -67,6 +67,11 @@ def backup_state(model: keras.Model, *, seeds: bool = False, optimizer: bool = T
     return out
 
 
+def _same_weights(a: keras.Model, b: keras.Model) -> bool:
+    """``a``'s weights are ``b``'s, in ``b``'s order (``a`` is ``b``, or a model around all of it)."""
+    return a is b or [id(v) for v in a.weights] == [id(v) for v in b.weights]
+
+
 class EpochBackup(keras.callbacks.Callback):
     """``keras.callbacks.BackupAndRestore(save_freq="epoch", double_checkpoint=True, delete_checkpoint=False)``,
     at a fraction of its cost, with the same files in ``backup/``, and more state: the random-seed
@@ -178,7 +183,8 @@ class EpochBackup(keras.callbacks.Callback):
             _write_replacing(self.weights, lambda tmp: write_backup(tmp, values, epoch))
             if self.kept is not None:
                 if not boundary:  # the file the classifier trains in is linked; the head's is not the whole model
-                    self.kept.consider(epoch, logs, self.weights if self.model is self.kept.model else None)
+                    linked = self.weights if _same_weights(self.model, self.kept.model) else None
+                    self.kept.consider(epoch, logs, linked)
                 meta["kept"] = self.kept.state()
             _replace_with(self.meta, json.dumps(meta).encode())
             self._remove_unreferenced_best()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tltui.core import presets
+from tltui.core import accel, presets
 from tltui.core.protocol import TOP5_MIN_CLASSES
 
 
@@ -37,10 +37,12 @@ def make_optimizer(preset: presets.Preset, steps_per_epoch: int | None, log_fn: 
 
 def compile_model(
     model: Any, preset: presets.Preset, num_classes: int, steps_per_epoch: int | None, log_fn: Any
-) -> None:
+) -> accel.Decision:
     """Loss and metrics whose log keys are exactly loss, acc, top5_acc (and val_ twins); no top5_acc
-    with fewer than :data:`TOP5_MIN_CLASSES` classes."""
+    with fewer than :data:`TOP5_MIN_CLASSES` classes. ``train.jit_compile = "auto"`` goes to Keras as
+    ``"auto"`` (its own rule); returns whether XLA is on, and why."""
     import keras
+    import tensorflow as tf
 
     t = preset.train
     top5 = num_classes >= TOP5_MIN_CLASSES  # with 5 classes or fewer top-5 accuracy is 100% by construction
@@ -54,11 +56,21 @@ def compile_model(
         metrics = [keras.metrics.SparseCategoricalAccuracy(name="acc")]
         if top5:
             metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5_acc"))
+    # Several replicas: the worker pads partial batches with images weighted 0 (tltui.worker.replicas), which
+    # only weighted metrics skip; the names stay "acc" and "top5_acc". Without weights both are the same.
+    weighted = model.distribute_strategy.num_replicas_in_sync > 1
     model.compile(
         optimizer=make_optimizer(preset, steps_per_epoch, log_fn),
         loss=loss,
-        metrics=metrics,
+        metrics=None if weighted else metrics,
+        weighted_metrics=metrics if weighted else None,
         jit_compile=t.jit_compile,
+    )
+    return accel.explain_jit(
+        t.jit_compile,
+        gpus=sum(d.device_type != "CPU" for d in tf.config.list_physical_devices()),
+        replicas=model.distribute_strategy.num_replicas_in_sync,
+        resolved=bool(model.jit_compile),
     )
 
 

@@ -12,17 +12,21 @@ What training sees is what inference sees, and what a plain Keras loop would see
   ``predict --low-res`` reproduces); for TFDS it is the dataset's fixed size.
 - **Epochs.** An epoch is exactly ``ceil(n / batch_size)`` batches (or ``train.steps_per_epoch``
   from an endless stream), and ``fit`` is always told so: the optimizer takes exactly
-  ``epochs x steps`` steps. Shuffling and augmentation are functions of ``(seed, epoch)`` and
-  ``(seed, global batch index)`` (stateless random ops), not of how many iterators a process has
-  made, so epoch k+1 of a resumed run sees what epoch k+1 of an uninterrupted run saw, and
-  augmentation is drawn anew every epoch.
+  ``epochs x steps`` steps. Shuffling is a function of ``(seed, epoch)`` (stateless random ops), not
+  of how many iterators a process has made, so epoch k+1 of a resumed run sees what epoch k+1 of an
+  uninterrupted run saw.
+- **Augmentation** is not done here: with ``data.augment`` the training batches stay ``uint8`` and
+  carry each image's four random draws, from ``(seed, the batch's index in the run)``, and the
+  training step augments them on the accelerator (:mod:`tltui.worker.augment`): anew every epoch,
+  the same in a resumed run.
 - **Memory.** A folder's images are decoded once, in parallel, into the decoded cache
   (:mod:`tltui.worker.decoded`: one entry of all the folder's files, shared by every run on the
-  folder whatever its seed, validation fraction or limits; a run picks its rows by index); splits
-  that fit in :data:`CACHE_LIMIT_BYTES` are loaded from it into memory, larger ones are
-  memory-mapped and read by the batch, both fully reshuffled every epoch. A larger TFDS split is
-  streamed from disk through a shuffle buffer (``data.shuffle_buffer``), whose order a resumed run
-  does not reproduce (the trainer says so).
+  folder whatever its seed, validation fraction or limits; a run picks its rows by index). A run
+  copies its rows into its own memory (one copy: nothing else holds the pixels) when they fit its
+  :class:`~tltui.core.memory.Budget` (``[cache] in_memory_fraction`` of the memory available),
+  otherwise it reads them memory-mapped by the batch; both are fully reshuffled every epoch. A TFDS
+  split over the budget is streamed from disk through a shuffle buffer (``data.shuffle_buffer``),
+  whose order a resumed run does not reproduce (the trainer says so).
 
 The folder scan (:func:`scan_folder`, :func:`split_files`) needs no TensorFlow.
 """
@@ -36,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tltui.core import decoded_store, images, preflight
+from tltui.core import decoded_store, images, memory, preflight
 from tltui.core.presets import Preset
 from tltui.core.workspace import RunPaths, write_json
 from tltui.worker import decoded, tfds_fetch
@@ -49,10 +53,8 @@ if TYPE_CHECKING:
 
 #: File name endings treated as images: what ``tltui predict`` reads.
 IMAGE_EXTS = images.IMAGE_EXTENSIONS
-#: Decode splits into memory below this many bytes (all splits together); stream above.
-CACHE_LIMIT_BYTES = 2 * 1024**3
-#: Salts that keep the shuffle and the augmentation random streams apart (any fixed numbers).
-SHUFFLE_SALT, AUGMENT_SALT = 0x5EED, 0xA06
+#: Salt that keeps the shuffle's random stream apart from the augmentation's (any fixed number).
+SHUFFLE_SALT = 0x5EED
 #: Epoch indices of the endless training stream (far more than any run trains).
 EPOCH_LIMIT = 1 << 40
 
@@ -152,8 +154,9 @@ def native_size(sizes: Sequence[tuple[int, int]], image_size: Sequence[int]) -> 
 class Split:
     """One split's examples, in one of three forms:
 
-    - ``images``: in memory, a tensor ``[n, ...]`` (uint8 images, or float32 features for the
-      feature cache), with ``labels``;
+    - ``images``: in memory, a numpy array ``[n, ...]`` (uint8 images, or float32 features for the
+      feature cache), with ``labels``; read by the batch like a mapped split, so no TensorFlow
+      constant (and no copy of it in tf.data's graph) ever holds the pixels;
     - ``mapped``: decoded images too large for memory, memory-mapped from the decoded cache
       (:mod:`tltui.worker.decoded`) and read by the batch;
     - ``stream``: a TFDS split too large for memory, an unbatched ``(uint8 image, int32 label)``
@@ -176,36 +179,36 @@ class Split:
 
 
 def in_memory(images_array: Any, labels: Any) -> Split:
+    """A split held in memory: ``images_array`` as it is (a numpy array is not copied)."""
     import numpy as np
-    import tensorflow as tf
 
     labels = np.asarray(labels, dtype=np.int32)
-    return Split(n=len(labels), labels=labels, images=tf.convert_to_tensor(images_array))
+    return Split(n=len(labels), labels=labels, images=np.asarray(images_array))
 
 
 def _fetch(split: Split) -> Callable[[Any], tuple[Any, Any]]:
-    """index batch -> (uint8 images, int32 labels)."""
+    """index batch -> (uint8 images, int32 labels), read from the numpy array (in memory or mapped):
+    only the batch is copied (a mapped split pages in this batch's rows only)."""
     import numpy as np
     import tensorflow as tf
 
     labels = tf.constant(split.labels, dtype=tf.int32)
     if split.images is not None:
-        stored = split.images
-        return lambda idx: (tf.gather(stored, idx), tf.gather(labels, idx))
-    if split.mapped is not None:
-        mapped, rows = split.mapped, np.asarray(split.rows, dtype=np.int64)
-        mh, mw = mapped.shape[1:3]
+        array, rows = split.images, None
+    elif split.mapped is not None:
+        array, rows = split.mapped, np.asarray(split.rows, dtype=np.int64)
+    else:
+        raise ValueError("a split is in memory, memory-mapped or a stream")
 
-        def read(idx: np.ndarray) -> np.ndarray:
-            return np.ascontiguousarray(mapped[rows[idx]])  # pages in this batch's rows only
+    def read(idx: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(array[idx if rows is None else rows[idx]])
 
-        def fetch_mapped(idx: Any) -> tuple[Any, Any]:
-            x = tf.numpy_function(read, [idx], tf.uint8, stateful=False)
-            x.set_shape([None, mh, mw, 3])
-            return x, tf.gather(labels, idx)
+    def fetch(idx: Any) -> tuple[Any, Any]:
+        x = tf.numpy_function(read, [idx], tf.as_dtype(array.dtype), stateful=False)
+        x.set_shape([None, *array.shape[1:]])
+        return x, tf.gather(labels, idx)
 
-        return fetch_mapped
-    raise ValueError("a split is in memory, memory-mapped or a stream")
+    return fetch
 
 
 def _seed(seed: int, salt: int) -> Any:
@@ -240,7 +243,10 @@ def train_batches(
     steps_per_epoch: int | None = None,
     shuffle_buffer: int = 0,
 ) -> tf.data.Dataset:
-    """The endless training stream from epoch ``start_epoch`` (0-based) on, as float32 batches.
+    """The endless training stream from epoch ``start_epoch`` (0-based) on: ``(float32 images,
+    labels)`` batches, or with ``augment`` ``((uint8 images, draws), labels)`` for
+    :class:`tltui.worker.augment.AugmentInTraining` (draws: :func:`tltui.worker.augment.batch_draws`
+    of the batch's index in the whole run).
 
     Without ``steps_per_epoch`` an epoch is one pass, ``ceil(n / batch_size)`` batches, the last
     one smaller, never mixed with the next epoch's. With it, passes follow one another and
@@ -272,14 +278,21 @@ def train_batches(
         if shuffle and shuffle_buffer:
             ds = ds.shuffle(max(1, min(shuffle_buffer, split.n)), seed=seed, reshuffle_each_iteration=True)
         ds = ds.batch(batch_size).repeat() if steps_per_epoch is None else ds.repeat().batch(batch_size)
-    ds = tf.data.Dataset.zip(tf.data.Dataset.counter(first_batch), ds)
-    aug = augmentation(seed) if augment else None
+    if augment:  # the pixels stay uint8: the training step augments them where it runs
+        from tltui.worker.augment import batch_draws
 
-    def to_float(g: Any, batch: Any) -> tuple[Any, Any]:
-        img, label = batch
-        return (aug(img, g) if aug is not None else tf.cast(img, tf.float32)), label
+        def with_draws(g: Any, batch: Any) -> tuple[Any, Any]:
+            img, label = batch
+            return (img, batch_draws(g, tf.shape(img)[0], seed)), label
 
-    return ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+        ds = tf.data.Dataset.zip(tf.data.Dataset.counter(first_batch), ds).map(with_draws)
+    else:
+        ds = ds.map(
+            lambda img, label: (tf.cast(img, tf.float32), label),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+    return ds.prefetch(tf.data.AUTOTUNE)
 
 
 def eval_batches(split: Split, batch_size: int) -> tf.data.Dataset:
@@ -293,46 +306,6 @@ def eval_batches(split: Split, batch_size: int) -> tf.data.Dataset:
         ds = split.stream.batch(batch_size)
     ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y))
     return ds.apply(tf.data.experimental.assert_cardinality(math.ceil(split.n / batch_size))).prefetch(tf.data.AUTOTUNE)
-
-
-def augmentation(seed: int) -> Callable[[Any, Any], Any]:
-    """``augment(x, g)``: random horizontal flip, shift (up to 10%, reflected, whole pixels) and
-    brightness (+-15%) per image of a batch of 0..255 pixels (uint8 or float32; float32 out), drawn
-    from stateless random ops seeded by ``(seed, g)``: ``g`` is the batch's index in the whole run,
-    so every epoch gets new draws and a resumed run the same draws as an uninterrupted one. Flip and
-    shift move whole pixels, so they run on the uint8 batch (a quarter of the bytes; the same values
-    as on its float32 copy) and the cast comes before the brightness.
-
-    Plain TensorFlow ops on the whole batch (the Keras preprocessing layers cost more per batch than
-    the pixels do; see docs/benchmarks.md).
-    """
-    import tensorflow as tf
-
-    base = _seed(seed, AUGMENT_SALT)
-
-    def augment(x: tf.Tensor, g: tf.Tensor) -> tf.Tensor:
-        shape = tf.shape(x)
-        n, h, w = shape[0], shape[1], shape[2]
-        u = tf.random.stateless_uniform([n, 4], seed=tf.random.experimental.stateless_fold_in(base, g))
-        flip = tf.reshape(u[:, 0] < 0.5, [n, 1, 1, 1])
-        x = tf.where(flip, tf.reverse(x, axis=[2]), x)
-        dx = tf.round((u[:, 1] * 0.2 - 0.1) * tf.cast(w, tf.float32))
-        dy = tf.round((u[:, 2] * 0.2 - 0.1) * tf.cast(h, tf.float32))
-        one, zero = tf.ones([n]), tf.zeros([n])
-        shift = tf.stack([one, zero, -dx, zero, one, -dy, zero, zero], axis=1)
-        x = tf.raw_ops.ImageProjectiveTransformV3(
-            images=x,
-            transforms=shift,
-            output_shape=shape[1:3],
-            fill_value=0.0,
-            interpolation="NEAREST",
-            fill_mode="REFLECT",
-        )
-        x = tf.cast(x, tf.float32)
-        delta = tf.reshape((u[:, 3] * 0.3 - 0.15) * 255.0, [n, 1, 1, 1])
-        return tf.clip_by_value(x + delta, 0.0, 255.0)
-
-    return augment
 
 
 # --------------------------------------------------------------------------- datasets
@@ -409,14 +382,20 @@ def load(
     *,
     decoded_cache: Path | None = None,
     decoded_limit_bytes: float = decoded_store.DEFAULT_LIMIT_GB * 1e9,
+    budget: memory.Budget | None = None,
 ) -> Dataset:
     """Read the splits the preset describes. A folder's images are decoded once into the decoded
     cache ``decoded_cache`` (:mod:`tltui.worker.decoded`; a temporary one when ``None``) and read
-    from it, in memory when they fit; a TFDS dataset not yet in ``data_dir`` is downloaded and
-    prepared first (``data.download``). ``emit`` gets :class:`~tltui.core.protocol.Progress` events of
-    the long steps, ``stop`` is polled while waiting for another run."""
+    from it, in memory when they fit ``budget`` (``None``: the default share of the
+    memory available now); a TFDS dataset not yet in ``data_dir`` is downloaded and prepared first
+    (``data.download``). ``emit`` gets :class:`~tltui.core.protocol.Progress` events of the long
+    steps, ``stop`` is polled while waiting for another run."""
     log = log or (lambda level, message: None)
     stop = stop or (lambda: False)
+    if budget is None:
+        from tltui.core.settings import CacheSettings
+
+        budget = memory.budget(CacheSettings().in_memory_fraction)
     if preset.data.kind == "folder":
         private = decoded_cache is None
         if decoded_cache is None:  # this process's own, deleted when it exits
@@ -426,8 +405,8 @@ def load(
 
             decoded_cache = Path(tempfile.mkdtemp(prefix="tltui-decoded-"))
             atexit.register(shutil.rmtree, decoded_cache, True)
-        return _load_folder(preset, log, emit, stop, decoded_cache, decoded_limit_bytes, private=private)
-    return _load_tfds(preset, log, emit, stop)
+        return _load_folder(preset, log, emit, stop, decoded_cache, decoded_limit_bytes, budget, private=private)
+    return _load_tfds(preset, log, emit, stop, budget)
 
 
 def _dataset(preset: Preset, **kw: Any) -> Dataset:
@@ -450,6 +429,7 @@ def _load_folder(
     stop: Callable[[], bool],
     cache_root: Path,
     limit_bytes: float,
+    budget: memory.Budget,
     *,
     private: bool = False,
 ) -> Dataset:
@@ -534,14 +514,16 @@ def _load_folder(
     if not len(train_rows):
         entry.release()
         raise DataError(f"data.source: no readable training images in {d.target}")
-    keep = (len(train_rows) + len(val_rows)) * size[0] * size[1] * 3 <= CACHE_LIMIT_BYTES
+    wanted = (len(train_rows) + len(val_rows)) * size[0] * size[1] * 3
+    keep = budget.fits(wanted)
+    log("info", budget.why(wanted))
     mapped = entry.images
 
     def split_of(rows: Any, labels: Any) -> Split | None:
         if not len(rows):
             return None
-        if keep:  # fits in memory: one copy, gathered by tf
-            return in_memory(np.asarray(mapped[rows]), labels)
+        if keep:  # fits the budget: the one copy the run holds (numpy's gather; tf reads it by the batch)
+            return in_memory(np.take(mapped, rows, axis=0), labels)
         return Split(n=len(rows), labels=labels, mapped=mapped, rows=rows, size=size, entry=entry)
 
     try:
@@ -557,6 +539,7 @@ def _load_folder(
         "not_used": len(scan.files) - len(used),  # left out by data.train_limit / data.val_limit
         "ignored_files": scan.ignored,
         "in_memory": keep,
+        "memory": _memory_report(budget, wanted),
         "decoded_cache": None if private else {"path": str(entry.path), "hit": entry.hit},
     }
     return _dataset(
@@ -575,8 +558,9 @@ def tfds_data_dir(preset: Preset) -> str:
     return str(preflight.tfds_data_dir(preset.data.data_dir))
 
 
-def _load_tfds(preset: Preset, log: LogFn, emit: Emit | None, stop: Callable[[], bool]) -> Dataset:
-    import numpy as np
+def _load_tfds(
+    preset: Preset, log: LogFn, emit: Emit | None, stop: Callable[[], bool], budget: memory.Budget
+) -> Dataset:
     import tensorflow as tf
     import tensorflow_datasets as tfds
 
@@ -628,7 +612,7 @@ def _load_tfds(preset: Preset, log: LogFn, emit: Emit | None, stop: Callable[[],
 
     limits = {"data.train_split": d.train_limit, "data.val_split": d.val_limit, "data.test_split": d.test_limit}
     per_image = size[0] * size[1] * 3
-    budget = CACHE_LIMIT_BYTES
+    room, wanted_bytes = budget.bytes, 0
     splits: dict[str, Split] = {}
     for (fname, split_name), ds in zip(wanted, loaded, strict=True):
         ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
@@ -641,28 +625,23 @@ def _load_tfds(preset: Preset, log: LogFn, emit: Emit | None, stop: Callable[[],
                 f'{fname} = "{split_name}": tfds:{name} does not say how many examples it has; '
                 f"set a limit ({fname.replace('_split', '_limit')})"
             )
-        if n * per_image <= budget:
-            budget -= n * per_image
-            xs, ys = [], []
+        wanted_bytes += n * per_image
+        if n * per_image <= room:
+            room -= n * per_image
             reading = (
                 Reporter(emit, "decode", n, "items", f"reading {split_name} of tfds:{name} into memory")
                 if emit
                 else None
             )
-            for x, y in ds.batch(1024).as_numpy_iterator():
-                xs.append(x)
-                ys.append(y)
-                if reading is not None:
-                    reading.advance(len(y))
-            if reading is not None:
-                reading.finish()
-            if not ys:
+            xs, ys = _read_into_memory(ds, n, (*size, 3), reading)
+            if not len(ys):
                 raise DataError(f'{fname} = "{split_name}": tfds:{name} has no examples in it')
-            splits[fname] = in_memory(np.concatenate(xs), np.concatenate(ys))
+            splits[fname] = in_memory(xs, ys)
         else:
             log(
                 "info",
-                f'{fname} = "{split_name}": {n} images do not fit the in-memory limit; read from disk each epoch',
+                f'{fname} = "{split_name}": {n} images ({n * per_image / 1e9:.2f} GB) do not fit the in-memory budget '
+                f"({room / 1e9:.2f} GB of it left: [cache] in_memory_fraction); read from disk each epoch",
             )
             splits[fname] = Split(n=n, stream=ds, size=size)
     return _dataset(
@@ -673,8 +652,37 @@ def _load_tfds(preset: Preset, log: LogFn, emit: Emit | None, stop: Callable[[],
         train=splits["data.train_split"],
         val=splits.get("data.val_split"),
         test=splits.get("data.test_split"),
-        report={"in_memory": all(s.indexed for s in splits.values())},
+        report={"in_memory": all(s.indexed for s in splits.values()), "memory": _memory_report(budget, wanted_bytes)},
     )
+
+
+def _read_into_memory(ds: Any, n: int, shape: tuple[int, ...], reading: Reporter | None) -> tuple[Any, Any]:
+    """A split's ``(uint8 images, labels)`` read into one array of ``n`` rows (filled as read: no
+    second copy), fewer when the split holds fewer; more are appended if its metadata undercounted."""
+    import numpy as np
+
+    xs = np.empty((n, *shape), np.uint8)
+    ys = np.empty((n,), np.int32)
+    extra: list[tuple[Any, Any]] = []
+    filled = 0
+    for x, y in ds.batch(1024).as_numpy_iterator():
+        take = min(len(y), n - filled)
+        xs[filled : filled + take], ys[filled : filled + take] = x[:take], y[:take]
+        filled += take
+        if take < len(y):
+            extra.append((x[take:], y[take:]))
+        if reading is not None:
+            reading.advance(len(y))
+    if reading is not None:
+        reading.finish()
+    if extra:
+        return np.concatenate([xs, *(x for x, _ in extra)]), np.concatenate([ys, *(y for _, y in extra)])
+    return xs[:filled], ys[:filled]
+
+
+def _memory_report(budget: memory.Budget, wanted: int) -> dict[str, Any]:
+    """What ``data.json`` records of the in-memory decision (bytes)."""
+    return {"images_bytes": int(wanted), "budget_bytes": budget.bytes, "available_bytes": budget.available}
 
 
 def _bad_split(name: str, data_dir: str, wanted: list[tuple[str, str]], e: ValueError) -> str:

@@ -2,7 +2,9 @@
 
 Every event is appended to the run's ``events.jsonl`` and flushed before it goes
 to the pipe, so a reader that sees an event on the pipe can also find it in the
-file. The pipe is best effort: when the reader is gone (EPIPE, closed fd) the
+file. The writer also keeps the run's summary (``events.summary.json``, rewritten
+at each epoch's end: :class:`tltui.core.run_summary.Recorder`), which readers load
+instead of folding every batch event. The pipe is best effort: when the reader is gone (EPIPE, closed fd) the
 writer stops using it and training goes on.
 """
 
@@ -15,7 +17,7 @@ import signal
 import threading
 from pathlib import Path
 
-from tltui.core import protocol
+from tltui.core import protocol, run_summary
 from tltui.core.protocol import Event
 from tltui.core.workspace import RunPaths
 
@@ -43,6 +45,7 @@ class EventWriter:
         self.path = RunPaths(Path(run_dir)).events
         self._file = open(self.path, "ab")  # noqa: SIM115 - lives as long as the writer
         _end_torn_line(self._file)
+        self._summary = run_summary.Recorder(self.path)
         self._fd = events_fd
         self._lock = threading.Lock()  # the checkpoint writer's thread emits too
         if self._fd is not None:
@@ -61,6 +64,7 @@ class EventWriter:
             self._file.flush()
             if sync:
                 self.sync()
+            self._summary.add(line, os.fstat(self._file.fileno()).st_size)
             self._send(line)
 
     def sync(self) -> None:

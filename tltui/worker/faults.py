@@ -19,6 +19,10 @@ Spec: ``KIND@WHERE`` with WHERE ``epochE[,batchB]`` (batch 1 if left out) or ``c
     hang@epoch2,batch1       waits at that batch end, after touching ``RUN_DIR/fault.hit``
 
 Batches count from 1 in each epoch; epochs from 1, as in the events.
+
+Not a fault, but a test hook of the same kind: ``TLTUI_TEST_CPU_DEVICES=N`` splits the CPU into N
+logical devices that :func:`tltui.worker.devices.setup_devices` uses as ``train.gpus`` GPUs
+(MirroredStrategy over them): the multi-GPU code paths on a machine without GPUs.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ ENV = "TLTUI_FAULT"
 FILE = "fault.json"
 HIT = "fault.hit"
 KINDS = ("oom", "gpu_lost", "inf", "dataset", "enospc", "hang")
+CPU_DEVICES_ENV = "TLTUI_TEST_CPU_DEVICES"
 
 _SPEC = re.compile(r"^(?P<kind>[a-z_]+)@(?:epoch(?P<epoch>\d+)(?:,batch(?P<batch>\d+))?|checkpoint(?P<ckpt>\d*))$")
 
@@ -78,6 +83,12 @@ def active(run_dir: Path) -> Fault | None:
     return parse(spec) if spec else None
 
 
+def cpu_devices() -> int:
+    """``TLTUI_TEST_CPU_DEVICES`` (0 when unset or not a number): logical CPU devices standing in for GPUs."""
+    raw = os.environ.get(CPU_DEVICES_ENV, "").strip()
+    return int(raw) if raw.isdigit() else 0
+
+
 def _hit(run_dir: Path) -> None:
     (Path(run_dir) / HIT).write_text(str(os.getpid()))
 
@@ -111,8 +122,8 @@ def wrap_dataset(run_dir: Path, ds: Any, steps: int | None = None, start_epoch: 
 
     def check(x: Any, y: Any) -> Any:
         ok = tf.py_function(tick, [], tf.bool)
-        with tf.control_dependencies([ok]):
-            return tf.identity(x), tf.identity(y)
+        with tf.control_dependencies([ok]):  # x may be (images, draws): the batch of an augmented run
+            return tf.nest.map_structure(tf.identity, x), tf.identity(y)
 
     return ds.map(check)
 

@@ -176,7 +176,7 @@ def extract(model: Any, images: Any, progress: Any = None) -> tuple[Any, Any]:
 
 
 def build(
-    model: Any, dataset: Any, compile_fn: Callable[[Any], None], *, start_epoch: int = 0, emit: Any = None
+    model: Any, dataset: Any, compile_fn: Callable[[Any], object], *, start_epoch: int = 0, emit: Any = None
 ) -> Cached:
     """Compute the features once and return the head model (compiled by ``compile_fn``) and feature datasets.
 
@@ -185,6 +185,8 @@ def build(
     (same permutation per epoch, same steps) the full model's would have.
     """
     import time
+
+    import tensorflow as tf
 
     from tltui.worker import data
     from tltui.worker.progress import Reporter
@@ -206,7 +208,10 @@ def build(
     # A head step is tiny: run several per call so Python and the callbacks' per-call work
     # (which dominate here) are paid less often. Same batches, same updates, same order. The stream
     # is endless, so the number must divide the epoch's steps (Keras would run past the epoch's end).
-    head.steps_per_execution = steps_per_execution(dataset.steps_per_epoch)
+    # Not under MirroredStrategy: there steps_per_execution > 1 fails ("You must feed a value for placeholder
+    # tensor", keras-team/keras#19246); build() runs inside the run's strategy scope.
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    head.steps_per_execution = steps_per_execution(dataset.steps_per_epoch) if replicas == 1 else 1
     return Cached(
         head=head,
         train=data.train_batches(

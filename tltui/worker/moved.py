@@ -50,7 +50,8 @@ def _leaf_layers(model: Any) -> list[Any]:
 class MovedWeights:
     """Per-layer movement of ``model``'s weights since ``backup/start.weights.h5``. ``model`` is the
     classifier; ``fit_model`` the model that trains, when it is another one sharing its head layers
-    (the feature cache's head model): :meth:`record` then takes ``fit_model``'s weights."""
+    (the feature cache's head model) or all of them (the augmenting model): :meth:`record` then takes
+    ``fit_model``'s weights."""
 
     def __init__(
         self,
@@ -66,9 +67,11 @@ class MovedWeights:
         self.model = model
         self.outs = [out] if isinstance(out, Path) else list(out)
         self.since, self.phase = since, phase  # a phased run counts from its phase's start
-        self.feature_cache = fit_model is not None and fit_model is not model
         fit = fit_model if fit_model is not None else model
         in_fit = {id(v): i for i, v in enumerate(fit.weights)}
+        # the feature cache's head model trains a part of the classifier; the augmenting model
+        # (tltui.worker.augment) wraps all of it
+        self.feature_cache = any(id(v) not in in_fit for v in model.weights)
         index = {id(v): i for i, v in enumerate(model.weights)}
         #: per leaf layer: name, trainable, parameter and statistics indices into model.weights, and the
         #: same into fit_model.weights (None when the layer is not in the graph that trains)

@@ -249,17 +249,34 @@ def export_predictor(folder: Path, export: exports.Manifest) -> Callable[[Any], 
         raise JobError(f"{export.label}: cannot load {folder / export.artifact} ({e})") from None
 
 
-def write_cams(model: Any, x: Any, batch: list[tuple[ImageEntry, Any]], probs: Any, cam_dir: Path) -> list[str | None]:
-    """A Grad-CAM overlay of each image's top-1 class, as fed to the model, in ``cam_dir``: its paths."""
+#: Overlays smaller than this (pixels, the longer side) are enlarged to it: a 64x64 model input is
+#: too small to look at.
+CAM_MIN_SIDE = 256
+
+
+def write_cams(
+    model: Any,
+    x: Any,
+    batch: list[tuple[ImageEntry, Any]],
+    probs: Any,
+    cam_dir: Path,
+    names: Sequence[str] | None = None,
+) -> list[str | None]:
+    """A Grad-CAM overlay of each image's top-1 class, as fed to the model, in ``cam_dir`` (named
+    ``names``, else :func:`cam_name`), at least :data:`CAM_MIN_SIDE` pixels on its longer side: its paths."""
     import numpy as np
 
     from tltui.worker import gradcam
 
     heat, _ = gradcam.grad_cam(model, x, np.argmax(probs, axis=1))
     out: list[str | None] = []
-    for (entry, arr), h in zip(batch, heat, strict=True):
-        path = cam_dir / cam_name(entry)
-        Image.fromarray(gradcam.overlay(arr, h)).save(path)
+    for i, ((entry, arr), h) in enumerate(zip(batch, heat, strict=True)):
+        path = cam_dir / (names[i] if names is not None else cam_name(entry))
+        image = Image.fromarray(gradcam.overlay(arr, h))
+        scale = CAM_MIN_SIDE / max(image.size)
+        if scale > 1:
+            image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BICUBIC)
+        image.save(path)
         out.append(str(path))
     return out
 

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tltui import __version__
-from tltui.core import catalog, presets
+from tltui.core import accel, catalog, presets, runstate
 from tltui.core.protocol import (
     MODEL_RULES,
     TOP5_MIN_CLASSES,
@@ -53,9 +53,9 @@ from tltui.core.protocol import (
 )
 from tltui.core.status import RunStatus
 from tltui.core.workspace import RunPaths, write_json
-from tltui.worker import reasons
+from tltui.worker import hparams, reasons, replicas
 from tltui.worker.compile import compile_model, one_hot
-from tltui.worker.devices import default_strategy, set_precision, setup_devices
+from tltui.worker.devices import default_strategy, gpu_descriptions, set_precision, setup_devices
 from tltui.worker.errors import TrainError
 from tltui.worker.events import EventWriter, ignore_sigpipe
 
@@ -162,6 +162,8 @@ class Trainer:
         self.stream: EventStream | None = None  # once training starts
         self.dataset: Dataset | None = None  # once loaded
         self.strategy: Any = None
+        self.replicas = 1  # the strategy's replicas in sync (train.gpus > 1: one per GPU)
+        self.gpus: list[accel.Gpu] = []  # the GPUs the run uses, as TensorFlow describes them
         self.cache_plan: Plan | None = None  # decided per phase in _setup_phase
         self.resume_meta: dict[str, Any] = {}  # the backup's metadata a resume continues from
         self.kept: KeptWeights | None = None  # with train.restore_best: the run's best epoch so far
@@ -196,6 +198,10 @@ class Trainer:
             return self._outcome_of(e)
 
     def _outcome_of(self, e: BaseException) -> Outcome:
+        from tltui.worker.rung_pause import RungReached
+
+        if isinstance(e, RungReached):  # a budgeted sweep's rung: the runner decides whether it goes on
+            return Outcome(RunStatus.PAUSED, str(e), self.epochs_done)
         if reasons.is_stop(e):
             how = self.stop.signal_name or "SIGINT"
             done = self.epochs_done
@@ -221,6 +227,14 @@ class Trainer:
         preset = self.preset
         self.initial_epoch = self._prepare_backup()
         devices, self.strategy = setup_devices(preset)
+        self.replicas = int(self.strategy.num_replicas_in_sync)
+        problem = accel.replica_problem(
+            batch_size=preset.data.batch_size, gpus=self.replicas, jit_compile=preset.train.jit_compile
+        )
+        if problem is not None:
+            raise TrainError(f"{problem[0]} = {problem[1]}")
+        self.gpus = gpu_descriptions(devices)
+        precision = accel.choose_precision(preset.train.mixed_precision, self.gpus)
         self.writer.emit(
             Started(
                 t=time.time(),
@@ -232,6 +246,8 @@ class Trainer:
                 steps_per_epoch=preset.train.steps_per_epoch,
                 versions=_versions(),
                 restore_best=preset.train.restore_best,
+                precision=precision.value,
+                precision_why=precision.why,
             ),
             sync=True,
         )
@@ -243,7 +259,7 @@ class Trainer:
     def _load_data(self, preset: presets.Preset) -> Dataset:
         import keras
 
-        from tltui.core import decoded_store
+        from tltui.core import decoded_store, memory
         from tltui.worker import data as data_mod
 
         keras.utils.set_random_seed(preset.train.seed)
@@ -256,6 +272,7 @@ class Trainer:
             stop=self.stop,
             decoded_cache=cache_root,
             decoded_limit_bytes=cache_limit,
+            budget=memory.budget_for(self.paths.dir),
         )
         data_mod.write_info(dataset, self.paths, preset.data.image_size)
         self._describe_data(preset, dataset)
@@ -288,7 +305,7 @@ class Trainer:
         from tltui.worker import progress
 
         self.phase("build", f"building {preset.model.backbone} (weights: {preset.model.weights})")
-        set_precision(preset)
+        set_precision(preset, self.gpus)
         self.dataset = dataset
         with self.strategy.scope(), progress.sending_to(self.writer.emit):
             model, backbone = model_mod.build_classifier(preset, dataset.num_classes, runs_dir=self.paths.dir.parent)
@@ -352,6 +369,7 @@ class Trainer:
         assert preset is not None
         phases = preset.phase_presets()
         k, start = self._resume_point(len(phases))
+        hparams.write_hparams(self.paths.tensorboard, preset)  # TensorBoard's HParams dashboard
         if preset.train.restore_best:
             self.kept = KeptWeights(self.paths.backup, model)
             self.kept.restore(self.resume_meta.get("kept"))
@@ -378,6 +396,9 @@ class Trainer:
         save_atomic(model, self.paths.model)
         if dataset.test is not None:
             self._evaluate_test(model, dataset, dataset.test, kept)
+        state = runstate.load(self.paths.events)
+        test = {k: v for k, v in (state.test or {}).items() if k not in ("split", "examples", "weights_epoch")}
+        hparams.write_final(self.paths.tensorboard, hparams.final_metrics(state.history.get(kept, {}), test), kept)
         return Outcome(RunStatus.COMPLETED, "; ".join(notes), self.epochs_done, str(self.paths.model), kept, rule)
 
     def _final_weights(self, holds: int, rule: str) -> tuple[int, str]:
@@ -418,6 +439,7 @@ class Trainer:
         fit_model, train_ds, val_ds = self._phase_data(model, dataset, p)
         cbs = self._callbacks(model, fit_model, p, k, start, steps, has_val=val_ds is not None)
         train_ds = faults.wrap_dataset(self.paths.dir, train_ds, steps, self.initial_epoch)
+        train_ds, val_ds = self._even_batches(train_ds, val_ds)
         callbacks = faults.callbacks(self.paths.dir) + cbs.ordered
         what = f"phase {preset.phase_label(k)}: " if preset.phases else ""
         self.phase("train", f"{what}training for {p.train.epochs} epochs of {steps} steps")
@@ -464,8 +486,8 @@ class Trainer:
         self.cache_plan = self._cache_plan(model, backbone, p, k, spec.family)
         freeze_map["feature_cache"] = self.cache_plan.use
         self._write_freeze_map(freeze_map, k)
-        compile_model(model, p, num_classes, steps, self.emit_log)
-        return self._model_info(model, backbone, num_classes, self.cache_plan)
+        jit = compile_model(model, p, num_classes, steps, self.emit_log)
+        return self._model_info(model, backbone, num_classes, self.cache_plan, jit)
 
     def _cache_plan(self, model: Any, backbone: Any, p: presets.Preset, k: int, family: str) -> Plan:
         """Whether phase ``k`` trains the head on cached features."""
@@ -491,7 +513,7 @@ class Trainer:
             write_json(self.paths.freeze_map_of(k + 1), freeze_map)
         write_json(self.paths.freeze_map, freeze_map)
 
-    def _model_info(self, model: Any, backbone: Any, num_classes: int, cache_plan: Plan) -> int:
+    def _model_info(self, model: Any, backbone: Any, num_classes: int, cache_plan: Plan, jit: accel.Decision) -> int:
         """The ``model_info`` event of a compiled phase; returns the trainable parameter count."""
         trainable = sum(_count(w.shape) for w in model.trainable_weights)
         non_trainable = sum(_count(w.shape) for w in model.non_trainable_weights)
@@ -503,6 +525,8 @@ class Trainer:
                 non_trainable_params=non_trainable,
                 num_classes=num_classes,
                 feature_cache=cache_plan.use,
+                jit_compile=bool(jit.value),
+                jit_why=jit.why,
             )
         )
         if cache_plan.use or not backbone.trainable_weights:
@@ -533,15 +557,46 @@ class Trainer:
         )
 
     def _phase_data(self, model: Any, dataset: Dataset, p: presets.Preset) -> tuple[Any, Any, Any]:
-        """The model fit trains (the classifier, or the head on cached features) and its datasets."""
+        """The model fit trains (the classifier, the classifier augmenting its batches in its training
+        step, or the head on cached features) and its datasets."""
         fit_model = model
         if self.cache_plan is not None and self.cache_plan.use:
             fit_model, train_ds, val_ds = self._cached_features(model, dataset, p)
         else:
             train_ds, val_ds = dataset.train_batches(self.initial_epoch), dataset.eval_batches(dataset.val)
+            if dataset.augment:  # on the device, in the training step (tltui.worker.augment); never saved
+                from tltui.worker.augment import AugmentInTraining
+
+                with (self.strategy or default_strategy()).scope():
+                    fit_model = AugmentInTraining(model)
+                    compile_model(fit_model, p, dataset.num_classes, dataset.steps_per_epoch, self.emit_log)
+                    fit_model.optimizer = model.optimizer  # one optimizer: model.keras keeps its trained state
         if p.train.label_smoothing > 0:
             train_ds, val_ds = one_hot(train_ds, dataset.num_classes), one_hot(val_ds, dataset.num_classes)
         return fit_model, train_ds, val_ds
+
+    def _even_batches(self, train_ds: Any, val_ds: Any) -> tuple[Any, Any]:
+        """With several replicas, batches that split evenly over them (:mod:`tltui.worker.replicas`)."""
+        ds = self.dataset
+        if self.replicas <= 1 or ds is None:
+            return train_ds, val_ds
+        n_val = ds.val_examples or 0
+        last = ds.train_examples % ds.batch_size
+        if (
+            ds.fixed_steps is None
+            and last
+            and (pad := accel.eval_padding(ds.train_examples, ds.batch_size, self.replicas))
+        ):
+            self.emit_log(
+                "info",
+                f"{self.replicas} replicas: each epoch's last training batch ({last} images) is padded to {last + pad} "
+                "with weight-0 copies; gradients and validation metrics are one device's, the epoch's training "
+                f"loss and accuracy count it as {last + pad} images",
+            )
+        return (
+            replicas.train_batches(train_ds, self.replicas),
+            replicas.eval_batches(val_ds, self.replicas, n_val, ds.batch_size),
+        )
 
     def _callbacks(
         self, model: Any, fit_model: Any, p: presets.Preset, k: int, start: int, steps: int, *, has_val: bool
@@ -551,6 +606,7 @@ class Trainer:
         makes a resume train a recorded epoch again (a backup ahead of the events, killed right after it,
         is rolled back by :meth:`_prepare_backup`). EpochBackup is Keras's BackupAndRestore(save_freq="epoch",
         double_checkpoint=True, delete_checkpoint=False), cheaper, plus seeds and early stopping."""
+        from tltui.worker import rung_pause
         from tltui.worker.backup import EpochBackup
         from tltui.worker.checkpoint import PeriodicCheckpoint
         from tltui.worker.early_stop import EarlyStop
@@ -585,6 +641,7 @@ class Trainer:
             self.stream,
             checkpoints,
             EpochScalars(self.paths.tensorboard),  # TensorBoard's epoch scalars, no per-batch hook
+            *rung_pause.callbacks(preset, self.paths.dir, self.initial_epoch),  # last: the epoch is all written
         ]
         return PhaseCallbacks(early, backup, checkpoints, moved, ordered)
 
@@ -623,6 +680,7 @@ class Trainer:
         test_ds = dataset.eval_batches(test)
         if preset.train.label_smoothing > 0:
             test_ds = one_hot(test_ds, dataset.num_classes)
+        test_ds = replicas.eval_batches(test_ds, self.replicas, test.n, dataset.batch_size)
         results = model.evaluate(test_ds, return_dict=True, verbose=0)
         metrics = {f"test_{k}": float(v) for k, v in results.items() if k in ("loss", "acc", "top5_acc")}
         self.writer.emit(

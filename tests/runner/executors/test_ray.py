@@ -9,6 +9,7 @@ job fails and resumes, a runner restart re-attaches, a job the cluster lost is
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import signal
@@ -35,7 +36,7 @@ from tests.helpers import (  # noqa: E402
     write_preset,
 )
 from tltui.client import queue_ops
-from tltui.core import protocol, runstate  # noqa: E402
+from tltui.core import cluster_jobs, protocol, runstate  # noqa: E402
 from tltui.core.protocol import Started  # noqa: E402
 from tltui.core.workspace import Workspace  # noqa: E402
 from tltui.runner import supervisor
@@ -198,23 +199,45 @@ def test_sweep_runs_as_ray_jobs_and_curves_arrive(rws: Workspace, tmp_path: Path
         assert "SUCCEEDED" in log
 
 
-def test_relay_mode_events_reach_local_file_live_and_once(rws: Workspace, tmp_path: Path) -> None:
-    """A node without the run folder: the worker runs in node-local scratch; its events
-    come back through Ray's log stream into the client's events.jsonl while it runs."""
+def test_relay_mode_live_events_and_a_cancel_then_resume_write_each_event_once(rws: Workspace, tmp_path: Path) -> None:
+    """A node without the run folder: the worker runs in node-local scratch; its events come back through Ray's
+    log stream into the client's events.jsonl while it runs. Cancelled and resumed, the resume is a second Ray
+    job of the same run in the same runner: the runner starts it cleanly (the first job's descriptor is released
+    first), and only one follower appends relayed events, so ``events.jsonl`` holds every line once (two followers
+    used to write each resumed epoch twice)."""
     ws = rws
     set_shared(ws, "false")
+    warned: list[str] = []  # the test cluster has no GPU: asking for one is said at once
+    queue_ops.add(ws, write_preset(tmp_path), {"train.gpus": 1}, executor="ray", start_runner=False, warn=warned.append)
+    assert any("has no GPU" in w and "pending" in w for w in warned), warned
+    queue_ops.cancel(ws, ws.queue()[0].id)
     rid = queue_ops.add(ws, write_preset(tmp_path, epochs=4), executor="ray")[0].id
-    script(ws, rid, epoch_seconds=1.0)  # shipped to the node with the preset
+    script(ws, rid, epoch_seconds=0.7)  # shipped to the node with the preset
     wait_for(lambda: epochs_in_file(ws, rid)[:1] == [1], "the first epoch_end relayed")
     assert ws.get(rid).status == "running"  # live, not after the fact
-    wait_for(lambda: finished(ws, rid), "the relayed run to finish")
+    shown = cluster_jobs.summary(ws.run_paths(rid).dir, ws.get(rid).host)
+    assert shown is not None and shown["dashboard"].startswith(json_address(ws) + "/#/jobs/tltui-")
+    queue_ops.cancel(ws, rid)
+    wait_for(lambda: finished(ws, rid), "the cancel to land")
+    assert ws.get(rid).status == "cancelled", ws.get(rid).reason
+    # run files over the 96 KiB of an environment variable: the resume ships them as the job's working_dir
+    (ws.run_paths(rid).dir / "freeze_map.json").write_text("x" * 150_000)
+    queue_ops.resume(ws, rid)
+    wait_for(lambda: finished(ws, rid), "the resumed run to finish")
     rec = ws.get(rid)
     assert rec.status == "completed", rec.reason
+    lines = [ln for ln in ws.run_paths(rid).events.read_text().splitlines() if ln.strip()]
+    assert [ln for ln, n in collections.Counter(lines).items() if n > 1] == []
     assert epochs_in_file(ws, rid) == [1, 2, 3, 4]  # each exactly once
+    assert "runner step failed" not in ws.runner_log.read_text()
+    jobs = cluster_jobs.history(ws.run_paths(rid).dir)
+    assert [j.event for j in jobs] == ["submitted", "resumed"] and jobs[0].job_id != jobs[1].job_id
     assert "(relay folder)" in ws.run_paths(rid).log.read_text()
     scratch = list((tmp_path / "node-scratch").iterdir())
     assert len(scratch) == 1 and (scratch[0] / "events.jsonl").exists()
+    assert (scratch[0] / "freeze_map.json").stat().st_size == 150_000
     assert not (ws.run_paths(rid).dir / "backup").exists()  # the worker never wrote the client's folder
+    assert not (ws.run_paths(rid).dir / ".ship").exists()  # the staged copy went with the submission
 
 
 def test_cancel_stops_the_ray_job(rws: Workspace, tmp_path: Path) -> None:

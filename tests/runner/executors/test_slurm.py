@@ -78,7 +78,7 @@ def test_registered_lazily_and_settings_become_sbatch_parameters(ws: Workspace, 
     p = ex.parameters(rid)
     assert p["slurm_partition"] == "gpu" and p["timeout_min"] == 90 and p["gpus_per_node"] == 2
     assert p["slurm_account"] == "lab" and p["slurm_setup"] == ["module load cuda"]
-    assert p["slurm_additional_parameters"] == {"exclusive": True}
+    assert p["slurm_additional_parameters"] == {"exclusive": True, "requeue": True}  # --requeue unless opted out
     # submitit accepts them all (it rejects unknown names)
     auto = submitit.AutoExecutor(folder=tmp_path / "sub", cluster="local")
     auto.update_parameters(**p)

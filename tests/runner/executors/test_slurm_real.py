@@ -20,7 +20,7 @@ import pytest
 from tests import helpers
 from tests.slurm_cluster import ClusterError, SlurmCluster, missing
 from tltui.client import queue_ops
-from tltui.core import demo, protocol, runstate
+from tltui.core import cluster_jobs, demo, protocol, runstate
 from tltui.core.protocol import Started
 from tltui.core.workspace import Workspace
 
@@ -167,6 +167,10 @@ def test_sweep_through_sbatch_live_and_a_requeued_job_resumes_exactly(
         assert ws.get(rid).epoch == 4
     assert job_id(ws, a) == jobs[a]  # the same job, restarted by Slurm
     assert "SLURM_RESTART_COUNT=1" in ws.run_paths(a).log.read_text()
+    # what `runs show` says of where it ran: the job, its restart by Slurm, the node
+    history = cluster_jobs.history(ws.run_paths(a).dir)
+    assert [(j.job_id, j.event) for j in history] == [(jobs[a], "submitted"), (jobs[a], "restarted")]
+    assert ws.get(a).host and history[-1].accounting == f"sacct -j {jobs[a]}"
     assert starts(ws, b) == [0] and starts(ws, a) == [0, 2]
     assert metrics(ws, a) == metrics(ws, b)  # every metric, float for float
     assert len({h["loss"] for h in metrics(ws, a)}) == 4
@@ -282,3 +286,63 @@ def test_time_limit_requeues_with_or_without_an_epoch_then_fails_with_the_budget
     ends = [e for e in protocol.read_events(ws.run_paths(rid).events) if isinstance(e, protocol.Finished)]
     assert [e.status for e in ends] == ["cancelled", "failed"] and "stopped by SIGTERM" in ends[0].reason, ends
     assert sorted(set(helpers.epochs_in_file(ws, rid))) == list(range(1, rec.epoch + 1))  # no hole
+
+
+def test_a_job_waiting_on_a_drained_node_is_pending_with_the_reason_and_its_cancel_says_so(
+    sws: Workspace, cluster: SlurmCluster, tmp_path: Path, fake_worker_env: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the only node is drained, the run is `pending (REASON)` with squeue's reason and no node (not
+    `running`); a cancel says the job never started, and so does the run's reason. Asking this GPU-less cluster
+    for a GPU is warned of. (The scripted fake worker: it never runs.)"""
+    from tltui.commands.control import cancel_message
+    from tltui.core.status import shown
+    from tltui.runner.executors.slurm import SlurmExecutor
+
+    ws = sws
+    monkeypatch.setenv("TLTUI_WORKER_CMD", json.dumps(fake_worker_env))  # sws runs the real worker
+    assert any("no node has a GPU" in w for w in SlurmExecutor(ws).capacity_warnings(1))
+    cluster.run("scontrol", "update", "nodename=localhost", "state=drain", "reason=tltui-test")
+    try:
+        rid = queue_ops.add(ws, helpers.write_preset(tmp_path, epochs=2), executor="slurm")[0].id
+        wait_for(lambda: ws.get(rid).sched_state == "pending" and ws.get(rid).sched_reason, "squeue's pending reason")
+        rec = ws.get(rid)
+        assert shown(rec) == f"pending ({rec.sched_reason})" and rec.host is None, shown(rec)
+        message = cancel_message(queue_ops.cancel(ws, rid))
+        assert "waiting in the scheduler's queue" in message and "checkpoint" not in message, message
+        wait_for(lambda: helpers.finished(ws, rid), "the pending job's cancel to land")
+        assert ws.get(rid).status == "cancelled" and "never started" in (ws.get(rid).reason or "")
+    finally:
+        cluster.run("scontrol", "update", "nodename=localhost", "state=resume")
+
+
+def test_a_sweep_as_one_job_array_with_a_limit_of_one(
+    sws: Workspace, cluster: SlurmCluster, shapes: Path, tmp_path: Path
+) -> None:
+    """``[cluster.slurm] array_limit = 1``: the sweep is one ``sbatch --array=0-2%1``; the later tasks wait
+    `pending (JobArrayTaskLimit)` while the first runs; a cancel takes its own task only (``scancel
+    ARRAYJOBID_2``); the others complete, each epoch once."""
+    ws = sws
+    sweep = '[sweep]\n"train.early_stopping_patience" = [10, 11, 12]\n[cluster.slurm]\narray_limit = 1\n'
+    a, b, c = (
+        r.id for r in queue_ops.add(ws, preset(tmp_path, shapes, 2, sweep), executor="slurm", start_runner=False)
+    )
+    queue_ops.ensure_runner(ws)
+    wait_for(lambda: all(ws.get(r).sched_reason == "JobArrayTaskLimit" for r in (b, c)), "the later tasks to wait")
+    assert ws.get(b).sched_state == "pending" and ws.get(a).status == "running"
+    array = job_id(ws, a).split("_")[0]
+    assert [job_id(ws, r) for r in (a, b, c)] == [f"{array}_0", f"{array}_1", f"{array}_2"]
+    assert cluster.run("squeue", "-h", "-r", "-j", job_id(ws, b), "-o", "%i %j").split() == [
+        f"{array}_1",
+        f"tltui-array-{a}",
+    ]
+    queue_ops.cancel(ws, c)
+    wait_for(lambda: helpers.finished(ws, c), "the pending task's cancel")
+    assert ws.get(c).status == "cancelled"
+    wait_for(lambda: helpers.finished(ws, a, b), "the other runs to finish")
+    for rid in (a, b):
+        assert ws.get(rid).status == "completed", (ws.get(rid).reason, ws.run_paths(rid).log.read_text()[-2000:])
+        assert starts(ws, rid) == [0] and [h["epoch"] for h in metrics(ws, rid)] == [1, 2]
+        assert [(j.job_id, j.event) for j in cluster_jobs.history(ws.run_paths(rid).dir)] == [
+            (job_id(ws, rid), "submitted")
+        ]
+    assert starts(ws, c) == []

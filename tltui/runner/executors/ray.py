@@ -17,33 +17,41 @@ the stream only feeds the runner. Either way the TUI tails a local file and
 sees an event as soon as the log stream brings it (a few hundred ms).
 
 Status, cancel and logs are Ray's (``get_job_info``, ``stop_job``,
-``get_job_logs``). A job Ray no longer knows, whose supervisor died with its
-node, or a cluster unreachable for ``[ray] lost_after`` seconds, makes the run
-``interrupted``; ``tltui resume`` submits a new job (any node) with
-``--resume``. The job's output (without event lines) is appended to the run's
-``worker.log`` when it ends, so failure reasons read the same as local runs.
+``get_job_logs``). A job Ray holds PENDING is ``pending`` with what it waits
+for, and a cluster that stops answering is ``cluster unreachable`` at once
+(:class:`tltui.runner.executor.JobStatus` ``sched_state``); a job Ray no longer
+knows, whose supervisor died with its node, or a cluster unreachable for ``[ray]
+lost_after`` seconds, makes the run ``interrupted``; ``tltui resume`` submits a
+new job (any node) with ``--resume``. The job's output (without event lines)
+reaches the run's ``worker.log`` as it arrives, so failure reasons read the same
+as local runs. Each job is a line of the run's ``cluster_jobs.jsonl`` (its id and
+dashboard page); a preset's ``[cluster.ray]`` sets what it reserves.
 """
 
 from __future__ import annotations
 
-import collections
+import base64
 import contextlib
 import json
 import logging
 import os
 import secrets
 import shlex
+import shutil
 import signal
 import sys
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from tltui.core import protocol
+from tltui.core import cluster_config, cluster_jobs, protocol
+from tltui.core.cluster_jobs import ClusterJob
 from tltui.core.protocol import Event
 from tltui.core.settings import RaySettings
+from tltui.core.status import SchedState
 from tltui.core.workspace import RunRecord, Workspace, WorkspaceError, atomic_write, write_json
 from tltui.runner import supervisor
 from tltui.runner.executor import Executor, Job, JobStatus
@@ -53,7 +61,15 @@ from tltui.runner.executors import ray_relay as event_relay
 log = logging.getLogger("tltui.runner.executors.ray")
 
 JOB_FILE = "ray_job.json"
+STAGE_DIR = ".ship"  # the run's files for a job's working_dir, while submit_job uploads them
 _LOST_ERRORS = {"JOB_SUPERVISOR_ACTOR_DIED", "JOB_SUPERVISOR_ACTOR_UNKNOWN_FAILURE"}
+_NEVER_STARTED = {
+    "JOB_SUPERVISOR_ACTOR_START_TIMEOUT",
+    "JOB_SUPERVISOR_ACTOR_UNSCHEDULABLE",
+    "JOB_SUPERVISOR_ACTOR_START_FAILURE",
+    "RUNTIME_ENV_SETUP_FAILURE",
+    "JOB_ENTRYPOINT_COMMAND_START_ERROR",
+}
 
 
 def _client_class() -> Any:
@@ -62,6 +78,35 @@ def _client_class() -> Any:
     except ImportError as e:
         raise missing_extra("ray", "ray", e) from e
     return JobSubmissionClient
+
+
+def _said(message: str | None) -> str:
+    """Ray's message about a job in one line, without the copy of the job's last output it may append
+    (``..., last available logs (truncated to 20,000 chars): ...``): the run's worker.log has that output."""
+    first = (message or "").split(", last available logs", 1)[0]
+    lines = supervisor.readable_lines(first.splitlines())
+    return " ".join(lines)[:300]
+
+
+def _asked(resources: Any) -> str:
+    """What a Ray job asked to start, ``1 CPU, 1 GPU``, from its ``entrypoint_*`` (attributes of a ``JobInfo``, or
+    the keys :meth:`RayExecutor.resources` gave ``submit_job``); ``""`` when it says none (the job server's
+    ``JobDetails`` does not carry them)."""
+
+    def get(name: str) -> Any:
+        return resources.get(name) if isinstance(resources, dict) else getattr(resources, name, None)
+
+    asked = [
+        f"{n:g} {what}"
+        for n, what in (
+            (get("entrypoint_num_cpus"), "CPU"),
+            (get("entrypoint_num_gpus"), "GPU"),
+            ((get("entrypoint_memory") or 0) / 2**30, "GiB"),
+        )
+        if n
+    ]
+    asked += [f"{v:g} {k}" for k, v in (get("entrypoint_resources") or {}).items()]
+    return ", ".join(asked)
 
 
 def _not_found(e: Exception) -> bool:
@@ -80,14 +125,19 @@ class RayJob(Job):
         self.paths = ex.ws.run_paths(run_id)
         self.mode: str | None = None
         self.node_host: str | None = None
+        self.asked: dict[str, Any] = {}  # what the job reserves (``submit_job``'s entrypoint_*), when we submitted it
         self._lock = threading.Lock()
         self._events: list[Event] = []
         self._given: set[str] = set()  # event lines handed to the runner (a re-tail replays them)
         self._in_file: set[str] = set()  # event lines already in the local events.jsonl
         with contextlib.suppress(OSError):
             self._in_file = {ln.strip() for ln in self.paths.events.read_text("utf-8", "replace").splitlines()}
-        self._log: collections.deque[str] = collections.deque(maxlen=2000)
+        # the job's output goes to worker.log as it arrives: the stream (or the whole log at the end, or a
+        # re-attached tail) replays it from its start, so only lines past those already written are appended
+        self._pos = 0  # output lines seen in this pass over the job's log
+        self._written = self._lines_in_log()  # output lines of this job already in worker.log (a runner before us)
         self._partial = ""
+        self._incoming: dict[str, int] = {}  # files coming back from the node: the next chunk of each
         self._r, self._w = os.pipe()
         for fd in (self._r, self._w):
             os.set_blocking(fd, False)
@@ -100,6 +150,18 @@ class RayJob(Job):
         self._message = ""
         self._thread = threading.Thread(target=self._tail_loop, name=f"ray-tail-{run_id}", daemon=True)
         self._thread.start()
+
+    def _lines_in_log(self) -> int:
+        """Output lines of this job already in worker.log: the non-blank, non-``===`` lines after its header."""
+        try:
+            text = self.paths.log.read_text("utf-8", "replace")
+        except OSError:
+            return 0
+        header = text.rfind(f"ray job {self.submission_id} at ")
+        if header < 0:
+            return 0
+        after = text[header:].split("\n")[1:]
+        return sum(1 for ln in after if ln.strip() and not ln.startswith("==="))
 
     # ------------------------------------------------------------ the log stream
 
@@ -117,7 +179,7 @@ class RayJob(Job):
     async def _tail_once(self) -> None:
         with self._lock:
             self._partial = ""
-            self._log.clear()
+            self._pos = 0
         async for chunk in self.ex.client.tail_job_logs(self.submission_id):
             self._feed(chunk)
             if self._stop.is_set():
@@ -144,9 +206,17 @@ class RayJob(Job):
                 info = json.loads(payload)
                 self.mode, self.node_host = info.get("mode"), info.get("host")
             return False
+        if kind == "file":
+            if self.mode == "relay":
+                self._receive(payload)
+            return False
         if kind == "log":
             if line.strip():
-                self._log.append(line)
+                self._pos += 1
+                if self._pos > self._written:
+                    with contextlib.suppress(OSError), open(self.paths.log, "a", encoding="utf-8") as f:
+                        f.write(line + "\n")
+                    self._written = self._pos
             return False
         if payload in self._given:
             return False
@@ -160,6 +230,24 @@ class RayJob(Job):
             self._in_file.add(payload)
         self._events.append(ev)
         return True
+
+    def _receive(self, payload: str) -> None:
+        """A chunk of a file the worker wrote on the node (``model.keras``...): appended to ``.incoming-NAME`` in
+        the run folder, which becomes ``NAME`` with its last chunk. Chunks come in order; one that is not the next
+        (a re-attached stream replaying from the start) is skipped."""
+        try:
+            d = json.loads(payload)
+            name, i, n, data = str(d["name"]), int(d["i"]), int(d["n"]), base64.b64decode(d["data"])
+        except (ValueError, KeyError, TypeError):
+            return
+        if "/" in name or name.startswith(".") or name in event_relay.CLIENT_FILES or i != self._incoming.get(name, 0):
+            return
+        part = self.paths.dir / f".incoming-{name}"
+        with open(part, "wb" if i == 0 else "ab") as f:
+            f.write(data)
+        self._incoming[name] = i + 1
+        if i + 1 == n:
+            os.replace(part, self.paths.dir / name)
 
     # ------------------------------------------------------------ Job
 
@@ -189,24 +277,37 @@ class RayJob(Job):
         except Exception as e:  # noqa: BLE001 - the Ray client raises its own and HTTP errors; _not_found tells them apart
             if _not_found(e):
                 self._message = f"ray: job {self.submission_id} is gone from the cluster"
-                return self._finish(JobStatus(alive=False, returncode=None, lost=True))
+                gone = "the Ray job is gone from the cluster"
+                return self._finish(JobStatus(alive=False, returncode=None, lost=True, cause=gone))
             if self._unreachable_since is None:
                 self._unreachable_since = now
                 log.warning("%s: Ray cluster at %s unreachable: %s", self.run_id, self.ex.settings.address, e)
+                self._cached = replace(self._cached, sched_state=SchedState.UNREACHABLE, reason=None, since=time.time())
             if now - self._unreachable_since >= self.ex.settings.lost_after:
-                self._message = (
-                    f"ray: cluster at {self.ex.settings.address} unreachable for {self.ex.settings.lost_after:.0f} s"
-                )
-                return self._finish(JobStatus(alive=False, returncode=None, lost=True))
+                lost_for = f"cluster unreachable for {self.ex.settings.lost_after:.0f} s"
+                self._message = f"ray: {lost_for} (Ray at {self.ex.settings.address}; [ray] lost_after)"
+                return self._finish(JobStatus(alive=False, returncode=None, lost=True, cause=lost_for))
             return self._cached
         self._unreachable_since = None
         if not info.status.is_terminal():
+            self._cached = JobStatus(alive=True)
+            if info.status == RayStatus.PENDING:
+                asked = _asked(info) or _asked(self.asked)
+                reason = f"waiting for {asked}" if asked else "waiting for resources"
+                self._cached = JobStatus(alive=True, sched_state=SchedState.PENDING, reason=reason)
             return self._cached
         rc = info.driver_exit_code
         error = str(getattr(info.error_type, "value", info.error_type) or "")
-        self._message = f"ray: job {self.submission_id} {info.status.value}" + (
-            f": {info.message}" if info.message else ""
-        )
+        said = _said(info.message)
+        self._message = f"ray: job {self.submission_id} {info.status.value}" + (f": {said}" if said else "")
+        cause = None
+        if error in _NEVER_STARTED:  # no worker ever ran: not "exited with code 1"
+            asked = _asked(info) or _asked(self.asked)
+            cause = f"never started on the Ray cluster ({said or error}" + (
+                f"; it asked for {asked})" if asked else ")"
+            )
+        elif error in _LOST_ERRORS:
+            cause = "the Ray job's supervisor died (its node or the cluster went away)"
         lost = False
         if info.status == RayStatus.SUCCEEDED:
             rc = 0 if rc is None else rc
@@ -217,7 +318,7 @@ class RayJob(Job):
             rc = None if lost else 1
         if rc is not None and rc > 128 and rc - 128 in signal.Signals._value2member_map_:
             rc = -(rc - 128)  # a shell in between reports a signal as 128 + N
-        return self._finish(JobStatus(alive=False, returncode=rc, lost=lost))
+        return self._finish(JobStatus(alive=False, returncode=rc, lost=lost, cause=cause))
 
     def _finish(self, st: JobStatus) -> JobStatus:
         """The job is over: let the stream drain, fetch the whole log once (deduplicated), keep the output."""
@@ -228,13 +329,11 @@ class RayJob(Job):
             full = self.ex.client.get_job_logs(self.submission_id)
         if full is not None:
             with self._lock:
-                self._log.clear()
+                self._pos = 0
                 self._partial = ""
             self._feed(full, final=True)
         with contextlib.suppress(OSError), open(self.paths.log, "a", encoding="utf-8") as f:
-            f.write(f"\n=== ray job {self.submission_id} on {self.node_host or '?'} ({self.mode or '?'} folder)\n")
-            for line in self._log:
-                f.write(line + "\n")
+            f.write(f"=== ray job {self.submission_id} ended on {self.node_host or '?'} ({self.mode or '?'} folder)\n")
             if self._message:
                 f.write(self._message + "\n")
         self._final = st
@@ -248,6 +347,8 @@ class RayJob(Job):
 
     def close(self) -> None:
         self._stop.set()
+        if self.ex._live.get(self.run_id) is self:
+            del self.ex._live[self.run_id]
         with self._lock:
             if self._closed:
                 return
@@ -282,6 +383,17 @@ class RayExecutor(Executor):
         super().__init__(ws)
         self._client: Any = None
         self._client_lock = threading.Lock()
+        self._live: dict[str, RayJob] = {}  # the one RayJob per run that follows its job's log stream
+
+    def _own(self, job: RayJob) -> RayJob:
+        """Make ``job`` the only follower of its run: one left over (never closed by its owner) stops, so two
+        log tails never both append a relayed event to ``events.jsonl``."""
+        old = self._live.get(job.run_id)
+        if old is not None and old is not job:
+            log.warning("%s: a second follower of %s: closing the first", job.run_id, old.submission_id)
+            old.close()
+        self._live[job.run_id] = job
+        return job
 
     @property
     def client(self) -> Any:
@@ -324,13 +436,16 @@ class RayExecutor(Executor):
         if n_gpus == 0:
             env["CUDA_VISIBLE_DEVICES"] = "-1"
         env[event_relay.FILES_ENV] = ""
+        runtime_env: dict[str, Any] = {"env_vars": env}
+        stage = paths.dir / STAGE_DIR
         if self.shared != "yes":
             try:
                 env[event_relay.FILES_ENV] = event_relay.pack_files(paths.dir, with_events=resume)
             except ValueError as e:
-                if self.shared == "no":
-                    raise WorkspaceError(str(e)) from e
-                log.warning("%s", e)
+                # too large for an environment variable: Ray uploads them as the job's working directory
+                log.info("%s; shipping them as the Ray job's working_dir instead", e)
+                runtime_env["working_dir"] = str(event_relay.stage_files(paths.dir, stage, with_events=resume))
+                env[event_relay.SHIPPED_ENV] = "1"
         env.update(self.settings.env_vars)
         cmd = [
             self.python,
@@ -356,30 +471,86 @@ class RayExecutor(Executor):
             paths.dir / JOB_FILE, {"address": self.settings.address, "submission_id": sid, "submitted": time.time()}
         )
         deadline = time.monotonic() + self.settings.submit_retry
-        while True:
-            try:
-                self.client.submit_job(
-                    entrypoint=shlex.join(cmd),
-                    submission_id=sid,
-                    entrypoint_num_cpus=self.settings.num_cpus,
-                    entrypoint_num_gpus=n_gpus,
-                    runtime_env={"env_vars": env},
-                    metadata={"tltui_run": run_id, "tltui_workspace": str(self.ws.root)},
-                )
-                break
-            except WorkspaceError:
-                raise
-            except Exception as e:
-                # a head that is starting up answers "No available agent ... try again later"
-                if "try again" in str(e) and time.monotonic() < deadline:
-                    time.sleep(1.0)
-                    continue
-                raise WorkspaceError(f"Ray cluster at {self.settings.address} refused the job: {e}") from e
+        resources = self.resources(run_id, n_gpus)
+        try:
+            while True:
+                try:
+                    self.client.submit_job(
+                        entrypoint=shlex.join(cmd),
+                        submission_id=sid,
+                        runtime_env=runtime_env,
+                        metadata={"tltui_run": run_id, "tltui_workspace": str(self.ws.root)},
+                        **resources,
+                    )
+                    break
+                except WorkspaceError:
+                    raise
+                except Exception as e:
+                    # a head that is starting up answers "No available agent ... try again later"
+                    if "try again" in str(e) and time.monotonic() < deadline:
+                        time.sleep(1.0)
+                        continue
+                    raise WorkspaceError(f"Ray cluster at {self.settings.address} refused the job: {e}") from e
+        finally:  # submit_job has uploaded it (or failed)
+            shutil.rmtree(stage, ignore_errors=True)
         with open(paths.log, "a", encoding="utf-8") as f:
             f.write(
                 f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} ray job {sid} at {self.settings.address}: {shlex.join(cmd)}\n"
             )
-        return RayJob(self, run_id, sid)
+        event = "resumed" if resume else "submitted"
+        cluster_jobs.record(paths.dir, ClusterJob("ray", sid, time.time(), event, dashboard=self.dashboard(sid)))
+        job = self._own(RayJob(self, run_id, sid))
+        job.asked = resources
+        return job
+
+    def resources(self, run_id: str, n_gpus: int) -> dict[str, Any]:
+        """What the run's job reserves (``submit_job``'s ``entrypoint_*``): ``[ray] num_cpus``, the run's GPUs, and
+        what its preset's ``[cluster.ray]`` sets instead (CPUs, memory, custom resources)."""
+        own = cluster_config.for_run(self.ws.run_paths(run_id).preset).ray
+        out: dict[str, Any] = {
+            "entrypoint_num_cpus": self.settings.num_cpus if own.num_cpus is None else own.num_cpus,
+            "entrypoint_num_gpus": n_gpus,
+        }
+        if own.memory_gb is not None:
+            out["entrypoint_memory"] = int(own.memory_gb * 2**30)
+        if own.resources:
+            out["entrypoint_resources"] = dict(own.resources)
+        return out
+
+    def cluster_gpus(self) -> float | None:
+        """The most GPUs one live node of the cluster has (a job's GPUs must fit on one node), from the dashboard's
+        state API; ``None`` when it does not answer."""
+        import urllib.request
+
+        url = f"{self.settings.address.rstrip('/')}/api/v0/nodes?limit=10000"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 - the cluster's own http address
+                nodes = json.loads(r.read())["data"]["result"]["result"]
+            return max(
+                (float((n.get("resources_total") or {}).get("GPU", 0)) for n in nodes if n.get("state") == "ALIVE"),
+                default=0.0,
+            )
+        except Exception as e:  # noqa: BLE001 - unreachable, an older Ray without the state API: cannot tell
+            log.info("GPUs of the Ray cluster at %s unknown: %s", self.settings.address, e)
+            return None
+
+    def capacity_warnings(self, gpus: int | None) -> list[str]:
+        n = self.settings.default_gpus if gpus is None else gpus
+        if not n:
+            return []
+        most = self.cluster_gpus()
+        if most is None or most >= n:
+            return []
+        has = f"no node has {n} GPU{'s' if n != 1 else ''} (the most: {most:g})" if most else "it has no GPU"
+        return [
+            f"train.gpus = {n}, but the Ray cluster at {self.settings.address}: {has}; the run's job would wait "
+            "in Ray's queue (`pending`) until such a node joins"
+        ]
+
+    def dashboard(self, submission_id: str) -> str | None:
+        """The job's page on Ray's dashboard (the job server's address is the dashboard's), if it has one."""
+        address = self.settings.address.rstrip("/")
+        return f"{address}/#/jobs/{submission_id}" if address.startswith(("http://", "https://")) else None
 
     def job_id(self, run_id: str) -> str | None:
         try:
@@ -402,7 +573,7 @@ class RayExecutor(Executor):
                 self.settings.address,
                 e,
             )
-        return RayJob(self, rec.id, sid)
+        return self._own(RayJob(self, rec.id, sid))
 
     def logs(self, run_id: str, lines: int = supervisor.LOG_TAIL_LINES) -> str:
         sid = self.job_id(run_id)

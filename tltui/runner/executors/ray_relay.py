@@ -7,14 +7,18 @@ is the entrypoint of a Ray job (stdlib only, no TensorFlow). It:
    node shares it (``DIR/.relay-token`` holds ``T``, written by the client just
    before submitting), else a node-local scratch copy built from the small run
    files the client shipped in ``$TLTUI_RELAY_FILES`` (base64 JSON
-   ``{name: text}``; ``events.jsonl`` among them on resume);
+   ``{name: text}``; ``events.jsonl`` among them on resume), or, when they are
+   too large for that, from the job's working directory (``$TLTUI_RELAY_SHIPPED``:
+   Ray uploaded the folder :func:`stage_files` made);
 2. prints one ``@@tltui-relay {"mode": "shared"|"relay", "host", "dir"}`` line;
 3. runs ``WORKER_CMD train RUN_DIR --events-fd N [--resume]`` (``{run_dir}`` in
    the command is replaced) and prints every event from the pipe as
    ``@@tltui-event <json line>``, flushed, so the client reads them from the
    job's log stream within a fraction of a second;
-4. forwards SIGTERM/SIGINT to the worker (which checkpoints and stops) and ends
-   the way the worker ended (same exit code, or the same signal).
+4. forwards SIGTERM/SIGINT to the worker (which checkpoints and stops), in
+   relay mode sends back the files the worker wrote (``model.keras``...) as
+   ``@@tltui-file`` chunks (:func:`send_back`), and ends the way the worker
+   ended (same exit code, or the same signal).
 
 :func:`parse_line` is the client side: it splits a log line into an event
 line or plain log text.
@@ -37,11 +41,28 @@ from pathlib import Path
 
 EVENT_PREFIX = "@@tltui-event "
 MODE_PREFIX = "@@tltui-relay "
+FILE_PREFIX = "@@tltui-file "  # a chunk of a file the worker wrote, sent back to the client (relay mode)
 TOKEN_FILE = ".relay-token"
 FILES_ENV = "TLTUI_RELAY_FILES"
+#: ``1``: the run's files are too large for :data:`FILES_ENV` and came as the job's working directory (Ray's
+#: ``runtime_env`` ``working_dir``, uploaded by the client, unpacked on the node: the job's current directory).
+SHIPPED_ENV = "TLTUI_RELAY_SHIPPED"
+CHUNK = 48 * 1024  # bytes of a file per FILE_PREFIX line (64 KiB of base64)
 SCRATCH_ENV = "TLTUI_RELAY_SCRATCH"
-#: Files the client never ships (big or node-specific); everything else small in the run folder goes.
-NOT_SHIPPED = {"log", "worker.log", TOKEN_FILE, "ray_job.json", "slurm_job.json"}
+#: The client's own files of a run folder: never shipped to a node, never taken back from one.
+#: ``events.summary.json`` (``core.workspace.SUMMARY_NAME``; this module is stdlib only) describes the client's log,
+#: not the node's: the node's worker summarises its own.
+CLIENT_FILES = {
+    "log",
+    "worker.log",
+    TOKEN_FILE,
+    "ray_job.json",
+    "slurm_job.json",
+    "events.summary.json",
+    "cluster_jobs.jsonl",  # the client's record of the run's jobs (tltui.core.cluster_jobs)
+}
+#: Files the client never ships: its own, and the model (the worker writes it again; it came back from a node).
+NOT_SHIPPED = CLIENT_FILES | {"model.keras"}
 SHIP_LIMIT = 96 * 1024  # bytes of base64 in one environment variable (Linux allows 128 KiB)
 
 
@@ -51,6 +72,8 @@ def parse_line(line: str) -> tuple[str, str]:
         return "event", line[len(EVENT_PREFIX) :].strip()
     if line.startswith(MODE_PREFIX):
         return "mode", line[len(MODE_PREFIX) :].strip()
+    if line.startswith(FILE_PREFIX):
+        return "file", line[len(FILE_PREFIX) :].strip()
     return "log", line
 
 
@@ -73,16 +96,41 @@ def pack_files(run_dir: Path, *, with_events: bool) -> str:
                     if _event_type(ln) not in ("batch", None)
                 )
             continue
-        if p.stat().st_size <= 64 * 1024:
-            with contextlib.suppress(UnicodeDecodeError):
-                files[p.name] = p.read_text(encoding="utf-8")
+        if p.stat().st_size > SHIP_LIMIT:  # never left out quietly: the caller ships the folder instead
+            raise ValueError(f"{p}: too large for {FILES_ENV} ({p.stat().st_size} bytes)")
+        try:
+            files[p.name] = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{p}: not text, so not for {FILES_ENV}") from e
     packed = base64.b64encode(json.dumps(files).encode()).decode()
     if len(packed) > SHIP_LIMIT:
-        raise ValueError(
-            f"{run_dir}: run files too large to ship to a node without the shared folder "
-            f"({len(packed)} bytes); put the workspace on a filesystem the nodes share"
-        )
+        raise ValueError(f"{run_dir}: run files too large for {FILES_ENV} ({len(packed)} bytes of base64)")
     return packed
+
+
+def stage_files(run_dir: Path, stage: Path, *, with_events: bool) -> Path:
+    """The run's files for a node without the shared folder, however large, as a folder (``stage``, made anew):
+    what :func:`pack_files` ships, without its size limits, plus the per-epoch ``backup/`` (and a phased run's
+    ``phases/``) on a resume, so it continues on any node. The client hands it to Ray as the job's
+    ``working_dir``; :func:`prepare` copies it into the node's scratch folder."""
+    import shutil
+
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    for p in sorted(run_dir.iterdir()):
+        if p.name in NOT_SHIPPED or p.name.startswith(".") or p.resolve() == stage.resolve():
+            continue
+        if p.is_dir():
+            if with_events and p.name in ("backup", "phases"):
+                shutil.copytree(p, stage / p.name)
+        elif p.name == "events.jsonl":
+            if with_events:
+                text = p.read_text(encoding="utf-8", errors="replace")
+                kept = (ln for ln in text.splitlines(keepends=True) if _event_type(ln) not in ("batch", None))
+                (stage / p.name).write_text("".join(kept), encoding="utf-8")
+        elif p.is_file():
+            shutil.copy2(p, stage / p.name)
+    return stage
 
 
 def _event_type(line: str) -> str | None:
@@ -123,7 +171,43 @@ def prepare(run_dir: str, token: str, shared: str) -> tuple[str, Path]:
         if "/" in name or name.startswith("."):
             continue
         (d / name).write_text(text, encoding="utf-8")
+    if os.environ.get(SHIPPED_ENV) == "1":  # the files came as the job's working directory (any size)
+        import shutil
+
+        if not (Path.cwd() / "events.jsonl").exists():
+            with contextlib.suppress(FileNotFoundError):
+                (d / "events.jsonl").unlink()
+        shutil.copytree(Path.cwd(), d, dirs_exist_ok=True)
     return "relay", d
+
+
+def _files(folder: Path) -> dict[str, tuple[int, int]]:
+    """The top-level files of a folder: name -> (mtime in ns, size)."""
+    out: dict[str, tuple[int, int]] = {}
+    for p in folder.iterdir():
+        with contextlib.suppress(OSError):
+            if p.is_file():
+                st = p.stat()
+                out[p.name] = (st.st_mtime_ns, st.st_size)
+    return out
+
+
+def send_back(folder: Path, before: dict[str, tuple[int, int]]) -> None:
+    """Every top-level file the worker wrote in the node's scratch folder (``model.keras``, ``classes.json``,
+    ``data.json``, the layer map...: new or changed since ``before``), as :data:`FILE_PREFIX` lines the client
+    reassembles in the run folder: without a shared folder, the trained model comes back to the client. Events
+    came already; the backup and the checkpoints stay on the node (a resume there finds them)."""
+    for name, seen in sorted(_files(folder).items()):
+        if name.startswith(("events", ".")) or name in CLIENT_FILES or before.get(name) == seen:
+            continue
+        try:
+            data = (folder / name).read_bytes()
+        except OSError:
+            continue
+        n = max(1, -(-len(data) // CHUNK))
+        for i in range(n):
+            chunk = base64.b64encode(data[i * CHUNK : (i + 1) * CHUNK]).decode()
+            _emit(FILE_PREFIX, json.dumps({"name": name, "i": i, "n": n, "data": chunk}))
 
 
 def _emit(prefix: str, payload: str) -> None:
@@ -147,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv[:cut])
     cmd = argv[cut + 1 :]
     mode, folder = prepare(args.run_dir, args.token, args.shared)
+    before = _files(folder)  # what the worker then writes or changes goes back to the client
     _emit(MODE_PREFIX, json.dumps({"mode": mode, "host": socket.gethostname(), "dir": str(folder)}))
     r, w = os.pipe()
     cmd = [c.replace("{run_dir}", str(folder)) for c in cmd]
@@ -175,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
                 if line.strip():
                     _emit(EVENT_PREFIX, line.decode("utf-8", "replace"))
     rc = proc.wait()
+    if mode == "relay":
+        send_back(folder, before)
     if rc < 0:  # end the way the worker ended, so the client reads the same signal
         if -rc not in (signal.SIGKILL, signal.SIGSTOP):
             signal.signal(-rc, signal.SIG_DFL)

@@ -35,6 +35,9 @@ usual worker on the run folder itself: a Slurm cluster shares its filesystem
 - ``tltui cancel``: ``scancel --signal=TERM`` (the worker saves and ends
   ``cancelled``), plain ``scancel`` for a job still pending or one that does not
   stop.
+- Job arrays (opt-in, ``[cluster.slurm] array`` / ``array_limit`` of a preset): the runs of one sweep queued
+  together go as one ``sbatch --array=0-N%K`` (submitit's ``batch()``); each run is a task, known as
+  ``ARRAYJOBID_i`` to squeue, scancel and its job history; requeues and resumes are jobs of their own.
 - ``cluster``: ``"slurm"`` (default); ``"local"`` runs the same submitit job as
   a local process (the tests without a scheduler use it).
 """
@@ -55,10 +58,11 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tltui.core import protocol, runstate
+from tltui.core import cluster_config, cluster_jobs, protocol, runstate
+from tltui.core.cluster_jobs import ClusterJob
 from tltui.core.protocol import Event, Finished, Started
 from tltui.core.settings import SlurmSettings
-from tltui.core.status import RunStatus
+from tltui.core.status import RunStatus, SchedState
 from tltui.core.workspace import RunPaths, RunRecord, WorkspaceError, write_json
 from tltui.runner import supervisor
 from tltui.runner.executor import Executor, Job, JobStatus
@@ -84,12 +88,15 @@ ALIVE_STATES = {
     "UNKNOWN",
     "READY",
 }
+PENDING_STATES = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED"}  # waiting in the queue: no node yet
 UNREACHABLE = "UNREACHABLE"  # squeue could not reach the controller
 GONE = "GONE"  # the controller no longer knows the job (MinJobAge) and there is no accounting to ask
 TIMED_OUT = "timed-out too many times"  # submitit's words when its count of timeouts is spent (older jobs)
 SUBMITIT_TIMEOUTS = 1_000_000  # submitit's own count never ends a job: TimeLimit decides
 QUERY_TIMEOUT = 30.0  # seconds for one squeue / sacct
 QUERY_WAIT = 0.2  # what a runner tick waits for squeue; a controller that is down takes ~20 s to say so
+COMPLETED_WAIT = 3.0  # seconds squeue may take to confirm a job whose worker wrote `completed`
+SLOW_ANSWER = 5.0  # seconds without an answer from squeue before the run shows `cluster unreachable`
 _QUERIES = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="squeue")
 
 
@@ -195,10 +202,12 @@ class WorkerTask:
         restarted = _int(os.environ.get("SLURM_RESTART_COUNT")) or 0
         argv = self.argv(self.resume or restarted > 0)
         with open(Path(self.run_dir) / "worker.log", "ab") as out:  # the shared run folder, as for local runs
+            if restarted:  # the same job id again: say so in the run's job history
+                with contextlib.suppress(OSError):
+                    cluster_jobs.record(self.run_dir, _cluster_job(_own_job_id(), "restarted"))
             if restarted and not self.resume:
                 out.write(
-                    f"=== slurm restarted job {os.environ.get('SLURM_JOB_ID')} "
-                    f"(SLURM_RESTART_COUNT={restarted}): resuming\n".encode()
+                    f"=== slurm restarted job {_own_job_id()} (SLURM_RESTART_COUNT={restarted}): resuming\n".encode()
                 )
                 out.flush()
             self._proc = subprocess.Popen(
@@ -227,7 +236,7 @@ class WorkerTask:
             limit = limit.requeued(done)
             with open(Path(self.run_dir) / "worker.log", "a", encoding="utf-8") as f:
                 f.write(
-                    f"=== slurm job {os.environ.get('SLURM_JOB_ID', '')}: time limit: requeue {limit.requeues} "
+                    f"=== slurm job {_own_job_id()}: time limit: requeue {limit.requeues} "
                     f"of {limit.max_requeues}, resuming after epoch {done}\n"
                 )
         submitit = _submitit()
@@ -283,6 +292,10 @@ class SlurmJob(Job):
         self._final: JobStatus | None = None
         self._pending: concurrent.futures.Future[str] | None = None
         self._asked_at = float("-inf")
+        self._alive = JobStatus(alive=True)  # what the scheduler last said of the live job
+        self._reason: str | None = None  # squeue's reason for a pending job (%r), from the last answer
+        self._node: str | None = None  # squeue's node list (%N) of a job that has one
+        self._finished_status: str | None = None  # the worker's own `finished` status, once it wrote one
         self.polls = 0
 
     def events(self) -> list[Event]:
@@ -292,8 +305,10 @@ class SlurmJob(Job):
         for e in evs:
             if isinstance(e, Finished):
                 self._finished_seen = True
+                self._finished_status = e.status
             elif isinstance(e, Started):  # a requeued job's worker began again
                 self._finished_seen = False
+                self._finished_status = None
         return evs
 
     def _state(self) -> str:
@@ -312,11 +327,15 @@ class SlurmJob(Job):
         lack); :data:`GONE` when neither knows it, :data:`UNREACHABLE` when squeue gets no answer."""
         self.polls += 1
         jid = str(self.job.job_id)
-        out = _run(["squeue", "--noheader", "--states=all", f"--jobs={jid}", "--format=%T"])
+        out = _run(["squeue", "--noheader", "--states=all", f"--jobs={jid}", "--format=%T|%r|%N"])
         if out is None:
             return UNREACHABLE
         if out.returncode == 0 and out.stdout.strip():
-            return out.stdout.split()[0].upper()
+            state, _, rest = out.stdout.strip().splitlines()[0].partition("|")
+            reason, _, node = rest.partition("|")
+            self._reason = None if reason.strip() in ("", "None") else reason.strip()
+            self._node = node.strip() or None
+            return state.strip().upper()
         if out.returncode != 0 and "invalid job id" not in out.stderr.lower():
             log.warning("%s: squeue for job %s: %s", self.run_id, jid, out.stderr.strip())
             return UNREACHABLE
@@ -339,8 +358,8 @@ class SlurmJob(Job):
             log.warning("%s: unreadable %s: %s", self.run_id, path, e)
             return None
 
-    def _end(self, *, rc: int | None, lost: bool = False) -> JobStatus:
-        self._final = JobStatus(alive=False, returncode=rc, lost=lost)
+    def _end(self, *, rc: int | None, lost: bool = False, cause: str | None = None) -> JobStatus:
+        self._final = JobStatus(alive=False, returncode=rc, lost=lost, cause=cause)
         return self._final
 
     def _note(self, line: str) -> None:
@@ -357,7 +376,7 @@ class SlurmJob(Job):
         if self._finished_seen:
             interval = min(1.0, interval)
         if now - self._last_poll < interval:
-            return JobStatus(alive=True)
+            return self._alive
         self._last_poll = now
         if self.ex.settings.cluster != "slurm":
             return self._local_status()
@@ -370,7 +389,15 @@ class SlurmJob(Job):
         assert self._pending is not None
         concurrent.futures.wait([self._pending], timeout=QUERY_WAIT)
         if not self._pending.done():
-            return JobStatus(alive=True)
+            if self._finished_status == RunStatus.COMPLETED and self.clock() - self._asked_at >= COMPLETED_WAIT:
+                return self._end(rc=0)  # the worker completed; a controller that is down cannot change that
+            waited = self.clock() - self._asked_at
+            if waited >= SLOW_ANSWER and self._alive.sched_state != SchedState.UNREACHABLE:
+                # squeue answers in a second when the controller is up: say so now, not when it gives up
+                self._alive = replace(
+                    self._alive, sched_state=SchedState.UNREACHABLE, reason=None, since=time.time() - waited
+                )
+            return self._alive
         state = self._pending.result()
         self._pending = None
         now = self.clock()
@@ -378,27 +405,41 @@ class SlurmJob(Job):
             if self._unreachable_since is None:
                 self._unreachable_since = self._asked_at
                 log.warning("%s: the Slurm controller does not answer about job %s", self.run_id, self.job.job_id)
+                if self._alive.sched_state != SchedState.UNREACHABLE:
+                    self._alive = replace(
+                        self._alive,
+                        sched_state=SchedState.UNREACHABLE,
+                        reason=None,
+                        since=time.time() - (now - self._asked_at),
+                    )
+            if self._finished_status == RunStatus.COMPLETED:  # nothing requeues a completed run: done, say so now
+                return self._end(rc=0)
             quiet = now - max(self._unreachable_since, self._last_event)
             if quiet < self.ex.settings.scheduler_grace:
-                return JobStatus(alive=True)
+                return self._alive
             if self._finished_seen:  # the worker said how it ended; the scheduler cannot add to that
                 return self._end(rc=0)
             self._note(
                 f"slurm job {self.job.job_id}: no answer from the scheduler and no event from the worker "
                 f"for {quiet:.0f} s (scheduler_grace = {self.ex.settings.scheduler_grace:g}): interrupted"
             )
-            return self._end(rc=None, lost=True)
+            return self._end(rc=None, lost=True, cause=f"cluster unreachable for {quiet:.0f} s")
         self._unreachable_since = None
         if state in ALIVE_STATES:
-            return JobStatus(alive=True)
+            if state in PENDING_STATES:
+                reason = self._reason or ("requeued" if state.startswith("REQUEUE") else None)
+                self._alive = JobStatus(alive=True, sched_state=SchedState.PENDING, reason=reason)
+            else:
+                self._alive = JobStatus(alive=True, node=self._node)
+            return self._alive
         outcome = self._outcome()
         if state == GONE:
             if outcome is None and not self._finished_seen:
                 self._note(f"slurm job {self.job.job_id}: gone from the scheduler without a result: interrupted")
-                return self._end(rc=None, lost=True)
+                return self._end(rc=None, lost=True, cause=f"Slurm job {self.job.job_id} is gone from the scheduler")
             state = "COMPLETED" if outcome is None or outcome[0] == "success" else "FAILED"
         if state in LOST_STATES and not self._finished_seen:
-            return self._end(rc=None, lost=True)
+            return self._end(rc=None, lost=True, cause=f"Slurm job {self.job.job_id} ended {state}")
         rc = 0
         error = ""
         if outcome is not None and outcome[0] == "error":
@@ -416,7 +457,7 @@ class SlurmJob(Job):
         (:class:`TimeLimitReached`); one that Slurm ended at the limit (``TIMEOUT``: the warning came before
         the job could take it, or never) is requeued here while the rule allows. ``spent``: submitit's own
         count ended a job from before the rule."""
-        limit = TimeLimit.load(self.paths.dir) or TimeLimit(self.ex.settings.time_limit, self.ex.settings.max_requeues)
+        limit = TimeLimit.load(self.paths.dir) or self.ex.time_limit(self.run_id)
         if spent:
             limit = replace(limit, requeues=max(limit.requeues, limit.max_requeues))
         done = runstate.load(self.paths.events).epochs_done
@@ -478,9 +519,11 @@ class SlurmJob(Job):
                     os.kill(pid, signal.SIGKILL if force else signal.SIGTERM)
             return
         jid = str(self.job.job_id)
-        if not force:
+        # a job still waiting in the queue has no worker to save anything: plain scancel (scancel --signal on a
+        # pending job retries "Job can not be altered now" for as long as it is allowed to)
+        if not force and self._alive.sched_state != SchedState.PENDING:
             # the job's steps only (the worker saves and ends `cancelled`); a pending job has none
-            out = _run(["scancel", "--signal=TERM", jid])
+            out = _run(["scancel", "--signal=TERM", jid], timeout=10.0)  # it blocks the runner's loop meanwhile
             if out is not None and out.returncode == 0 and not out.stderr.strip():
                 return
         out = _run(["scancel", jid])
@@ -488,14 +531,30 @@ class SlurmJob(Job):
             log.warning("%s: scancel %s failed: %s", self.run_id, jid, out.stderr.strip() if out else "no answer")
 
 
+def _own_job_id() -> str:
+    """In a job: its id as squeue and scancel take it (``ARRAYJOBID_TASK`` for a task of a job array)."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{array}_{task}" if array and task else os.environ.get("SLURM_JOB_ID", "?")
+
+
+def _refusal(e: Exception) -> str:
+    """sbatch's own line of why it refused a submission."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return next((ln for ln in reversed(lines) if "error" in ln.lower()), lines[-1] if lines else repr(e))
+
+
+def _cluster_job(job_id: str, event: str) -> ClusterJob:
+    return ClusterJob("slurm", job_id, time.time(), event, accounting=f"sacct -j {job_id}")
+
+
 def _time_limit_error(error: str) -> bool:
     return TimeLimitReached.__name__ in error or TIMED_OUT in error
 
 
-def _run(argv: list[str]) -> subprocess.CompletedProcess[str] | None:
+def _run(argv: list[str], timeout: float = QUERY_TIMEOUT) -> subprocess.CompletedProcess[str] | None:
     """A Slurm client command; ``None`` when it cannot run or does not answer in time."""
     try:
-        return subprocess.run(argv, capture_output=True, text=True, timeout=QUERY_TIMEOUT, check=False)
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
     except (OSError, subprocess.TimeoutExpired) as e:
         log.warning("%s: %s", " ".join(argv), e)
         return None
@@ -526,29 +585,65 @@ class SlurmExecutor(Executor):
         return self.ws.run_paths(run_id).dir / "slurm"
 
     def parameters(self, run_id: str) -> dict[str, Any]:
-        """submitit parameters for a run (generic names; ``slurm_*`` ones only reach Slurm)."""
+        """submitit parameters for a run (generic names; ``slurm_*`` ones only reach Slurm): ``[slurm]`` of
+        settings.toml, with what the run's preset sets in ``[cluster.slurm]`` instead."""
         want = self.ws.requested_gpus(run_id)
         t = self.settings
+        own = cluster_config.for_run(self.ws.run_paths(run_id).preset).slurm
+        mine = {k: v for k, v in own.model_dump().items() if v is not None}
         params: dict[str, Any] = {
             "name": f"tltui-{run_id}",
-            "timeout_min": t.time_limit,
+            "timeout_min": mine.get("time_limit", t.time_limit),
             "gpus_per_node": t.gpus if want is None else want,
-            "cpus_per_task": t.cpus_per_task,
+            "cpus_per_task": mine.get("cpus_per_task", t.cpus_per_task),
             "nodes": 1,
             "tasks_per_node": 1,
         }
         if t.cluster == "slurm":
             params["slurm_signal_delay_s"] = t.signal_delay
-        if t.mem_gb is not None:
-            params["mem_gb"] = t.mem_gb
+        mem_gb = mine.get("mem_gb", t.mem_gb)
+        if mem_gb is not None:
+            params["mem_gb"] = mem_gb
         for key in ("partition", "account", "qos", "constraint"):
-            if getattr(t, key):
-                params[f"slurm_{key}"] = getattr(t, key)
-        if t.additional:
-            params["slurm_additional_parameters"] = dict(t.additional)
+            value = mine.get(key, getattr(t, key))
+            if value:
+                params[f"slurm_{key}"] = value
+        if own.gres:  # the GPUs are in it: no --gpus-per-node beside it
+            params["slurm_gres"] = own.gres
+            params.pop("gpus_per_node")
+        # --requeue: a job preempted or on a failed node starts again (and resumes) without the site's JobRequeue=1;
+        # `additional = { requeue = false }` opts out
+        extra = {"requeue": True, **t.additional}
+        params["slurm_additional_parameters"] = {k: v for k, v in extra.items() if v is not False}
         if t.setup:
             params["slurm_setup"] = list(t.setup)
         return params
+
+    def cluster_gpus(self) -> int | None:
+        """The most GPUs one node has, from ``sinfo``'s generic resources (``gpu:a100:4(S:0-1)``); ``None`` when
+        sinfo does not answer (or this is submitit's local stand-in)."""
+        if self.settings.cluster != "slurm":
+            return None
+        out = _run(["sinfo", "--noheader", "--format=%G"], timeout=5.0)  # `queue add` waits for it
+        if out is None or out.returncode != 0:
+            return None
+        most = 0
+        for line in out.stdout.split():
+            for gres in line.split(","):
+                fields = gres.split("(")[0].split(":")
+                if fields[0] == "gpu" and len(fields) > 1 and fields[-1].isdigit():
+                    most = max(most, int(fields[-1]))
+        return most
+
+    def capacity_warnings(self, gpus: int | None) -> list[str]:
+        n = self.settings.gpus if gpus is None else gpus
+        if not n:
+            return []
+        most = self.cluster_gpus()
+        if most is None or most >= n:
+            return []
+        has = f"no node has {n} GPUs (the most: {most})" if most else "no node has a GPU (sinfo: no gpu gres)"
+        return [f"train.gpus = {n}, but on this Slurm cluster {has}; the job would wait in Slurm's queue (`pending`)"]
 
     def _executor(self, run_id: str) -> Any:
         submitit = _submitit()
@@ -577,7 +672,8 @@ class SlurmExecutor(Executor):
             if out is None or out.returncode != 0 or not out.stdout.strip():
                 return False
             state, _, name = out.stdout.strip().partition(" ")
-            return name.strip() == f"tltui-{run_id}" and state.upper() in ALIVE_STATES  # ours, not a reused id
+            ours = info.get("name", f"tltui-{run_id}")  # an array task has its array's name
+            return name.strip() == ours and state.upper() in ALIVE_STATES  # ours, not a reused id
 
         if not alive():
             return
@@ -592,34 +688,86 @@ class SlurmExecutor(Executor):
     def submit(self, run_id: str, *, gpus: Sequence[int], resume: bool) -> Job:
         if self.settings.cluster == "slurm":
             self._cancel_previous(run_id)
-        job = self.sbatch(run_id, resume=resume, limit=TimeLimit(self.settings.time_limit, self.settings.max_requeues))
+        job = self.sbatch(run_id, resume=resume, limit=self.time_limit(run_id))
         return SlurmJob(self, run_id, job)
 
-    def sbatch(self, run_id: str, *, resume: bool, limit: TimeLimit) -> Any:
-        """One submitit job of the run; its id, and which time-limit requeue it is, go to the run folder."""
+    def time_limit(self, run_id: str) -> TimeLimit:
+        """A new submission's :class:`TimeLimit`: the run's own ``time_limit`` (its preset's, else ``[slurm]``'s)."""
+        return TimeLimit(self.parameters(run_id)["timeout_min"], self.settings.max_requeues)
+
+    def _task(self, run_id: str, *, resume: bool, limit: TimeLimit) -> WorkerTask:
         paths = self.ws.run_paths(run_id)
-        task = WorkerTask(
+        limit.save(paths.dir)
+        return WorkerTask(
             self._worker_command(),
             str(paths.dir),
             resume,
             stop_wait=max(5.0, self.settings.signal_delay / 2),
             limit=limit,
         )
-        limit.save(paths.dir)
+
+    def sbatch(self, run_id: str, *, resume: bool, limit: TimeLimit) -> Any:
+        """One submitit job of the run; its id, and which time-limit requeue it is, go to the run folder."""
+        task = self._task(run_id, resume=resume, limit=limit)
         try:
             job = self._executor(run_id).submit(task)
         except WorkspaceError:
             raise
         except Exception as e:  # sbatch's refusal, e.g. more CPUs than a node has
-            lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-            said = next((ln for ln in reversed(lines) if "error" in ln.lower()), lines[-1] if lines else repr(e))
-            raise WorkspaceError(f"slurm submission failed: {said}") from e
+            raise WorkspaceError(f"slurm submission failed: {_refusal(e)}") from e
+        self._submitted(run_id, job, task, self._folder(run_id), f"tltui-{run_id}", limit)
+        return job
+
+    def array_key(self, rec: RunRecord) -> str | None:
+        """The runs of one sweep whose ``[cluster.slurm]`` asks for ``array`` go as one job array when Slurm would
+        get the same options for each (the key holds them)."""
+        own = cluster_config.for_run(self.ws.run_paths(rec.id).preset).slurm
+        if rec.sweep is None or not own.wants_array():
+            return None
+        params = self.parameters(rec.id)
+        params.pop("name", None)
+        return json.dumps([rec.sweep, own.array_limit, params], sort_keys=True, default=str)
+
+    def submit_array(self, run_ids: Sequence[str]) -> list[Job]:
+        """New runs as one job array (``sbatch --array=0-N%K``, K = ``array_limit``): task i runs ``run_ids[i]``
+        (``SLURM_ARRAY_TASK_ID``); each run knows its task as ``ARRAYJOBID_i``, which squeue and scancel take
+        alone. A time-limit requeue or a resume later is a job of its own."""
+        first = run_ids[0]
+        own = cluster_config.for_run(self.ws.run_paths(first).preset).slurm
+        folder = self.ws.root / "slurm-arrays" / "%j"  # one task's submitit files each (%j: ARRAYJOBID_i)
+        name = f"tltui-array-{first}"
+        submitit = _submitit()
+        ex = submitit.AutoExecutor(
+            folder=folder,
+            cluster=self.settings.cluster,
+            slurm_max_num_timeout=SUBMITIT_TIMEOUTS,
+            local_max_num_timeout=SUBMITIT_TIMEOUTS,
+        )
+        params = {**self.parameters(first), "name": name}
+        if self.settings.cluster == "slurm":
+            params["slurm_array_parallelism"] = own.array_limit or len(run_ids)
+        ex.update_parameters(**params)
+        limits = {rid: self.time_limit(rid) for rid in run_ids}
+        tasks = [self._task(rid, resume=False, limit=limits[rid]) for rid in run_ids]
+        try:
+            with ex.batch():
+                jobs = [ex.submit(task) for task in tasks]
+        except Exception as e:  # sbatch's refusal
+            raise WorkspaceError(f"slurm array submission failed: {_refusal(e)}") from e
+        for rid, job, task in zip(run_ids, jobs, tasks, strict=True):
+            self._submitted(rid, job, task, folder, name, limits[rid])
+        return [SlurmJob(self, rid, job) for rid, job in zip(run_ids, jobs, strict=True)]
+
+    def _submitted(self, run_id: str, job: Any, task: WorkerTask, folder: Path, name: str, limit: TimeLimit) -> None:
+        """A job of the run is in the queue: its id to the run folder, its log and its job history."""
+        paths = self.ws.run_paths(run_id)
         write_json(
             paths.dir / JOB_FILE,
             {
                 "job_id": str(job.job_id),
                 "cluster": self.settings.cluster,
-                "folder": str(self._folder(run_id)),
+                "folder": str(folder),
+                "name": name,
                 "submitted": time.time(),
             },
         )
@@ -628,7 +776,8 @@ class SlurmExecutor(Executor):
                 f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} slurm job {job.job_id} ({self.settings.cluster}): "
                 f"{' '.join(task.argv())}\n"
             )
-        return job
+        event = "requeued" if limit.requeues else "resumed" if task.resume else "submitted"
+        cluster_jobs.record(paths.dir, _cluster_job(str(job.job_id), event))
 
     def adopt(self, rec: RunRecord) -> Job | None:
         try:

@@ -6,11 +6,12 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from tltui.tui import curves, store
 from tltui.tui import formatting as fmt
 from tltui.tui.screens.base import RunsView
+from tltui.tui.widgets.key_footer import KeyFooter
 from tltui.tui.widgets.metric_chart import Bars, MetricChart, Series, ema
 
 METRICS = (
@@ -43,6 +44,20 @@ def _label(snap: store.RunSnapshot) -> str:
     return f"{snap.row.id} {name}"
 
 
+#: cells the results table takes besides the Run column's names (the other columns, padding, swatch, id)
+RESULTS_OTHER_WIDTH = 100
+
+
+def name_width(width: int) -> int:
+    """How much of a run's name the results table shows in a terminal ``width`` cells wide (the other
+    columns first: they fit 120 columns)."""
+    return max(12, width - RESULTS_OTHER_WIDTH)
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 class CompareScreen(RunsView):
     DEFAULT_CSS = """
     CompareScreen .title { height: 1; padding: 0 1; background: $boost; }
@@ -58,7 +73,10 @@ class CompareScreen(RunsView):
         Binding("t", "xaxis", "X axis", id="compare.xaxis"),
         Binding("s", "smooth", "Smooth", id="compare.smooth"),
         Binding("e", "export", "Export CSV", id="compare.export"),
+        Binding("h", "hide", "Hide/show run", id="compare.hide"),  # the results table's cursor run
     ]
+    #: the footer's keys hidden first when the terminal is narrow (by action)
+    FOOTER_DROP = ("smooth", "xaxis", "export", "hide", "metric")
 
     def __init__(self, run_ids: list[str]) -> None:
         super().__init__()
@@ -67,6 +85,7 @@ class CompareScreen(RunsView):
         self.metric = 0
         self.xmode = "epoch"
         self.smooth = False
+        self.hidden: set[str] = set()  # runs left out of the charts (still in the table, dimmed)
         self._sig: tuple[object, ...] = ()
 
     def compose(self) -> ComposeResult:
@@ -75,7 +94,7 @@ class CompareScreen(RunsView):
             yield MetricChart(id="compare-curves")
             yield MetricChart("Best val acc", id="compare-bars")
         yield DataTable(id="results", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield KeyFooter(drop=self.FOOTER_DROP)
 
     def on_mount(self) -> None:
         table = self.query_one("#results", DataTable)
@@ -108,18 +127,26 @@ class CompareScreen(RunsView):
     def redraw(self) -> None:
         snaps = self.snapshots()
         # everything here comes from epoch histories: batch events change nothing on this screen
-        sig = (tuple((s.row.id, s.row.name, s.history_version) for s in snaps), self.metric, self.xmode, self.smooth)
+        sig = (
+            tuple((s.row.id, s.row.name, s.history_version) for s in snaps),
+            self.metric,
+            self.xmode,
+            self.smooth,
+            frozenset(self.hidden),
+            self.size.width,
+        )
         if sig == self._sig:
             return
         self._sig = sig
         key, title = METRICS[self.metric]
         series = []
-        for s in snaps:
+        shown = [s for s in snaps if s.row.id not in self.hidden]
+        for s in shown:
             pts = curves.points(s, key, self.xmode, live=False)
             ys = ema(pts.ys) if self.smooth else pts.ys
             series.append(Series(_label(s), pts.xs, ys, store.run_color(s.row.id)))
         self.query_one("#compare-curves", MetricChart).show(series, title=title, xlabel=curves.XLABELS[self.xmode])
-        swept, bars = store.sweep_bars(snaps)
+        swept, bars = store.sweep_bars(shown)
         bar_chart = self.query_one("#compare-bars", MetricChart)
         bar_chart.display = bool(bars)
         if bars:
@@ -128,18 +155,27 @@ class CompareScreen(RunsView):
                 bars=Bars(tuple(b[0] for b in bars), tuple(b[1] for b in bars), (44, 160, 44)),
             )
         self._fill_table(snaps)
+        hidden = f" ({len(snaps) - len(shown)} hidden)" if len(shown) < len(snaps) else ""
         self.query_one("#compare-title", Static).update(
-            f"[b]Compare[/b] {len(snaps)} runs  ·  [dim]m metric · t x axis · s smooth · e export CSV[/]"
+            f"[b]Compare[/b] {len(snaps)} runs{hidden}  ·  [dim]m metric · t x axis · s smooth · h hide a run"
+            " · e export CSV[/]"
         )
+
+    def on_resize(self) -> None:
+        if self.ready:
+            self.redraw()  # the Run column's width follows the terminal's
 
     def _fill_table(self, snaps: list[store.RunSnapshot]) -> None:
         table = self.query_one("#results", DataTable)
         keep = table.cursor_row
         table.clear()
+        width = name_width(self.size.width or self.app.size.width)
         for r in store.results(snaps):
-            swatch = Text("■ ", style=store.hex_color(store.run_color(r.id)))
+            hidden = r.id in self.hidden
+            swatch = Text("□ " if hidden else "■ ", style=store.hex_color(store.run_color(r.id)))
+            label = Text(f"{r.id} {_cut(r.name, width)}", style="dim strike" if hidden else "")
             table.add_row(
-                swatch + Text(f"{r.id} {r.name}"),
+                swatch + label,
                 str(r.epochs),
                 Text(fmt.pct(r.val_acc), style="bold"),
                 fmt.pct(r.val_top5_acc),
@@ -156,6 +192,20 @@ class CompareScreen(RunsView):
             table.move_cursor(row=min(keep, table.row_count - 1), animate=False)
 
     # ------------------------------------------------------------ actions
+
+    def action_hide(self) -> None:
+        """Leave the run under the results table's cursor out of the charts (again: back in)."""
+        table = self.query_one("#results", DataTable)
+        if not table.row_count:
+            return
+        rid = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        if rid is None:
+            return
+        if rid not in self.hidden and len(self.hidden) + 1 >= len(self.run_ids):
+            self.notify("one run at least stays in the charts", severity="warning", timeout=3)
+            return
+        self.hidden ^= {rid}
+        self.redraw()
 
     def action_metric(self) -> None:
         self.metric = (self.metric + 1) % len(METRICS)

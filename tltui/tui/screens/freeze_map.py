@@ -6,9 +6,10 @@ Three ways in, each on the workspace it is given (``workspace=``):
   was built (what actually trained); read-only.
 - ``FreezeMapScreen(preset_path=...)`` (from the preset editor): the preset's
   backbone at its depth and policy. ``+``/``-``/``b`` recompute the map at once
-  (pure policy over the cached backbone description, no TensorFlow) and write
-  ``freeze.depth``/``freeze.batchnorm`` back into the preset file (comments kept,
-  atomic). The screen dismisses with ``(depth, batchnorm)`` when they changed.
+  (pure policy over the cached backbone description, no TensorFlow) and say what
+  they would change in the file; ``w`` writes ``freeze.depth``/``freeze.batchnorm``
+  into it (comments kept, atomic). The screen dismisses with ``(depth, batchnorm)``
+  when they changed (the editor takes them into its text; ctrl+s there saves).
 - ``FreezeMapScreen()``: pick any backbone and explore.
 
 A backbone that was never described is described once by a worker subprocess
@@ -29,12 +30,13 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, Select, Static
+from textual.widgets import Select, Static
 
 from tltui.core import catalog
 from tltui.core.errors import one_line
 from tltui.core.freeze_policy import BATCHNORM_POLICIES
 from tltui.core.workspace import Workspace, WorkspaceError
+from tltui.tui.widgets.key_footer import KeyFooter
 from tltui.tui.widgets.layer_map import LayerMap
 
 #: ``describe(cache_dir, backbone, (h, w), alpha, on_describe) -> description``
@@ -117,17 +119,29 @@ def step_depth(depth: Depth, num_stages: int, delta: int) -> Depth:
     return steps[max(0, min(len(steps) - 1, i + delta))]
 
 
-def head_for(description: dict[str, Any], dropout: float = 0.0) -> list[Any]:
-    """The standard classifier head after this backbone (class count unknown: Dense shows 0 params)."""
-    from tltui.core.freeze_policy import standard_head
+def _file_freeze(path: Path | None, fallback: tuple[Depth, str]) -> tuple[Depth, str]:
+    """``(freeze.depth, freeze.batchnorm)`` as the preset file says them (the schema's defaults when
+    left out); ``fallback`` when the file does not read."""
+    import tomllib
 
-    features = None
-    layers = description.get("layers") or []
-    if layers:
-        shape = layers[-1].get("output_shape")
-        if isinstance(shape, list) and shape and isinstance(shape[-1], int):
-            features = shape[-1]
-    return standard_head(features, None, dropout)
+    from tltui.core.presets import FreezeConfig
+
+    try:
+        assert path is not None
+        freeze = tomllib.loads(path.read_text(encoding="utf-8")).get("freeze", {})
+        config = FreezeConfig.model_validate(freeze if isinstance(freeze, dict) else {})
+    except Exception:  # noqa: BLE001 - unreadable or invalid: compare with the editor's text instead
+        return fallback
+    return config.depth, config.batchnorm
+
+
+def head_for(description: dict[str, Any], dropout: float = 0.0, classes: int | None = None) -> list[Any]:
+    """The standard classifier head after this backbone (class count unknown: Dense shows 0 params,
+    and the map says how its size follows the classes)."""
+    from tltui.core.freeze_policy import standard_head
+    from tltui.core.preset_head import features_of
+
+    return standard_head(features_of(description), classes, dropout)
 
 
 class FreezeMapScreen(Screen[tuple[Depth, str] | None]):
@@ -140,6 +154,8 @@ class FreezeMapScreen(Screen[tuple[Depth, str] | None]):
     FreezeMapScreen.-explore > #fm-backbone { display: block; }
     FreezeMapScreen > #fm-status { height: auto; max-height: 4; padding: 0 1; color: $text-muted; }
     FreezeMapScreen > #fm-status.-error { color: $error; }
+    FreezeMapScreen > #fm-phases { height: auto; max-height: 6; padding: 0 1; display: none; }
+    FreezeMapScreen.-phased > #fm-phases { display: block; }
     FreezeMapScreen > LayerMap { padding: 0 1; }
     """
 
@@ -149,8 +165,11 @@ class FreezeMapScreen(Screen[tuple[Depth, str] | None]):
         Binding("b", "toggle_batchnorm", "BatchNorm", id="freeze_map.batchnorm"),
         Binding("e", "expand_all", "Expand all", id="freeze_map.expand"),
         Binding("c", "collapse_all", "Collapse", id="freeze_map.collapse"),
+        Binding("w", "write", "Write to preset", id="freeze_map.write"),
         Binding("escape", "close", "Back", id="freeze_map.back"),
     ]
+    #: the footer's keys hidden first when the terminal is narrow (by action)
+    FOOTER_DROP = ("collapse_all", "expand_all", "toggle_batchnorm", "depth(-1)", "depth(1)")
 
     def __init__(
         self,
@@ -174,8 +193,10 @@ class FreezeMapScreen(Screen[tuple[Depth, str] | None]):
         self.depth: Depth = 0
         self.batchnorm = "frozen"
         self._initial: tuple[Depth, str] | None = None
+        self._written: tuple[Depth, str] | None = None  # what the preset file says now (preset mode)
         self.map: dict[str, Any] | None = None
         self._head: list[Any] = []
+        self._n_classes: int | None = None  # the preset's data's class count, when cheap to know
         self._backbone: str | None = None
 
     # ------------------------------------------------------------ layout
@@ -194,8 +215,9 @@ class FreezeMapScreen(Screen[tuple[Depth, str] | None]):
         yield Static("", id="fm-title")
         yield Select([(n, n) for n in catalog.BACKBONES], prompt="backbone", compact=True, id="fm-backbone")
         yield Static("", id="fm-status")
+        yield Static("", id="fm-phases")
         yield LayerMap(id="fm-map")
-        yield Footer()
+        yield KeyFooter(drop=self.FOOTER_DROP)
 
     def on_mount(self) -> None:
         self.set_class(self.mode == "explore", "-explore")
@@ -266,7 +288,9 @@ class FreezeMapScreen(Screen[tuple[Depth, str] | None]):
             return
         self._preset = preset
         self.depth, self.batchnorm = preset.freeze.depth, preset.freeze.batchnorm
-        self._initial = (self.depth, self.batchnorm)
+        self._initial = self._written = (self.depth, self.batchnorm)
+        if self.write_back and self._preset_text is not None:  # the editor's text may differ from the file
+            self._written = _file_freeze(self.preset_path, self._written)
         size = (preset.data.image_size[0], preset.data.image_size[1])
         ro = "" if self.write_back else " · changes go back to the editor only"
         self._title(f"[b]Freeze map[/b] · {label} · {preset.model.backbone} {size[0]}x{size[1]}{ro}")
@@ -310,7 +334,11 @@ class FreezeMapScreen(Screen[tuple[Depth, str] | None]):
 
         try:
             description = self._describer(self.workspace.cache_dir, name, size, alpha, said)
-            head = head_for(description, dropout)
+            if self._preset is not None:  # a folder's subfolders, a prepared TFDS dataset's info
+                from tltui.core.preset_head import preset_classes
+
+                self._n_classes = preset_classes(self._preset)
+            head = head_for(description, dropout, self._n_classes)
         except Exception as e:  # noqa: BLE001 - DescriptionError, a worker crash: one line on screen
             self.app.call_from_thread(self.set_status, one_line(e), error=True)
             return
@@ -334,10 +362,27 @@ class FreezeMapScreen(Screen[tuple[Depth, str] | None]):
         except FreezeError as e:
             self.set_status(one_line(e), error=True)
             return False
+        from tltui.core.preset_head import features_of
+
+        doc["num_classes"], doc["head_features"] = self._n_classes, features_of(self._description)
         self.map = doc
         self.query_one(LayerMap).show(doc)
         self.set_status(self._notes())
+        self._show_phases()
         return True
+
+    def _show_phases(self) -> None:
+        """A phased preset: what trains in each phase, one line each (the map shows [freeze])."""
+        from tltui.core.preset_head import phase_line, phase_rows
+
+        rows = (
+            phase_rows(self._description, self._preset, self._n_classes, self._preset.model.dropout)
+            if self._preset is not None and self._description is not None
+            else []
+        )
+        self.set_class(bool(rows), "-phased")
+        lines = [phase_line(row, self._n_classes is not None) for row in rows]
+        self.query_one("#fm-phases", Static).update(Text("\n".join(lines)))
 
     def _notes(self) -> str:
         notes: list[str] = []
@@ -352,17 +397,35 @@ class FreezeMapScreen(Screen[tuple[Depth, str] | None]):
             swept = [k for k in self._preset.sweep if k.startswith("freeze.")]
             if swept:
                 notes.append(f"the sweep sets {', '.join(swept)} per run; this is the base value")
-            if self._preset.phases:
-                each = ", ".join(
-                    f"phase {self._preset.phase_label(i)}: depth {q.freeze.depth}"
-                    for i, q in enumerate(self._preset.phase_presets())
-                )
-                notes.append(f"the preset trains in phases ({each}); this edits [freeze], the phases' default")
+            if self._preset.phases:  # each phase's line is under this one
+                notes.append("the preset trains in phases (below); this map and +/- edit [freeze], their default")
+        pending = self._pending()
+        if pending:  # said before anything is written
+            where = self.preset_path.name if self.preset_path else "the preset"
+            how = (
+                f"w writes it to {where}; esc takes it to the editor unsaved"
+                if self.write_back
+                else ("esc takes it to the editor")
+            )
+            notes.insert(0, f"● not saved: {', '.join(pending)} ({how})")
         if not notes:
             notes.append(
-                "+/- depth · b BatchNorm policy" + (" · saved to the preset as you go" if self.write_back else "")
+                "+/- depth · b BatchNorm policy" + (" · w writes them to the preset" if self.write_back else "")
             )
         return "  ".join(notes)
+
+    def _pending(self) -> list[str]:
+        """``freeze.depth 1 → 2``: what differs from the preset file (preset mode)."""
+        if self._written is None:
+            return []
+        out = []
+        for key, old, new in (
+            ("freeze.depth", self._written[0], self.depth),
+            ("freeze.batchnorm", self._written[1], self.batchnorm),
+        ):
+            if old != new:
+                out.append(f"{key} {old} → {new}")
+        return out
 
     # ------------------------------------------------------------ actions
 
@@ -381,8 +444,6 @@ class FreezeMapScreen(Screen[tuple[Depth, str] | None]):
         old, self.depth = self.depth, new
         if not self._redraw():
             self.depth = old
-            return
-        self._write_back("freeze.depth", new)
 
     def action_toggle_batchnorm(self) -> None:
         if not self._can_edit():
@@ -390,8 +451,7 @@ class FreezeMapScreen(Screen[tuple[Depth, str] | None]):
         policies = BATCHNORM_POLICIES  # frozen -> inference -> trainable -> frozen
         at = policies.index(self.batchnorm) if self.batchnorm in policies else -1
         self.batchnorm = policies[(at + 1) % len(policies)]
-        if self._redraw():
-            self._write_back("freeze.batchnorm", self.batchnorm)
+        self._redraw()
 
     def _can_edit(self) -> bool:
         if self.mode == "run":
@@ -402,15 +462,37 @@ class FreezeMapScreen(Screen[tuple[Depth, str] | None]):
             return False
         return True
 
-    def _write_back(self, key: str, value: Any) -> None:
-        if not self.write_back or self.preset_path is None:
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "write":  # only a preset's map writes, and only a file it may change
+            return self.write_back
+        return True
+
+    def action_write(self) -> None:
+        """Write the depth and policy shown into the preset file (only what changed)."""
+        pending = self._pending()
+        if not self.write_back or self.preset_path is None or self._written is None:
+            return
+        if not pending:
+            self.notify(f"{self.preset_path.name} already says this", timeout=3)
             return
         from tltui.tui.toml_edit import TomlEditError, update_file
 
+        changes = {
+            key: value
+            for key, value, old in (
+                ("freeze.depth", self.depth, self._written[0]),
+                ("freeze.batchnorm", self.batchnorm, self._written[1]),
+            )
+            if value != old
+        }
         try:
-            update_file(self.preset_path, {key: value})
+            update_file(self.preset_path, changes)
         except (OSError, TomlEditError) as e:
             self.notify(f"{self.preset_path}: not saved: {one_line(e)}", severity="error")
+            return
+        self._written = (self.depth, self.batchnorm)
+        self.notify(f"wrote {', '.join(pending)} to {self.preset_path.name}")
+        self.set_status(self._notes())
 
     def action_expand_all(self) -> None:
         self.query_one(LayerMap).expand_all()

@@ -13,18 +13,17 @@ resolution); the status says so.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from rich.text import Text
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, DirectoryTree, Footer, Input, Select, Static
+from textual.widgets import DataTable, DirectoryTree, Input, Select, Static
 from textual.worker import get_current_worker
 
 from tltui.client.predict import PredictError, PredictionRow, PredictReport, PredictStarted, Progress, Skipped
@@ -32,6 +31,7 @@ from tltui.core.errors import one_line
 from tltui.core.protocol import top_k_na
 from tltui.core.status import RunStatus
 from tltui.core.workspace import Workspace, atomic_write
+from tltui.tui.widgets.key_footer import KeyFooter
 from tltui.tui.widgets.thumbnail import Thumbnail
 
 #: ``source(run_dir, folder, low_res) -> records``; the default runs the predict worker. ``low_res``:
@@ -44,6 +44,8 @@ FLUSH_EVERY = 64
 
 #: ``cam_source(run_dir, image, out_file, low_res) -> out_file``: the Grad-CAM overlay of one image's
 #: top-1 class, written to ``out_file``, with the images at the resolution they were classified at.
+#: The default keeps a worker per run while the screen is open, started (``warm``) once a run's predictions show
+#: (:class:`~tltui.client.cam_server.CamServers`); a source with a ``close()`` is closed with the screen.
 CamSource = Callable[[Path, Path, Path, bool | None], str]
 
 
@@ -51,31 +53,6 @@ def default_source(run_dir: Path, folder: Path, low_res: bool | None = None) -> 
     from tltui.client.predict import PredictJob
 
     return PredictJob(run_dir, folder, top_k=5, low_res=low_res)
-
-
-def default_cam_source(run_dir: Path, image: Path, out_file: Path, low_res: bool | None = None) -> str:
-    """Grad-CAM of one image in the predict worker (TensorFlow lives there): the image is linked
-    into a folder of its own and classified with ``--cam``; the overlay is moved to ``out_file``
-    (the worker names it after the file name alone, which other images may share)."""
-    import tempfile
-
-    from tltui.client.predict import PredictJob
-
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    with (
-        tempfile.TemporaryDirectory(prefix="tltui-cam-") as tmp,
-        tempfile.TemporaryDirectory(prefix=".cam-", dir=out_file.parent) as cams,  # same file system
-    ):
-        link = Path(tmp) / image.name
-        link.symlink_to(image.absolute())
-        with PredictJob(run_dir, tmp, top_k=1, batch_size=1, cam_dir=cams, low_res=low_res) as job:
-            for rec in job:
-                if isinstance(rec, PredictionRow) and rec.cam:
-                    os.replace(rec.cam, out_file)
-                    return str(out_file)
-                if isinstance(rec, Skipped):
-                    raise PredictError(f"{image.name}: {rec.reason}")
-    raise PredictError(f"{image.name}: the worker returned no Grad-CAM")
 
 
 def cam_file(cams_dir: Path, run_id: str, folder: Path, rel: str, low_res: bool) -> Path:
@@ -146,6 +123,23 @@ def confusion_view(score: Any, width: int = 80) -> Any:
     return Group(*parts)
 
 
+#: the results table's columns that keep their width (key, label, cells); file and top-1 share the rest
+FIXED_COLUMNS = (("prob", "prob", 6), ("ok", "", 4))
+VS_WIDTH = 16
+
+
+def table_columns(width: int, vs: str | None = None) -> list[tuple[str, str, int]]:
+    """The results table's columns for a table ``width`` cells wide: the probability, its mark and
+    a second run's column (``vs``: its id) keep their width, so they are never the ones cut; the
+    file and top-1 columns share what is left (3:2), within bounds."""
+    fixed = [*FIXED_COLUMNS, *((("vs", f"vs {vs}", VS_WIDTH),) if vs else ())]
+    padding = 2 * (len(fixed) + 2)  # DataTable pads each cell by one each side
+    spare = width - 2 - padding - sum(w for *_, w in fixed)  # 2: the vertical scrollbar
+    file_w = max(12, min(60, spare * 3 // 5))
+    label_w = max(8, min(30, spare - file_w))
+    return [("file", "file", file_w), ("label", "top-1", label_w), *fixed]
+
+
 def topk_bars(row: PredictionRow | Skipped | None, width: int) -> Text:
     """The top-k of one prediction as labelled bars (or why a file was skipped)."""
     if row is None:
@@ -171,6 +165,22 @@ def topk_bars(row: PredictionRow | Skipped | None, width: int) -> Text:
         if i < min(5, len(row.top_k)) - 1:
             t.append("\n")
     return t
+
+
+class FolderInput(Input):
+    """The folder field. A path started in the results (:meth:`InferenceScreen.on_key`) arrives
+    with its first character and the cursor after it: not selected, so the next key adds to it."""
+
+    def start_path(self, first: str) -> None:
+        """Focus the field holding ``first``, the cursor after it (this focus selects nothing)."""
+        self.select_on_focus = False
+        self.value = first
+        self.cursor_position = len(first)
+        self.focus()
+
+    def on_focus(self) -> None:
+        if not self.select_on_focus:  # later focuses (tab) select the path again, as before
+            self.call_later(setattr, self, "select_on_focus", True)
 
 
 class InferenceScreen(Screen[None]):
@@ -212,7 +222,21 @@ class InferenceScreen(Screen[None]):
         Binding("e", "export", "Export CSV", id="inference.export"),
         Binding("x", "stop", "Stop", id="inference.stop"),
         Binding("escape", "close", "Back", id="inference.back"),
+        # from the folder field (which keeps the focus after Enter): into the results
+        # (shown only then: the table's own down key hides it)
+        Binding("down", "results", "Results", key_display="↓", id="inference.results"),
     ]
+    #: the footer's keys hidden first when the terminal is narrow (by action): Classify, Browse, Back, ? and q stay
+    FOOTER_DROP = (
+        "stop",
+        "full_res",
+        "export",
+        "filter('disagree')",
+        "filter('skipped')",
+        "confusion",
+        "filter('misclassified')",
+        "cam",
+    )
 
     def __init__(
         self,
@@ -227,7 +251,11 @@ class InferenceScreen(Screen[None]):
         self.run_id = run_id
         self.workspace = workspace
         self._source = source or default_source
-        self._cam_source = cam_source or default_cam_source
+        if cam_source is None:
+            from tltui.client.cam_server import CamServers
+
+            cam_source = CamServers()
+        self._cam_source = cam_source
         self.pair: tuple[str, str] | None = None  # the confused pair whose images the table shows
         self.against: PredictReport | None = None  # the second run's predictions, side by side
         self._rows_of: dict[str, int] = {}  # image path -> index in self.items
@@ -235,6 +263,7 @@ class InferenceScreen(Screen[None]):
         # (run id, path relative to the classified folder) -> its Grad-CAM overlay (None: failed)
         self.cams: dict[tuple[str, str], str | None] = {}
         self.showing_cam = False
+        self.warmed: tuple[str, bool | None] | None = None  # (run id, low_res) whose Grad-CAM worker is warm
         self.full_res = False  # True: images resized straight to the model's input (f)
         self._initial_folder = folder or ""
         self.items: list[PredictionRow | Skipped] = []
@@ -246,6 +275,7 @@ class InferenceScreen(Screen[None]):
         self._job: Any = None
         self._error: str | None = None
         self._folder: Path | None = None
+        self._columns: list[tuple[str, str, int]] = []
 
     # ------------------------------------------------------------ layout
 
@@ -253,7 +283,7 @@ class InferenceScreen(Screen[None]):
         with Horizontal(id="inf-controls"):
             yield Select([], prompt="completed run", compact=True, id="inf-run")
             yield Select([], prompt="vs run (optional)", compact=True, id="inf-against")
-            yield Input(
+            yield FolderInput(
                 self._initial_folder, placeholder="folder of images (Enter classifies)", compact=True, id="inf-folder"
             )
         yield Static("", id="inf-status")
@@ -267,23 +297,44 @@ class InferenceScreen(Screen[None]):
                 yield Static("", id="inf-matrix")
                 pairs: DataTable[Any] = DataTable(id="inf-pairs", cursor_type="row")
                 yield pairs
-        yield Footer()
+        yield KeyFooter(drop=self.FOOTER_DROP)
+
+    def _set_columns(self, width: int) -> None:
+        """Lay the results table's columns out for ``width``; rows already shown are drawn again."""
+        vs = self.against.run_id if self.against is not None else None
+        columns = table_columns(width, vs)
+        if columns == self._columns:
+            return
+        self._columns = columns
+        table = self.query_one("#inf-table", DataTable)
+        table.clear(columns=True)
+        for key, label, cells in columns:
+            table.add_column(label, key=key, width=cells)
+        if self.items:
+            self._rebuild()
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._fit_columns)
+
+    def _fit_columns(self) -> None:
+        if self.is_attached:
+            width = self.query_one("#inf-table", DataTable).size.width
+            if width:
+                self._set_columns(width)
 
     def _browse_root(self) -> Path:
         """Where browsing starts: the parent of the typed folder, else the working directory."""
         raw = self.query_one("#inf-folder", Input).value.strip()
-        p = Path(raw).expanduser().absolute() if raw else Path.cwd()
+        if not raw:
+            return Path.cwd()
+        p = Path(raw).expanduser().absolute()
         if p.is_dir():
             return p.parent if p.parent != p else p
         return p.parent if p.parent.is_dir() else Path.cwd()
 
     def on_mount(self) -> None:
-        table = self.query_one("#inf-table", DataTable)
-        wide = self.app.size.width >= 120
-        table.add_column("file", key="file", width=36 if wide else 18)
-        table.add_column("top-1", key="label", width=24 if wide else 12)
-        table.add_column("prob", key="prob", width=6)
-        table.add_column("", key="ok", width=4)
+        # until laid out, the table's width as the layout will make it: 3/5 of the body beside the preview
+        self._set_columns(max(self.app.size.width - max(30, self.app.size.width * 2 // 5), 40))
         pairs = self.query_one("#inf-pairs", DataTable)
         pairs.add_column("true", key="true", width=16)
         pairs.add_column("predicted", key="pred", width=16)
@@ -337,6 +388,11 @@ class InferenceScreen(Screen[None]):
             t.append(f"showing {what} ({sum(1 for it in self.items if self._keep(it))}) · ", style="bold cyan")
         t.append("classifying… " if self.running else "done · ", style="bold" if self.running else "")
         t.append(f"{done}/{total} images" if total is not None else f"{done} images")
+        if total == 0 and not self.running:
+            from tltui.core.images import IMAGE_EXTENSIONS
+
+            kinds = " ".join(sorted(IMAGE_EXTENSIONS))
+            t.append(f" · no images in {self.report.folder} or its subfolders ({kinds})", style="yellow")
         if skipped:
             t.append(f" · {skipped} skipped", style="yellow")
         labelled = [r for r in rows if r.true_label is not None]
@@ -381,9 +437,11 @@ class InferenceScreen(Screen[None]):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "inf-folder":
             event.stop()
-            self.action_start()
+            self.action_start(focus_results=False)  # typing goes on in the field, never into keys
 
-    def action_start(self) -> None:
+    def action_start(self, focus_results: bool = True) -> None:
+        """Classify the folder with the run (``ctrl+r`` also moves into the results; Enter in the
+        folder field leaves the focus there: down or tab moves into them)."""
         select = self.query_one("#inf-run", Select)
         if select.value is Select.NULL:
             self._set_error("pick a completed run first")
@@ -416,11 +474,7 @@ class InferenceScreen(Screen[None]):
             self.filter = "all"
         self.against = PredictReport(str(against), str(folder)) if b_dir is not None else None
         table = self.query_one("#inf-table", DataTable)
-        has_vs = "vs" in table.columns
-        if self.against is not None and not has_vs:
-            table.add_column(f"vs {against}", key="vs", width=16)
-        elif self.against is None and has_vs:
-            table.remove_column("vs")
+        self._set_columns(table.size.width or sum(w + 2 for *_, w in self._columns) + 2)  # with or without vs
         self.report = PredictReport(run_id, str(folder))
         self._folder = folder
         self.query_one("#inf-table", DataTable).clear()
@@ -429,7 +483,8 @@ class InferenceScreen(Screen[None]):
         self.running = True
         self._error = None
         self._show_status()
-        self.query_one("#inf-table", DataTable).focus()
+        if focus_results:
+            self.query_one("#inf-table", DataTable).focus()
         self._run(paths.dir, folder, b_dir, False if self.full_res else None)
 
     @work(thread=True, exclusive=True, group="inference", exit_on_error=False)
@@ -486,19 +541,47 @@ class InferenceScreen(Screen[None]):
                 if self._keep(rec):
                     self._add_row(table, len(self.items) - 1, rec)
         self._show_status()
+        self._warm_cams()
+
+    def _warm_cams(self) -> None:
+        """Once a run's predictions show, start its Grad-CAM worker in the background (TensorFlow
+        has proven useful by then; a screen that never classifies costs nothing), so that the first
+        ``g`` is as quick as the next ones instead of paying TensorFlow's import and the model load."""
+        warm = getattr(self._cam_source, "warm", None)
+        if not callable(warm) or self.report is None or self.started is None:
+            return
+        if not any(isinstance(item, PredictionRow) for item in self.items[-FLUSH_EVERY:]):
+            return
+        key = (self.report.run_id, self.started.low_res)
+        if key == self.warmed:
+            return
+        self.warmed = key  # the source keeps this run's worker only (a worker holds TensorFlow and a model)
+        self._warm(warm, self.workspace.run_paths(key[0]).dir, key[1])
+
+    @work(thread=True, group="cam-warm", exit_on_error=False)
+    def _warm(self, warm: Callable[[Path, bool | None], None], run_dir: Path, low_res: bool | None) -> None:
+        try:
+            warm(run_dir, low_res)
+        except Exception:  # noqa: BLE001, S110 - the first g says why (it starts the worker again)
+            pass
 
     def _take_b(self, records: list[Any]) -> None:
         """The second run's predictions: its top-1 next to the first run's, row by row."""
         if not self.is_attached or self.against is None:
             return
         table = self.query_one("#inf-table", DataTable)
+        arrived = set()
         for rec in records:
             self.against.add(rec)
             if isinstance(rec, PredictionRow):
                 self.b_rows[rec.path] = rec
+                arrived.add(rec.path)
                 key = str(self._rows_of.get(rec.path))
                 if key in table.rows:
                     table.update_cell(key, "vs", self._vs_cell(self.items[int(key)]))
+        selected = self.selected
+        if selected is not None and selected.path in arrived:  # its preview gets the second run's bars
+            self._preview(selected)
         self._show_status()
 
     def _vs_cell(self, item: PredictionRow | Skipped) -> Text:
@@ -624,6 +707,7 @@ class InferenceScreen(Screen[None]):
         """Show (or hide) the confusion panel: matrix, most confused pairs, per-class accuracy."""
         showing = not self.has_class("-confusion")
         self.set_class(showing, "-confusion")
+        self.call_after_refresh(self._fit_columns)  # the panel took (or gave back) the table's width
         if showing:
             self._fill_confusion()
             self.query_one("#inf-pairs", DataTable).focus()
@@ -656,17 +740,18 @@ class InferenceScreen(Screen[None]):
     # ------------------------------------------------------------ Grad-CAM
 
     def action_cam(self) -> None:
-        """Where the model looked: the selected image's Grad-CAM (computed once, in the worker)."""
+        """Where the model looked: the selected image's Grad-CAM (computed once, in the worker);
+        pressed on an image whose Grad-CAM shows, the image again."""
         item = self.selected
         if not isinstance(item, PredictionRow) or self.report is None:
             self.notify("select a classified image first", severity="warning")
             return
-        if self.showing_cam:
+        key = self._cam_key(item)
+        if self.showing_cam and self.cams.get(key):  # its overlay is what shows: back to the image
             self.showing_cam = False
             self._preview(item)
             return
         self.showing_cam = True
-        key = self._cam_key(item)
         if item.cam is not None:
             self.cams[key] = item.cam
         if key in self.cams:
@@ -719,7 +804,9 @@ class InferenceScreen(Screen[None]):
         """Show (mounting it the first time) or hide the directory tree."""
         browsing = not self.has_class("-browsing")
         self.set_class(browsing, "-browsing")
+        self.call_after_refresh(self._fit_columns)  # the tree took (or gave back) the table's width
         if not browsing:
+            self.query_one("#inf-folder", Input).focus()
             return
         trees = self.query("#inf-browser")
         if trees:
@@ -769,7 +856,29 @@ class InferenceScreen(Screen[None]):
         partial = " (partial: still classifying)" if self.running else ""
         self.notify(f"wrote {len(self.report.rows)} predictions to {path}{partial}")
 
+    def action_results(self) -> None:
+        self.query_one("#inf-table", DataTable).focus()
+
+    def on_key(self, event: events.Key) -> None:
+        """A character no key of this screen takes, typed in the results, starts a new folder path
+        there (``/``, ``~``, ``.`` or a letter): typing a path never drives the table."""
+        table = self.query_one("#inf-table", DataTable)
+        if self.focused is not table or event.character is None or not event.is_printable:
+            return
+        if event.key in self.active_bindings or event.character == " ":
+            return
+        event.stop()
+        event.prevent_default()
+        self.query_one("#inf-folder", FolderInput).start_path(event.character)
+
     def action_close(self) -> None:
+        """Escape closes the innermost thing open: the folder browser, the confusion panel, then the screen."""
+        if self.has_class("-browsing"):
+            self.action_browse()
+            return
+        if self.has_class("-confusion"):
+            self.action_confusion()
+            return
         self.action_stop()
         self.dismiss(None)
 
@@ -777,3 +886,6 @@ class InferenceScreen(Screen[None]):
         cancel = getattr(self._job, "cancel", None)
         if callable(cancel):  # the predict worker must not outlive the screen
             cancel()
+        close = getattr(self._cam_source, "close", None)
+        if callable(close):  # nor the Grad-CAM workers
+            close()

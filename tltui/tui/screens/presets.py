@@ -11,7 +11,6 @@ edits of every preset are kept while the screen is open.
 
 from __future__ import annotations
 
-import math
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,13 +25,14 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, OptionList, Static, TextArea
+from textual.widgets import OptionList, Static, TextArea
 from textual.widgets.option_list import Option
 
 from tltui.core.errors import one_line
 from tltui.core.workspace import RunRecord, Workspace, atomic_write
 from tltui.tui.screens.save_as import SaveAsDialog
-from tltui.tui.toml_edit import TomlEditError, set_keys
+from tltui.tui.toml_edit import DELETE, TomlEditError, set_keys
+from tltui.tui.widgets.key_footer import KeyFooter
 from tltui.tui.widgets.preset_form import PresetForm
 from tltui.tui.widgets.toml_editor import TomlEditor
 
@@ -121,6 +121,8 @@ class PresetsScreen(Screen[None]):
         Binding("ctrl+t", "toggle_view", "Form/TOML", id="presets.toggle_view"),
         Binding("escape", "close", "Back", id="presets.back"),
     ]
+    #: the footer's keys hidden first when the terminal is narrow (by action)
+    FOOTER_DROP = ("freeze_map", "save_as", "queue", "toggle_view")
 
     #: Below this width the form and the TOML share the space (``ctrl+t`` switches).
     WIDE = 120
@@ -146,6 +148,9 @@ class PresetsScreen(Screen[None]):
         self._form_text: str | None = None  # text the form just wrote (do not refill the form)
         self._timer: Timer | None = None
         self._leave_armed = False
+        #: (key, text before, text after) of the last field emptied: typing into it again restores
+        #: the key in place (its comment kept) rather than appending it at its table's end
+        self._cleared: tuple[str, str, str] | None = None
 
     # ------------------------------------------------------------ layout
 
@@ -160,7 +165,7 @@ class PresetsScreen(Screen[None]):
                     yield PresetForm(id="preset-form")
                     yield TomlEditor(id="preset-toml")
                 yield Static("", id="preset-status")
-        yield Footer()
+        yield KeyFooter(drop=self.FOOTER_DROP)
 
     def on_mount(self) -> None:
         if self._shipped_dir is None:
@@ -284,12 +289,18 @@ class PresetsScreen(Screen[None]):
     def on_preset_form_field_changed(self, event: PresetForm.FieldChanged) -> None:
         if self.current is None:
             return
+        text = base = self.text
+        cleared, self._cleared = self._cleared, None
+        if event.value is not DELETE and cleared is not None and cleared[0] == event.key and cleared[2] == text:
+            base = cleared[1]  # typed into a field just emptied: the key goes back where it was
         try:
-            new = set_keys(self.text, {event.key: event.value})
+            new = set_keys(base, {event.key: event.value})
         except TomlEditError as e:
             self._status(Text(f"✗ {one_line(e)}: fix the TOML first", style="bold red"))
             return
-        if new != self.text:
+        if event.value is DELETE:
+            self._cleared = (event.key, text, new) if new != text else cleared
+        if new != text:
             self._form_text = new
             self.editor.replace(new, (0, 0), self.editor.document.end)
 
@@ -319,7 +330,7 @@ class PresetsScreen(Screen[None]):
         else:
             preset = presets.resolve_paths(preset, self.current.path.parent)
             report = preflight.check(preset, file, self.workspace)
-            runs = math.prod(len(v) for v in preset.sweep.values()) if preset.sweep else 1
+            runs = len(presets.expand(preset))
             result = Validation(
                 list(report.errors), list(report.warnings), None if report.errors else runs, parsed=True
             )
@@ -394,7 +405,7 @@ class PresetsScreen(Screen[None]):
 
     def _write(self, path: Path, text: str) -> bool:
         try:
-            atomic_write(path, text, mode=0o644)
+            atomic_write(path, text, mode=0o600)  # owner-only, as the workspace (tltui demo writes 0600 too)
         except OSError as e:
             self.notify(f"{path}: not saved: {one_line(e)}", severity="error")
             return False
@@ -486,14 +497,15 @@ class PresetsScreen(Screen[None]):
         self.app.push_screen(screen, lambda result: self._freeze_chosen(entry, result))
 
     def _freeze_chosen(self, entry: PresetEntry, result: tuple[int | str, str] | None) -> None:
-        if result is None:
-            return
-        depth, batchnorm = result
-        if not entry.shipped:  # the freeze map wrote the file: it is the saved text now
+        if not entry.shipped:  # the freeze map may have written the file (w): it is the saved text now
             try:
                 self.saved[entry.path] = entry.path.read_text(encoding="utf-8")
             except OSError:
                 pass
+        if result is None:
+            self._update_title()
+            return
+        depth, batchnorm = result
         if self.current != entry:
             self.open(entry)
         new = set_keys(self.text, {"freeze.depth": depth, "freeze.batchnorm": batchnorm})

@@ -4,32 +4,54 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.console import Group, RenderableType
-from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, VerticalScroll
-from textual.widgets import Footer, Log, Static, TabbedContent, TabPane
+from textual.widgets import RichLog, Static, TabbedContent, TabPane
 
 from tltui.core.errors import PresetError
 from tltui.core.protocol import top_k_na
 from tltui.core.status import RunStatus
-from tltui.tui import curves
+from tltui.tui import curves, gc_pause
 from tltui.tui import formatting as fmt
 from tltui.tui.screens.base import RunsView
 from tltui.tui.store import RunSnapshot
-from tltui.tui.widgets.layer_map import LayerMap
+from tltui.tui.widgets.key_footer import KeyFooter
 from tltui.tui.widgets.metric_chart import MetricChart, Series, ema
+
+if TYPE_CHECKING:
+    from tltui.tui.widgets.layer_map import LayerMap
 
 TRAIN_COLOR = (31, 119, 180)
 VAL_COLOR = (255, 127, 14)
 FAILED = (RunStatus.FAILED, RunStatus.INTERRUPTED)
 FAILURE_LOG_LINES = 8
+#: TensorFlow's and Keras's start-up lines, which read like errors to a newcomer but are not (a CPU
+#: box's failed cuInit, CPU instruction notes, oneDNN, absl, a tf.data shuffle warning): the Log tab
+#: leaves them out and says how many it left out (worker.log keeps everything)
+NOISE = re.compile(
+    r"failed call to cuInit|cpu_feature_guard|This TensorFlow binary is optimized|To enable the following "
+    r"instructions|rebuild TensorFlow with the appropriate compiler flags|oneDNN custom operations|"
+    r"All log messages before absl::InitializeLog|Unable to register cu(DNN|FFT|BLAS) factory|"
+    r"computation placer already registered|`shuffle=True` was passed, but will be ignored|^\s*warnings\.warn\("
+)
+
+
+def quiet_log(lines: list[str]) -> tuple[list[str], int]:
+    """``lines`` without TensorFlow's start-up noise (:data:`NOISE`), and how many were left out."""
+    kept = [line for line in lines if not NOISE.search(line)]
+    return kept, len(lines) - len(kept)
+
+
+#: the tabs in order, by pane id: their titles start with their key (1-4)
+TABS = (("tab-charts", "Charts"), ("tab-freeze", "Freeze map"), ("tab-preset", "Preset"), ("tab-log", "Log"))
 #: while only batches arrive, the charts are rebuilt at most this often (three plotext builds
 #: cost ~0.1 s of CPU); an epoch's end, the run's end or a toggle redraws them at once
 LIVE_CHART_SECONDS = 1.0
@@ -118,7 +140,14 @@ class RunScreen(RunsView):
         Binding("f", "app.freeze_map", "Freeze map", id="run.freeze_map"),
         Binding("i", "app.inference", "Inference", show=False, id="run.inference"),
         Binding("e", "export", "Export", id="run.export"),  # a completed run only (check_action)
+        # the tabs' titles carry their keys; left/right switch too while the tab bar has the focus
+        *(
+            Binding(str(n), f"tab('{tab}')", f"{title} tab", show=False, id=f"run.tab_{tab.removeprefix('tab-')}")
+            for n, (tab, title) in enumerate(TABS, 1)
+        ),
     ]
+    #: the footer's keys hidden first when the terminal is narrow (by action): Back, ? and q stay
+    FOOTER_DROP = ("logy", "smooth", "xaxis", "panels", "app.freeze_map", "app.resume", "export", "app.cancel")
     #: the app redraws this screen at most this often (six plotext charts per redraw)
     redraw_seconds: ClassVar[float] = 0.25
 
@@ -138,53 +167,70 @@ class RunScreen(RunsView):
         self._chart_at = float("-inf")
         self._header: tuple[str, str] | None = None
         self._status: str | None = None
+        #: the tabs whose content is built: the charts with the screen, the others when first shown
+        self._built = {"tab-charts"}
+        self._layer_map: LayerMap | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(id="run-header")
         yield Static(id="run-failure")
+        titles = {tab: f"{n} {title}" for n, (tab, title) in enumerate(TABS, 1)}
         with TabbedContent(id="run-tabs"):
-            with TabPane("Charts", id="tab-charts"), Grid(id="charts"):
+            with TabPane(titles["tab-charts"], id="tab-charts"), Grid(id="charts"):
                 for key in ("loss", "acc", "top5_acc", "val_loss", "val_acc", "val_top5_acc"):
                     yield MetricChart(id=f"chart-{key}")
-            with TabPane("Freeze map", id="tab-freeze"), VerticalScroll(id="freeze-fallback"):
+            with TabPane(titles["tab-freeze"], id="tab-freeze"), VerticalScroll(id="freeze-fallback"):
                 yield Static(id="freeze-view")
-            with TabPane("Preset", id="tab-preset"), VerticalScroll():
+            with TabPane(titles["tab-preset"], id="tab-preset"), VerticalScroll():
                 yield Static(id="preset-view")
-            with TabPane("Log", id="tab-log"):
-                yield Log(id="log-view", highlight=False)
-        yield Footer()
+            with TabPane(titles["tab-log"], id="tab-log"):
+                yield RichLog(id="log-view", wrap=True, markup=False, highlight=False)
+        yield KeyFooter(drop=self.FOOTER_DROP)
 
     def on_mount(self) -> None:
         store = self.app.store
         store.watch(self.run_id)
         self._preset_text = store.preset_text(self.run_id)
         self._preset_summary = preset_summary(self._preset_text)
-        self.query_one("#preset-view", Static).update(
-            Syntax(self._preset_text, "toml", theme="ansi_dark", line_numbers=True, word_wrap=False)
-        )
-        self._show_freeze_map(store.freeze_map(self.run_id))
         self._apply_layout()
         self.redraw()
         self.ready = True
+        self.call_after_refresh(gc_pause.resume)  # held by the app while this screen is built
 
     def on_unmount(self) -> None:
         self.app.store.unwatch(self.run_id)
+        gc_pause.resume()  # closed before it was drawn (the app quit): the collector is not left held
 
     _moved_epoch: int | None = None
 
     def _refresh_moved(self) -> None:
         """An epoch ended: the worker wrote a new weights-moved record; show it in the layer map."""
-        layers = self.query(LayerMap)
-        if not layers:
+        if self._layer_map is None:  # not shown yet (built with its tab, from the map then) or no map
             return
         data = self.app.store.freeze_map(self.run_id)
         if data is not None:
             with contextlib.suppress(KeyError, TypeError, ValueError, AttributeError):
-                layers.first().show(data)
+                self._layer_map.show(data)
+
+    def _build_tab(self, tab: str) -> None:
+        """Fill a tab the first time it is shown: the screen opens at the cost of its charts."""
+        if tab in self._built:
+            return
+        self._built.add(tab)
+        if tab == "tab-preset":
+            from rich.syntax import Syntax  # pygments: only once a preset is shown
+
+            self.query_one("#preset-view", Static).update(
+                Syntax(self._preset_text, "toml", theme="ansi_dark", line_numbers=True, word_wrap=False)
+            )
+        elif tab == "tab-freeze":
+            self._show_freeze_map(self.app.store.freeze_map(self.run_id))
 
     def _show_freeze_map(self, data: dict[str, Any] | None) -> None:
         """The full layer map when the map reads; else a stage table."""
         if data:
+            from tltui.tui.widgets.layer_map import LayerMap  # with its tab (a catalog of backbones)
+
             layer_map = LayerMap(id="layer-map")
             try:  # before mounting: a map it cannot read fails here, not later in its on_mount
                 layer_map.show(data)
@@ -192,6 +238,7 @@ class RunScreen(RunsView):
                 pass  # the stage table below still reads it
             else:
                 self.query_one("#tab-freeze", TabPane).mount(layer_map, before=0)
+                self._layer_map = layer_map
                 self.query_one("#freeze-fallback").display = False
                 return
         self.query_one("#freeze-view", Static).update(freeze_map_view(data))
@@ -229,7 +276,8 @@ class RunScreen(RunsView):
 
     def _draw_header(self, snap: RunSnapshot) -> None:
         r = snap.row
-        style = fmt.STATUS_STYLES.get(r.status, "")
+        said = r.detail if r.detail and r.detail.split(" ", 1)[0] in fmt.DETAIL_STYLES else None  # pending, ...
+        style = fmt.status_style(r.status, said)
         ep = f"epoch {r.epoch}/{r.epochs}" if r.epochs else f"epoch {r.epoch}"
         if snap.phase:
             ep += f" · {snap.phase}"
@@ -238,7 +286,7 @@ class RunScreen(RunsView):
             "  ",
             (r.name, "bold"),
             "  ",
-            (f"● {r.status}", style),
+            (f"● {said or r.status}", style),
             f"  {ep}",
             ("  gpu ", "dim"),
             r.gpus,
@@ -272,7 +320,10 @@ class RunScreen(RunsView):
                 f" · {fmt.params(snap.model.get('total_params'))} params"
                 f" ({fmt.params(snap.model.get('trainable_params'))} trainable)"
                 + (" · feature cache" if snap.model.get("feature_cache") else "")
+                + (f" · {snap.compute}" if snap.compute else "")
             )
+        if snap.cluster:
+            line2.append(f" · {snap.cluster}")
         # the header changes every second (elapsed): relayout the screen (and so re-render
         # the charts) only when a line's length changes and with it perhaps its wrapping
         header = (line1.plain, line2.plain)
@@ -351,10 +402,13 @@ class RunScreen(RunsView):
         if size == self._log_size:
             return
         self._log_size = size
-        log = self.query_one("#log-view", Log)
+        log = self.query_one("#log-view", RichLog)
         log.clear()
-        text = self.app.store.log_tail(self.run_id)
-        log.write_lines(text.splitlines() if text else ["(no log yet)"])
+        lines, hidden = quiet_log(self.app.store.log_tail(self.run_id).splitlines())
+        if hidden:
+            log.write(Text(f"({hidden} TensorFlow start-up lines left out: not errors; worker.log has them)", "dim"))
+        for line in lines or ["(no log yet)"]:
+            log.write(Text(line))
 
     def _apply_layout(self) -> None:
         grid = self.query_one("#charts", Grid)
@@ -363,10 +417,15 @@ class RunScreen(RunsView):
             self.query_one(f"#chart-{key}", MetricChart).display = self.six
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane.id:
+            self._build_tab(event.pane.id)
         if event.pane.id == "tab-log":
             self._draw_log()
 
     # ------------------------------------------------------------ actions
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
 
     def action_panels(self) -> None:
         self.six = not self.six

@@ -5,11 +5,12 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Input, Static
 
 from tltui.tui import formatting as fmt
 from tltui.tui.screens.base import RunsView
 from tltui.tui.store import RunRow
+from tltui.tui.widgets.key_footer import KeyFooter
 from tltui.tui.widgets.run_table import COLUMN_KEYS, RunTable, matches, sort_rows
 
 SORTABLE = COLUMN_KEYS[1:]
@@ -32,15 +33,31 @@ class RunsScreen(RunsView):
         Binding("r", "app.resume", "Resume", id="runs.resume"),
         Binding("d", "app.delete", "Delete", id="runs.delete"),
         Binding("c", "app.compare", "Compare", id="runs.compare"),
+        Binding("w", "app.sweep", "Sweep", show=False, id="runs.sweep"),
         Binding("slash", "filter", "Filter", id="runs.filter"),
         Binding("s", "sort", "Sort", id="runs.sort"),
         Binding("S", "sort_reverse", "Reverse sort", show=False, id="runs.sort_reverse"),
         Binding("escape", "clear", "Clear", show=False, id="runs.clear"),
         Binding("p", "app.presets", "Presets", id="runs.presets"),
         Binding("f", "app.freeze_map", "Freeze map", id="runs.freeze_map"),
-        Binding("i", "app.inference", "Inference", show=False, id="runs.inference"),
+        Binding("i", "app.inference", "Inference", id="runs.inference"),
         Binding("g", "app.toggle_gpu", "GPU", id="runs.gpu"),
     ]
+
+    #: the footer's keys hidden first when the terminal is narrow (by action): Enter (open), i, ? and q stay
+    FOOTER_DROP = (
+        "sort",
+        "app.toggle_gpu",
+        "app.delete",
+        "app.resume",
+        "app.freeze_map",
+        "filter",
+        "app.presets",
+        "toggle_select",
+        "app.compare",
+        "app.cancel",
+        "app.queue_preset",
+    )
 
     def __init__(self) -> None:
         super().__init__()
@@ -57,7 +74,7 @@ class RunsScreen(RunsView):
         yield RunTable(id="runs")
         with Horizontal(id="runs-status"):
             yield Static(id="runs-summary")
-        yield Footer()
+        yield KeyFooter(drop=self.FOOTER_DROP)
 
     def on_mount(self) -> None:
         self.query_one("#filter", Input).display = False

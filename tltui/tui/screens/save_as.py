@@ -24,6 +24,7 @@ class SaveAsDialog(ModalScreen[str | None]):
         border: thick $primary; background: $surface;
     }
     SaveAsDialog #save-as-error { color: $error; height: auto; }
+    SaveAsDialog #save-as-hint { color: $text-muted; height: 1; }
     """
 
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="save_as.cancel")]
@@ -38,6 +39,12 @@ class SaveAsDialog(ModalScreen[str | None]):
             yield Label(f"Save as a workspace preset in {self.folder}")
             yield Input(self.suggestion, placeholder="name (letters, digits, . _ -)", id="save-as-name")
             yield Static("", id="save-as-error")
+            yield Static("[b]enter[/b] saves · [b]esc[/b] cancels · typing replaces the name", id="save-as-hint")
+
+    def on_mount(self) -> None:
+        name = self.query_one("#save-as-name", Input)
+        name.focus()
+        name.select_all()  # typing replaces the suggestion, as the form's fields do
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         name = event.value.strip().removesuffix(".toml")

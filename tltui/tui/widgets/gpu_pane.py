@@ -58,16 +58,33 @@ class PaneSample:
     gpus: tuple[DeviceReading, ...] = ()
     host: HostReading | None = None
     error: str | None = None
+    problems: tuple[str, ...] = ()  # what `tltui doctor --no-tf` finds wrong with this machine
 
 
 Sampler = Callable[[], PaneSample]
 
 
-def system_sampler(running_gpus: Callable[[], dict[str, list[int] | None]] | None = None) -> Sampler:
-    """The real sampler: NVML GPUs, psutil CPU/RAM, and ``running_gpus()`` -> ``{run_id: gpus}``."""
+def machine_problems(ws: Workspace) -> tuple[str, ...]:
+    """``tltui doctor --no-tf``'s problems for this machine (NVML, driver, CPUs per GPU, free disk)."""
+    from tltui.core import doctor
+
+    try:
+        findings = doctor.diagnose(doctor.gather(ws.root, ws.cache_dir))
+    except Exception:  # noqa: BLE001 - the pane's summary line never takes the pane down
+        return ()
+    return tuple(f.text for f in findings if f.problem)
+
+
+def system_sampler(
+    running_gpus: Callable[[], dict[str, list[int] | None]] | None = None,
+    problems: Callable[[], tuple[str, ...]] | None = None,
+) -> Sampler:
+    """The real sampler: NVML GPUs, psutil CPU/RAM, ``running_gpus()`` -> ``{run_id: gpus}`` and
+    ``problems()``, the machine's problems, asked once (on the first sample)."""
     import psutil
 
     psutil.cpu_percent(interval=None)  # prime: the first call always returns 0.0
+    found: list[tuple[str, ...]] = []
 
     def sample() -> PaneSample:
         owners: dict[str, list[int] | None] = {}
@@ -99,7 +116,9 @@ def system_sampler(running_gpus: Callable[[], dict[str, list[int] | None]] | Non
             host = HostReading(psutil.cpu_percent(interval=None), vm.total - vm.available, vm.total, tuple(on_cpu))
         except Exception:  # noqa: BLE001 - psutil on an odd host: no host reading this tick
             host = None
-        return PaneSample(devices, host)
+        if not found:
+            found.append(problems() if problems is not None else ())
+        return PaneSample(devices, host, problems=found[0])
 
     return sample
 
@@ -184,7 +203,10 @@ class GpuPane(Widget):
 
     def on_mount(self) -> None:
         if self._sampler is None:
-            self._sampler = system_sampler(self._default_running_gpus())
+            ws = self._workspace
+            self._sampler = system_sampler(
+                self._default_running_gpus(), (lambda: machine_problems(ws)) if ws is not None else None
+            )
         self.sample_now()
         if self._interval:
             self.set_interval(self._interval, self.sample_now)
@@ -244,6 +266,11 @@ class GpuPane(Widget):
             lines.append(self._host_line(sample.host, width, has_gpus=bool(sample.gpus)))
         if sample.error:
             lines.append(Text(f"sampler: {sample.error}", style="dim red"))
+        if sample.problems:
+            more = f" (+{len(sample.problems) - 1} more)" if len(sample.problems) > 1 else ""
+            lines.append(
+                Text(f"⚠ {sample.problems[0]}{more}: tltui doctor", style="yellow", no_wrap=True, overflow="ellipsis")
+            )
         if not lines:
             lines.append(Text("no readings", style="dim"))
         return Text("\n").join(lines)

@@ -254,7 +254,14 @@ def _stage_label(s: StageSummary) -> Text:
     t.append("  " + ", ".join(f"{n} {what}" for n, what in counts if n))
     if s.params:
         t.append(f"  {fmt.params(s.trainable_params)}/{fmt.params(s.params)} params train", style="dim")
+    elif s.name == "head" and s.trainable:
+        t.append("  its size follows the number of classes", style="dim")  # see summary()
     return t
+
+
+def unknown_head(rows: Sequence[LayerRow]) -> bool:
+    """The head's Dense shows 0 parameters: the class count was not known (a preset's map)."""
+    return any(r.stage == "head" and r.type == "Dense" and r.trainable and r.params == 0 for r in rows)
 
 
 def _block_label(name: str, rs: Sequence[LayerRow]) -> Text:
@@ -272,8 +279,17 @@ def summary(freeze_map: Mapping[str, Any], rows: Sequence[LayerRow]) -> Text:
     t = Text(no_wrap=True, overflow="ellipsis")
     t.append(str(freeze_map.get("backbone", "?")), style="bold")
     t.append(f" · depth {freeze_map.get('depth', '?')} · BatchNorm {freeze_map.get('batchnorm', '?')}")
-    t.append(f" · {fmt.params(trainable)}/{fmt.params(total)} params train{pct}")
-    t.append("\nlayers with weights: ")
+    head = unknown_head(rows)  # never a bare "0/410k train" for a frozen backbone whose head trains
+    t.append(f" · {'backbone ' if head else ''}{fmt.params(trainable)}/{fmt.params(total)} params train{pct}")
+    t.append("\n")
+    if head:
+        from tltui.core.preset_head import head_size_text
+
+        features = freeze_map.get("head_features")
+        size = head_size_text(features if isinstance(features, int) else None)
+        t.append(f"+ the head, which trains: {size}", style=STATE_STYLE[TRAINABLE])
+        t.append(" · ")
+    t.append("layers with weights: ")
     t.append(f"{counts[TRAINABLE]} trainable", style=STATE_STYLE[TRAINABLE])
     t.append(", ")
     t.append(f"{counts[FROZEN]} frozen", style=STATE_STYLE[FROZEN])
@@ -320,7 +336,7 @@ class LayerMap(Vertical):
 
     DEFAULT_CSS = """
     LayerMap { height: 1fr; }
-    LayerMap > #layer-map-summary { height: 2; }
+    LayerMap > #layer-map-summary { height: 2; text-wrap: nowrap; text-overflow: ellipsis; }
     LayerMap > #layer-map-legend { height: 1; color: $text-muted; }
     LayerMap > #layer-map-tree { height: 1fr; scrollbar-size-horizontal: 1; }
     """

@@ -17,6 +17,9 @@ from rich.text import Text
 from textual.app import RenderResult
 from textual_plotext import PlotextPlot
 
+from tltui.tui import downsample
+from tltui.tui.widgets.plot_canvas import figure_text
+
 RGB = tuple[int, int, int]
 
 
@@ -48,6 +51,8 @@ def ema(values: Sequence[float], weight: float = 0.6) -> tuple[float, ...]:
 
 #: The colour of a chart's vertical marks (phase boundaries).
 MARK_COLOR = (150, 150, 150)
+#: x buckets of a chart not laid out yet (a curve is drawn whole up to twice as many points).
+MIN_BUCKETS = 64
 
 
 class MetricChart(PlotextPlot):
@@ -123,8 +128,9 @@ class MetricChart(PlotextPlot):
         if self._bars is not None and self._bars.labels:
             plt.bar(list(self._bars.labels), list(self._bars.values), color=self._bars.color, width=0.6)
             has_data = True
+        buckets = max(MIN_BUCKETS, self.size.width)  # a cell's lowest and highest: its two braille dot columns
         for s in self._series:
-            pts = [(x, y) for x, y in zip(s.xs, s.ys) if _finite(y) and (not self._logy or y > 0)]
+            pts = downsample.minmax(s.xs, s.ys, buckets, positive=self._logy)  # each column's extremes
             if not pts:
                 continue
             xs, ys = zip(*pts)
@@ -141,7 +147,12 @@ class MetricChart(PlotextPlot):
             plt.yscale("log")
         if self._ylim is not None:
             plt.ylim(*self._ylim)
-        result = super().render()
+        # PlotextPlot.render, without plotext's ANSI string and rich decoding it again
+        width, height = self.size.width, self.size.height
+        plt.plotsize(width, height)
+        plt._set_size(width, height)  # textual-plotext's belt and braces (its issue 5)
+        plt.theme(self._get_plotext_theme_name(self.app.theme))
+        result = figure_text(plt)
         self._cache = (key, result)
         return result
 

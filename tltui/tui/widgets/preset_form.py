@@ -3,7 +3,8 @@
 The form holds no preset of its own: :meth:`PresetForm.load` shows the values of
 a parsed TOML dict, and every edit posts :class:`PresetForm.FieldChanged` with
 the dotted key and the TOML value to write (or :data:`~tltui.tui.toml_edit.DELETE`
-for a field left empty, which means "use the default"). The screen writes the
+as soon as a field is emptied, which means "use the default"); a ``[[phases]]`` entry's row
+posts ``phases.N`` with the dotted keys it sets. The screen writes the
 TOML and validates; the form only marks the rows the validator complains about.
 """
 
@@ -39,18 +40,20 @@ class FormField:
         return "field-" + self.key.replace(".", "-").replace("_", "-")
 
 
+#: Placeholders (drawn in italics, dimmed: never mistaken for a value) say what an empty field means:
+#: "default: X" (the key is left out of the TOML) or, for the sweep, none ("e.g." shows the syntax).
 FIELDS: tuple[FormField, ...] = (
-    FormField("data.source", "source", "text", "tfds:NAME or folder:PATH"),
-    FormField("data.image_size", "image size", "size", "224x224 (default)"),
-    FormField("data.batch_size", "batch size", "value", "32 (default)"),
+    FormField("data.source", "source", "text", "required: tfds:NAME or folder:PATH"),
+    FormField("data.image_size", "image size", "size", "default: 224x224"),
+    FormField("data.batch_size", "batch size", "value", "default: 32"),
     FormField("model.backbone", "backbone", "select", options=tuple(catalog.BACKBONES)),
-    FormField("model.weights", "weights", "text", "imagenet (default), none, run:ID, PATH.weights.h5"),
-    FormField("freeze.depth", "freeze depth", "value", "0 (default) .. N, or all"),
+    FormField("model.weights", "weights", "text", "default: imagenet (or none, run:ID, PATH.weights.h5)"),
+    FormField("freeze.depth", "freeze depth", "value", "default: 0 (0 .. N, or all)"),
     FormField("freeze.batchnorm", "BatchNorm", "select", options=("frozen", "inference", "trainable")),
-    FormField("train.epochs", "epochs", "value", "10 (default)"),
+    FormField("train.epochs", "epochs", "value", "default: 10"),
     FormField("train.optimizer", "optimizer", "select", options=("sgd", "adam", "adamw", "rmsprop")),
-    FormField("train.learning_rate", "learning rate", "value", "0.001 (default)"),
-    FormField("sweep", "sweep", "sweep", "freeze.depth=[0,1,2]; train.learning_rate=[1e-3,1e-4]"),
+    FormField("train.learning_rate", "learning rate", "value", "default: 0.001"),
+    FormField("sweep", "sweep", "sweep", "no sweep: one run (e.g. freeze.depth=[0,1,2]; train.epochs=[5,10])"),
 )
 BY_KEY = {f.key: f for f in FIELDS}
 BY_ID = {f.id: f for f in FIELDS}
@@ -86,6 +89,51 @@ def show_value(f: FormField, v: Any) -> str:
     if f.kind == "value" and isinstance(v, str) and v != "all":
         return tomlkit.item(v).as_string()  # quoted, so it reads back as the same string
     return _toml_value(v)
+
+
+#: A phase row's placeholder: what an empty one means, and the syntax.
+PHASE_PLACEHOLDER = "the fields above (e.g. train.epochs=3; freeze.depth=2; train.learning_rate=1e-4)"
+
+
+def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def phase_text(phase: Mapping[str, Any]) -> str:
+    """What a ``[[phases]]`` entry sets besides its name, as a phase row shows it:
+    ``"freeze.depth=3; train.epochs=4; train.learning_rate=0.0001"``."""
+    keys = {k: v for k, v in _flat(phase).items() if k != "name"}
+    return "; ".join(f"{k}={tomlkit.item(v).as_string()}" for k, v in keys.items())
+
+
+def parse_phase(raw: str) -> dict[str, Any]:
+    """``"train.epochs=3; freeze.depth=2"`` -> ``{"train.epochs": 3, "freeze.depth": 2}``; raises
+    ``ValueError`` (one line) for a part that is not ``KEY=VALUE``."""
+    out: dict[str, Any] = {}
+    for part in _split_top(raw):
+        key, sep, value = part.partition("=")
+        key = key.strip()
+        if not sep or not key or not value.strip():
+            raise ValueError(f"phase: expected KEY=VALUE like train.epochs=3, got {part.strip()!r}")
+        out[key] = parse_value(value.strip())
+    return out
+
+
+def epochs_placeholder(raw: Mapping[str, Any]) -> str:
+    """The epochs field's placeholder: a phased preset trains each phase's epochs (``"3 + 4"``)."""
+    phases = raw.get("phases")
+    if not isinstance(phases, list) or not phases:
+        return BY_KEY["train.epochs"].placeholder
+    base = _get(raw, "train.epochs")
+    each = [_get(ph, "train.epochs") if isinstance(ph, Mapping) else None for ph in phases]
+    total = " + ".join(str(e if e is not None else (base if base is not None else 10)) for e in each)
+    return f"phases: {total} epochs (default 10 each)"
 
 
 def parse_field(f: FormField, text: str) -> Any:
@@ -154,6 +202,7 @@ class PresetForm(VerticalScroll):
     PresetForm > .form-row { height: 1; }
     PresetForm > .form-row > Label { width: 15; color: $text-muted; }
     PresetForm > .form-row > Input, PresetForm > .form-row > Select { width: 1fr; }
+    PresetForm > .form-row > Input > .input--placeholder { text-style: italic; }
     PresetForm > .form-row.-invalid > Label { color: $error; text-style: bold; }
     PresetForm > .form-row.-invalid > Input { background: $error 20%; }
     PresetForm:disabled { opacity: 60%; }
@@ -178,6 +227,7 @@ class PresetForm(VerticalScroll):
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self._options: dict[str, list[str]] = {}
+        self._phase_texts: dict[int, str] = {}  # what each phase row showed when last loaded
 
     def compose(self) -> ComposeResult:
         for f in FIELDS:
@@ -195,6 +245,9 @@ class PresetForm(VerticalScroll):
         TOML value yet, e.g. ``1e-``).
         """
         focused = self.screen.focused if keep_focused and self.is_attached else None
+        phases = raw.get("phases")
+        self._show_phases([p for p in phases if isinstance(p, Mapping)] if isinstance(phases, list) else [], focused)
+        self.query_one(f"#{BY_KEY['train.epochs'].id}", Input).placeholder = epochs_placeholder(raw)
         with self.prevent(Input.Changed, Select.Changed):
             for f in FIELDS:
                 if focused is not None and focused.id == f.id:
@@ -215,8 +268,36 @@ class PresetForm(VerticalScroll):
                     if inp.value != text:
                         inp.value = text
 
+    def _show_phases(self, phases: list[Mapping[str, Any]], focused: Any) -> None:
+        """One row per ``[[phases]]`` entry (its name as the label, what it sets as the value)."""
+        rows = list(self.query(".phase-row"))
+        for extra in rows[len(phases) :]:
+            extra.remove()
+        for n, phase in enumerate(phases, 1):
+            text = phase_text(phase)
+            self._phase_texts[n] = text
+            name = phase.get("name")
+            label = f"phase {n}" + (f" {name}" if isinstance(name, str) and name else "")
+            if n > len(rows):
+                self.mount(
+                    Horizontal(
+                        Label(label[:14]),
+                        Input(text, placeholder=PHASE_PLACEHOLDER, id=f"phase-{n}", compact=True),
+                        classes="form-row phase-row",
+                        id=f"row-phase-{n}",
+                    )
+                )
+                continue
+            rows[n - 1].query_one(Label).update(label[:14])
+            inp = self.query_one(f"#phase-{n}", Input)
+            if inp is not focused and inp.value != text:
+                with self.prevent(Input.Changed):
+                    inp.value = text
+
     def value_of(self, key: str) -> str:
         """What the field for ``key`` shows now (for tests and the status line)."""
+        if key.startswith("phases."):
+            return self.query_one(f"#phase-{key.split('.')[1]}", Input).value
         f = BY_KEY[key]
         w = self.query_one(f"#{f.id}")
         if isinstance(w, Select):
@@ -230,13 +311,30 @@ class PresetForm(VerticalScroll):
         for k in keys:
             if k.startswith("sweep"):
                 bad.add("sweep")
+            elif k.startswith("phases.") and k.split(".")[1].isdigit():
+                bad.add(f"phase-{k.split('.')[1]}")  # "phases.2.train.epochs": phase 2's row
             elif k in BY_KEY:
                 bad.add(k)
         for f in FIELDS:
             self.query_one(f"#row-{f.id}").set_class(f.key in bad, "-invalid")
+        for row in self.query(".phase-row"):
+            row.set_class((row.id or "").removeprefix("row-") in bad, "-invalid")
 
     def on_input_changed(self, event: Input.Changed) -> None:
-        f = BY_ID.get(event.input.id or "")
+        wid = event.input.id or ""
+        if wid.startswith("phase-"):
+            event.stop()
+            n = int(wid.removeprefix("phase-"))
+            if event.value == self._phase_texts.get(n):
+                return  # what the TOML says already
+            try:
+                keys = parse_phase(event.value)
+            except ValueError as e:
+                self.post_message(self.FieldInvalid(f"phases.{n}", str(e)))
+                return
+            self.post_message(self.FieldChanged(f"phases.{n}", keys))
+            return
+        f = BY_ID.get(wid)
         if f is None:
             return
         event.stop()
@@ -245,10 +343,8 @@ class PresetForm(VerticalScroll):
         except ValueError as e:
             self.post_message(self.FieldInvalid(f.key, str(e)))
             return
-        if value is DELETE:
-            # Emptied while typing over it: removing the key now would lose its
-            # comment and place. It goes when the field is left (or Enter) empty.
-            return
+        # an emptied field removes its key at once (the default applies; saving now saves that);
+        # the screen puts a value typed next back where the key was, comment included
         self.post_message(self.FieldChanged(f.key, value))
 
     def _commit_empty(self, inp: Input) -> None:

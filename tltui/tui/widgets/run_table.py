@@ -55,10 +55,14 @@ class Column(NamedTuple):
 
 _LOW = float("-inf")
 NAME_WIDTH = 24
+#: the Name column takes the terminal's spare width, between these (cells)
+NAME_MIN, NAME_MAX = 16, 64
+#: columns a narrow terminal does without, first to last, before Name goes below :data:`NAME_WIDTH`
+DROP_FIRST = ("best5", "top5", "gpu", "eta", "elapsed")
 
 
 def _name(r: RunRow) -> Text:
-    return Text(r.name if len(r.name) <= NAME_WIDTH else r.name[: NAME_WIDTH - 1] + "…")
+    return Text(r.name, overflow="ellipsis")  # cut to the column's width, with an ellipsis
 
 
 def _low(x: float | None) -> float:
@@ -75,7 +79,7 @@ COLUMNS: tuple[Column, ...] = tuple(
             "status",
             "Status",
             12,
-            lambda r, s: Text(r.detail or r.status, style=fmt.STATUS_STYLES.get(r.status, "")),
+            lambda r, s: Text(r.detail or r.status, style=fmt.status_style(r.status, r.detail)),
             lambda r: r.status,
         ),
         ("epoch", "Epoch", 8 + BAR_WIDTH, lambda r, s: _epoch_cell(r), lambda r: r.progress),
@@ -145,8 +149,23 @@ def _cell_segments(text: Text, width: int, console: Any) -> list[Segment]:
     return [Segment(" "), *Segment.adjust_line_length(segments, width), Segment(" ")]
 
 
-def _column_at(x: int) -> int | None:
-    for i, col in enumerate(COLUMNS):
+def layout(width: int) -> tuple[Column, ...]:
+    """The columns for a terminal ``width`` cells wide: Name widens into the spare width (up to
+    :data:`NAME_MAX`); a narrow one first does without the columns of :data:`DROP_FIRST`."""
+    cols = list(COLUMNS)
+    others = sum(c.get_render_width() for c in cols if c.key != "name")
+    for key in DROP_FIRST:
+        if others + NAME_WIDTH + 2 <= width:
+            break
+        col = _BY_KEY[key]
+        cols.remove(col)
+        others -= col.get_render_width()
+    name = max(NAME_MIN, min(NAME_MAX, width - others - 2))
+    return tuple(c._replace(width=name) if c.key == "name" else c for c in cols)
+
+
+def _column_at(columns: Sequence[Column], x: int) -> int | None:
+    for i, col in enumerate(columns):
         x -= col.get_render_width()
         if x < 0:
             return i
@@ -157,7 +176,7 @@ class RunTable(ScrollView, can_focus=True):
     """Rows keyed by run id. :meth:`show_rows` rebuilds; :meth:`update_run` repaints one row."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "select_cursor", "Select", show=False),
+        Binding("enter", "select_cursor", "Open"),  # the footer's first key: what Enter does on a run
         Binding("up", "cursor_up", "Cursor up", show=False),
         Binding("down", "cursor_down", "Cursor down", show=False),
         Binding("pageup", "page_up", "Page up", show=False),
@@ -240,10 +259,26 @@ class RunTable(ScrollView, can_focus=True):
         self._hover: int | None = None  # row under the mouse (-1: the header), after a mouse move
         self._cache: LRUCache[tuple[Any, ...], Strip] = LRUCache(maxsize=1024)
         self._style_key: tuple[Any, ...] = ()
+        self._columns: tuple[Column, ...] = layout(TABLE_WIDTH)  # laid out again for the real width
+        self._width = TABLE_WIDTH  # of the columns shown
 
     # ------------------------------------------------------------ public API
 
-    ordered_columns = COLUMNS
+    @property
+    def ordered_columns(self) -> tuple[Column, ...]:
+        """The columns shown now (their widths follow the terminal's)."""
+        return self._columns
+
+    def on_resize(self) -> None:
+        # room kept for the vertical scrollbar: rows arrive after a resize, and a table as wide as the
+        # widget would then scroll sideways by the scrollbar's width
+        columns = layout(self.size.width - self.styles.scrollbar_size_vertical)
+        if columns != self._columns:
+            self._columns = columns
+            self._width = sum(c.get_render_width() for c in columns)
+            self._cache.clear()
+            self.virtual_size = Size(self._width, len(self._order) + 1)
+            self.refresh()
 
     @property
     def row_count(self) -> int:
@@ -280,7 +315,7 @@ class RunTable(ScrollView, can_focus=True):
         self._index = {rid: i for i, rid in enumerate(self._order)}
         self._shown = {r.id: (r, r.id in selected) for r in rows}
         self._looks = {rid: _looks(r, sel) for rid, (r, sel) in self._shown.items()}
-        self.virtual_size = Size(TABLE_WIDTH, len(self._order) + 1)
+        self.virtual_size = Size(self._width, len(self._order) + 1)
         self.refresh()
         if keep is not None and keep in self._index:
             self.move_cursor(row=self._index[keep])
@@ -317,7 +352,7 @@ class RunTable(ScrollView, can_focus=True):
     def _refresh_row(self, index: int) -> None:
         y = index + 1 - round(self.scroll_y)  # the header is line 0
         if 0 <= index < len(self._order) and 1 <= y < self.size.height:
-            self.refresh(Region(0, y, max(TABLE_WIDTH, self.size.width), 1))
+            self.refresh(Region(0, y, max(self._width, self.size.width), 1))
 
     def _rows_visible(self) -> int:
         return max(1, self.scrollable_content_region.height - 1)
@@ -362,14 +397,15 @@ class RunTable(ScrollView, can_focus=True):
         if strip is not None:
             return strip
         component = self.get_component_rich_style
+        columns = self._columns
         if header:
             row_style = self.get_component_styles("runtable--header").rich_style
-            cells = [Text.from_markup(c.label) for c in COLUMNS]
+            cells = [Text.from_markup(c.label) for c in columns]
         else:
             stripe = "runtable--odd-row" if index % 2 else "runtable--even-row"
             row_style = self.get_component_styles(stripe).rich_style
             r, sel = self._shown[self._order[index]]
-            cells = [c.cell(r, sel) for c in COLUMNS]
+            cells = [c.cell(r, sel) for c in columns]
         extra = Style()
         if hover:
             extra += component("runtable--hover") + (component("runtable--header-hover") if header else Style())
@@ -378,12 +414,12 @@ class RunTable(ScrollView, can_focus=True):
         pre = row_style + extra
         console = self.app.console
         segments: list[Segment] = []
-        for text, col in zip(cells, COLUMNS):
+        for text, col in zip(cells, columns):
             segments += _cell_segments(text, col.width, console)
         segments = list(Segment.apply_style(segments, pre, Style.from_color(color=extra.color)))
-        if width > TABLE_WIDTH:
-            segments.append(Segment(" " * (width - TABLE_WIDTH), pre))
-        strip = Strip(segments, max(width, TABLE_WIDTH)).simplify()
+        if width > self._width:
+            segments.append(Segment(" " * (width - self._width), pre))
+        strip = Strip(segments, max(width, self._width)).simplify()
         self._cache[key] = strip
         return strip
 
@@ -432,13 +468,13 @@ class RunTable(ScrollView, can_focus=True):
         if offset is None:
             return None, None
         index = -1 if offset.y == 0 else offset.y - 1 + round(self.scroll_y)
-        return (index if index < len(self._order) else None), _column_at(offset.x + round(self.scroll_x))
+        return (index if index < len(self._order) else None), _column_at(self._columns, offset.x + round(self.scroll_x))
 
     def _set_hover(self, index: int | None) -> None:
         old, self._hover = self._hover, index
         for i in (old, index):
             if i == -1:
-                self.refresh(Region(0, 0, max(TABLE_WIDTH, self.size.width), 1))
+                self.refresh(Region(0, 0, max(self._width, self.size.width), 1))
             elif i is not None:
                 self._refresh_row(i)
 
@@ -454,7 +490,7 @@ class RunTable(ScrollView, can_focus=True):
         index, col = self._row_at(event)
         if index == -1:
             if col is not None:
-                c = COLUMNS[col]
+                c = self._columns[col]
                 self.post_message(self.HeaderSelected(self, c.key, col, c.label))
         elif index is not None:
             event.stop()
