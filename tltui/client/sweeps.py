@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tltui.core import asha, runstate
-from tltui.core.status import RunStatus
+from tltui.core.status import RunStatus, shown
 from tltui.core.workspace import RunRecord, Workspace, WorkspaceError
 from tltui.runner.asha import plan_of, sweep_key, views
 
@@ -33,6 +33,7 @@ class SweepRow:
     rungs: list[dict[str, Any]]  #: per rung reached: ``{"rung", "epoch", "value", "mark"}``
     final: float | None  #: the metric of the epoch it keeps (completed runs), else at its last epoch
     reason: str | None
+    state: str = ""  #: the status a person reads (``stopped early at rung 1``, ``pending (...)``)
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,7 @@ def show(ws: Workspace, ref: str) -> SweepView:
                 cells,
                 final,
                 rec.reason,
+                shown(rec),
             )
         )
     return SweepView(

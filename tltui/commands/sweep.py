@@ -37,7 +37,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         table.append(
             [
                 r.id + lead,
-                r.status,
+                r.state or r.status,
                 *[cells.get(i + 1, "") for i in range(len(view.rungs))],
                 _num(r.final),
                 f"{r.epochs}/{r.full_epochs}",

@@ -74,7 +74,7 @@ class SweepScreen(Screen[None]):
             cells = {c["rung"]: f"{_num(c['value'])}{c['mark']}" for c in r.rungs}
             table.add_row(
                 r.id + ("*" if r.id == view.leader else ""),
-                r.status,
+                r.state or r.status,
                 *[cells.get(i + 1, "") for i in range(len(view.rungs))],
                 _num(r.final),
                 f"{r.epochs}/{r.full_epochs}",
