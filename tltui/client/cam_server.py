@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from tltui.client.predict import PredictError
+from tltui.client.worker_pipe import log_tail, spawn
 from tltui.core.predict_records import PredictionRow, PredictStarted, Skipped, decode
 from tltui.runner.supervisor import worker_command
 
@@ -86,29 +87,18 @@ class CamServer:
         self._stop()
         if self._closed:
             raise PredictError("the Grad-CAM worker was closed")
-        r, w = os.pipe()
-        argv = [*self._cmd, "cams", str(self.run_dir), "--out-fd", str(w), *self._options]
-        child_env = dict(os.environ)
-        child_env.update(self._env or {})
-        child_env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        child_env["PYTHONUNBUFFERED"] = "1"
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - the worker's output, closed in _stop()
-        try:
-            proc = self._popen(
-                argv,
-                stdin=subprocess.PIPE,
-                stdout=self._log,
-                stderr=subprocess.STDOUT,
-                pass_fds=(w,),
-                env=child_env,
-                start_new_session=True,
-                close_fds=True,
-            )
-        except OSError as e:
-            os.close(r)
-            raise PredictError(f"cannot start the Grad-CAM worker ({argv[0]}): {e.strerror or e}") from None
-        finally:
-            os.close(w)
+        proc, r = spawn(
+            [*self._cmd, "cams"],
+            [str(self.run_dir)],
+            self._options,
+            what="Grad-CAM",
+            error_type=PredictError,
+            log=self._log,
+            env=self._env,
+            popen=self._popen,
+            stdin=subprocess.PIPE,
+        )
         self._proc = proc
         self.starts += 1
         answers = self._answers = os.fdopen(r, "rb")
@@ -129,18 +119,10 @@ class CamServer:
     def _died(self) -> PredictError:
         proc = self._proc
         rc = proc.wait() if proc is not None else None
-        tail = self._log_tail()
+        tail = log_tail(self._log)
         how = f"killed by signal {-rc}" if rc is not None and rc < 0 else f"exited with code {rc}"
         self._stop()
         return PredictError(f"the Grad-CAM worker {how}" + (f": {tail}" if tail else ""))
-
-    def _log_tail(self) -> str:
-        if self._log is None:
-            return ""
-        self._log.seek(0, os.SEEK_END)
-        self._log.seek(max(0, self._log.tell() - 4096))
-        lines = [ln.strip() for ln in self._log.read().decode("utf-8", "replace").splitlines() if ln.strip()]
-        return lines[-1] if lines else ""
 
     @property
     def pid(self) -> int | None:

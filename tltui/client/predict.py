@@ -12,23 +12,20 @@ that the CLI and the TUI export.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import os
 import subprocess
-import tempfile
-import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from tltui.client.worker_pipe import WorkerPipeJob
 from tltui.core.errors import TltuiError
 from tltui.core.images import Score
 from tltui.core.predict_records import PredictionRow, PredictStarted, Progress, Record, Skipped, decode
 from tltui.core.protocol import top_k_na
-from tltui.runner.supervisor import worker_command
 
 
 class PredictError(TltuiError):
@@ -38,7 +35,7 @@ class PredictError(TltuiError):
 # ---------------------------------------------------------------------------- client
 
 
-class PredictJob:
+class PredictJob(WorkerPipeJob[Record]):
     """One run of the predict worker. Iterate it (once) to get records as they arrive.
 
     Safe to use from a thread: iteration blocks on the pipe; :meth:`cancel` from
@@ -62,107 +59,23 @@ class PredictJob:
         env: Mapping[str, str] | None = None,
         popen: Callable[..., subprocess.Popen[bytes]] = subprocess.Popen,
     ) -> None:
-        self._cmd = list(worker_cmd or worker_command())
-        self._targets = [str(Path(run_dir).absolute()), str(Path(folder).absolute())]
-        self._options = ["--top-k", str(top_k), "--batch-size", str(batch_size)]
+        options = ["--top-k", str(top_k), "--batch-size", str(batch_size)]
         if low_res is not None:  # None: the worker goes through the native size when training did
-            self._options.append("--low-res" if low_res else "--full-res")
+            options.append("--low-res" if low_res else "--full-res")
         if max_pixels is not None:
-            self._options += ["--max-pixels", str(max_pixels)]
+            options += ["--max-pixels", str(max_pixels)]
         if cam_dir is not None:
-            self._options += ["--cam", str(Path(cam_dir).absolute())]
-        self._env = env
-        self._popen = popen
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log: Any = None
-        self._cancelled = threading.Event()
-        self._lock = threading.Lock()
-
-    def __iter__(self) -> Iterator[Record]:
-        r, w = os.pipe()
-        argv = [*self._cmd, "predict", *self._targets, "--out-fd", str(w), *self._options]
-        child_env = dict(os.environ)
-        child_env.update(self._env or {})
-        child_env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        child_env["PYTHONUNBUFFERED"] = "1"
-        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - the worker's stderr, closed in close()
-        with self._lock:
-            if self._cancelled.is_set():
-                os.close(r)
-                os.close(w)
-                return
-            try:
-                self._proc = self._popen(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=self._log,
-                    stderr=subprocess.STDOUT,
-                    pass_fds=(w,),
-                    env=child_env,
-                    start_new_session=True,
-                    close_fds=True,
-                )
-            except OSError as e:
-                os.close(r)
-                raise PredictError(f"cannot start the predict worker ({argv[0]}): {e.strerror or e}") from None
-            finally:
-                os.close(w)
-        error: str | None = None
-        with os.fdopen(r, "rb") as pipe:
-            for line in pipe:
-                rec = decode(line)
-                if isinstance(rec, str):
-                    error = rec
-                elif rec is not None:
-                    yield rec
-        rc = self._proc.wait()
-        if self._cancelled.is_set():
-            return
-        if error is not None:
-            raise PredictError(error)
-        if rc != 0:
-            how = f"killed by signal {-rc}" if rc < 0 else f"exited with code {rc}"
-            tail = self._log_tail()
-            raise PredictError(f"predict worker {how}" + (f": {tail}" if tail else ""))
-
-    def _log_tail(self) -> str:
-        if self._log is None:
-            return ""
-        self._log.seek(0, os.SEEK_END)
-        self._log.seek(max(0, self._log.tell() - 4096))
-        lines = [ln.strip() for ln in self._log.read().decode("utf-8", "replace").splitlines() if ln.strip()]
-        return lines[-1] if lines else ""
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
-
-    def cancel(self) -> None:
-        """Stop the worker (idempotent, any thread); the iteration then ends quietly."""
-        with self._lock:
-            self._cancelled.set()
-            proc = self._proc
-        if proc is not None and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancelled.is_set()
-
-    def close(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self.cancel()
-            self._proc.wait()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def __enter__(self) -> PredictJob:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+            options += ["--cam", str(Path(cam_dir).absolute())]
+        super().__init__(
+            "predict",
+            [str(Path(run_dir).absolute()), str(Path(folder).absolute())],
+            options,
+            decode=decode,
+            error_type=PredictError,
+            worker_cmd=worker_cmd,
+            env=env,
+            popen=popen,
+        )
 
 
 # ---------------------------------------------------------------------------- report

@@ -28,6 +28,56 @@ R = TypeVar("R")
 STOP_GRACE_SECONDS = 10.0
 
 
+def spawn(
+    head: Sequence[str],
+    targets: Sequence[str],
+    options: Sequence[str],
+    *,
+    what: str,
+    error_type: type[TltuiError],
+    log: Any,
+    env: Mapping[str, str] | None = None,
+    popen: Callable[..., subprocess.Popen[bytes]] = subprocess.Popen,
+    stdin: int = subprocess.DEVNULL,
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Start ``HEAD... TARGET... --out-fd N OPTION...`` (``head``: the worker command and its job) in its
+    own session, its output to ``log``; returns the process and the read end of its pipe. A worker that
+    cannot start is one line: ``error_type("cannot start the WHAT worker (...): ...")``."""
+    r, w = os.pipe()
+    argv = [*head, *targets, "--out-fd", str(w), *options]
+    child_env = dict(os.environ)
+    child_env.update(env or {})
+    child_env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    child_env["PYTHONUNBUFFERED"] = "1"
+    try:
+        proc = popen(
+            argv,
+            stdin=stdin,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            pass_fds=(w,),
+            env=child_env,
+            start_new_session=True,
+            close_fds=True,
+        )
+    except OSError as e:
+        os.close(r)
+        raise error_type(f"cannot start the {what} worker ({argv[0]}): {e.strerror or e}") from None
+    finally:
+        os.close(w)
+    return proc, r
+
+
+def log_tail(log: Any) -> str:
+    """The last non-empty line of a worker's ``log`` (a binary file open for reading; None: "")."""
+    if log is None:
+        return ""
+    log.seek(0, os.SEEK_END)
+    log.seek(max(0, log.tell() - 4096))
+    lines = [ln.strip() for ln in log.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
+
+
 class WorkerPipeJob(Generic[R]):
     """One run of a worker job. Iterate it (once) to get its records as they arrive.
 
@@ -69,34 +119,20 @@ class WorkerPipeJob(Generic[R]):
         self.returncode: int | None = None
 
     def __iter__(self) -> Iterator[R]:
-        r, w = os.pipe()
-        argv = [*self._cmd, self._job, *self._targets, "--out-fd", str(w), *self._options]
-        child_env = dict(os.environ)
-        child_env.update(self._env or {})
-        child_env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        child_env["PYTHONUNBUFFERED"] = "1"
         self._log = self._open_log()
         with self._lock:
             if self._cancelled.is_set():
-                os.close(r)
-                os.close(w)
                 return
-            try:
-                self._proc = self._popen(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=self._log,
-                    stderr=subprocess.STDOUT,
-                    pass_fds=(w,),
-                    env=child_env,
-                    start_new_session=True,
-                    close_fds=True,
-                )
-            except OSError as e:
-                os.close(r)
-                raise self._error_type(f"cannot start the {self._job} worker ({argv[0]}): {e.strerror or e}") from None
-            finally:
-                os.close(w)
+            self._proc, r = spawn(
+                [*self._cmd, self._job],
+                self._targets,
+                self._options,
+                what=self._job,
+                error_type=self._error_type,
+                log=self._log,
+                env=self._env,
+                popen=self._popen,
+            )
         error: str | None = None
         with os.fdopen(r, "rb") as pipe:
             for line in pipe:
@@ -126,12 +162,7 @@ class WorkerPipeJob(Generic[R]):
 
     def log_tail(self) -> str:
         """The last non-empty line the worker printed (TensorFlow, the converters, a traceback)."""
-        if self._log is None:
-            return ""
-        self._log.seek(0, os.SEEK_END)
-        self._log.seek(max(0, self._log.tell() - 4096))
-        lines = [ln.strip() for ln in self._log.read().decode("utf-8", "replace").splitlines() if ln.strip()]
-        return lines[-1] if lines else ""
+        return log_tail(self._log)
 
     @property
     def pid(self) -> int | None:
