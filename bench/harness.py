@@ -119,22 +119,11 @@ def run_bare(sets: list[str], env: dict[str, str], out: Path, preset: Path = DEM
     return gaps(json.loads(out.read_text()))
 
 
-def augmented(model: Any, ds: Any, preset: Any) -> Any:
-    """What the worker's ``fit`` trains: with ``data.augment``, the classifier augmenting its batches in
-    its training step (:class:`tltui.worker.augment.AugmentInTraining`, the classifier's optimizer)."""
-    if not ds.augment:
-        return model
-    from tltui.worker.augment import AugmentInTraining
-    from tltui.worker.compile import compile_model
-
-    fitted = AugmentInTraining(model)
-    compile_model(fitted, preset, ds.num_classes, ds.steps_per_epoch, lambda *a: None)
-    fitted.optimizer = model.optimizer
-    return fitted
-
-
-def bare_main(out: Path, sets: list[str], preset_path: Path = DEMO) -> int:
-    """The bare script: same data, model and batch size; plain ``model.fit``."""
+def setup(preset_path: Path, sets: list[str]) -> tuple[Any, Any, Any, Any]:
+    """What the worker builds for one phase, with the worker's own code: the preset, its data, the
+    frozen and compiled classifier, and the model ``fit`` trains (with ``data.augment``, the classifier
+    augmenting its batches in its training step: :class:`tltui.worker.augment.AugmentInTraining` with
+    the classifier's optimizer)."""
     import keras
 
     from tltui.core import presets
@@ -150,7 +139,21 @@ def bare_main(out: Path, sets: list[str], preset_path: Path = DEMO) -> int:
     spec = model_mod.backbone_spec(preset)
     apply_freeze(model, backbone, spec.family, preset.freeze.depth, preset.freeze.batchnorm)
     compile_model(model, preset, ds.num_classes, ds.steps_per_epoch, lambda *a: None)
-    fitted = augmented(model, ds, preset)
+    fitted = model
+    if ds.augment:
+        from tltui.worker.augment import AugmentInTraining
+
+        fitted = AugmentInTraining(model)
+        compile_model(fitted, preset, ds.num_classes, ds.steps_per_epoch, lambda *a: None)
+        fitted.optimizer = model.optimizer
+    return preset, ds, model, fitted
+
+
+def bare_main(out: Path, sets: list[str], preset_path: Path = DEMO) -> int:
+    """The bare script: same data, model and batch size; plain ``model.fit``."""
+    import keras
+
+    preset, ds, model, fitted = setup(preset_path, sets)
     starts: list[float] = []
 
     class Clock(keras.callbacks.Callback):
@@ -175,25 +178,13 @@ def profile_main(sets: list[str], rounds: int, preset_path: Path = DEMO) -> int:
     and so does background work an epoch end leaves to the next epoch)."""
     import keras
 
-    from tltui.core import presets
-    from tltui.worker import data as data_mod
-    from tltui.worker import model as model_mod
     from tltui.worker.backup import EpochBackup
     from tltui.worker.checkpoint import PeriodicCheckpoint
-    from tltui.worker.compile import compile_model
     from tltui.worker.event_stream import EventStream
     from tltui.worker.events import EventWriter
-    from tltui.worker.freeze import apply_freeze
     from tltui.worker.scalars import EpochScalars
 
-    preset = presets.load(preset_path, presets.parse_set(sets))
-    keras.utils.set_random_seed(preset.train.seed)
-    ds = data_mod.load(preset)
-    model, backbone = model_mod.build_classifier(preset, ds.num_classes)
-    spec = model_mod.backbone_spec(preset)
-    apply_freeze(model, backbone, spec.family, preset.freeze.depth, preset.freeze.batchnorm)
-    compile_model(model, preset, ds.num_classes, ds.steps_per_epoch, lambda *a: None)
-    fitted = augmented(model, ds, preset)
+    preset, ds, model, fitted = setup(preset_path, sets)
     tmp = Path(tempfile.mkdtemp(prefix="tltui-bench-profile-"))
 
     class SyncCheckpoint(PeriodicCheckpoint):
@@ -225,8 +216,14 @@ def profile_main(sets: list[str], rounds: int, preset_path: Path = DEMO) -> int:
         ),
         "EpochBackup (the worker's)": lambda: ([EpochBackup(fresh("backup"))], 0),
         "EpochBackup + weights-moved record": lambda: ([moved_backup(fresh("backup"))], 0),
-        "checkpoint every epoch (model.save)": lambda: ([SyncCheckpoint(fresh("ckpt"), 1, writer())], 0),
-        "checkpoint every epoch (the worker's)": lambda: ([PeriodicCheckpoint(fresh("ckpt"), 1, writer())], 0),
+        "checkpoint every epoch (model.save)": lambda: (
+            [SyncCheckpoint(fresh("ckpt"), 1, writer(), export_model=model)],
+            0,
+        ),
+        "checkpoint every epoch (the worker's)": lambda: (
+            [PeriodicCheckpoint(fresh("ckpt"), 1, writer(), export_model=model)],
+            0,
+        ),
     }
 
     def moved_backup(d: Path) -> EpochBackup:
@@ -283,27 +280,15 @@ def hooks_main(sets: list[str], epochs: int, preset_path: Path = DEMO) -> int:
     thread. A direct measurement of what the side-by-side ratio cannot resolve on a loaded machine."""
     import keras
 
-    from tltui.core import presets
-    from tltui.worker import data as data_mod
-    from tltui.worker import model as model_mod
     from tltui.worker.backup import EpochBackup
     from tltui.worker.checkpoint import PeriodicCheckpoint
-    from tltui.worker.compile import compile_model
     from tltui.worker.event_stream import EventStream
     from tltui.worker.events import EventWriter
-    from tltui.worker.freeze import apply_freeze
     from tltui.worker.kept import KeptWeights
     from tltui.worker.moved import MovedWeights
     from tltui.worker.scalars import EpochScalars
 
-    preset = presets.load(preset_path, presets.parse_set(sets))
-    keras.utils.set_random_seed(preset.train.seed)
-    ds = data_mod.load(preset)
-    model, backbone = model_mod.build_classifier(preset, ds.num_classes)
-    spec = model_mod.backbone_spec(preset)
-    apply_freeze(model, backbone, spec.family, preset.freeze.depth, preset.freeze.batchnorm)
-    compile_model(model, preset, ds.num_classes, ds.steps_per_epoch, lambda *a: None)
-    fitted = augmented(model, ds, preset)
+    preset, ds, model, fitted = setup(preset_path, sets)
     run = Path(tempfile.mkdtemp(prefix="tltui-bench-hooks-"))
     writer = EventWriter(run)
     backup = run / "backup"
