@@ -14,6 +14,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
+from tests.worker.tiny_keras import tiny_data, tiny_model  # noqa: E402
 from tltui.worker.backup import (  # noqa: E402
     BACKUP_FORMAT,
     BACKUP_META,
@@ -24,30 +25,16 @@ from tltui.worker.backup import (  # noqa: E402
 )
 
 
-def _model(seed: int) -> keras.Model:
-    keras.utils.set_random_seed(seed)
-    m = keras.Sequential(
-        [keras.Input((4,)), keras.layers.Dense(3), keras.layers.BatchNormalization(), keras.layers.Dense(2)]
-    )
-    m.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
-    return m
-
-
-def _data() -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.RandomState(0)
-    return rng.randn(32, 4).astype("float32"), rng.randint(0, 2, 32)
-
-
 def test_backup_restores_weights_optimizer_state_and_epoch(tmp_path: Path) -> None:
-    x, y = _data()
-    m = _model(0)
+    x, y = tiny_data()
+    m = tiny_model(0)
     m.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[EpochBackup(tmp_path)])
     saved = [np.array(v.numpy()) for v in backup_state(m)]
     assert json.loads((tmp_path / BACKUP_META).read_text())["epoch"] == 2
     assert json.loads((tmp_path / f"{BACKUP_META}.bkp").read_text())["epoch"] == 1
     assert int(m.optimizer.iterations.numpy()) == 8
 
-    m2 = _model(1)  # other initial weights
+    m2 = tiny_model(1)  # other initial weights
     m2.fit(
         x, y, epochs=2, batch_size=8, verbose=0, callbacks=[EpochBackup(tmp_path)]
     )  # both epochs restored: no training
@@ -55,7 +42,7 @@ def test_backup_restores_weights_optimizer_state_and_epoch(tmp_path: Path) -> No
     for a, b in zip(saved, backup_state(m2), strict=True):
         np.testing.assert_array_equal(a, b.numpy())
 
-    m3 = _model(2)
+    m3 = tiny_model(2)
     seen: list[int] = []
     cb = keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs: seen.append(e))
     m3.fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=[EpochBackup(tmp_path), cb])
@@ -64,8 +51,8 @@ def test_backup_restores_weights_optimizer_state_and_epoch(tmp_path: Path) -> No
 
 
 def test_a_kill_between_the_weights_and_the_metadata_uses_the_previous_copy(tmp_path: Path) -> None:
-    x, y = _data()
-    m = _model(0)
+    x, y = tiny_data()
+    m = tiny_model(0)
     m.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[EpochBackup(tmp_path)])
     prev = (tmp_path / f"{BACKUP_WEIGHTS}.bkp").read_bytes()
     # what a kill after step 2 (new weights in place) and before step 3 (metadata) leaves
@@ -75,8 +62,8 @@ def test_a_kill_between_the_weights_and_the_metadata_uses_the_previous_copy(tmp_
 
 
 def test_the_previous_copy_is_a_consistent_pair_and_survives_the_next_save(tmp_path: Path) -> None:
-    x, y = _data()
-    m = _model(0)
+    x, y = tiny_data()
+    m = tiny_model(0)
     m.fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=[EpochBackup(tmp_path)])
     for suffix, epoch in (("", 3), (".bkp", 2)):
         with h5py.File(tmp_path / f"{BACKUP_WEIGHTS}{suffix}", "r") as f:
@@ -87,8 +74,8 @@ def test_the_previous_copy_is_a_consistent_pair_and_survives_the_next_save(tmp_p
 
 
 def test_a_backup_written_by_keras_backup_and_restore_still_resumes(tmp_path: Path) -> None:
-    x, y = _data()
-    m = _model(0)
+    x, y = tiny_data()
+    m = tiny_model(0)
     m.fit(
         x,
         y,
@@ -97,7 +84,7 @@ def test_a_backup_written_by_keras_backup_and_restore_still_resumes(tmp_path: Pa
         verbose=0,
         callbacks=[keras.callbacks.BackupAndRestore(str(tmp_path), double_checkpoint=True, delete_checkpoint=False)],
     )
-    m2 = _model(1)
+    m2 = tiny_model(1)
     seen: list[int] = []
     cb = keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs: seen.append(e))
     m2.fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=[EpochBackup(tmp_path), cb])

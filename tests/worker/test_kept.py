@@ -12,22 +12,13 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
+from tests.worker.tiny_keras import tiny_data, tiny_model  # noqa: E402
 from tltui.worker.backup import BACKUP_META, BACKUP_WEIGHTS, EpochBackup, repair_backup  # noqa: E402
 from tltui.worker.kept import KeptWeights  # noqa: E402
 
 
 def _model(seed: int = 0) -> keras.Model:
-    keras.utils.set_random_seed(seed)
-    m = keras.Sequential(
-        [keras.Input((4,)), keras.layers.Dense(3), keras.layers.BatchNormalization(), keras.layers.Dense(2)]
-    )
-    m.compile(optimizer=keras.optimizers.Adam(0.05), loss="sparse_categorical_crossentropy")
-    return m
-
-
-def _data() -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.RandomState(0)
-    return rng.randn(32, 4).astype("float32"), rng.randint(0, 2, 32)
+    return tiny_model(seed, learning_rate=0.05)
 
 
 class ScriptedValAcc(keras.callbacks.Callback):
@@ -46,7 +37,7 @@ class ScriptedValAcc(keras.callbacks.Callback):
 
 
 def test_the_best_epoch_is_kept_by_hard_link_and_loads_back(tmp_path: Path) -> None:
-    x, y = _data()
+    x, y = tiny_data()
     m = _model()
     kept = KeptWeights(tmp_path, m)
     script = ScriptedValAcc([0.2, 0.6, 0.6, 0.4])  # a tie keeps the earlier epoch, as EarlyStopping does
@@ -74,7 +65,7 @@ def test_the_best_epoch_is_kept_by_hard_link_and_loads_back(tmp_path: Path) -> N
 
 
 def test_a_resume_knows_the_kept_epoch_and_replaces_it_only_when_beaten(tmp_path: Path) -> None:
-    x, y = _data()
+    x, y = tiny_data()
     m = _model()
     kept = KeptWeights(tmp_path, m)
     m.fit(
@@ -102,7 +93,7 @@ def test_a_resume_knows_the_kept_epoch_and_replaces_it_only_when_beaten(tmp_path
 def test_a_model_that_is_not_the_classifier_writes_the_classifiers_weights(tmp_path: Path) -> None:
     """The feature cache trains a head model that shares the classifier's head layers: the kept file
     holds the whole classifier (frozen backbone included), not the head's backup."""
-    x, y = _data()
+    x, y = tiny_data()
     keras.utils.set_random_seed(0)
     inp = keras.Input((4,))
     features = keras.layers.Dense(3, name="backbone_like", trainable=False)(inp)
@@ -126,7 +117,7 @@ def test_a_model_that_is_not_the_classifier_writes_the_classifiers_weights(tmp_p
 
 
 def test_a_backup_whose_kept_file_is_gone_falls_back_to_the_previous_copy(tmp_path: Path) -> None:
-    x, y = _data()
+    x, y = tiny_data()
     m = _model()
     kept = KeptWeights(tmp_path, m)
     m.fit(
@@ -146,7 +137,7 @@ def test_a_backup_whose_kept_file_is_gone_falls_back_to_the_previous_copy(tmp_pa
 
 
 def test_epochs_without_val_acc_keep_nothing(tmp_path: Path) -> None:
-    x, y = _data()
+    x, y = tiny_data()
     m = _model()
     kept = KeptWeights(tmp_path, m)
     m.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[EpochBackup(tmp_path, kept=kept)])
