@@ -59,8 +59,9 @@ VARIANTS: list[tuple[str, str | None]] = [
 TINY_VARIANTS: list[tuple[str, str | None]] = [("litert", "int8"), ("onnx", None)]
 
 
-def photo_folder(root: Path, per_class: int, size: int, seed: int = 0) -> Path:
-    """Random square crops of scikit-image's colour photos, one class per photo."""
+def photo_folder(root: Path, per_class: int, size: int, seed: int = 0, photos: Sequence[str] = PHOTOS) -> Path:
+    """Random square crops of scikit-image's colour ``photos`` (file names in its data folder), one class
+    per photo, ``per_class`` of ``size`` x ``size`` each; the same folder for the same ``seed``."""
     import numpy as np
     from PIL import Image
 
@@ -69,7 +70,7 @@ def photo_folder(root: Path, per_class: int, size: int, seed: int = 0) -> Path:
         raise RuntimeError("scikit-image (a test dependency, for its photos) is not installed")
     source = Path(spec.origin).parent / "data"
     rng = np.random.default_rng(seed)
-    for name in PHOTOS:
+    for name in photos:
         image = Image.open(source / name).convert("RGB")
         w, h = image.size
         folder = root / name.split(".")[0]

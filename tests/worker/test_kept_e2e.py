@@ -4,7 +4,6 @@ split. Real photos (scikit-image's), the real worker, runs whose last epochs get
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 from contextlib import redirect_stdout
@@ -13,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.export import photo_folder
 from tests.worker.test_train_e2e import run_in_process
 from tltui.core import presets, runstate
 from tltui.core.workspace import RunPaths
@@ -24,23 +24,10 @@ PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png")
 
 def photo_crops(root: Path, per_class: int = 12, size: int = 48) -> Path:
     """Three classes of real photos: random square crops of scikit-image's astronaut, cat and coffee."""
-    from PIL import Image
-
-    spec = importlib.util.find_spec("skimage")  # its files only
-    if spec is None or spec.origin is None:
-        pytest.skip("scikit-image (a test dependency, for its sample photos) is not installed")
-    source = Path(spec.origin).parent / "data"
-    rng = np.random.default_rng(0)
-    for name in PHOTOS:
-        image = Image.open(source / name).convert("RGB")
-        w, h = image.size
-        folder = root / name.split(".")[0]
-        folder.mkdir(parents=True)
-        for i in range(per_class):
-            side = int(rng.integers(min(w, h) // 3, min(w, h)))
-            x, y = int(rng.integers(0, w - side)), int(rng.integers(0, h - side))
-            image.crop((x, y, x + side, y + side)).resize((size, size), Image.BICUBIC).save(folder / f"{i:02d}.png")
-    return root
+    try:
+        return photo_folder(root, per_class, size, photos=PHOTOS)
+    except RuntimeError as e:  # scikit-image (a test dependency, for its sample photos) is not installed
+        pytest.skip(str(e))
 
 
 def keras_metrics(run: Path, images: np.ndarray, labels: np.ndarray) -> dict[str, float]:
