@@ -68,9 +68,10 @@ def main(argv: list[str]) -> int:
     out = os.fdopen(int(opts["--out-fd"]), "w", buffering=1)
     mode = os.environ.get("TLTUI_FAKE_EXPORT", "pass")
     fmt, quantize = opts["--format"], opts.get("--quantize")
+    if mode == "wait":  # the handler goes in before the first record, which is what the client waits for
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))
     out.write(encode(ExportProgress("load", f"loading {run_dir}/model.keras")))
     if mode == "wait":
-        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))
         while True:
             time.sleep(0.05)
     if mode == "crash":
