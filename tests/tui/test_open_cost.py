@@ -54,6 +54,9 @@ async def test_footer_rebuilds_once_for_many_binding_changes(make_app):
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         footer = app.screen.query_one(KeyFooter)
+        # the app's own start (mount, focus, the first rows) settles first: a loaded machine may still be in it
+        await until(pilot, lambda: footer._bindings_ready and not footer._recompose_due, "the footer to settle")
+        await pilot.pause()
         rebuilds = 0
         recompose = footer.recompose
 
@@ -65,6 +68,7 @@ async def test_footer_rebuilds_once_for_many_binding_changes(make_app):
         footer.recompose = counted  # type: ignore[method-assign]
         for _ in range(5):
             app.screen.refresh_bindings()
+        await until(pilot, lambda: rebuilds >= 1 and not footer._recompose_due, "the footer's rebuild")
         await pilot.pause()
         await pilot.pause()
         assert rebuilds == 1

@@ -60,6 +60,23 @@ def test_running_runs_are_tailed_and_get_live_progress(scripted):
     assert store.row(rid).epoch == 3 and store.snapshot(rid).history[-1]["epoch"] == 3
 
 
+def test_a_run_that_ends_between_two_polls_keeps_its_last_epoch(scripted):
+    """The last epoch and the status that ends the run both arrive after a poll: the registry read that
+    sees the status reads the tail to the end (poll() reads running runs only)."""
+    ws, ids = scripted
+    store, _ = store_for(scripted)
+    rid = ids["running"]
+    store.poll()
+    assert store.snapshot(rid).history[-1]["epoch"] == 2
+    with open(ws.run_paths(rid).events, "a") as f:
+        f.write(protocol.encode(EpochEnd(t=fake_ws.NOW, epoch=3, metrics=fake_ws.metrics(3, 0.7), epoch_seconds=60.0)))
+    ws.update(rid, status="completed", epoch=3)
+    assert rid in store.refresh(force=True)  # force: the same connection committed (no data_version change)
+    assert store.record(rid).status == "completed"
+    assert [h["epoch"] for h in store.snapshot(rid).history] == [1, 2, 3]
+    assert store.poll() == (set(), set())
+
+
 def test_a_burst_of_events_is_consumed_in_one_poll(scripted):
     """8 runs x 100 batch events/s: one tick reads everything (no backlog builds up)."""
     store, ids = store_for(scripted)

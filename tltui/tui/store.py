@@ -201,6 +201,10 @@ class RunStore:
             self._tails.pop(rid, None)
             self._watched.discard(rid)
         self._records = fresh
+        # A run that left RUNNING between two polls (its last epoch and its status both arrived since):
+        # poll() no longer reads it, so its tail is read to the end now, with the status that ended it.
+        for rid in changed & self._states.keys():
+            self._read_tail(rid)
         return changed
 
     @property
@@ -253,23 +257,28 @@ class RunStore:
                 changed.add(rid)
                 urgent.add(rid)
                 continue
-            tail = self._tails[rid]
-            try:
-                size = os.stat(tail.path).st_size
-            except OSError:
-                continue
-            if size <= tail.offset:
-                continue
-            events = tail.read_new()
-            st = self._states[rid]
-            history_before = st.history_version
-            for ev in events:
-                st.apply(ev)
-            if events:
+            got, more = self._read_tail(rid)
+            if got:
                 changed.add(rid)
-            if st.history_version != history_before:  # RunState's own "more than a batch"
+            if more:
                 urgent.add(rid)
         return changed, urgent
+
+    def _read_tail(self, run_id: str) -> tuple[bool, bool]:
+        """Fold a loaded run's new events: (any arrived, more than batch events arrived)."""
+        tail = self._tails[run_id]
+        try:
+            size = os.stat(tail.path).st_size
+        except OSError:
+            return False, False
+        if size <= tail.offset:
+            return False, False
+        events = tail.read_new()
+        st = self._states[run_id]
+        history_before = st.history_version
+        for ev in events:
+            st.apply(ev)
+        return bool(events), st.history_version != history_before  # RunState's own "more than a batch"
 
     # ------------------------------------------------------------ views
 
