@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import pytest
 
+from tests.tui.screen_host import HostApp, screen_text, until
+from tests.tui.test_sweep_screen import budgeted_sweep
 from tltui.tui.screens.compare import CompareScreen
+from tltui.tui.screens.sweep import SweepScreen
 
 SIZES = [(80, 24), (160, 48)]
 SWEEP = ["r0002", "r0003", "r0004", "r0005"]
@@ -66,3 +69,15 @@ def test_compare_screen(snap_compare, make_app, stable_home, size):
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_help_screen(snap_compare, make_app, stable_home, size):
     assert snap_compare(make_app(), terminal_size=size, run_before=_before(lambda app: app.action_help()))
+
+
+def test_sweep_screen(snap_compare, ws, monkeypatch):
+    """A budgeted sweep: rungs with their marks, the epochs spent against the full sweep's, the leader."""
+    monkeypatch.setattr("tltui.core.workspace.secrets.token_hex", lambda n: "5eed" * n)  # the sweep's id
+    ids = budgeted_sweep(ws)
+    app = HostApp(lambda: SweepScreen(ids[1], workspace=ws))
+
+    async def shown(pilot) -> None:
+        await until(pilot, lambda: "leader: r0001" in screen_text(pilot.app), "the sweep")
+
+    assert snap_compare(app, terminal_size=(120, 24), run_before=shown)

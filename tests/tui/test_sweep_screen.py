@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 from tests.tui.screen_host import HostApp, asynctest, screen_text, until
 from tltui.core import asha, presets, protocol
@@ -18,6 +17,9 @@ PRESET = (
 )
 
 
+T0 = 1_780_000_000.0  # fixed times: the snapshot shows the hours spent
+
+
 def budgeted_sweep(ws: Workspace) -> list[str]:
     """Three runs as the runner leaves them: one completed, two stopped at rungs 1 and 2."""
     specs = presets.expand(presets.loads(PRESET, "s.toml"))
@@ -27,11 +29,17 @@ def budgeted_sweep(ws: Workspace) -> list[str]:
     plan = [(4, RunStatus.COMPLETED, 0.5), (1, RunStatus.PAUSED, 0.3), (2, RunStatus.PAUSED, 0.4)]
     for rec, (epochs, status, base) in zip(recs, plan, strict=True):
         lines = [
-            protocol.encode(EpochEnd(time.time(), epoch=e, metrics={"val_acc": base + e / 100}, epoch_seconds=1.0))
+            protocol.encode(EpochEnd(T0 + 60 * e, epoch=e, metrics={"val_acc": base + e / 100}, epoch_seconds=60.0))
             for e in range(1, epochs + 1)
         ]
         ws.run_paths(rec.id).events.write_text("".join(lines))
-        ws.update(rec.id, status=status, epoch=epochs, queue_pos=None, reason="stopped early" if epochs < 4 else None)
+        ws.update(
+            rec.id,
+            status=status,
+            epoch=epochs,
+            queue_pos=None,
+            reason=f"stopped early at rung {epochs} (epoch {epochs}): val_acc" if epochs < 4 else None,
+        )
     folder = asha.sweep_dir(ws.root, recs[0].sweep or recs[0].id)
     folder.mkdir(parents=True)
     decisions = [
@@ -57,6 +65,7 @@ async def test_the_sweep_screen_shows_rungs_marks_epochs_and_the_leader(ws: Work
         assert "0.5100+" in text and "0.5200+" in text  # promoted past both rungs
         assert "0.3100x" in text and "0.4200x" in text  # stopped at rung 1, at rung 2
         assert "epochs 7 of 12 for the full sweep (58%)" in text
+        assert "stopped early at rung 1" in text and "s[seed=2]" in text  # a name's brackets are not markup
 
 
 @asynctest
@@ -65,3 +74,35 @@ async def test_a_run_without_a_budget_says_so_in_one_line(ws: Workspace) -> None
     app = HostApp(lambda: SweepScreen(rec.id, workspace=ws))
     async with app.run_test(size=(120, 30)) as pilot:
         await until(pilot, lambda: "has no [sweep.budget]" in screen_text(app), "the error line")
+
+
+@asynctest
+async def test_w_shows_on_a_sweeps_run_and_enter_opens_a_run_from_the_sweep(ws: Workspace) -> None:
+    from tltui.tui.app import TltuiApp
+    from tltui.tui.screens.run import RunScreen
+    from tltui.tui.screens.runs import RunsScreen
+
+    (single,) = ws.create_runs([("p", PRESET.split("[sweep]")[0], {})], preset_name="p", epochs=[4])
+    ids = budgeted_sweep(ws)
+    app = TltuiApp(ws, background=False)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.table.run_ids, "the runs")
+        runs = app.screen
+        assert isinstance(runs, RunsScreen)
+
+        def footer_has_w() -> bool:
+            return any(b.binding.key == "w" for b in runs.active_bindings.values())
+
+        runs.table.move_cursor(row=runs.table.run_ids.index(single.id))
+        await until(pilot, lambda: not footer_has_w(), "w hidden: a run of no sweep")
+        runs.table.move_cursor(row=runs.table.run_ids.index(ids[0]))
+        await until(pilot, footer_has_w, "w shown: a run of a sweep")
+        await pilot.press("w")
+        await until(pilot, lambda: isinstance(app.screen, SweepScreen), "the sweep screen")
+        sweep = app.screen
+        await until(pilot, lambda: "rungs at epochs" in screen_text(app), "the sweep")
+        await pilot.press("down", "down")
+        sweep.action_reload()  # a reload (every few seconds) keeps the cursor on its run
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, RunScreen), "the run screen")
+        assert app.screen.run_id == ids[2]

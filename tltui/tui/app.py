@@ -172,6 +172,10 @@ class TltuiApp(App[None]):
             gc_pause.hold()  # the screen resumes it once drawn
             self.push_screen(RunScreen(run_id))
 
+    def action_open_run(self, run_id: str) -> None:
+        """Open ``run_id``'s screen (for screens that show runs of their own, e.g. the sweep's)."""
+        self.open_run(run_id)
+
     def action_open(self) -> None:
         ids = self.target_ids()
         if ids:

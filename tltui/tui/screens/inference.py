@@ -99,7 +99,7 @@ def confusion_view(score: Any, width: int = 80) -> Any:
                 level = int(55 + 200 * share)
                 bg = f"rgb(0,{level // 2},{level // 3})" if diag else f"rgb({level},{level // 5},0)"
                 cells.append(Text(str(k), style=f"bold white on {bg}"))
-            table.add_row(lbl[:16], *cells)
+            table.add_row(Text(lbl[:16]), *cells)
         parts.append(table)
     else:
         parts.append(
@@ -650,7 +650,7 @@ class InferenceScreen(Screen[None]):
         ok = item.correct
         mark = Text("") if ok is None else Text("✓", style="green") if ok else Text("✗", style="bold red")
         prob = Text(f"{100 * item.probability:.1f}%", justify="right")
-        cells = [name, item.label, prob, mark]
+        cells = [name, Text(item.label), prob, mark]  # Text: a label is not markup ("[dog]")
         if "vs" in table.columns:
             cells.append(self._vs_cell(item))
         table.add_row(*cells, key=str(index))
@@ -721,7 +721,9 @@ class InferenceScreen(Screen[None]):
         table = self.query_one("#inf-pairs", DataTable)
         table.clear()
         for p in score.confused_pairs() if score is not None else []:
-            table.add_row(p["true_label"], p["predicted"], str(p["count"]), key=f"{p['true_label']}\0{p['predicted']}")
+            table.add_row(
+                Text(p["true_label"]), Text(p["predicted"]), str(p["count"]), key=f"{p['true_label']}\0{p['predicted']}"
+            )
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.data_table.id != "inf-pairs" or event.row_key.value is None:

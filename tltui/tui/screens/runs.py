@@ -33,7 +33,7 @@ class RunsScreen(RunsView):
         Binding("r", "app.resume", "Resume", id="runs.resume"),
         Binding("d", "app.delete", "Delete", id="runs.delete"),
         Binding("c", "app.compare", "Compare", id="runs.compare"),
-        Binding("w", "app.sweep", "Sweep", show=False, id="runs.sweep"),
+        Binding("w", "sweep", "Sweep", id="runs.sweep"),  # a run of a sweep only (check_action)
         Binding("slash", "filter", "Filter", id="runs.filter"),
         Binding("s", "sort", "Sort", id="runs.sort"),
         Binding("S", "sort_reverse", "Reverse sort", show=False, id="runs.sort_reverse"),
@@ -46,6 +46,7 @@ class RunsScreen(RunsView):
 
     #: the footer's keys hidden first when the terminal is narrow (by action): Enter (open), i, ? and q stay
     FOOTER_DROP = (
+        "sweep",
         "sort",
         "app.toggle_gpu",
         "app.delete",
@@ -67,6 +68,7 @@ class RunsScreen(RunsView):
         self.sort_key = "id"
         self.sort_reverse = False
         self._texts: dict[str, str] = {}
+        self._sweep_key: bool | None = None  # whether the footer shows w (the target run is of a sweep)
 
     def compose(self) -> ComposeResult:
         yield Static(id="runs-title", classes="title")
@@ -98,6 +100,7 @@ class RunsScreen(RunsView):
         rows = self.visible_rows()
         self.table.show_rows(rows, self.selected)
         self._update_summary(rows)
+        self._update_sweep_key()
 
     def runs_changed(self, ids: set[str], structural: bool) -> None:
         """Called by the app at its redraw rate with the runs whose view changed."""
@@ -153,7 +156,30 @@ class RunsScreen(RunsView):
         rid = self.table.cursor_run_id
         return [rid] if rid else []
 
+    def _of_a_sweep(self) -> bool:
+        ids = self.target_ids()
+        rec = self.app.store.record(ids[0]) if ids else None
+        return rec is not None and rec.sweep is not None
+
+    def _update_sweep_key(self) -> None:
+        """Show ``w`` in the footer while the run it would open is of a sweep (rebuilt only on a change)."""
+        shown = self._of_a_sweep()
+        if shown != self._sweep_key:
+            self._sweep_key = shown
+            self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "sweep":
+            return self._of_a_sweep()
+        return True
+
     # ------------------------------------------------------------ actions
+
+    def action_sweep(self) -> None:
+        self.app.action_sweep()  # type: ignore[attr-defined]
+
+    def on_run_table_row_highlighted(self, event: RunTable.RowHighlighted) -> None:
+        self._update_sweep_key()
 
     def action_open(self) -> None:
         rid = self.table.cursor_run_id
@@ -180,6 +206,7 @@ class RunsScreen(RunsView):
         self.table.update_run(self.app.store.row(rid), rid in self.selected)
         self._update_summary(None)
         self.table.action_cursor_down()
+        self._update_sweep_key()
 
     def action_sort(self) -> None:
         i = SORTABLE.index(self.sort_key) if self.sort_key in SORTABLE else -1

@@ -3,11 +3,13 @@
 ``SweepScreen(ref, workspace=ws)`` (``ref``: the sweep's id, one of its runs, or its preset's name): one
 row per run, one column per rung with the metric there and what was decided (``+`` promoted past it,
 ``x`` stopped there, ``=`` waiting there), the epochs spent against the full sweep's and the leader.
-It reads :func:`tltui.client.sweeps.show` again every few seconds (the runner decides; this only shows).
+It reads :func:`tltui.client.sweeps.show` again every few seconds (the runner decides; this only shows);
+Enter opens the run under the cursor.
 """
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
@@ -27,6 +29,7 @@ def _num(v: float | None) -> str:
 class SweepScreen(Screen[None]):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", id="sweep.back"),
+        Binding("enter", "open", "Open run", id="sweep.open"),
         Binding("r", "reload", "Reload", id="sweep.reload"),
     ]
     DEFAULT_CSS = """
@@ -41,14 +44,33 @@ class SweepScreen(Screen[None]):
         self.workspace = workspace
 
     def compose(self) -> ComposeResult:
-        yield Static(id="sweep-head")
+        # plain text: run names carry their overrides in brackets ("s[seed=1]"), which markup would eat
+        yield Static(id="sweep-head", markup=False)
         yield DataTable(id="sweep-table", cursor_type="row", zebra_stripes=True)
-        yield Static(id="sweep-foot")
+        yield Static(id="sweep-foot", markup=False)
         yield KeyFooter()
 
     def on_mount(self) -> None:
         self.action_reload()
         self.set_interval(REFRESH_SECONDS, self.action_reload)
+
+    def _cursor_run(self) -> str | None:
+        table = self.query_one("#sweep-table", DataTable)
+        if not table.row_count:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return None if key is None else str(key)
+
+    async def action_open(self) -> None:
+        await self._open(self._cursor_run())
+
+    async def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        await self._open(event.row_key.value)
+
+    async def _open(self, run_id: str | None) -> None:
+        if run_id is not None:
+            await self.app.run_action(f"app.open_run({run_id!r})")
 
     def action_reload(self) -> None:
         from tltui.client import sweeps
@@ -66,6 +88,7 @@ class SweepScreen(Screen[None]):
             f"sweep {view.key} ({view.preset}): {view.metric} ({view.mode}), eta {view.eta}, "
             f"rungs at epochs {', '.join(map(str, view.rungs)) or '-'}"
         )
+        keep = self._cursor_run()  # the cursor stays on its run across reloads
         table.clear(columns=True)
         table.add_columns(
             "run", "status", *[f"rung {i + 1}" for i in range(len(view.rungs))], "final", "epochs", "name"
@@ -78,9 +101,11 @@ class SweepScreen(Screen[None]):
                 *[cells.get(i + 1, "") for i in range(len(view.rungs))],
                 _num(r.final),
                 f"{r.epochs}/{r.full_epochs}",
-                r.name,
+                Text(r.name),
                 key=r.id,
             )
+        if keep is not None and keep in [r.id for r in view.rows]:
+            table.move_cursor(row=table.get_row_index(keep), animate=False)
         pct = 100 * view.epochs / view.full_epochs if view.full_epochs else 0.0
         foot.update(
             f"epochs {view.epochs} of {view.full_epochs} for the full sweep ({pct:.0f}%); "
