@@ -121,6 +121,21 @@ async def test_home_lists_every_run_with_status_and_progress(make_app, scripted)
 
 
 @sync
+async def test_notifications_are_plain_text_whatever_brackets_they_carry(make_app):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        app.notify("queued s[seed=1]")
+        app.screen.notify("p.toml: cannot read: bad [/x] tag")  # as markup, the closing tag would raise
+        await until(pilot, lambda: len(list(app._notifications)) == 2, "both notifications")
+        assert [(n.message, n.markup) for n in app._notifications] == [
+            ("queued s[seed=1]", False),
+            ("p.toml: cannot read: bad [/x] tag", False),
+        ]
+        await pilot.pause()  # and their toasts draw
+
+
+@sync
 async def test_filter_and_clear(make_app):
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:

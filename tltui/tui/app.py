@@ -36,6 +36,8 @@ from tltui.tui.store import Clock, RunStore, load_summary
 from tltui.tui.ticker import Ticker
 
 if TYPE_CHECKING:
+    from textual.notifications import SeverityLevel
+
     from tltui.tui.screens.presets import PresetsScreen
 
 SUMMARY_BATCH = 25
@@ -93,6 +95,19 @@ class TltuiApp(App[None]):
     def redraw_now(self) -> None:
         """Hand the runs that changed since the last redraw to the screens, whatever the interval."""
         self.ticker.redraw_now()
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """Every notification is plain text: they carry run names (``s[seed=1]``), paths and error lines,
+        whose brackets markup would eat (or fail on: ``[/x]``); none of tltui's uses markup."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
 
     def refresh_now(self) -> None:
         """Re-read the registry now (after an action) instead of at the next tick."""

@@ -207,7 +207,7 @@ class ExportDialog(ModalScreen[ExportResult | None]):
         self.query_one("#export-result", Static).update(Text(message, style="bold red"))
 
     def _step(self, message: str) -> None:
-        self.query_one("#export-step", Static).update(message)
+        self.query_one("#export-step", Static).update(Text(message))  # a path, not markup
 
     def action_close(self) -> None:
         """Stop a running export (the worker removes its temporary folder as it stops), else close."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -50,7 +51,7 @@ class SaveAsDialog(ModalScreen[str | None]):
         name = event.value.strip().removesuffix(".toml")
         if not NAME_RE.fullmatch(name):
             self.query_one("#save-as-error", Static).update(
-                f"{name!r}: use letters, digits and . _ - (start with a letter or digit)"
+                Text(f"{name!r}: use letters, digits and . _ - (start with a letter or digit)")  # "a[/b" is no markup
             )
             return
         self.dismiss(name)
