@@ -229,8 +229,9 @@ class FreezeMapScreen(Screen[tuple[Depth, str] | None]):
             # start on a backbone that is already described, so opening costs no TensorFlow
             self.query_one("#fm-backbone", Select).value = next(iter(self._cached_sizes()), "resnet50")
 
-    def _title(self, text: str) -> None:
-        self.query_one("#fm-title", Static).update(Text.from_markup(text))
+    def _title(self, rest: str) -> None:
+        """``Freeze map`` in bold, then ``rest`` as plain text (a file's name may hold brackets)."""
+        self.query_one("#fm-title", Static).update(Text.assemble(("Freeze map", "bold"), rest))
 
     def set_status(self, text: str, *, error: bool = False) -> None:
         if not self.is_attached:  # a describe that finished after the screen closed
@@ -250,7 +251,7 @@ class FreezeMapScreen(Screen[tuple[Depth, str] | None]):
         except (WorkspaceError, ValueError, OSError) as e:
             self.set_status(one_line(e), error=True)
             return
-        self._title(f"[b]Freeze map[/b] of {run_id} · what it trained with · read-only")
+        self._title(f" of {run_id} · what it trained with · read-only")
         if doc is None:
             self.set_status(
                 f"{run_id} has no freeze map yet: the worker records it when it builds the model", error=True
@@ -276,7 +277,7 @@ class FreezeMapScreen(Screen[tuple[Depth, str] | None]):
         from tltui.core import presets
 
         label = self.preset_path.name if self.preset_path else "(unsaved preset)"
-        self._title(f"[b]Freeze map[/b] · {label}")
+        self._title(f" · {label}")
         try:
             text = self._preset_text
             if text is None:
@@ -293,7 +294,7 @@ class FreezeMapScreen(Screen[tuple[Depth, str] | None]):
             self._written = _file_freeze(self.preset_path, self._written)
         size = (preset.data.image_size[0], preset.data.image_size[1])
         ro = "" if self.write_back else " · changes go back to the editor only"
-        self._title(f"[b]Freeze map[/b] · {label} · {preset.model.backbone} {size[0]}x{size[1]}{ro}")
+        self._title(f" · {label} · {preset.model.backbone} {size[0]}x{size[1]}{ro}")
         self._describe(preset.model.backbone, size, preset.model.alpha, preset.model.dropout)
 
     # ------------------------------------------------------------ explore mode
@@ -305,7 +306,7 @@ class FreezeMapScreen(Screen[tuple[Depth, str] | None]):
         spec = catalog.lookup(name)
         if size is None:
             size = self._cached_sizes().get(name) or ((spec.default_size,) * 2 if spec else (224, 224))
-        self._title(f"[b]Freeze map[/b] · {name} {size[0]}x{size[1]} · pick a backbone above")
+        self._title(f" · {name} {size[0]}x{size[1]} · pick a backbone above")
         self._describe(name, size, None, 0.0)
 
     def _cached_sizes(self) -> dict[str, tuple[int, int]]:
