@@ -52,3 +52,20 @@ def test_a_relative_workspace_path_is_made_absolute(tmp_path, monkeypatch) -> No
     ws = Workspace(".ws")
     assert ws.root == tmp_path / ".ws"
     assert ws.run_paths("r0001").dir.is_absolute()
+
+
+def test_a_deleted_runs_id_is_never_given_again(ws: Workspace) -> None:
+    """A reader that saw r0002 (the app's store, a cache keyed by run id) must not take a new run for it."""
+    a, b = ws.create_runs([("a", "", {}), ("b", "", {})], preset_name="p")
+    ws.update(b.id, status="completed", queue_pos=None)
+    ws.delete(b.id)
+    (c,) = ws.create_runs([("c", "", {})], preset_name="p")
+    assert (a.id, b.id, c.id) == ("r0001", "r0002", "r0003")
+    ws.run_paths("r0004").dir.mkdir(parents=True)  # a folder no run owns (a delete under way): skipped
+    (d,) = ws.create_runs([("d", "", {})], preset_name="p")
+    assert d.id == "r0005" and not ws.run_paths("r0005").events.exists()
+    reopened = Workspace(ws.root)  # the mark is in the registry, not in this object
+    try:
+        assert reopened.create_runs([("e", "", {})], preset_name="p")[0].id == "r0006"
+    finally:
+        reopened.close()

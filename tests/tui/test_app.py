@@ -149,6 +149,18 @@ async def test_filter_and_clear(make_app):
 
 
 @sync
+async def test_a_filter_with_brackets_is_plain_text(make_app):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("slash", *"sweep[depth=1]")
+        summary = app.screen.query_one("#runs-summary", Static)
+        await until(pilot, lambda: "filter 'sweep[depth=1]': 1 shown" in plain(summary), "the filter's summary")
+        await pilot.press("escape", "slash", *"[/x")  # as markup, a closing tag that opens nothing raises
+        await until(pilot, lambda: "filter '[/x': 0 shown" in plain(summary), "the second filter's summary")
+        assert app.is_running
+
+
+@sync
 async def test_sort_by_column_key_and_reverse(make_app, scripted):
     _ws, ids = scripted
     app = make_app()

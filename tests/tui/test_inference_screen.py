@@ -802,3 +802,19 @@ async def test_the_grad_cam_worker_starts_once_predictions_show_so_the_first_g_i
         await until(pilot, lambda: len(cams.warmed) == 3)
         run_dir = ws.run_paths(rid).dir
         assert cams.warmed == [(run_dir, True), (run_dir, False), (run_dir, True)]
+
+
+@asynctest
+async def test_run_names_with_brackets_are_shown_whole_in_the_run_pickers(setup: Any) -> None:
+    """A sweep's run names carry its overrides in brackets: as markup they were eaten, or (with "=") raised."""
+    ws, _rid, folder = setup
+    (rec,) = ws.create_runs([("s[lr=0.1,seed=2]", 'name = "s"\n', {})], preset_name="s")
+    ws.run_paths(rec.id).model.write_bytes(b"fake model")
+    ws.update(rec.id, status="completed")
+    app = make_app(ws, Scripted(records(folder)), rec.id)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        await until(pilot, lambda: f"{rec.id} s[lr=0.1,seed=2]" in screen_text(app))
+        await pilot.click("#inf-run")  # the open list draws every option
+        await until(pilot, lambda: "cifar-ft" in screen_text(app))
+        assert app.is_running

@@ -45,6 +45,9 @@ SETTINGS_FILE = "settings.toml"
 SUMMARY_NAME = "events.summary.json"
 #: The registry meta key that pauses the queue.
 PAUSED_KEY = "queue_paused"
+#: The registry meta key of the highest run number ever given: a deleted run's id is never given again (a
+#: reader that saw the old run would take the new one's events for more of the old one's).
+LAST_SEQ_KEY = "last_seq"
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes | str, mode: int = 0o600) -> None:
@@ -415,6 +418,8 @@ class Workspace:
         out: list[RunRecord] = []
         with self.transaction() as c:
             seq = c.execute("SELECT COALESCE(MAX(seq), 0) FROM runs").fetchone()[0]
+            last = c.execute("SELECT value FROM meta WHERE key = ?", (LAST_SEQ_KEY,)).fetchone()
+            seq = max(seq, int(last[0]) if last else 0)
             pos = c.execute("SELECT COALESCE(MAX(queue_pos), 0) FROM runs").fetchone()[0]
             if sweep is not None:
                 taken = {row[0] for row in c.execute("SELECT name FROM runs")}
@@ -422,6 +427,8 @@ class Workspace:
                 specs = [(n, *s[1:]) for n, s in zip(names, specs, strict=True)]
             for i, (name, toml_text, overrides) in enumerate(specs):
                 seq += 1
+                while self.run_paths(format_run_id(seq)).dir.exists():  # a folder no run owns (a delete under way,
+                    seq += 1  # a create that failed before its commit): its files are not the new run's
                 run_id = format_run_id(seq)
                 paths = self.run_paths(run_id)
                 paths.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -446,6 +453,7 @@ class Workspace:
                     ),
                 )
                 out.append(self._get(c, run_id))
+            c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (LAST_SEQ_KEY, str(seq)))
         return out
 
     def _get(self, c: sqlite3.Connection, run_id: str) -> RunRecord:

@@ -346,8 +346,11 @@ class InferenceScreen(Screen[None]):
     def _load_runs(self) -> None:
         runs = [r for r in self.workspace.list_runs([RunStatus.COMPLETED])]
         select = self.query_one("#inf-run", Select)
-        select.set_options([(f"{r.id} {r.name}"[:40], r.id) for r in reversed(runs)])
-        self.query_one("#inf-against", Select).set_options([(f"vs {r.id} {r.name}"[:30], r.id) for r in reversed(runs)])
+        # Text: a sweep's run names carry brackets ("s[lr=0.1,seed=2]"), which markup would eat or fail on
+        select.set_options([(Text(f"{r.id} {r.name}"[:40]), r.id) for r in reversed(runs)])
+        self.query_one("#inf-against", Select).set_options(
+            [(Text(f"vs {r.id} {r.name}"[:30]), r.id) for r in reversed(runs)]
+        )
         if self.run_id is not None:
             try:
                 rid = self.workspace.get(self.run_id).id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
@@ -139,12 +140,14 @@ class RunsScreen(RunsView):
         extra.append(f"sort {self.sort_key}{arrow}")
         # Static.update relayouts the screen: only when the text changes (not at every redraw)
         if "#runs-title" not in self._texts:  # the workspace path does not change (resolve() is syscalls)
-            self._set_text("#runs-title", f"[b]tltui[/b]  {fmt.home_relative(self.app.ws.root)}")
-        self._set_text("#runs-summary", "  ·  ".join(parts + extra))
+            path = fmt.home_relative(self.app.ws.root)
+            self._set_text("#runs-title", f"tltui  {path}", Text.assemble(("tltui", "bold"), f"  {path}"))
+        summary = "  ·  ".join(parts + extra)
+        self._set_text("#runs-summary", summary, Text(summary))  # the filter's text is not markup ("s[a=1")
 
-    def _set_text(self, selector: str, text: str) -> None:
-        if self._texts.get(selector) != text:
-            self._texts[selector] = text
+    def _set_text(self, selector: str, key: str, text: Text) -> None:
+        if self._texts.get(selector) != key:
+            self._texts[selector] = key
             self.query_one(selector, Static).update(text)
 
     # ------------------------------------------------------------ targets for app actions

@@ -37,7 +37,7 @@ class SaveAsDialog(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="save-as-box"):
-            yield Label(f"Save as a workspace preset in {self.folder}")
+            yield Label(Text(f"Save as a workspace preset in {self.folder}"))
             yield Input(self.suggestion, placeholder="name (letters, digits, . _ -)", id="save-as-name")
             yield Static("", id="save-as-error")
             yield Static("[b]enter[/b] saves · [b]esc[/b] cancels · typing replaces the name", id="save-as-hint")

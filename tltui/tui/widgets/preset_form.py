@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import tomlkit
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
@@ -281,14 +282,14 @@ class PresetForm(VerticalScroll):
             if n > len(rows):
                 self.mount(
                     Horizontal(
-                        Label(label[:14]),
+                        Label(Text(label[:14])),  # a phase's name is not markup
                         Input(text, placeholder=PHASE_PLACEHOLDER, id=f"phase-{n}", compact=True),
                         classes="form-row phase-row",
                         id=f"row-phase-{n}",
                     )
                 )
                 continue
-            rows[n - 1].query_one(Label).update(label[:14])
+            rows[n - 1].query_one(Label).update(Text(label[:14]))
             inp = self.query_one(f"#phase-{n}", Input)
             if inp is not focused and inp.value != text:
                 with self.prevent(Input.Changed):
