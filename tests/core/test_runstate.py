@@ -118,8 +118,11 @@ def test_elapsed_adds_the_segments_of_a_resumed_run() -> None:
     st.apply(Started(t=100.0, epochs=2))
     st.apply(EpochEnd(t=150.0, epoch=1))
     st.apply(Finished(t=166.0, status="cancelled"))
+    # the resumed run's new worker started at 990 (registry) and has not reported yet: not the pause either
+    assert st.elapsed(1010.0, started=990.0) == 66.0 + 20.0
+    assert st.elapsed(170.0, started=100.0) == 70.0  # a registry start before the last event: this segment
     st.apply(Started(t=1000.0, epochs=2, initial_epoch=1))  # resumed 834 s later: not counted
-    assert st.elapsed(1010.0) == 66.0 + 10.0
+    assert st.elapsed(1010.0) == 66.0 + 10.0 == st.elapsed(1010.0, started=990.0)
     st.apply(EpochEnd(t=1040.0, epoch=2))
     st.apply(Finished(t=1059.0, status="completed"))
     assert st.elapsed() == 66.0 + 59.0

@@ -765,6 +765,26 @@ async def test_freeze_map_tab_shows_the_recorded_map(make_app, scripted, readabl
 
 
 @sync
+async def test_freeze_map_tab_shows_the_map_a_starting_run_writes_after_the_tab_opened(make_app, scripted):
+    import json
+
+    ws, ids = scripted
+    rid = ids["running"]
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        app.open_run(rid)
+        await pilot.pause()
+        screen = app.screen
+        screen.query_one("#run-tabs").active = "tab-freeze"
+        await until(pilot, lambda: "No freeze map" in plain(screen.query_one("#freeze-view", Static)), "no map yet")
+        ws.run_paths(rid).freeze_map.write_text(json.dumps(FREEZE_MAP))  # the worker built its model
+        with open(ws.run_paths(rid).events, "a") as f:  # and goes on (a batch: no epoch needs to end)
+            f.write(protocol.encode(Batch(t=fake_ws.NOW, epoch=3, step=30, steps=50, metrics={"loss": 1.0})))
+        await until(pilot, lambda: len(screen.query("#layer-map")) == 1, "the layer map")
+        assert not screen.query_one("#freeze-fallback").display
+
+
+@sync
 async def test_clicking_a_header_sorts_by_that_column(make_app, scripted):
     _ws, ids = scripted
     app = make_app()

@@ -112,6 +112,10 @@ def test_workspace_running_gpus_lists_running_runs(ws: Workspace) -> None:
     a, b = ws.create_runs([("a", 'name = "a"\n', {}), ("b", 'name = "b"\n', {})], preset_name="a")
     ws.update(a.id, status="running", gpus=[0])
     assert workspace_running_gpus(ws)() == {a.id: [0]}
+    (c,) = ws.create_runs([("c", 'name = "c"\n', {})], preset_name="c", executor="slurm")
+    ws.update(c.id, status="running", gpus=[], host="node7")  # on the cluster: not this machine's CPU or GPUs
+    ws.update(b.id, status="running", gpus=[])
+    assert workspace_running_gpus(ws)() == {a.id: [0], b.id: []}
 
 
 # ---------------------------------------------------------------------------- the widget

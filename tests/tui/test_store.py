@@ -291,3 +291,13 @@ def test_a_step_before_training_shows_as_the_runs_status_detail_until_the_next_s
     append(protocol.Batch(t=fake_ws.NOW, epoch=4, step=1, steps=50, metrics={"loss": 1.0}))
     assert store.row(rid).detail is None and store.snapshot(rid).preparing is None
     assert store.row(ids["completed"]).detail is None
+
+
+def test_a_budgeted_sweeps_paused_runs_say_where_they_wait_or_that_they_stopped(scripted):
+    ws, ids = scripted
+    a, b = ids["sweep0"], ids["sweep3"]
+    ws.update(a, status="paused", reason="paused at rung 2 (epoch 3): val_acc 0.61, 1 of 4")
+    ws.update(b, status="paused", reason="stopped early at rung 1 (epoch 1): val_acc 0.40, 4 of 4 (1 went on)")
+    store, _ = store_for(scripted)
+    assert (store.row(a).detail, store.row(b).detail) == ("paused at rung 2", "stopped early at rung 1")
+    assert fmt.status_style("paused", store.row(b).detail) == "magenta"

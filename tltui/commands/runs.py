@@ -120,7 +120,7 @@ def run_details(ws: Workspace, rec: RunRecord) -> dict[str, Any]:
         "timings": {
             "train_seconds": elapsed,
             # every worker segment of a resumed run (not the pause between them)
-            "wall_seconds": st.elapsed(time.time() if rec.status == RunStatus.RUNNING else None)
+            "wall_seconds": (st.elapsed(time.time(), rec.started) if rec.status == RunStatus.RUNNING else st.elapsed())
             if st.started_at is not None
             else ((rec.finished or time.time()) - rec.started if rec.started else None),
             "first_started": st.first_started_at,

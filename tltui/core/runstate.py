@@ -160,13 +160,18 @@ class RunState:
     def history_list(self) -> list[dict[str, Any]]:
         return [self.history[e] for e in sorted(self.history)]
 
-    def elapsed(self, now: float | None = None) -> float | None:
+    def elapsed(self, now: float | None = None, started: float | None = None) -> float | None:
         """Seconds the run's workers have been at it, every segment of a resumed run together (not the
         time between a cancel and its resume). ``now``: the run is still going, its segment ends now;
-        else at its last event."""
+        else at its last event. ``started``: when the registry says the current worker started; later than
+        every event, it is a resumed run's new worker that has not reported yet (importing TensorFlow,
+        pending on a cluster): the segments before it, then its own time since it started."""
         if self.started_at is None:
             return None
-        end = now if now is not None else (self.last_event_at or self.started_at)
+        closed = self.last_event_at or self.started_at
+        if now is not None and started is not None and started > closed:
+            return self.worked_before + max(0.0, closed - self.started_at) + max(0.0, now - started)
+        end = now if now is not None else closed
         return self.worked_before + max(0.0, end - self.started_at)
 
     def compute_short(self) -> str | None:

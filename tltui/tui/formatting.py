@@ -17,10 +17,12 @@ STATUS_STYLES: dict[str, str] = {  # looked up by a record's status, a plain str
     RunStatus.INTERRUPTED: "red",
     RunStatus.PAUSED: "blue",
 }
-DETAIL_STYLES: dict[str, str] = {  # a running run's detail (tltui.core.status.shown) by its first word
+DETAIL_STYLES: dict[str, str] = {  # a running or paused run's detail (tltui.core.status.shown) by its first word
     "pending": "cyan",
     "cluster": "bold red",  # cluster unreachable (N s)
     "cancelling": "magenta",
+    "paused": "blue",  # a budgeted sweep's run: paused at rung N
+    "stopped": "magenta",  # stopped early at rung N
 }
 
 

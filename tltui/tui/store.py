@@ -114,7 +114,10 @@ class RunSnapshot:
 def _running_detail(rec: RunRecord, st: RunState | None, now: float) -> str | None:
     """What the status cell of a running run shows instead of "running": what is true of it beyond that
     (``cancelling``, ``pending (Resources)``, ``cluster unreachable (12 s)``: :func:`tltui.core.status.shown`),
-    else the step before training (``download 43%``), else a phased run's phase (``phase 2/2``)."""
+    else the step before training (``download 43%``), else a phased run's phase (``phase 2/2``). A budgeted
+    sweep's paused run: where it waits or that it stopped (``paused at rung 2``, ``stopped early at rung 1``)."""
+    if rec.status == RunStatus.PAUSED:
+        return shown(rec, now) if shown(rec, now) != rec.status else None
     if rec.status != RunStatus.RUNNING:
         return None
     said = shown(rec, now)
@@ -288,7 +291,7 @@ class RunStore:
         now = self.clock()
         started = rec.started
         if st is not None and st.started_at is not None:  # every worker segment of a resumed run
-            elapsed = st.elapsed(now if rec.status == RunStatus.RUNNING else None)
+            elapsed = st.elapsed(now, started) if rec.status == RunStatus.RUNNING else st.elapsed()
         elif rec.resume:  # the registry has only its latest worker's start: its events tell (loaded soon)
             elapsed = None
         elif rec.status == RunStatus.RUNNING:

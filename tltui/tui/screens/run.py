@@ -202,6 +202,7 @@ class RunScreen(RunsView):
         gc_pause.resume()  # closed before it was drawn (the app quit): the collector is not left held
 
     _moved_epoch: int | None = None
+    _freeze_pending = False  # the Freeze map tab was built before the run's map existed
 
     def _refresh_moved(self) -> None:
         """An epoch ended: the worker wrote a new weights-moved record; show it in the layer map."""
@@ -224,7 +225,9 @@ class RunScreen(RunsView):
                 Syntax(self._preset_text, "toml", theme="ansi_dark", line_numbers=True, word_wrap=False)
             )
         elif tab == "tab-freeze":
-            self._show_freeze_map(self.app.store.freeze_map(self.run_id))
+            data = self.app.store.freeze_map(self.run_id)
+            self._freeze_pending = data is None  # a starting run: shown once its worker writes the map
+            self._show_freeze_map(data)
 
     def _show_freeze_map(self, data: dict[str, Any] | None) -> None:
         """The full layer map when the map reads; else a stage table."""
@@ -271,6 +274,9 @@ class RunScreen(RunsView):
         if snap.history and snap.history[-1]["epoch"] != self._moved_epoch:
             self._moved_epoch = snap.history[-1]["epoch"]
             self._refresh_moved()
+        if self._freeze_pending and self.app.ws.run_paths(self.run_id).freeze_map.exists():
+            self._freeze_pending = False  # the tab said "not recorded yet" and the worker wrote it since
+            self._show_freeze_map(self.app.store.freeze_map(self.run_id))
         if self.query_one(TabbedContent).active == "tab-log":
             self._draw_log()
 

@@ -124,10 +124,12 @@ def system_sampler(
 
 
 def workspace_running_gpus(ws: Workspace) -> Callable[[], dict[str, list[int] | None]]:
-    """``{run_id: gpus}`` of the running runs of workspace ``ws`` (for :func:`system_sampler`)."""
+    """``{run_id: gpus}`` of the running runs of workspace ``ws`` on this machine (for :func:`system_sampler`);
+    a cluster's runs (Slurm, Ray: their executor places them) use none of this machine's devices."""
+    from tltui.client.queue_ops import places_devices
 
     def read() -> dict[str, list[int] | None]:
-        return {r.id: r.gpus for r in ws.list_runs([RunStatus.RUNNING])}
+        return {r.id: r.gpus for r in ws.list_runs([RunStatus.RUNNING]) if not places_devices(r.executor)}
 
     return read
 
