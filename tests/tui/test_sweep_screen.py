@@ -106,3 +106,16 @@ async def test_w_shows_on_a_sweeps_run_and_enter_opens_a_run_from_the_sweep(ws: 
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, RunScreen), "the run screen")
         assert app.screen.run_id == ids[2]
+
+
+@asynctest
+async def test_a_sweep_deleted_while_shown_leaves_no_rows(ws: Workspace) -> None:
+    ids = budgeted_sweep(ws)
+    app = HostApp(lambda: SweepScreen(ids[0], workspace=ws))
+    async with app.run_test(size=(120, 30)) as pilot:
+        await until(pilot, lambda: "s[seed=3]" in screen_text(app), "the sweep")
+        for rid in ids:
+            ws.delete(rid)
+        app.screen.action_reload()
+        await until(pilot, lambda: "no such sweep" in screen_text(app), "the error line")
+        assert "s[seed=3]" not in screen_text(app) and "leader" not in screen_text(app)

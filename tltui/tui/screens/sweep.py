@@ -80,8 +80,10 @@ class SweepScreen(Screen[None]):
         foot = self.query_one("#sweep-foot", Static)
         try:
             view = sweeps.show(self.workspace, self.ref)
-        except (TltuiError, OSError) as e:
+        except (TltuiError, OSError) as e:  # e.g. the sweep's runs were deleted: no rows of what was
             head.update(one_line(e))
+            table.clear(columns=True)
+            foot.update("")
             return
         doc = view.as_dict()
         head.update(
