@@ -129,7 +129,7 @@ def collect(job: Iterable[Record], *, show_progress: bool) -> ExportResult | Non
     from rich.progress import Progress as Bar
 
     with Bar(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
@@ -141,7 +141,7 @@ def collect(job: Iterable[Record], *, show_progress: bool) -> ExportResult | Non
             if isinstance(rec, ExportProgress):
                 bar.update(task, description=rec.message, completed=rec.done or 0, total=rec.total)
             elif isinstance(rec, ExportNote):
-                bar.console.print(f"{rec.level}: {rec.message}")
+                bar.console.print(f"{rec.level}: {rec.message}", markup=False, highlight=False)
             else:
                 take(rec)
     return result

@@ -236,7 +236,7 @@ def _collect(job: Iterable[Record], report: PredictReport, *, show_progress: boo
     from rich.progress import Progress as Bar
 
     with Bar(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
