@@ -21,6 +21,8 @@ Script it with environment variables, or per run with ``RUN_DIR/fake.json``
 - ``TLTUI_FAKE_STAGE_SECONDS`` (default 0): time spent in each step before the first batch (the
   worker's data / build / train phases; ``train`` is graph tracing), to see the run's state then
 - ``TLTUI_FAKE_SCORE`` (default 0): added to every val_acc (runs of a sweep that rank differently)
+- ``TLTUI_FAKE_HOLD_ON_RESUME`` = 1: with ``--resume``, write nothing and wait (up to a minute) until SIGTERM
+  kills it: a worker cancelled before it started (a slow import, a cluster job still pending)
 
 A preset with ``[sweep.budget]`` pauses at its rungs as the real worker does (``paused`` after the
 rung's epoch; ``RUN_DIR/rungs.json`` says how many rungs it was promoted past).
@@ -73,6 +75,7 @@ DEFAULTS: dict[str, Any] = {
     "ignore_term": False,
     "stage_seconds": 0,
     "score": 0,
+    "hold_on_resume": False,
 }
 
 
@@ -136,6 +139,9 @@ def metrics(epoch: int, frac: float = 1.0, score: float = 0.0) -> dict[str, floa
 
 def train(run_dir: Path, events_fd: int | None, resume: bool) -> int:
     cfg = script(run_dir)
+    if resume and cfg["hold_on_resume"]:
+        time.sleep(60)  # SIGTERM's default action ends it first, before it wrote anything
+        return 1
     preset = tomllib.loads((run_dir / "preset.toml").read_text())
     tr = preset.get("train", {})
     epochs = int(tr.get("epochs", 10))

@@ -244,3 +244,25 @@ def test_needs_runner(ws: Workspace, tmp_path: Path) -> None:
     assert not queue_ops.needs_runner(ws)
     ws.update(rec.id, owner_pid=None)  # its supervisor is gone
     assert queue_ops.needs_runner(ws)
+
+
+def test_a_copied_workspace_does_not_take_the_originals_runner_for_its_own(ws: Workspace, tmp_path: Path) -> None:
+    """``cp -r ws ws2`` while ws's runner is alive: ws2's runner.json names a live pid, but no runner holds ws2's
+    lock; ws2 gets a runner of its own (else a run resumed there would wait for ever)."""
+    import shutil
+
+    theirs = queue_ops.ensure_runner(ws)
+    try:
+        copy = Workspace(shutil.copytree(ws.root, tmp_path / "ws2"))
+        assert json.loads(copy.runner_info.read_text())["pid"] == theirs  # a live pid, of another workspace
+        assert queue_ops.runner_status(copy) is None
+        ours = queue_ops.ensure_runner(copy)
+        try:
+            assert ours != theirs
+            assert queue_ops.runner_status(copy)["workspace"] == str(copy.root)  # type: ignore[index]
+            assert queue_ops.runner_status(ws)["pid"] == theirs  # type: ignore[index]
+        finally:
+            queue_ops.stop_runner(copy)
+            copy.close()
+    finally:
+        queue_ops.stop_runner(ws)

@@ -40,3 +40,22 @@ def test_the_device_column_shows_this_machines_devices_or_the_executor_that_plac
         ("nice", "queued"): "-",
         ("ray", "queued"): "ray",
     }
+
+
+@pytest.mark.parametrize("command", [["runs", "ls"], ["queue", "ls"], ["queue", "add", "q.toml"]])
+def test_a_registry_that_is_not_one_is_one_line_naming_the_file(
+    tmp_path: Path, command: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.helpers import write_preset
+
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "registry.sqlite").write_text("not a database, just text\n" * 200)
+    write_preset(tmp_path, epochs=1)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["--workspace", str(root), *command]) == 2
+    err = capsys.readouterr().err
+    assert [line for line in err.splitlines() if not line.startswith("warning: ")] == [
+        f"error: {root / 'registry.sqlite'}: not a tltui registry (file is not a database)"
+    ], err
+    assert (root / "registry.sqlite").read_text().startswith("not a database")  # left as it was

@@ -259,6 +259,31 @@ class TestWithFakeWorker:
         assert "r0001 epochs" in text and "epoch 3/3" in text and "r0001 completed" in text
 
 
+def test_the_live_display_shows_messages_as_plain_text(tmp_path: Path) -> None:
+    """A worker's step message holds paths and names: Rich markup would eat "[...]" and raise on "[/x]"."""
+    from rich.console import Console
+
+    from tltui.commands.run import LiveDisplay
+    from tltui.core import runstate
+    from tltui.core.protocol import Phase
+    from tltui.core.workspace import Workspace
+
+    ws = Workspace(tmp_path / "ws")
+    (rec,) = ws.create_runs([("s[seed=1]", 'name = "s"\n', {})], preset_name="s", epochs=[2])
+    buf = io.StringIO()
+    display = LiveDisplay(Console(file=buf, force_terminal=False, width=160))
+    display.begin(rec, 1, 1)
+    try:
+        display.event(
+            rec, Phase(t=0.0, name="data", message="reading /data/photos[/x] (12 files)"), runstate.RunState()
+        )
+        display.progress.refresh()
+    finally:
+        display.progress.stop()
+    assert "reading /data/photos[/x] (12 files)" in buf.getvalue()
+    ws.close()
+
+
 def test_runs_show_and_the_end_line_report_the_test_split_apart_from_validation(tmp_path: Path) -> None:
     """Scripted runs: the kept epoch's val_top5 (not the best of any epoch), the test split on its
     own line, and top-5 called n/a when there are too few classes for it to mean anything."""

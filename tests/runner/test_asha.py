@@ -96,3 +96,38 @@ def test_a_budgeted_sweep_promotes_the_best_by_resume_and_stops_the_rest(
     queue_ops.resume(ws, ids[0])
     helpers.wait_for(lambda: ws.get(ids[0]).status == RunStatus.COMPLETED, "the resumed run to complete")
     assert ws.get(ids[0]).epoch == 4
+
+
+def test_a_promoted_run_cancelled_before_its_worker_wrote_anything_is_cancelled_not_paused_again(
+    qws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run's events still end in the last worker's ``finished: paused``; the new worker (a slow import, a
+    pending cluster job) is cancelled before it wrote a line: the run is ``cancelled``, and nothing promotes it
+    again (the user's cancel stands)."""
+    ws = qws
+    monkeypatch.setenv("TLTUI_RUNNER_CPU_SLOTS", "1")
+    queue_ops.pause(ws)
+    two = '[sweep]\n"train.seed" = [1, 2]\n[sweep.budget]\nmin_epochs = 1\neta = 2\n'
+    best, other = (r.id for r in queue_ops.add(ws, write_preset(tmp_path, epochs=2, extra=two), {}, start_runner=False))
+    helpers.script(ws, best, score=0.05, hold_on_resume=True)
+    queue_ops.unpause(ws)
+
+    def resumed_worker() -> bool:
+        rec = ws.get(best)
+        return rec.status == RunStatus.RUNNING and rec.resume and supervisor.is_alive(rec.pid, rec.pid_start)
+
+    helpers.wait_for(resumed_worker, "the promoted run's new worker")
+    decisions = asha.sweep_dir(ws.root, ws.get(best).sweep or "") / "decisions.jsonl"
+
+    def promotions() -> list[str]:
+        return [d["run"] for d in map(json.loads, decisions.read_text().splitlines()) if d["action"] == "promote"]
+
+    queue_ops.cancel(ws, best)
+    # the stopper decides again once the cancel is recorded: with nothing of the sweep active, its last resort
+    # promotes the best run still waiting at the rung, the other one (the cancelled run, were it `paused`)
+    helpers.wait_for(lambda: len(promotions()) > 1, "the stopper's next promotion")
+    assert promotions() == [best, other]
+    helpers.wait_for(lambda: helpers.finished(ws, best, other), "the sweep's end")
+    rec = ws.get(best)
+    assert (rec.status, rec.reason) == (RunStatus.CANCELLED, "cancelled after epoch 1")
+    assert ws.get(other).status == RunStatus.COMPLETED

@@ -199,3 +199,27 @@ def test_a_budgeted_sweep_is_not_done_while_a_run_waits_at_a_rung(
     n.ended("r2", "completed")
     assert sent == [done]
     n.close(wait=5)
+
+
+def test_a_budgeted_sweep_whose_last_runs_are_stopped_at_a_rung_is_done_once(
+    qws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last worker to end pauses at a rung; the runner stops it (and the other waiting one) at its next step,
+    where no worker ends: the sweep is done then, and says so once."""
+    ws = qws
+    monkeypatch.setenv("TLTUI_RUNNER_CPU_SLOTS", "1")  # r1 pauses, r2 pauses (r1 goes on, completes), r3 pauses
+    queue_ops.pause(ws)
+    three = '[sweep]\n"train.seed" = [1, 2, 3]\n[sweep.budget]\nmin_epochs = 1\neta = 2\n'
+    ids = [r.id for r in queue_ops.add(ws, write_preset(tmp_path, epochs=2, extra=three), {}, start_runner=False)]
+    for rid, score in zip(ids, [0.05, 0.02, 0.01], strict=True):
+        script(ws, rid, score=score)
+    queue_ops.unpause(ws)
+
+    def events() -> list[str]:
+        return [n.event for n in notifications.read_new(ws.root, 0)[0]]
+
+    helpers.wait_for(lambda: "queue_empty" in events(), "the queue's end")
+    assert [ws.get(r).status for r in ids] == ["completed", "paused", "paused"]
+    assert all((ws.get(r).reason or "").startswith("stopped early") for r in ids[1:])
+    assert events().count("sweep_done") == 1
+    assert events().index("sweep_done") < events().index("queue_empty")

@@ -64,6 +64,29 @@ def test_record_exit_reasons(ws: Workspace) -> None:
     assert supervisor.record_exit(ws, d.id, -signal.SIGKILL, cancelled=True) == "cancelled"
 
 
+def test_an_earlier_workers_finished_does_not_decide_how_this_one_ended(ws: Workspace) -> None:
+    """A run paused at a rung, resumed: a new worker that ends before writing anything is not ``paused`` again
+    because the last worker said so; one that wrote its own ``finished`` is as it says."""
+    a, b, c = ws.create_runs([(n, "", {}) for n in "abc"], preset_name="p")
+    for r in (a, b, c):
+        _events(
+            ws,
+            r.id,
+            Started(1.0, epochs=4),
+            EpochEnd(2.0, epoch=1, metrics={"val_acc": 0.5}),
+            Finished(3.0, status="paused", reason="paused at rung 1 (epoch 1)", epochs_done=1),
+        )
+        supervisor.record_started(ws, r.id, os.getpid(), [])
+    since = {r.id: supervisor.events_size(ws.run_paths(r.id).events) for r in (a, b, c)}
+    assert supervisor.record_exit(ws, a.id, -signal.SIGTERM, cancelled=True, since=since[a.id]) == "cancelled"
+    assert ws.get(a.id).reason == "cancelled after epoch 1"
+    ws.run_paths(b.id).log.write_text("ImportError: no module named foo\n")
+    assert supervisor.record_exit(ws, b.id, 1, since=since[b.id]) == "failed"
+    assert ws.get(b.id).reason == "worker exited with code 1 after epoch 1; log: ImportError: no module named foo"
+    _events(ws, c.id, Started(4.0, epochs=4, initial_epoch=1), Finished(5.0, status="completed", epochs_done=4))
+    assert supervisor.record_exit(ws, c.id, 0, since=since[c.id]) == "completed"
+
+
 def test_record_started_names_this_process_as_owner(ws: Workspace) -> None:
     (r,) = ws.create_runs([("a", "", {})], preset_name="p", queued=False)
     supervisor.record_started(ws, r.id, os.getpid(), [1])

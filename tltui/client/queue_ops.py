@@ -10,6 +10,7 @@ or :class:`~tltui.core.presets.PresetError` with one clear line.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import signal
@@ -208,8 +209,33 @@ def runner_status(ws: Workspace) -> dict[str, Any] | None:
         return None
     if not isinstance(info, dict) or not supervisor.is_alive(info.get("pid"), info.get("pid_start")):
         return None
+    if not _runner_lock_held(ws):  # e.g. a copy of a workspace whose runner is alive: that one is not ours
+        return None
     info["log"] = str(ws.runner_log)
     return info
+
+
+def _runner_lock_held(ws: Workspace) -> bool:
+    """Whether a runner holds this workspace's ``runner.lock`` (its ``flock``, for its whole life): what ties
+    ``runner.json``'s pid to this very workspace, however it is reached (a symlink, a bind mount), and not to
+    the one it was copied from. ``True`` when it cannot tell (``runner.json`` decides then)."""
+    try:
+        fd = os.open(ws.runner_lock, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # a moment only: a runner starting now retries its own
+    except BlockingIOError:
+        return True
+    except OSError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
 
 
 def needs_runner(ws: Workspace) -> bool:

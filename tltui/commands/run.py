@@ -139,6 +139,7 @@ def train_one(
     grace: float = GRACE_SECONDS,
 ) -> str:
     """Run one worker to its end; returns the run's final status."""
+    since = supervisor.events_size(ws.run_paths(rec.id).events)  # what is there is an earlier worker's
     wp = spawn(ws, rec.id)
     supervisor.record_started(ws, rec.id, wp.pid)
     state = runstate.RunState()
@@ -168,7 +169,7 @@ def train_one(
         returncode = wp.proc.wait()
     finally:
         wp.close()
-    status = supervisor.record_exit(ws, rec.id, returncode, cancelled=stop.requested)
+    status = supervisor.record_exit(ws, rec.id, returncode, cancelled=stop.requested, since=since)
     display.end(ws.get(rec.id), state)
     return status
 
@@ -314,10 +315,10 @@ class LiveDisplay(Display):
 
         super().begin(rec, index, total)
         self.progress = Progress(
-            TextColumn("{task.description:<14}"),
+            TextColumn("{task.description:<14}", markup=False),
             BarColumn(bar_width=30),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"),
+            TextColumn("{task.fields[info]}", markup=False),
             console=self.console,
             refresh_per_second=4,
         )

@@ -351,12 +351,20 @@ class Workspace:
     @property
     def conn(self) -> sqlite3.Connection:
         if self._conn is None:
-            conn = sqlite3.connect(self.db_path, timeout=60.0, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA busy_timeout = 60000")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("PRAGMA foreign_keys = ON")
-            self._migrate(conn)
+            conn: sqlite3.Connection | None = None
+            try:
+                conn = sqlite3.connect(self.db_path, timeout=60.0, isolation_level=None, check_same_thread=False)
+                conn.execute("PRAGMA busy_timeout = 60000")
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")
+                conn.execute("PRAGMA foreign_keys = ON")
+                self._migrate(conn)
+            except sqlite3.DatabaseError as e:
+                if conn is not None:
+                    conn.close()
+                if isinstance(e, sqlite3.OperationalError):  # e.g. a folder it may not write to
+                    raise WorkspaceError(f"{self.db_path}: cannot open the registry ({e})") from e
+                raise WorkspaceError(f"{self.db_path}: not a tltui registry ({e})") from e
             with contextlib.suppress(OSError):
                 os.chmod(self.db_path, 0o600)
             self._conn = conn

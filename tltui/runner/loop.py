@@ -124,6 +124,9 @@ class _Tracked:
     fd: int | None = None  # the descriptor registered with the selector, until unwatched (the runner owns it)
     sched: tuple[str | None, str | None] = (None, None)  # the scheduler's (state, reason) as last recorded
     node: str | None = None  # the node the scheduler named, as last recorded
+    #: events.jsonl's size before this job's worker started: a ``finished`` before it is an earlier worker's
+    #: (``None``: unknown, an adopted job)
+    since: int | None = None
 
 
 class Runner:
@@ -317,7 +320,13 @@ class Runner:
                 continue
             self._pump(rid, t)
             status = supervisor.record_exit(
-                self.ws, rid, st.returncode, cancelled=t.term_sent is not None, interrupted=st.lost, cause=st.cause
+                self.ws,
+                rid,
+                st.returncode,
+                cancelled=t.term_sent is not None,
+                interrupted=st.lost,
+                cause=st.cause,
+                since=t.since,
             )
             if status == RunStatus.CANCELLED and t.sched[0] == SchedState.PENDING:
                 self.ws.update(rid, reason="cancelled while waiting in the scheduler's queue (it never started)")
@@ -485,13 +494,14 @@ class Runner:
         claimed = self._claim(rec, devices)
         if claimed is None:
             return False
+        since = supervisor.events_size(self.ws.run_paths(rec.id).events)
         try:
             ex = self.executor(rec.executor)
             job = ex.submit(rec.id, gpus=devices, resume=claimed.resume)
         except Exception as e:  # noqa: BLE001 - e.g. a bad TLTUI_WORKER_CMD or a full process table (logged)
             self._not_started(rec.id, e)
             return True
-        self._started(ex, job, claimed, devices)
+        self._started(ex, job, claimed, devices, since)
         return True
 
     def start_array(self, recs: Sequence[RunRecord]) -> None:
@@ -502,6 +512,7 @@ class Runner:
         claimed = [c for c in (self._claim(rec, []) for rec in recs) if c is not None]
         if not claimed:
             return
+        since = [supervisor.events_size(self.ws.run_paths(c.id).events) for c in claimed]
         try:
             ex = self.executor(claimed[0].executor)
             jobs = ex.submit_array([c.id for c in claimed])
@@ -509,8 +520,8 @@ class Runner:
             for c in claimed:
                 self._not_started(c.id, e)
             return
-        for c, job in zip(claimed, jobs, strict=True):
-            self._started(ex, job, c, [])
+        for c, job, size in zip(claimed, jobs, since, strict=True):
+            self._started(ex, job, c, [], size)
 
     def _claim(self, rec: RunRecord, devices: list[int]) -> RunRecord | None:
         places_devices = EXECUTORS.places_devices(rec.executor)
@@ -541,8 +552,9 @@ class Runner:
         log.exception("%s: could not start", run_id)
         self.notifier.ended(run_id, RunStatus.FAILED)
 
-    def _started(self, ex: Executor, job: Job, claimed: RunRecord, devices: list[int]) -> None:
-        self._watch(claimed.id, _Tracked(job, ex, runstate.RunState()))  # first: a failure below must not orphan it
+    def _started(self, ex: Executor, job: Job, claimed: RunRecord, devices: list[int], since: int | None) -> None:
+        t = _Tracked(job, ex, runstate.RunState(), since=since)
+        self._watch(claimed.id, t)  # first: a failure below must not orphan it
         supervisor.record_started(self.ws, claimed.id, job.pid or 0, devices, here=not ex.places_devices)
         log.info(
             "%s: started worker %s on %s%s",

@@ -41,6 +41,8 @@ class Notifier:
         self.settings = settings if settings is not None else Settings.load(ws, strict=False).notify
         self.where = where or socket.gethostname()
         self._ended: list[str] = []  # runs that ended since the queue was last empty, in order
+        #: budgeted sweeps whose runs have all ended but some wait at a rung: done once the runner stops them
+        self._waiting: set[str] = set()
         self._outbox: queue.Queue[Notification | None] = queue.Queue()
         self._sender: threading.Thread | None = None
 
@@ -54,15 +56,34 @@ class Notifier:
             if status == RunStatus.FAILED:
                 self.emit(notifications.run_failed(rec, self.where))
             if rec.sweep is not None:
-                sweep = [r for r in self.ws.list_runs() if r.sweep == rec.sweep]
-                # a run paused at a rung of a budgeted sweep waits for the runner's decision: not an end
-                if all(r.status in FINAL and not _waits_at_rung(r) for r in sweep):
-                    self.emit(notifications.sweep_done(sweep, self.where))
+                self._sweep_check(rec.sweep, self.ws.list_runs())
         except Exception as e:  # noqa: BLE001 - a notification never costs the runner anything
             log.warning("notify: %s ended, but no notification: %s", run_id, e)
 
+    def _sweep_check(self, sweep: str, everyone: list[RunRecord]) -> None:
+        """Notify ``sweep_done`` when every run of ``sweep`` has ended. A run paused at a rung of a budgeted sweep
+        waits for the runner's decision: not an end; when only such runs keep the sweep from its end, it is
+        checked again each step (the runner stops them where no worker ends)."""
+        runs = [r for r in everyone if r.sweep == sweep]
+        self._waiting.discard(sweep)
+        if not all(r.status in FINAL for r in runs):
+            return  # a run still queued or running: its end checks again
+        if any(_waits_at_rung(r) for r in runs):
+            self._waiting.add(sweep)
+            return
+        self.emit(notifications.sweep_done(runs, self.where))
+
     def step(self, busy: bool) -> None:
-        """Once per loop; ``busy``: the runner watches a worker. Notifies when the queue has emptied."""
+        """Once per loop; ``busy``: the runner watches a worker. Notifies when a sweep whose last runs waited at a
+        rung is done (the runner stopped them, after :meth:`ended`), and when the queue has emptied."""
+        if self._waiting:
+            try:
+                everyone = self.ws.list_runs()
+                for sweep in sorted(self._waiting):
+                    self._sweep_check(sweep, everyone)
+            except Exception as e:  # noqa: BLE001
+                self._waiting.clear()
+                log.warning("notify: a sweep may have ended, but no notification: %s", e)
         if not self._ended or busy:
             return
         try:

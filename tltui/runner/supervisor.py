@@ -281,6 +281,28 @@ def exit_reason(returncode: int | None, state: runstate.RunState, log_path: Path
     return f"{how}{where}" + (f"; log: {tail}" if tail else "")
 
 
+def events_size(path: Path) -> int:
+    """How long a run's ``events.jsonl`` is now (0: none yet): taken before a worker starts, it tells that
+    worker's events from its predecessors' (:func:`record_exit`'s ``since``)."""
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def finished_since(path: Path, since: int) -> bool:
+    """Whether a ``finished`` event was written at or after byte ``since`` of ``path`` (a file now shorter than
+    ``since`` was replaced: all of it is new)."""
+    tail = protocol.EventTail(path)
+    tail.offset = since if events_size(path) >= since else 0
+    while True:
+        at = tail.offset
+        if any(isinstance(ev, Finished) for ev in tail.read_new(1 << 20)):
+            return True
+        if tail.offset == at:
+            return False
+
+
 def record_exit(
     ws: Workspace,
     run_id: str,
@@ -289,16 +311,22 @@ def record_exit(
     cancelled: bool = False,
     interrupted: bool = False,
     cause: str | None = None,
+    since: int | None = None,
 ) -> str:
     """Set the final status of a run whose worker is gone, from its events file.
 
     Returns the status written. A ``finished`` event decides; without one the run
     is ``cancelled`` (we asked it to stop), ``interrupted`` (we lost track of it)
-    or ``failed`` with the exit reason and the tail of its log.
+    or ``failed`` with the exit reason and the tail of its log. ``since``: the size of
+    ``events.jsonl`` before this worker started (:func:`events_size`); a ``finished``
+    before it is an earlier worker's (a run paused at a rung, resumed, whose new worker
+    ended before writing anything) and decides nothing.
     """
     paths = ws.run_paths(run_id)
     state = runstate.load(paths.events)
     fin: Finished | None = state.finished
+    if fin is not None and since is not None and not finished_since(paths.events, since):
+        fin = None
     if fin is not None:
         status, reason = fin.status, fin.reason or None
     elif cancelled:

@@ -148,6 +148,26 @@ def test_status_polled_at_most_every_poll_interval(
     assert not st2.alive and st2.lost
 
 
+def test_an_earlier_workers_finished_is_not_the_new_jobs(
+    ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run paused at a rung, resumed as a new job that Slurm loses before its worker wrote anything: the job is
+    lost (the run becomes interrupted), not ended as the last worker's ``finished: paused`` said."""
+    rid = queue_ops.add(ws, write_preset(tmp_path), start_runner=False, executor="slurm")[0].id
+    events = ws.run_paths(rid).events
+    with open(events, "a") as f:
+        f.write(protocol.encode(Started(1.0, epochs=2)))
+        f.write(protocol.encode(Finished(2.0, status="paused", reason="paused at rung 1 (epoch 1)", epochs_done=1)))
+    monkeypatch.setattr(SlurmJob, "_query", lambda self: self.job.state)
+    monkeypatch.setattr(SlurmJob, "_outcome", lambda self: None)
+    monkeypatch.setattr(slurm, "QUERY_WAIT", TIMEOUT)
+    job = SlurmJob(SlurmExecutor(ws), rid, _StubJob(), since=events.stat().st_size)
+    assert [e.type for e in job.events()] == ["started", "finished"]  # the run's history, for the runner's state
+    job.job.value = "NODE_FAIL"
+    st = job.status()
+    assert not st.alive and st.lost
+
+
 def test_the_time_limit_rule_and_what_it_says() -> None:
     """A job that reaches its limit requeues while the budget lasts, whether or not it completed an
     epoch; the run fails when the budget is spent or when no epoch completed since the last requeue.

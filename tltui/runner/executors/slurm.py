@@ -276,7 +276,13 @@ class SlurmJob(Job):
     """A submitted job: events tailed from the shared ``events.jsonl``, status polled sparingly."""
 
     def __init__(
-        self, ex: SlurmExecutor, run_id: str, job: Any, *, clock: Callable[[], float] = time.monotonic
+        self,
+        ex: SlurmExecutor,
+        run_id: str,
+        job: Any,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        since: int = 0,
     ) -> None:
         self.ex = ex
         self.run_id = run_id
@@ -285,6 +291,7 @@ class SlurmJob(Job):
         self.clock = clock
         self.paths = ex.ws.run_paths(run_id)
         self.tail = protocol.EventTail(self.paths.events)
+        self._since = since  # events.jsonl's size when submitted: what is before is an earlier worker's
         self._finished_seen = False
         self._last_poll = float("-inf")
         self._last_event = clock()
@@ -299,8 +306,14 @@ class SlurmJob(Job):
         self.polls = 0
 
     def events(self) -> list[Event]:
+        earlier: list[Event] = []
+        if self.tail.offset < self._since:  # an earlier worker's events (a resume's): its `finished` is not ours
+            if supervisor.events_size(self.paths.events) < self._since:  # the file was replaced: all of it is new
+                self._since = 0
+            else:
+                earlier = self.tail.read_new(self._since - self.tail.offset)
         evs = self.tail.read_new()
-        if evs:
+        if evs or earlier:
             self._last_event = self.clock()
         for e in evs:
             if isinstance(e, Finished):
@@ -309,7 +322,7 @@ class SlurmJob(Job):
             elif isinstance(e, Started):  # a requeued job's worker began again
                 self._finished_seen = False
                 self._finished_status = None
-        return evs
+        return earlier + evs
 
     def _state(self) -> str:
         """The state submitit reports (sacct); the local stand-in and tests use it."""
@@ -688,8 +701,9 @@ class SlurmExecutor(Executor):
     def submit(self, run_id: str, *, gpus: Sequence[int], resume: bool) -> Job:
         if self.settings.cluster == "slurm":
             self._cancel_previous(run_id)
+        since = supervisor.events_size(self.ws.run_paths(run_id).events)
         job = self.sbatch(run_id, resume=resume, limit=self.time_limit(run_id))
-        return SlurmJob(self, run_id, job)
+        return SlurmJob(self, run_id, job, since=since)
 
     def time_limit(self, run_id: str) -> TimeLimit:
         """A new submission's :class:`TimeLimit`: the run's own ``time_limit`` (its preset's, else ``[slurm]``'s)."""
