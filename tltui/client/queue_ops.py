@@ -277,9 +277,12 @@ def ensure_runner(ws: Workspace) -> int:
     deadline = time.monotonic() + RUNNER_START_TIMEOUT
     while time.monotonic() < deadline:
         status = runner_status(ws)
-        if status:  # ours, or one another client started at the same moment
+        code = proc.poll()
+        # ours once it has described itself (until then runner.json may still name another: a copied
+        # workspace's), or one another client started at the same moment (ours then found its lock taken)
+        if status and (int(status["pid"]) == proc.pid or code == 0):
             return int(status["pid"])
-        if proc.poll() not in (None, 0):
+        if code not in (None, 0):
             break
         time.sleep(0.05)
     raise WorkspaceError(f"the queue runner did not start; see {ws.runner_log}")

@@ -87,8 +87,7 @@ class SweepScreen(Screen[None]):
             return
         doc = view.as_dict()
         head.update(
-            f"sweep {view.key} ({view.preset}): {view.metric} ({view.mode}), eta {view.eta}, "
-            f"rungs at epochs {', '.join(map(str, view.rungs)) or '-'}"
+            f"sweep {view.key} ({view.preset}): {view.metric} ({view.mode}), eta {view.eta}, {view.rungs_text()}"
         )
         keep = self._cursor_run()  # the cursor stays on its run across reloads
         table.clear(columns=True)
