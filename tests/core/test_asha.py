@@ -142,3 +142,16 @@ def test_every_simulated_sweep_ends_with_one_run_or_more_trained_in_full_for_a_f
         best = max(range(n), key=lambda i: quality[i])
         if slots == 1 and order[0] == best:  # alone at every rung first, then always on top: it goes on
             assert f"r{best}" in out["done"]
+
+
+def test_a_stop_says_how_many_went_past_the_rung_counting_the_last_resort_promotion() -> None:
+    # two runs at rung 2 with eta 3: floor(2/3) = 0 by the rule, but the best went on as the sweep's last way on
+    done = [
+        RunView("a", {0: 0.5, 1: 0.9, 2: 0.95}, past=True),
+        RunView("b", {0: 0.4, 1: 0.6}, paused_at=1),
+        RunView("c", {0: 0.3}, paused_at=0),
+    ]
+    by_run = {d.run: d for d in asha.decide(done, 3, 3, True)}
+    b, c = by_run["b"], by_run["c"]
+    assert (b.action, b.rank, b.reached, b.top, b.went, b.cutoff) == ("stop", 2, 2, 0, 1, 0.9)
+    assert (c.action, c.rank, c.reached, c.went, c.cutoff) == ("stop", 3, 3, 2, 0.4)  # b went past rung 1 too

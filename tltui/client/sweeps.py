@@ -34,6 +34,7 @@ class SweepRow:
     final: float | None  #: the metric of the epoch it keeps (completed runs), else at its last epoch
     reason: str | None
     state: str = ""  #: the status a person reads (``stopped early at rung 1``, ``pending (...)``)
+    rung_epochs: list[int] = field(default_factory=list)  #: this run's rung epochs (runs' epochs may differ)
 
 
 @dataclass(frozen=True)
@@ -43,10 +44,28 @@ class SweepView:
     metric: str
     mode: str
     eta: int
-    rungs: list[int]  #: the rung epochs (of its first run)
+    rungs: list[int]  #: the rung epochs of the run with the most rungs (each row has its own: ``rung_epochs``)
     rows: list[SweepRow]
     leader: str | None
     decisions: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def rungs_differ(self) -> bool:
+        """Not every run has the same rung epochs (a swept ``train.epochs``, or phases)."""
+        return any(r.rung_epochs != self.rungs for r in self.rows)
+
+    def rungs_text(self) -> str:
+        """``rungs at epochs 1, 2``; when the runs' rung epochs differ, each set with the runs' epochs."""
+        if not self.rungs_differ:
+            return f"rungs at epochs {', '.join(map(str, self.rungs)) or '-'}"
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for r in self.rows:
+            groups.setdefault(tuple(r.rung_epochs), []).append(r.full_epochs)
+        parts = [
+            f"{', '.join(map(str, epochs)) or 'none'} (runs of {', '.join(map(str, sorted(set(full))))} epochs)"
+            for epochs, full in sorted(groups.items(), key=lambda g: (len(g[0]), g[0]))
+        ]
+        return "rung epochs differ by run: " + "; ".join(parts)
 
     @property
     def epochs(self) -> int:
@@ -66,6 +85,7 @@ class SweepView:
             "mode": self.mode,
             "eta": self.eta,
             "rungs": self.rungs,
+            "rungs_differ": self.rungs_differ,
             "leader": self.leader,
             "epochs": self.epochs,
             "full_epochs": self.full_epochs,
@@ -113,7 +133,12 @@ def show(ws: Workspace, ref: str) -> SweepView:
         state = runstate.load(ws.run_paths(rec.id).events)
         epochs = plan.rungs.get(rec.id, [])
         cells = [
-            {"rung": k + 1, "epoch": epochs[k], "value": value, "mark": marks.get((rec.id, k), "")}
+            {
+                "rung": k + 1,
+                "epoch": epochs[k],
+                "value": value,
+                "mark": _mark(marks.get((rec.id, k), ""), rec, epochs[k]),
+            }
             for k, value in sorted(v.values.items())
         ]
         hist = state.history_list()
@@ -134,6 +159,7 @@ def show(ws: Workspace, ref: str) -> SweepView:
                 final,
                 rec.reason,
                 shown(rec),
+                list(epochs),
             )
         )
     return SweepView(
@@ -142,11 +168,17 @@ def show(ws: Workspace, ref: str) -> SweepView:
         plan.metric,
         "max" if plan.maximize else "min",
         plan.eta,
-        next(iter(plan.rungs.values()), []),
+        max((list(plan.rungs[r.id]) for r in runs if r.id in plan.rungs), key=len, default=[]),
         rows,
         _leader(rows, seen, plan.maximize),
         decisions,
     )
+
+
+def _mark(mark: str, rec: RunRecord, epoch: int) -> str:
+    """A rung's mark as it stands: a run stopped (or waiting) there that then trained past it (``tltui
+    resume`` by hand) is no longer stopped there."""
+    return "" if mark in ("x", "=") and rec.epoch > epoch else mark
 
 
 def _leader(rows: list[SweepRow], seen: list[asha.RunView], maximize: bool) -> str | None:

@@ -43,7 +43,9 @@ def main(args: argparse.Namespace) -> int:
     runs = presets.expand(preset)
     executor = getattr(args, "executor", None) or default_executor(ws, settings)
     report.warnings.extend(capacity_warnings(ws, executor, (r.preset.train.gpus for r in runs)))
-    budget = budget_text(runs[0].preset)
+    budget = budget_text([r.preset for r in runs])
+    rungs = run_rungs([r.preset for r in runs]) if budget else []
+    differ = len({tuple(e) for e in rungs}) > 1
     notes: list[str] = []
     phases = (
         {r.name: phase_rows(ws, r.preset, notes, quiet=args.json, describe=args.params) for r in runs}
@@ -55,8 +57,13 @@ def main(args: argparse.Namespace) -> int:
             {
                 "preset": preset.name,
                 "runs": [
-                    {"name": r.name, "overrides": r.overrides, **({"phases": phases[r.name]} if phases else {})}
-                    for r in runs
+                    {
+                        "name": r.name,
+                        "overrides": r.overrides,
+                        **({"rungs": rungs[i]} if budget else {}),
+                        **({"phases": phases[r.name]} if phases else {}),
+                    }
+                    for i, r in enumerate(runs)
                 ],
                 "warnings": report.warnings,
                 **({"budget": budget} if budget else {}),
@@ -71,27 +78,36 @@ def main(args: argparse.Namespace) -> int:
     print(f"{path}: ok, {len(runs)} run{'s' if len(runs) != 1 else ''}")
     if budget:
         print(f"  {budget}")
-    for r in runs:
+    for i, r in enumerate(runs):
         ov = " ".join(f"{k}={v!r}" for k, v in r.overrides.items())
-        print(f"  {r.name}" + (f"    {ov}" if ov else ""))
+        at = f"    pauses at epochs {', '.join(map(str, rungs[i]))} of {r.preset.total_epochs}" if differ else ""
+        print(f"  {r.name}" + (f"    {ov}" if ov else "") + at)
         for row in phases.get(r.name, []):
             print(f"    phase {row['label']}: {phase_text(row)}")
     return 0
 
 
-def budget_text(run: Any) -> str | None:
-    """A budgeted sweep's rungs in one line (``None`` without ``[sweep.budget]``)."""
+def run_rungs(runs: list[Any]) -> list[list[int]]:
+    """Each run's rung epochs (the runs' epochs, or their phases, may differ)."""
     from tltui.core import asha
 
-    b = run.sweep_space.budget
+    return [asha.rungs_of(p) for p in runs]
+
+
+def budget_text(runs: list[Any]) -> str | None:
+    """A budgeted sweep's rungs in one line (``None`` without ``[sweep.budget]``); when the runs' rungs
+    differ, the line says so and each run's line says its own."""
+    b = runs[0].sweep_space.budget
     if b is None:
         return None
-    rungs = ", ".join(map(str, asha.rungs_of(run)))
+    each = {tuple(e) for e in run_rungs(runs)}
+    if len(each) == 1:
+        last = ", ".join(map(str, sorted({p.total_epochs for p in runs})))
+        where = f"each run pauses at epochs {', '.join(map(str, next(iter(each))))} of {last}"
+    else:
+        where = "the runs pause at different epochs (each run's line says where)"
     how = "max" if b.maximize else "min"
-    return (
-        f"budget: {b.metric} ({how}), eta {b.eta}: each run pauses at epochs {rungs} of {run.total_epochs}; "
-        f"the top 1/{b.eta} of the runs at a rung go on (the queue runner decides)"
-    )
+    return f"budget: {b.metric} ({how}), eta {b.eta}: {where}; the top 1/{b.eta} of the runs at a rung go on (the queue runner decides)"
 
 
 def phase_rows(ws: Any, preset: Any, notes: list[str], *, quiet: bool, describe: bool = False) -> list[dict[str, Any]]:

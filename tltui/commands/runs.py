@@ -11,6 +11,7 @@ from typing import Any
 from tltui.commands import common
 from tltui.commands.run import test_summary
 from tltui.core import cluster_jobs, runstate
+from tltui.core.errors import CommandError
 from tltui.core.protocol import MODEL_RULES, top_k_na
 from tltui.core.status import RunStatus, shown
 from tltui.core.workspace import RunRecord, Workspace, WorkspaceError
@@ -58,6 +59,10 @@ def _fmt_pct(x: float | None) -> str:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
+    valid = [s.value for s in RunStatus]
+    bad = [s for s in args.status or [] if s not in valid]
+    if bad:
+        raise CommandError(f"runs ls --status {bad[0]}: no such status (one of {', '.join(valid)})")
     ws = common.workspace(args)
     runs = ws.list_runs(args.status)
     if args.json:

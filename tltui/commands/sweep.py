@@ -25,10 +25,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.json:
         common.print_json(doc)
         return 0
-    print(
-        f"sweep {view.key} ({view.preset}): {view.metric} ({view.mode}), eta {view.eta}, "
-        f"rungs at epochs {', '.join(map(str, view.rungs)) or '-'}"
-    )
+    print(f"sweep {view.key} ({view.preset}): {view.metric} ({view.mode}), eta {view.eta}, {view.rungs_text()}")
+    # one column per rung of the run with the most (by number: a run's epoch at a rung is in the header)
     head = ["run", "status", *[f"rung {i + 1}" for i in range(len(view.rungs))], "final", "epochs", "name"]
     table = [head]
     for r in view.rows:

@@ -122,7 +122,9 @@ class Decision:
     """One decision with the numbers it used: ``action`` is ``promote`` or ``stop``; ``rank`` (1 = best)
     of ``reached`` runs at ``rung`` (0-based), of which the top ``top`` go on; ``cutoff``: the value of
     the last run that goes on (``None`` when none does); ``why``: ``top`` (ASHA's rule), ``last``
-    (the sweep's only way on) or ``not top``."""
+    (the sweep's only way on) or ``not top``. A ``stop`` also says how many of the ``reached`` runs
+    ``went`` on from the rung (promoted by the rule or as the sweep's last way on, or resumed by hand: not
+    waiting there), and its ``cutoff`` is the value of the lowest ranked of those."""
 
     action: str
     run: str
@@ -133,6 +135,7 @@ class Decision:
     top: int
     cutoff: float | None
     why: str
+    went: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -178,9 +181,20 @@ def decide(runs: Sequence[RunView], n_rungs: int, eta: int, maximize: bool) -> l
     for r in paused:
         at = r.paused_at if r.paused_at is not None else 0
         ranked = ranking(runs, at, maximize)
-        top = len(ranked) // eta
-        cutoff = ranked[top - 1].values[at] if top else None
+        went = [x for x in ranked if x.paused_at != at]  # waits at a later rung, or went on (not paused)
+        cutoff = went[-1].values[at] if went else None
         out.append(
-            Decision("stop", r.id, at, r.values.get(at), ranked.index(r) + 1, len(ranked), top, cutoff, "not top")
+            Decision(
+                "stop",
+                r.id,
+                at,
+                r.values.get(at),
+                ranked.index(r) + 1,
+                len(ranked),
+                len(ranked) // eta,
+                cutoff,
+                "not top",
+                went=len(went),
+            )
         )
     return out

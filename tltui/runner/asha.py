@@ -152,7 +152,7 @@ class SweepStopper:
             epoch = plan.rungs[d.run][d.rung]
             reason = (
                 f"stopped early at rung {d.rung + 1} (epoch {epoch}): {plan.metric} {_num(d.value)}, "
-                f"{d.rank} of {d.reached} (the top {d.top} went on); `tltui resume {d.run}` trains it to its end"
+                f"{d.rank} of {d.reached} ({d.went} went on); `tltui resume {d.run}` trains it to its end"
             )
             if rec.reason != reason and self.ws.update(d.run, expect=[RunStatus.PAUSED], reason=reason) is not None:
                 self._write(key, plan, d, rec)
