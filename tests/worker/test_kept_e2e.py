@@ -52,7 +52,8 @@ def val_split(preset: presets.Preset) -> tuple[np.ndarray, np.ndarray]:
 def test_a_run_without_early_stopping_hands_over_its_best_epoch(tmp_path: Path, restore_signals) -> None:
     """SGD at 1.0 from scratch on real photos: val_acc goes up and down (best at epoch 2, equalled at
     epoch 4). ``model.keras`` holds epoch 2, the test of every reported number is plain Keras's evaluation
-    of that file on the validation files; with ``restore_best = false`` it holds (and says) the last."""
+    of that file on the validation files; with ``restore_best = false`` it holds (and says) the last, also
+    with early stopping on that never stopped (Keras 3 would restore its best epoch anyway)."""
     from tltui.commands.run import end_line
     from tltui.core.workspace import RunRecord
 
@@ -73,9 +74,10 @@ def test_a_run_without_early_stopping_hands_over_its_best_epoch(tmp_path: Path, 
     preset = presets.from_dict(raw)
     xv, yv = val_split(preset)
     assert len(yv) == 9
-    for restore_best, rule in ((True, "best"), (False, "last")):
-        run = tmp_path / f"run-{rule}"
-        rc, events = run_in_process(run, presets.from_dict(raw, overrides={"train.restore_best": restore_best}))
+    for restore_best, rule, patience in ((True, "best", 0), (False, "last", 0), (False, "last", 20)):
+        run = tmp_path / f"run-{rule}-{patience}"
+        overrides = {"train.restore_best": restore_best, "train.early_stopping_patience": patience}
+        rc, events = run_in_process(run, presets.from_dict(raw, overrides=overrides))
         assert rc == 0, events[-1]
         state = runstate.load(RunPaths(run).events)
         accs = [h["val_acc"] for h in state.history_list()]
@@ -84,6 +86,7 @@ def test_a_run_without_early_stopping_hands_over_its_best_epoch(tmp_path: Path, 
         kept = state.kept()
         assert kept is not None and kept["final"] and kept["rule"] == rule
         assert kept["epoch"] == (best if restore_best else len(accs))
+        assert state.finished is not None and state.finished.reason == ""  # early stopping never stopped
         measured = keras_metrics(run, xv, yv)
         assert measured["acc"] == pytest.approx(kept["val_acc"], abs=1e-4)
         assert measured["loss"] == pytest.approx(kept["val_loss"], rel=1e-4)

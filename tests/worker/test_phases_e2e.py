@@ -170,6 +170,7 @@ def test_failed_at_the_boundary_and_inside_phase_2_resumes_exactly(
     assert metrics(b) == metrics(a)
     assert a.finished.model_epoch == b.finished.model_epoch == a.best()["epoch"]  # the kept epoch survives resumes
     assert "phase 1/2 head stopped early after epoch 2" in a.finished.reason
+    assert b.finished.reason == a.finished.reason  # the backups (boundary and inside phase 2) keep the note
     for x, y in zip(model_weights(RunPaths(tmp_path / "plain").model), model_weights(paths.model), strict=True):
         np.testing.assert_array_equal(x, y)
     moved = [json.loads(RunPaths(r).moved.read_text()) for r in (tmp_path / "plain", run)]

@@ -200,8 +200,8 @@ class TrainConfig(_Strict):
     early_stopping_patience: int = Field(
         0,
         ge=0,
-        description="epochs without a better `val_acc` before stopping; the phase's best weights restored (the next "
-        "phase starts from them); 0 = off",
+        description="epochs without a better `val_acc` before stopping; on stopping, the phase's best weights are "
+        "restored (the next phase starts from them); a phase that trains all its epochs keeps its last; 0 = off",
     )
     restore_best: bool = Field(
         True,
@@ -468,10 +468,35 @@ def parse_set(items: Iterable[str]) -> dict[str, Any]:
     for item in items:
         key, sep, raw = item.partition("=")
         key = key.strip()
-        if not sep or not key or not re.fullmatch(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_\"\.]+)*", key):
+        if sep and ('"' in key or "'" in key):  # a TOML quoted key: a preset's dotted name never needs one
+            raise PresetError([PresetIssue("--set", None, None, _quoted_key(key, item))])
+        if not sep or not key or not re.fullmatch(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*", key):
             raise PresetError([PresetIssue("--set", None, None, f"expected KEY=VALUE, got {item!r}")])
+        if _swept_key(key):
+            raise PresetError([PresetIssue("--set", None, None, _quoted_key(key, item))])
         out[key] = parse_value(raw.strip())
     return out
+
+
+#: What ``--set sweep.X`` may set (a swept or sampled key is a quoted key of ``[sweep]``: the file's).
+_SET_IN_SWEEP = ("samples", "seed", "budget")
+
+
+def _swept_key(key: str) -> bool:
+    """``sweep.train.learning_rate``: a key of ``[sweep]`` that ``--set`` cannot write (the file's
+    ``"train.learning_rate"``)."""
+    head, _, rest = key.partition(".")
+    return head == "sweep" and bool(rest) and rest.split(".")[0] not in _SET_IN_SWEEP
+
+
+def _quoted_key(key: str, item: str) -> str:
+    bare = key.replace('"', "").replace("'", "")
+    if _swept_key(bare):
+        return (
+            f"{item!r}: --set sets only sweep.samples, sweep.seed and sweep.budget.* of [sweep]; "
+            f'write a swept or sampled key (like "train.learning_rate") in the preset\'s [sweep] table'
+        )
+    return f"{item!r}: KEY is a dotted name without quotes, like {bare}=..."
 
 
 class KeyPathError(TltuiError, ValueError):
@@ -552,7 +577,7 @@ def from_dict(
         preset = Preset.model_validate(data)
     except ValidationError as e:
         raise PresetError(_issues_from_validation(e, file, text, overrides)) from None
-    _check_sweep(preset, data, file, text)
+    _check_sweep(preset, data, file, text, overrides)
     return preset
 
 
@@ -597,87 +622,112 @@ def resolve_paths(preset: Preset, base: Path) -> Preset:
     return Preset.model_validate(data)
 
 
-def _check_sweep(preset: Preset, data: Mapping[str, Any], file: str, text: str | None) -> None:
+class _Where:
+    """Where a ``[sweep]`` issue points: the field's line in the file, or the ``--set KEY=VALUE`` that
+    gave the value (as :func:`_issues_from_validation` names it)."""
+
+    def __init__(self, file: str, text: str | None, overrides: Mapping[str, Any] | None) -> None:
+        self.file, self.text, self.overrides = file, text, dict(overrides or {})
+
+    def issue(self, field: str, message: str, loc: tuple[str, ...] = (), causes: Iterable[str] = ()) -> PresetIssue:
+        """``field``'s issue at ``loc`` in the file (default: the field's own line); an override of the
+        field (or of a table holding it), else of one of ``causes`` (or inside one: keys whose value led
+        to it), wins."""
+        given = [k for k in self.overrides if field == k or field.startswith(k + ".")]
+        given += [k for c in causes for k in self.overrides if k == c or k.startswith(c + ".")]
+        if given:
+            return PresetIssue(f"--set {given[0]}={_typed(self.overrides[given[0]])}", None, field, message)
+        line = locate(self.text, loc or tuple(field.split("."))) if self.text else None
+        return PresetIssue(self.file, line, field, message)
+
+
+def _check_sweep(
+    preset: Preset, data: Mapping[str, Any], file: str, text: str | None, overrides: Mapping[str, Any] | None = None
+) -> None:
     issues: list[PresetIssue] = []
+    where = _Where(file, text, overrides)
     total = 1
     space = preset.sweep_space
     swept = {key: list(values) for key, values in preset.sweep.items()}
     for key, spec in space.keys.items():
         if (why := sampling.problem(spec)) is not None:
-            issues.append(PresetIssue(file, locate(text, ("sweep", key)) if text else None, f"sweep.{key}", why))
+            issues.append(where.issue(f"sweep.{key}", why, ("sweep", key)))
         else:
             swept[key] = sampling.extremes(spec)
     for key, values in swept.items():
-        line = locate(text, ("sweep", key)) if text else None
         field = f"sweep.{key}"
         head = key.split(".")[0]
         if head not in ("data", "model", "freeze", "train", "phases") or "." not in key:
-            issues.append(PresetIssue(file, line, field, 'expected a dotted key like "freeze.depth"'))
+            issues.append(where.issue(field, 'expected a dotted key like "freeze.depth"', ("sweep", key)))
             continue
         total *= len(values) if key in preset.sweep else 1
         for v in values:
             if (problem := _sweep_value_problem(data, key, v)) is not None:
-                issues.append(PresetIssue(file, line, field, problem))
+                issues.append(where.issue(field, problem, ("sweep", key)))
                 break
     if space.keys and not space.samples:
-        issues.append(
-            PresetIssue(
-                file,
-                locate(text, ("sweep",)) if text else None,
-                "sweep.samples",
-                "sampled keys need samples = N (N >= 1)",
-            )
-        )
+        issues.append(where.issue("sweep.samples", "sampled keys need samples = N (N >= 1)", ("sweep",)))
     elif space.samples and not space.keys:
         issues.append(
-            PresetIssue(
-                file,
-                locate(text, ("sweep", "samples")) if text else None,
+            where.issue(
                 "sweep.samples",
                 'no key to sample: add one like "train.learning_rate" = { loguniform = [1e-4, 1e-2] }',
             )
         )
     total *= max(1, space.samples)
     if space.budget is not None:
-        issues += _budget_issues(preset, swept, file, text)
+        issues += _budget_issues(preset, data, swept, where)
     if total > MAX_SWEEP_RUNS:
         issues.append(
-            PresetIssue(
-                file,
-                locate(text, ("sweep",)) if text else None,
-                "sweep",
-                f"expands to {total} runs; at most {MAX_SWEEP_RUNS}",
-            )
+            where.issue("sweep", f"expands to {total} runs; at most {MAX_SWEEP_RUNS}", ("sweep",), ["sweep.samples"])
         )
     if issues:
         raise PresetError(issues)
 
 
-def _budget_issues(preset: Preset, swept: Mapping[str, Any], file: str, text: str | None) -> list[PresetIssue]:
+#: A swept key that changes a run's epochs (and so its rungs).
+_EPOCH_KEY = re.compile(r"train\.epochs|phases\.\d+\.train\.epochs")
+
+
+def _budget_issues(
+    preset: Preset, data: Mapping[str, Any], swept: Mapping[str, list[Any]], where: _Where
+) -> list[PresetIssue]:
     """``[sweep.budget]`` against the preset: ``max_epochs`` replaces ``train.epochs`` (so not with phases
-    or a swept ``train.epochs``); at least one rung below the runs' last epoch."""
+    or a swept ``train.epochs``); every run (each swept number of epochs) has a rung below its last epoch."""
+    from tltui.core import asha
+
     budget = preset.sweep_space.budget
     assert budget is not None
-    line = locate(text, ("sweep", "budget", "max_epochs")) if text else None
     if budget.max_epochs is not None and preset.phases:
         return [
-            PresetIssue(
-                file, line, "sweep.budget.max_epochs", "a phased preset sets each phase's epochs: leave max_epochs out"
-            )
+            where.issue("sweep.budget.max_epochs", "a phased preset sets each phase's epochs: leave max_epochs out")
         ]
     if budget.max_epochs is not None and "train.epochs" in swept:
-        return [PresetIssue(file, line, "sweep.budget.max_epochs", "sweeps train.epochs too: keep one of the two")]
-    last = budget.max_epochs or preset.total_epochs
-    if budget.min_epochs >= last:
-        line = locate(text, ("sweep", "budget", "min_epochs")) if text else None
-        return [
-            PresetIssue(
-                file,
-                line,
-                "sweep.budget.min_epochs",
-                f"{budget.min_epochs} leaves no rung below the runs' {last} epochs",
-            )
-        ]
+        return [where.issue("sweep.budget.max_epochs", "sweeps train.epochs too: keep one of the two")]
+    keys = [k for k in swept if _EPOCH_KEY.fullmatch(k)]
+    for combo in itertools.islice(itertools.product(*(swept[k] for k in keys)), MAX_SWEEP_RUNS):
+        trial = copy.deepcopy(dict(data))
+        trial.pop("sweep", None)
+        try:
+            for k, v in zip(keys, combo, strict=True):
+                _set_dotted(trial, k, v)
+            run = Preset.model_validate(trial)
+        except (KeyPathError, ValidationError):
+            continue  # a bad swept value: said above
+        last = budget.max_epochs or run.total_epochs
+        phases = [p.train.epochs for p in run.phase_presets()]
+        if asha.rungs(budget.min_epochs, budget.eta, last, phases, budget.rung_in_first_epoch):
+            continue
+        runs = " (the runs with " + ", ".join(f"{k}={v}" for k, v in zip(keys, combo, strict=True)) + ")"
+        why = (
+            f"below the runs' {last} epochs"
+            if budget.min_epochs >= last
+            else f"in the runs' {last} epochs: each falls on a phase's first epoch and moves one later, to the "
+            "last epoch or past it (rung_in_first_epoch = true keeps a rung there)"
+        )
+        causes = ["sweep.budget.max_epochs", "train.epochs", "phases"]
+        message = f"{budget.min_epochs} leaves no rung {why}{runs if keys else ''}"
+        return [where.issue("sweep.budget.min_epochs", message, causes=causes)]
     return []
 
 

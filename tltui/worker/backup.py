@@ -13,7 +13,8 @@
 A weights file (:func:`write_backup`) is one HDF5 dataset per dtype, all values of that dtype
 concatenated, with the shapes, dtypes, format and epoch as attributes. The metadata is JSON:
 ``epoch``, ``batch`` (always 0), for a phased run ``phase``/``phase_start`` (and ``phase_complete``
-at a phase's end), ``early_stopping`` (state and best-weights file) and ``kept`` (the kept epoch).
+at a phase's end), ``early_stopping`` (state and best-weights file), ``kept`` (the kept epoch) and
+``notes`` (how the phases that stopped early ended: the finished reason, after a resume too).
 """
 
 from __future__ import annotations
@@ -110,8 +111,10 @@ class EpochBackup(keras.callbacks.Callback):
         phase: int = 0,
         phase_start: int = 0,
         kept: KeptWeights | None = None,
+        notes: list[str] | None = None,
     ) -> None:
         super().__init__()
+        self.notes = notes  # the run's list, shared: the earlier phases' early-stop notes, saved with each backup
         self.directory = Path(directory)
         self.kept = kept  # the run's kept epoch (train.restore_best): considered at each epoch end
         self.phase, self.phase_start = phase, phase_start
@@ -173,6 +176,8 @@ class EpochBackup(keras.callbacks.Callback):
             meta.update(phase=self.phase, phase_start=self.phase_start)
         if boundary:
             meta["phase_complete"] = True
+        if self.notes:
+            meta["notes"] = list(self.notes)
         try:
             if self.early_stopping is not None and not boundary:
                 meta["early_stopping"] = self.early_stopping.state()

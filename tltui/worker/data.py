@@ -26,7 +26,7 @@ What training sees is what inference sees, and what a plain Keras loop would see
   :class:`~tltui.core.memory.Budget` (``[cache] in_memory_fraction`` of the memory available),
   otherwise it reads them memory-mapped by the batch; both are fully reshuffled every epoch. A TFDS
   split over the budget is streamed from disk through a shuffle buffer (``data.shuffle_buffer``),
-  whose order a resumed run does not reproduce (the trainer says so).
+  whose order a resumed run does not reproduce (the trainer says so; unshuffled, it does).
 
 The folder scan (:func:`scan_folder`, :func:`split_files`) needs no TensorFlow.
 """
@@ -252,6 +252,10 @@ def train_batches(
     one smaller, never mixed with the next epoch's. With it, passes follow one another and
     batches run across them (a stream), epoch k starting at batch ``k * steps_per_epoch``.
     Fit it with ``steps_per_epoch`` = :func:`steps_per_epoch` so Keras keeps one iterator.
+
+    A split streamed from disk (not ``indexed``) starts epoch k at the same place in a pass as the
+    uninterrupted stream does (it skips the examples read in the current pass); unshuffled, every pass
+    reads the same order, so that is the same batches; through a shuffle buffer the pass's order differs.
     """
     import tensorflow as tf
 
@@ -277,7 +281,10 @@ def train_batches(
         ds = split.stream
         if shuffle and shuffle_buffer:
             ds = ds.shuffle(max(1, min(shuffle_buffer, split.n)), seed=seed, reshuffle_each_iteration=True)
-        ds = ds.batch(batch_size).repeat() if steps_per_epoch is None else ds.repeat().batch(batch_size)
+        if steps_per_epoch is None:
+            ds = ds.batch(batch_size).repeat()
+        else:  # resumed: on from where epoch k starts in its pass (skipping whole passes would re-read them)
+            ds = ds.repeat().skip(first_batch * batch_size % max(1, split.n)).batch(batch_size)
     if augment:  # the pixels stay uint8: the training step augments them where it runs
         from tltui.worker.augment import batch_draws
 
@@ -351,7 +358,9 @@ class Dataset:
 
     @property
     def exact_resume(self) -> bool:
-        """A resumed run sees the same batches as an uninterrupted one."""
+        """A resumed run sees the same batches as an uninterrupted one: always for a split in memory or
+        memory-mapped; for one streamed from disk only unshuffled (``data.shuffle_buffer = 0``: every
+        pass reads the files in one order), not through a shuffle buffer."""
         return self.train.indexed or not self.shuffle
 
     def train_batches(self, start_epoch: int = 0, augment: bool | None = None) -> tf.data.Dataset:
@@ -573,17 +582,32 @@ def _load_tfds(
         raise DataError(str(e)) from e
     wanted = [("data.train_split", d.train_split), ("data.val_split", d.val_split), ("data.test_split", d.test_split)]
     wanted = [(f, s) for f, s in wanted if s]
-    try:
-        loaded, info = tfds.load(
+
+    def load(fields: list[tuple[str, str]], shuffle_files: bool) -> tuple[list[Any], Any]:
+        if not fields:
+            return [], None
+        return tfds.load(  # type: ignore[no-any-return]
             name,
-            split=[s for _, s in wanted],
+            split=[s for _, s in fields],
             data_dir=data_dir,
             download=False,
             as_supervised=True,
             with_info=True,
-            shuffle_files=True,
+            shuffle_files=shuffle_files,
             read_config=tfds.ReadConfig(shuffle_seed=preset.train.seed),
         )
+
+    try:
+        # The training split's files in a new order every pass when it is shuffled (0: no shuffling, every
+        # pass reads one order); validation and test always in the files' order, so that a split streamed
+        # from disk with a limit (data.val_limit) is the same images at every epoch.
+        training = [w for w in wanted if w[0] == "data.train_split"]
+        evaluation = [w for w in wanted if w[0] != "data.train_split"]
+        loaded_train, info = load(training, d.shuffle_buffer > 0)
+        loaded_eval, eval_info = load(evaluation, False)
+        info = info or eval_info
+        by_field = dict(zip([f for f, _ in training + evaluation], [*loaded_train, *loaded_eval], strict=True))
+        loaded = [by_field[f] for f, _ in wanted]
     except tfds.core.registered.DatasetNotFoundError as e:
         raise DataError(f'data.source = "tfds:{name}": unknown TFDS dataset ({str(e).splitlines()[0][:120]})') from e
     except (AssertionError, FileNotFoundError) as e:

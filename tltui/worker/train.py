@@ -167,6 +167,7 @@ class Trainer:
         self.cache_plan: Plan | None = None  # decided per phase in _setup_phase
         self.resume_meta: dict[str, Any] = {}  # the backup's metadata a resume continues from
         self.kept: KeptWeights | None = None  # with train.restore_best: the run's best epoch so far
+        self.notes: list[str] = []  # how each phase that stopped early ended (the backup keeps them)
 
     # ------------------------------------------------------------------ events
 
@@ -292,11 +293,12 @@ class Trainer:
                 f"{dataset.num_classes} classes: top-5 accuracy is not reported (it would be 100% by construction)",
             )
         if self.initial_epoch and not dataset.exact_resume:
+            partial = " (the pass it resumed in may repeat some images and miss others)" if dataset.fixed_steps else ""
             self.emit_log(
                 "warning",
                 f"{preset.data.source} is read from disk through a shuffle buffer (too large for memory): the resumed "
-                "epochs see another shuffle order than an uninterrupted run would (weights, optimizer, schedule and "
-                "augmentation are restored exactly)",
+                f"epochs see another shuffle order than an uninterrupted run would{partial}; weights, optimizer, "
+                "schedule and augmentation are restored exactly (data.shuffle_buffer = 0 resumes exactly, unshuffled)",
             )
 
     def _build(self, preset: presets.Preset, dataset: Dataset) -> tuple[Any, Any]:
@@ -373,7 +375,9 @@ class Trainer:
         if preset.train.restore_best:
             self.kept = KeptWeights(self.paths.backup, model)
             self.kept.restore(self.resume_meta.get("kept"))
-        notes: list[str] = []  # how each phase that stopped early ended
+        saved = self.resume_meta.get("notes")
+        # how each phase that stopped early ended; a resume continues the backup's list (the finished reason)
+        self.notes = notes = [n for n in saved if isinstance(n, str)] if isinstance(saved, list) else []
         while True:
             early, backup = self._fit_phase(model, backbone, dataset, phases, k, start)
             done = self.epochs_done
@@ -633,7 +637,13 @@ class Trainer:
             model, fit_model, fresh=self.initial_epoch == start, phase=k if preset.phases else None, start=start
         )
         backup = EpochBackup(
-            self.paths.backup, early_stopping=early, moved=moved, phase=k, phase_start=start, kept=self.kept
+            self.paths.backup,
+            early_stopping=early,
+            moved=moved,
+            phase=k,
+            phase_start=start,
+            kept=self.kept,
+            notes=self.notes,
         )
         ordered: list[keras.callbacks.Callback] = [
             *([early] if early is not None else []),
