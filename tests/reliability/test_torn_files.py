@@ -137,8 +137,11 @@ def test_a_registry_writer_killed_mid_transaction_leaves_nothing_half_written(ws
     assert [r.id for r in ws2.list_runs()] == [before.id]
     assert ws2.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     new = ws2.create_runs([("after", "[train]\n", {})], preset_name="after")
-    assert [r.id for r in new] == ["r0002"]
-    assert sorted(r.id for r in ws2.list_runs()) == [before.id, "r0002"]
+    # the killed writer's folders (r0002, r0003: written before its commit) belong to no run; the new run
+    # takes the next id no folder holds, so it inherits none of their files
+    assert [r.id for r in new] == ["r0004"]
+    assert sorted(p.name for p in ws2.run_paths("r0004").dir.iterdir()) == ["preset.toml"]
+    assert sorted(r.id for r in ws2.list_runs()) == [before.id, "r0004"]
     with sqlite3.connect(ws2.db_path) as raw:
         assert raw.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 2
     ws2.close()

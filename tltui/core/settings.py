@@ -63,7 +63,7 @@ Read where they are used:
 
 Read by the test suite only: ``TLTUI_FAKE_EPOCH_SECONDS``, ``TLTUI_FAKE_STEPS``,
 ``TLTUI_FAKE_CRASH_AT``, ``TLTUI_FAKE_EXIT_CODE``, ``TLTUI_FAKE_NAN_AT``, ``TLTUI_FAKE_IGNORE_TERM``,
-``TLTUI_FAKE_STAGE_SECONDS``, ``TLTUI_FAKE_SCORE``
+``TLTUI_FAKE_STAGE_SECONDS``, ``TLTUI_FAKE_SCORE``, ``TLTUI_FAKE_HOLD_ON_RESUME``
 (the scripted worker, ``tests/fake_worker.py``), ``TLTUI_FAKE_EXPORT`` and ``TLTUI_FAKE_EXPORT_ARGV`` (the
 scripted export worker, ``tests/fake_export.py``) and ``TLTUI_REQUIRE_SLURM`` (``1``: a one-node Slurm
 cluster that does not start fails the suite instead of skipping; set by ``.ci/run``).
