@@ -119,3 +119,16 @@ async def test_a_sweep_deleted_while_shown_leaves_no_rows(ws: Workspace) -> None
         app.screen.action_reload()
         await until(pilot, lambda: "no such sweep" in screen_text(app), "the error line")
         assert "s[seed=3]" not in screen_text(app) and "leader" not in screen_text(app)
+
+
+def test_a_sweep_whose_preset_does_not_load_says_so_not_that_it_has_no_budget(ws: Workspace) -> None:
+    import pytest
+
+    from tltui.client import sweeps
+    from tltui.core.workspace import WorkspaceError
+
+    ids = budgeted_sweep(ws)
+    for rid in ids:
+        ws.run_paths(rid).preset.write_text(PRESET.replace("resnet50", "no_such_net"))
+    with pytest.raises(WorkspaceError, match=rf"run {ids[0]}'s preset does not load: .*no_such_net"):
+        sweeps.show(ws, ids[0])

@@ -12,7 +12,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from tltui.core import asha, runstate
+from tltui.core import asha, presets, runstate
+from tltui.core.errors import TltuiError, one_line
 from tltui.core.status import RunStatus, shown
 from tltui.core.workspace import RunRecord, Workspace, WorkspaceError
 from tltui.runner.asha import plan_of, sweep_key, views
@@ -120,6 +121,11 @@ def show(ws: Workspace, ref: str) -> SweepView:
     key = sweep_key(runs[0])
     plan = plan_of(ws, runs)
     if plan is None:
+        for r in runs:  # a preset that does not load hides its budget: say why, not "no budget"
+            try:
+                presets.load(ws.run_paths(r.id).preset)
+            except (OSError, TltuiError) as e:
+                raise WorkspaceError(f"sweep {key}: run {r.id}'s preset does not load: {one_line(e)}") from e
         raise WorkspaceError(
             f"sweep {key} ({runs[0].preset_name}) has no [sweep.budget]: `tltui runs ls` lists its runs"
         )
