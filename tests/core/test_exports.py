@@ -87,9 +87,22 @@ def test_records_round_trip_and_a_drop_is_in_points() -> None:
         notes=["n"],
     )
     assert check.drop == pytest.approx(3.75) and result.worst == check
+    exact = SplitCheck("validation", "validation", 100, 92 / 100, 91 / 100, 0.99, 0.01)
+    assert exact.drop == 1.0  # exactly the --max-drop of 1: within it (the float difference was 1.0000000000000009)
     for rec in (ExportProgress("verify", "verifying", 3, 9), ExportNote("warning", "w"), result):
         assert export_records.decode(export_records.encode(rec)) == rec
     assert export_records.decode(export_records.encode({"type": "error", "message": "no"})) == "no"
     assert export_records.decode("not json") is None and export_records.decode('{"type": "result"}') is None
     assert ExportProgress("verify", "v", 3, 9).fraction == pytest.approx(1 / 3)
     assert ExportProgress("load", "l").fraction is None
+
+
+def test_max_drop_is_a_finite_number_of_points() -> None:
+    from tltui.core.exports import parse_max_drop
+
+    assert parse_max_drop("0.5") == 0.5 and parse_max_drop(" -1 ") == -1.0
+    for text in ("nan", "inf", "-inf", "1e999"):  # nan failed every export, inf passed any
+        with pytest.raises(ExportError, match="finite number of points"):
+            parse_max_drop(text)
+    with pytest.raises(ExportError, match="expected a number of points"):
+        parse_max_drop("one")

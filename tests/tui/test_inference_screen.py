@@ -818,3 +818,56 @@ async def test_run_names_with_brackets_are_shown_whole_in_the_run_pickers(setup:
         await pilot.click("#inf-run")  # the open list draws every option
         await until(pilot, lambda: "cifar-ft" in screen_text(app))
         assert app.is_running
+
+
+@asynctest
+async def test_classifying_again_while_a_run_is_going_does_not_cut_the_new_run_short(setup: Any) -> None:
+    """The first run's thread ends after the second started: it closes its own job, not the second's."""
+    ws, rid, folder = setup
+    recs = records(folder)
+    jobs: list[Any] = []
+
+    class Job:  # as WorkerPipeJob: cancel() stops the worker, whose pipe ends a moment later
+        def __init__(self, n: int) -> None:
+            self.n, self.cancelled, self.closed_by, self.ran_in = n, threading.Event(), "", ""
+            self.waiting = threading.Event()
+
+        def cancel(self) -> None:
+            self.cancelled.set()
+
+        def close(self) -> None:
+            self.closed_by = self.closed_by or threading.current_thread().name
+            self.cancelled.set()
+
+        def __iter__(self) -> Any:
+            self.ran_in = threading.current_thread().name
+            for i, rec in enumerate(recs):
+                if self.cancelled.is_set():
+                    return
+                yield rec
+                if self.n == 1 and i == 2:  # the first run waits (a slow model) until it is cancelled
+                    self.waiting.set()
+                    self.cancelled.wait(30)
+                    time.sleep(0.3)  # and its pipe closes a moment later, after the second run started
+                    return
+                if self.n == 2 and i == 0:  # the second run goes on while the first one's thread ends
+                    deadline = time.monotonic() + 30
+                    while not jobs[0].closed_by and time.monotonic() < deadline:
+                        time.sleep(0.01)
+                    time.sleep(0.2)
+
+    def source(run_dir: Path, folder: Path, low_res: Any = None) -> Job:
+        jobs.append(Job(len(jobs) + 1))
+        return jobs[-1]
+
+    app = make_app(ws, source, rid)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        screen = screen_of(app)
+        screen.action_start()
+        await until(pilot, lambda: jobs and jobs[0].waiting.is_set())
+        screen.action_start()  # classify again (ctrl+r, or f for full resolution) while the first goes on
+        await until(pilot, lambda: len(jobs) == 2 and jobs[0].closed_by and not screen.running)
+        await settle(pilot)
+        assert jobs[1].closed_by in ("", jobs[1].ran_in)  # closed by its own thread, or not at all
+        assert len(screen.items) == 7 and "done · 7/7 images" in screen_text(app)

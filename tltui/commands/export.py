@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--max-drop",
-        type=float,
+        type=_max_drop,
         default=exports.DEFAULT_MAX_DROP,
         metavar="POINTS",
         help=f"top-1 accuracy the export may lose against the Keras model on any split, in points "
@@ -55,6 +55,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", action="store_true", help="print the result as one JSON document")
     p.set_defaults(func=main)
+
+
+def _max_drop(text: str) -> float:
+    try:
+        return exports.parse_max_drop(text)
+    except exports.ExportError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def reproduce_command(args: argparse.Namespace, run_id: str) -> str:

@@ -75,6 +75,22 @@ def check_combination(fmt: str, quantize: str | None) -> None:
         raise ExportError(f"--quantize {quantize}: {fmt} takes {' or '.join(allowed)}; float16 is for --format litert")
 
 
+def parse_max_drop(text: str) -> float:
+    """``--max-drop``: points of top-1 accuracy, a finite number (negative: the export must gain that much);
+    :class:`ExportError` otherwise (``nan`` failed every export, ``inf`` passed any)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+        if text.strip().lower() != "nan":
+            raise ExportError(f"max drop {text!r}: expected a number of points, e.g. 1 or 0.5") from None
+    if not math.isfinite(value):
+        raise ExportError(f"max drop {text!r}: expected a finite number of points, e.g. 1 or 0.5")
+    return value
+
+
 def points(x: float) -> str:
     """``1 point``, ``0.5 points``: a threshold of top-1 accuracy as the reports say it."""
     return f"{x:g} point" + ("" if abs(x) == 1 else "s")

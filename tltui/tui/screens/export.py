@@ -122,10 +122,7 @@ class ExportDialog(ModalScreen[ExportResult | None]):
         q = self.query_one("#export-quantize", Select).value
         quantize = None if q in (NO_QUANTIZATION, Select.BLANK) else str(q)
         text = self.query_one("#export-max-drop", Input).value.strip()
-        try:
-            max_drop = float(text)
-        except ValueError:
-            raise ExportError(f"max drop {text!r}: expected a number of points, e.g. 1 or 0.5") from None
+        max_drop = exports.parse_max_drop(text)
         exports.check_combination(fmt, quantize)
         return fmt, quantize, max_drop
 

@@ -495,6 +495,7 @@ class InferenceScreen(Screen[None]):
         worker = get_current_worker()
         error: str | None = None
         batch: list[Any] = []
+        job: Any = None  # this thread's own: a newer run's thread may have put its job in self._job by now
         try:
             for directory, take in ((run_dir, self._take), *(((b_dir, self._take_b),) if b_dir else ())):
                 job = self._source(directory, folder, low_res)
@@ -507,7 +508,7 @@ class InferenceScreen(Screen[None]):
                         pending, batch = batch, []
                         # blocks until the UI took the batch: a slow UI slows the reader, never floods
                         self.app.call_from_thread(take, pending)
-                if batch:
+                if batch and not worker.is_cancelled:  # cancelled: a newer run's rows are on screen now
                     self.app.call_from_thread(take, batch)
                     batch = []
                 close = getattr(job, "close", None)
@@ -520,8 +521,8 @@ class InferenceScreen(Screen[None]):
         except Exception as e:  # noqa: BLE001 - a broken source must end in a status line, not a crash
             error = one_line(e)
         finally:
-            job = self._job
-            self._job = None
+            if self._job is job:
+                self._job = None
             close = getattr(job, "close", None)
             if callable(close):
                 close()
