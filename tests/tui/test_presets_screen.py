@@ -225,6 +225,17 @@ def test_set_keys_sets_what_a_phase_sets_and_keeps_its_name_and_the_rest() -> No
         set_keys(text, {"phases.3": {}})
 
 
+def test_a_phase_edit_changes_only_the_key_that_changed_and_keeps_comments_and_spelling() -> None:
+    text = PRESET.format(name="p") + (
+        '\n[[phases]]\nname = "head"\ntrain.epochs = 5   # short\ntrain.learning_rate = 1e-3  # fast\n'
+        '\n[[phases]]\nname = "fine"\ntrain = { epochs = 3 }\nfreeze.depth = 2\n'
+    )
+    out = set_keys(text, {"phases.1": {"train.epochs": 6, "train.learning_rate": 0.001}})
+    assert out == text.replace("train.epochs = 5   # short", "train.epochs = 6   # short")
+    out = set_keys(text, {"phases.2": {"train.epochs": 4, "freeze.depth": 2}})
+    assert out == text.replace("train = { epochs = 3 }", "train = { epochs = 4 }")
+
+
 @asynctest
 async def test_placeholders_say_default_and_a_phased_preset_shows_its_phases(folders: Any) -> None:
     ws, _ = folders

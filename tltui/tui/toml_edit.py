@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import tomlkit
+from tomlkit.container import OutOfOrderTableProxy
 from tomlkit.exceptions import TOMLKitError
-from tomlkit.items import AoT, Table
+from tomlkit.items import AoT, InlineTable, Table
 
 from tltui.core.errors import TltuiError
 from tltui.core.workspace import atomic_write
@@ -64,7 +65,7 @@ def _set_phase(doc: tomlkit.TOMLDocument, n: int, value: Mapping[str, Any]) -> N
     want = {k: v for k, v in value.items() if k != "name"}
     for group in [k for k in phase if k != "name"]:
         item = phase[group]
-        if isinstance(item, Table):
+        if _is_table(item):
             for leaf in [leaf for leaf in item if f"{group}.{leaf}" not in want]:
                 del item[leaf]
             if not item:
@@ -74,11 +75,34 @@ def _set_phase(doc: tomlkit.TOMLDocument, n: int, value: Mapping[str, Any]) -> N
     for key, v in want.items():
         head, _, leaf = key.partition(".")
         if not leaf:
-            phase[head] = v
-        elif head in phase and isinstance(phase[head], Table):
-            phase[head][leaf] = v
+            _assign(phase, head, v)
+        elif head in phase and _is_table(phase[head]):
+            _assign(phase[head], leaf, v)
         else:
             phase.add(tomlkit.key(key.split(".")), v)
+
+
+def _is_table(item: Any) -> bool:
+    """A table however written: ``[t]``, ``t = { ... }`` or dotted keys (``t.a = 1``: a proxy in tomlkit)."""
+    return isinstance(item, Table | InlineTable | OutOfOrderTableProxy)
+
+
+def _same(item: Any, value: Any) -> bool:
+    """``item`` (tomlkit) already holds ``value``, of the same type (``1`` is not ``true``, ``1e-3`` is ``0.001``)."""
+    plain = item.unwrap() if hasattr(item, "unwrap") else item
+    return type(plain) is type(value) and bool(plain == value)
+
+
+def _assign(container: Any, key: str, value: Any) -> None:
+    """Set ``key`` unless it already holds ``value`` (its text stays as written: ``1e-3``), keeping the
+    comment of the line it replaces."""
+    old = container[key] if key in container else None
+    if old is not None and _same(old, value):
+        return
+    new = tomlkit.item(value)
+    if old is not None and hasattr(old, "trivia") and hasattr(new, "trivia"):
+        new.trivia.comment_ws, new.trivia.comment = old.trivia.comment_ws, old.trivia.comment
+    container[key] = new
 
 
 def _set_dotted(doc: tomlkit.TOMLDocument, parts: list[str], value: Any) -> None:
@@ -103,7 +127,7 @@ def _set_dotted(doc: tomlkit.TOMLDocument, parts: list[str], value: Any) -> None
         if leaf in container:
             del container[leaf]
         return
-    container[leaf] = value
+    _assign(container, leaf, value)
 
 
 def _add_table(doc: tomlkit.TOMLDocument, name: str) -> None:
