@@ -187,6 +187,31 @@ async def test_form_edit_writes_toml_and_keeps_comments(folders: Any) -> None:
 
 
 @asynctest
+async def test_a_sampled_or_budgeted_sweep_is_read_only_in_the_form(folders: Any) -> None:
+    """The form edits a grid; a sweep with sampled keys, samples, seed or a budget would lose them there."""
+    ws, _shipped = folders
+    sampled = (
+        '\n[sweep]\n"freeze.depth" = [0, 1]\n"train.learning_rate" = { loguniform = [1e-4, 1e-2] }\n'
+        "samples = 3\nseed = 7\n"
+    )
+    (ws.presets_dir / "mine.toml").write_text(PRESET.format(name="mine") + sampled)
+    app = make_app(folders)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(pilot)
+        screen = screen_of(app)
+        field = screen.query_one("#field-sweep")
+        assert field.disabled
+        assert screen.form.value_of("sweep") == (
+            "freeze.depth, train.learning_rate (samples): edit [sweep] in the TOML"
+        )
+        await type_into(pilot, "#field-freeze-depth", "3")  # another field's edit leaves [sweep] as written
+        assert screen.text.endswith(sampled)
+        screen.editor.text = PRESET.format(name="mine") + SWEEP  # a grid again: editable
+        await settle(pilot)
+        assert not field.disabled and screen.form.value_of("sweep") == "freeze.depth=[0, 1, 2]"
+
+
+@asynctest
 async def test_clearing_a_field_is_what_ctrl_s_saves_and_typing_again_puts_it_back_in_place(folders: Any) -> None:
     """The walk's finding: weights "none", then four backspaces, then ctrl+s saved ``weights = "n"``."""
     ws, _ = folders

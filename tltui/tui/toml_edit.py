@@ -96,7 +96,7 @@ def _same(item: Any, value: Any) -> bool:
 def _assign(container: Any, key: str, value: Any) -> None:
     """Set ``key`` unless it already holds ``value`` (its text stays as written: ``1e-3``), keeping the
     comment of the line it replaces."""
-    old = container[key] if key in container else None
+    old = container.get(key)
     if old is not None and _same(old, value):
         return
     new = tomlkit.item(value)

@@ -79,6 +79,18 @@ def _toml_value(v: Any) -> str:
     return tomlkit.item(v).as_string()
 
 
+def grid_sweep(v: Any) -> bool:
+    """The form edits a ``[sweep]`` that is a grid (every key a list of values), or none."""
+    return v is None or (isinstance(v, Mapping) and all(isinstance(vals, list) for vals in v.values()))
+
+
+def sweep_summary(v: Mapping[str, Any]) -> str:
+    """What the form shows, read-only, for a sampled or budgeted sweep (it is edited in the TOML)."""
+    keys = [k for k in v if k not in ("samples", "seed", "budget")]
+    extra = [k for k in ("samples", "budget") if k in v]
+    return f"{', '.join(keys) or '-'} ({', '.join(extra) or 'sampled'}): edit [sweep] in the TOML"
+
+
 def show_value(f: FormField, v: Any) -> str:
     """The text a field shows for the TOML value ``v`` (``None``: missing)."""
     if v is None:
@@ -266,6 +278,10 @@ class PresetForm(VerticalScroll):
                 else:
                     inp = self.query_one(f"#{f.id}", Input)
                     text = show_value(f, v)
+                    if f.kind == "sweep":  # a grid only: sampled keys, samples, seed and a budget stay in the TOML
+                        inp.disabled = not grid_sweep(v)
+                        if inp.disabled:
+                            text = sweep_summary(v)
                     if inp.value != text:
                         inp.value = text
 
