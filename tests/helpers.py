@@ -27,9 +27,11 @@ def wait_for(pred: Callable[[], Any], what: str, timeout: float = 30.0, every: f
 
 
 def write_preset(root: Path, epochs: int = 2, extra: str = "") -> Path:
-    """A tiny two-class folder preset (``tiny_cnn``) at ``root/q.toml``; the folders are empty."""
+    """A tiny two-class folder preset (``tiny_cnn``) at ``root/q.toml``; each class folder holds one
+    empty ``0.png`` (enough for preflight, which checks names; a real worker could not decode it)."""
     for c in ("cats", "dogs"):
         (root / "data" / c).mkdir(parents=True, exist_ok=True)
+        (root / "data" / c / "0.png").touch()
     p = root / "q.toml"
     p.write_text(
         f'name = "q"\n[data]\nsource = "folder:data"\nimage_size = [32, 32]\n'

@@ -209,6 +209,7 @@ for i, e in enumerate(entries, 1):
         cam = None
         if cam_dir is not None:
             cam = str(cam_dir / cam_name(e))
+            Path(cam).parent.mkdir(parents=True, exist_ok=True)
             im.save(cam, format="PNG")
         out.write(encode(PredictionRow(str(e.path), top, true, e.rel, rank, cam)))
     out.write(encode(Progress(i, len(entries))))

@@ -339,3 +339,78 @@ def test_a_second_run_that_trained_at_another_size_gets_its_own_note() -> None:
     ]
     assert low_res_notes(report("r1", None), report("r2", [32, 32])) == [f"r2: {shrunk}"]
     assert low_res_notes(report("r1", [224, 224]), None) == []  # trained at the input size
+
+
+def test_confusion_csv_of_an_unlabelled_folder_is_refused_before_classifying(
+    ws,
+    tmp_path: Path,
+    model_file: Path,
+    fake_env: None,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("FAKE_MODE", "error")  # had the worker run, this would be its error instead
+    folder = tmp_path / "flat"
+    folder.mkdir()
+    pc.solid(pc.RED).save(folder / "one.png")
+    run_id = pc.make_run(ws, model_file)
+    out, conf = tmp_path / "out.csv", tmp_path / "c.csv"
+    assert _run(ws, run_id, str(folder), "--confusion-csv", str(conf), "--csv", str(out)) == 2
+    assert _one_error_line(capsys) == (
+        f"error: --confusion-csv: {folder} is not labelled (no subfolder per class name)"
+    )
+    assert not out.exists() and not conf.exists()
+
+
+def _nearly_labelled(root: Path) -> Path:
+    for name, colour in (("red", pc.RED), ("Green", pc.GREEN), ("unknown", pc.BLUE)):
+        (root / name).mkdir(parents=True)
+        pc.solid(colour).save(root / name / "a.png")
+    return root
+
+
+def test_subfolders_that_are_not_classes_are_named(
+    ws, tmp_path: Path, model_file: Path, fake_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = _nearly_labelled(tmp_path / "photos")
+    run_id = pc.make_run(ws, model_file)
+    assert _run(ws, run_id, str(folder), "--json") == 0
+    captured = capsys.readouterr()
+    assert "accuracy" not in json.loads(captured.out)["summary"]
+    why = (
+        "subfolder(s) Green, unknown are not classes of the run (Green: did you mean green?): "
+        "no accuracy or confusion matrix until every subfolder is named after a class"
+    )
+    assert f"{folder}: {why}" in captured.err.splitlines()
+    assert _run(ws, run_id, str(folder), "--confusion-csv", str(tmp_path / "c.csv")) == 2
+    assert _one_error_line(capsys) == f"error: --confusion-csv: {folder} is not labelled ({why})"
+
+
+def test_the_app_names_the_subfolders_that_are_not_classes(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from tltui.client.predict import PredictReport
+    from tltui.core.predict_records import PredictStarted
+    from tltui.tui.screens.inference import confusion_view
+
+    folder = _nearly_labelled(tmp_path / "photos")
+    report = PredictReport("r0001", str(folder))
+    report.add(PredictStarted(3, ["red", "green", "blue"], None, 3, [16, 16], False, None))
+    note = report.label_note()
+    assert note is not None and note.startswith("subfolder(s) Green, unknown are not classes of the run")
+    console = Console(width=400, record=True)
+    console.print(confusion_view(report.score, note=note))
+    assert console.export_text().strip() == f"no labels: {note}"
+    (folder / "Green").rename(folder / "green")
+    (folder / "unknown").rename(folder / "blue")
+    labelled = PredictReport("r0001", str(folder))
+    labelled.add(PredictStarted(3, ["red", "green", "blue"], ["blue", "green", "red"], 3, [16, 16], False, None))
+    assert labelled.label_note() is None
+
+
+def test_grad_cam_overlays_keep_the_subfolders() -> None:
+    from tltui.core.images import ImageEntry
+    from tltui.worker.predict import cam_name
+
+    names = {cam_name(ImageEntry(Path("/p") / rel, rel)) for rel in ("a/b.png", "a__b.png", "a/b/c.png", "a__b__c.png")}
+    assert names == {"a/b.png.cam.png", "a__b.png.cam.png", "a/b/c.png.cam.png", "a__b__c.png.cam.png"}

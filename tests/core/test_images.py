@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import predict_corpus as pc
@@ -226,3 +227,73 @@ def test_fifo_named_like_an_image_is_skipped_not_waited_on(tmp_path: Path) -> No
 def test_bomb_reason_names_the_claimed_size(corpus: Path) -> None:
     with pytest.raises(ImageSkip, match=r"too large to decode safely \(2,500,000,000 pixels, limit 89,478,485\)"):
         images.open_rgb(corpus / "blue/z_bomb.png")
+
+
+def _listed_in_reverse(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ``os.scandir`` list every folder in reverse order (file systems list in any order)."""
+    real = os.scandir
+
+    class Reversed:
+        def __init__(self, path: str) -> None:
+            with real(path) as it:
+                self.entries = list(it)[::-1]
+
+        def __enter__(self) -> list[os.DirEntry[str]]:
+            return self.entries
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+        def __iter__(self) -> Iterator[os.DirEntry[str]]:
+            return iter(self.entries)
+
+    monkeypatch.setattr(images.os, "scandir", Reversed)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_a_symlinked_folder_never_hides_the_real_class_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reverse: bool
+) -> None:
+    for name, colour in (("red", pc.RED), ("green", pc.GREEN), ("blue", pc.BLUE)):
+        (tmp_path / name).mkdir()
+        pc.solid(colour).save(tmp_path / name / "a.png")
+    (tmp_path / "blue/redlink").symlink_to("../red")  # sorts before red/, and is listed first either way
+    (tmp_path / "green/zlink").symlink_to("../blue")
+    (tmp_path / "red/loop").symlink_to("..")
+    if reverse:
+        _listed_in_reverse(monkeypatch)
+    entries = images.find_images(tmp_path)
+    labels = images.folder_labels(tmp_path, ["red", "green", "blue"])
+    assert [(e.rel, images.true_label(e, labels)) for e in entries] == [
+        ("blue/a.png", "blue"),
+        ("green/a.png", "green"),
+        ("red/a.png", "red"),
+    ]
+
+
+def test_find_images_skips_hidden_folders_at_any_depth(tmp_path: Path) -> None:
+    for name in ("cat/a.png", "cat/.thumbnails/a.png", "cat/sub/.ipynb_checkpoints/b.png", "cat/sub/c.png"):
+        p = tmp_path / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"x")
+    assert [e.rel for e in images.find_images(tmp_path)] == ["cat/a.png", "cat/sub/c.png"]
+
+
+def test_label_mismatch_names_the_subfolders_that_are_not_classes(tmp_path: Path) -> None:
+    classes = ["red", "green", "blue"]
+    for name in ("red", "green"):
+        (tmp_path / name).mkdir()
+    assert images.label_mismatch(tmp_path, classes) is None  # labelled
+    (tmp_path / "Blue").mkdir()
+    assert images.folder_labels(tmp_path, classes) is None
+    assert images.label_mismatch(tmp_path, classes) == (
+        "subfolder(s) Blue is not a class of the run (Blue: did you mean blue?): "
+        "no accuracy or confusion matrix until every subfolder is named after a class"
+    )
+    for i in range(6):
+        (tmp_path / f"x{i}").mkdir()
+    note = images.label_mismatch(tmp_path, classes)
+    assert note is not None and note.startswith("subfolder(s) Blue, x0, x1, x2, x3 and 3 more are not classes")
+    other = tmp_path / "other"
+    (other / "cats").mkdir(parents=True)
+    assert images.label_mismatch(other, classes) is None  # no subfolder is a class: simply unlabelled

@@ -109,3 +109,54 @@ def test_a_tfds_split_is_read_into_one_array_whatever_its_metadata_says(said: in
     xs, ys = data._read_into_memory(ds, said, (2, 2, 3), None)
     np.testing.assert_array_equal(xs, x)
     assert ys.tolist() == list(range(10))
+
+
+def _scan_before_the_shared_traversal(root: Path) -> tuple[list[tuple[str, int]], list[str]]:
+    """The training scan as it was (rglob per class folder): an ordinary folder must give the same."""
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    files: list[tuple[str, int]] = []
+    ignored: list[str] = []
+    for label, name in enumerate(classes):
+        for p in sorted((root / name).rglob("*")):
+            if p.name.startswith(".") or not p.is_file():
+                continue
+            if p.suffix.lower() in data.IMAGE_EXTS:
+                files.append((str(p), label))
+            else:
+                ignored.append(str(p))
+    return files, ignored
+
+
+def test_an_ordinary_folder_keeps_its_files_order_and_split(folder: Path) -> None:
+    for name in ("circle/a-b.png", "circle/a/x.png", "circle/a b/y.JPG", "ring/Z.png", "ring/sub/deep/q.webp"):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes((folder / "ring" / "ring_0000.png").read_bytes())
+    (folder / "square" / "sub").mkdir()
+    (folder / "square" / "sub" / "readme.md").write_text("x")
+    (folder / "square" / ".DS_Store").write_text("x")
+    scan = data.scan_folder(folder)
+    files, ignored = _scan_before_the_shared_traversal(folder)
+    assert (scan.files, scan.ignored) == (files, ignored)
+    for seed in (0, 7):
+        assert data.split_files(scan.files, 0.2, seed) == data.split_files(files, 0.2, seed)
+
+
+def test_training_reads_the_files_predict_reads(tmp_path: Path, folder: Path) -> None:
+    from tltui.core import images
+
+    png = (folder / "ring" / "ring_0000.png").read_bytes()
+    for name in ("circle/.thumbnails/t.png", "ring/.ipynb_checkpoints/c.png", "square/sub/.cache/x.png"):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(png)
+    outside = tmp_path / "more_squares"
+    (outside / "deep").mkdir(parents=True)
+    (outside / "deep" / "s.png").write_bytes(png)
+    (folder / "square" / "linked").symlink_to(outside)  # a symlinked subfolder is followed
+    (folder / "circle" / "ringlink").symlink_to("../ring")  # never makes ring's images circles
+    scan = data.scan_folder(folder)
+    trained = [(Path(p).relative_to(folder).as_posix(), scan.classes[lab]) for p, lab in scan.files]
+    predicted = [(e.rel, e.top_folder) for e in images.find_images(folder)]
+    assert trained == predicted
+    assert ("square/linked/deep/s.png", "square") in trained
+    assert not any("/." in rel or "ringlink" in rel for rel, _ in trained)
+    assert len(trained) == 31

@@ -102,8 +102,12 @@ def test_predict_cam_writes_one_overlay_per_image(trained: Path, tmp_path: Path)
     assert predict.main([str(trained), str(folder), "--out", str(out), "--cam", str(cams)]) == 0
     rows = [r for r in map(decode, out.read_text().splitlines()) if type(r).__name__ == "PredictionRow"]
     assert len(rows) == 4 and all(r.cam for r in rows)
-    assert sorted(p.name for p in cams.iterdir()) == sorted(Path(r.cam).name for r in rows)
-    assert {Path(r.cam).name for r in rows} == {f"{CLASSES[y[i]]}__{i}.png.cam.png" for i in range(4)}
+    assert sorted(p.relative_to(cams).as_posix() for p in cams.rglob("*.png")) == sorted(
+        Path(r.cam).relative_to(cams).as_posix() for r in rows
+    )
+    assert {Path(r.cam).relative_to(cams).as_posix() for r in rows} == {
+        f"{CLASSES[y[i]]}/{i}.png.cam.png" for i in range(4)
+    }
     overlay = np.asarray(Image.open(rows[0].cam))
     assert overlay.shape == (predict.CAM_MIN_SIDE, predict.CAM_MIN_SIDE, 3)  # enlarged: 16 px is too small to see
     small = np.asarray(Image.fromarray(overlay).resize((SIZE, SIZE), Image.Resampling.BOX))

@@ -23,7 +23,7 @@ from typing import Any, TextIO
 
 from tltui.client.worker_pipe import WorkerPipeJob
 from tltui.core.errors import TltuiError
-from tltui.core.images import Score
+from tltui.core.images import Score, label_mismatch
 from tltui.core.predict_records import PredictionRow, PredictStarted, Progress, Record, Skipped, decode
 from tltui.core.protocol import top_k_na
 
@@ -114,6 +114,13 @@ class PredictReport:
     @property
     def labelled(self) -> bool:
         return self.score is not None
+
+    def label_note(self) -> str | None:
+        """Why the folder is not scored although some subfolders are classes of the run (one line),
+        else ``None`` (:func:`tltui.core.images.label_mismatch`)."""
+        if self.labelled or self.started is None:
+            return None
+        return label_mismatch(self.folder, self.started.classes)
 
     @property
     def num_classes(self) -> int | None:

@@ -81,7 +81,7 @@ def add(
     path = Path(preset_path)
     overrides = dict(overrides or {})
     preset = presets.load(path, overrides)
-    report = preflight.require(preset, str(path), ws)
+    report = preflight.require(preset, str(path), ws, overrides)
     runs = presets.expand(preset)
     # a cluster that cannot give the GPUs asked: the job would wait in its queue, so say it now
     cluster = executor_mod.capacity_warnings(ws, executor, (r.preset.train.gpus for r in runs))

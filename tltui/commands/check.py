@@ -37,7 +37,8 @@ def main(args: argparse.Namespace) -> int:
 
     ws = common.workspace(args)
     path, preset = common.load_preset(args, ws)
-    report = preflight.require(preset, str(path), ws)
+    overrides = presets.parse_set(getattr(args, "overrides", []) or [])
+    report = preflight.require(preset, str(path), ws, overrides)
     settings = Settings.load(ws)
     EXECUTORS.check_settings(settings)  # `queue add` refuses a bad settings.toml: say so here too
     runs = presets.expand(preset)

@@ -70,6 +70,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from tltui.commands.run import run_preset
     from tltui.core import preflight, presets
 
-    preset = presets.load(path, presets.parse_set(args.overrides))
-    preflight.require(preset, str(path), ws)
+    overrides = presets.parse_set(args.overrides)
+    preset = presets.load(path, overrides)
+    preflight.require(preset, str(path), ws, overrides)
     return run_preset(ws, preset, plain=args.plain or not sys.stdout.isatty())

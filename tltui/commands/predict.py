@@ -7,6 +7,7 @@ Runs the predict worker (TensorFlow lives there, not here) through
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -14,10 +15,10 @@ from typing import Any
 
 from tltui.client.predict import PredictError, PredictJob, PredictReport, Progress, Record
 from tltui.commands import common
-from tltui.core import exports
-from tltui.core.errors import CommandError
+from tltui.core import exports, images
+from tltui.core.errors import CommandError, TltuiError
 from tltui.core.status import RunStatus
-from tltui.core.workspace import Workspace, atomic_write
+from tltui.core.workspace import RunPaths, Workspace, atomic_write
 
 #: Confusion matrices with more labels than this are left out of the text report (use --json).
 MAX_TEXT_CONFUSION = 12
@@ -121,6 +122,15 @@ def main(args: argparse.Namespace) -> int:
         raise CommandError(
             f"--against {args.against}: that is {run_id} itself; give another completed run or an export"
         )
+    classes = _classes(run_dir)
+    if classes is not None:  # say at once what the worker will find (it reads the same classes.json)
+        mismatch = images.label_mismatch(folder, classes)
+        if args.confusion_csv is not None and images.folder_labels(folder, classes) is None:
+            raise CommandError(
+                f"--confusion-csv: {folder} is not labelled ({mismatch or 'no subfolder per class name'})"
+            )
+        if mismatch is not None:
+            print(f"{folder}: {mismatch}", file=sys.stderr)
     report = _classify(run_id, run_dir, folder, args, cam_dir=args.cam)
     against = _classify(other[0], other[1], folder, args) if other is not None else None
     if args.low_res is None:  # the default followed training: say so, once
@@ -147,6 +157,18 @@ def main(args: argparse.Namespace) -> int:
         if against is not None:
             print(format_disagreements(disagreements(report, against)))
     return 0
+
+
+def _classes(run_dir: Path) -> list[str] | None:
+    """The class names the worker will use (a run's ``classes.json``, an export's manifest), or
+    ``None`` when they do not read (the worker then says why)."""
+    try:
+        if exports.is_export(run_dir):
+            return list(exports.read_manifest(run_dir).classes)
+        classes = json.loads(RunPaths(run_dir).classes.read_text(encoding="utf-8"))
+    except (OSError, ValueError, TltuiError):
+        return None
+    return classes if isinstance(classes, list) and all(isinstance(c, str) for c in classes) else None
 
 
 def _classify(

@@ -58,7 +58,9 @@ def main(args: argparse.Namespace) -> int:
 
     ws = common.workspace(args)
     path, preset = common.load_preset(args, ws)
-    report = preflight.require(preset, str(path), ws)
+    from tltui.core import presets
+
+    report = preflight.require(preset, str(path), ws, presets.parse_set(getattr(args, "overrides", []) or []))
     if preset.sweep_space.budget is not None:  # its runs pause at rungs that only the queue runner decides on
         raise CommandError(
             f"{path}: a budgeted sweep ([sweep.budget]) runs through the queue: `tltui queue add {path}`"

@@ -9,6 +9,7 @@ an exception that stops the job.
 
 from __future__ import annotations
 
+import heapq
 import os
 import re
 import stat
@@ -69,22 +70,29 @@ def is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
-def find_images(folder: str | os.PathLike[str]) -> list[ImageEntry]:
-    """Every file with an image extension under ``folder``, sorted by relative path.
+def walk_files(folder: str | os.PathLike[str]) -> list[tuple[tuple[str, ...], Path]]:
+    """Every entry under ``folder`` that is not a directory, as ``(relative path parts, path)``,
+    sorted by relative path: the one traversal of training (``scan_folder``) and ``predict``.
 
-    Follows directory and file symlinks but visits each real directory once, so
-    symlink cycles end. Broken symlinks and unreadable files are listed too:
-    :func:`prepare` reports them with their reason. Hidden entries (``.name``)
-    are ignored.
+    Entries with any path part starting with ``.`` are left out (``.thumbnails/a.jpg`` too).
+    Directory symlinks are followed, and each real directory is read once, so symlink cycles end.
+    Which path a directory is read through does not depend on the order the file system lists
+    entries: the one with the fewest symlinks, then the shallowest, then the first in sorted order.
+    So a real folder is always read as itself (``blue/redlink -> ../red`` never turns ``red``'s
+    images into ``blue``'s), and a symlinked class folder as itself rather than through a link
+    deeper in another class. Broken symlinks, unreadable files and other non-directories are
+    listed too: the decoder reports them with their reason.
     """
     root = Path(folder)
-    found: list[tuple[tuple[str, ...], ImageEntry]] = []
+    found: list[tuple[tuple[str, ...], Path]] = []
     seen: set[tuple[int, int]] = set()
-    stack: list[tuple[Path, tuple[str, ...]]] = [(root, ())]
-    while stack:
-        d, parts = stack.pop()
+    # (symlinks on the way, depth, relative parts): each key is larger than its parent's, so every
+    # directory is first reached through its best path
+    heap: list[tuple[int, int, tuple[str, ...], str]] = [(0, 0, (), str(root))]
+    while heap:
+        hops, depth, parts, d = heapq.heappop(heap)
         try:
-            st = d.stat()
+            st = os.stat(d)
         except OSError:
             continue
         if (st.st_dev, st.st_ino) in seen:
@@ -104,11 +112,18 @@ def find_images(folder: str | os.PathLike[str]) -> list[ImageEntry]:
             except OSError:
                 is_dir = False
             if is_dir:
-                stack.append((Path(e.path), rel_parts))
-            elif is_image_name(e.name):
-                found.append((rel_parts, ImageEntry(Path(e.path), "/".join(rel_parts))))
+                link = 1 if e.is_symlink() else 0
+                heapq.heappush(heap, (hops + link, depth + 1, rel_parts, os.path.join(d, e.name)))
+            else:
+                found.append((rel_parts, root.joinpath(*rel_parts)))
     found.sort(key=lambda x: x[0])
-    return [entry for _, entry in found]
+    return found
+
+
+def find_images(folder: str | os.PathLike[str]) -> list[ImageEntry]:
+    """Every file with an image extension under ``folder``, sorted by relative path
+    (:func:`walk_files`: hidden parts left out, directory symlinks followed once)."""
+    return [ImageEntry(path, "/".join(parts)) for parts, path in walk_files(folder) if is_image_name(parts[-1])]
 
 
 # ---------------------------------------------------------------------------- decoding
@@ -238,6 +253,16 @@ def probe_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
 # ---------------------------------------------------------------------------- labels
 
 
+def _subfolders(folder: str | os.PathLike[str]) -> list[str] | None:
+    """The sorted names of ``folder``'s non-hidden immediate subfolders (``None``: unreadable)."""
+    try:
+        return sorted(
+            e.name for e in os.scandir(folder) if not e.name.startswith(".") and e.is_dir(follow_symlinks=True)
+        )
+    except OSError:
+        return None
+
+
 def folder_labels(folder: str | os.PathLike[str], classes: Sequence[str]) -> list[str] | None:
     """The class names used as immediate subfolders of ``folder``, or ``None``.
 
@@ -245,16 +270,38 @@ def folder_labels(folder: str | os.PathLike[str], classes: Sequence[str]) -> lis
     every subfolder is named after one of the run's classes; each image's true
     label is then the subfolder that holds it.
     """
-    try:
-        subs = sorted(
-            e.name for e in os.scandir(folder) if not e.name.startswith(".") and e.is_dir(follow_symlinks=True)
-        )
-    except OSError:
-        return None
+    subs = _subfolders(folder)
     names = set(classes)
     if not subs or any(s not in names for s in subs):
         return None
     return subs
+
+
+#: Subfolders :func:`label_mismatch` names (then "and N more").
+MISMATCH_SHOWN = 5
+
+
+def label_mismatch(folder: str | os.PathLike[str], classes: Sequence[str]) -> str | None:
+    """Why a folder that is nearly labelled is not (one line), else ``None``: some of its subfolders
+    are classes of the run and others are not (``Red`` for ``red``, ``unknown``), which leaves the
+    whole folder unscored. ``None`` when it is labelled, or when no subfolder is a class."""
+    subs = _subfolders(folder)
+    names = set(classes)
+    if not subs or not any(s in names for s in subs):
+        return None
+    odd = [s for s in subs if s not in names]
+    if not odd:
+        return None
+    by_case = {c.casefold(): c for c in classes}
+    shown = ", ".join(odd[:MISMATCH_SHOWN]) + (
+        f" and {len(odd) - MISMATCH_SHOWN} more" if len(odd) > MISMATCH_SHOWN else ""
+    )
+    hints = [f"{s}: did you mean {by_case[s.casefold()]}?" for s in odd if s.casefold() in by_case][:MISMATCH_SHOWN]
+    verb = "is not a class" if len(odd) == 1 else "are not classes"
+    return (
+        f"subfolder(s) {shown} {verb} of the run" + (f" ({'; '.join(hints)})" if hints else "") + ": "
+        "no accuracy or confusion matrix until every subfolder is named after a class"
+    )
 
 
 def true_label(entry: ImageEntry, labels: Iterable[str] | None) -> str | None:

@@ -8,9 +8,10 @@ what the user wants (one line each, with why it matters).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from tltui.core import accel, catalog, presets
 from tltui.core.errors import PresetError
@@ -25,15 +26,84 @@ class Report:
     warnings: list[str] = field(default_factory=list)
 
 
-def check(preset: Preset, file: str, ws: Workspace | None = None) -> Report:
+def check(
+    preset: Preset, file: str, ws: Workspace | None = None, overrides: Mapping[str, Any] | None = None
+) -> Report:
+    """What would make the preset's runs fail (errors) and what is probably not meant (warnings). An
+    error in a field that one of ``overrides`` (the ``--set`` values) set names that ``--set``."""
+    report = _check(preset, file, ws)
+    return Report([_origin(i, overrides or {}) for i in report.errors], report.warnings)
+
+
+def _origin(issue: PresetIssue, overrides: Mapping[str, Any]) -> PresetIssue:
+    """``issue``, named by the ``--set KEY=VALUE`` that set its field (or a table holding it)."""
+    field = issue.field or ""
+    given = [k for k in overrides if field and (field == k or field.startswith(k + "."))]
+    return replace(issue, file=presets.set_origin(given[0], overrides[given[0]]), line=None) if given else issue
+
+
+def folder_problem(root: Path) -> str | None:
+    """Why a ``folder:`` source would fail its run's scan (``tltui.worker.data.scan_folder``): it is
+    missing, has fewer than 2 class subfolders, or a class folder without an image. Cheap on a big
+    folder (the app checks every preset it lists): it stops at each class's first image file."""
+    from tltui.core import images  # Pillow: only for a folder source
+
+    if not root.is_dir():
+        return f"folder {root} does not exist"
+    try:
+        with os.scandir(root) as it:
+            classes = sorted(e.name for e in it if not e.name.startswith(".") and _is_dir(e))
+    except OSError as e:
+        return f"folder {root} cannot be read: {e.strerror}"
+    if len(classes) < 2:
+        return f"folder {root} needs at least 2 class subfolders, found {len(classes)}"
+    empty = [c for c in classes if not _has_image(root / c)]
+    if empty:
+        return (
+            f"class folder(s) {', '.join(empty)} in {root} hold no images "
+            f"({', '.join(sorted(images.IMAGE_EXTENSIONS))}); add images or remove the folder"
+        )
+    return None
+
+
+def _is_dir(e: os.DirEntry[str]) -> bool:
+    try:
+        return e.is_dir()
+    except OSError:
+        return False
+
+
+def _has_image(folder: Path) -> bool:
+    """Whether ``folder`` holds (at any depth, outside hidden entries) a file named like an image."""
+    from tltui.core.images import is_image_name
+
+    stack: list[Path] = [folder]
+    seen: set[tuple[int, int]] = set()
+    while stack:
+        d = stack.pop()
+        try:
+            st = d.stat()
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            with os.scandir(d) as it:
+                for e in it:
+                    if e.name.startswith("."):
+                        continue
+                    if _is_dir(e):
+                        stack.append(Path(e.path))
+                    elif is_image_name(e.name) and e.is_file():
+                        return True
+        except OSError:
+            continue
+    return False
+
+
+def _check(preset: Preset, file: str, ws: Workspace | None = None) -> Report:
     errors: list[PresetIssue] = []
     d, m = preset.data, preset.model
-    if d.kind == "folder":
-        root = Path(d.target)
-        if not root.is_dir():
-            errors.append(PresetIssue(file, None, "data.source", f"folder {root} does not exist"))
-        elif not any(p.is_dir() for p in root.iterdir()):
-            errors.append(PresetIssue(file, None, "data.source", f"folder {root} has no class subfolders"))
+    if d.kind == "folder" and (problem := folder_problem(Path(d.target))) is not None:
+        errors.append(PresetIssue(file, None, "data.source", problem))
     if m.weights.endswith(".weights.h5") and not Path(m.weights).is_file():
         errors.append(PresetIssue(file, None, "model.weights", f"weights file {m.weights} does not exist"))
     if m.weights.startswith("run:"):
@@ -182,9 +252,11 @@ def replica_errors(preset: Preset, file: str) -> list[PresetIssue]:
     return [] if problem is None else [PresetIssue(file, None, problem[0], problem[1])]
 
 
-def require(preset: Preset, file: str, ws: Workspace | None = None) -> Report:
+def require(
+    preset: Preset, file: str, ws: Workspace | None = None, overrides: Mapping[str, Any] | None = None
+) -> Report:
     """:func:`check`, raising :class:`PresetError` when it found errors; the warnings otherwise."""
-    report = check(preset, file, ws)
+    report = check(preset, file, ws, overrides)
     if report.errors:
         raise PresetError(report.errors)
     return report

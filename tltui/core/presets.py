@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import hashlib
 import itertools
 import json
 import re
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
 
 MAX_PRESET_BYTES = 1_000_000
 MAX_SWEEP_RUNS = 1000
+MAX_NAME_CHARS = 120
+#: What a preset's (and a run's) name is made of.
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-\[\]=, ]*")
 
 
 class _Strict(BaseModel):
@@ -217,7 +221,7 @@ class TrainConfig(_Strict):
         description="save `checkpoints/epoch-NNNN.keras` every N epochs (atomically; written in the background "
         "while the next epoch trains); 0 = off",
     )
-    seed: int = Field(42, description="Python/NumPy/TF seeds, shuffling, the folder split")
+    seed: int = Field(42, ge=0, le=2**32 - 1, description="Python/NumPy/TF seeds, shuffling, the folder split")
     mixed_precision: bool | Literal["auto", "mixed_float16", "mixed_bfloat16"] = Field(
         "auto",
         description='`"auto"`: `"mixed_bfloat16"` on GPUs with compute capability >= 8.0, `"mixed_float16"` on >= 7.0, '
@@ -282,7 +286,10 @@ class PhaseConfig(_Strict):
 
 class Preset(_Strict):
     name: str = Field(
-        min_length=1, max_length=120, description="preset name; sweep runs are named `name[key=value,...]`"
+        min_length=1,
+        max_length=MAX_NAME_CHARS,
+        description="preset name; sweep runs are named `name[key=value,...]` (other characters become `_`; a "
+        "longer name is cut, ending in a short hash)",
     )
     description: str = Field("", description="free text")
     data: DataConfig
@@ -321,7 +328,7 @@ class Preset(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._\-\[\]=, ]*", v):
+        if not _NAME_RE.fullmatch(v):
             raise ValueError("use letters, digits and . _ - (start with a letter or digit)")
         return v
 
@@ -442,6 +449,11 @@ def _issues_from_validation(
     )
 
 
+def set_origin(key: str, value: Any) -> str:
+    """Where an override's value came from, as an issue names it: ``--set KEY=VALUE``."""
+    return f"--set {key}={_typed(value)}"
+
+
 def _typed(value: Any) -> str:
     """A ``--set`` value as it was typed (a TOML value; a bare string as it is)."""
     if isinstance(value, str):
@@ -458,7 +470,7 @@ def parse_value(raw: str) -> Any:
     """A ``--set`` value: a TOML value if it parses as one, else the bare string."""
     try:
         return tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         return raw
 
 
@@ -519,13 +531,17 @@ def _set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
         if i == 1 and parts[0] == "phases":
             cur = cur[_phase_index(cur, p, key)]
             continue
+        if not isinstance(cur, dict):
+            raise KeyPathError(f"{key}: {'.'.join(parts[:i])} is not a table")
         nxt = cur.get(p)
         if not isinstance(nxt, dict | list):
             nxt = {}
             cur[p] = nxt
         cur = nxt
     if not isinstance(cur, dict):
-        raise KeyPathError(f"{key}: expected a field inside a phase, like phases.1.train.epochs")
+        if parts[0] == "phases" and len(parts) == 2:
+            raise KeyPathError(f"{key}: expected a field inside a phase, like phases.1.train.epochs")
+        raise KeyPathError(f"{key}: {'.'.join(parts[:-1])} is not a table")
     cur[parts[-1]] = value
 
 
@@ -547,6 +563,8 @@ def loads(text: str, file: str = "<preset>", overrides: Mapping[str, Any] | None
         raise PresetError([PresetIssue(file, None, None, f"file is larger than {MAX_PRESET_BYTES} bytes")])
     try:
         raw = tomllib.loads(text)
+    except RecursionError:
+        raise PresetError([PresetIssue(file, None, None, "TOML syntax error: nested too deeply")]) from None
     except tomllib.TOMLDecodeError as e:
         m = re.search(r"\(at line (\d+), column (\d+)\)", str(e))
         line = int(m.group(1)) if m else (text.count("\n") + 1 if "end of document" in str(e) else None)
@@ -759,6 +777,27 @@ def _label(key: str) -> str:
     return f"phase{parts[1]}.{parts[-1]}" if parts[0] == "phases" and len(parts) > 2 else parts[-1]
 
 
+def _run_name(name: str, label: str) -> str:
+    """``name[label]``, made a valid preset name: characters a name cannot hold become ``_``, and one
+    that does not fit ``MAX_NAME_CHARS`` is cut, ending in a hash of the whole (so the runs stay distinct)."""
+    full = f"{name}[{label}]"
+    if _NAME_RE.fullmatch(full) and len(full) <= MAX_NAME_CHARS:
+        return full
+    safe = re.sub(r"[^A-Za-z0-9._\-\[\]=, ]", "_", full)
+    tail = f",{hashlib.sha256(full.encode()).hexdigest()[:8]}]"
+    return safe[: len(safe) - 1][: MAX_NAME_CHARS - len(tail)] + tail
+
+
+def _run_issue(preset: Preset, overrides: Mapping[str, Any], e: ValidationError) -> PresetIssue:
+    """A run of the sweep that does not validate: its first error, named by the sweep key that gave it."""
+    errs = e.errors(include_url=False)
+    field = _field_name(errs[0]["loc"]) if errs else ""
+    key = next((k for k in overrides if field == k or field.startswith(k + ".")), next(iter(overrides), ""))
+    msgs = _issues_from_validation(e, "", None)
+    message = msgs[0].message if msgs else "invalid"
+    return PresetIssue(preset.name, None, f"sweep.{key}", f"value {overrides.get(key)!r}: {message}")
+
+
 def expand(preset: Preset) -> list[RunSpec]:
     """One :class:`RunSpec` per run of the sweep: the grid's combinations (cartesian product, in key
     order), repeated ``samples`` times with the sampled keys drawn for each (same seed, same runs)."""
@@ -780,11 +819,17 @@ def expand(preset: Preset) -> list[RunSpec]:
         data = copy.deepcopy(base)
         overrides = {**grid[i % len(grid)], **drawn}
         for k, v in overrides.items():
-            _set_dotted(data, k, v)
+            try:
+                _set_dotted(data, k, v)
+            except KeyPathError as e:
+                raise PresetError([PresetIssue(preset.name, None, f"sweep.{k}", str(e))]) from None
         label = ",".join(f"{_label(k)}={sampling.shown(v) if k in drawn else _fmt(v)}" for k, v in overrides.items())
         tag = f"sample={i // len(grid) + 1}," if space.samples else ""
-        data["name"] = f"{preset.name}[{tag}{label}]"
-        runs.append(RunSpec(data["name"], overrides, Preset.model_validate(data)))
+        data["name"] = _run_name(preset.name, tag + label)
+        try:
+            runs.append(RunSpec(data["name"], overrides, Preset.model_validate(data)))
+        except ValidationError as e:  # _check_sweep tries each value alone: a combination can still fail
+            raise PresetError([_run_issue(preset, overrides, e)]) from None
     return runs
 
 

@@ -504,6 +504,9 @@ def _read_toml(path: Path, issues: list[PresetIssue]) -> tuple[str | None, dict[
         return None, {}
     try:
         return text, tomllib.loads(text)
+    except RecursionError:
+        issues.append(PresetIssue(file, None, None, "TOML syntax error: nested too deeply"))
+        return text, {}
     except tomllib.TOMLDecodeError as e:
         m = re.search(r"\(at line (\d+), column (\d+)\)", str(e))
         line = int(m.group(1)) if m else (text.count("\n") + 1 if "end of document" in str(e) else None)

@@ -76,25 +76,25 @@ class FolderScan:
 
 
 def scan_folder(root: str | Path) -> FolderScan:
-    """Class subfolders (sorted names) and their image files (searched recursively)."""
+    """Class subfolders (sorted names) and their image files, searched recursively by the traversal
+    ``tltui predict`` uses (:func:`tltui.core.images.walk_files`: hidden parts skipped, folder
+    symlinks followed, each real folder read once)."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"data.source: folder {root} does not exist")
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if len(classes) < 2:
         raise DataError(f"data.source: folder {root} needs at least 2 class subfolders, found {len(classes)}")
-    files: list[tuple[str, int]] = []
+    index = {name: label for label, name in enumerate(classes)}
+    found: list[list[str]] = [[] for _ in classes]
     ignored: list[str] = []
-    empty: list[str] = []
-    for label, name in enumerate(classes):
-        found: list[str] = []
-        for p in sorted((root / name).rglob("*")):
-            if p.name.startswith(".") or not p.is_file():
-                continue
-            (found if p.suffix.lower() in IMAGE_EXTS else ignored).append(str(p))
-        if not found:
-            empty.append(name)
-        files.extend((f, label) for f in found)
+    for parts, path in images.walk_files(root):  # sorted by relative path: class by class
+        label = index.get(parts[0]) if len(parts) > 1 else None
+        if label is None:
+            continue  # a file at the top level
+        (found[label] if images.is_image_name(parts[-1]) else ignored).append(str(path))
+    files = [(f, label) for label, paths in enumerate(found) for f in paths]
+    empty = [name for name, paths in zip(classes, found, strict=True) if not paths]
     if empty:
         raise DataError(
             f"data.source: class folder(s) {', '.join(empty)} in {root} hold no images "

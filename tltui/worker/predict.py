@@ -272,6 +272,7 @@ def write_cams(
     out: list[str | None] = []
     for i, ((entry, arr), h) in enumerate(zip(batch, heat, strict=True)):
         path = cam_dir / (names[i] if names is not None else cam_name(entry))
+        path.parent.mkdir(parents=True, exist_ok=True)
         image = Image.fromarray(gradcam.overlay(arr, h))
         scale = CAM_MIN_SIDE / max(image.size)
         if scale > 1:
@@ -282,8 +283,9 @@ def write_cams(
 
 
 def cam_name(entry: ImageEntry) -> str:
-    """``cat/01.jpg`` -> ``cat__01.jpg.cam.png``: one flat folder, one file per image."""
-    return (entry.rel or entry.path.name).replace("/", "__") + ".cam.png"
+    """``cat/01.jpg`` -> ``cat/01.jpg.cam.png``: the image's path under the classified folder, so
+    ``a/b.png`` and ``a__b.png`` never share an overlay (the app's cams are laid out the same way)."""
+    return (entry.rel or entry.path.name) + ".cam.png"
 
 
 def low_res_by_default(native_size: list[int] | None, image_size: list[int]) -> bool:

@@ -67,14 +67,15 @@ def cam_file(cams_dir: Path, run_id: str, folder: Path, rel: str, low_res: bool)
 MAX_MATRIX = 12
 
 
-def confusion_view(score: Any, width: int = 80) -> Any:
+def confusion_view(score: Any, width: int = 80, note: str | None = None) -> Any:
     """The confusion panel: a heat matrix (rows true, columns predicted; up to :data:`MAX_MATRIX`
-    classes), the most confused pairs and the lowest per-class accuracies."""
+    classes), the most confused pairs and the lowest per-class accuracies. ``note``: why a folder
+    is not labelled (:meth:`~tltui.client.predict.PredictReport.label_note`)."""
     from rich.console import Group
     from rich.table import Table
 
     if score is None or not score.total:
-        return Text("no labels: the folder needs one subfolder per class of the run", style="dim")
+        return Text(f"no labels: {note or 'the folder needs one subfolder per class of the run'}", style="dim")
     parts: list[Any] = [
         Text.assemble(
             ("accuracy ", "dim"), (f"{100 * score.accuracy:.1f}%", "bold"), f" of {score.total} labelled images"
@@ -721,7 +722,8 @@ class InferenceScreen(Screen[None]):
     def _fill_confusion(self) -> None:
         score = self.report.score if self.report is not None else None
         width = self.query_one("#inf-confusion").content_size.width or 40
-        self.query_one("#inf-matrix", Static).update(confusion_view(score, width))
+        note = self.report.label_note() if self.report is not None else None
+        self.query_one("#inf-matrix", Static).update(confusion_view(score, width, note))
         table = self.query_one("#inf-pairs", DataTable)
         table.clear()
         for p in score.confused_pairs() if score is not None else []:

@@ -94,7 +94,7 @@ class PresetPicker(ModalScreen[Picked | None]):
         try:
             overrides = presets.parse_set(shlex.split(self.query_one("#overrides", Input).value))
             preset = presets.load(path, overrides)
-            preflight.require(preset, str(path), self.ws)
+            preflight.require(preset, str(path), self.ws, overrides)
         except PresetError as e:
             self._say(e.lines()[0])
             return
