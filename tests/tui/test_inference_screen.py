@@ -255,7 +255,7 @@ async def test_export_writes_csv_next_to_the_run(setup: Any) -> None:
         await classify(pilot)
         await pilot.press("e")
         await pilot.pause()
-    out = ws.run_paths(rid).dir / "predictions-photos.csv"
+    (out,) = ws.run_paths(rid).dir.glob("predictions-photos-*.csv")  # the folder's name and a tag of its path
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
     assert len(rows) == 6
     assert rows[3]["path"].endswith("dog/1.png") and rows[3]["correct"] == "false"
@@ -871,3 +871,10 @@ async def test_classifying_again_while_a_run_is_going_does_not_cut_the_new_run_s
         await settle(pilot)
         assert jobs[1].closed_by in ("", jobs[1].ran_in)  # closed by its own thread, or not at all
         assert len(screen.items) == 7 and "done · 7/7 images" in screen_text(app)
+
+
+def test_confusion_headers_tell_labels_with_the_same_start_apart() -> None:
+    from tltui.tui.screens.inference import _short
+
+    labels = ["maple_tree", "maple_leaf", "cat", "dogs_and_more"]
+    assert [_short(lbl, labels) for lbl in labels] == ["map…ee", "map…af", "cat", "dogs_a"]

@@ -67,6 +67,15 @@ def cam_file(cams_dir: Path, run_id: str, folder: Path, rel: str, low_res: bool)
 MAX_MATRIX = 12
 
 
+def _short(label: str, labels: list[str], width: int = 6) -> str:
+    """A column header of ``width`` cells that tells ``label`` apart from the others: its start, or its start
+    and end when another label starts the same (``maple_tree``, ``maple_leaf``: ``map…ee``, ``map…af``)."""
+    if len(label) <= width or not any(o != label and o[:width] == label[:width] for o in labels):
+        return label[:width]
+    half = (width - 1) // 2
+    return f"{label[: width - 1 - half]}…{label[-half:]}"
+
+
 def confusion_view(score: Any, width: int = 80, note: str | None = None) -> Any:
     """The confusion panel: a heat matrix (rows true, columns predicted; up to :data:`MAX_MATRIX`
     classes), the most confused pairs and the lowest per-class accuracies. ``note``: why a folder
@@ -87,7 +96,7 @@ def confusion_view(score: Any, width: int = 80, note: str | None = None) -> Any:
         table = Table(box=None, pad_edge=False, show_header=True, header_style="dim")
         table.add_column("true \\ pred", no_wrap=True)
         for lbl in labels:
-            table.add_column(lbl[:6], justify="right", no_wrap=True)
+            table.add_column(Text(_short(lbl, labels)), justify="right", no_wrap=True)
         for lbl, row in zip(labels, conf["matrix"], strict=True):
             n = sum(row) or 1
             cells = []
@@ -835,8 +844,11 @@ class InferenceScreen(Screen[None]):
     def export_path(self) -> Path | None:
         if self.report is None:
             return None
-        folder = Path(self.report.folder).name or "folder"
-        return self.workspace.run_paths(self.report.run_id).dir / f"predictions-{folder}.csv"
+        import hashlib
+
+        full = Path(self.report.folder).resolve()
+        tag = hashlib.sha1(str(full).encode()).hexdigest()[:6]  # /a/test and /b/test: two files, not one
+        return self.workspace.run_paths(self.report.run_id).dir / f"predictions-{full.name or 'folder'}-{tag}.csv"
 
     def action_full_res(self) -> None:
         """Resize images straight to the model's input, or (again, the default) first to the size
