@@ -293,7 +293,7 @@ def test_label_mismatch_names_the_subfolders_that_are_not_classes(tmp_path: Path
     for i in range(6):
         (tmp_path / f"x{i}").mkdir()
     note = images.label_mismatch(tmp_path, classes)
-    assert note is not None and note.startswith("subfolder(s) Blue, x0, x1, x2, x3 and 3 more are not classes")
+    assert note is not None and note.startswith("subfolder(s) Blue, x0, x1, x2, x3 and 2 more are not classes")
     other = tmp_path / "other"
     (other / "cats").mkdir(parents=True)
     assert images.label_mismatch(other, classes) is None  # no subfolder is a class: simply unlabelled

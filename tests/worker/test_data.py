@@ -160,3 +160,14 @@ def test_training_reads_the_files_predict_reads(tmp_path: Path, folder: Path) ->
     assert ("square/linked/deep/s.png", "square") in trained
     assert not any("/." in rel or "ringlink" in rel for rel, _ in trained)
     assert len(trained) == 31
+
+
+def test_a_class_folder_that_links_to_another_class_is_named(folder: Path) -> None:
+    (folder / "disc").symlink_to("circle")  # one folder, two labels: refused, not trained twice
+    with pytest.raises(data.DataError, match=r"class folder\(s\) disc .*disc: a symlink to a folder already read"):
+        data.scan_folder(folder)
+    (folder / "disc").unlink()
+    (folder.parent / "nothing").mkdir()
+    (folder / "disc").symlink_to(folder.parent / "nothing")
+    with pytest.raises(data.DataError, match=r"class folder\(s\) disc in .* hold no images \(\.bmp.*\.webp\); add"):
+        data.scan_folder(folder)

@@ -96,9 +96,16 @@ def scan_folder(root: str | Path) -> FolderScan:
     files = [(f, label) for label, paths in enumerate(found) for f in paths]
     empty = [name for name, paths in zip(classes, found, strict=True) if not paths]
     if empty:
+        real = {name: (root / name).resolve() for name in classes}
+        links = [
+            name
+            for name in empty
+            if (root / name).is_symlink() and any(real[name].is_relative_to(real[c]) for c in classes if c != name)
+        ]
+        why = f" ({', '.join(links)}: a symlink to a folder already read as another class)" if links else ""
         raise DataError(
             f"data.source: class folder(s) {', '.join(empty)} in {root} hold no images "
-            f"({', '.join(sorted(IMAGE_EXTS))}); add images or remove the folder"
+            f"({', '.join(sorted(IMAGE_EXTS))}){why}; add images or remove the folder"
         )
     return FolderScan(classes, files, ignored)
 
