@@ -48,8 +48,9 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
     if demo.is_complete(root) and not args.force:
         print(f"{root}: already there (--force to regenerate)")
         return 0
-    demo.generate(root, per_class=args.per_class, size=args.size, seed=args.seed)
+    demo.check_replaceable(root)  # before the photos beside it are written
     photos = demo.generate_photos(root.parent / PHOTOS_DIR.name)
+    demo.generate(root, per_class=args.per_class, size=args.size, seed=args.seed)
     print(f"{root}: {len(demo.SHAPES)} classes x {args.per_class} images of {args.size}x{args.size}")
     print(f"{photos}: images to try `tltui predict` on")
     if preset is not None:

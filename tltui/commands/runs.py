@@ -69,7 +69,10 @@ def cmd_ls(args: argparse.Namespace) -> int:
         common.print_json({"runs": [_summary(r) for r in runs]})
         return 0
     if not runs:
-        print("no runs yet: `tltui run PRESET` or `tltui queue add PRESET`")
+        if args.status:
+            print(f"no {' or '.join(args.status)} runs ({len(ws.list_runs())} runs in all)")
+        else:
+            print("no runs yet: `tltui run PRESET` or `tltui queue add PRESET`")
         return 0
     now = time.time()
     states = {r.id: shown(r, now) for r in runs}
@@ -226,7 +229,11 @@ def cmd_rm(args: argparse.Namespace) -> int:
         if rec.status == RunStatus.RUNNING:
             raise WorkspaceError(f"{rec.id}: is running; cancel it first (`tltui cancel {rec.id}`)")
     if not args.yes:
-        answer = input(f"delete {', '.join(r.id for r in recs)} and their files? [y/N] ")
+        try:
+            answer = input(f"delete {', '.join(r.id for r in recs)} and their files? [y/N] ")
+        except EOFError:  # no terminal to answer from (cron, a pipe): no; --yes deletes without asking
+            answer = ""
+            print()
         if answer.strip().lower() not in ("y", "yes"):
             print("nothing deleted")
             return 1

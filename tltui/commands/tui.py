@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 from tltui.commands import common
+from tltui.core.errors import CommandError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,5 +27,7 @@ def main(args: argparse.Namespace) -> int:
         from tltui.core import demo  # presets and pydantic: not before the first frame otherwise
 
         open_preset = demo.find_preset(preset, ws)
+        if not open_preset.is_file():
+            raise CommandError(f"--preset {preset}: no such preset (a shipped or workspace preset's name, or a file)")
     run_app(ws, open_preset=open_preset)
     return 0

@@ -17,6 +17,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFilter
 
 from tltui.core import presets
+from tltui.core.errors import CommandError
 from tltui.core.workspace import Workspace, atomic_write
 
 SHAPES = ("circle", "square", "triangle", "star", "cross", "ring")
@@ -108,10 +109,15 @@ def generate(
     shapes: tuple[str, ...] = SHAPES,
 ) -> Path:
     """Write ``root/<shape>/<shape>_NNNN.png``; same arguments, same bytes. Atomic as a whole:
-    built in a temporary sibling folder, then renamed into place."""
+    built in a temporary sibling folder, then renamed into place (replacing earlier demo data only:
+    a ``root`` that holds anything else is refused, :class:`CommandError`)."""
     root = Path(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    check_replaceable(root)
+    try:
+        root.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    except OSError as e:
+        raise CommandError(f"{root}: cannot write here ({e.strerror or e})") from e
     try:
         for k, shape in enumerate(shapes):
             (tmp / shape).mkdir()
@@ -128,12 +134,26 @@ def generate(
     return root
 
 
+def check_replaceable(root: Path) -> None:
+    """:class:`CommandError` unless ``root`` is missing, empty or earlier demo data (what :func:`generate`
+    replaces): a folder of the user's is never deleted."""
+    if root.exists() and not is_complete(root) and (not root.is_dir() or any(root.iterdir())):
+        raise CommandError(f"{root}: exists and is not demo data; it would be replaced: pick a new folder")
+
+
 def generate_photos(
     root: str | Path, *, per_class: int = PHOTOS_PER_CLASS, size: int = PHOTO_SIZE, seed: int = 1
 ) -> Path:
-    """A flat folder of larger shape images (``circle_1.png``...) to try inference on."""
+    """A flat folder of larger shape images (``circle_1.png``...) to try inference on; a folder that holds
+    other files is refused (:class:`CommandError`), one of earlier demo photos is written over."""
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
+    ours = {f"{shape}_{i + 1}.png" for shape in SHAPES for i in range(per_class)}
+    if root.exists() and (not root.is_dir() or any(p.name not in ours for p in root.iterdir())):
+        raise CommandError(f"{root}: exists and holds other files than demo photos: pick a new folder")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CommandError(f"{root}: cannot write here ({e.strerror or e})") from e
     for k, shape in enumerate(SHAPES):
         rng = random.Random(f"photos:{seed}:{k}")
         for i in range(per_class):

@@ -285,9 +285,12 @@ class Workspace:
         # absolute: the queue runner and workers get this path but run in other directories
         self.root = (Path(root).expanduser() if root else default_home()).absolute()
         if create:
-            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-            for sub in ("runs", "presets", "cache"):
-                (self.root / sub).mkdir(mode=0o700, exist_ok=True)
+            try:
+                self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+                for sub in ("runs", "presets", "cache"):
+                    (self.root / sub).mkdir(mode=0o700, exist_ok=True)
+            except OSError as e:  # a file in the way, a folder it may not write to
+                raise WorkspaceError(f"{self.root}: cannot be a workspace ({e.strerror or e})") from e
         elif not self.root.is_dir():
             raise WorkspaceError(f"{self.root}: no such workspace")
         self._conn: sqlite3.Connection | None = None
