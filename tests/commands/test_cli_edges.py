@@ -67,3 +67,8 @@ def test_runs_rm_without_a_terminal_to_answer_deletes_nothing(
 def test_tui_with_a_preset_that_does_not_exist_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--workspace", str(tmp_path / "ws"), "tui", "--preset", "nope"]) == 2
     assert "--preset nope: no such preset" in capsys.readouterr().err
+
+
+def test_hub_fetch_of_an_empty_handle_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--workspace", str(tmp_path / "ws"), "hub", "fetch", ""]) == 2  # not the current folder
+    assert "hub fetch: an empty handle" in capsys.readouterr().err

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tltui.commands import common
 from tltui.core import hubcache
+from tltui.core.errors import CommandError
 from tltui.runner.supervisor import worker_command
 
 
@@ -33,6 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _absolute(handle: str) -> str:
     """A relative local path is relative to where the user typed it."""
     raw = handle.removeprefix("hub:")
+    if not raw.strip():
+        raise CommandError("hub fetch: an empty handle (a URL such as https://tfhub.dev/..., or a SavedModel folder)")
     if "://" in raw:
         return raw
     return str(Path(raw).expanduser().resolve())
