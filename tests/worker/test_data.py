@@ -171,3 +171,24 @@ def test_a_class_folder_that_links_to_another_class_is_named(folder: Path) -> No
     (folder / "disc").symlink_to(folder.parent / "nothing")
     with pytest.raises(data.DataError, match=r"class folder\(s\) disc in .* hold no images \(\.bmp.*\.webp\); add"):
         data.scan_folder(folder)
+
+
+def test_the_split_digest_follows_what_each_split_holds(tmp_path: Path, folder: Path) -> None:
+    """A resume compares it with its backup's: a folder edited since says its split is not the earlier one."""
+    from tltui.core import memory, presets
+
+    def digest() -> str:
+        preset = presets.from_dict(
+            {
+                "name": "d",
+                "data": {"source": f"folder:{folder}", "image_size": [16, 16], "validation_fraction": 0.2},
+                "model": {"backbone": "tiny_cnn", "weights": "none"},
+            }
+        )
+        ds = data.load(preset, budget=memory.Budget(1e9, 1), decoded_cache=tmp_path / "cache")
+        return str(ds.report["split_digest"])
+
+    first = digest()
+    assert digest() == first  # the same files: the same split
+    (folder / "ring" / "ring_0099.png").write_bytes((folder / "ring" / "ring_0000.png").read_bytes())
+    assert digest() != first

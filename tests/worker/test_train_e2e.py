@@ -94,6 +94,9 @@ def test_killed_and_resumed_run_equals_the_uninterrupted_one(ws: Workspace, shap
     wp.close()
     assert supervisor.record_exit(ws, killed.id, -9) == "failed"
     (paths.dir / "fault.json").unlink()
+    from tltui.worker.backup import BACKUP_META
+
+    assert json.loads((paths.backup / BACKUP_META).read_text())["split"]  # what each split held: a resume compares
     wp = run_worker(ws, killed.id, resume=True)
     assert wp.proc.wait() == 0, supervisor.log_tail(paths.log)
     wp.close()
@@ -101,6 +104,8 @@ def test_killed_and_resumed_run_equals_the_uninterrupted_one(ws: Workspace, shap
     a, b = runstate.load(ws.run_paths(plain.id).events), runstate.load(paths.events)
     starts = [e for e in protocol.read_events(paths.events) if e.type == "started"]
     assert [s.initial_epoch for s in starts] == [0, 2]
+    worker_log = paths.log.read_text()
+    assert "resuming after epoch 2" in worker_log and "changed since this run's last backup" not in worker_log
     assert [h["epoch"] for h in a.history_list()] == [1, 2, 3]  # stopped early: patience 2 after epoch 1
 
     def metrics(state: runstate.RunState) -> list[dict]:

@@ -112,9 +112,11 @@ class EpochBackup(keras.callbacks.Callback):
         phase_start: int = 0,
         kept: KeptWeights | None = None,
         notes: list[str] | None = None,
+        split: str | None = None,
     ) -> None:
         super().__init__()
         self.notes = notes  # the run's list, shared: the earlier phases' early-stop notes, saved with each backup
+        self.split = split  # the digest of the folder's train/validation split (a resume compares it)
         self.directory = Path(directory)
         self.kept = kept  # the run's kept epoch (train.restore_best): considered at each epoch end
         self.phase, self.phase_start = phase, phase_start
@@ -178,6 +180,8 @@ class EpochBackup(keras.callbacks.Callback):
             meta["phase_complete"] = True
         if self.notes:
             meta["notes"] = list(self.notes)
+        if self.split:
+            meta["split"] = self.split
         try:
             if self.early_stopping is not None and not boundary:
                 meta["early_stopping"] = self.early_stopping.state()

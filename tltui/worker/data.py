@@ -33,6 +33,7 @@ The folder scan (:func:`scan_folder`, :func:`split_files`) needs no TensorFlow.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 from collections.abc import Callable, Sequence
@@ -549,8 +550,11 @@ def _load_folder(
         if keep:  # copied: the entry may go now; a mapped split holds it as long as it lives
             entry.release()
     assert train is not None
+    split = "\n".join(p for p, _ in val_files) + "\0" + "\n".join(p for p, _ in train_files)
     report = {
         "files_found": len(scan.files),
+        # what each split holds: a resume after the folder changed says so (the split is not the earlier one)
+        "split_digest": hashlib.sha1(split.encode()).hexdigest()[:16],
         "skipped": [{"path": p, "reason": reason} for p, reason in bad],
         "not_used": len(scan.files) - len(used),  # left out by data.train_limit / data.val_limit
         "ignored_files": scan.ignored,

@@ -292,6 +292,14 @@ class Trainer:
                 "info",
                 f"{dataset.num_classes} classes: top-5 accuracy is not reported (it would be 100% by construction)",
             )
+        was, now = self.resume_meta.get("split"), dataset.report.get("split_digest")
+        if self.initial_epoch and was and now and was != now:
+            self.emit_log(
+                "warning",
+                f"{preset.data.source} changed since this run's last backup (files added, removed or renamed): its "
+                "train/validation split is not the one the earlier epochs used, so the validation figures before "
+                "and after this resume are on other images (a new run gives a clean split)",
+            )
         if self.initial_epoch and not dataset.exact_resume:
             partial = " (the pass it resumed in may repeat some images and miss others)" if dataset.fixed_steps else ""
             self.emit_log(
@@ -644,6 +652,7 @@ class Trainer:
             phase_start=start,
             kept=self.kept,
             notes=self.notes,
+            split=self.dataset.report.get("split_digest") if self.dataset is not None else None,
         )
         ordered: list[keras.callbacks.Callback] = [
             *([early] if early is not None else []),
