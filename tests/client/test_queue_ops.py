@@ -21,6 +21,7 @@ from tltui.core.workspace import Workspace, WorkspaceError
 def write_preset(root: Path, body: str = "") -> Path:
     for c in ("cats", "dogs"):
         (root / "data" / c).mkdir(parents=True, exist_ok=True)
+        (root / "data" / c / "0.png").touch()  # preflight checks the names only
     p = root / "q.toml"
     p.write_text(
         'name = "q"\n[data]\nsource = "folder:data"\nimage_size = [32, 32]\n'
@@ -53,9 +54,10 @@ def test_add_refuses_a_bad_preset_before_recording_anything(ws: Workspace, tmp_p
     p = write_preset(tmp_path)
     with pytest.raises(PresetError, match="train.epochs"):
         queue_ops.add(ws, p, {"train.epochs": 0}, start_runner=False)
-    (tmp_path / "data" / "cats").rmdir()
-    (tmp_path / "data" / "dogs").rmdir()
-    with pytest.raises(PresetError, match="no class subfolders"):
+    for c in ("cats", "dogs"):
+        (tmp_path / "data" / c / "0.png").unlink()
+        (tmp_path / "data" / c).rmdir()
+    with pytest.raises(PresetError, match="needs at least 2 class subfolders, found 0"):
         queue_ops.add(ws, p, {}, start_runner=False)
     with pytest.raises(WorkspaceError, match="unknown executor 'kubernetes'"):
         queue_ops.add(ws, p, {}, start_runner=False, executor="kubernetes")

@@ -195,6 +195,7 @@ def test_ctrl_c_cancels_the_run_and_exits_130(tmp_path: Path) -> None:
 def _fake_preset(tmp_path: Path, sweep: str = "") -> Path:
     for c in ("a", "b"):
         (tmp_path / "imgs" / c).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "imgs" / c / "0.png").touch()  # preflight checks the names only (the fake worker reads none)
     p = tmp_path / "fake.toml"
     p.write_text(
         'name = "fake"\n[data]\nsource = "folder:imgs"\n[model]\nbackbone = "tiny_cnn"\nweights = "none"\n'

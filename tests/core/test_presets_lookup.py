@@ -67,7 +67,10 @@ def test_the_picker_refuses_what_check_refuses(ws: Workspace, tmp_path: Path) ->
     assert found["nofolder"].error is not None and found["nofolder"].error.endswith(
         f"data.source: folder {tmp_path / 'nope'} does not exist"
     )
-    assert found["emptyfolder"].error is not None and "has no class subfolders" in found["emptyfolder"].error
+    assert (
+        found["emptyfolder"].error is not None
+        and "needs at least 2 class subfolders, found 0" in found["emptyfolder"].error
+    )
     assert found["nofolder"].runs == 0
     assert found["fine"].error is None and found["fine"].runs == 1
 

@@ -191,6 +191,7 @@ def test_workspace_is_owner_only_after_a_run(tmp_path: Path, fake_worker_env: li
     data = tmp_path / "data"
     for c in ("a", "b"):
         (data / c).mkdir(parents=True)
+        (data / c / "0.png").touch()  # preflight checks the names only (the fake worker reads none)
     preset = tmp_path / "p.toml"
     preset.write_text(
         'name = "perm"\n[data]\nsource = "folder:data"\nimage_size = [32, 32]\n'

@@ -121,6 +121,7 @@ def queued_run(ws: Workspace, tmp_path: Path, fake_worker_env: list[str], monkey
     monkeypatch.setenv("TLTUI_RUNNER_IDLE_TIMEOUT", "20")
     for c in ("a", "b"):
         (tmp_path / "data" / c).mkdir(parents=True)
+        (tmp_path / "data" / c / "0.png").touch()  # preflight checks the names only
     preset = tmp_path / "p.toml"
     preset.write_text(
         'name = "sig"\n[data]\nsource = "folder:data"\nimage_size = [32, 32]\n'

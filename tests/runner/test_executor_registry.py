@@ -85,6 +85,7 @@ def plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 def write_preset(root: Path) -> Path:
     for c in ("cats", "dogs"):
         (root / "data" / c).mkdir(parents=True, exist_ok=True)
+        (root / "data" / c / "0.png").touch()  # preflight checks the names only
     p = root / "q.toml"
     p.write_text(
         'name = "q"\n[data]\nsource = "folder:data"\nimage_size = [32, 32]\n'

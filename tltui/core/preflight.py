@@ -26,9 +26,7 @@ class Report:
     warnings: list[str] = field(default_factory=list)
 
 
-def check(
-    preset: Preset, file: str, ws: Workspace | None = None, overrides: Mapping[str, Any] | None = None
-) -> Report:
+def check(preset: Preset, file: str, ws: Workspace | None = None, overrides: Mapping[str, Any] | None = None) -> Report:
     """What would make the preset's runs fail (errors) and what is probably not meant (warnings). An
     error in a field that one of ``overrides`` (the ``--set`` values) set names that ``--set``."""
     report = _check(preset, file, ws)
@@ -74,7 +72,8 @@ def _is_dir(e: os.DirEntry[str]) -> bool:
 
 
 def _has_image(folder: Path) -> bool:
-    """Whether ``folder`` holds (at any depth, outside hidden entries) a file named like an image."""
+    """Whether ``folder`` holds (at any depth, outside hidden entries) a non-folder named like an image,
+    as :func:`tltui.core.images.walk_files` finds them for the worker's scan."""
     from tltui.core.images import is_image_name
 
     stack: list[Path] = [folder]
@@ -92,7 +91,7 @@ def _has_image(folder: Path) -> bool:
                         continue
                     if _is_dir(e):
                         stack.append(Path(e.path))
-                    elif is_image_name(e.name) and e.is_file():
+                    elif is_image_name(e.name):  # a broken link too: the worker's decoder says why
                         return True
         except OSError:
             continue
