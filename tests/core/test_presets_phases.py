@@ -137,9 +137,11 @@ def test_check_lists_each_phase_with_what_it_freezes(tmp_path: Path, capsys) -> 
         BASE.replace('backbone = "resnet50"', 'backbone = "tiny_cnn"\nweights = "none"')
         .replace("depth = 2", "depth = 0")
         .replace("[data]", "[data]\ndownload = false")
-        .replace('source = "tfds:cifar10"', f'source = "folder:{tmp_path}"')
+        .replace('source = "tfds:cifar10"', f'source = "folder:{tmp_path / "imgs"}"')
     )
-    (tmp_path / "a").mkdir()
+    for c in ("a", "b"):  # check looks at the names only (no image is read)
+        (tmp_path / "imgs" / c).mkdir(parents=True)
+        (tmp_path / "imgs" / c / "0.png").touch()
     args = ["--workspace", str(tmp_path / "ws"), "check", str(path)]
     assert main([*args, "--json"]) == 0  # not described yet: no counts, and how to get them
     doc = json.loads(capsys.readouterr().out)
