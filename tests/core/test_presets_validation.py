@@ -120,3 +120,14 @@ def test_a_run_that_does_not_validate_is_a_preset_error(monkeypatch: pytest.Monk
     monkeypatch.setattr(presets, "_run_name", lambda name, label: "-" + name)  # a name the schema refuses
     with pytest.raises(PresetError, match=r"^c: sweep.train.epochs: value 1: "):
         presets.expand(preset)
+
+
+def test_swept_paths_are_relative_to_the_preset_file_like_the_presets_own(tmp_path: Path) -> None:
+    from tltui.core import presets
+
+    (tmp_path / "p.toml").write_text(
+        'name = "p"\n[data]\nsource = "folder:a"\n[model]\nbackbone = "tiny_cnn"\nweights = "none"\n'
+        '[sweep]\n"data.source" = ["folder:a", "folder:sub/b"]\n'
+    )
+    runs = presets.expand(presets.load(tmp_path / "p.toml"))
+    assert [r.preset.data.source for r in runs] == [f"folder:{tmp_path / 'a'}", f"folder:{tmp_path / 'sub' / 'b'}"]

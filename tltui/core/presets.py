@@ -623,20 +623,32 @@ def load(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Preset
 
 
 def resolve_paths(preset: Preset, base: Path) -> Preset:
-    """Make relative ``folder:`` sources, weights files and local hub paths absolute."""
+    """Make relative ``folder:`` sources, weights files and local hub paths absolute, in the preset and
+    in its ``[sweep]`` values (a swept ``data.source = ["folder:a", "folder:b"]`` is relative to the file too)."""
+
+    def source(v: Any) -> Any:
+        if isinstance(v, str) and v.startswith("folder:"):
+            return "folder:" + str((base / v[len("folder:") :]).expanduser().resolve())
+        return v
+
+    def data_dir(v: Any) -> Any:
+        return str((base / v).expanduser().resolve()) if isinstance(v, str) and v else v
+
+    def weights(v: Any) -> Any:
+        return str((base / v).expanduser().resolve()) if isinstance(v, str) and v.endswith(".weights.h5") else v
+
+    def backbone(v: Any) -> Any:
+        if isinstance(v, str) and catalog.is_hub(v) and "://" not in v[len(catalog.HUB_PREFIX) :]:
+            return catalog.HUB_PREFIX + str((base / v[len(catalog.HUB_PREFIX) :]).expanduser().resolve())
+        return v
+
+    paths = {"data.source": source, "data.data_dir": data_dir, "model.weights": weights, "model.backbone": backbone}
     data = preset.model_dump(mode="python")
-    d = data["data"]
-    if preset.data.kind == "folder":
-        d["source"] = "folder:" + str((base / preset.data.target).resolve())
-    if d.get("data_dir"):
-        d["data_dir"] = str((base / d["data_dir"]).expanduser().resolve())
-    m = data["model"]
-    if m["weights"].endswith(".weights.h5"):
-        m["weights"] = str((base / m["weights"]).expanduser().resolve())
-    if catalog.is_hub(m["backbone"]):
-        handle = m["backbone"][len(catalog.HUB_PREFIX) :]
-        if "://" not in handle:
-            m["backbone"] = catalog.HUB_PREFIX + str((base / handle).expanduser().resolve())
+    for key, fix in paths.items():
+        table, leaf = key.split(".")
+        data[table][leaf] = fix(data[table][leaf])
+        if isinstance(data.get("sweep"), dict) and isinstance(data["sweep"].get(key), list):
+            data["sweep"][key] = [fix(v) for v in data["sweep"][key]]
     return Preset.model_validate(data)
 
 
