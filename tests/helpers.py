@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -10,6 +12,7 @@ from typing import Any
 
 from tltui.core import protocol
 from tltui.core.protocol import EpochEnd
+from tltui.core.status import RunStatus
 from tltui.core.workspace import FINAL, Workspace
 
 SWEEP2 = '[sweep]\n"train.seed" = [1, 2]\n'
@@ -44,6 +47,25 @@ def write_preset(root: Path, epochs: int = 2, extra: str = "") -> Path:
 def finished(ws: Workspace, *rids: str) -> bool:
     """Every run has reached a final status."""
     return all(ws.get(r).status in FINAL for r in rids)
+
+
+def sweep_settled(ws: Workspace, ids: list[str]) -> bool:
+    """Nothing of the budgeted sweep runs or waits, and every paused run has its final word."""
+    recs = [ws.get(r) for r in ids]
+    return all(r.status in (RunStatus.COMPLETED, RunStatus.PAUSED) for r in recs) and all(
+        (r.reason or "").startswith("stopped early") for r in recs if r.status == RunStatus.PAUSED
+    )
+
+
+def stop_runner_and_workers(ws: Workspace) -> None:
+    """After a test: the workspace's queue runner stopped and any worker it left running killed."""
+    from tltui.client import queue_ops
+    from tltui.runner import supervisor
+
+    queue_ops.stop_runner(ws)
+    for r in ws.list_runs(["running"]):
+        if supervisor.is_alive(r.pid, r.pid_start):
+            os.killpg(r.pid, signal.SIGKILL)
 
 
 def epochs_in_file(ws: Workspace, rid: str) -> list[int]:

@@ -4,8 +4,6 @@ epochs differ, a stop's reason says how many went on, and a run resumed by hand 
 
 from __future__ import annotations
 
-import os
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +15,6 @@ from tltui.client import queue_ops, sweeps
 from tltui.commands import main as cli
 from tltui.core.status import RunStatus
 from tltui.core.workspace import Workspace
-from tltui.runner import supervisor
 
 # runs of 3 epochs pause at epochs 1, 2; runs of 12 at 1, 2, 4, 8 (eta 2)
 BUDGET = '[sweep]\n"train.epochs" = [3, 12]\n"train.seed" = [1, 2]\n[sweep.budget]\nmin_epochs = 1\neta = 2\n'
@@ -30,17 +27,7 @@ def qws(ws: Workspace, fake_worker_env: list[str], monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("TLTUI_RUNNER_IDLE_TIMEOUT", "20")
     monkeypatch.setenv("TLTUI_RUNNER_CPU_SLOTS", "2")
     yield ws
-    queue_ops.stop_runner(ws)
-    for r in ws.list_runs(["running"]):
-        if supervisor.is_alive(r.pid, r.pid_start):
-            os.killpg(r.pid, signal.SIGKILL)
-
-
-def settled(ws: Workspace, ids: list[str]) -> bool:
-    recs = [ws.get(r) for r in ids]
-    return all(r.status in (RunStatus.COMPLETED, RunStatus.PAUSED) for r in recs) and all(
-        (r.reason or "").startswith("stopped early") for r in recs if r.status == RunStatus.PAUSED
-    )
+    helpers.stop_runner_and_workers(ws)
 
 
 def test_sweep_show_has_a_column_for_every_rung_of_runs_with_different_epochs(
@@ -52,7 +39,7 @@ def test_sweep_show_has_a_column_for_every_rung_of_runs_with_different_epochs(
     for rid, score in zip(ids, SCORES, strict=True):
         helpers.script(ws, rid, score=score)
     queue_ops.unpause(ws)
-    helpers.wait_for(lambda: settled(ws, ids), "the sweep to settle", timeout=60)
+    helpers.wait_for(lambda: helpers.sweep_settled(ws, ids), "the sweep to settle", timeout=60)
 
     short, long_ = ids[0], ids[3]  # q[epochs=3,seed=1], q[epochs=12,seed=2]: the worst and the best
     view = sweeps.show(ws, short)

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pytest
 
+from tests import helpers
 from tltui.client import queue_ops
 from tltui.core.workspace import Workspace
-from tltui.runner import supervisor
 
 ROOT = Path(__file__).resolve().parents[2]
 LEAVE_ALT_SCREEN = b"\x1b[?1049l"
@@ -129,10 +129,7 @@ def queued_run(ws: Workspace, tmp_path: Path, fake_worker_env: list[str], monkey
     )
     (rec,) = queue_ops.add(ws, preset, {})
     yield ws, rec.id
-    queue_ops.stop_runner(ws)
-    for r in ws.list_runs(["running"]):
-        if supervisor.is_alive(r.pid, r.pid_start):
-            os.killpg(r.pid, signal.SIGKILL)
+    helpers.stop_runner_and_workers(ws)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGKILL], ids=["SIGTERM", "SIGHUP", "SIGKILL"])

@@ -143,10 +143,7 @@ def real_worker(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _cleanup(ws: Workspace) -> None:
-    queue_ops.stop_runner(ws)
-    for r in ws.list_runs(["running"]):
-        if supervisor.is_alive(r.pid, r.pid_start):
-            os.killpg(r.pid, signal.SIGKILL)
+    helpers.stop_runner_and_workers(ws)
 
 
 def test_full_disk_at_a_checkpoint_fails_the_run_keeps_the_previous_checkpoint_and_the_queue_goes_on(

@@ -5,8 +5,6 @@ the runner promotes the top 1/eta by exact resume and stops the rest, writes eve
 from __future__ import annotations
 
 import json
-import os
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,18 +28,7 @@ def qws(ws: Workspace, fake_worker_env: list[str], monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("TLTUI_RUNNER_IDLE_TIMEOUT", "20")
     monkeypatch.setenv("TLTUI_RUNNER_CPU_SLOTS", "2")
     yield ws
-    queue_ops.stop_runner(ws)
-    for r in ws.list_runs(["running"]):
-        if supervisor.is_alive(r.pid, r.pid_start):
-            os.killpg(r.pid, signal.SIGKILL)
-
-
-def settled(ws: Workspace, ids: list[str]) -> bool:
-    """Nothing of the sweep runs or waits, and every paused run has its final word."""
-    recs = [ws.get(r) for r in ids]
-    return all(r.status in (RunStatus.COMPLETED, RunStatus.PAUSED) for r in recs) and all(
-        (r.reason or "").startswith("stopped early") for r in recs if r.status == RunStatus.PAUSED
-    )
+    helpers.stop_runner_and_workers(ws)
 
 
 def test_a_budgeted_sweep_promotes_the_best_by_resume_and_stops_the_rest(
@@ -54,7 +41,7 @@ def test_a_budgeted_sweep_promotes_the_best_by_resume_and_stops_the_rest(
     for rid, score in zip(ids, SCORES, strict=True):
         helpers.script(ws, rid, score=score)
     queue_ops.unpause(ws)
-    helpers.wait_for(lambda: settled(ws, ids), "the sweep to settle", timeout=60)
+    helpers.wait_for(lambda: helpers.sweep_settled(ws, ids), "the sweep to settle", timeout=60)
 
     # rungs at epochs 1 and 2 (eta 2, 4 epochs): 2 of 4 go past rung 1, 1 of 2 past rung 2
     recs = {r: ws.get(r) for r in ids}

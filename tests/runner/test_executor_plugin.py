@@ -8,7 +8,6 @@ runner must give its runs this machine's devices and count them in the same slot
 from __future__ import annotations
 
 import os
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,10 +40,7 @@ def qws(ws: Workspace, nice: None, fake_worker_env: list[str], monkeypatch: pyte
     monkeypatch.setenv("TLTUI_FAKE_EPOCH_SECONDS", "0.1")
     monkeypatch.setenv("TLTUI_RUNNER_IDLE_TIMEOUT", "20")
     yield ws
-    queue_ops.stop_runner(ws)
-    for r in ws.list_runs(["running"]):
-        if supervisor.is_alive(r.pid, r.pid_start):
-            os.killpg(r.pid, signal.SIGKILL)
+    helpers.stop_runner_and_workers(ws)
 
 
 def test_the_plugin_is_installed_through_its_entry_point(nice: None) -> None:

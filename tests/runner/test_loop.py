@@ -56,10 +56,7 @@ def env(fake_worker_env: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
 def qws(ws: Workspace, env: None) -> Iterator[Workspace]:
     """A workspace whose runner and workers are all gone after the test."""
     yield ws
-    queue_ops.stop_runner(ws)
-    for r in ws.list_runs(["running"]):
-        if supervisor.is_alive(r.pid, r.pid_start):
-            os.killpg(r.pid, signal.SIGKILL)
+    helpers.stop_runner_and_workers(ws)
 
 
 def add(ws: Workspace, preset: Path, start_runner: bool = True, **overrides: Any) -> list[RunRecord]:

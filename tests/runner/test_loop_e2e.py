@@ -17,7 +17,6 @@ from tltui.client import queue_ops
 from tltui.core import protocol, runstate
 from tltui.core.protocol import EpochEnd, Started
 from tltui.core.workspace import Workspace
-from tltui.runner import supervisor
 
 TIMEOUT = 240.0
 
@@ -84,7 +83,4 @@ def test_detached_sweep_survives_client_and_worker_kill_then_resumes(
         after = [e.epoch for e in evs[evs.index(starts[1]) :] if isinstance(e, EpochEnd)]
         assert after == list(range(starts[1].initial_epoch + 1, 6))  # nothing trained twice
     finally:
-        queue_ops.stop_runner(ws)
-        for r in ws.list_runs(["running"]):
-            if supervisor.is_alive(r.pid, r.pid_start):
-                os.killpg(r.pid, signal.SIGKILL)
+        helpers.stop_runner_and_workers(ws)

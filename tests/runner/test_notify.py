@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
 import sys
 import threading
 from collections.abc import Iterator
@@ -23,7 +21,7 @@ from tltui.core import notifications
 from tltui.core.notifications import Notification
 from tltui.core.settings import NotifySettings
 from tltui.core.workspace import Workspace
-from tltui.runner import notify, supervisor
+from tltui.runner import notify
 
 HOOK = """import json, sys
 with open(sys.argv[1], "a") as f:
@@ -131,10 +129,7 @@ def qws(ws: Workspace, fake_worker_env: list[str], monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("TLTUI_FAKE_EPOCH_SECONDS", "0.05")
     monkeypatch.setenv("TLTUI_RUNNER_IDLE_TIMEOUT", "20")
     yield ws
-    queue_ops.stop_runner(ws)
-    for r in ws.list_runs(["running"]):
-        if supervisor.is_alive(r.pid, r.pid_start):
-            os.killpg(r.pid, signal.SIGKILL)
+    helpers.stop_runner_and_workers(ws)
 
 
 def test_the_runner_notifies_a_failed_run_the_sweeps_end_and_the_empty_queue(
