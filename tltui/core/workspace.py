@@ -429,8 +429,7 @@ class Workspace:
         out: list[RunRecord] = []
         with self.transaction() as c:
             seq = c.execute("SELECT COALESCE(MAX(seq), 0) FROM runs").fetchone()[0]
-            last = c.execute("SELECT value FROM meta WHERE key = ?", (LAST_SEQ_KEY,)).fetchone()
-            seq = max(seq, int(last[0]) if last else 0)
+            seq = max(seq, int(self.get_meta(LAST_SEQ_KEY, "0") or 0))  # the same connection: inside this transaction
             pos = c.execute("SELECT COALESCE(MAX(queue_pos), 0) FROM runs").fetchone()[0]
             if sweep is not None:
                 taken = {row[0] for row in c.execute("SELECT name FROM runs")}

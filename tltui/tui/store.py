@@ -116,13 +116,13 @@ def _running_detail(rec: RunRecord, st: RunState | None, now: float) -> str | No
     (``cancelling``, ``pending (Resources)``, ``cluster unreachable (12 s)``: :func:`tltui.core.status.shown`),
     else the step before training (``download 43%``), else a phased run's phase (``phase 2/2``). A budgeted
     sweep's paused run: where it waits or that it stopped (``paused at rung 2``, ``stopped early at rung 1``)."""
-    if rec.status == RunStatus.PAUSED:
-        return shown(rec, now) if shown(rec, now) != rec.status else None
-    if rec.status != RunStatus.RUNNING:
+    if rec.status not in (RunStatus.RUNNING, RunStatus.PAUSED):
         return None
     said = shown(rec, now)
     if said != rec.status:
         return said
+    if rec.status == RunStatus.PAUSED:
+        return None
     if st is None:
         return None
     detail = st.preparing_detail(short=True, started=rec.started)  # started: a resumed run's new worker
